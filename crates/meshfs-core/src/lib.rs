@@ -1,0 +1,20 @@
+//! The meshfs core: what every door (file server, FTP, HTTP, FUSE, directory peer, chat) calls.
+//!
+//! - [`share`]: one folder, confined paths, list/stat/open/read-at, BLAKE3 hash;
+//! - [`proto`]: the file-server protocol's codes, request parser and reply formats;
+//! - [`client`]: one connection to a node's file server;
+//! - [`remote`]: naming remote files (`meshfs://HOST:PORT/PATH`);
+//! - [`transfer`]: crash-proof downloads to `.part` with resume and verification.
+
+pub mod client;
+pub mod proto;
+pub mod remote;
+pub mod share;
+pub mod transfer;
+
+pub use client::{Client, ClientError};
+pub use remote::RemotePath;
+pub use share::{Entry, Kind, Share, ShareError, ShareFile};
+
+/// The meshfs version, as `hello` announces it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,194 @@
+//! `Connection`: frames the file-server protocol on one TCP stream.
+//!
+//! Requests are lines of at most [`MAX_LINE`] bytes; replies are queued in a write buffer and
+//! flushed only when no complete request is left in the read buffer, so a client that pipelines
+//! a hundred `stat`s gets one `write` back, not a hundred. File payloads are flushed behind the
+//! queued replies and then sent with `sendfile`.
+
+use std::fs::File;
+use std::io;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use meshfs_core::proto::MAX_LINE;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::sendfile::send_file;
+
+/// Payloads up to this size are copied into the write buffer (keeping pipelined replies in one
+/// write); larger ones go out with `sendfile`.
+const INLINE_PAYLOAD: u64 = 64 << 10;
+
+/// Why no request line could be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("line too long")]
+    TooLong,
+    #[error("idle timeout")]
+    Idle,
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+#[derive(Debug)]
+pub struct Connection {
+    stream: TcpStream,
+    rbuf: BytesMut,
+    wbuf: Vec<u8>,
+    /// Longest wait for a peer to accept bytes we write.
+    write_timeout: Duration,
+}
+
+impl Connection {
+    pub fn new(stream: TcpStream, write_timeout: Duration) -> Connection {
+        Connection {
+            stream,
+            // Small to start with: an idle connection should cost little (10k of them are a
+            // benchmark target); the buffer grows as needed up to one maximal line.
+            rbuf: BytesMut::with_capacity(512),
+            wbuf: Vec::new(),
+            write_timeout,
+        }
+    }
+
+    /// Position of the end of the next complete line in the read buffer, if any.
+    fn complete_line(&self) -> Result<Option<usize>, ReadError> {
+        match memchr(b'\n', &self.rbuf) {
+            Some(pos) => {
+                // A `\r` before the `\n` does not count against the limit.
+                let content = if pos > 0 && self.rbuf[pos - 1] == b'\r' { pos - 1 } else { pos };
+                if content > MAX_LINE {
+                    Err(ReadError::TooLong)
+                } else {
+                    Ok(Some(pos))
+                }
+            }
+            None if self.rbuf.len() > MAX_LINE + 1 => Err(ReadError::TooLong),
+            None => Ok(None),
+        }
+    }
+
+    /// True when a whole request is already buffered (so replies can wait to be flushed).
+    pub fn has_buffered_request(&self) -> bool {
+        matches!(self.complete_line(), Ok(Some(_)))
+    }
+
+    /// The next request line (without `\n`), or `None` when the peer closed cleanly.
+    /// Replies queued so far are flushed before waiting for the network. The line must
+    /// arrive before `deadline`.
+    pub async fn next_line(&mut self, deadline: Instant) -> Result<Option<BytesMut>, ReadError> {
+        loop {
+            if let Some(pos) = self.complete_line()? {
+                let mut line = self.rbuf.split_to(pos + 1);
+                line.truncate(pos);
+                return Ok(Some(line));
+            }
+            self.flush().await?;
+            if self.rbuf.capacity() - self.rbuf.len() < 256 {
+                self.rbuf.reserve(1024);
+            }
+            let read = tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.rbuf));
+            match read.await {
+                Err(_) => return Err(ReadError::Idle),
+                Ok(Ok(0)) => {
+                    return if self.rbuf.is_empty() {
+                        Ok(None)
+                    } else {
+                        Err(io::Error::from(io::ErrorKind::UnexpectedEof).into())
+                    };
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Queue reply bytes.
+    pub fn queue(&mut self, bytes: &[u8]) {
+        self.wbuf.extend_from_slice(bytes);
+    }
+
+    /// Queue a status line `<code> <text>\n`.
+    pub fn status(&mut self, code: u8, text: &str) {
+        self.wbuf.reserve(text.len() + 4);
+        self.wbuf.extend_from_slice(code.to_string().as_bytes());
+        self.wbuf.push(b' ');
+        self.wbuf.extend_from_slice(text.as_bytes());
+        self.wbuf.push(b'\n');
+    }
+
+    /// The write buffer, for formatters that append to it.
+    pub fn out(&mut self) -> &mut Vec<u8> {
+        &mut self.wbuf
+    }
+
+    /// Write everything queued.
+    pub async fn flush(&mut self) -> io::Result<()> {
+        if self.wbuf.is_empty() {
+            return Ok(());
+        }
+        let res = tokio::time::timeout(self.write_timeout, self.stream.write_all(&self.wbuf)).await;
+        self.wbuf.clear();
+        if self.wbuf.capacity() > 1 << 20 {
+            self.wbuf = Vec::new();
+        }
+        match res {
+            Ok(r) => r,
+            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "peer stopped reading")),
+        }
+    }
+
+    /// Queue `0 <n>\n` followed by `n` bytes of `file` at `offset`. Returns an error if the
+    /// bytes could not all be sent (the file shrank or the peer left): the stream is then out
+    /// of sync and must be closed.
+    pub async fn data(&mut self, file: &File, offset: u64, n: u64) -> io::Result<()> {
+        self.status(0, &n.to_string());
+        if n == 0 {
+            return Ok(());
+        }
+        if n <= INLINE_PAYLOAD {
+            let start = self.wbuf.len();
+            self.wbuf.resize(start + n as usize, 0);
+            let got = read_full_at(file, &mut self.wbuf[start..], offset);
+            match got {
+                Ok(k) if k as u64 == n => return Ok(()),
+                Ok(_) => return Err(shrank()),
+                Err(e) => {
+                    self.wbuf.truncate(start);
+                    return Err(e);
+                }
+            }
+        }
+        self.flush().await?;
+        let sent = send_file(&self.stream, file, offset, n, self.write_timeout).await?;
+        if sent < n {
+            return Err(shrank());
+        }
+        Ok(())
+    }
+}
+
+fn shrank() -> io::Error {
+    io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while being sent")
+}
+
+/// `read_at` until `buf` is full or the file ends.
+fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(k) => done += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
+    haystack.iter().position(|&b| b == needle)
+}

@@ -1,0 +1,215 @@
+//! `Session`: one client's state (its open file and position) and the handling of each request.
+//!
+//! Every path goes to [`Share`]; this module only translates between protocol lines and share
+//! calls. Errors become status lines; only a broken stream ends the session.
+
+use std::io;
+use std::sync::Arc;
+
+use meshfs_core::proto::{self, Code, MAX_READ, PROTO_VERSION, Request};
+use meshfs_core::{Share, ShareError, ShareFile};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::Config;
+use crate::connection::{Connection, ReadError};
+
+/// The file a client opened with `open`, and where its next `read` starts.
+struct OpenFile {
+    file: ShareFile,
+    pos: u64,
+}
+
+pub(crate) struct Session {
+    conn: Connection,
+    share: Share,
+    config: Arc<Config>,
+    open: Option<OpenFile>,
+}
+
+/// What to do after a request.
+enum Next {
+    Continue,
+    Close,
+}
+
+impl Session {
+    pub(crate) fn new(conn: Connection, share: Share, config: Arc<Config>) -> Session {
+        Session {
+            conn,
+            share,
+            config,
+            open: None,
+        }
+    }
+
+    /// Serve requests until the client leaves, idles out, or the node shuts down. A request
+    /// already received is always answered before shutdown closes the connection.
+    pub(crate) async fn run(mut self, shutdown: CancellationToken) -> io::Result<()> {
+        loop {
+            let deadline = Instant::now() + self.config.idle_timeout;
+            let line = if self.conn.has_buffered_request() {
+                self.conn.next_line(deadline).await
+            } else {
+                tokio::select! {
+                    res = self.conn.next_line(deadline) => res,
+                    _ = shutdown.cancelled() => break,
+                }
+            };
+            let line = match line {
+                Ok(Some(line)) => line,
+                Ok(None) => break,
+                Err(ReadError::TooLong) => {
+                    self.conn.status(Code::BadRequest.as_u8(), "line too long");
+                    break;
+                }
+                Err(ReadError::Idle) => {
+                    tracing::debug!("closing idle connection");
+                    break;
+                }
+                Err(ReadError::Io(e)) => return Err(e),
+            };
+            match self.handle(&line).await? {
+                Next::Continue => {}
+                Next::Close => break,
+            }
+        }
+        self.conn.flush().await
+    }
+
+    fn error(&mut self, code: Code, text: &str) {
+        self.conn.status(code.as_u8(), text);
+    }
+
+    fn share_error(&mut self, err: ShareError) {
+        if let ShareError::Io(e) = &err {
+            tracing::warn!(error = %e, "I/O error serving a request");
+        }
+        self.conn.status(err.code().as_u8(), &err.to_string());
+    }
+
+    async fn handle(&mut self, line: &[u8]) -> io::Result<Next> {
+        let req = match Request::parse(line) {
+            Ok(req) => req,
+            Err(bad) => {
+                self.error(Code::BadRequest, bad.0);
+                return Ok(Next::Continue);
+            }
+        };
+        match req {
+            Request::Hello => {
+                let text = format!(
+                    "meshfs {} node={} proto={PROTO_VERSION}",
+                    meshfs_core::VERSION,
+                    self.config.name
+                );
+                self.conn.status(0, &text);
+            }
+            Request::Open(path) => {
+                if self.open.is_some() {
+                    self.error(Code::AlreadyOpen, "a file is already open");
+                } else {
+                    match self.share.open_file(path) {
+                        Ok(file) => {
+                            self.open = Some(OpenFile { file, pos: 0 });
+                            self.conn.status(0, "OK");
+                        }
+                        Err(e) => self.share_error(e),
+                    }
+                }
+            }
+            Request::Read(size) => {
+                let Some(open) = self.open.as_mut() else {
+                    self.error(Code::NotOpen, "no file is open");
+                    return Ok(Next::Continue);
+                };
+                let len = open.file.len()?;
+                let n = size.min(MAX_READ).min(len.saturating_sub(open.pos));
+                let pos = open.pos;
+                open.pos += n;
+                let file = &self.open.as_ref().expect("checked above").file;
+                self.conn.data(file.as_file(), pos, n).await?;
+            }
+            Request::Seek(offset) => match self.open.as_mut() {
+                Some(open) => {
+                    open.pos = offset;
+                    self.conn.status(0, "OK");
+                }
+                None => self.error(Code::NotOpen, "no file is open"),
+            },
+            Request::Close => {
+                if self.open.take().is_some() {
+                    self.conn.status(0, "OK");
+                } else {
+                    self.error(Code::NotOpen, "no file is open");
+                }
+            }
+            Request::Pread { offset, size, path } => match self.share.open_file(path) {
+                Ok(file) => {
+                    let len = file.len()?;
+                    let n = size.min(MAX_READ).min(len.saturating_sub(offset));
+                    self.conn.data(file.as_file(), offset, n).await?;
+                }
+                Err(e) => self.share_error(e),
+            },
+            Request::Stat(path) => match self.share.stat(path) {
+                Ok(entry) => {
+                    self.conn.status(0, "OK");
+                    proto::write_stat(self.conn.out(), &entry);
+                }
+                Err(e) => self.share_error(e),
+            },
+            Request::List(dir) | Request::Ls(dir) => {
+                let seed_format = matches!(req, Request::List(_));
+                let share = self.share.clone();
+                let dir = dir.to_owned();
+                let listing = tokio::task::spawn_blocking(move || share.list(&dir))
+                    .await
+                    .map_err(io::Error::other)?;
+                match listing {
+                    Ok(entries) => {
+                        self.conn.status(0, "OK");
+                        let out = self.conn.out();
+                        for e in &entries {
+                            if seed_format {
+                                out.extend_from_slice(e.name.as_bytes());
+                                if e.kind == meshfs_core::Kind::Dir {
+                                    out.push(b'/');
+                                }
+                                out.push(b'\n');
+                            } else {
+                                proto::write_ls_line(out, e);
+                            }
+                        }
+                        // The seed's `list` ends with two empty lines; `ls` with one.
+                        out.extend_from_slice(if seed_format { b"\n\n" } else { b"\n" });
+                    }
+                    Err(e) => self.share_error(e),
+                }
+            }
+            Request::Hash(path) => {
+                let share = self.share.clone();
+                let path = path.to_owned();
+                let hash = tokio::task::spawn_blocking(move || share.hash(&path))
+                    .await
+                    .map_err(io::Error::other)?;
+                match hash {
+                    Ok(h) => self.conn.status(0, h.to_hex().as_str()),
+                    Err(e) => self.share_error(e),
+                }
+            }
+            Request::Auth(_) => self.error(Code::BadRequest, "this node has no password"),
+            Request::Subscribe(_) => self.error(Code::BadRequest, "subscribe is not available"),
+            Request::Help => {
+                self.conn.status(0, "OK");
+                self.conn.queue(proto::HELP.as_bytes());
+                self.conn.queue(b"\n");
+            }
+            Request::Quit => {
+                self.conn.status(0, "bye");
+                return Ok(Next::Close);
+            }
+        }
+        Ok(Next::Continue)
+    }
+}

@@ -1,0 +1,83 @@
+//! `meshfs get`: download with a progress bar, resume and verification.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use meshfs_core::RemotePath;
+use meshfs_core::transfer::{self, DownloadOptions, Progress};
+
+#[derive(clap::Args)]
+#[command(after_help = "\
+The download is written to DEST.part and renamed to DEST only once complete and verified.
+If it is interrupted (network cut, crash, kill -9), run the same command again: it continues
+where it stopped, or starts over if the remote file changed.")]
+pub struct Args {
+    /// File to download, e.g. meshfs://cam2.local/clips/a.mp4
+    pub url: RemotePath,
+    /// Where to write it (default: the file's name, in the current folder; a folder: inside it).
+    pub dest: Option<PathBuf>,
+    /// Skip the final BLAKE3 comparison with the node's `hash`.
+    #[arg(long)]
+    pub no_verify: bool,
+    /// fsync the file before the final rename.
+    #[arg(long)]
+    pub sync: bool,
+}
+
+/// Draws the bar on a terminal; indicatif hides it when stderr is not one.
+struct Bar(ProgressBar);
+
+impl Progress for Bar {
+    fn start(&self, total: u64, already: u64) {
+        self.0.set_length(total);
+        self.0.set_position(already);
+        self.0.reset_eta();
+    }
+    fn advance(&self, n: u64) {
+        self.0.inc(n);
+    }
+}
+
+fn destination(url: &RemotePath, dest: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let name = url
+        .file_name()
+        .with_context(|| format!("{url} names no file"))?;
+    Ok(match dest {
+        Some(d) if d.is_dir() => d.join(name),
+        Some(d) => d,
+        None => Path::new(name).to_owned(),
+    })
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let dest = destination(&args.url, args.dest)?;
+    let opts = DownloadOptions {
+        verify: !args.no_verify,
+        sync: args.sync,
+        ..DownloadOptions::default()
+    };
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template(
+            "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .expect("valid template"),
+    );
+    let outcome = transfer::download(&args.url, &dest, &opts, &Bar(bar.clone())).await;
+    bar.finish_and_clear();
+    let outcome = outcome.with_context(|| format!("cannot download {}", args.url))?;
+    if outcome.resumed_from > 0 {
+        println!("resumed at byte {}", outcome.resumed_from);
+    }
+    if outcome.restarted {
+        println!("the remote file changed since the last attempt: started over");
+    }
+    let secs = outcome.elapsed.as_secs_f64();
+    println!(
+        "{} bytes received in {secs:.2} seconds ({:.1} MB/s)",
+        outcome.received,
+        outcome.received as f64 / secs.max(1e-9) / 1e6
+    );
+    println!("saved {} ({} bytes)", dest.display(), outcome.size);
+    Ok(())
+}

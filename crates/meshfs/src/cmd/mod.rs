@@ -1,0 +1,5 @@
+//! One module per subcommand.
+
+pub mod files;
+pub mod get;
+pub mod node;

@@ -1,0 +1,92 @@
+//! `meshfs node`: serve a folder. Prints one line on stdout when ready
+//! (`meshfs node NAME serving DIR on ADDR`), which scripts and tests wait for.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use meshfs_core::Share;
+use meshfs_server::{Config, FileServer};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+#[derive(clap::Args)]
+#[command(after_help = "\
+Examples:
+  meshfs node                        serve ./share (created if missing) on 0.0.0.0:4044
+  meshfs node ~/videos --name cam2   serve ~/videos as node cam2
+  meshfs node /srv/clips --listen 127.0.0.1:0   any free port on loopback (printed at start)")]
+pub struct Args {
+    /// Folder to serve (created if missing).
+    #[arg(default_value = "share", env = "MESHFS_DIR")]
+    pub dir: PathBuf,
+    /// Address of the file server.
+    #[arg(long, default_value = "0.0.0.0:4044", env = "MESHFS_LISTEN")]
+    pub listen: String,
+    /// Node name shown to other nodes (default: the host name).
+    #[arg(long, env = "MESHFS_NAME")]
+    pub name: Option<String>,
+    /// Close connections idle for this long (e.g. 10m, 30s).
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+    /// On SIGINT/SIGTERM, let requests in flight finish for at most this long.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub grace: Duration,
+    /// Most connections served at once.
+    #[arg(long, default_value_t = 16_384)]
+    pub max_connections: usize,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("cannot create {}", args.dir.display()))?;
+    let share = Share::open(&args.dir).with_context(|| format!("cannot serve {}", args.dir.display()))?;
+    let name = args.name.unwrap_or_else(host_name);
+    raise_fd_limit(args.max_connections as u64 + 256);
+
+    let config = Config {
+        name: name.clone(),
+        idle_timeout: args.idle_timeout,
+        max_connections: args.max_connections,
+    };
+    let server = FileServer::bind(&args.listen, share.clone(), config)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = server.local_addr()?;
+
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    tracker.spawn(server.run(shutdown.clone(), tracker.clone()));
+    println!("meshfs node {name} serving {} on {addr}", share.root().display());
+    tracing::info!(%name, %addr, dir = %share.root().display(), "node ready");
+
+    crate::signals::terminate().await;
+    shutdown.cancel();
+    tracker.close();
+    if tokio::time::timeout(args.grace, tracker.wait()).await.is_err() {
+        tracing::warn!(grace = ?args.grace, "requests still running after the grace period: closing them");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The machine's host name, the natural name of a node.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty() && !s.contains(char::is_whitespace))
+        .unwrap_or_else(|| "meshfs".into())
+}
+
+/// A busy node holds one descriptor per connection: lift the soft limit towards the hard one.
+fn raise_fd_limit(want: u64) {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: plain syscalls on a valid, exclusively borrowed struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < want {
+            lim.rlim_cur = want.min(lim.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! `meshfs`: one binary for every role a node plays. Each subcommand lives in its own module
+//! under `cmd/` and is a thin layer over the library crates.
+
+mod cmd;
+mod signals;
+
+use clap::{Parser, Subcommand};
+
+const EXAMPLES: &str = "\
+Examples:
+  meshfs node ~/videos                      serve ~/videos on port 4044
+  meshfs ls meshfs://cam2.local/            list a node's share
+  meshfs get meshfs://cam2.local/clip.mp4   download (resumes after a crash, verifies BLAKE3)
+  meshfs cat meshfs://10.0.0.7:4044/log.txt | less
+
+Logs go to stderr; set RUST_LOG=debug for more.";
+
+#[derive(Parser)]
+#[command(name = "meshfs", version, about, after_help = EXAMPLES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve a folder to the network (the main job of every node).
+    Node(cmd::node::Args),
+    /// List a remote folder.
+    Ls(cmd::files::LsArgs),
+    /// Show a remote file's size, date, mode and type.
+    Stat(cmd::files::StatArgs),
+    /// Write a remote file to standard output.
+    Cat(cmd::files::CatArgs),
+    /// Download a remote file, resuming an interrupted download and verifying the result.
+    Get(cmd::get::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let default_level = match cli.command {
+        Command::Node(_) => "info",
+        _ => "warn",
+    };
+    init_logging(default_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Node(args) => cmd::node::run(args).await,
+            Command::Ls(args) => cmd::files::ls(args).await,
+            Command::Stat(args) => cmd::files::stat(args).await,
+            Command::Cat(args) => cmd::files::cat(args).await,
+            Command::Get(args) => cmd::get::run(args).await,
+        }
+    });
+    // Do not wait for stray blocking tasks (a hash of a huge file, say) at exit.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(default_level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
