@@ -314,7 +314,9 @@ impl Client {
         let lines = self.lines_until_empty().await?;
         lines
             .iter()
-            .map(|l| proto::parse_ls_line(l).ok_or_else(|| self.protocol(format!("bad ls line {l:?}"))))
+            .map(|l| {
+                proto::parse_ls_line(l).ok_or_else(|| self.protocol(format!("bad ls line {l:?}")))
+            })
             .collect()
     }
 
@@ -370,7 +372,13 @@ impl Client {
     }
 
     /// `pread <offset> <size> <path>`, appending the bytes to `buf`.
-    pub async fn pread(&mut self, path: &str, offset: u64, size: u64, buf: &mut Vec<u8>) -> Result<u64> {
+    pub async fn pread(
+        &mut self,
+        path: &str,
+        offset: u64,
+        size: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<u64> {
         self.send(&format!("pread {offset} {size} {path}"));
         let n = self.data_header(size).await?;
         self.payload_into(n, buf).await?;

@@ -63,7 +63,11 @@ pub enum Request<'a> {
     Stat(&'a str),
     Hello,
     Seek(u64),
-    Pread { offset: u64, size: u64, path: &'a str },
+    Pread {
+        offset: u64,
+        size: u64,
+        path: &'a str,
+    },
     Ls(&'a str),
     Hash(&'a str),
     Auth(&'a str),
@@ -90,9 +94,15 @@ impl<'a> Request<'a> {
             None => (line, None),
         };
         let path = |a: Option<&'a str>| a.unwrap_or("");
-        let need = |a: Option<&'a str>| a.filter(|s| !s.is_empty()).ok_or(BadRequest("missing argument"));
+        let need = |a: Option<&'a str>| {
+            a.filter(|s| !s.is_empty())
+                .ok_or(BadRequest("missing argument"))
+        };
         let number = |a: Option<&'a str>| -> Result<u64, BadRequest> {
-            need(a)?.trim().parse().map_err(|_| BadRequest("malformed number"))
+            need(a)?
+                .trim()
+                .parse()
+                .map_err(|_| BadRequest("malformed number"))
         };
         let no_arg = |a: Option<&'a str>| match a {
             Some(s) if !s.trim().is_empty() => Err(BadRequest("unexpected argument")),
@@ -128,7 +138,8 @@ impl<'a> Request<'a> {
             "subscribe" => match arg.map(str::trim).filter(|s| !s.is_empty()) {
                 None => Request::Subscribe(None),
                 Some(s) => Request::Subscribe(Some(
-                    s.parse().map_err(|_| BadRequest("malformed sequence number"))?,
+                    s.parse()
+                        .map_err(|_| BadRequest("malformed sequence number"))?,
                 )),
             },
             "quit" => Request::Quit,
@@ -183,7 +194,11 @@ pub fn write_ls_line(out: &mut Vec<u8>, e: &Entry) {
         Kind::Dir => 'd',
     };
     let mut s = String::with_capacity(48 + e.name.len());
-    let _ = writeln!(s, "{kind} {} {} {:o} {}", e.size, e.mtime_ns, e.mode, e.name);
+    let _ = writeln!(
+        s,
+        "{kind} {} {} {:o} {}",
+        e.size, e.mtime_ns, e.mode, e.name
+    );
     out.extend_from_slice(s.as_bytes());
 }
 
@@ -262,7 +277,10 @@ mod tests {
 
     #[test]
     fn parses_every_command() {
-        assert_eq!(Request::parse(b"OPEN a b.txt\r"), Ok(Request::Open("a b.txt")));
+        assert_eq!(
+            Request::parse(b"OPEN a b.txt\r"),
+            Ok(Request::Open("a b.txt"))
+        );
         assert_eq!(Request::parse(b"read 10"), Ok(Request::Read(10)));
         assert_eq!(Request::parse(b"list"), Ok(Request::List("")));
         assert_eq!(
@@ -273,7 +291,10 @@ mod tests {
                 path: "x y"
             })
         );
-        assert_eq!(Request::parse(b"subscribe 7"), Ok(Request::Subscribe(Some(7))));
+        assert_eq!(
+            Request::parse(b"subscribe 7"),
+            Ok(Request::Subscribe(Some(7)))
+        );
         assert!(Request::parse(b"read").is_err());
         assert!(Request::parse(b"read -1").is_err());
         assert!(Request::parse(b"frobnicate").is_err());
@@ -304,7 +325,11 @@ mod tests {
             text,
             "size: 42\nmodified: 2023-11-14T22:13:20Z\nmode: -rw-r--r--\ntype: file\n\n"
         );
-        let lines: Vec<String> = text.lines().filter(|l| !l.is_empty()).map(String::from).collect();
+        let lines: Vec<String> = text
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect();
         let parsed = parse_stat("with space.mp4", &lines).unwrap();
         assert_eq!(parsed.size, 42);
         assert_eq!(parsed.mode, 0o644);

@@ -34,7 +34,9 @@ impl FromStr for RemotePath {
             input: s.to_owned(),
             why,
         };
-        let rest = s.strip_prefix("meshfs://").ok_or_else(|| bad("no meshfs:// prefix"))?;
+        let rest = s
+            .strip_prefix("meshfs://")
+            .ok_or_else(|| bad("no meshfs:// prefix"))?;
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
         if authority.is_empty() {
             return Err(bad("no host"));
@@ -43,14 +45,20 @@ impl FromStr for RemotePath {
             // [::1]:4044 or [::1]
             let (host, after) = v6.split_once(']').ok_or_else(|| bad("unclosed '['"))?;
             match after.strip_prefix(':') {
-                Some(port) => format!("[{host}]:{}", parse_port(port).ok_or_else(|| bad("bad port"))?),
+                Some(port) => format!(
+                    "[{host}]:{}",
+                    parse_port(port).ok_or_else(|| bad("bad port"))?
+                ),
                 None if after.is_empty() => format!("[{host}]:{DEFAULT_PORT}"),
                 None => return Err(bad("junk after ']'")),
             }
         } else {
             match authority.rsplit_once(':') {
                 Some((host, port)) => {
-                    format!("{host}:{}", parse_port(port).ok_or_else(|| bad("bad port"))?)
+                    format!(
+                        "{host}:{}",
+                        parse_port(port).ok_or_else(|| bad("bad port"))?
+                    )
                 }
                 None => format!("{authority}:{DEFAULT_PORT}"),
             }

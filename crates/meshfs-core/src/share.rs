@@ -427,7 +427,12 @@ mod tests {
             share.open_file("outside"),
             Err(ShareError::Denied(_))
         ));
-        let names: Vec<_> = share.list("").unwrap().into_iter().map(|e| e.name).collect();
+        let names: Vec<_> = share
+            .list("")
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
         assert_eq!(names, ["a.txt", "inside", "sub"]);
     }
 

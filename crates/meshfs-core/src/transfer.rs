@@ -219,7 +219,9 @@ pub async fn download(
             .await
             .map_err(|e| io::Error::other(e.to_string()))
             .map_err(local(&part))??;
-        let local_hex = local_hash.map(|h| h.to_hex().to_string()).unwrap_or_default();
+        let local_hex = local_hash
+            .map(|h| h.to_hex().to_string())
+            .unwrap_or_default();
         if local_hex != remote {
             let _ = fs::remove_file(&part);
             let _ = fs::remove_file(&record_file);
@@ -314,7 +316,11 @@ impl Writer {
         sync: bool,
         window: usize,
     ) -> Result<Writer, TransferError> {
-        let mut file = OpenOptions::new().read(true).write(true).open(part).map_err(local(part))?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(part)
+            .map_err(local(part))?;
         // Drop any bytes past the verified prefix, then append from there.
         file.set_len(offset).map_err(local(part))?;
         file.seek(SeekFrom::Start(offset)).map_err(local(part))?;
@@ -390,7 +396,10 @@ fn hash_prefix(file: &File, len: u64, hasher: &mut blake3::Hasher) -> io::Result
         let want = buf.len().min((len - pos) as usize);
         let n = file.read_at(&mut buf[..want], pos)?;
         if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "partial file shrank"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "partial file shrank",
+            ));
         }
         hasher.update(&buf[..n]);
         pos += n as u64;

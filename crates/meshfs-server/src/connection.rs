@@ -58,7 +58,11 @@ impl Connection {
         match memchr(b'\n', &self.rbuf) {
             Some(pos) => {
                 // A `\r` before the `\n` does not count against the limit.
-                let content = if pos > 0 && self.rbuf[pos - 1] == b'\r' { pos - 1 } else { pos };
+                let content = if pos > 0 && self.rbuf[pos - 1] == b'\r' {
+                    pos - 1
+                } else {
+                    pos
+                };
                 if content > MAX_LINE {
                     Err(ReadError::TooLong)
                 } else {
@@ -105,6 +109,24 @@ impl Connection {
         }
     }
 
+    /// Close politely after an error reply: flush, stop writing, and discard what the peer is
+    /// still sending for a moment. Closing with unread input makes the kernel send a reset,
+    /// which can destroy our reply before the peer reads it (nginx's "lingering close").
+    pub async fn linger_close(&mut self) -> io::Result<()> {
+        self.flush().await?;
+        self.stream.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        let mut budget = 1usize << 20;
+        let until = Instant::now() + Duration::from_secs(1);
+        while budget > 0 {
+            match tokio::time::timeout_at(until, self.stream.read(&mut sink)).await {
+                Ok(Ok(n)) if n > 0 => budget = budget.saturating_sub(n),
+                _ => break,
+            }
+        }
+        Ok(())
+    }
+
     /// Queue reply bytes.
     pub fn queue(&mut self, bytes: &[u8]) {
         self.wbuf.extend_from_slice(bytes);
@@ -136,7 +158,10 @@ impl Connection {
         }
         match res {
             Ok(r) => r,
-            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "peer stopped reading")),
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "peer stopped reading",
+            )),
         }
     }
 

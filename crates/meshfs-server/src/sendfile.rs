@@ -34,7 +34,8 @@ pub async fn send_file(
             stream.async_io(Interest::WRITABLE, || {
                 // SAFETY: both descriptors are open for the duration of the call (borrowed
                 // above) and `off` is a valid, exclusively borrowed offset.
-                let n = unsafe { libc::sendfile(stream.as_raw_fd(), file.as_raw_fd(), &mut off, want) };
+                let n =
+                    unsafe { libc::sendfile(stream.as_raw_fd(), file.as_raw_fd(), &mut off, want) };
                 if n < 0 {
                     Err(io::Error::last_os_error())
                 } else {
@@ -47,7 +48,12 @@ pub async fn send_file(
             Ok(Ok(0)) => break,
             Ok(Ok(n)) => sent += n,
             Ok(Err(e)) => return Err(e),
-            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "peer stopped reading")),
+            Err(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "peer stopped reading",
+                ));
+            }
         }
     }
     Ok(sent)

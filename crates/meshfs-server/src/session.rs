@@ -61,7 +61,7 @@ impl Session {
                 Ok(None) => break,
                 Err(ReadError::TooLong) => {
                     self.conn.status(Code::BadRequest.as_u8(), "line too long");
-                    break;
+                    return self.conn.linger_close().await;
                 }
                 Err(ReadError::Idle) => {
                     tracing::debug!("closing idle connection");

@@ -3,8 +3,10 @@
 /// Resolves on the first SIGINT or SIGTERM.
 pub async fn terminate() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
-    else {
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         // Without signal handlers the default action (exit) still applies.
         return std::future::pending().await;
     };

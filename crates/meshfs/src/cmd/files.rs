@@ -31,7 +31,9 @@ pub async fn ls(args: LsArgs) -> anyhow::Result<()> {
     let mut client = connect(&args.url).await?;
     let entries = match client.ls(&args.url.path).await {
         // `ls` of a file shows that file, as ls(1) does.
-        Err(e) if e.remote_code() == Some(Code::NotAFile) => vec![client.stat(&args.url.path).await?],
+        Err(e) if e.remote_code() == Some(Code::NotAFile) => {
+            vec![client.stat(&args.url.path).await?]
+        }
         other => other.with_context(|| args.url.to_string())?,
     };
     let mut out = String::new();
@@ -48,14 +50,26 @@ fn format_entry(e: &Entry) -> String {
     let date = humantime::format_rfc3339_seconds(e.modified()).to_string();
     let date = date.trim_end_matches('Z').replacen('T', " ", 1);
     let slash = if e.kind == Kind::Dir { "/" } else { "" };
-    format!("{} {:>12} {} {}{slash}", e.mode_string(), e.size, date, e.name)
+    format!(
+        "{} {:>12} {} {}{slash}",
+        e.mode_string(),
+        e.size,
+        date,
+        e.name
+    )
 }
 
 pub async fn stat(args: StatArgs) -> anyhow::Result<()> {
     let mut client = connect(&args.url).await?;
-    let e = client.stat(&args.url.path).await.with_context(|| args.url.to_string())?;
+    let e = client
+        .stat(&args.url.path)
+        .await
+        .with_context(|| args.url.to_string())?;
     println!("size: {}", e.size);
-    println!("modified: {}", humantime::format_rfc3339_seconds(e.modified()));
+    println!(
+        "modified: {}",
+        humantime::format_rfc3339_seconds(e.modified())
+    );
     println!("mode: {}", e.mode_string());
     println!("type: {}", if e.kind == Kind::Dir { "dir" } else { "file" });
     Ok(())
@@ -64,7 +78,10 @@ pub async fn stat(args: StatArgs) -> anyhow::Result<()> {
 pub async fn cat(args: CatArgs) -> anyhow::Result<()> {
     const CHUNK: u64 = 1 << 20;
     let mut client = connect(&args.url).await?;
-    client.open(&args.url.path).await.with_context(|| args.url.to_string())?;
+    client
+        .open(&args.url.path)
+        .await
+        .with_context(|| args.url.to_string())?;
     let mut stdout = tokio::io::stdout();
     let mut buf = Vec::with_capacity(CHUNK as usize);
     // Keep one read in flight while the previous chunk is written out.

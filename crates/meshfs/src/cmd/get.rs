@@ -58,10 +58,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         ..DownloadOptions::default()
     };
     let bar = ProgressBar::new(0).with_style(
-        ProgressStyle::with_template(
-            "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-        )
-        .expect("valid template"),
+        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            .expect("valid template"),
     );
     let outcome = transfer::download(&args.url, &dest, &opts, &Bar(bar.clone())).await;
     bar.finish_and_clear();

@@ -40,7 +40,8 @@ pub struct Args {
 pub async fn run(args: Args) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("cannot create {}", args.dir.display()))?;
-    let share = Share::open(&args.dir).with_context(|| format!("cannot serve {}", args.dir.display()))?;
+    let share =
+        Share::open(&args.dir).with_context(|| format!("cannot serve {}", args.dir.display()))?;
     let name = args.name.unwrap_or_else(host_name);
     raise_fd_limit(args.max_connections as u64 + 256);
 
@@ -57,13 +58,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     tracker.spawn(server.run(shutdown.clone(), tracker.clone()));
-    println!("meshfs node {name} serving {} on {addr}", share.root().display());
+    println!(
+        "meshfs node {name} serving {} on {addr}",
+        share.root().display()
+    );
     tracing::info!(%name, %addr, dir = %share.root().display(), "node ready");
 
     crate::signals::terminate().await;
     shutdown.cancel();
     tracker.close();
-    if tokio::time::timeout(args.grace, tracker.wait()).await.is_err() {
+    if tokio::time::timeout(args.grace, tracker.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!(grace = ?args.grace, "requests still running after the grace period: closing them");
     }
     tracing::info!("stopped");
@@ -81,7 +88,10 @@ fn host_name() -> String {
 
 /// A busy node holds one descriptor per connection: lift the soft limit towards the hard one.
 fn raise_fd_limit(want: u64) {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: plain syscalls on a valid, exclusively borrowed struct.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < want {
