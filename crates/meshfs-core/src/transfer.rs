@@ -39,6 +39,9 @@ pub struct DownloadOptions {
     pub chunk: u64,
     /// `read` requests kept in flight on the connection.
     pub window: usize,
+    /// Bandwidth cap in bytes per second (`None`: as fast as the link goes). Shares a slow
+    /// link with video streams.
+    pub rate_limit: Option<u64>,
 }
 
 impl Default for DownloadOptions {
@@ -48,6 +51,7 @@ impl Default for DownloadOptions {
             sync: false,
             chunk: 4 << 20,
             window: 4,
+            rate_limit: None,
         }
     }
 }
@@ -277,23 +281,33 @@ async fn stream_to(
     if offset > 0 {
         client.seek(offset).await?;
     }
+    // Under a rate limit, ask for small chunks one at a time so the pace is smooth.
+    let (chunk, window) = match opts.rate_limit {
+        Some(rate) => ((rate / 8).clamp(4096, opts.chunk), 1),
+        None => (opts.chunk, opts.window.max(1)),
+    };
+    let started = Instant::now();
     let (mut in_flight, mut eof, mut received) = (0usize, false, 0u64);
     while !eof || in_flight > 0 {
-        while !eof && in_flight < opts.window.max(1) {
-            client.send(&format!("read {}", opts.chunk));
+        while !eof && in_flight < window {
+            client.send(&format!("read {chunk}"));
             in_flight += 1;
         }
-        let n = client.data_header(opts.chunk).await?;
+        let n = client.data_header(chunk).await?;
         in_flight -= 1;
         if n == 0 {
             eof = true;
             continue;
         }
-        let mut buf = writer.buffer(opts.chunk as usize);
+        let mut buf = writer.buffer(chunk as usize);
         client.payload_into(n, &mut buf).await?;
         received += n;
         progress.advance(n);
         writer.write(buf).await?;
+        if let Some(rate) = opts.rate_limit {
+            let due = Duration::from_secs_f64(received as f64 / rate.max(1) as f64);
+            tokio::time::sleep_until((started + due).into()).await;
+        }
     }
     client.close().await?;
     Ok(received)

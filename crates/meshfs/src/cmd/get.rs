@@ -23,6 +23,23 @@ pub struct Args {
     /// fsync the file before the final rename.
     #[arg(long)]
     pub sync: bool,
+    /// Cap the bandwidth, in bytes per second (suffixes K, M, G: 500K, 20M).
+    #[arg(long, value_parser = parse_rate)]
+    pub limit_rate: Option<u64>,
+}
+
+/// `20M` → 20,000,000 bytes per second (decimal, as curl's --limit-rate).
+fn parse_rate(s: &str) -> Result<u64, String> {
+    let (digits, mult) = match s.as_bytes().last() {
+        Some(b'k' | b'K') => (&s[..s.len() - 1], 1_000),
+        Some(b'm' | b'M') => (&s[..s.len() - 1], 1_000_000),
+        Some(b'g' | b'G') => (&s[..s.len() - 1], 1_000_000_000),
+        _ => (s, 1),
+    };
+    match digits.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n * mult),
+        _ => Err(format!("{s:?} is not a rate like 500K or 20M")),
+    }
 }
 
 /// Draws the bar on a terminal; indicatif hides it when stderr is not one.
@@ -55,6 +72,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let opts = DownloadOptions {
         verify: !args.no_verify,
         sync: args.sync,
+        rate_limit: args.limit_rate,
         ..DownloadOptions::default()
     };
     let bar = ProgressBar::new(0).with_style(
