@@ -1,0 +1,689 @@
+//! Splitting the hub's byte stream into messages (protocols.md §3, the seed's framing).
+//!
+//! Every client writes into the one hub FIFO, so the hub reads a single byte stream made of:
+//! - registrations `¶<path of the client's FIFO>` (no terminator: the seed relies on one message
+//!   per `read`),
+//! - messages `<client path>¶<text>`; an empty text is a disconnect.
+//!
+//! The seed assumes one message per `read`. A real hub cannot: two clients writing back to back
+//! land in one `read`, and a long or slowly written message is cut across reads. So the framer
+//! recognises where a message starts — `¶/` (a registration: client paths are absolute) or
+//! `<known client path>¶` — and everything between two starts belongs to the first one. A message
+//! start may only be recognised for paths registered before (or earlier in the same read), which
+//! is why the framer keeps its own bounded set of known paths.
+//!
+//! Where the end of a read is ambiguous (a possible start cut in two, `path¶` whose text may still
+//! come, a registration whose FIFO does not exist yet) the framer holds those few bytes back; the
+//! hub calls [`Framer::flush`] when no more bytes arrived for a short while, which decides.
+//! Held bytes are bounded by [`MAX_ID_LEN`]; a text is passed on as it arrives, never accumulated.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+
+use bytes::Bytes;
+
+use crate::client_id::ClientId;
+
+/// The seed's separator, `¶` (U+00B6) in UTF-8.
+pub const SEPARATOR: &[u8] = "¶".as_bytes();
+/// Longest client path accepted (Linux `PATH_MAX`).
+pub const MAX_ID_LEN: usize = 4096;
+/// How many client paths the framer remembers to recognise message starts (oldest forgotten).
+pub const MAX_KNOWN_IDS: usize = 1024;
+
+/// One unit of the hub protocol, in stream order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// `¶path`: a client asks to receive messages on its FIFO at `path`.
+    Register(ClientId),
+    /// Text sent by a client. A message cut across reads arrives as several `Text` frames from the
+    /// same sender, in order.
+    Text { from: ClientId, text: Bytes },
+    /// `path¶` with nothing after it: the client leaves.
+    Disconnect(ClientId),
+    /// Bytes that belong to no valid message; they are dropped.
+    Invalid { len: usize, reason: String },
+}
+
+/// Incremental framer: feed it each `read` with [`Framer::push`].
+#[derive(Debug, Default)]
+pub struct Framer {
+    /// Bytes of the end of the previous read whose meaning depends on what follows.
+    pending: Vec<u8>,
+    /// Sender of the last text if that text may continue in the next read.
+    open: Option<ClientId>,
+    known: KnownIds,
+}
+
+/// What the parser does after one step.
+enum Step {
+    /// Continue at this position.
+    Next(usize),
+    /// Keep `buf[pos..]` for the next read.
+    Hold(usize),
+    /// Everything consumed.
+    Done,
+}
+
+impl Framer {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Splits the bytes of one `read`. `registration_complete` tells whether a registration that
+    /// ends exactly at the end of the read names a FIFO that exists (else it may be cut, and is
+    /// held back until the next read or [`Framer::flush`]).
+    pub fn push(
+        &mut self,
+        data: &[u8],
+        registration_complete: impl Fn(&ClientId) -> bool,
+    ) -> Vec<Frame> {
+        let mut buf = std::mem::take(&mut self.pending);
+        buf.extend_from_slice(data);
+        self.run(&buf, false, &registration_complete)
+    }
+
+    /// Nothing more arrived: decide on whatever was held back, and close the open message.
+    pub fn flush(&mut self) -> Vec<Frame> {
+        let buf = std::mem::take(&mut self.pending);
+        self.run(&buf, true, &|_: &ClientId| true)
+    }
+
+    /// True when nothing is held back and no message may continue: no flush is needed.
+    pub fn is_idle(&self) -> bool {
+        self.pending.is_empty() && self.open.is_none()
+    }
+
+    /// Remember `id` as a message start without a registration frame (the single-client mode and
+    /// tests use it).
+    pub fn learn(&mut self, id: ClientId) {
+        self.known.insert(id);
+    }
+
+    fn run(&mut self, buf: &[u8], last: bool, complete: &dyn Fn(&ClientId) -> bool) -> Vec<Frame> {
+        let mut out = Vec::new();
+        let mut pos = 0;
+        if let Some(from) = self.open.take()
+            && !buf.is_empty()
+            && !self.boundary_at(buf, 0)
+        {
+            match self.text(buf, 0, 0, from, false, last, &mut out) {
+                Step::Next(p) => pos = p,
+                Step::Hold(p) => {
+                    self.pending = buf[p..].to_vec();
+                    return out;
+                }
+                Step::Done => return out,
+            }
+        }
+        while pos < buf.len() {
+            match self.message(buf, pos, last, complete, &mut out) {
+                Step::Next(p) => pos = p,
+                Step::Hold(p) => {
+                    self.pending = buf[p..].to_vec();
+                    break;
+                }
+                Step::Done => break,
+            }
+        }
+        out
+    }
+
+    /// Parses the message starting at `pos`.
+    fn message(
+        &mut self,
+        buf: &[u8],
+        pos: usize,
+        last: bool,
+        complete: &dyn Fn(&ClientId) -> bool,
+        out: &mut Vec<Frame>,
+    ) -> Step {
+        let rest = &buf[pos..];
+        if rest.starts_with(SEPARATOR) {
+            return self.registration(buf, pos, last, complete, out);
+        }
+        if SEPARATOR.starts_with(rest) {
+            // Half a separator at the very end.
+            if last {
+                out.push(invalid(rest.len(), "half a separator"));
+                return Step::Done;
+            }
+            return Step::Hold(pos);
+        }
+        let Some(q) = find_sep(buf, pos, (pos + MAX_ID_LEN + 1).min(buf.len())) else {
+            if !last && buf.len() - pos <= MAX_ID_LEN + 1 {
+                // Maybe the start of `path¶` cut by the end of the read.
+                return Step::Hold(pos);
+            }
+            let next = self.next_boundary(buf, pos + 1);
+            out.push(invalid(
+                next - pos,
+                "bytes outside any message (no `path¶` prefix)",
+            ));
+            return Step::Next(next);
+        };
+        // Stray bytes followed by a real message start: drop the stray part only.
+        let next = self.next_boundary(buf, pos + 1);
+        if next < q {
+            out.push(invalid(next - pos, "bytes outside any message"));
+            return Step::Next(next);
+        }
+        match ClientId::new(&buf[pos..q]) {
+            Ok(from) => self.text(buf, pos, q + SEPARATOR.len(), from, true, last, out),
+            Err(e) => {
+                let next = self.next_boundary(buf, q + SEPARATOR.len());
+                out.push(invalid(next - pos, &format!("bad message prefix: {e}")));
+                Step::Next(next)
+            }
+        }
+    }
+
+    /// The text of `from` starting at `start` (`fresh`: its `path¶` prefix began at `msg_start`
+    /// in this buffer; otherwise it continues a text of the previous read).
+    #[allow(clippy::too_many_arguments)]
+    fn text(
+        &mut self,
+        buf: &[u8],
+        msg_start: usize,
+        start: usize,
+        from: ClientId,
+        fresh: bool,
+        last: bool,
+        out: &mut Vec<Frame>,
+    ) -> Step {
+        let end = self.next_boundary(buf, start);
+        if end < buf.len() || last {
+            emit(out, from, &buf[start..end], fresh);
+            return if end < buf.len() {
+                Step::Next(end)
+            } else {
+                Step::Done
+            };
+        }
+        // The text runs to the end of the read: it may continue in the next one.
+        let held = self.ambiguous_tail(buf, start);
+        if held == start && fresh {
+            // `path¶` and nothing sure yet: a disconnect, or a text still to come.
+            return Step::Hold(msg_start);
+        }
+        let text = &buf[start..held];
+        if !text.is_empty() {
+            emit(out, from.clone(), text, false);
+        }
+        // A text ending a line is complete (what a terminal sends); otherwise more may follow.
+        if held < buf.len() || !text.ends_with(b"\n") {
+            self.open = Some(from);
+        }
+        Step::Hold(held)
+    }
+
+    /// The registration `¶path…` at `pos`.
+    fn registration(
+        &mut self,
+        buf: &[u8],
+        pos: usize,
+        last: bool,
+        complete: &dyn Fn(&ClientId) -> bool,
+        out: &mut Vec<Frame>,
+    ) -> Step {
+        let start = pos + SEPARATOR.len();
+        let (end, next) = self.registration_end(buf, start);
+        if next >= buf.len() && !last {
+            // Ends with the read: complete only if it names an existing FIFO.
+            let cut = buf.ends_with(&SEPARATOR[..1]);
+            let whole = !cut && ClientId::new(&buf[start..end]).is_ok_and(|id| complete(&id));
+            if !whole && buf.len() - pos <= MAX_ID_LEN + SEPARATOR.len() {
+                return Step::Hold(pos);
+            }
+        }
+        match ClientId::new(&buf[start..end]) {
+            Ok(id) => {
+                self.known.insert(id.clone());
+                out.push(Frame::Register(id));
+            }
+            Err(e) => out.push(invalid(next - pos, &format!("bad registration: {e}"))),
+        }
+        if next >= buf.len() {
+            Step::Done
+        } else {
+            Step::Next(next)
+        }
+    }
+
+    /// End of the path of a registration starting at `start`, and where the next message starts.
+    /// The path ends at a newline (`echo ¶/path > hub`), at the next message start, or where the
+    /// client's own first message follows (`¶/a/a¶hi`: the path repeated then `¶`).
+    fn registration_end(&self, buf: &[u8], start: usize) -> (usize, usize) {
+        let limit = buf.len();
+        let newline = buf[start..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map(|i| start + i);
+        let boundary = self.next_boundary(buf, start + 1);
+        let mut end = newline.map_or(boundary, |n| n.min(boundary));
+        let mut q = start;
+        while let Some(sep) = find_sep(buf, q, end.min(limit)) {
+            let len = sep - start;
+            if len % 2 == 0 && len > 0 && buf[start..start + len / 2] == buf[start + len / 2..sep] {
+                end = start + len / 2;
+                return (end, end);
+            }
+            q = sep + 1;
+        }
+        if newline == Some(end) {
+            return (end, end + 1);
+        }
+        end = end.min(limit);
+        (end, end)
+    }
+
+    /// Is `buf[p..]` the start of a message: `¶/` or `<known path>¶`?
+    fn boundary_at(&self, buf: &[u8], p: usize) -> bool {
+        let rest = &buf[p..];
+        if rest.starts_with(SEPARATOR) && rest.get(SEPARATOR.len()) == Some(&b'/') {
+            return true;
+        }
+        rest.first() == Some(&b'/')
+            && find_sep(buf, p, (p + MAX_ID_LEN + 1).min(buf.len()))
+                .is_some_and(|q| self.known.contains(&buf[p..q]))
+    }
+
+    /// The first message start at or after `from`, or `buf.len()`.
+    fn next_boundary(&self, buf: &[u8], from: usize) -> usize {
+        // Scan the separators: a start is a known path just before one, or `¶/`. Paths never
+        // contain the separator, so the first separator with a candidate gives the first start.
+        let mut q = from;
+        while let Some(sep) = find_sep(buf, q, buf.len()) {
+            if let Some(p) = self.known.ending_at(buf, sep, from) {
+                return p;
+            }
+            if sep >= from && buf.get(sep + SEPARATOR.len()) == Some(&b'/') {
+                return sep;
+            }
+            q = sep + 1;
+        }
+        buf.len()
+    }
+
+    /// Where the bytes that could still become a message start begin, in the text `buf[start..]`
+    /// that runs to the end of the read (`buf.len()` if none).
+    fn ambiguous_tail(&self, buf: &[u8], start: usize) -> usize {
+        let len = buf.len();
+        let mut held = len;
+        if buf[start..].ends_with(SEPARATOR) {
+            held = len - SEPARATOR.len(); // `¶` then maybe `/`
+        } else if buf[start..].ends_with(&SEPARATOR[..1]) {
+            held = len - 1;
+        }
+        let from = start.max(len.saturating_sub(self.known.max_len() + SEPARATOR.len()));
+        for t in from..len {
+            if buf[t] != b'/' || t >= held {
+                continue;
+            }
+            let mut tail = &buf[t..];
+            let cut_sep = tail.ends_with(&SEPARATOR[..1]);
+            if cut_sep {
+                tail = &tail[..tail.len() - 1];
+            }
+            if self.known.has_prefix(tail, cut_sep) {
+                held = t;
+                break;
+            }
+        }
+        held
+    }
+}
+
+/// Pushes the frame for `text` from `from`: an empty fresh message is a disconnect.
+fn emit(out: &mut Vec<Frame>, from: ClientId, text: &[u8], fresh: bool) {
+    if text.is_empty() {
+        if fresh {
+            out.push(Frame::Disconnect(from));
+        }
+    } else {
+        out.push(Frame::Text {
+            from,
+            text: Bytes::copy_from_slice(text),
+        });
+    }
+}
+
+fn invalid(len: usize, reason: &str) -> Frame {
+    Frame::Invalid {
+        len,
+        reason: reason.to_owned(),
+    }
+}
+
+/// First separator starting in `buf[from..limit]` (it may extend past `limit`).
+fn find_sep(buf: &[u8], from: usize, limit: usize) -> Option<usize> {
+    let end = limit.min(buf.len().saturating_sub(1));
+    (from..end).find(|&i| buf[i] == SEPARATOR[0] && buf[i + 1] == SEPARATOR[1])
+}
+
+/// The bounded set of client paths that start messages.
+#[derive(Debug, Default)]
+struct KnownIds {
+    set: HashSet<ClientId>,
+    order: VecDeque<ClientId>,
+    /// Path length → how many known paths have it (to look up only plausible lengths).
+    lengths: BTreeMap<usize, usize>,
+}
+
+impl KnownIds {
+    fn insert(&mut self, id: ClientId) {
+        if self.set.contains(&id) {
+            return;
+        }
+        if self.order.len() >= MAX_KNOWN_IDS
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+            let n = self.lengths.entry(old.as_bytes().len()).or_default();
+            *n -= 1;
+            if *n == 0 {
+                self.lengths.remove(&old.as_bytes().len());
+            }
+        }
+        *self.lengths.entry(id.as_bytes().len()).or_default() += 1;
+        self.order.push_back(id.clone());
+        self.set.insert(id);
+    }
+
+    fn contains(&self, bytes: &[u8]) -> bool {
+        self.set.contains(bytes)
+    }
+
+    fn max_len(&self) -> usize {
+        self.lengths.keys().next_back().copied().unwrap_or(0)
+    }
+
+    /// Start of the longest known path that ends right before the separator at `sep` and starts at
+    /// or after `from`.
+    fn ending_at(&self, buf: &[u8], sep: usize, from: usize) -> Option<usize> {
+        self.lengths
+            .keys()
+            .rev()
+            .filter(|&&len| sep >= from + len)
+            .map(|&len| sep - len)
+            .find(|&p| self.set.contains(&buf[p..sep]))
+    }
+
+    /// Could `tail` be the start of `<known path>¶`? (`whole`: it must be a full path, the
+    /// separator having begun after it.)
+    fn has_prefix(&self, tail: &[u8], whole: bool) -> bool {
+        if whole {
+            return self.set.contains(tail);
+        }
+        self.set.iter().any(|id| id.as_bytes().starts_with(tail))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> ClientId {
+        ClientId::new(s.as_bytes()).unwrap()
+    }
+
+    fn text(from: &str, t: &str) -> Frame {
+        Frame::Text {
+            from: id(from),
+            text: Bytes::copy_from_slice(t.as_bytes()),
+        }
+    }
+
+    fn push(f: &mut Framer, s: &str) -> Vec<Frame> {
+        f.push(s.as_bytes(), |_| true)
+    }
+
+    /// A framer that already knows the given clients.
+    fn knowing(ids: &[&str]) -> Framer {
+        let mut f = Framer::new();
+        for i in ids {
+            f.learn(id(i));
+        }
+        f
+    }
+
+    #[test]
+    fn seed_messages_one_per_read() {
+        let mut f = Framer::new();
+        assert_eq!(
+            push(&mut f, "¶/tmp/clienta1"),
+            vec![Frame::Register(id("/tmp/clienta1"))]
+        );
+        assert_eq!(
+            push(&mut f, "/tmp/clienta1¶hello\n"),
+            vec![text("/tmp/clienta1", "hello\n")]
+        );
+        assert!(f.is_idle());
+        // The seed's ^D / ^C: prefix and nothing else. Held until we know nothing follows.
+        assert_eq!(push(&mut f, "/tmp/clienta1¶"), vec![]);
+        assert!(!f.is_idle());
+        assert_eq!(f.flush(), vec![Frame::Disconnect(id("/tmp/clienta1"))]);
+        assert!(f.is_idle());
+    }
+
+    #[test]
+    fn two_messages_in_one_read() {
+        let mut f = knowing(&["/tmp/a", "/tmp/b"]);
+        assert_eq!(
+            push(&mut f, "/tmp/a¶one\n/tmp/b¶two\n"),
+            vec![text("/tmp/a", "one\n"), text("/tmp/b", "two\n")]
+        );
+        // Without trailing newlines too (the message ends where the next prefix starts).
+        assert_eq!(
+            push(&mut f, "/tmp/b¶x/tmp/a¶y\n"),
+            vec![text("/tmp/b", "x"), text("/tmp/a", "y\n")]
+        );
+    }
+
+    #[test]
+    fn disconnect_followed_by_other_message() {
+        let mut f = knowing(&["/tmp/a", "/tmp/b"]);
+        assert_eq!(
+            push(&mut f, "/tmp/a¶/tmp/b¶hi\n"),
+            vec![Frame::Disconnect(id("/tmp/a")), text("/tmp/b", "hi\n")]
+        );
+    }
+
+    #[test]
+    fn registrations_back_to_back_and_with_first_message() {
+        let mut f = knowing(&["/tmp/b"]);
+        assert_eq!(
+            push(&mut f, "¶/tmp/a¶/tmp/c/tmp/b¶yo\n"),
+            vec![
+                Frame::Register(id("/tmp/a")),
+                Frame::Register(id("/tmp/c")),
+                text("/tmp/b", "yo\n")
+            ]
+        );
+        // Register then immediately talk, in one write.
+        let mut f = Framer::new();
+        assert_eq!(
+            push(&mut f, "¶/tmp/d/tmp/d¶hi\n"),
+            vec![Frame::Register(id("/tmp/d")), text("/tmp/d", "hi\n")]
+        );
+        // A newline ends a registration (`echo ¶/path > hub`).
+        assert_eq!(
+            push(&mut f, "¶/tmp/e\n/tmp/e¶x\n"),
+            vec![Frame::Register(id("/tmp/e")), text("/tmp/e", "x\n")]
+        );
+    }
+
+    #[test]
+    fn message_cut_across_reads_is_joined() {
+        let mut f = knowing(&["/tmp/a", "/tmp/b"]);
+        // Text cut: the first part goes out at once, the rest continues the same sender.
+        assert_eq!(push(&mut f, "/tmp/a¶hel"), vec![text("/tmp/a", "hel")]);
+        assert_eq!(
+            push(&mut f, "lo\n/tmp/b¶x\n"),
+            vec![text("/tmp/a", "lo\n"), text("/tmp/b", "x\n")]
+        );
+        // Prefix cut.
+        assert_eq!(push(&mut f, "/tmp/"), vec![]);
+        assert_eq!(push(&mut f, "b¶yes\n"), vec![text("/tmp/b", "yes\n")]);
+        // Separator cut in the middle of its two bytes.
+        let sep = SEPARATOR;
+        let mut first = b"/tmp/a".to_vec();
+        first.push(sep[0]);
+        assert_eq!(f.push(&first, |_| true), vec![]);
+        let mut second = vec![sep[1]];
+        second.extend_from_slice(b"ok\n");
+        assert_eq!(f.push(&second, |_| true), vec![text("/tmp/a", "ok\n")]);
+        // The next sender's prefix cut after a text.
+        assert_eq!(
+            push(&mut f, "/tmp/a¶one\n/tmp/"),
+            vec![text("/tmp/a", "one\n")]
+        );
+        assert_eq!(push(&mut f, "b¶two\n"), vec![text("/tmp/b", "two\n")]);
+        // Prefix complete but text not yet: not a disconnect.
+        assert_eq!(push(&mut f, "/tmp/b¶"), vec![]);
+        assert_eq!(push(&mut f, "later\n"), vec![text("/tmp/b", "later\n")]);
+        assert!(f.is_idle());
+    }
+
+    #[test]
+    fn open_text_continues_until_flush() {
+        let mut f = knowing(&["/tmp/a"]);
+        assert_eq!(
+            push(&mut f, "/tmp/a¶no newline"),
+            vec![text("/tmp/a", "no newline")]
+        );
+        assert!(!f.is_idle());
+        assert_eq!(push(&mut f, " yet\n"), vec![text("/tmp/a", " yet\n")]);
+        assert!(f.is_idle());
+        assert_eq!(push(&mut f, "/tmp/a¶abc"), vec![text("/tmp/a", "abc")]);
+        assert_eq!(f.flush(), vec![]);
+        assert!(f.is_idle());
+        // After the flush, unprefixed bytes are no longer a continuation.
+        assert_eq!(push(&mut f, "stray"), vec![]);
+        assert!(matches!(
+            f.flush().as_slice(),
+            [Frame::Invalid { len: 5, .. }]
+        ));
+    }
+
+    #[test]
+    fn registration_cut_across_reads() {
+        let mut f = Framer::new();
+        // The FIFO does not exist (yet): the path may be cut, hold it.
+        assert_eq!(f.push("¶/tmp/cli".as_bytes(), |_| false), vec![]);
+        assert_eq!(
+            f.push(b"ent9", |i| i.as_bytes() == b"/tmp/client9"),
+            vec![Frame::Register(id("/tmp/client9"))]
+        );
+        // A flush decides for a registration that never completes.
+        assert_eq!(f.push("¶/tmp/none".as_bytes(), |_| false), vec![]);
+        assert_eq!(f.flush(), vec![Frame::Register(id("/tmp/none"))]);
+    }
+
+    #[test]
+    fn separator_inside_text_is_text() {
+        let mut f = knowing(&["/tmp/a"]);
+        assert_eq!(
+            push(&mut f, "/tmp/a¶price¶ 5 ¶x /unknown¶y\n"),
+            vec![text("/tmp/a", "price¶ 5 ¶x /unknown¶y\n")]
+        );
+    }
+
+    #[test]
+    fn bad_input_is_reported_and_skipped() {
+        let mut f = knowing(&["/tmp/a"]);
+        // Garbage before a real message: only the garbage is dropped.
+        let frames = push(&mut f, "garbage/tmp/a¶hi\n");
+        assert!(
+            matches!(&frames[0], Frame::Invalid { len: 7, .. }),
+            "{frames:?}"
+        );
+        assert_eq!(frames[1], text("/tmp/a", "hi\n"));
+        // Relative registration.
+        let frames = push(&mut f, "¶relative\n/tmp/a¶x\n");
+        assert!(matches!(&frames[0], Frame::Invalid { .. }), "{frames:?}");
+        assert_eq!(frames[1], text("/tmp/a", "x\n"));
+        // A message from a path never registered is still framed (the hub ignores it).
+        assert_eq!(push(&mut f, "/tmp/zz¶q\n"), vec![text("/tmp/zz", "q\n")]);
+        // No separator at all, longer than any path: dropped at once, nothing held.
+        let junk = "x".repeat(MAX_ID_LEN + 10);
+        let frames = push(&mut f, &junk);
+        assert!(
+            matches!(frames.as_slice(), [Frame::Invalid { .. }]),
+            "{frames:?}"
+        );
+        assert!(f.is_idle());
+        // Overlong registration.
+        let long = format!("¶/{}", "x".repeat(MAX_ID_LEN + 10));
+        let frames = push(&mut f, &long);
+        assert!(
+            matches!(frames.as_slice(), [Frame::Invalid { .. }]),
+            "{frames:?}"
+        );
+        assert!(f.is_idle());
+    }
+
+    #[test]
+    fn held_bytes_stay_bounded() {
+        let mut f = Framer::new();
+        for _ in 0..100 {
+            let _ = f.push(&[b'/'; 1000], |_| true);
+            assert!(f.pending.len() <= MAX_ID_LEN + SEPARATOR.len());
+        }
+    }
+
+    #[test]
+    fn known_ids_are_bounded() {
+        let mut k = KnownIds::default();
+        for i in 0..MAX_KNOWN_IDS + 10 {
+            k.insert(id(&format!("/tmp/c{i}")));
+        }
+        assert_eq!(k.set.len(), MAX_KNOWN_IDS);
+        assert!(!k.contains(b"/tmp/c0"));
+        assert!(k.contains(format!("/tmp/c{}", MAX_KNOWN_IDS + 9).as_bytes()));
+    }
+
+    #[test]
+    fn every_split_point_gives_the_same_messages() {
+        let stream = "¶/tmp/a/tmp/a¶héllo\n¶/tmp/b/tmp/b¶wörld\n/tmp/a¶\n/tmp/b¶";
+        let mut whole = Framer::new();
+        let mut expected = whole.push(stream.as_bytes(), |_| true);
+        expected.extend(whole.flush());
+        assert_eq!(
+            expected,
+            vec![
+                Frame::Register(id("/tmp/a")),
+                text("/tmp/a", "héllo\n"),
+                Frame::Register(id("/tmp/b")),
+                text("/tmp/b", "wörld\n"),
+                text("/tmp/a", "\n"),
+                Frame::Disconnect(id("/tmp/b")),
+            ]
+        );
+        let bytes = stream.as_bytes();
+        for cut in 1..bytes.len() {
+            let mut f = Framer::new();
+            let mut got = f.push(&bytes[..cut], |_| false);
+            got.extend(f.push(&bytes[cut..], |_| false));
+            got.extend(f.flush());
+            assert_eq!(merge(got), merge(expected.clone()), "cut at {cut}");
+        }
+    }
+
+    /// Joins consecutive texts of the same sender (a cut text arrives in pieces).
+    fn merge(frames: Vec<Frame>) -> Vec<Frame> {
+        let mut out: Vec<Frame> = Vec::new();
+        for f in frames {
+            if let (Some(Frame::Text { from: a, text: t }), Frame::Text { from: b, text: u }) =
+                (out.last_mut(), &f)
+                && a == b
+            {
+                let mut joined = t.to_vec();
+                joined.extend_from_slice(u);
+                *t = Bytes::from(joined);
+                continue;
+            }
+            out.push(f);
+        }
+        out
+    }
+}
