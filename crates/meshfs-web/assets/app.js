@@ -1,0 +1,348 @@
+// meshfs web UI: one page, routed by the URL fragment, built from the JSON API.
+// Every name from a share goes into the DOM as text (textContent / text nodes), never as
+// markup, so a file called "<img src=x onerror=…>" is shown, not run.
+'use strict';
+
+const state = {
+  nodes: [],          // last /api/nodes (or `nodes` event)
+  route: null,        // {view: 'nodes'|'ls'|'file', node, path}
+  listing: null,      // last listing shown
+  sort: { key: 'name', dir: 1 },
+  filter: '',
+  live: false,        // is any node's event feed live?
+};
+
+// ---- small DOM helpers -------------------------------------------------------------------
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'class') e.className = v;
+    else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v === true ? '' : String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === undefined || c === null || c === false) continue;
+    e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return e;
+}
+
+function show(...children) {
+  const view = document.getElementById('view');
+  view.replaceChildren(...children);
+}
+
+function crumbs(route) {
+  const nav = document.getElementById('crumbs');
+  nav.replaceChildren();
+  if (!route || route.view === 'nodes') return;
+  nav.append(el('a', { href: '#/ls/' + enc(route.node) + '/' }, route.node));
+  const parts = route.path ? route.path.split('/') : [];
+  let acc = '';
+  parts.forEach((p, i) => {
+    acc = acc ? acc + '/' + p : p;
+    nav.append(el('span', { class: 'muted' }, '/'));
+    if (i === parts.length - 1) nav.append(el('span', {}, p));
+    else nav.append(el('a', { href: '#/ls/' + enc(route.node) + '/' + encPath(acc) + '/' }, p));
+  });
+}
+
+// ---- paths and formats ----------------------------------------------------------------
+
+const enc = encodeURIComponent;
+const encPath = (p) => p.split('/').filter((s) => s !== '').map(enc).join('/');
+const join = (dir, name) => (dir ? dir + '/' + name : name);
+const parent = (p) => (p.includes('/') ? p.slice(0, p.lastIndexOf('/')) : '');
+const fileUrl = (node, path) => '/files/' + enc(node) + '/' + encPath(path);
+
+function size(n) {
+  if (n < 1024) return n + ' B';
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let u = -1;
+  do { v /= 1024; u++; } while (v >= 1024 && u < units.length - 1);
+  return v.toFixed(v < 10 ? 1 : 0) + ' ' + units[u];
+}
+
+const date = (ms) => new Date(ms).toLocaleString();
+
+function typeOf(entry) {
+  if (entry.type === 'dir') return 'folder';
+  return (entry.content_type || 'application/octet-stream').split(';')[0];
+}
+
+function parseRoute() {
+  const h = location.hash.replace(/^#\/?/, '');
+  const segs = h.split('/');
+  const view = segs.shift();
+  if ((view === 'ls' || view === 'file') && segs.length && segs[0] !== '') {
+    try {
+      const node = decodeURIComponent(segs.shift());
+      const path = segs.filter((s) => s !== '').map(decodeURIComponent).join('/');
+      return { view, node, path };
+    } catch (_) {
+      return { view: 'nodes' };
+    }
+  }
+  return { view: 'nodes' };
+}
+
+async function getJson(url) {
+  const r = await fetch(url, { cache: 'no-store' });
+  let body = null;
+  try { body = await r.json(); } catch (_) { /* not JSON */ }
+  if (!r.ok) throw new Error((body && body.error) || r.status + ' ' + r.statusText);
+  return body;
+}
+
+function findNode(key) {
+  return state.nodes.find((n) => n.name === key) || state.nodes.find((n) => n.addr === key);
+}
+
+function badge(text) {
+  return el('span', { class: 'badge ' + text }, text);
+}
+
+function failure(err) {
+  return el('p', { class: 'error', role: 'alert' }, String(err.message || err));
+}
+
+// ---- views ---------------------------------------------------------------------------
+
+function renderNodes() {
+  const rows = state.nodes.map((n) =>
+    el('tr', { 'data-node': n.name },
+      el('td', {}, el('a', { href: '#/ls/' + enc(n.name) + '/' }, n.name), n.local ? ' (this node)' : ''),
+      el('td', {}, n.addr),
+      el('td', {}, badge(n.status)),
+      el('td', {}, badge(n.events)),
+      el('td', {}, n.version || ''),
+      el('td', { class: 'muted' }, n.error || '')));
+  show(
+    el('h1', {}, 'Nodes'),
+    el('table', { id: 'nodes' },
+      el('thead', {}, el('tr', {}, ['Name', 'Address', 'Status', 'Events', 'Version', ''].map((h) => el('th', {}, h)))),
+      el('tbody', {}, rows)));
+}
+
+async function loadNodes() {
+  try {
+    state.nodes = await getJson('/api/nodes');
+    updateFeedStatus();
+    if (state.route && state.route.view === 'nodes') renderNodes();
+  } catch (e) {
+    if (state.route && state.route.view === 'nodes') show(failure(e));
+  }
+}
+
+const COLUMNS = [
+  { key: 'name', label: 'Name' },
+  { key: 'size', label: 'Size', num: true },
+  { key: 'mtime_ms', label: 'Modified', num: true },
+  { key: 'type', label: 'Type' },
+];
+
+function sortedEntries(entries) {
+  const { key, dir } = state.sort;
+  const val = (e) => (key === 'type' ? typeOf(e) : e[key]);
+  return entries.slice().sort((a, b) => {
+    if ((a.type === 'dir') !== (b.type === 'dir')) return a.type === 'dir' ? -1 : 1;
+    const x = val(a);
+    const y = val(b);
+    const c = typeof x === 'number' ? x - y : String(x).localeCompare(String(y));
+    return c * dir || a.name.localeCompare(b.name);
+  });
+}
+
+function renderRows() {
+  const tbody = document.getElementById('rows');
+  if (!tbody || !state.listing) return;
+  const { node, path, entries } = state.listing;
+  const f = state.filter.toLowerCase();
+  const shown = sortedEntries(entries).filter((e) => !f || e.name.toLowerCase().includes(f));
+  tbody.replaceChildren(...shown.map((e) => {
+    const target = join(path, e.name);
+    const href = e.type === 'dir'
+      ? '#/ls/' + enc(node) + '/' + encPath(target) + '/'
+      : '#/file/' + enc(node) + '/' + encPath(target);
+    return el('tr', { 'data-name': e.name },
+      el('td', {}, el('a', { href }, e.name + (e.type === 'dir' ? '/' : ''))),
+      el('td', { class: 'num' }, e.type === 'dir' ? '' : size(e.size)),
+      el('td', { class: 'num' }, date(e.mtime_ms)),
+      el('td', {}, typeOf(e)));
+  }));
+  const count = document.getElementById('count');
+  if (count) count.textContent = shown.length + ' of ' + entries.length + (state.listing.truncated ? ' (cut)' : '');
+  for (const c of COLUMNS) {
+    const th = document.getElementById('sort-' + c.key);
+    if (th) th.setAttribute('aria-sort', state.sort.key === c.key ? (state.sort.dir > 0 ? 'ascending' : 'descending') : 'none');
+  }
+}
+
+function eventsNote(nodeKey) {
+  const n = findNode(nodeKey);
+  if (n && n.events === 'live') return el('span', { class: 'badge live', id: 'live-note' }, 'live');
+  return el('span', { class: 'badge unavailable', id: 'live-note' }, 'events unavailable: use Refresh');
+}
+
+async function renderListing(route, keepScroll) {
+  let listing;
+  try {
+    listing = await getJson('/api/ls/' + enc(route.node) + '/' + encPath(route.path));
+  } catch (e) {
+    if (sameRoute(route)) show(el('h1', {}, route.path || '/'), failure(e));
+    return;
+  }
+  if (!sameRoute(route)) return;
+  listing.node = route.node; // keep the URL's key (name or address)
+  state.listing = listing;
+  if (keepScroll && document.getElementById('rows')) {
+    renderRows();
+    return;
+  }
+  const filter = el('input', {
+    id: 'filter', type: 'search', placeholder: 'Filter by name', 'aria-label': 'Filter by name',
+    value: state.filter,
+    oninput: (ev) => { state.filter = ev.target.value; renderRows(); },
+  });
+  const head = el('tr', {}, COLUMNS.map((c) =>
+    el('th', { id: 'sort-' + c.key, class: c.num ? 'num' : '' },
+      el('button', {
+        type: 'button',
+        onclick: () => {
+          state.sort = { key: c.key, dir: state.sort.key === c.key ? -state.sort.dir : 1 };
+          renderRows();
+        },
+      }, c.label))));
+  show(
+    el('h1', {}, route.node + ':/' + route.path),
+    el('div', { class: 'toolbar' }, filter,
+      el('button', { id: 'refresh', type: 'button', onclick: () => renderListing(route, true) }, 'Refresh'),
+      eventsNote(route.node),
+      el('span', { id: 'count', class: 'muted' })),
+    el('table', { id: 'listing' }, el('thead', {}, head), el('tbody', { id: 'rows' })));
+  renderRows();
+}
+
+async function renderFile(route) {
+  let st;
+  try {
+    st = await getJson('/api/stat/' + enc(route.node) + '/' + encPath(route.path));
+  } catch (e) {
+    if (sameRoute(route)) show(el('h1', {}, route.path), failure(e));
+    return;
+  }
+  if (!sameRoute(route)) return;
+  if (st.type === 'dir') {
+    location.hash = '#/ls/' + enc(route.node) + '/' + encPath(route.path) + '/';
+    return;
+  }
+  const url = fileUrl(route.node, route.path);
+  const type = typeOf(st);
+  let viewer = null;
+  if (type.startsWith('video/')) viewer = el('video', { id: 'player', src: url, controls: true, preload: 'metadata' });
+  else if (type.startsWith('audio/')) viewer = el('audio', { id: 'player', src: url, controls: true, preload: 'metadata' });
+  else if (type.startsWith('image/')) viewer = el('img', { class: 'preview', src: url, alt: st.name });
+  show(
+    el('h1', { id: 'file-name' }, st.name),
+    el('p', {},
+      el('a', { id: 'download', href: url + '?download=1', download: st.name }, 'Download'),
+      ' · ',
+      el('a', { href: url, target: '_blank', rel: 'noopener' }, 'Open')),
+    viewer,
+    el('dl', {},
+      el('dt', {}, 'Node'), el('dd', {}, route.node),
+      el('dt', {}, 'Path'), el('dd', {}, route.path),
+      el('dt', {}, 'Size'), el('dd', { id: 'file-size' }, size(st.size) + ' (' + st.size + ' bytes)'),
+      el('dt', {}, 'Modified'), el('dd', {}, date(st.mtime_ms)),
+      el('dt', {}, 'Type'), el('dd', {}, type),
+      el('dt', {}, 'Mode'), el('dd', {}, st.mode)));
+}
+
+function sameRoute(r) {
+  const c = state.route;
+  return c && c.view === r.view && c.node === r.node && c.path === r.path;
+}
+
+function route() {
+  const r = parseRoute();
+  const moved = !state.route || state.route.node !== r.node || state.route.path !== r.path;
+  if (moved) state.filter = '';
+  state.route = r;
+  state.listing = null;
+  crumbs(r);
+  if (r.view === 'ls') {
+    show(el('p', { class: 'muted' }, 'Loading…'));
+    renderListing(r, false);
+  } else if (r.view === 'file') {
+    show(el('p', { class: 'muted' }, 'Loading…'));
+    renderFile(r);
+  } else {
+    renderNodes();
+    loadNodes();
+  }
+}
+
+// ---- live events ---------------------------------------------------------------------
+
+let refreshTimer = null;
+function refreshSoon() {
+  if (refreshTimer) return;
+  refreshTimer = setTimeout(() => {
+    refreshTimer = null;
+    const r = state.route;
+    if (r && r.view === 'ls') renderListing(r, true);
+  }, 100);
+}
+
+function updateFeedStatus() {
+  const live = state.nodes.some((n) => n.events === 'live');
+  state.live = live;
+  const s = document.getElementById('feed-status');
+  s.textContent = live ? 'live' : 'events unavailable';
+  s.className = 'badge ' + (live ? 'live' : 'unavailable');
+  const note = document.getElementById('live-note');
+  if (note && state.route && state.route.view === 'ls') note.replaceWith(eventsNote(state.route.node));
+}
+
+function showsNode(eventNode) {
+  const r = state.route;
+  if (!r || r.view !== 'ls') return false;
+  const n = findNode(r.node);
+  return r.node === eventNode || (n && n.name === eventNode);
+}
+
+function connectFeed() {
+  const es = new EventSource('/api/events');
+  es.addEventListener('nodes', (m) => {
+    state.nodes = JSON.parse(m.data);
+    updateFeedStatus();
+    if (state.route && state.route.view === 'nodes') renderNodes();
+  });
+  es.addEventListener('file', (m) => {
+    const ev = JSON.parse(m.data);
+    const list = document.getElementById('events');
+    list.prepend(el('li', { 'data-kind': ev.kind },
+      el('span', { class: 'muted' }, new Date().toLocaleTimeString() + ' '),
+      ev.node + ' ', el('b', {}, ev.kind), ' ', ev.path));
+    while (list.children.length > 200) list.lastChild.remove();
+    if (showsNode(ev.node) && parent(ev.path) === state.route.path) refreshSoon();
+  });
+  es.addEventListener('resync', (m) => {
+    const ev = JSON.parse(m.data);
+    if (ev.node === null || showsNode(ev.node)) refreshSoon();
+  });
+  es.onerror = () => {
+    const s = document.getElementById('feed-status');
+    s.textContent = 'reconnecting';
+    s.className = 'badge offline';
+  };
+}
+
+window.addEventListener('hashchange', route);
+window.addEventListener('DOMContentLoaded', () => {
+  route();
+  connectFeed();
+});

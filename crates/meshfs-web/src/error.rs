@@ -1,0 +1,78 @@
+//! `WebError`: every way a web request can fail, and the HTTP status each one becomes.
+//!
+//! Errors are answered as `{"error": "…"}` JSON for every route (the page shows the text); the
+//! text never holds anything read from a file, only our own words and the node's error text.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use meshfs_core::proto::Code;
+use meshfs_core::{ClientError, ShareError};
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error("{0} is a folder, not a file")]
+    IsDir(String),
+    #[error("node unreachable: {0}")]
+    Unreachable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl WebError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            WebError::NotFound(_) | WebError::IsDir(_) => StatusCode::NOT_FOUND,
+            WebError::Forbidden(_) => StatusCode::FORBIDDEN,
+            WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            WebError::Unreachable(_) => StatusCode::BAD_GATEWAY,
+            WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<ShareError> for WebError {
+    fn from(e: ShareError) -> Self {
+        match e {
+            ShareError::NotFound => WebError::NotFound("no such file or folder".into()),
+            ShareError::Denied(why) => WebError::Forbidden(why),
+            ShareError::NotAFile => WebError::IsDir("the path".into()),
+            ShareError::NotADir => WebError::BadRequest("not a folder".into()),
+            ShareError::Io(e) => WebError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<ClientError> for WebError {
+    fn from(e: ClientError) -> Self {
+        match e.remote_code() {
+            Some(Code::NotFound) => WebError::NotFound("no such file or folder".into()),
+            Some(Code::Denied) | Some(Code::AuthFailed) => {
+                WebError::Forbidden("the node refused access")
+            }
+            Some(Code::NotAFile) => WebError::BadRequest("not a file (or not a folder)".into()),
+            Some(Code::BadRequest) => WebError::BadRequest(e.to_string()),
+            _ if e.is_connection() => WebError::Unreachable(e.to_string()),
+            _ => WebError::Unreachable(format!("the node failed: {e}")),
+        }
+    }
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::warn!(error = %self, "web request failed");
+        } else {
+            tracing::debug!(error = %self, "web request refused");
+        }
+        let body = serde_json::json!({ "error": self.to_string() });
+        (status, axum::Json(body)).into_response()
+    }
+}

@@ -1,0 +1,66 @@
+//! The meshfs web UI (TCP 8044): browse every node's files, play videos while they record,
+//! follow file events live. Read-only, and a thin door like every other: local files go
+//! through [`Share`](meshfs_core::Share), remote ones through the file-server protocol
+//! ([`Client`](meshfs_core::Client) `stat`/`ls`/`pread`).
+//!
+//! # Starting it
+//! `meshfs node` flattens [`WebArgs`] (`--web ADDR`, `--no-web`, `--node URL`…) and calls
+//! [`WebArgs::start`]. The default address is `0.0.0.0:8044`; when `--listen` asks for port 0
+//! (tests, several nodes on one machine) the UI also takes port 0 on the `--listen` host. The
+//! node prints `web http://ADDR/` as its second stdout line.
+//!
+//! # Pages
+//! One HTML page with its script and style built into the binary (`assets/`), routed by the
+//! URL fragment: `#/` the nodes and their status, `#/ls/<node>/<path>` a folder (sortable by
+//! name, size, date, type; filter box), `#/file/<node>/<path>` a file (download link, inline
+//! `<video>`, `<audio>` or `<img>`), and a live feed of file events beside them.
+//!
+//! # HTTP API
+//! `<node>` is a node's name or its `host:port`; `<path>` is percent-encoded per segment.
+//! Paths holding `..`, `.`, an encoded `/` (`%2F`), NUL or control characters, empty segments
+//! (`//`, an absolute path) or bad escapes are refused with `403`; unknown nodes and files
+//! give `404`; an unreachable node `502`. Errors are JSON: `{"error": "…"}`.
+//!
+//! | request | answer |
+//! | --- | --- |
+//! | `GET /api/nodes` | `[{"name","addr","local","status":"online\|offline\|unknown","events":"live\|unavailable\|unknown","version","error"}]` |
+//! | `GET /api/ls/<node>/<path>` | `{"node","path","entries":[ENTRY…],"truncated"}` (at most 100,000 entries) |
+//! | `GET /api/stat/<node>/<path>` | `{"node","path",…ENTRY}` |
+//! | `GET /api/events` | Server-Sent Events: `nodes` (the node list, at once and on change), `file` (`{"node","seq","kind","path"}`), `resync` (`{"node"}`: reload) |
+//! | `GET`/`HEAD /files/<node>/<path>` | the file's bytes; `?download=1` asks for `attachment` |
+//!
+//! `ENTRY` is `{"name","type":"file\|dir","size","mtime_ms","mode","content_type"}`.
+//!
+//! `/files/` honours a single `Range: bytes=A-B`, `A-` or `-N` (`206` with `Content-Range`; a
+//! range past the end is `416` with `Content-Range: bytes */SIZE`; several ranges get the
+//! whole file), and sends `Content-Length`, `Content-Type` (by extension), `Accept-Ranges`,
+//! `Last-Modified`, a strong `ETag` made of size and mtime (`If-None-Match`,
+//! `If-Modified-Since` → `304`; `If-Range`), `Cache-Control: no-cache` (files grow while
+//! recording) and `Content-Security-Policy: sandbox`.
+//!
+//! # Events
+//! The feed follows each node's `subscribe` (protocols.md §1). A node whose file server does
+//! not offer it shows events `unavailable`; the page then refreshes listings on demand.
+
+mod api;
+mod args;
+mod assets;
+mod error;
+mod events;
+mod files;
+mod mime;
+mod nodes;
+mod paths;
+mod pool;
+mod range;
+mod server;
+mod source;
+mod state;
+
+pub use args::{DEFAULT_WEB, StartError, WebArgs, WebHandle};
+pub use error::WebError;
+pub use events::{FileEvent, SubscribeLine, parse_line};
+pub use mime::content_type;
+pub use nodes::{Events, NodeDirectory, NodeInfo, Status};
+pub use range::{RangeRequest, parse_range};
+pub use server::{WebServer, router};

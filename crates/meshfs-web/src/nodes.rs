@@ -1,0 +1,183 @@
+//! `NodeDirectory`: the nodes the web UI shows, and what it last learned about each.
+//!
+//! The UI starts with this node and the `--node` addresses; discovery (multicast, the central
+//! directory) can feed more at run time through [`NodeDirectory::add`]. Each node is known by
+//! its file-server address; its name is the one it gives in `hello` (until then, the address).
+//! URLs accept either, so a link keeps working before and after the name is learned.
+
+use std::sync::{Arc, RwLock};
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+/// Most nodes one directory holds: a LAN of 2–50 nodes, with room to spare.
+pub const MAX_NODES: usize = 1024;
+
+/// Is the node answering?
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Not probed yet.
+    Unknown,
+    Online,
+    Offline,
+}
+
+/// Can we follow the node's file events (`subscribe`)?
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Events {
+    Unknown,
+    /// Subscribed: events arrive live.
+    Live,
+    /// The node does not offer `subscribe` (or refused it).
+    Unavailable,
+}
+
+/// What the UI knows about one node (also the JSON of `/api/nodes`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeInfo {
+    /// The name shown and used in URLs: the node's own name, or its address until known.
+    pub name: String,
+    /// File-server address, `host:port`.
+    pub addr: String,
+    /// True for the node serving this web UI.
+    pub local: bool,
+    pub status: Status,
+    pub events: Events,
+    /// The meshfs version `hello` reported.
+    pub version: Option<String>,
+    /// The last error met talking to the node, for the status column.
+    pub error: Option<String>,
+}
+
+/// The set of known nodes. Cheap to clone; every clone sees the same set.
+#[derive(Debug, Clone)]
+pub struct NodeDirectory {
+    nodes: Arc<RwLock<Vec<NodeInfo>>>,
+    /// Bumped on every change, so the event feed can push a fresh node list.
+    changed: Arc<watch::Sender<u64>>,
+}
+
+impl NodeDirectory {
+    /// A directory holding only the local node.
+    pub fn new(local_name: &str, local_addr: &str) -> NodeDirectory {
+        let local = NodeInfo {
+            name: local_name.to_owned(),
+            addr: local_addr.to_owned(),
+            local: true,
+            status: Status::Online,
+            events: Events::Unknown,
+            version: Some(meshfs_core::VERSION.to_owned()),
+            error: None,
+        };
+        NodeDirectory {
+            nodes: Arc::new(RwLock::new(vec![local])),
+            changed: Arc::new(watch::channel(0).0),
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<NodeInfo>> {
+        self.nodes.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn bump(&self) {
+        self.changed.send_modify(|n| *n += 1);
+    }
+
+    /// Add a remote node by file-server address (`host:port`). Returns false when it was
+    /// already known or the directory is full.
+    pub fn add(&self, addr: &str) -> bool {
+        {
+            let mut nodes = self.nodes.write().unwrap_or_else(|e| e.into_inner());
+            if nodes.len() >= MAX_NODES || nodes.iter().any(|n| n.addr == addr) {
+                return false;
+            }
+            nodes.push(NodeInfo {
+                name: addr.to_owned(),
+                addr: addr.to_owned(),
+                local: false,
+                status: Status::Unknown,
+                events: Events::Unknown,
+                version: None,
+                error: None,
+            });
+        }
+        self.bump();
+        true
+    }
+
+    /// Every node, this one first.
+    pub fn snapshot(&self) -> Vec<NodeInfo> {
+        self.read().clone()
+    }
+
+    /// The node a URL names: by name first, then by address.
+    pub fn find(&self, key: &str) -> Option<NodeInfo> {
+        let nodes = self.read();
+        nodes
+            .iter()
+            .find(|n| n.name == key)
+            .or_else(|| nodes.iter().find(|n| n.addr == key))
+            .cloned()
+    }
+
+    /// Change what we know about the node at `addr` (no-op if unknown); notifies on change.
+    pub fn update(&self, addr: &str, f: impl FnOnce(&mut NodeInfo)) {
+        let changed = {
+            let mut nodes = self.nodes.write().unwrap_or_else(|e| e.into_inner());
+            let Some(node) = nodes.iter_mut().find(|n| n.addr == addr) else {
+                return;
+            };
+            let before = node.clone();
+            f(node);
+            *node != before
+        };
+        if changed {
+            self.bump();
+        }
+    }
+
+    /// Record the name a node gave in `hello`, unless another node already goes by it (then
+    /// it stays known by its address, so URLs stay unambiguous).
+    pub fn learn_name(&self, addr: &str, name: &str, version: &str) {
+        let taken = self.read().iter().any(|n| n.name == name && n.addr != addr);
+        self.update(addr, |n| {
+            if !taken && !name.is_empty() && !n.local {
+                n.name = name.to_owned();
+            }
+            n.version = Some(version.to_owned());
+        });
+    }
+
+    /// A receiver that wakes on every change.
+    pub fn watch(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn add_find_rename() {
+        let dir = NodeDirectory::new("me", "127.0.0.1:1");
+        let mut w = dir.watch();
+        assert!(dir.add("10.0.0.2:4044"));
+        assert!(!dir.add("10.0.0.2:4044"));
+        assert!(w.has_changed().unwrap());
+        w.mark_unchanged();
+        assert_eq!(dir.find("10.0.0.2:4044").unwrap().name, "10.0.0.2:4044");
+        dir.learn_name("10.0.0.2:4044", "cam2", "0.1.0");
+        assert!(w.has_changed().unwrap());
+        assert_eq!(dir.find("cam2").unwrap().addr, "10.0.0.2:4044");
+        assert_eq!(dir.find("10.0.0.2:4044").unwrap().name, "cam2");
+        // A second node claiming a taken name keeps its address as name.
+        dir.add("10.0.0.3:4044");
+        dir.learn_name("10.0.0.3:4044", "me", "0.1.0");
+        assert_eq!(dir.find("10.0.0.3:4044").unwrap().name, "10.0.0.3:4044");
+        assert!(dir.find("me").unwrap().local);
+        assert_eq!(dir.snapshot().len(), 3);
+    }
+}
