@@ -34,12 +34,16 @@ enum Command {
     Cat(cmd::files::CatArgs),
     /// Download a remote file, resuming an interrupted download and verifying the result.
     Get(cmd::get::Args),
+    /// Run the central directory (seed 003): users, where they listen, what they publish.
+    Registry(cmd::registry::Args),
+    /// The directory's interactive client (`c> ` prompt); also reads commands from stdin.
+    Shell(cmd::shell::Args),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
-        Command::Node(_) => "info",
+        Command::Node(_) | Command::Registry(_) => "info",
         _ => "warn",
     };
     init_logging(default_level);
@@ -60,6 +64,8 @@ fn main() -> std::process::ExitCode {
             Command::Stat(args) => cmd::files::stat(args).await,
             Command::Cat(args) => cmd::files::cat(args).await,
             Command::Get(args) => cmd::get::run(args).await,
+            Command::Registry(args) => cmd::registry::run(args).await,
+            Command::Shell(args) => cmd::shell::run(args).await,
         }
     });
     // Do not wait for stray blocking tasks (a hash of a huge file, say) at exit.

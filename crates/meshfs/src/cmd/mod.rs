@@ -3,3 +3,5 @@
 pub mod files;
 pub mod get;
 pub mod node;
+pub mod registry;
+pub mod shell;

@@ -35,6 +35,8 @@ pub struct Args {
     /// Most connections served at once.
     #[arg(long, default_value_t = 16_384)]
     pub max_connections: usize,
+    #[command(flatten)]
+    pub registry: meshfs_registry::JoinArgs,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -63,6 +65,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         share.root().display()
     );
     tracing::info!(%name, %addr, dir = %share.root().display(), "node ready");
+    // Central directory (seed 003): GET_FILE listener, then register/connect/publish in the
+    // background; prints a second line once joined.
+    let joined = |j: &meshfs_registry::Joined| println!("meshfs node {j}");
+    meshfs_registry::join::start(
+        args.registry,
+        &name,
+        share.clone(),
+        shutdown.clone(),
+        tracker.clone(),
+        joined,
+    )
+    .await?;
 
     crate::signals::terminate().await;
     shutdown.cancel();

@@ -1,0 +1,77 @@
+//! `meshfs registry`: the central directory server of seed 003 (registry.md). Prints
+//! `s> init server <ip>:<port>` on stdout when ready, which scripts and tests wait for.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use meshfs_registry::{DirectoryServer, ServerConfig, SqliteStore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+#[derive(clap::Args)]
+#[command(after_help = "\
+Examples:
+  meshfs registry                              directory on 0.0.0.0:4050, state in ~/.local/state/meshfs
+  meshfs registry --listen 127.0.0.1:0         any free port on loopback (printed at start)
+  meshfs registry --state /var/lib/meshfs      keep the directory's database there
+  RUST_LOG=warn meshfs registry                silence the per-operation log")]
+pub struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0:4050", env = "MESHFS_REGISTRY_LISTEN")]
+    pub listen: String,
+    /// State directory holding the directory's database (default: $XDG_STATE_HOME/meshfs or
+    /// ~/.local/state/meshfs).
+    #[arg(long, env = "MESHFS_STATE")]
+    pub state: Option<PathBuf>,
+    /// On SIGINT/SIGTERM, let operations in flight finish for at most this long.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub grace: Duration,
+}
+
+/// `$XDG_STATE_HOME/meshfs`, else `~/.local/state/meshfs`.
+pub fn default_state_dir() -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir).join("meshfs"));
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|d| !d.is_empty())
+        .context("neither XDG_STATE_HOME nor HOME is set: pass --state DIR")?;
+    Ok(PathBuf::from(home).join(".local/state/meshfs"))
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let state = match args.state {
+        Some(dir) => dir,
+        None => default_state_dir()?,
+    };
+    std::fs::create_dir_all(&state)
+        .with_context(|| format!("cannot create {}", state.display()))?;
+    let db = state.join("registry.sqlite3");
+    let opening = db.clone();
+    let store = tokio::task::spawn_blocking(move || SqliteStore::open(&opening))
+        .await?
+        .with_context(|| format!("cannot open the directory database {}", db.display()))?;
+    let server = DirectoryServer::bind(&args.listen, Arc::new(store), ServerConfig::default())
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = server.local_addr()?;
+
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    tracker.spawn(server.run(shutdown.clone(), tracker.clone()));
+    println!("s> init server {addr}");
+    tracing::info!(%addr, db = %db.display(), "directory ready");
+
+    crate::signals::terminate().await;
+    shutdown.cancel();
+    tracker.close();
+    if tokio::time::timeout(args.grace, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(grace = ?args.grace, "operations still running after the grace period");
+    }
+    Ok(())
+}
