@@ -65,12 +65,11 @@ pub fn open_reader(path: &Path) -> io::Result<pipe::Receiver> {
 /// the hub write into any file it can name.
 pub fn open_writer(path: &Path) -> io::Result<pipe::Sender> {
     if !is_fifo(path) {
-        let kind = if path.exists() {
-            io::ErrorKind::InvalidInput
+        return Err(if path.exists() {
+            io::Error::new(io::ErrorKind::InvalidInput, "not a FIFO")
         } else {
-            io::ErrorKind::NotFound
-        };
-        return Err(io::Error::new(kind, "not a FIFO"));
+            io::Error::new(io::ErrorKind::NotFound, "no such FIFO")
+        });
     }
     let file = std::fs::OpenOptions::new()
         .write(true)

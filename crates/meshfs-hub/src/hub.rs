@@ -268,6 +268,12 @@ impl State {
 
     /// Adds `id` to the table; false (and an event saying why) if refused.
     fn register(&mut self, id: ClientId, events: &mut Vec<HubEvent>) -> bool {
+        // Checked again when opening; refusing here gives the clear answer at once.
+        if !fifo::is_fifo(id.path()) {
+            let reason = "not a FIFO (or does not exist)".to_owned();
+            events.push(HubEvent::Refused { id, reason });
+            return false;
+        }
         match self.clients.add(id.clone()) {
             Ok(()) => {
                 tracing::info!(client = %id, "client registered");

@@ -2,6 +2,8 @@
 
 pub mod files;
 pub mod get;
+pub mod hub;
+pub mod fifo_chat;
 pub mod node;
 pub mod registry;
 pub mod shell;
