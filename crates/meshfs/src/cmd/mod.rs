@@ -2,8 +2,7 @@
 
 pub mod files;
 pub mod get;
-pub mod hub;
-pub mod fifo_chat;
+pub mod mount;
 pub mod node;
 pub mod registry;
 pub mod shell;

@@ -1,0 +1,206 @@
+//! The inode table: FUSE speaks in inode numbers, the nodes speak in paths.
+//!
+//! Layout of the mount: inode 1 is the mount root, whose children are the nodes (one folder per
+//! node, named from its `hello`); under a node folder, `DIR/<node>/<path>` maps to `<path>` in
+//! that node's share. Inode numbers are never reused while the mount lives, so a stale number
+//! from the kernel can never name another file. Entries the kernel has forgotten (lookup count
+//! back to zero) are dropped, so the table stays as small as what the kernel holds.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// The root of the mount.
+pub const ROOT: u64 = 1;
+
+/// What an inode number stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inode {
+    /// The mount root: one folder per node.
+    Root,
+    /// A path in a node's share (`path` is empty for the node folder itself).
+    Remote { node: usize, path: String },
+}
+
+#[derive(Debug)]
+struct Slot {
+    node: usize,
+    path: String,
+    /// How many lookups the kernel holds on this inode (see FUSE `forget`).
+    lookups: u64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    by_ino: HashMap<u64, Slot>,
+    by_path: HashMap<(usize, String), u64>,
+    next: u64,
+    /// Node folders are permanent: their inodes are `2..2 + nodes`.
+    nodes: usize,
+}
+
+/// Inode numbers ⇄ (node, path).
+#[derive(Debug)]
+pub struct InodeTable {
+    inner: Mutex<Inner>,
+}
+
+impl InodeTable {
+    /// A table for `nodes` nodes; node `i` has the folder inode `2 + i`.
+    pub fn new(nodes: usize) -> InodeTable {
+        let mut inner = Inner {
+            by_ino: HashMap::new(),
+            by_path: HashMap::new(),
+            next: 2 + nodes as u64,
+            nodes,
+        };
+        for node in 0..nodes {
+            let ino = 2 + node as u64;
+            inner.by_ino.insert(
+                ino,
+                Slot {
+                    node,
+                    path: String::new(),
+                    lookups: 0,
+                },
+            );
+            inner.by_path.insert((node, String::new()), ino);
+        }
+        InodeTable {
+            inner: Mutex::new(inner),
+        }
+    }
+
+    /// The folder inode of node `node`.
+    pub fn node_root(node: usize) -> u64 {
+        2 + node as u64
+    }
+
+    /// What `ino` stands for, if the kernel still holds it.
+    pub fn get(&self, ino: u64) -> Option<Inode> {
+        if ino == ROOT {
+            return Some(Inode::Root);
+        }
+        let inner = self.inner.lock().expect("inode lock");
+        inner.by_ino.get(&ino).map(|s| Inode::Remote {
+            node: s.node,
+            path: s.path.clone(),
+        })
+    }
+
+    /// The inode of `path` on `node`, allocated if new, with one more kernel lookup counted
+    /// (call this exactly when replying an entry to the kernel).
+    pub fn lookup(&self, node: usize, path: &str) -> u64 {
+        let mut inner = self.inner.lock().expect("inode lock");
+        let key = (node, path.to_owned());
+        if let Some(&ino) = inner.by_path.get(&key) {
+            if let Some(slot) = inner.by_ino.get_mut(&ino) {
+                slot.lookups += 1;
+            }
+            return ino;
+        }
+        let ino = inner.next;
+        inner.next += 1;
+        inner.by_ino.insert(
+            ino,
+            Slot {
+                node,
+                path: path.to_owned(),
+                lookups: 1,
+            },
+        );
+        inner.by_path.insert(key, ino);
+        ino
+    }
+
+    /// The kernel dropped `n` lookups of `ino`; forget it when none remain (returns true
+    /// when it was forgotten).
+    pub fn forget(&self, ino: u64, n: u64) -> bool {
+        let mut inner = self.inner.lock().expect("inode lock");
+        if ino <= 1 + inner.nodes as u64 {
+            return false; // the root and node folders are permanent
+        }
+        let Some(slot) = inner.by_ino.get_mut(&ino) else {
+            return false;
+        };
+        slot.lookups = slot.lookups.saturating_sub(n);
+        if slot.lookups > 0 {
+            return false;
+        }
+        let slot = inner.by_ino.remove(&ino).expect("slot present");
+        inner.by_path.remove(&(slot.node, slot.path));
+        true
+    }
+
+    /// Number of inodes held (for tests and logs).
+    pub fn len(&self) -> usize {
+        self.inner.lock().expect("inode lock").by_ino.len()
+    }
+
+    /// True when no remote inode is held (never: node folders are permanent, unless no node).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// `parent/name` as a share path (`name` alone under a node folder).
+pub fn join(parent: &str, name: &str) -> String {
+    if parent.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{parent}/{name}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_folders_are_fixed_and_paths_get_stable_numbers() {
+        let t = InodeTable::new(2);
+        assert_eq!(t.get(ROOT), Some(Inode::Root));
+        assert_eq!(
+            t.get(InodeTable::node_root(1)),
+            Some(Inode::Remote {
+                node: 1,
+                path: String::new()
+            })
+        );
+        let a = t.lookup(0, "a/b");
+        assert!(a > 3);
+        assert_eq!(t.lookup(0, "a/b"), a);
+        let other = t.lookup(1, "a/b");
+        assert_ne!(other, a, "same path on another node is another file");
+        assert_eq!(
+            t.get(a),
+            Some(Inode::Remote {
+                node: 0,
+                path: "a/b".into()
+            })
+        );
+    }
+
+    #[test]
+    fn forget_drops_an_inode_only_when_every_lookup_is_gone_and_never_reuses_numbers() {
+        let t = InodeTable::new(1);
+        let a = t.lookup(0, "x");
+        t.lookup(0, "x");
+        assert!(!t.forget(a, 1));
+        assert!(t.get(a).is_some());
+        assert!(t.forget(a, 1));
+        assert_eq!(t.get(a), None);
+        let again = t.lookup(0, "x");
+        assert_ne!(again, a);
+        t.forget(InodeTable::node_root(0), 100);
+        assert!(
+            t.get(InodeTable::node_root(0)).is_some(),
+            "node folders are permanent"
+        );
+    }
+
+    #[test]
+    fn join_builds_share_paths() {
+        assert_eq!(join("", "a"), "a");
+        assert_eq!(join("a", "b"), "a/b");
+    }
+}

@@ -1,0 +1,571 @@
+//! End-to-end FUSE: real nodes (the real binary), a real mount of them with `meshfs mount` in a
+//! temporary folder, read through the kernel. Skipped (with a printed reason) only when
+//! `/dev/fuse` is absent. Every mount is unmounted at the end of its test, even on panic.
+
+mod common;
+
+use std::fs::File;
+use std::io::{ErrorKind, Read};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Proc, spawn};
+
+const MIB: usize = 1 << 20;
+
+fn fuse_available() -> bool {
+    if Path::new("/dev/fuse").exists() {
+        return true;
+    }
+    eprintln!("skipping: /dev/fuse is absent on this machine");
+    false
+}
+
+/// Deterministic pseudo-random bytes, different per seed.
+fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Poll an observable condition until it holds or `timeout` passes; returns whether it held.
+fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A node named `name` serving `dir` on `listen`; returns it and its address.
+fn node_on(dir: &Path, name: &str, listen: &str) -> (Proc, String) {
+    let (proc, line) = spawn(&[
+        "node",
+        dir.to_str().unwrap(),
+        "--listen",
+        listen,
+        "--name",
+        name,
+    ]);
+    assert!(
+        line.starts_with("meshfs node "),
+        "unexpected readiness line {line:?}"
+    );
+    let addr = line.rsplit(' ').next().unwrap().to_owned();
+    (proc, addr)
+}
+
+fn node(dir: &Path, name: &str) -> (Proc, String) {
+    node_on(dir, name, "127.0.0.1:0")
+}
+
+/// A running `meshfs mount`, unmounted when dropped (even when the test panicked).
+struct Mounted {
+    dir: PathBuf,
+    proc: Option<Proc>,
+    _tmp: tempfile::TempDir,
+}
+
+impl Mounted {
+    fn new(addrs: &[&str], extra: &[&str]) -> Mounted {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("mnt");
+        std::fs::create_dir(&dir).unwrap();
+        let mut args = vec!["mount", dir.to_str().unwrap()];
+        for a in addrs {
+            args.extend_from_slice(&["--node", a]);
+        }
+        args.extend_from_slice(extra);
+        let (proc, line) = spawn(&args);
+        assert!(
+            line.starts_with("meshfs mount "),
+            "unexpected readiness line {line:?}"
+        );
+        assert!(
+            is_mounted(&dir),
+            "readiness line printed but {} is not mounted",
+            dir.display()
+        );
+        Mounted {
+            dir,
+            proc: Some(proc),
+            _tmp: tmp,
+        }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("fusermount3")
+            .arg("-u")
+            .arg("-z")
+            .arg(&self.dir)
+            .status();
+        if is_mounted(&self.dir) {
+            let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+        }
+        drop(self.proc.take());
+    }
+}
+
+fn is_mounted(dir: &Path) -> bool {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
+    let want = dir.to_str().unwrap();
+    mounts.lines().any(|l| l.split(' ').nth(4) == Some(want))
+}
+
+/// Compare two files chunk by chunk (never a whole big file in memory).
+fn assert_same_file(a: &Path, b: &Path) {
+    let (mut fa, mut fb) = (File::open(a).unwrap(), File::open(b).unwrap());
+    let (mut ba, mut bb) = (vec![0u8; MIB], vec![0u8; MIB]);
+    let mut offset = 0u64;
+    loop {
+        let na = read_full(&mut fa, &mut ba);
+        let nb = read_full(&mut fb, &mut bb);
+        assert_eq!(
+            na,
+            nb,
+            "{} and {} differ in length near {offset}",
+            a.display(),
+            b.display()
+        );
+        assert!(
+            ba[..na] == bb[..nb],
+            "{} and {} differ in [{offset}, +{na})",
+            a.display(),
+            b.display()
+        );
+        if na == 0 {
+            return;
+        }
+        offset += na as u64;
+    }
+}
+
+fn read_full(f: &mut File, buf: &mut [u8]) -> usize {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]).unwrap() {
+            0 => break,
+            k => n += k,
+        }
+    }
+    n
+}
+
+/// Every file under `root`, as relative paths, sorted.
+fn walk(root: &Path) -> Vec<String> {
+    fn go(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            if e.file_type().unwrap().is_dir() {
+                go(root, &p, out);
+            } else {
+                out.push(p.strip_prefix(root).unwrap().to_str().unwrap().to_owned());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    go(root, root, &mut out);
+    out.sort();
+    out
+}
+
+fn write(dir: &Path, rel: &str, data: &[u8]) {
+    let p = dir.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, data).unwrap();
+}
+
+#[test]
+fn two_nodes_list_and_read_byte_for_byte() {
+    if !fuse_available() {
+        return;
+    }
+    let src = tempfile::tempdir().unwrap();
+    let (a, b) = (src.path().join("a"), src.path().join("b"));
+    let sizes = [0, 1, MIB - 1, MIB, MIB + 1, 4096 * 3 + 17];
+    for (i, size) in sizes.iter().enumerate() {
+        write(&a, &format!("f{size}.bin"), &pattern(*size, i as u64));
+        write(&b, &format!("f{size}.bin"), &pattern(*size, 100 + i as u64));
+    }
+    write(&a, "clips/2024 05 01/big.mp4", &pattern(40 * MIB + 123, 7));
+    write(&b, "deep/er/still/x.txt", b"x\n");
+    std::fs::create_dir_all(b.join("empty dir")).unwrap();
+    let (_na, addr_a) = node(&a, "alpha");
+    let (_nb, addr_b) = node(&b, "beta");
+    let m = Mounted::new(&[&addr_a, &addr_b], &[]);
+
+    // The root holds one folder per node, named from `hello`.
+    let mut top: Vec<String> = std::fs::read_dir(&m.dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    top.sort();
+    assert_eq!(top, vec!["alpha", "beta"]);
+
+    // `ls -R` through the mount shows every file and folder.
+    let out = Command::new("ls").arg("-R").arg(&m.dir).output().unwrap();
+    assert!(
+        out.status.success(),
+        "ls -R failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listing = String::from_utf8_lossy(&out.stdout);
+    for name in [
+        "f0.bin",
+        "f1048577.bin",
+        "big.mp4",
+        "2024 05 01",
+        "x.txt",
+        "empty dir",
+    ] {
+        assert!(
+            listing.contains(name),
+            "{name} missing from ls -R:\n{listing}"
+        );
+    }
+    let out = Command::new("ls").arg("-lR").arg(&m.dir).output().unwrap();
+    assert!(out.status.success());
+
+    for (node_dir, name) in [(&a, "alpha"), (&b, "beta")] {
+        let mounted = m.path(name);
+        assert_eq!(walk(&mounted), walk(node_dir), "file sets of {name} differ");
+        for rel in walk(node_dir) {
+            let (src_file, mnt_file) = (node_dir.join(&rel), mounted.join(&rel));
+            let (ms, mm) = (src_file.metadata().unwrap(), mnt_file.metadata().unwrap());
+            assert_eq!(ms.len(), mm.len(), "size of {name}/{rel}");
+            assert!(
+                mm.permissions().readonly(),
+                "{name}/{rel} shows as writable"
+            );
+            assert_same_file(&src_file, &mnt_file);
+        }
+    }
+
+    // Random preads (4 KiB and odd sizes) through the mount match the source.
+    let src_big = File::open(a.join("clips/2024 05 01/big.mp4")).unwrap();
+    let mnt_big = File::open(m.path("alpha/clips/2024 05 01/big.mp4")).unwrap();
+    let len = src_big.metadata().unwrap().len();
+    let mut rng = pattern(8 * 200, 99)
+        .chunks(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+        .collect::<Vec<_>>();
+    rng.push(len - 1);
+    rng.push(len - 4096);
+    for (i, r) in rng.iter().enumerate() {
+        let offset = r % len;
+        let size = if i % 3 == 0 {
+            4096
+        } else {
+            (r >> 40) as usize % (300 << 10) + 1
+        };
+        let (mut x, mut y) = (vec![0; size], vec![0; size]);
+        let nx = src_big.read_at(&mut x, offset).unwrap();
+        let ny = read_at_full(&mnt_big, &mut y, offset);
+        assert_eq!(nx.min(size), ny, "pread length at {offset}");
+        assert!(x[..nx] == y[..ny], "pread bytes at {offset} (+{size})");
+    }
+}
+
+fn read_at_full(f: &File, buf: &mut [u8], offset: u64) -> usize {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read_at(&mut buf[n..], offset + n as u64).unwrap() {
+            0 => break,
+            k => n += k,
+        }
+    }
+    n
+}
+
+#[test]
+fn a_new_file_appears_within_a_second_and_a_deleted_one_disappears() {
+    if !fuse_available() {
+        return;
+    }
+    let src = tempfile::tempdir().unwrap();
+    write(src.path(), "clips/old.mp4", b"old");
+    let (_n, addr) = node(src.path(), "cam");
+    let m = Mounted::new(&[&addr], &[]);
+    let clips = m.path("cam/clips");
+    let names = |dir: &Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect()
+    };
+    assert_eq!(names(&clips), vec!["old.mp4"]);
+    // Probe the new name first, so a stale negative answer would show.
+    assert!(!clips.join("new.mp4").exists());
+
+    write(src.path(), "clips/new.mp4", b"fresh bytes");
+    let start = Instant::now();
+    assert!(
+        eventually(Duration::from_secs(1), || names(&clips)
+            .contains(&"new.mp4".to_string())),
+        "new file not listed within 1 s"
+    );
+    assert!(eventually(Duration::from_secs(1), || {
+        std::fs::read(clips.join("new.mp4")).is_ok_and(|d| d == b"fresh bytes")
+    }));
+    eprintln!("new file visible after {:?}", start.elapsed());
+
+    std::fs::remove_file(src.path().join("clips/old.mp4")).unwrap();
+    assert!(
+        eventually(Duration::from_secs(1), || !names(&clips)
+            .contains(&"old.mp4".to_string())
+            && !clips.join("old.mp4").exists()),
+        "deleted file still visible after 1 s"
+    );
+}
+
+#[test]
+fn a_growing_file_shows_its_new_bytes() {
+    if !fuse_available() {
+        return;
+    }
+    let src = tempfile::tempdir().unwrap();
+    let path = src.path().join("rec.h264");
+    let all = pattern(40 * 64 * 1024, 5);
+    std::fs::write(&path, &all[..100_000]).unwrap();
+    let (_n, addr) = node(src.path(), "cam");
+    let m = Mounted::new(&[&addr], &[]);
+    let mnt = m.path("cam/rec.h264");
+
+    // A reader following the file through one open handle, like a player on a live recording.
+    let mut reader = File::open(&mnt).unwrap();
+    let mut seen = Vec::new();
+    let mut buf = vec![0u8; 256 << 10];
+    let n = read_full(&mut reader, &mut buf);
+    seen.extend_from_slice(&buf[..n]);
+    assert_eq!(seen.len(), 100_000);
+
+    // The writer appends in a loop while the reader follows.
+    let writer = {
+        let (path, all) = (path.clone(), all.clone());
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .unwrap();
+            let mut pos = 100_000;
+            while pos < all.len() {
+                let end = (pos + 64 * 1024).min(all.len());
+                f.write_all(&all[pos..end]).unwrap();
+                f.flush().unwrap();
+                pos = end;
+                std::thread::sleep(Duration::from_millis(20)); // a camera writes at its own pace
+            }
+        })
+    };
+    let followed = eventually(Duration::from_secs(20), || {
+        let n = reader.read(&mut buf).unwrap();
+        seen.extend_from_slice(&buf[..n]);
+        seen.len() == all.len()
+    });
+    writer.join().unwrap();
+    assert!(followed, "reader saw {} of {} bytes", seen.len(), all.len());
+    assert!(
+        seen == all,
+        "bytes read while the file grew differ from what was written"
+    );
+    assert!(eventually(Duration::from_secs(2), || mnt
+        .metadata()
+        .unwrap()
+        .len()
+        == all.len() as u64));
+}
+
+#[test]
+fn a_dead_node_fails_fast_with_eio_and_works_again_when_back() {
+    if !fuse_available() {
+        return;
+    }
+    let src = tempfile::tempdir().unwrap();
+    write(src.path(), "a.bin", &pattern(3 * MIB, 1));
+    write(src.path(), "b.bin", &pattern(64 * MIB, 2));
+    write(src.path(), "c.bin", &pattern(10_000, 3));
+    let (node_proc, addr) = node(src.path(), "cam");
+    let m = Mounted::new(&[&addr], &["--connect-timeout", "1s", "--timeout", "2s"]);
+    assert_eq!(
+        std::fs::read(m.path("cam/a.bin")).unwrap(),
+        pattern(3 * MIB, 1)
+    );
+
+    // A reader in the middle of a big file when the node vanishes.
+    let mut big = File::open(m.path("cam/b.bin")).unwrap();
+    let mut buf = vec![0u8; MIB];
+    read_full(&mut big, &mut buf);
+    drop(node_proc); // kill -9
+    let start = Instant::now();
+    let mut failed = None;
+    for _ in 0..64 {
+        match big.read(&mut buf) {
+            Ok(0) => panic!("unexpected end of file"),
+            Ok(_) => {}
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        }
+    }
+    let e = failed.expect("reads kept succeeding after the node died");
+    assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "EIO took {:?}",
+        start.elapsed()
+    );
+
+    // A file never read before: EIO, fast.
+    let start = Instant::now();
+    let e = std::fs::read(m.path("cam/c.bin")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "EIO took {:?}",
+        start.elapsed()
+    );
+
+    // The node comes back on the same port: reads work, without remounting.
+    let (_back, addr2) = node_on(src.path(), "cam", &addr);
+    assert_eq!(addr2, addr);
+    assert!(
+        eventually(Duration::from_secs(5), || std::fs::read(
+            m.path("cam/c.bin")
+        )
+        .is_ok_and(|d| d == pattern(10_000, 3))),
+        "reads did not recover after the node came back"
+    );
+    assert_same_file(&src.path().join("b.bin"), &m.path("cam/b.bin"));
+}
+
+#[test]
+fn eight_concurrent_readers_all_read_correct_bytes() {
+    if !fuse_available() {
+        return;
+    }
+    let src = tempfile::tempdir().unwrap();
+    for i in 0..8 {
+        write(
+            src.path(),
+            &format!("v{i}.mp4"),
+            &pattern(3 * MIB + i * 4099, i as u64),
+        );
+    }
+    let (_n, addr) = node(src.path(), "cam");
+    let m = Mounted::new(&[&addr], &[]);
+    let readers: Vec<_> = (0..8)
+        .map(|i| {
+            let (s, t) = (
+                src.path().join(format!("v{i}.mp4")),
+                m.path(&format!("cam/v{i}.mp4")),
+            );
+            std::thread::spawn(move || assert_same_file(&s, &t))
+        })
+        .collect();
+    for r in readers {
+        r.join().expect("a reader saw wrong bytes");
+    }
+}
+
+#[test]
+fn writes_mkdir_unlink_and_rename_get_erofs() {
+    if !fuse_available() {
+        return;
+    }
+    let src = tempfile::tempdir().unwrap();
+    write(src.path(), "keep.txt", b"keep");
+    let (_n, addr) = node(src.path(), "cam");
+    let m = Mounted::new(&[&addr], &[]);
+    let erofs = |r: std::io::Result<()>, what: &str| {
+        let e = r.expect_err(what);
+        assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{what}: {e}");
+    };
+    erofs(File::create(m.path("cam/new.txt")).map(drop), "create");
+    erofs(
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(m.path("cam/keep.txt"))
+            .map(drop),
+        "open for writing",
+    );
+    erofs(std::fs::create_dir(m.path("cam/d")), "mkdir");
+    erofs(std::fs::remove_file(m.path("cam/keep.txt")), "unlink");
+    erofs(
+        std::fs::rename(m.path("cam/keep.txt"), m.path("cam/moved.txt")),
+        "rename",
+    );
+    erofs(std::fs::create_dir(m.path("newnode")), "mkdir at the root");
+    assert_eq!(std::fs::read(src.path().join("keep.txt")).unwrap(), b"keep");
+    assert_eq!(std::fs::read(m.path("cam/keep.txt")).unwrap(), b"keep");
+    assert_eq!(
+        std::fs::read(m.path("cam/nope")).unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+}
+
+#[test]
+fn sigint_and_sigterm_unmount_cleanly_and_exit_zero() {
+    if !fuse_available() {
+        return;
+    }
+    let src = tempfile::tempdir().unwrap();
+    let (_n, addr) = node(src.path(), "cam");
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        let mut m = Mounted::new(&[&addr], &[]);
+        assert!(m.path("cam").is_dir());
+        let proc = m.proc.as_mut().unwrap();
+        proc.signal(sig);
+        let status = proc.wait_exit(Duration::from_secs(10));
+        assert!(status.success(), "exit status {status} after signal {sig}");
+        assert!(!is_mounted(&m.dir), "still mounted after signal {sig}");
+    }
+}
+
+#[test]
+fn an_unreachable_node_still_gets_a_folder_and_fails_with_eio() {
+    if !fuse_available() {
+        return;
+    }
+    // A port with nothing behind it: bind, note, close.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let src = tempfile::tempdir().unwrap();
+    let (_n, good) = node(src.path(), "cam");
+    let m = Mounted::new(&[&good, &addr], &["--connect-timeout", "1s"]);
+    let folder = addr.replace(':', "_");
+    assert!(m.path(&folder).is_dir());
+    let start = Instant::now();
+    let e = std::fs::read_dir(m.path(&folder))
+        .and_then(|mut d| d.next().transpose())
+        .unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+    assert!(start.elapsed() < Duration::from_secs(3));
+    assert!(m.path("cam").is_dir(), "the good node is unaffected");
+}
