@@ -1,0 +1,175 @@
+//! A node joining a directory by itself: register, connect with its GET_FILE port, publish the
+//! share (and drop stale entries), retry while the directory is down, disconnect on shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use meshfs_core::Share;
+use meshfs_registry::client::Answer;
+use meshfs_registry::fetch::get_file;
+use meshfs_registry::{
+    DirectoryClient, DirectoryServer, JoinArgs, Joined, ServerConfig, SqliteStore,
+};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+async fn directory_at(
+    addr: &str,
+    db: &std::path::Path,
+) -> (SocketAddr, Arc<SqliteStore>, CancellationToken) {
+    let store = Arc::new(SqliteStore::open(db).unwrap());
+    let server = DirectoryServer::bind(addr, store.clone(), ServerConfig::default())
+        .await
+        .unwrap();
+    let addr = server.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(server.run(shutdown.clone(), TaskTracker::new()));
+    (addr, store, shutdown)
+}
+
+fn share() -> (tempfile::TempDir, Share) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("share");
+    std::fs::create_dir_all(root.join("cam1")).unwrap();
+    std::fs::write(root.join("notes.txt"), b"twelve bytes").unwrap();
+    std::fs::write(root.join("cam1/clip.mp4"), vec![0u8; 1000]).unwrap();
+    std::fs::write(root.join("has space.txt"), b"x").unwrap();
+    let share = Share::open(&root).unwrap();
+    (dir, share)
+}
+
+struct Node {
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    joined: tokio::sync::oneshot::Receiver<Joined>,
+}
+
+async fn join(registry: SocketAddr, user: &str, share: Share) -> Node {
+    let args = JoinArgs {
+        registry: Some(registry.to_string()),
+        user: Some(user.to_owned()),
+        peer_listen: "127.0.0.1:0".into(),
+    };
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let (tx, joined) = tokio::sync::oneshot::channel();
+    meshfs_registry::join::start(
+        args,
+        "unused",
+        share,
+        shutdown.clone(),
+        tracker.clone(),
+        move |j| {
+            let _ = tx.send(j.clone());
+        },
+    )
+    .await
+    .unwrap()
+    .expect("a peer listener");
+    Node {
+        shutdown,
+        tracker,
+        joined,
+    }
+}
+
+impl Node {
+    async fn wait_joined(&mut self, within: Duration) -> Joined {
+        tokio::time::timeout(within, &mut self.joined)
+            .await
+            .expect("joined in time")
+            .unwrap()
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.tracker.close();
+        tokio::time::timeout(Duration::from_secs(5), self.tracker.wait())
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_node_publishes_its_share_serves_it_and_disconnects() {
+    let state = tempfile::tempdir().unwrap();
+    let (addr, store, _stop) = directory_at("127.0.0.1:0", &state.path().join("db")).await;
+    let client = DirectoryClient::new(addr.to_string());
+    // A stale entry from an earlier run, and a stale connection.
+    assert_eq!(client.register("cam").await.unwrap(), 0);
+    assert_eq!(client.connect("cam", 1).await.unwrap(), 0);
+    assert_eq!(
+        client.publish("cam", "deleted.mp4", "old").await.unwrap(),
+        0
+    );
+    assert_eq!(client.register("viewer").await.unwrap(), 0);
+    assert_eq!(client.connect("viewer", 2).await.unwrap(), 0);
+
+    let (dir, share) = share();
+    let mut node = join(addr, "cam", share).await;
+    let joined = node.wait_joined(Duration::from_secs(10)).await;
+    assert_eq!(joined.files, 2);
+    assert_eq!(
+        client.list_content("viewer", "cam").await.unwrap(),
+        Answer::Ok(vec!["cam1/clip.mp4".into(), "notes.txt".into()])
+    );
+    assert_eq!(
+        store.file_info("cam", "notes.txt").unwrap().unwrap().0,
+        "12 bytes text/plain"
+    );
+    assert_eq!(
+        store.file_info("cam", "cam1/clip.mp4").unwrap().unwrap().0,
+        "1000 bytes video/mp4"
+    );
+    let Answer::Ok(users) = client.list_users("viewer").await.unwrap() else {
+        panic!()
+    };
+    let cam = users.iter().find(|u| u.name == "cam").unwrap();
+    assert_eq!(cam.port, joined.peer.port());
+
+    // Another peer fetches a published file from the address the directory gives.
+    let dest = dir.path().join("fetched.txt");
+    get_file(
+        &format!("{}:{}", cam.ip, cam.port),
+        "notes.txt",
+        &dest,
+        Duration::from_secs(5),
+        &mut |_, _| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), b"twelve bytes");
+
+    node.stop().await;
+    let Answer::Ok(users) = client.list_users("viewer").await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        users.iter().map(|u| u.name.as_str()).collect::<Vec<_>>(),
+        ["viewer"]
+    );
+}
+
+#[tokio::test]
+async fn a_node_retries_until_the_directory_is_up() {
+    // Reserve a port, free it, and start the directory there only after the node tried.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (_dir, share) = share();
+    let mut node = join(port, "late", share).await;
+    // Not joined while the directory is down (the first attempts fail at once).
+    assert!(
+        tokio::time::timeout(Duration::from_millis(700), &mut node.joined)
+            .await
+            .is_err()
+    );
+    let state = tempfile::tempdir().unwrap();
+    let (addr, _store, _stop) = directory_at(&port.to_string(), &state.path().join("db")).await;
+    let joined = node.wait_joined(Duration::from_secs(15)).await;
+    assert_eq!(joined.registry, addr.to_string());
+    assert_eq!(joined.files, 2);
+    node.stop().await;
+}
