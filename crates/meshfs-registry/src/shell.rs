@@ -154,8 +154,11 @@ impl<W: AsyncWrite + Unpin> Shell<W> {
         let args = &words[1..];
         match (command.as_str(), args.len()) {
             ("REGISTER", 1) => {
-                self.current = args[0].to_owned();
                 let code = self.code(Operation::Register, self.client.register(args[0]).await);
+                if code == 0 || code == 1 {
+                    // A name the directory knows: later operations speak for it.
+                    self.current = args[0].to_owned();
+                }
                 self.say(message(Operation::Register, code)).await?;
             }
             ("UNREGISTER", 1) => {

@@ -48,7 +48,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut shell = Shell::new(config, tokio::io::stdout());
     if std::io::stderr().is_terminal() {
         shell = shell.with_progress(Box::new(|done, total| {
-            let pct = if total == 0 { 100 } else { done * 100 / total };
+            let pct = (done * 100).checked_div(total).unwrap_or(100);
             eprint!("\r{done}/{total} bytes ({pct}%)");
             if done == total {
                 eprintln!();
