@@ -9,7 +9,7 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::unix::pipe;
 use tokio_util::sync::CancellationToken;
 
@@ -99,6 +99,8 @@ pub async fn run(
                 message.extend_from_slice(&typed[..n]);
                 send(&mut to_hub, &message).await?;
             }
+            // The hub's read end closed: it stopped, even if it never opened our FIFO.
+            _ = to_hub.ready(Interest::ERROR) => return Err(ChatError::HubLeft),
             n = from_hub.read(&mut heard) => {
                 let n = n.map_err(|source| ChatError::Io { context: "cannot read my FIFO", source })?;
                 if n == 0 {

@@ -423,7 +423,10 @@ fn sigint_and_sigterm_remove_the_hub_fifo_and_exit_0() {
     for sig in [libc::SIGINT, libc::SIGTERM] {
         let dir = tempfile::tempdir().unwrap();
         let (mut hub_proc, hub) = hub(dir.path(), "broadcast", &[]);
-        let (a, _) = select_client(&hub_proc, &hub, dir.path(), "a");
+        let (mut a, _) = select_client(&hub_proc, &hub, dir.path(), "a");
+        // Once it hears back, the hub holds its FIFO open (the seed's blocking open returned).
+        a.say("ping\n");
+        assert_eq!(a.line(), "ping");
         hub_proc.signal(sig);
         let status = hub_proc.wait_exit(WAIT);
         assert_eq!(status.code(), Some(0), "signal {sig}");
@@ -432,7 +435,6 @@ fn sigint_and_sigterm_remove_the_hub_fifo_and_exit_0() {
             "hub FIFO removed after signal {sig}"
         );
         // The hub closed the client's FIFO: the client sees end-of-file and stops.
-        let mut a = a;
         assert_eq!(a.wait().code(), Some(1));
     }
 }
@@ -518,4 +520,110 @@ fn meshfs_chat_reports_a_missing_hub() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--hub"));
+}
+
+#[test]
+fn a_message_longer_than_the_pipe_is_joined_across_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hub_proc, hub) = hub(dir.path(), "broadcast", &[]);
+    let (a, a_fifo) = select_client(&hub_proc, &hub, dir.path(), "a");
+    let (b, _) = select_client(&hub_proc, &hub, dir.path(), "b");
+    // 100 kB in one write: more than a pipe holds, so the hub necessarily reads it in pieces.
+    let long = "y".repeat(100_000);
+    let message = format!("{}¶{long}\n", a_fifo.display());
+    Peer::python("write_once.py", &[&hub, &message]).line();
+    assert_eq!(a.line(), long);
+    assert_eq!(b.line(), long);
+}
+
+#[test]
+fn registrations_beyond_max_clients_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hub_proc, hub) = hub(dir.path(), "broadcast", &["--max-clients", "1"]);
+    let (mut a, _) = select_client(&hub_proc, &hub, dir.path(), "a");
+    let extra = dir.path().join("extra");
+    let _extra = Peer::python("silent_client.py", &[&hub, extra.to_str().unwrap()]);
+    assert_eq!(
+        event(&hub_proc),
+        format!("refused {}: the hub already has 1 clients", extra.display())
+    );
+    a.say("alone\n");
+    assert_eq!(a.line(), "alone");
+}
+
+#[test]
+fn the_default_fifo_is_tmp_meshfs_hub_pid_and_is_removed() {
+    let (mut hub_proc, line) = common::spawn(&["hub"]);
+    assert_eq!(line, format!("/tmp/meshfs-hub-{}", hub_proc.child.id()));
+    assert!(is_fifo(Path::new(&line)));
+    hub_proc.signal(libc::SIGTERM);
+    assert_eq!(hub_proc.wait_exit(WAIT).code(), Some(0));
+    assert!(!Path::new(&line).exists());
+}
+
+#[test]
+fn meshfs_chat_stops_with_an_error_when_the_hub_goes_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut hub_proc, hub) = hub(dir.path(), "broadcast", &[]);
+    let fifo = dir.path().join("me");
+    let mut chat = Peer::spawn(
+        common::bin(),
+        &["chat", "--hub", &hub, "--fifo", fifo.to_str().unwrap()],
+    );
+    assert_eq!(event(&hub_proc), format!("registered {}", fifo.display()));
+    hub_proc.signal(libc::SIGINT);
+    assert_eq!(hub_proc.wait_exit(WAIT).code(), Some(0));
+    let status = chat.wait();
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "the chat notices the hub closed its FIFO"
+    );
+    assert!(!fifo.exists());
+}
+
+#[test]
+fn meshfs_chat_notices_a_hub_that_dies_before_opening_its_fifo() {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    // A "hub" that reads the registration and dies without ever opening the client's FIFO.
+    let hub = dir.path().join("hub");
+    assert!(Command::new("mkfifo").arg(&hub).status().unwrap().success());
+    let mut reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&hub)
+        .unwrap();
+    let fifo = dir.path().join("me");
+    let mut chat = Peer::spawn(
+        common::bin(),
+        &[
+            "chat",
+            "--hub",
+            hub.to_str().unwrap(),
+            "--fifo",
+            fifo.to_str().unwrap(),
+        ],
+    );
+    let expected = format!("¶{}", fifo.display());
+    let mut got = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while got.len() < expected.len() {
+        let mut buf = [0u8; 256];
+        match reader.read(&mut buf) {
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("{e}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no registration from meshfs chat"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(String::from_utf8(got).unwrap(), expected);
+    drop(reader);
+    assert_eq!(chat.wait().code(), Some(1));
+    assert!(!fifo.exists());
 }
