@@ -8,6 +8,7 @@
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::unix::pipe;
@@ -20,6 +21,8 @@ use crate::framing::SEPARATOR;
 const PIPE_BUF: usize = 4096;
 /// Longest own FIFO path accepted, so every message leaves room for text within `PIPE_BUF`.
 const MAX_FIFO_PATH: usize = 1024;
+/// How long the goodbye may wait for room in the hub's FIFO.
+const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How a chat session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,21 +86,51 @@ pub async fn run(
 
     let mut prefix = me.to_vec();
     prefix.extend_from_slice(SEPARATOR);
+    let result = talk(
+        &prefix,
+        &mut input,
+        &mut output,
+        &mut to_hub,
+        &mut from_hub,
+        shutdown,
+    )
+    .await;
+    // The seed's goodbye, the prefix with an empty text, on every way out (pointless only when the
+    // hub is gone). Bounded: a hub whose FIFO is full must not keep us from exiting.
+    if !matches!(result, Err(ChatError::HubLeft)) {
+        match tokio::time::timeout(GOODBYE_TIMEOUT, to_hub.write_all(&prefix)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!("could not say goodbye to the hub: {e}"),
+            Err(_) => tracing::debug!("the hub did not take our goodbye in time"),
+        }
+    }
+    result
+}
+
+/// The session proper: input chunks to the hub, the hub's bytes to `output`.
+async fn talk(
+    prefix: &[u8],
+    input: &mut (impl AsyncRead + Unpin),
+    output: &mut (impl AsyncWrite + Unpin),
+    to_hub: &mut pipe::Sender,
+    from_hub: &mut pipe::Receiver,
+    shutdown: CancellationToken,
+) -> Result<ChatEnd, ChatError> {
     let mut typed = vec![0u8; PIPE_BUF - prefix.len()];
     let mut heard = vec![0u8; 16 * 1024];
-    let end = loop {
+    loop {
         tokio::select! {
-            _ = shutdown.cancelled() => break ChatEnd::Interrupted,
+            _ = shutdown.cancelled() => return Ok(ChatEnd::Interrupted),
             n = input.read(&mut typed) => {
                 let n = n.map_err(|source| ChatError::Io { context: "cannot read the input", source })?;
                 if n == 0 {
-                    break ChatEnd::InputClosed;
+                    return Ok(ChatEnd::InputClosed);
                 }
                 // One write per message: atomic, never interleaved with another client's.
                 let mut message = Vec::with_capacity(prefix.len() + n);
-                message.extend_from_slice(&prefix);
+                message.extend_from_slice(prefix);
                 message.extend_from_slice(&typed[..n]);
-                send(&mut to_hub, &message).await?;
+                send(to_hub, &message).await?;
             }
             // The hub's read end closed: it stopped, even if it never opened our FIFO.
             _ = to_hub.ready(Interest::ERROR) => return Err(ChatError::HubLeft),
@@ -106,17 +139,14 @@ pub async fn run(
                 if n == 0 {
                     return Err(ChatError::HubLeft);
                 }
-                output.write_all(&heard[..n]).await
-                    .and(output.flush().await)
-                    .map_err(|source| ChatError::Io { context: "cannot write the output", source })?;
+                let shown = async {
+                    output.write_all(&heard[..n]).await?;
+                    output.flush().await
+                };
+                shown.await.map_err(|source| ChatError::Io { context: "cannot write the output", source })?;
             }
         }
-    };
-    // The seed's goodbye: the prefix with an empty text.
-    if let Err(e) = to_hub.write_all(&prefix).await {
-        tracing::debug!("could not say goodbye to the hub: {e}");
     }
-    Ok(end)
 }
 
 /// Opens the hub's FIFO for writing, without blocking when no hub is there.
