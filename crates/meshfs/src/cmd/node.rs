@@ -36,6 +36,8 @@ pub struct Args {
     #[arg(long, default_value_t = 16_384)]
     pub max_connections: usize,
     #[command(flatten)]
+    pub web: meshfs_web::WebArgs,
+    #[command(flatten)]
     pub registry: meshfs_registry::JoinArgs,
 }
 
@@ -65,6 +67,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         share.root().display()
     );
     tracing::info!(%name, %addr, dir = %share.root().display(), "node ready");
+    // Web UI (issue 9): its address is the second stdout line, right after readiness.
+    let web = args
+        .web
+        .start(
+            &args.listen,
+            &share,
+            &name,
+            addr,
+            shutdown.clone(),
+            &tracker,
+        )
+        .await?;
+    if let Some(web) = &web {
+        println!("web http://{}/", web.addr);
+    }
     // Central directory (seed 003): GET_FILE listener, then register/connect/publish in the
     // background; prints a second line once joined.
     let joined = |j: &meshfs_registry::Joined| println!("meshfs node {j}");
