@@ -184,3 +184,82 @@ impl Reader {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meshfs_server::{Config, FileServer};
+    use tokio_util::sync::CancellationToken;
+    use tokio_util::task::TaskTracker;
+
+    /// A real file server on `addr`; returns its address and what stops it.
+    async fn server(share: &Share, addr: &str) -> (String, CancellationToken, TaskTracker) {
+        let config = Config {
+            name: "t".into(),
+            idle_timeout: std::time::Duration::from_secs(60),
+            max_connections: 16,
+        };
+        let server = FileServer::bind(addr, share.clone(), config).await.unwrap();
+        let addr = server.local_addr().unwrap().to_string();
+        let (stop, tracker) = (CancellationToken::new(), TaskTracker::new());
+        tracker.spawn(server.run(stop.clone(), tracker.clone()));
+        (addr, stop, tracker)
+    }
+
+    async fn stop((_, stop, tracker): (String, CancellationToken, TaskTracker)) {
+        stop.cancel();
+        tracker.close();
+        tracker.wait().await;
+    }
+
+    #[tokio::test]
+    async fn pooled_connections_survive_a_node_restart_and_a_vanished_node_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.txt"), b"hello").unwrap();
+        let share = Share::open(dir.path()).unwrap();
+        let first = server(&share, "127.0.0.1:0").await;
+        let addr = first.0.clone();
+        let pool = Arc::new(Pool::new(&addr));
+        let src = Source::Remote(pool.clone());
+        assert_eq!(src.stat("a.txt").await.unwrap().size, 5);
+
+        // The node restarts on the same address: the pooled connection is dead, the request
+        // is retried on a fresh one.
+        stop(first).await;
+        let second = server(&share, &addr).await;
+        assert_eq!(src.stat("a.txt").await.unwrap().size, 5);
+        let (mut reader, entry) = src.open("a.txt").await.unwrap();
+        assert_eq!(entry.size, 5);
+        assert_eq!(&reader.read_at(1, 100).await.unwrap()[..], b"ello");
+        let (listing, cut) = src.list("").await.unwrap();
+        assert_eq!((listing.len(), cut), (1, false));
+        assert!(matches!(src.stat("nope").await, Err(WebError::NotFound(_))));
+        assert!(matches!(
+            src.open("").await,
+            Err(WebError::IsDir(_)) | Err(WebError::BadRequest(_))
+        ));
+
+        // The node vanishes, with a reader open: errors, never a hang.
+        stop(second).await;
+        assert!(reader.read_at(0, 5).await.is_err());
+        assert!(matches!(
+            src.stat("a.txt").await,
+            Err(WebError::Unreachable(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn local_reads_stop_at_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.txt"), b"hello").unwrap();
+        let src = Source::Local(Share::open(dir.path()).unwrap());
+        let (mut reader, entry) = src.open("a.txt").await.unwrap();
+        assert_eq!(entry.size, 5);
+        assert_eq!(&reader.read_at(3, 100).await.unwrap()[..], b"lo");
+        assert!(reader.read_at(5, 100).await.unwrap().is_empty());
+        assert!(matches!(
+            src.open("../x").await,
+            Err(WebError::Forbidden(_))
+        ));
+    }
+}
