@@ -17,7 +17,7 @@
 //! hub calls [`Framer::flush`] when no more bytes arrived for a short while, which decides.
 //! Held bytes are bounded by [`MAX_ID_LEN`]; a text is passed on as it arrives, never accumulated.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 
@@ -253,26 +253,24 @@ impl Framer {
     /// The path ends at a newline (`echo ¶/path > hub`), at the next message start, or where the
     /// client's own first message follows (`¶/a/a¶hi`: the path repeated then `¶`).
     fn registration_end(&self, buf: &[u8], start: usize) -> (usize, usize) {
-        let limit = buf.len();
-        let newline = buf[start..]
+        let boundary = self.next_boundary(buf, start + 1);
+        // A path is at most MAX_ID_LEN bytes: look no further for its newline.
+        let window = boundary.min(start + MAX_ID_LEN + 1);
+        let newline = buf[start..window]
             .iter()
             .position(|&b| b == b'\n')
             .map(|i| start + i);
-        let boundary = self.next_boundary(buf, start + 1);
-        let mut end = newline.map_or(boundary, |n| n.min(boundary));
-        let mut q = start;
-        while let Some(sep) = find_sep(buf, q, end.min(limit)) {
+        let end = newline.map_or(boundary, |n| n.min(boundary));
+        // Paths hold no separator, so only the first one can close `path path¶`.
+        if let Some(sep) = find_sep(buf, start, end) {
             let len = sep - start;
             if len % 2 == 0 && len > 0 && buf[start..start + len / 2] == buf[start + len / 2..sep] {
-                end = start + len / 2;
-                return (end, end);
+                return (start + len / 2, start + len / 2);
             }
-            q = sep + 1;
         }
         if newline == Some(end) {
             return (end, end + 1);
         }
-        end = end.min(limit);
         (end, end)
     }
 
@@ -361,12 +359,43 @@ fn find_sep(buf: &[u8], from: usize, limit: usize) -> Option<usize> {
 }
 
 /// The bounded set of client paths that start messages.
+///
+/// Finding which known path ends right before a separator must stay cheap whatever the input:
+/// a text full of separators, hundreds of paths of different lengths. So each path also has a
+/// fingerprint (a polynomial hash of its bytes read backwards, mixed with its length) and
+/// [`KnownIds::ending_at`] walks back from the separator once, updating the hash byte by byte and
+/// stopping at the previous separator (paths never contain one): linear in the input overall.
 #[derive(Debug, Default)]
 struct KnownIds {
-    set: HashSet<ClientId>,
+    /// Ordered, so "is this the start of a known path" is one range lookup.
+    set: BTreeSet<ClientId>,
     order: VecDeque<ClientId>,
-    /// Path length → how many known paths have it (to look up only plausible lengths).
+    /// Path length → how many known paths have it.
     lengths: BTreeMap<usize, usize>,
+    /// Fingerprint → how many known paths have it.
+    fingerprints: BTreeMap<u64, usize>,
+}
+
+/// Base of the backwards polynomial hash.
+const HASH_BASE: u64 = 0x0000_0100_0000_01b3;
+
+/// One step of the backwards hash: the hash of `b` followed by the `k - 1` bytes hashed so far
+/// (`pow` = `HASH_BASE^(k-1)`).
+fn hash_step(hash: u64, pow: u64, b: u8) -> u64 {
+    hash.wrapping_add(u64::from(b).wrapping_add(1).wrapping_mul(pow))
+}
+
+fn fingerprint(hash: u64, len: usize) -> u64 {
+    hash ^ (len as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+fn fingerprint_of(bytes: &[u8]) -> u64 {
+    let (mut hash, mut pow) = (0u64, 1u64);
+    for &b in bytes.iter().rev() {
+        hash = hash_step(hash, pow, b);
+        pow = pow.wrapping_mul(HASH_BASE);
+    }
+    fingerprint(hash, bytes.len())
 }
 
 impl KnownIds {
@@ -378,13 +407,14 @@ impl KnownIds {
             && let Some(old) = self.order.pop_front()
         {
             self.set.remove(&old);
-            let n = self.lengths.entry(old.as_bytes().len()).or_default();
-            *n -= 1;
-            if *n == 0 {
-                self.lengths.remove(&old.as_bytes().len());
-            }
+            decrement(&mut self.lengths, old.as_bytes().len());
+            decrement(&mut self.fingerprints, fingerprint_of(old.as_bytes()));
         }
         *self.lengths.entry(id.as_bytes().len()).or_default() += 1;
+        *self
+            .fingerprints
+            .entry(fingerprint_of(id.as_bytes()))
+            .or_default() += 1;
         self.order.push_back(id.clone());
         self.set.insert(id);
     }
@@ -400,12 +430,24 @@ impl KnownIds {
     /// Start of the longest known path that ends right before the separator at `sep` and starts at
     /// or after `from`.
     fn ending_at(&self, buf: &[u8], sep: usize, from: usize) -> Option<usize> {
-        self.lengths
-            .keys()
-            .rev()
-            .filter(|&&len| sep >= from + len)
-            .map(|&len| sep - len)
-            .find(|&p| self.set.contains(&buf[p..sep]))
+        let longest = self.max_len().min(sep.saturating_sub(from));
+        let (mut hash, mut pow) = (0u64, 1u64);
+        let mut found = None;
+        for k in 1..=longest {
+            let p = sep - k;
+            if buf[p..].starts_with(SEPARATOR) {
+                break; // no path spans a separator
+            }
+            hash = hash_step(hash, pow, buf[p]);
+            pow = pow.wrapping_mul(HASH_BASE);
+            if buf[p] == b'/'
+                && self.fingerprints.contains_key(&fingerprint(hash, k))
+                && self.set.contains(&buf[p..sep])
+            {
+                found = Some(p);
+            }
+        }
+        found
     }
 
     /// Could `tail` be the start of `<known path>¶`? (`whole`: it must be a full path, the
@@ -414,13 +456,28 @@ impl KnownIds {
         if whole {
             return self.set.contains(tail);
         }
-        self.set.iter().any(|id| id.as_bytes().starts_with(tail))
+        use std::ops::Bound;
+        self.set
+            .range::<[u8], _>((Bound::Included(tail), Bound::Unbounded))
+            .next()
+            .is_some_and(|id| id.as_bytes().starts_with(tail))
+    }
+}
+
+/// Counts one key less, forgetting it at zero.
+fn decrement<K: Ord>(map: &mut BTreeMap<K, usize>, key: K) {
+    if let Some(n) = map.get_mut(&key) {
+        *n -= 1;
+        if *n == 0 {
+            map.remove(&key);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn id(s: &str) -> ClientId {
         ClientId::new(s.as_bytes()).unwrap()
@@ -629,6 +686,37 @@ mod tests {
             let _ = f.push(&[b'/'; 1000], |_| true);
             assert!(f.pending.len() <= MAX_ID_LEN + SEPARATOR.len());
         }
+    }
+
+    #[test]
+    fn hostile_reads_cost_linear_time() {
+        // Many known paths of different lengths, and reads built to make a naive matcher
+        // quadratic: separators everywhere, slashes everywhere, registrations without end.
+        let mut f = Framer::new();
+        for n in 1..MAX_KNOWN_IDS {
+            f.learn(id(&format!("/{}", "a".repeat(n))));
+        }
+        let hostile = [
+            "/¶".repeat(20_000),
+            format!("/{}¶", "a".repeat(500)).repeat(120),
+            "/".repeat(64 * 1024),
+            "¶/a".repeat(20_000),
+            format!("/{}¶{}", "a".repeat(10), "¶x/".repeat(20_000)),
+        ];
+        let started = std::time::Instant::now();
+        for input in &hostile {
+            for _ in 0..10 {
+                let _ = f.push(input.as_bytes(), |_| true);
+                let _ = f.flush();
+                assert!(f.pending.len() <= MAX_ID_LEN + SEPARATOR.len());
+            }
+        }
+        // Linear work is milliseconds even unoptimised; a quadratic matcher takes minutes.
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]

@@ -627,3 +627,31 @@ fn meshfs_chat_notices_a_hub_that_dies_before_opening_its_fifo() {
     assert_eq!(chat.wait().code(), Some(1));
     assert!(!fifo.exists());
 }
+
+#[test]
+fn a_client_fifo_deleted_before_the_hub_opens_it_drops_that_client_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hub_proc, hub) = hub(dir.path(), "broadcast", &[]);
+    let (mut a, _) = select_client(&hub_proc, &hub, dir.path(), "a");
+    let gone = dir.path().join("gone");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&gone)
+            .status()
+            .unwrap()
+            .success()
+    );
+    Peer::python("write_once.py", &[&hub, &format!("¶{}", gone.display())]).line();
+    assert_eq!(event(&hub_proc), format!("registered {}", gone.display()));
+    std::fs::remove_file(&gone).unwrap();
+    let dropped = event(&hub_proc);
+    assert_eq!(
+        dropped,
+        format!(
+            "dropped {}: cannot open its FIFO: no such FIFO",
+            gone.display()
+        )
+    );
+    a.say("unaffected\n");
+    assert_eq!(a.line(), "unaffected");
+}
