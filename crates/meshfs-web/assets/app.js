@@ -297,6 +297,19 @@ function refreshSoon() {
   }, 100);
 }
 
+// A file being recorded grows: keep its size current on the file page (the player itself
+// asks the server again as it plays, so it sees the new bytes on its own).
+async function refreshFileSize() {
+  const r = state.route;
+  try {
+    const st = await getJson('/api/stat/' + enc(r.node) + '/' + encPath(r.path));
+    const dd = document.getElementById('file-size');
+    if (dd && sameRoute(r)) dd.textContent = size(st.size) + ' (' + st.size + ' bytes)';
+  } catch (_) {
+    // Deleted or unreachable: the next navigation shows why.
+  }
+}
+
 function updateFeedStatus() {
   const live = state.nodes.some((n) => n.events === 'live');
   state.live = live;
@@ -307,9 +320,10 @@ function updateFeedStatus() {
   if (note && state.route && state.route.view === 'ls') note.replaceWith(eventsNote(state.route.node));
 }
 
-function showsNode(eventNode) {
+// Is the page showing `view` ('ls' or 'file') of the node an event came from?
+function showsNode(eventNode, view) {
   const r = state.route;
-  if (!r || r.view !== 'ls') return false;
+  if (!r || r.view !== view) return false;
   const n = findNode(r.node);
   return r.node === eventNode || (n && n.name === eventNode);
 }
@@ -328,11 +342,12 @@ function connectFeed() {
       el('span', { class: 'muted' }, new Date().toLocaleTimeString() + ' '),
       ev.node + ' ', el('b', {}, ev.kind), ' ', ev.path));
     while (list.children.length > 200) list.lastChild.remove();
-    if (showsNode(ev.node) && parent(ev.path) === state.route.path) refreshSoon();
+    if (showsNode(ev.node, 'ls') && parent(ev.path) === state.route.path) refreshSoon();
+    if (showsNode(ev.node, 'file') && ev.path === state.route.path) refreshFileSize();
   });
   es.addEventListener('resync', (m) => {
     const ev = JSON.parse(m.data);
-    if (ev.node === null || showsNode(ev.node)) refreshSoon();
+    if (ev.node === null || showsNode(ev.node, 'ls')) refreshSoon();
   });
   es.onerror = () => {
     const s = document.getElementById('feed-status');

@@ -111,6 +111,12 @@ try {
     check(took < 2000, `new file appeared without reload in ${took} ms`);
     await page.locator('#events li', { hasText: 'fresh-clip.txt' }).first().waitFor({ timeout: 2000 });
     check(true, 'event feed lists the new file');
+    // A file page follows its file growing (a recording in progress).
+    await page.goto(WEB + '#/file/' + encodeURIComponent(LOCAL) + '/fresh-clip.txt');
+    await page.locator('#file-size', { hasText: '(14 bytes)' }).waitFor({ timeout: 5000 });
+    fs.appendFileSync(path.join(LOCAL_DIR, 'fresh-clip.txt'), 'and more\n');
+    await page.locator('#file-size', { hasText: '(23 bytes)' }).waitFor({ timeout: 2000 });
+    check(true, 'file page shows the file growing');
   } else {
     console.log(`NOTE: ${LOCAL} offers no events (${events}): checking Refresh instead of live updates`);
     check((await page.locator('#feed-status').textContent()) === 'events unavailable', 'feed says events unavailable');
