@@ -117,7 +117,8 @@ async fn serve(
     let mut reader = FieldReader::new(read, config.silence);
     reader.set_deadline(Some(tokio::time::Instant::now() + config.request_deadline));
     let reply = match Request::read(&mut reader).await {
-        Ok(request) => execute(store, request, peer.ip()).await,
+        // An IPv4 client of a dual-stack socket is recorded as IPv4, as peers will dial it.
+        Ok(request) => execute(store, request, peer.ip().to_canonical()).await,
         Err(e) => {
             log_bad_request(&e, peer);
             vec![e.code()]

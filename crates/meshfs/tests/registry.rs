@@ -54,19 +54,23 @@ fn joined_node(dir: &Path, user: &str, registry: &str) -> Proc {
 }
 
 /// One directory operation with NUL-terminated fields; the whole raw reply.
-fn call(addr: &str, fields: &[&str]) -> Vec<u8> {
-    let mut s = TcpStream::connect(addr).expect("connect to the directory");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+fn try_call(addr: &str, fields: &[&str]) -> std::io::Result<Vec<u8>> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut msg = Vec::new();
     for f in fields {
         msg.extend_from_slice(f.as_bytes());
         msg.push(0);
     }
-    s.write_all(&msg).unwrap();
-    s.shutdown(Shutdown::Write).unwrap();
+    s.write_all(&msg)?;
+    s.shutdown(Shutdown::Write)?;
     let mut reply = Vec::new();
-    s.read_to_end(&mut reply).unwrap();
-    reply
+    s.read_to_end(&mut reply)?;
+    Ok(reply)
+}
+
+fn call(addr: &str, fields: &[&str]) -> Vec<u8> {
+    try_call(addr, fields).expect("directory operation")
 }
 
 /// The names in a `LIST_CONTENT` (or any) reply after its code and count.
@@ -93,9 +97,7 @@ fn kill_9_loses_no_acknowledged_operation() {
     let writer = std::thread::spawn(move || {
         for i in 0..100_000u32 {
             let name = format!("file{i}");
-            let ok =
-                std::panic::catch_unwind(|| call(&writer_addr, &["PUBLISH", "writer", &name, "d"]));
-            match ok {
+            match try_call(&writer_addr, &["PUBLISH", "writer", &name, "d"]) {
                 Ok(reply) if reply == [0] => {
                     if acked_tx.send(i).is_err() {
                         return;
