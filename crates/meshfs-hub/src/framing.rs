@@ -170,7 +170,12 @@ impl Framer {
         match ClientId::new(&buf[pos..q]) {
             Ok(from) => self.text(buf, pos, q + SEPARATOR.len(), from, true, last, out),
             Err(e) => {
-                let next = self.next_boundary(buf, q + SEPARATOR.len());
+                // `junk¶/path`: the separator starts a registration, keep it.
+                let next = if self.boundary_at(buf, q) {
+                    q
+                } else {
+                    self.next_boundary(buf, q + SEPARATOR.len())
+                };
                 out.push(invalid(next - pos, &format!("bad message prefix: {e}")));
                 Step::Next(next)
             }
@@ -659,6 +664,13 @@ mod tests {
         let frames = push(&mut f, "¶relative\n/tmp/a¶x\n");
         assert!(matches!(&frames[0], Frame::Invalid { .. }), "{frames:?}");
         assert_eq!(frames[1], text("/tmp/a", "x\n"));
+        // Junk glued to a registration: the registration survives.
+        let frames = push(&mut f, "junk¶/tmp/b\n");
+        assert!(
+            matches!(&frames[0], Frame::Invalid { len: 4, .. }),
+            "{frames:?}"
+        );
+        assert_eq!(frames[1], Frame::Register(id("/tmp/b")));
         // A message from a path never registered is still framed (the hub ignores it).
         assert_eq!(push(&mut f, "/tmp/zz¶q\n"), vec![text("/tmp/zz", "q\n")]);
         // No separator at all, longer than any path: dropped at once, nothing held.

@@ -22,7 +22,11 @@ Examples:
   meshfs chat --hub /tmp/chat                 join it from another terminal
 
 Clients register by writing `¶<their FIFO>` into the hub FIFO and send `<their FIFO>¶<text>`;
-an empty text says goodbye. The seed's own Python clients work unchanged.")]
+an empty text says goodbye. The seed's own Python clients work unchanged.
+
+Standard output: the FIFO path once clients may connect, then one line per client event:
+`registered PATH`, `disconnected PATH`, `dropped PATH: REASON`, `refused PATH: REASON`.
+Ctrl-C or SIGTERM: every client FIFO is closed, the hub FIFO removed, exit status 0.")]
 pub struct Args {
     /// The hub's FIFO, created at start (it must not exist) and removed at exit
     /// [default: /tmp/meshfs-hub-<pid>].
