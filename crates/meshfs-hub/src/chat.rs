@@ -66,15 +66,17 @@ pub async fn run(
     mut output: impl AsyncWrite + Unpin,
     shutdown: CancellationToken,
 ) -> Result<ChatEnd, ChatError> {
-    let me = config.fifo.as_os_str().as_bytes();
-    if me.len() > MAX_FIFO_PATH {
-        return Err(ChatError::PathTooLong(config.fifo.clone()));
-    }
+    // The hub runs elsewhere: it needs an absolute path to find our FIFO.
     let create_err = |source| ChatError::CreateFifo {
         path: config.fifo.clone(),
         source,
     };
-    let own = OwnedFifo::create(&config.fifo, 0o600).map_err(create_err)?;
+    let path = std::path::absolute(&config.fifo).map_err(create_err)?;
+    let me = path.as_os_str().as_bytes();
+    if me.len() > MAX_FIFO_PATH {
+        return Err(ChatError::PathTooLong(path));
+    }
+    let own = OwnedFifo::create(&path, 0o600).map_err(create_err)?;
     // Open our read end before registering, so the hub can open its write end at once.
     let mut from_hub = fifo::open_reader(own.path()).map_err(create_err)?;
     let mut to_hub = connect(&config.hub)?;

@@ -118,6 +118,8 @@ impl Hub {
             path: path.to_owned(),
             source,
         };
+        // Absolute, so the path the hub reports works from any directory.
+        let path = &std::path::absolute(path).map_err(create_err)?;
         let fifo = OwnedFifo::create(path, config.permissions).map_err(create_err)?;
         let reader = fifo::open_reader(path).map_err(create_err)?;
         Ok(Self {

@@ -25,13 +25,18 @@ struct Peer {
 
 impl Peer {
     fn spawn(program: &str, args: &[&str]) -> Peer {
-        let mut child = Command::new(program)
-            .args(args)
+        let mut command = Command::new(program);
+        command.args(args);
+        Peer::from_command(command)
+    }
+
+    fn from_command(mut command: Command) -> Peer {
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+            .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
         let stdout = child.stdout.take().unwrap();
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
@@ -654,4 +659,28 @@ fn a_client_fifo_deleted_before_the_hub_opens_it_drops_that_client_only() {
     );
     a.say("unaffected\n");
     assert_eq!(a.line(), "unaffected");
+}
+
+#[test]
+fn relative_paths_are_made_absolute() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut hub = Command::new(common::bin());
+    hub.current_dir(dir.path())
+        .args(["hub", "--fifo", "rel-hub"]);
+    let hub = Peer::from_command(hub);
+    assert_eq!(
+        Path::new(&hub.line()),
+        dir.path().join("rel-hub"),
+        "the hub reports an absolute path"
+    );
+    let mut chat = Command::new(common::bin());
+    chat.current_dir(dir.path())
+        .args(["chat", "--hub", "rel-hub", "--fifo", "rel-me"]);
+    let mut chat = Peer::from_command(chat);
+    assert_eq!(
+        hub.line(),
+        format!("registered {}", dir.path().join("rel-me").display())
+    );
+    chat.say("relative\n");
+    assert_eq!(chat.line(), "relative");
 }
