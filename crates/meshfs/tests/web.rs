@@ -587,3 +587,84 @@ fn event_feed_does_not_delay_shutdown() {
         }
     }
 }
+
+/// Read an SSE stream until `want` appears in what arrived; panics after `timeout`.
+fn read_feed_until(s: &mut TcpStream, seen: &mut Vec<u8>, want: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(seen).contains(want) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "no {want:?} in the feed within {timeout:?}: {}",
+            String::from_utf8_lossy(seen)
+        );
+        s.set_read_timeout(Some(left)).unwrap();
+        match s.read(&mut buf) {
+            Ok(0) => panic!("feed closed: {}", String::from_utf8_lossy(seen)),
+            Ok(k) => seen.extend_from_slice(&buf[..k]),
+            Err(e) => panic!("feed read failed ({e}): {}", String::from_utf8_lossy(seen)),
+        }
+    }
+}
+
+/// The event feed: file events of this node and of a remote one arrive as SSE `file` events.
+/// A file server without `subscribe` is reported as `events: unavailable` instead (noted).
+#[test]
+fn event_feed_carries_every_nodes_events() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
+    std::fs::create_dir_all(&a_dir).unwrap();
+    std::fs::create_dir_all(&b_dir).unwrap();
+    let b = web_node(&b_dir, "camb", &[]);
+    let a = web_node(&a_dir, "cama", &["--node", &b.addr]);
+    // Wait until both watchers settled (live or unavailable).
+    let mut nodes = String::new();
+    wait_until(
+        Duration::from_secs(10),
+        "both nodes' event state known",
+        || {
+            nodes = get(&a.web, "/api/nodes").text();
+            nodes.matches(r#""status":"online""#).count() == 2
+                && !nodes.contains(r#""events":"unknown""#)
+        },
+    );
+    let mut s = TcpStream::connect(&a.web).unwrap();
+    write!(s, "GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut seen = Vec::new();
+    read_feed_until(&mut s, &mut seen, "event: nodes", Duration::from_secs(10));
+    if nodes.contains(r#""events":"unavailable""#) {
+        eprintln!("NOTE: the file server offers no `subscribe`: checked that the feed says so");
+        assert!(String::from_utf8_lossy(&seen).contains(r#""events":"unavailable""#));
+        return;
+    }
+    assert_eq!(nodes.matches(r#""events":"live""#).count(), 2, "{nodes}");
+    std::fs::write(b_dir.join("from b.mp4"), b"b").unwrap();
+    read_feed_until(
+        &mut s,
+        &mut seen,
+        r#""node":"camb""#,
+        Duration::from_secs(5),
+    );
+    read_feed_until(
+        &mut s,
+        &mut seen,
+        r#""path":"from b.mp4""#,
+        Duration::from_secs(5),
+    );
+    std::fs::create_dir(a_dir.join("sub")).unwrap();
+    std::fs::write(a_dir.join("sub/<i>.txt"), b"a").unwrap();
+    read_feed_until(
+        &mut s,
+        &mut seen,
+        r#""node":"cama""#,
+        Duration::from_secs(5),
+    );
+    read_feed_until(
+        &mut s,
+        &mut seen,
+        r#""path":"sub/<i>.txt""#,
+        Duration::from_secs(5),
+    );
+    assert!(String::from_utf8_lossy(&seen).contains("event: file"));
+}
