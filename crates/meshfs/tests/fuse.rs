@@ -569,3 +569,63 @@ fn an_unreachable_node_still_gets_a_folder_and_fails_with_eio() {
     assert!(start.elapsed() < Duration::from_secs(3));
     assert!(m.path("cam").is_dir(), "the good node is unaffected");
 }
+
+/// A fake peer on loopback that accepts connections and answers each with `reply` (then holds
+/// the connection open without reading on), for at most `max` connections.
+fn fake_peer(reply: &'static [u8], max: usize) -> String {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().take(max) {
+            let Ok(mut conn) = conn else { break };
+            let _ = conn.write_all(reply);
+            held.push(conn);
+        }
+    });
+    addr
+}
+
+#[test]
+fn stalled_and_garbled_peers_answer_eio_without_hanging_the_mount() {
+    if !fuse_available() {
+        return;
+    }
+    let stalled = fake_peer(b"", 64);
+    let mut long_line = vec![b'7'; 20_000];
+    long_line.push(b'\n');
+    let garbled = fake_peer(Box::leak(long_line.into_boxed_slice()), 64);
+    let nonsense = fake_peer(b"hello there\nnot a status line\n", 64);
+    let src = tempfile::tempdir().unwrap();
+    write(src.path(), "ok.txt", b"fine");
+    let (_n, good) = node(src.path(), "cam");
+    let m = Mounted::new(
+        &[&good, &stalled, &garbled, &nonsense],
+        &["--timeout", "2s", "--connect-timeout", "1s"],
+    );
+    for peer in [&stalled, &garbled, &nonsense] {
+        let folder = m.path(&peer.replace(':', "_"));
+        let start = Instant::now();
+        let e = std::fs::read_dir(&folder)
+            .and_then(|mut d| d.next().transpose())
+            .unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EIO), "{peer}: {e}");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{peer}: took {:?}",
+            start.elapsed()
+        );
+    }
+    // While a reader waits on the stalled peer, the good node answers at once.
+    let waiting = {
+        let folder = m.path(&stalled.replace(':', "_")).join("x");
+        std::thread::spawn(move || std::fs::metadata(folder).unwrap_err().raw_os_error())
+    };
+    assert_eq!(std::fs::read(m.path("cam/ok.txt")).unwrap(), b"fine");
+    assert!(
+        !waiting.is_finished(),
+        "the stalled request should still be waiting (2 s timeout): the good node was slowed"
+    );
+    assert_eq!(waiting.join().unwrap(), Some(libc::EIO));
+}
