@@ -12,7 +12,10 @@ use crate::store::ConnectedUser;
 use crate::wire::{FieldError, FieldReader, SendError, parse_number, push_field};
 
 /// Most entries a client accepts in one listing (a bound against a hostile server).
-pub const MAX_LISTED: u64 = 10_000_000;
+pub const MAX_LISTED: u64 = 1_000_000;
+/// Most bytes of fields a client accepts in one listing by default (a directory of 10,000 users
+/// lists in about 300 KiB).
+pub const MAX_LISTING_BYTES: usize = 64 << 20;
 
 /// Why an operation got no result code.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +30,21 @@ pub enum ClientError {
     Field(#[from] SendError),
     #[error("bad reply from the directory: {0}")]
     Reply(#[from] FieldError),
+    #[error("listing larger than the client accepts")]
+    TooLarge,
+}
+
+/// Counts the bytes of a listing against the client's limit.
+struct Budget(usize);
+
+impl Budget {
+    fn take(&mut self, field: String) -> Result<String, ClientError> {
+        self.0 = self
+            .0
+            .checked_sub(field.len() + 1)
+            .ok_or(ClientError::TooLarge)?;
+        Ok(field)
+    }
 }
 
 /// The directory's answer: the result code, and the listing that follows a 0 where there is one.
@@ -43,6 +61,7 @@ pub struct DirectoryClient {
     addr: String,
     timeout: Duration,
     date: Option<String>,
+    max_listing_bytes: usize,
 }
 
 impl DirectoryClient {
@@ -52,6 +71,7 @@ impl DirectoryClient {
             addr: addr.into(),
             timeout: Duration::from_secs(10),
             date: None,
+            max_listing_bytes: MAX_LISTING_BYTES,
         }
     }
 
@@ -64,6 +84,12 @@ impl DirectoryClient {
     /// Send this `DD/MM/YYYY HH:MM:SS` stamp with every operation (the course's later variant).
     pub fn with_date(mut self, date: Option<String>) -> DirectoryClient {
         self.date = date;
+        self
+    }
+
+    /// Refuse listings whose fields add up to more than `bytes`.
+    pub fn with_listing_limit(mut self, bytes: usize) -> DirectoryClient {
+        self.max_listing_bytes = bytes;
         self
     }
 
@@ -143,10 +169,11 @@ impl DirectoryClient {
         }
         let count = reader.read_number(MAX_LISTED).await?;
         let mut users = Vec::new();
+        let mut budget = Budget(self.max_listing_bytes);
         for _ in 0..count {
-            let name = reader.read_field().await?;
-            let ip = reader.read_field().await?;
-            let port = reader.read_field().await?;
+            let name = budget.take(reader.read_field().await?)?;
+            let ip = budget.take(reader.read_field().await?)?;
+            let port = budget.take(reader.read_field().await?)?;
             let port = parse_number(&port, u16::MAX as u64).unwrap_or(0) as u16;
             users.push(ConnectedUser { name, ip, port });
         }
@@ -164,8 +191,9 @@ impl DirectoryClient {
         }
         let count = reader.read_number(MAX_LISTED).await?;
         let mut files = Vec::new();
+        let mut budget = Budget(self.max_listing_bytes);
         for _ in 0..count {
-            files.push(reader.read_field().await?);
+            files.push(budget.take(reader.read_field().await?)?);
         }
         Ok(Answer::Ok(files))
     }

@@ -41,7 +41,7 @@ pub struct JoinArgs {
     #[arg(long, env = "MESHFS_REGISTRY", value_name = "HOST:PORT")]
     pub registry: Option<String>,
     /// User name in the directory (default: the node name).
-    #[arg(long, env = "MESHFS_USER", requires = "registry")]
+    #[arg(long, env = "MESHFS_USER")]
     pub user: Option<String>,
     /// Address of the peer GET_FILE listener announced to the directory (port 0: any free port).
     #[arg(long, default_value = "0.0.0.0:0", env = "MESHFS_PEER_LISTEN")]
