@@ -397,3 +397,36 @@ impl Client {
         self.status().await.map(drop)
     }
 }
+
+/// A connection turned into an event stream by `subscribe`.
+#[derive(Debug)]
+pub struct Subscription {
+    client: Client,
+}
+
+/// A subscription with no line (not even a ping) for this long is considered dead.
+pub const SUBSCRIPTION_SILENCE: Duration = Duration::from_secs(35);
+
+impl Client {
+    /// `subscribe [<since>]`: from now on this connection only carries events.
+    pub async fn subscribe(mut self, since: Option<u64>) -> Result<Subscription> {
+        match since {
+            Some(s) => self.send(&format!("subscribe {s}")),
+            None => self.send("subscribe"),
+        }
+        self.status().await?;
+        self.set_timeout(SUBSCRIPTION_SILENCE);
+        Ok(Subscription { client: self })
+    }
+}
+
+impl Subscription {
+    /// The next event or ping. Fails when the node goes away or stays silent too long.
+    pub async fn next(&mut self) -> Result<crate::events::StreamLine> {
+        let line = self.client.read_line().await?;
+        crate::events::StreamLine::parse(&line).ok_or_else(|| {
+            self.client
+                .protocol(format!("malformed event line {line:?}"))
+        })
+    }
+}

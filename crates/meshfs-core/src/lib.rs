@@ -2,11 +2,15 @@
 //!
 //! - [`share`]: one folder, confined paths, list/stat/open/read-at, BLAKE3 hash;
 //! - [`proto`]: the file-server protocol's codes, request parser and reply formats;
+//! - [`events`]: the share's numbered change log (inotify), replay and live subscription;
+//! - [`follow`]: a reconnecting subscription to a remote node's events;
 //! - [`client`]: one connection to a node's file server;
 //! - [`remote`]: naming remote files (`meshfs://HOST:PORT/PATH`);
 //! - [`transfer`]: crash-proof downloads to `.part` with resume and verification.
 
 pub mod client;
+pub mod events;
+pub mod follow;
 pub mod proto;
 pub mod remote;
 pub mod share;

@@ -127,6 +127,19 @@ impl Connection {
         Ok(())
     }
 
+    /// Resolves when the peer closes (or errors). Anything it sends meanwhile is discarded:
+    /// used while the connection streams events and expects no more requests. Cancel-safe.
+    pub async fn closed(&mut self) {
+        loop {
+            self.rbuf.clear();
+            self.rbuf.reserve(512);
+            match self.stream.read_buf(&mut self.rbuf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    }
+
     /// Queue reply bytes.
     pub fn queue(&mut self, bytes: &[u8]) {
         self.wbuf.extend_from_slice(bytes);

@@ -11,6 +11,7 @@
 mod connection;
 mod sendfile;
 mod session;
+mod subscription;
 
 use std::io;
 use std::net::SocketAddr;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use meshfs_core::Share;
+use meshfs_core::events::Events;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -52,6 +54,7 @@ pub struct FileServer {
     listener: TcpListener,
     share: Share,
     config: Arc<Config>,
+    events: Option<Events>,
 }
 
 impl FileServer {
@@ -62,7 +65,14 @@ impl FileServer {
             listener,
             share,
             config: Arc::new(config),
+            events: None,
         })
+    }
+
+    /// Serve `subscribe` from this change log (without it, `subscribe` answers code 5).
+    pub fn with_events(mut self, events: Events) -> FileServer {
+        self.events = Some(events);
+        self
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -95,6 +105,7 @@ impl FileServer {
                 Connection::new(stream, self.config.idle_timeout),
                 self.share.clone(),
                 self.config.clone(),
+                self.events.clone(),
             );
             let shutdown = shutdown.clone();
             tracker.spawn(async move {

@@ -7,12 +7,14 @@ use std::io;
 use std::sync::Arc;
 
 use meshfs_core::proto::{self, Code, MAX_READ, PROTO_VERSION, Request};
+use meshfs_core::events::Events;
 use meshfs_core::{Share, ShareError, ShareFile};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::Config;
 use crate::connection::{Connection, ReadError};
+use crate::subscription;
 
 /// The file a client opened with `open`, and where its next `read` starts.
 struct OpenFile {
@@ -24,6 +26,7 @@ pub(crate) struct Session {
     conn: Connection,
     share: Share,
     config: Arc<Config>,
+    events: Option<Events>,
     open: Option<OpenFile>,
 }
 
@@ -34,11 +37,17 @@ enum Next {
 }
 
 impl Session {
-    pub(crate) fn new(conn: Connection, share: Share, config: Arc<Config>) -> Session {
+    pub(crate) fn new(
+        conn: Connection,
+        share: Share,
+        config: Arc<Config>,
+        events: Option<Events>,
+    ) -> Session {
         Session {
             conn,
             share,
             config,
+            events,
             open: None,
         }
     }
@@ -69,6 +78,12 @@ impl Session {
                 }
                 Err(ReadError::Io(e)) => return Err(e),
             };
+            if let Ok(Request::Subscribe(since)) = Request::parse(&line)
+                && let Some(events) = self.events.clone()
+            {
+                // The connection now carries events until the client leaves.
+                return subscription::serve(&mut self.conn, &events, since, &shutdown).await;
+            }
             match self.handle(&line).await? {
                 Next::Continue => {}
                 Next::Close => break,
@@ -199,7 +214,9 @@ impl Session {
                 }
             }
             Request::Auth(_) => self.error(Code::BadRequest, "this node has no password"),
-            Request::Subscribe(_) => self.error(Code::BadRequest, "subscribe is not available"),
+            Request::Subscribe(_) => {
+                self.error(Code::BadRequest, "this node does not watch its share")
+            }
             Request::Help => {
                 self.conn.status(0, "OK");
                 self.conn.queue(proto::HELP.as_bytes());

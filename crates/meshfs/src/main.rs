@@ -34,12 +34,14 @@ enum Command {
     Cat(cmd::files::CatArgs),
     /// Download a remote file, resuming an interrupted download and verifying the result.
     Get(cmd::get::Args),
-    /// Mount every node's files read-only under one folder (FUSE): DIR/<node>/<path>.
-    Mount(cmd::mount::Args),
     /// Run a FIFO chat hub (seed 001): clients on this machine talk through named pipes.
     Hub(cmd::hub::Args),
     /// Chat through a FIFO hub (`--hub PATH`; the LAN group chat will be the default later).
     Chat(cmd::fifo_chat::Args),
+    /// Mount every node's files read-only under one folder (FUSE): DIR/<node>/<path>.
+    Mount(cmd::mount::Args),
+    /// Print file events of one or more nodes as they happen.
+    Watch(cmd::watch::Args),
     /// Run the central directory (seed 003): users, where they listen, what they publish.
     Registry(cmd::registry::Args),
     /// The directory's interactive client (`c> ` prompt); also reads commands from stdin.
@@ -70,9 +72,10 @@ fn main() -> std::process::ExitCode {
             Command::Stat(args) => cmd::files::stat(args).await,
             Command::Cat(args) => cmd::files::cat(args).await,
             Command::Get(args) => cmd::get::run(args).await,
-            Command::Mount(args) => cmd::mount::run(args).await,
             Command::Hub(args) => cmd::hub::run(args).await,
             Command::Chat(args) => cmd::fifo_chat::run(args).await,
+            Command::Mount(args) => cmd::mount::run(args).await,
+            Command::Watch(args) => cmd::watch::run(args).await,
             Command::Registry(args) => cmd::registry::run(args).await,
             Command::Shell(args) => cmd::shell::run(args).await,
         }

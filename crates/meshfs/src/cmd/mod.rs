@@ -2,9 +2,10 @@
 
 pub mod files;
 pub mod get;
-pub mod mount;
 pub mod hub;
 pub mod fifo_chat;
+pub mod mount;
 pub mod node;
 pub mod registry;
 pub mod shell;
+pub mod watch;

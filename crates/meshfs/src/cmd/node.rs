@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use meshfs_core::Share;
+use meshfs_core::events::Events;
 use meshfs_server::{Config, FileServer};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -35,6 +36,9 @@ pub struct Args {
     /// Most connections served at once.
     #[arg(long, default_value_t = 16_384)]
     pub max_connections: usize,
+    /// File events kept for subscribers that reconnect (`subscribe <since>`).
+    #[arg(long, default_value_t = meshfs_core::events::DEFAULT_CAPACITY)]
+    pub event_log: usize,
     #[command(flatten)]
     pub web: meshfs_web::WebArgs,
     #[command(flatten)]
@@ -54,9 +58,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         idle_timeout: args.idle_timeout,
         max_connections: args.max_connections,
     };
-    let server = FileServer::bind(&args.listen, share.clone(), config)
+    let events = Events::new(args.event_log);
+    // Without a watch (inotify limits reached, say) the node still serves files; it just
+    // cannot answer `subscribe`.
+    let watch = events
+        .watch(share.root())
+        .inspect_err(|e| tracing::warn!(error = %e, "cannot watch the share: no file events"))
+        .ok();
+    let mut server = FileServer::bind(&args.listen, share.clone(), config)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    if watch.is_some() {
+        server = server.with_events(events.clone());
+    }
     let addr = server.local_addr()?;
 
     let shutdown = CancellationToken::new();

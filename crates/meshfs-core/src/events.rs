@@ -1,0 +1,421 @@
+//! `Events`: the share's numbered change log, fed by inotify, read by subscribers.
+//!
+//! Raw watcher events become [`Event`]s: `created`, `modified` (a burst of writes to one file is
+//! coalesced into at most one `modified` per [`COALESCE`]), `deleted`, `closed` (a writer closed
+//! the file: "this recording is complete"), renames as `deleted` + `created`, and `resync` when the
+//! kernel's queue overflowed (something was lost: re-list). Paths are relative to the share;
+//! anything outside it, or not representable on a protocol line, is dropped.
+//!
+//! The last `capacity` events stay in memory, so a subscriber that reconnects with `since` gets
+//! exactly what it missed, or `resync` if that is no longer held. Live delivery uses a bounded
+//! broadcast channel: a subscriber that falls behind never blocks the watcher or the others; it
+//! gets `resync` and continues from the present.
+//!
+//! Sequence numbers start at the current Unix time in microseconds, not at 1, so they keep
+//! increasing across node restarts without any state on disk: a client's `since` from before a
+//! restart is then older than everything held, and it is correctly told `resync`.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
+use notify::{EventKind as RawKind, RecursiveMode, Watcher};
+use tokio::sync::broadcast;
+
+/// Default number of events kept for replay.
+pub const DEFAULT_CAPACITY: usize = 65_536;
+
+/// Live events buffered per subscriber before it is considered lagging.
+const LIVE_BUFFER: usize = 4096;
+
+/// At most one `modified` per file per this interval.
+pub const COALESCE: Duration = Duration::from_millis(500);
+
+/// Most entries emitted when scanning a folder that appeared (its files may predate the watch).
+const SCAN_LIMIT: usize = 10_000;
+
+/// What happened to a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    Created,
+    Modified,
+    Deleted,
+    Closed,
+    /// Events were lost: the subscriber should re-list.
+    Resync,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Created => "created",
+            EventKind::Modified => "modified",
+            EventKind::Deleted => "deleted",
+            EventKind::Closed => "closed",
+            EventKind::Resync => "resync",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<EventKind> {
+        Some(match s {
+            "created" => EventKind::Created,
+            "modified" => EventKind::Modified,
+            "deleted" => EventKind::Deleted,
+            "closed" => EventKind::Closed,
+            "resync" => EventKind::Resync,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One numbered change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub seq: u64,
+    pub kind: EventKind,
+    /// Relative to the share; empty for `resync`.
+    pub path: String,
+}
+
+impl fmt::Display for Event {
+    /// The wire form, `<seq> <kind> <path>` (`<seq> resync` without a path).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{} {}", self.seq, self.kind)
+        } else {
+            write!(f, "{} {} {}", self.seq, self.kind, self.path)
+        }
+    }
+}
+
+/// A line of a subscription stream, as a client reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamLine {
+    Event(Event),
+    Ping(u64),
+}
+
+impl StreamLine {
+    /// Parse `<seq> <kind> [<path>]` or `<seq> ping`.
+    pub fn parse(line: &str) -> Option<StreamLine> {
+        let (seq, rest) = line.split_once(' ')?;
+        let seq = seq.parse().ok()?;
+        if rest == "ping" {
+            return Some(StreamLine::Ping(seq));
+        }
+        let (kind, path) = rest.split_once(' ').unwrap_or((rest, ""));
+        Some(StreamLine::Event(Event {
+            seq,
+            kind: EventKind::parse(kind)?,
+            path: path.to_owned(),
+        }))
+    }
+}
+
+/// What [`Events::subscribe`] hands a new subscriber.
+pub struct Subscribed {
+    /// The latest sequence number when subscribing: everything up to it is either in `replay`
+    /// or was before `since`.
+    pub last: u64,
+    /// Missed events to send first (or one `resync`).
+    pub replay: Vec<Event>,
+    /// Everything after `last`, live.
+    pub live: broadcast::Receiver<Event>,
+}
+
+/// The change log of one share. Cheap to clone.
+#[derive(Clone)]
+pub struct Events {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    log: Mutex<Log>,
+    live: broadcast::Sender<Event>,
+}
+
+struct Log {
+    events: VecDeque<Event>,
+    capacity: usize,
+    /// The number the next event gets.
+    next_seq: u64,
+    /// Last `modified` (or `created`) emitted per path, for coalescing.
+    recent: HashMap<String, Instant>,
+}
+
+/// Keeps the OS watcher alive; dropping it stops watching.
+pub struct WatchGuard {
+    _watcher: notify::RecommendedWatcher,
+}
+
+impl Events {
+    /// An empty log keeping `capacity` events.
+    pub fn new(capacity: usize) -> Events {
+        let start = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(1);
+        let (live, _) = broadcast::channel(LIVE_BUFFER);
+        Events {
+            inner: Arc::new(Inner {
+                log: Mutex::new(Log {
+                    events: VecDeque::with_capacity(capacity.min(4096)),
+                    capacity: capacity.max(1),
+                    next_seq: start,
+                    recent: HashMap::new(),
+                }),
+                live,
+            }),
+        }
+    }
+
+    /// Watch `root` (recursively, including folders created later) and feed this log.
+    pub fn watch(&self, root: &Path) -> notify::Result<WatchGuard> {
+        let root = root.canonicalize()?;
+        let events = self.clone();
+        let handler_root = root.clone();
+        let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            match res {
+                Ok(ev) => events.ingest(&handler_root, ev),
+                Err(e) => {
+                    tracing::warn!(error = %e, "file watcher error: subscribers will resync");
+                    events.push(EventKind::Resync, String::new());
+                }
+            }
+        })?;
+        watcher.watch(&root, RecursiveMode::Recursive)?;
+        Ok(WatchGuard { _watcher: watcher })
+    }
+
+    /// The sequence number of the latest event (or just below the first one to come).
+    pub fn last_seq(&self) -> u64 {
+        self.lock().next_seq - 1
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Log> {
+        self.inner.log.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Record an event and deliver it to live subscribers.
+    pub fn push(&self, kind: EventKind, path: String) {
+        let mut log = self.lock();
+        if kind == EventKind::Modified {
+            let now = Instant::now();
+            if let Some(at) = log.recent.get(&path)
+                && now.duration_since(*at) < COALESCE
+            {
+                return;
+            }
+            if log.recent.len() >= 4096 {
+                log.recent.retain(|_, at| now.duration_since(*at) < COALESCE);
+            }
+            log.recent.insert(path.clone(), now);
+        } else if kind == EventKind::Created {
+            // A new file's first writes are part of its creation.
+            log.recent.insert(path.clone(), Instant::now());
+        } else {
+            log.recent.remove(&path);
+        }
+        let event = Event {
+            seq: log.next_seq,
+            kind,
+            path,
+        };
+        log.next_seq += 1;
+        if log.events.len() >= log.capacity {
+            log.events.pop_front();
+        }
+        log.events.push_back(event.clone());
+        // Sent under the lock so that `subscribe` sees each event exactly once, either in the
+        // replay or live. No receivers is fine.
+        let _ = self.inner.live.send(event);
+    }
+
+    /// Subscribe: the latest sequence number at this instant, the events after `since` that are
+    /// still held (or a `resync` marker if some are not), then a live receiver for what
+    /// follows. Replay and live never overlap nor leave a gap.
+    pub fn subscribe(&self, since: Option<u64>) -> Subscribed {
+        let log = self.lock();
+        let live = self.inner.live.subscribe();
+        let last = log.next_seq - 1;
+        let Some(since) = since else {
+            return Subscribed {
+                last,
+                replay: Vec::new(),
+                live,
+            };
+        };
+        let oldest = log.events.front().map_or(log.next_seq, |e| e.seq);
+        let replay = if since > last || since + 1 < oldest {
+            vec![Event {
+                seq: last,
+                kind: EventKind::Resync,
+                path: String::new(),
+            }]
+        } else {
+            let skip = log.events.partition_point(|e| e.seq <= since);
+            log.events.iter().skip(skip).cloned().collect()
+        };
+        Subscribed { last, replay, live }
+    }
+
+    /// Turn one raw watcher event into zero or more log events.
+    fn ingest(&self, root: &Path, ev: notify::Event) {
+        if ev.need_rescan() {
+            self.push(EventKind::Resync, String::new());
+            return;
+        }
+        let rel = |p: &PathBuf| relative(root, p);
+        match ev.kind {
+            RawKind::Create(kind) => {
+                for p in &ev.paths {
+                    if let Some(r) = rel(p) {
+                        self.push(EventKind::Created, r);
+                    }
+                    if kind == CreateKind::Folder || p.is_dir() {
+                        self.scan_new_folder(root, p);
+                    }
+                }
+            }
+            RawKind::Modify(ModifyKind::Name(RenameMode::From)) => {
+                for r in ev.paths.iter().filter_map(rel) {
+                    self.push(EventKind::Deleted, r);
+                }
+            }
+            RawKind::Modify(ModifyKind::Name(RenameMode::To)) => {
+                for p in &ev.paths {
+                    if let Some(r) = rel(p) {
+                        self.push(EventKind::Created, r);
+                    }
+                    if p.is_dir() {
+                        self.scan_new_folder(root, p);
+                    }
+                }
+            }
+            // `From` and `To` were already reported one by one.
+            RawKind::Modify(ModifyKind::Name(_)) => {}
+            RawKind::Modify(ModifyKind::Data(_)) | RawKind::Modify(ModifyKind::Any) => {
+                for r in ev.paths.iter().filter_map(rel) {
+                    self.push(EventKind::Modified, r);
+                }
+            }
+            RawKind::Access(AccessKind::Close(AccessMode::Write)) => {
+                for r in ev.paths.iter().filter_map(rel) {
+                    self.push(EventKind::Closed, r);
+                }
+            }
+            RawKind::Remove(_) => {
+                for r in ev.paths.iter().filter_map(rel) {
+                    self.push(EventKind::Deleted, r);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A folder that appeared may already hold entries created before its watch was added
+    /// (`mkdir -p a/b && touch a/b/c`): report them as created.
+    fn scan_new_folder(&self, root: &Path, dir: &Path) {
+        let mut stack = vec![dir.to_owned()];
+        let mut seen = 0;
+        while let Some(d) = stack.pop() {
+            let Ok(items) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for item in items.flatten() {
+                seen += 1;
+                if seen > SCAN_LIMIT {
+                    self.push(EventKind::Resync, String::new());
+                    return;
+                }
+                let path = item.path();
+                if let Some(r) = relative(root, &path) {
+                    self.push(EventKind::Created, r);
+                }
+                if item.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    stack.push(path);
+                }
+            }
+        }
+    }
+}
+
+/// `path` relative to `root`, if it is inside and can be named on a protocol line.
+fn relative(root: &Path, path: &Path) -> Option<String> {
+    let rel = path.strip_prefix(root).ok()?.to_str()?;
+    if rel.is_empty() || rel.contains(['\n', '\r']) {
+        return None;
+    }
+    Some(rel.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replay_since_and_resync() {
+        let ev = Events::new(3);
+        let base = ev.last_seq();
+        for i in 0..5 {
+            ev.push(EventKind::Created, format!("f{i}"));
+        }
+        // Held: f2, f3, f4.
+        let replay = ev.subscribe(Some(base + 3)).replay;
+        assert_eq!(
+            replay.iter().map(|e| e.path.as_str()).collect::<Vec<_>>(),
+            ["f3", "f4"]
+        );
+        let replay = ev.subscribe(Some(base + 1)).replay;
+        assert_eq!(replay.len(), 1);
+        assert_eq!(replay[0].kind, EventKind::Resync);
+        let replay = ev.subscribe(Some(base + 5)).replay;
+        assert!(replay.is_empty());
+        // A `since` from the future (another epoch) is a resync too.
+        let replay = ev.subscribe(Some(base + 50)).replay;
+        assert_eq!(replay[0].kind, EventKind::Resync);
+    }
+
+    #[test]
+    fn modified_bursts_coalesce() {
+        let ev = Events::new(100);
+        let mut rx = ev.subscribe(None).live;
+        ev.push(EventKind::Modified, "a".into());
+        ev.push(EventKind::Modified, "a".into());
+        ev.push(EventKind::Modified, "b".into());
+        ev.push(EventKind::Closed, "a".into());
+        ev.push(EventKind::Modified, "a".into());
+        let kinds: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|e| format!("{} {}", e.kind, e.path))
+            .collect();
+        assert_eq!(kinds, ["modified a", "modified b", "closed a", "modified a"]);
+    }
+
+    #[test]
+    fn stream_lines_parse() {
+        assert_eq!(StreamLine::parse("7 ping"), Some(StreamLine::Ping(7)));
+        assert_eq!(
+            StreamLine::parse("8 created a b.mp4"),
+            Some(StreamLine::Event(Event {
+                seq: 8,
+                kind: EventKind::Created,
+                path: "a b.mp4".into()
+            }))
+        );
+        assert_eq!(
+            StreamLine::parse("9 resync").map(|l| matches!(l, StreamLine::Event(e) if e.kind == EventKind::Resync)),
+            Some(true)
+        );
+        assert_eq!(StreamLine::parse("x created a"), None);
+        assert_eq!(StreamLine::parse("1 exploded a"), None);
+    }
+}

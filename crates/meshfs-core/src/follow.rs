@@ -1,0 +1,100 @@
+//! `Follower`: a subscription to one node's events that survives restarts and network cuts.
+//!
+//! It reconnects with back-off and resumes with `subscribe <since>`, so a consumer sees every
+//! event exactly once, or an explicit `resync` where the node could no longer replay what was
+//! missed. Used by `meshfs watch`, and by any door that mirrors a remote node (FUSE, web).
+
+use std::time::Duration;
+
+use crate::client::{Client, ClientError, Subscription};
+use crate::events::{Event, StreamLine};
+
+/// What the follower has to say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// (Re)connected to the node, which calls itself `name`.
+    Connected { name: String },
+    /// An event, in order, never repeated.
+    Event(Event),
+    /// The link is down; the follower keeps retrying.
+    Disconnected { error: String },
+}
+
+/// Follows one node at `addr`.
+pub struct Follower {
+    addr: String,
+    since: Option<u64>,
+    sub: Option<Subscription>,
+    backoff: Duration,
+    /// Set once the first connection failed, so failures are reported once per outage.
+    reported_down: bool,
+}
+
+const MIN_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+impl Follower {
+    /// Follow `addr` from now (`since = None`) or from after event `since`.
+    pub fn new(addr: impl Into<String>, since: Option<u64>) -> Follower {
+        Follower {
+            addr: addr.into(),
+            since,
+            sub: None,
+            backoff: MIN_BACKOFF,
+            reported_down: false,
+        }
+    }
+
+    /// The last event delivered (what a reconnection resumes after).
+    pub fn since(&self) -> Option<u64> {
+        self.since
+    }
+
+    async fn connect(&mut self) -> Result<String, ClientError> {
+        let mut client = Client::connect(&self.addr).await?;
+        let info = client.hello().await?;
+        self.sub = Some(client.subscribe(self.since).await?);
+        Ok(info.name)
+    }
+
+    /// Wait for the next notice. Never fails: outages are notices too.
+    pub async fn next(&mut self) -> Notice {
+        loop {
+            let Some(sub) = self.sub.as_mut() else {
+                match self.connect().await {
+                    Ok(name) => {
+                        self.backoff = MIN_BACKOFF;
+                        self.reported_down = false;
+                        return Notice::Connected { name };
+                    }
+                    Err(e) => {
+                        tokio::time::sleep(self.backoff).await;
+                        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                        if !self.reported_down {
+                            self.reported_down = true;
+                            return Notice::Disconnected {
+                                error: e.to_string(),
+                            };
+                        }
+                        continue;
+                    }
+                }
+            };
+            match sub.next().await {
+                // A ping says "you have everything up to here".
+                Ok(StreamLine::Ping(seq)) => self.since = Some(seq),
+                Ok(StreamLine::Event(event)) => {
+                    self.since = Some(event.seq);
+                    return Notice::Event(event);
+                }
+                Err(e) => {
+                    self.sub = None;
+                    self.reported_down = true;
+                    return Notice::Disconnected {
+                        error: e.to_string(),
+                    };
+                }
+            }
+        }
+    }
+}

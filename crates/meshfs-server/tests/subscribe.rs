@@ -1,0 +1,297 @@
+//! `subscribe` end to end: a real inotify watch on a temporary share, a real server, and
+//! subscribers on real sockets.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use meshfs_core::Share;
+use meshfs_core::events::Events;
+use meshfs_server::{Config, FileServer};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+struct Node {
+    addr: String,
+    shutdown: CancellationToken,
+    _watch: meshfs_core::events::WatchGuard,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+fn start(root: &Path, capacity: usize) -> Node {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let share = Share::open(root).unwrap();
+    let events = Events::new(capacity);
+    let watch = events.watch(root).unwrap();
+    let server = rt
+        .block_on(FileServer::bind("127.0.0.1:0", share, Config::default()))
+        .unwrap()
+        .with_events(events);
+    let addr = server.local_addr().unwrap().to_string();
+    let shutdown = CancellationToken::new();
+    rt.spawn(server.run(shutdown.clone(), TaskTracker::new()));
+    Node {
+        addr,
+        shutdown,
+        _watch: watch,
+        _rt: rt,
+    }
+}
+
+struct Sub {
+    reader: BufReader<TcpStream>,
+    /// Position from the first ping (where the subscription starts).
+    start: u64,
+}
+
+impl Sub {
+    fn open(addr: &str, since: Option<u64>) -> Sub {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        match since {
+            Some(n) => writeln!(s, "subscribe {n}").unwrap(),
+            None => writeln!(s, "subscribe").unwrap(),
+        }
+        let mut sub = Sub {
+            reader: BufReader::new(s),
+            start: 0,
+        };
+        assert_eq!(sub.line(), "0 OK");
+        let ping = sub.line();
+        sub.start = ping
+            .strip_suffix(" ping")
+            .unwrap_or_else(|| panic!("expected a ping, got {ping:?}"))
+            .parse()
+            .unwrap();
+        sub
+    }
+
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).expect("event line in time");
+        assert!(line.ends_with('\n'), "connection closed: {line:?}");
+        line.pop();
+        line
+    }
+
+    /// Next non-ping line, split into (seq, kind, path); panics after 10 s.
+    fn event(&mut self) -> (u64, String, String) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            assert!(Instant::now() < deadline, "no event within 10 s");
+            let line = self.line();
+            let mut parts = line.splitn(3, ' ');
+            let seq = parts.next().unwrap().parse().unwrap();
+            let kind = parts.next().unwrap().to_owned();
+            if kind == "ping" {
+                continue;
+            }
+            return (seq, kind, parts.next().unwrap_or("").to_owned());
+        }
+    }
+
+    /// Read events until `pred` holds for one; returns all read (in order).
+    fn until(&mut self, mut pred: impl FnMut(&(u64, String, String)) -> bool) -> Vec<(u64, String, String)> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut seen = Vec::new();
+        loop {
+            assert!(Instant::now() < deadline, "event not seen; got {seen:?}");
+            let ev = self.event();
+            let done = pred(&ev);
+            seen.push(ev);
+            if done {
+                return seen;
+            }
+        }
+    }
+}
+
+fn has(seen: &[(u64, String, String)], kind: &str, path: &str) -> bool {
+    seen.iter().any(|(_, k, p)| k == kind && p == path)
+}
+
+#[test]
+fn kinds_paths_and_increasing_sequence() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path(), 1000);
+    let mut sub = Sub::open(&node.addr, None);
+
+    let mut f = std::fs::File::create(dir.path().join("rec.mp4")).unwrap();
+    f.write_all(b"frame1").unwrap();
+    f.write_all(b"frame2").unwrap();
+    drop(f);
+    let mut seen = sub.until(|(_, k, p)| k == "closed" && p == "rec.mp4");
+    assert!(has(&seen, "created", "rec.mp4"), "{seen:?}");
+
+    // A folder created after start is watched as soon as it is reported.
+    std::fs::create_dir_all(dir.path().join("day1/cam")).unwrap();
+    seen.extend(sub.until(|(_, k, p)| k == "created" && p == "day1/cam"));
+    assert!(has(&seen, "created", "day1"), "{seen:?}");
+    std::fs::write(dir.path().join("day1/cam/a.mp4"), b"x").unwrap();
+    seen.extend(sub.until(|(_, k, p)| k == "closed" && p == "day1/cam/a.mp4"));
+
+    // Files written into a brand-new folder before its watch exists are still reported.
+    std::fs::create_dir_all(dir.path().join("x/y")).unwrap();
+    std::fs::write(dir.path().join("x/y/z.mp4"), b"z").unwrap();
+    seen.extend(sub.until(|(_, k, p)| k == "created" && p == "x/y/z.mp4"));
+
+    std::fs::rename(dir.path().join("rec.mp4"), dir.path().join("day1/rec.mp4")).unwrap();
+    seen.extend(sub.until(|(_, k, p)| k == "created" && p == "day1/rec.mp4"));
+    assert!(has(&seen, "deleted", "rec.mp4"), "{seen:?}");
+
+    std::fs::remove_file(dir.path().join("day1/cam/a.mp4")).unwrap();
+    seen.extend(sub.until(|(_, k, p)| k == "deleted" && p == "day1/cam/a.mp4"));
+
+    let seqs: Vec<u64> = seen.iter().map(|e| e.0).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    assert!(seqs[0] > sub.start);
+    // Nothing outside the share, nothing absolute.
+    assert!(seen.iter().all(|(_, _, p)| !p.starts_with('/') && !p.contains("..")));
+}
+
+#[test]
+fn appends_are_coalesced() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path(), 1000);
+    let mut sub = Sub::open(&node.addr, None);
+    let mut f = std::fs::File::create(dir.path().join("grow")).unwrap();
+    for _ in 0..200 {
+        f.write_all(&[0u8; 100]).unwrap();
+    }
+    drop(f);
+    let seen = sub.until(|(_, k, _)| k == "closed");
+    let modified = seen.iter().filter(|(_, k, _)| k == "modified").count();
+    assert!(modified <= 2, "200 writes gave {modified} modified events: {seen:?}");
+}
+
+#[test]
+fn reconnect_with_since_gets_exactly_the_missed_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path(), 1000);
+    let mut sub = Sub::open(&node.addr, None);
+    std::fs::write(dir.path().join("first"), b"1").unwrap();
+    let seen = sub.until(|(_, k, p)| k == "closed" && p == "first");
+    let since = seen.last().unwrap().0;
+    drop(sub);
+
+    // A witness that stays connected sees everything from here.
+    let mut witness = Sub::open(&node.addr, Some(since));
+    for name in ["m1", "m2", "m3"] {
+        std::fs::write(dir.path().join(name), b"x").unwrap();
+    }
+    let expected = witness.until(|(_, k, p)| k == "closed" && p == "m3");
+
+    let mut again = Sub::open(&node.addr, Some(since));
+    let replayed = again.until(|(_, k, p)| k == "closed" && p == "m3");
+    assert_eq!(replayed, expected);
+}
+
+#[test]
+fn since_older_than_the_log_gets_resync() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path(), 4);
+    let sub = Sub::open(&node.addr, None);
+    let since = sub.start;
+    drop(sub);
+    let mut witness = Sub::open(&node.addr, Some(since));
+    for i in 0..10 {
+        std::fs::write(dir.path().join(format!("f{i}")), b"x").unwrap();
+    }
+    witness.until(|(_, k, p)| k == "closed" && p == "f9");
+    let mut late = Sub::open(&node.addr, Some(since));
+    let (_, kind, _) = late.event();
+    assert_eq!(kind, "resync");
+}
+
+#[test]
+fn ten_thousand_files_in_a_burst_none_lost_or_resync() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path(), 65_536);
+    let mut sub = Sub::open(&node.addr, None);
+    const N: usize = 10_000;
+    for i in 0..N {
+        std::fs::write(dir.path().join(format!("b{i:05}")), b"").unwrap();
+    }
+    std::fs::write(dir.path().join("zz-end"), b"").unwrap();
+    let mut created = HashSet::new();
+    let mut resync = false;
+    let seen = sub.until(|(_, k, p)| {
+        if k == "resync" {
+            resync = true;
+        }
+        if k == "closed" && p == "zz-end" {
+            return true;
+        }
+        if k == "created" && p.starts_with('b') {
+            created.insert(p.clone());
+        }
+        false
+    });
+    assert!(
+        resync || created.len() == N,
+        "{} of {N} created events and no resync (read {} lines)",
+        created.len(),
+        seen.len()
+    );
+}
+
+#[test]
+fn a_subscriber_that_never_reads_does_not_hold_back_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path(), 65_536);
+    // Subscribes, then never reads a byte.
+    let stalled = Sub::open(&node.addr, None);
+    let mut active = Sub::open(&node.addr, None);
+    // Long names so the stalled socket's buffers fill up quickly.
+    let long = "n".repeat(200);
+    for i in 0..6000 {
+        std::fs::write(dir.path().join(format!("{long}{i:05}")), b"").unwrap();
+    }
+    std::fs::write(dir.path().join("last"), b"").unwrap();
+    active.until(|(_, k, p)| k == "closed" && p == "last");
+    // The node still serves ordinary requests promptly.
+    let mut s = TcpStream::connect(&node.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"stat last\n").unwrap();
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).unwrap();
+    assert_eq!(line, "0 OK\n");
+    // When the stalled one finally reads, it is told it lost events (resync) or has them all.
+    let mut stalled = stalled;
+    let seen = stalled.until(|(_, k, p)| k == "resync" || (k == "closed" && p == "last"));
+    assert!(!seen.is_empty());
+}
+
+#[test]
+fn without_events_subscribe_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt
+        .block_on(FileServer::bind(
+            "127.0.0.1:0",
+            Share::open(dir.path()).unwrap(),
+            Config::default(),
+        ))
+        .unwrap();
+    let addr = server.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    rt.spawn(server.run(shutdown.clone(), TaskTracker::new()));
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(b"subscribe\n").unwrap();
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).unwrap();
+    assert_eq!(line, "5 this node does not watch its share\n");
+    shutdown.cancel();
+}

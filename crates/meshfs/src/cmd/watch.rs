@@ -1,0 +1,93 @@
+//! `meshfs watch`: follow the file events of one or more nodes.
+//!
+//! Events go to stdout, one per line; connection notices go to stderr (`connected to NAME`,
+//! `lost NAME: …, reconnecting`), so stdout stays a clean feed for scripts.
+
+use meshfs_core::RemotePath;
+use meshfs_core::events::Event;
+use meshfs_core::follow::{Follower, Notice};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+#[derive(clap::Args)]
+#[command(after_help = "\
+Output: `<node> <seq> <kind> <path>`, kind one of created, modified, deleted, closed, resync
+(events were lost: re-list). With --json, one object per line:
+  {\"node\":\"cam1\",\"seq\":1732200000000001,\"kind\":\"closed\",\"path\":\"clip.mp4\"}
+A node that restarts or a network cut is survived: meshfs reconnects and resumes after the last
+event it printed, so nothing is repeated and a lost range shows as `resync`.
+
+Examples:
+  meshfs watch meshfs://cam1.local meshfs://cam2.local
+  meshfs watch --json meshfs://cam1.local | jq -r 'select(.kind==\"closed\") | .path'")]
+pub struct Args {
+    /// Nodes to follow (meshfs://HOST[:PORT]; a path, if given, is ignored).
+    #[arg(required = true)]
+    pub nodes: Vec<RemotePath>,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Format one event line.
+fn format_event(node: &str, event: &Event, json: bool) -> String {
+    if json {
+        let mut line = serde_json::json!({
+            "node": node,
+            "seq": event.seq,
+            "kind": event.kind.as_str(),
+            "path": event.path,
+        })
+        .to_string();
+        line.push('\n');
+        line
+    } else if event.path.is_empty() {
+        format!("{node} {} {}\n", event.seq, event.kind)
+    } else {
+        format!("{node} {} {} {}\n", event.seq, event.kind, event.path)
+    }
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let (tx, mut rx) = mpsc::channel::<String>(1024);
+    for node in args.nodes {
+        let tx = tx.clone();
+        let json = args.json;
+        tokio::spawn(async move {
+            let mut follower = Follower::new(node.addr.clone(), None);
+            // Until the node says its name, call it by its address.
+            let mut name = node.addr.clone();
+            loop {
+                match follower.next().await {
+                    Notice::Connected { name: n } => {
+                        name = n;
+                        eprintln!("connected to {name} ({})", node.addr);
+                    }
+                    Notice::Disconnected { error } => {
+                        eprintln!("lost {name}: {error}; reconnecting");
+                    }
+                    Notice::Event(event) => {
+                        if tx.send(format_event(&name, &event, json)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+    }
+    drop(tx);
+    let mut stdout = tokio::io::stdout();
+    loop {
+        tokio::select! {
+            line = rx.recv() => {
+                let Some(line) = line else { return Ok(()) };
+                if let Err(e) = stdout.write_all(line.as_bytes()).await {
+                    // `meshfs watch | head` closing the pipe is a normal end.
+                    return if e.kind() == std::io::ErrorKind::BrokenPipe { Ok(()) } else { Err(e.into()) };
+                }
+                stdout.flush().await?;
+            }
+            _ = crate::signals::terminate() => return Ok(()),
+        }
+    }
+}
