@@ -276,7 +276,11 @@ mod tests {
             .await
             .expect("failure reported");
         assert_eq!(dropped.id, id);
-        assert!(dropped.reason.contains("Broken pipe"), "{}", dropped.reason);
+        assert!(
+            dropped.reason.contains("os error 32"),
+            "EPIPE: {}",
+            dropped.reason
+        );
         assert!(clients.is_empty());
     }
 

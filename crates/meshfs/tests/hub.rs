@@ -454,7 +454,11 @@ fn the_hub_refuses_to_take_over_an_existing_path() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("File exists"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot create the hub FIFO") && stderr.contains("os error 17"),
+        "{stderr}"
+    );
     assert_eq!(std::fs::read_to_string(&taken).unwrap(), "someone's file");
 }
 
