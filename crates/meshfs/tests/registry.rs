@@ -465,3 +465,37 @@ fn a_node_disconnects_on_sigterm_and_keeps_its_files_listed_for_later() {
         ["1", "a.jpg"]
     );
 }
+
+#[test]
+fn registry_keeps_its_state_under_xdg_state_home_and_stops_cleanly_on_sigint() {
+    let xdg = tempfile::tempdir().unwrap();
+    let mut child = Command::new(common::bin())
+        .args(["registry", "--listen", "127.0.0.1:0"])
+        .env("XDG_STATE_HOME", xdg.path())
+        .env_remove("MESHFS_STATE")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("s> init server ")
+        .expect("readiness line")
+        .to_owned();
+    assert_eq!(call(&addr, &["REGISTER", "xdg"]), [0]);
+    assert!(xdg.path().join("meshfs/registry.sqlite3").is_file());
+    // SAFETY: plain syscall on our own child's pid.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "exit status {:?}", out.status);
+    // The per-operation log went to stderr through the normal log.
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("s> REGISTER FROM xdg"), "{log}");
+}
