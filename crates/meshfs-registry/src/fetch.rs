@@ -84,11 +84,10 @@ pub async fn get_file(
     let mut temp_name = std::ffi::OsString::from(".");
     temp_name.push(name);
     temp_name.push(format!(".part-{}", std::process::id()));
-    let temp = TempFile {
+    let mut temp = TempFile {
         path: dest.with_file_name(temp_name),
         keep: false,
     };
-    let mut temp = temp;
     let mut out = tokio::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
