@@ -74,6 +74,8 @@ try {
   await remoteRow.locator('.badge.online').waitFor({ timeout: 10000 });
   await page.locator(`#nodes tr[data-node="${LOCAL}"]`).waitFor();
   check(true, 'node list shows both nodes, the remote one online');
+  fs.mkdirSync(OUT, { recursive: true });
+  await page.screenshot({ path: path.join(OUT, 'nodes.png') });
 
   // 2. A remote folder lists its files; sort and filter work.
   await remoteRow.locator('a').click();
@@ -151,7 +153,6 @@ try {
   await page.waitForFunction((t) => document.querySelector('video#player').currentTime > t + 0.3, afterSeek, { timeout: 15000 });
   const moved = await video.evaluate((v) => v.currentTime);
   check(moved > afterSeek, `playback moves on after the seek (${moved.toFixed(2)} s)`);
-  fs.mkdirSync(OUT, { recursive: true });
   await page.screenshot({ path: path.join(OUT, 'video.png') });
 
   await page.goto(WEB + '#/ls/' + encodeURIComponent(LOCAL) + '/');
