@@ -39,6 +39,9 @@ pub struct Args {
     /// File events kept for subscribers that reconnect (`subscribe <since>`).
     #[arg(long, default_value_t = meshfs_core::events::DEFAULT_CAPACITY)]
     pub event_log: usize,
+    /// Publish file events and presence to this MQTT broker (mqtt://HOST[:PORT]).
+    #[arg(long, env = "MESHFS_MQTT")]
+    pub mqtt: Option<meshfs_mqtt::BrokerAddr>,
     #[command(flatten)]
     pub web: meshfs_web::WebArgs,
     #[command(flatten)]
@@ -81,6 +84,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         share.root().display()
     );
     tracing::info!(%name, %addr, dir = %share.root().display(), "node ready");
+    if let Some(broker) = args.mqtt {
+        if watch.is_some() {
+            let bridge = meshfs_mqtt::Bridge::new(broker, name.clone(), events.clone());
+            tracker.spawn(bridge.run(shutdown.clone()));
+        } else {
+            tracing::warn!("--mqtt ignored: the share is not watched, there are no events to publish");
+        }
+    }
     // Web UI (issue 9): its address is the second stdout line, right after readiness.
     let web = args
         .web

@@ -1,0 +1,211 @@
+//! One bridge from a node's `Events` to one broker, reconnecting forever.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use meshfs_core::events::{Event, EventKind, Events};
+use rumqttc::{AsyncClient, Event as MqttEvent, LastWill, MqttOptions, Outgoing, Packet, QoS};
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+
+use crate::url::BrokerAddr;
+
+const MIN_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Publish requests queued towards the broker before the feeder waits.
+const REQUEST_QUEUE: usize = 256;
+
+/// Bridges one node's events to one broker.
+pub struct Bridge {
+    broker: BrokerAddr,
+    node: String,
+    events: Events,
+}
+
+/// Why a broker session ended.
+enum Ended {
+    Shutdown,
+    Lost { error: String, connected: bool },
+}
+
+/// Publish requests in the order they were handed to the client: `Some(seq)` for an event,
+/// `None` for a status message. rumqttc reports each outgoing PUBLISH (with its packet id) in
+/// that same order, which is how a PUBACK is traced back to an event.
+type SendOrder = Arc<Mutex<VecDeque<Option<u64>>>>;
+
+impl Bridge {
+    pub fn new(broker: BrokerAddr, node: impl Into<String>, events: Events) -> Bridge {
+        Bridge {
+            broker,
+            node: node.into(),
+            events,
+        }
+    }
+
+    fn events_topic(&self) -> String {
+        format!("meshfs/{}/events", self.node)
+    }
+
+    fn status_topic(&self) -> String {
+        format!("meshfs/{}/status", self.node)
+    }
+
+    /// Run until `shutdown`; broker outages are retried with back-off and never end the bridge.
+    pub async fn run(self, shutdown: CancellationToken) {
+        // Everything up to this sequence number has been acknowledged by the broker.
+        let mut acked: Option<u64> = None;
+        let mut backoff = MIN_BACKOFF;
+        loop {
+            match self.session(&mut acked, &shutdown).await {
+                Ended::Shutdown => return,
+                Ended::Lost { error, connected } => {
+                    if connected {
+                        backoff = MIN_BACKOFF;
+                        tracing::warn!(broker = %self.broker.host, %error, "MQTT broker lost; reconnecting");
+                    } else {
+                        tracing::debug!(%error, ?backoff, "MQTT broker unreachable");
+                    }
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    async fn session(&self, acked: &mut Option<u64>, shutdown: &CancellationToken) -> Ended {
+        let mut opts = MqttOptions::new(
+            format!("meshfs-{}-{}", self.node, std::process::id()),
+            self.broker.host.clone(),
+            self.broker.port,
+        );
+        opts.set_keep_alive(Duration::from_secs(15));
+        opts.set_last_will(LastWill::new(
+            self.status_topic(),
+            "offline",
+            QoS::AtLeastOnce,
+            true,
+        ));
+        let (client, mut eventloop) = AsyncClient::new(opts, REQUEST_QUEUE);
+
+        // Connect first: nothing is queued for a broker that is not there.
+        loop {
+            tokio::select! {
+                res = eventloop.poll() => match res {
+                    Ok(MqttEvent::Incoming(Packet::ConnAck(_))) => break,
+                    Ok(_) => {}
+                    Err(e) => return Ended::Lost { error: e.to_string(), connected: false },
+                },
+                _ = shutdown.cancelled() => return Ended::Shutdown,
+            }
+        }
+        tracing::info!(host = %self.broker.host, port = self.broker.port, "MQTT bridge connected");
+
+        let subscribed = self.events.subscribe(*acked);
+        // The first connection starts from now; later ones resume after the last PUBACK.
+        acked.get_or_insert(subscribed.last);
+        let order: SendOrder = Arc::default();
+        order.lock().expect("fresh lock").push_back(None);
+        let _ = client.try_publish(self.status_topic(), QoS::AtLeastOnce, true, "online");
+        let feeder = tokio::spawn(feed(
+            client.clone(),
+            self.events_topic(),
+            self.node.clone(),
+            subscribed.replay,
+            subscribed.live,
+            *acked,
+            order.clone(),
+        ));
+
+        let mut inflight: HashMap<u16, u64> = HashMap::new();
+        let ended = loop {
+            tokio::select! {
+                res = eventloop.poll() => match res {
+                    Ok(MqttEvent::Outgoing(Outgoing::Publish(pkid))) => {
+                        let sent = order.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+                        if let Some(Some(seq)) = sent {
+                            inflight.insert(pkid, seq);
+                        }
+                    }
+                    Ok(MqttEvent::Incoming(Packet::PubAck(ack))) => {
+                        if let Some(seq) = inflight.remove(&ack.pkid) {
+                            *acked = Some(acked.map_or(seq, |a| a.max(seq)));
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => break Ended::Lost { error: e.to_string(), connected: true },
+                },
+                _ = shutdown.cancelled() => {
+                    // A clean stop says so itself instead of leaving it to the last will.
+                    let _ = client.try_publish(self.status_topic(), QoS::AtLeastOnce, true, "offline");
+                    let _ = client.try_disconnect();
+                    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                        while eventloop.poll().await.is_ok() {}
+                    })
+                    .await;
+                    break Ended::Shutdown;
+                }
+            }
+        };
+        feeder.abort();
+        ended
+    }
+}
+
+/// The JSON payload of one event.
+pub(crate) fn payload(node: &str, event: &Event) -> String {
+    serde_json::json!({
+        "node": node,
+        "seq": event.seq,
+        "kind": event.kind.as_str(),
+        "path": event.path,
+    })
+    .to_string()
+}
+
+/// Publish the replay, then live events, in order; a lag becomes a `resync` event.
+async fn feed(
+    client: AsyncClient,
+    topic: String,
+    node: String,
+    replay: Vec<Event>,
+    mut live: tokio::sync::broadcast::Receiver<Event>,
+    mut position: Option<u64>,
+    order: SendOrder,
+) {
+    let publish = |event: Event| {
+        let (client, topic, order) = (&client, &topic, &order);
+        let body = payload(&node, &event);
+        async move {
+            order
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push_back(Some(event.seq));
+            client.publish(topic.clone(), QoS::AtLeastOnce, false, body).await
+        }
+    };
+    for event in replay {
+        position = Some(event.seq);
+        if publish(event).await.is_err() {
+            return;
+        }
+    }
+    loop {
+        let event = match live.recv().await {
+            Ok(event) => event,
+            Err(RecvError::Lagged(_)) => Event {
+                seq: position.unwrap_or_default(),
+                kind: EventKind::Resync,
+                path: String::new(),
+            },
+            Err(RecvError::Closed) => return,
+        };
+        position = Some(event.seq);
+        if publish(event).await.is_err() {
+            return;
+        }
+    }
+}
