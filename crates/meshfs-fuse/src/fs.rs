@@ -22,6 +22,7 @@ use fuser::{
     ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
     Request, TimeOrNow, WriteFlags,
 };
+use meshfs_core::proto::MAX_READ;
 use meshfs_core::share::MAX_PATH_LEN;
 use meshfs_core::{Entry, Kind};
 
@@ -29,7 +30,7 @@ use crate::cache::MetaCache;
 use crate::error::errno;
 use crate::inodes::{self, Inode, InodeTable, ROOT};
 use crate::pool::NodePool;
-use crate::readahead::{CHUNK, Chunk, ReadAhead, Source};
+use crate::readahead::{Budget, CHUNK, Chunk, ReadAhead, Source};
 
 /// One node shown under the mount root.
 #[derive(Debug)]
@@ -46,6 +47,8 @@ pub struct FsConfig {
     pub ttl: Duration,
     /// Largest read-ahead window per open file.
     pub max_readahead: u64,
+    /// Most read-ahead chunks (1 MiB each) held by the whole mount at once.
+    pub readahead_budget: usize,
 }
 
 /// An open file: where it lives and how it is being read.
@@ -84,6 +87,7 @@ struct Shared {
     /// of the file is still good (`FOPEN_KEEP_CACHE`).
     opened: Mutex<HashMap<u64, (u64, i64)>>,
     next_fh: AtomicU64,
+    budget: Arc<Budget>,
 }
 
 /// The meshfs FUSE filesystem.
@@ -123,6 +127,7 @@ impl MeshFs {
             dirs: Mutex::default(),
             opened: Mutex::default(),
             next_fh: AtomicU64::new(1),
+            budget: Budget::new(config.readahead_budget),
         };
         MeshFs {
             shared: Arc::new(shared),
@@ -362,22 +367,33 @@ impl Shared {
         chunk.complete(res);
     }
 
+    /// `[offset, offset + size)` read directly, fewer bytes only at end of file: a node may
+    /// cap one reply (at 16 MiB, or less), and a short reply in the middle of a file would
+    /// read as end of file to the kernel.
     async fn pread(&self, file: &OpenFile, offset: u64, size: u64) -> Result<Vec<u8>, Errno> {
-        match self.nodes[file.node]
-            .pool
-            .pread(&file.path, offset, size)
-            .await
-        {
-            Ok(data) => {
-                file.size
-                    .fetch_max(offset + data.len() as u64, Ordering::Relaxed);
-                Ok(data)
+        let pool = &self.nodes[file.node].pool;
+        let mut out: Vec<u8> = Vec::new();
+        while (out.len() as u64) < size {
+            let pos = offset + out.len() as u64;
+            let data = match pool.pread(&file.path, pos, size - out.len() as u64).await {
+                Ok(data) => data,
+                Err(e) => {
+                    tracing::debug!(path = %file.path, offset = pos, error = %e, "read failed");
+                    return Err(errno(&e, Errno::EISDIR));
+                }
+            };
+            if data.is_empty() {
+                break;
             }
-            Err(e) => {
-                tracing::debug!(path = %file.path, offset, error = %e, "read failed");
-                Err(errno(&e, Errno::EISDIR))
+            if out.is_empty() {
+                out = data;
+            } else {
+                out.extend_from_slice(&data);
             }
         }
+        file.size
+            .fetch_max(offset + out.len() as u64, Ordering::Relaxed);
+        Ok(out)
     }
 
     /// The bytes of `[offset, offset + size)` (fewer at end of file), from `source`.
@@ -439,6 +455,8 @@ impl Filesystem for MeshFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         // 1 MiB requests: the kernel's largest read is max_pages, derived from max_write.
         let _ = config.set_max_write(CHUNK as u32);
+        // max_pages also follows max_readahead: keep it from raising reads past 1 MiB.
+        let _ = config.set_max_readahead(CHUNK as u32);
         // Let many reads (ours are async) be queued in the kernel before it throttles.
         let _ = config.set_max_background(64);
         let _ = config.set_congestion_threshold(48);
@@ -560,7 +578,10 @@ impl Filesystem for MeshFs {
                 node,
                 path,
                 size: AtomicU64::new(e.size),
-                readahead: Mutex::new(ReadAhead::new(shared.config.max_readahead)),
+                readahead: Mutex::new(ReadAhead::new(
+                    shared.config.max_readahead,
+                    shared.budget.clone(),
+                )),
             };
             shared
                 .files
@@ -597,7 +618,7 @@ impl Filesystem for MeshFs {
         else {
             return reply.error(Errno::EBADF);
         };
-        let size = u64::from(size).min(CHUNK);
+        let size = u64::from(size).min(MAX_READ);
         let known = file.size.load(Ordering::Relaxed);
         let plan = file
             .readahead

@@ -43,6 +43,7 @@ impl Default for MountOptions {
             fs: FsConfig {
                 ttl: Duration::from_millis(500),
                 max_readahead: readahead::DEFAULT_MAX_WINDOW,
+                readahead_budget: readahead::DEFAULT_BUDGET,
             },
             pool: PoolConfig::default(),
             allow_other: false,

@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use fuser::Errno;
 use tokio::sync::watch;
@@ -22,6 +23,34 @@ pub const CHUNK: u64 = 1 << 20;
 pub const INITIAL_WINDOW: u64 = 2 * CHUNK;
 /// Default largest window.
 pub const DEFAULT_MAX_WINDOW: u64 = 16 * CHUNK;
+/// Default cap on chunks alive in the whole mount (fetched or in flight), in chunks.
+pub const DEFAULT_BUDGET: usize = 256;
+
+/// A cap on read-ahead memory shared by every open file of a mount: many players reading at
+/// once must not hold `files × window` bytes. Over budget, reads fetch only what they need.
+#[derive(Debug)]
+pub struct Budget {
+    live: AtomicUsize,
+    max: usize,
+}
+
+impl Budget {
+    pub fn new(max_chunks: usize) -> Arc<Budget> {
+        Arc::new(Budget {
+            live: AtomicUsize::new(0),
+            max: max_chunks,
+        })
+    }
+
+    /// Chunks alive now.
+    pub fn live(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    fn has_room(&self) -> bool {
+        self.live() < self.max
+    }
+}
 
 type ChunkResult = Result<Arc<Vec<u8>>, Errno>;
 
@@ -30,13 +59,22 @@ type ChunkResult = Result<Arc<Vec<u8>>, Errno>;
 pub struct Chunk {
     index: u64,
     state: watch::Sender<Option<ChunkResult>>,
+    budget: Arc<Budget>,
+}
+
+impl Drop for Chunk {
+    fn drop(&mut self) {
+        self.budget.live.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Chunk {
-    fn new(index: u64) -> Arc<Chunk> {
+    fn new(index: u64, budget: &Arc<Budget>) -> Arc<Chunk> {
+        budget.live.fetch_add(1, Ordering::Relaxed);
         Arc::new(Chunk {
             index,
             state: watch::Sender::new(None),
+            budget: budget.clone(),
         })
     }
 
@@ -89,16 +127,18 @@ pub struct ReadAhead {
     /// Chunk of the previous sequential read (the window grows when the reader enters a new one).
     last_chunk: Option<u64>,
     chunks: BTreeMap<u64, Arc<Chunk>>,
+    budget: Arc<Budget>,
 }
 
 impl ReadAhead {
-    pub fn new(max_window: u64) -> ReadAhead {
+    pub fn new(max_window: u64, budget: Arc<Budget>) -> ReadAhead {
         ReadAhead {
             next: None,
             window: 0,
             max_window: max_window.max(CHUNK),
             last_chunk: None,
             chunks: BTreeMap::new(),
+            budget,
         }
     }
 
@@ -142,11 +182,13 @@ impl ReadAhead {
         let mut fetch = Vec::new();
         let ahead_last = (end.saturating_add(self.window) - 1) / CHUNK;
         for index in first..=ahead_last {
-            if index > last && index * CHUNK >= known_size {
+            let ahead = index > last;
+            if ahead && (index * CHUNK >= known_size || !self.budget.has_room()) {
                 break;
             }
+            let budget = &self.budget;
             self.chunks.entry(index).or_insert_with(|| {
-                let chunk = Chunk::new(index);
+                let chunk = Chunk::new(index, budget);
                 fetch.push(chunk.clone());
                 chunk
             });
@@ -188,7 +230,7 @@ mod tests {
 
     #[test]
     fn a_random_read_is_one_direct_read() {
-        let mut ra = ReadAhead::new(DEFAULT_MAX_WINDOW);
+        let mut ra = ReadAhead::new(DEFAULT_MAX_WINDOW, Budget::new(DEFAULT_BUDGET));
         for offset in [5 * CHUNK + 7, 100, 77 * CHUNK, 3] {
             let plan = ra.plan(offset, 4096, BIG);
             assert!(matches!(plan.source, Source::Direct));
@@ -199,7 +241,7 @@ mod tests {
 
     #[test]
     fn sequential_reads_open_a_window_that_doubles_up_to_the_maximum() {
-        let mut ra = ReadAhead::new(8 * CHUNK);
+        let mut ra = ReadAhead::new(8 * CHUNK, Budget::new(DEFAULT_BUDGET));
         let step = 128 << 10;
         assert!(matches!(ra.plan(0, step, BIG).source, Source::Direct));
         let plan = ra.plan(step, step, BIG);
@@ -230,7 +272,7 @@ mod tests {
 
     #[test]
     fn a_seek_stops_read_ahead_and_drops_chunks() {
-        let mut ra = ReadAhead::new(DEFAULT_MAX_WINDOW);
+        let mut ra = ReadAhead::new(DEFAULT_MAX_WINDOW, Budget::new(DEFAULT_BUDGET));
         ra.plan(0, CHUNK, BIG);
         ra.plan(CHUNK, CHUNK, BIG);
         assert!(ra.held() > 0);
@@ -242,7 +284,7 @@ mod tests {
 
     #[test]
     fn out_of_order_reads_inside_the_window_stay_sequential() {
-        let mut ra = ReadAhead::new(DEFAULT_MAX_WINDOW);
+        let mut ra = ReadAhead::new(DEFAULT_MAX_WINDOW, Budget::new(DEFAULT_BUDGET));
         ra.plan(0, 4096, BIG);
         ra.plan(4096, 4096, BIG);
         let plan = ra.plan(CHUNK + 8192, 4096, BIG);
@@ -255,7 +297,7 @@ mod tests {
 
     #[test]
     fn nothing_is_fetched_ahead_past_the_known_end() {
-        let mut ra = ReadAhead::new(DEFAULT_MAX_WINDOW);
+        let mut ra = ReadAhead::new(DEFAULT_MAX_WINDOW, Budget::new(DEFAULT_BUDGET));
         let size = CHUNK + 10;
         ra.plan(0, 4096, size);
         let plan = ra.plan(4096, 4096, size);
@@ -266,7 +308,7 @@ mod tests {
 
     #[test]
     fn a_read_spanning_two_chunks_waits_on_both_and_discard_refetches() {
-        let mut ra = ReadAhead::new(DEFAULT_MAX_WINDOW);
+        let mut ra = ReadAhead::new(DEFAULT_MAX_WINDOW, Budget::new(DEFAULT_BUDGET));
         ra.plan(0, CHUNK - 10, BIG);
         let plan = ra.plan(CHUNK - 10, 20, BIG);
         let Source::Chunks(c) = plan.source else {
@@ -287,7 +329,8 @@ mod tests {
 
     #[tokio::test]
     async fn waiters_see_the_completed_chunk() {
-        let chunk = Chunk::new(3);
+        let budget = Budget::new(4);
+        let chunk = Chunk::new(3, &budget);
         let waiter = {
             let chunk = chunk.clone();
             tokio::spawn(async move { chunk.wait().await })
@@ -295,8 +338,34 @@ mod tests {
         chunk.complete(Ok(Arc::new(vec![1, 2, 3])));
         assert_eq!(*waiter.await.unwrap().unwrap(), vec![1, 2, 3]);
         assert_eq!(chunk.start(), 3 * CHUNK);
-        let failed = Chunk::new(0);
+        let failed = Chunk::new(0, &budget);
+        assert_eq!(budget.live(), 2);
         failed.complete(Err(Errno::EIO));
         assert_eq!(failed.wait().await.unwrap_err(), Errno::EIO);
+        drop((chunk, failed));
+        assert_eq!(
+            budget.live(),
+            0,
+            "chunks give their budget back when dropped"
+        );
+    }
+
+    #[test]
+    fn over_budget_only_the_needed_chunks_are_fetched() {
+        let budget = Budget::new(3);
+        let mut a = ReadAhead::new(DEFAULT_MAX_WINDOW, budget.clone());
+        a.plan(0, 4096, BIG);
+        assert_eq!(fetched(&a.plan(4096, 4096, BIG)), vec![0, 1, 2]);
+        let mut b = ReadAhead::new(DEFAULT_MAX_WINDOW, budget.clone());
+        b.plan(0, 4096, BIG);
+        let plan = b.plan(4096, 4096, BIG);
+        assert_eq!(
+            fetched(&plan),
+            vec![0],
+            "no room: only the chunk being read"
+        );
+        assert!(matches!(plan.source, Source::Chunks(_)));
+        drop(a);
+        assert_eq!(budget.live(), 1);
     }
 }

@@ -629,3 +629,58 @@ fn stalled_and_garbled_peers_answer_eio_without_hanging_the_mount() {
     );
     assert_eq!(waiting.join().unwrap(), Some(libc::EIO));
 }
+
+#[test]
+fn a_changed_file_is_read_fresh_without_remounting() {
+    if !fuse_available() {
+        return;
+    }
+    let src = tempfile::tempdir().unwrap();
+    let path = src.path().join("clip.mp4");
+    let (v1, v2) = (pattern(300_000, 1), pattern(300_000, 2));
+    std::fs::write(&path, &v1).unwrap();
+    let (_n, addr) = node(src.path(), "cam");
+    let m = Mounted::new(&[&addr], &[]);
+    let mnt = m.path("cam/clip.mp4");
+    assert!(std::fs::read(&mnt).unwrap() == v1);
+    assert!(std::fs::read(&mnt).unwrap() == v1);
+
+    // Same size, other bytes, a later mtime: the kernel's cached pages must not be served.
+    std::fs::write(&path, &v2).unwrap();
+    let later = std::time::SystemTime::now() + Duration::from_secs(10);
+    File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    let start = Instant::now();
+    assert!(
+        eventually(Duration::from_millis(1500), || std::fs::read(&mnt).unwrap()
+            == v2),
+        "changed file still read with its old bytes"
+    );
+    eprintln!("changed bytes visible after {:?}", start.elapsed());
+}
+
+#[test]
+fn an_unchanged_file_is_served_from_the_kernel_page_cache() {
+    if !fuse_available() {
+        return;
+    }
+    let src = tempfile::tempdir().unwrap();
+    let data = pattern(2 * MIB + 5, 4);
+    write(src.path(), "clip.mp4", &data);
+    let (node_proc, addr) = node(src.path(), "cam");
+    // A long TTL so that the second open trusts its attributes without asking the node.
+    let m = Mounted::new(&[&addr], &["--ttl", "30s"]);
+    let mnt = m.path("cam/clip.mp4");
+    assert!(std::fs::read(&mnt).unwrap() == data);
+    assert!(std::fs::read(&mnt).unwrap() == data);
+    drop(node_proc);
+    // Only the page cache (kept on reopen: same size and mtime) can answer now.
+    assert!(
+        std::fs::read(&mnt).unwrap() == data,
+        "reopen dropped the page cache"
+    );
+}

@@ -37,6 +37,9 @@ pub struct Args {
     /// Largest sequential read-ahead window per open file, in MiB.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=256))]
     pub readahead_mib: u64,
+    /// Most read-ahead memory held by the whole mount, in MiB (many readers share it).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub readahead_total_mib: u64,
     /// Most connections to each node.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub connections: u64,
@@ -75,6 +78,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut options = MountOptions::default();
     options.fs.ttl = args.ttl;
     options.fs.max_readahead = args.readahead_mib << 20;
+    options.fs.readahead_budget = args.readahead_total_mib as usize;
     options.pool = PoolConfig {
         connect_timeout: args.connect_timeout,
         request_timeout: args.timeout,
