@@ -7,15 +7,20 @@
 //! ones that are gone. If the directory cannot be reached the node keeps serving and the task
 //! retries with exponential back-off. On shutdown it sends `DISCONNECT`.
 //!
-//! Following the share's events (a new file published, a removed one deleted while running)
-//! waits on `meshfs_core::events`; for now the share is published at start only.
+//! With the share's [`Events`], the task then follows changes: a file created publishes it, a
+//! file closed after writing is published again with its final size, a file or folder deleted
+//! (or renamed away) is deleted from the directory. Whenever events were lost (the watcher's
+//! `resync`, a subscriber that fell behind) or the directory stopped answering, it starts over
+//! with the full reconciliation, with back-off.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use meshfs_core::events::{Event, EventKind, Events};
 use meshfs_core::{Kind, Share};
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -82,11 +87,14 @@ impl fmt::Display for Joined {
 }
 
 /// Start the peer listener and the join task on `tracker`, if `args` names a directory.
-/// `on_joined` is called once the share is published. Returns the peer listener's address.
+/// With `events` (the share's change log), the task keeps the directory up to date as files
+/// come and go. `on_joined` is called once the share is published. Returns the peer
+/// listener's address.
 pub async fn start(
     args: JoinArgs,
     default_user: &str,
     share: Share,
+    events: Option<Events>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     on_joined: impl FnOnce(&Joined) + Send + 'static,
@@ -114,51 +122,180 @@ pub async fn start(
     })?;
     tracker.spawn(peer.run(shutdown.clone(), tracker.clone()));
     let client = DirectoryClient::new(registry).with_timeout(Duration::from_secs(5));
-    tracker.spawn(stay_joined(
-        client, user, peer_addr, share, shutdown, on_joined,
-    ));
+    // Subscribe before the first listing of the share, so no change falls in between.
+    let live = events.map(|e| e.subscribe(None).live);
+    let member = Member {
+        client,
+        user,
+        peer: peer_addr,
+        share,
+    };
+    tracker.spawn(member.stay_joined(live, shutdown, on_joined));
     Ok(Some(peer_addr))
 }
 
-/// Join (retrying with back-off), then wait for shutdown and disconnect.
-async fn stay_joined(
+/// What the directory lists for this node: file name → size when published by this run (None
+/// for names found already listed).
+type Published = BTreeMap<String, Option<u64>>;
+
+/// How following the events ended.
+enum FollowEnd {
+    Shutdown,
+    /// Events were lost or the directory failed: reconcile everything again.
+    Resync,
+}
+
+/// One node's membership in the directory.
+struct Member {
     client: DirectoryClient,
     user: String,
     peer: SocketAddr,
     share: Share,
-    shutdown: CancellationToken,
-    on_joined: impl FnOnce(&Joined) + Send + 'static,
-) {
-    let mut backoff = FIRST_BACKOFF;
-    let joined = loop {
-        match join_once(&client, &user, peer.port(), &share).await {
-            Ok(files) => {
-                break Joined {
-                    registry: client.addr().to_owned(),
-                    user: user.clone(),
-                    peer,
-                    files,
+}
+
+impl Member {
+    /// Join, follow the share's changes (rejoining after any loss), disconnect on shutdown.
+    async fn stay_joined(
+        self,
+        mut live: Option<broadcast::Receiver<Event>>,
+        shutdown: CancellationToken,
+        on_joined: impl FnOnce(&Joined) + Send + 'static,
+    ) {
+        let mut on_joined = Some(on_joined);
+        loop {
+            let Some(mut published) = self.join_with_backoff(&shutdown).await else {
+                return; // shut down before joining: nothing to disconnect
+            };
+            if let Some(notify) = on_joined.take() {
+                let joined = Joined {
+                    registry: self.client.addr().to_owned(),
+                    user: self.user.clone(),
+                    peer: self.peer,
+                    files: published.len(),
                 };
+                tracing::info!(registry = %joined.registry, user = %joined.user, peer = %joined.peer, files = joined.files, "joined the directory");
+                notify(&joined);
+            }
+            let Some(receiver) = live.as_mut() else {
+                shutdown.cancelled().await;
+                break;
+            };
+            match self.follow(receiver, &mut published, &shutdown).await {
+                FollowEnd::Shutdown => break,
+                // Start from the present; the reconciliation covers what came before.
+                FollowEnd::Resync => *receiver = receiver.resubscribe(),
+            }
+        }
+        match self.client.disconnect(&self.user).await {
+            Ok(OK) => {
+                tracing::info!(registry = self.client.addr(), user = %self.user, "disconnected from the directory")
+            }
+            Ok(code) => {
+                tracing::warn!(registry = self.client.addr(), user = %self.user, code, "DISCONNECT refused")
             }
             Err(e) => {
-                tracing::warn!(registry = client.addr(), error = %e, retry_in = ?backoff, "cannot join the directory");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.cancelled() => return,
-                }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                tracing::warn!(registry = self.client.addr(), error = %e, "DISCONNECT failed")
             }
         }
-    };
-    tracing::info!(registry = %joined.registry, user = %joined.user, peer = %joined.peer, files = joined.files, "joined the directory");
-    on_joined(&joined);
-    shutdown.cancelled().await;
-    match client.disconnect(&user).await {
-        Ok(OK) => {
-            tracing::info!(registry = client.addr(), %user, "disconnected from the directory")
+    }
+
+    /// [`join_once`] until it succeeds (None if shut down first).
+    async fn join_with_backoff(&self, shutdown: &CancellationToken) -> Option<Published> {
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            match join_once(&self.client, &self.user, self.peer.port(), &self.share).await {
+                Ok(published) => return Some(published),
+                Err(e) => {
+                    tracing::warn!(registry = self.client.addr(), error = %e, retry_in = ?backoff, "cannot join the directory");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.cancelled() => return None,
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
         }
-        Ok(code) => tracing::warn!(registry = client.addr(), %user, code, "DISCONNECT refused"),
-        Err(e) => tracing::warn!(registry = client.addr(), error = %e, "DISCONNECT failed"),
+    }
+
+    /// Apply share events to the directory until shutdown or a loss.
+    async fn follow(
+        &self,
+        live: &mut broadcast::Receiver<Event>,
+        published: &mut Published,
+        shutdown: &CancellationToken,
+    ) -> FollowEnd {
+        loop {
+            let received = tokio::select! {
+                r = live.recv() => r,
+                _ = shutdown.cancelled() => return FollowEnd::Shutdown,
+            };
+            let event = match received {
+                Ok(event) => event,
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "fell behind the share's events: republishing");
+                    return FollowEnd::Resync;
+                }
+                Err(broadcast::error::RecvError::Closed) => {
+                    shutdown.cancelled().await;
+                    return FollowEnd::Shutdown;
+                }
+            };
+            if let Err(e) = self.apply(&event, published).await {
+                tracing::warn!(%event, error = %e, "cannot update the directory: rejoining");
+                return FollowEnd::Resync;
+            }
+        }
+    }
+
+    /// Bring the directory in line with one event.
+    async fn apply(&self, event: &Event, published: &mut Published) -> Result<(), AttemptError> {
+        let (client, user, path) = (&self.client, self.user.as_str(), event.path.as_str());
+        match event.kind {
+            EventKind::Resync => Err(AttemptError::Resync),
+            EventKind::Deleted => {
+                // A file, or a folder: everything listed under it goes too.
+                let under = format!("{path}/");
+                let gone: Vec<String> = published
+                    .keys()
+                    .filter(|name| name.as_str() == path || name.starts_with(&under))
+                    .cloned()
+                    .collect();
+                for name in gone {
+                    let code = client.delete(user, &name).await?;
+                    expect("DELETE", code, &[OK, Refusal::NotPublished.code()])?;
+                    published.remove(&name);
+                }
+                Ok(())
+            }
+            EventKind::Created | EventKind::Modified | EventKind::Closed => {
+                if !publishable_name(path) {
+                    return Ok(());
+                }
+                let share = self.share.clone();
+                let owned = path.to_owned();
+                let size = match tokio::task::spawn_blocking(move || share.stat(&owned)).await {
+                    Ok(Ok(entry)) if entry.kind == Kind::File => entry.size,
+                    // Gone again, or a folder (its files get events of their own).
+                    _ => return Ok(()),
+                };
+                let refresh = event.kind == EventKind::Closed
+                    && published
+                        .get(path)
+                        .is_some_and(|known| *known != Some(size));
+                if refresh {
+                    // The writer finished: list the file again with its final size.
+                    let code = client.delete(user, path).await?;
+                    expect("DELETE", code, &[OK, Refusal::NotPublished.code()])?;
+                    published.remove(path);
+                }
+                if !published.contains_key(path) {
+                    let code = client.publish(user, path, &describe(path, size)).await?;
+                    expect("PUBLISH", code, &[OK, Refusal::AlreadyPublished.code()])?;
+                    published.insert(path.to_owned(), Some(size));
+                }
+                Ok(())
+            }
+        }
     }
 }
 
@@ -169,6 +306,8 @@ enum AttemptError {
     Client(#[from] ClientError),
     #[error("{op} answered {code}")]
     Code { op: &'static str, code: u8 },
+    #[error("file events were lost")]
+    Resync,
 }
 
 fn expect(op: &'static str, code: u8, fine: &[u8]) -> Result<(), AttemptError> {
@@ -185,7 +324,7 @@ async fn join_once(
     user: &str,
     port: u16,
     share: &Share,
-) -> Result<usize, AttemptError> {
+) -> Result<Published, AttemptError> {
     expect(
         "REGISTER",
         client.register(user).await?,
@@ -217,17 +356,28 @@ async fn join_once(
         .iter()
         .filter(|name| !present.contains(name.as_str()))
     {
-        expect(
-            "DELETE",
-            client.delete(user, gone).await?,
-            &[OK, Refusal::NotPublished.code()],
-        )?;
+        let code = client.delete(user, gone).await?;
+        expect("DELETE", code, &[OK, Refusal::NotPublished.code()])?;
     }
-    for (name, size) in files.iter().filter(|(name, _)| !listed.contains(name)) {
+    let mut published = Published::new();
+    for (name, size) in &files {
+        if listed.contains(name) {
+            published.insert(name.clone(), None);
+            continue;
+        }
         let code = client.publish(user, name, &describe(name, *size)).await?;
         expect("PUBLISH", code, &[OK, Refusal::AlreadyPublished.code()])?;
+        published.insert(name.clone(), Some(*size));
     }
-    Ok(files.len())
+    Ok(published)
+}
+
+/// Whether a path of the share can be named in the directory: at most 256 bytes, no white
+/// space or control characters (registry.md: file names have no spaces).
+fn publishable_name(path: &str) -> bool {
+    !path.is_empty()
+        && path.len() <= MAX_FIELD
+        && !path.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 /// Every regular file of the share that can be named in the directory (relative path, no
@@ -253,10 +403,7 @@ pub fn publishable_files(share: &Share) -> Vec<(String, u64)> {
                 Kind::Dir if depth + 1 < MAX_DEPTH => dirs.push((path, depth + 1)),
                 Kind::Dir => {}
                 Kind::File => {
-                    if path.len() > MAX_FIELD
-                        || path.contains(char::is_whitespace)
-                        || path.chars().any(char::is_control)
-                    {
+                    if !publishable_name(&path) {
                         tracing::debug!(%path, "not publishable in the directory");
                         continue;
                     }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use meshfs_core::Share;
+use meshfs_core::events::Events;
 use meshfs_registry::client::Answer;
 use meshfs_registry::fetch::get_file;
 use meshfs_registry::{
@@ -46,6 +47,10 @@ struct Node {
 }
 
 async fn join(registry: SocketAddr, user: &str, share: Share) -> Node {
+    join_with(registry, user, share, None).await
+}
+
+async fn join_with(registry: SocketAddr, user: &str, share: Share, events: Option<Events>) -> Node {
     let args = JoinArgs {
         registry: Some(registry.to_string()),
         user: Some(user.to_owned()),
@@ -58,6 +63,7 @@ async fn join(registry: SocketAddr, user: &str, share: Share) -> Node {
         args,
         "unused",
         share,
+        events,
         shutdown.clone(),
         tracker.clone(),
         move |j| {
@@ -171,5 +177,160 @@ async fn a_node_retries_until_the_directory_is_up() {
     let joined = node.wait_joined(Duration::from_secs(15)).await;
     assert_eq!(joined.registry, addr.to_string());
     assert_eq!(joined.files, 2);
+    node.stop().await;
+}
+
+/// Poll the directory until `user`'s listing (as seen by `viewer`) is `want`, or panic after
+/// `within`. The directory is the observable state: there is no event to wait on.
+async fn wait_listing(
+    client: &DirectoryClient,
+    viewer: &str,
+    user: &str,
+    want: &[&str],
+    within: Duration,
+) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let got = client.list_content(viewer, user).await.unwrap();
+        if got == Answer::Ok(want.iter().map(|s| s.to_string()).collect()) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "listing still {got:?}, want {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_node_follows_its_share_as_files_come_and_go() {
+    let state = tempfile::tempdir().unwrap();
+    let (addr, store, _stop) = directory_at("127.0.0.1:0", &state.path().join("db")).await;
+    let client = DirectoryClient::new(addr.to_string());
+    assert_eq!(client.register("viewer").await.unwrap(), 0);
+    assert_eq!(client.connect("viewer", 2).await.unwrap(), 0);
+
+    let (_dir, share) = share();
+    let root = share.root().to_owned();
+    let events = Events::new(1024);
+    let _watch = events.watch(&root).unwrap();
+    let mut node = join_with(addr, "live", share, Some(events)).await;
+    node.wait_joined(Duration::from_secs(10)).await;
+    let within = Duration::from_secs(10);
+    wait_listing(
+        &client,
+        "viewer",
+        "live",
+        &["cam1/clip.mp4", "notes.txt"],
+        within,
+    )
+    .await;
+
+    // A new recording appears, grows, and is closed: listed, then with its final size.
+    let mut clip = std::fs::File::create(root.join("cam1/new.mp4")).unwrap();
+    wait_listing(
+        &client,
+        "viewer",
+        "live",
+        &["cam1/clip.mp4", "cam1/new.mp4", "notes.txt"],
+        within,
+    )
+    .await;
+    std::io::Write::write_all(&mut clip, &[1u8; 5000]).unwrap();
+    drop(clip);
+    let deadline = tokio::time::Instant::now() + within;
+    while store
+        .file_info("live", "cam1/new.mp4")
+        .unwrap()
+        .map(|i| i.0)
+        .as_deref()
+        != Some("5000 bytes video/mp4")
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "description never updated"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A file removed, a file renamed, a folder removed.
+    std::fs::remove_file(root.join("notes.txt")).unwrap();
+    std::fs::rename(root.join("cam1/new.mp4"), root.join("kept.mp4")).unwrap();
+    wait_listing(
+        &client,
+        "viewer",
+        "live",
+        &["cam1/clip.mp4", "kept.mp4"],
+        within,
+    )
+    .await;
+    std::fs::remove_dir_all(root.join("cam1")).unwrap();
+    wait_listing(&client, "viewer", "live", &["kept.mp4"], within).await;
+    // A name the directory cannot hold is left out.
+    std::fs::write(root.join("with space.mp4"), b"x").unwrap();
+    std::fs::write(root.join("z.txt"), b"z").unwrap();
+    wait_listing(&client, "viewer", "live", &["kept.mp4", "z.txt"], within).await;
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn changes_made_while_the_directory_is_down_are_caught_up() {
+    let state = tempfile::tempdir().unwrap();
+    let db = state.path().join("db");
+    let (addr, _store, stop) = directory_at("127.0.0.1:0", &db).await;
+    let client = DirectoryClient::new(addr.to_string());
+    assert_eq!(client.register("viewer").await.unwrap(), 0);
+    assert_eq!(client.connect("viewer", 2).await.unwrap(), 0);
+
+    let (_dir, share) = share();
+    let root = share.root().to_owned();
+    let events = Events::new(1024);
+    let _watch = events.watch(&root).unwrap();
+    let mut node = join_with(addr, "flaky", share, Some(events)).await;
+    node.wait_joined(Duration::from_secs(10)).await;
+    let within = Duration::from_secs(15);
+    wait_listing(
+        &client,
+        "viewer",
+        "flaky",
+        &["cam1/clip.mp4", "notes.txt"],
+        within,
+    )
+    .await;
+
+    // The directory goes away; the share changes meanwhile (the node's update fails).
+    stop.cancel();
+    let down = tokio::time::Instant::now() + within;
+    while tokio::net::TcpStream::connect(addr).await.is_ok() {
+        assert!(
+            tokio::time::Instant::now() < down,
+            "directory still accepting"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // In its place, a broken directory that hangs up on everyone, counting who calls.
+    let broken = tokio::net::TcpListener::bind(addr).await.unwrap();
+    std::fs::write(root.join("while-down.txt"), b"x").unwrap();
+    std::fs::remove_file(root.join("notes.txt")).unwrap();
+    // The node's update fails, then at least one attempt to rejoin fails too.
+    for _ in 0..2 {
+        let (conn, _) = tokio::time::timeout(within, broken.accept())
+            .await
+            .unwrap()
+            .unwrap();
+        drop(conn);
+    }
+    drop(broken);
+
+    // Back on the same address with the same database: the node catches up by itself.
+    let (_addr, _store, _stop) = directory_at(&addr.to_string(), &db).await;
+    wait_listing(
+        &client,
+        "viewer",
+        "flaky",
+        &["cam1/clip.mp4", "while-down.txt"],
+        within,
+    )
+    .await;
     node.stop().await;
 }

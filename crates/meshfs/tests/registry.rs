@@ -499,3 +499,35 @@ fn registry_keeps_its_state_under_xdg_state_home_and_stops_cleanly_on_sigint() {
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("s> REGISTER FROM xdg"), "{log}");
 }
+
+/// Poll `LIST_CONTENT` until it lists exactly `want` (the directory is the observable state).
+fn wait_listing(addr: &str, viewer: &str, user: &str, want: &[&str]) {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let got = fields_of(&call(addr, &["LIST_CONTENT", viewer, user]));
+        if got[1..] == *want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "listing {got:?}, want {want:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_node_publishes_and_deletes_as_files_come_and_go() {
+    let state = tempfile::tempdir().unwrap();
+    let (_registry, addr) = registry(state.path());
+    assert_eq!(call(&addr, &["REGISTER", "viewer"]), [0]);
+    assert_eq!(call(&addr, &["CONNECT", "viewer", "9"]), [0]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("first.jpg"), b"jpeg").unwrap();
+    let _node = joined_node(dir.path(), "live", &addr);
+    wait_listing(&addr, "viewer", "live", &["first.jpg"]);
+    std::fs::write(dir.path().join("second.mp4"), vec![0u8; 4096]).unwrap();
+    wait_listing(&addr, "viewer", "live", &["first.jpg", "second.mp4"]);
+    std::fs::remove_file(dir.path().join("first.jpg")).unwrap();
+    wait_listing(&addr, "viewer", "live", &["second.mp4"]);
+}

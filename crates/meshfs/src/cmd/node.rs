@@ -114,6 +114,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         args.registry,
         &name,
         share.clone(),
+        // Follow the share's events when it is watched.
+        watch.as_ref().map(|_| events.clone()),
         shutdown.clone(),
         tracker.clone(),
         joined,
