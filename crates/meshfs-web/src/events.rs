@@ -210,9 +210,20 @@ async fn session(
                 tracing::debug!(%addr, error = %e, "node offers no events");
                 nodes.update(addr, |n| n.events = Events::Unavailable);
                 for _ in 0..PROBES_PER_SUBSCRIBE {
-                    if !pause(&state.shutdown, PROBE_EVERY).await {
-                        return Ok(());
+                    // Between probes, watch the idle connection too: a node that goes away
+                    // closes it, and is reported offline at once rather than at the next probe.
+                    client.set_timeout(PROBE_EVERY * 2);
+                    tokio::select! {
+                        _ = state.shutdown.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(PROBE_EVERY) => {}
+                        r = client.read_line() => {
+                            return Err(r.err().unwrap_or_else(|| ClientError::Protocol {
+                                addr: addr.to_owned(),
+                                what: "unexpected line on an idle connection".into(),
+                            }));
+                        }
                     }
+                    client.set_timeout(PROBE_TIMEOUT);
                     let info = client.hello().await?;
                     nodes.learn_name(addr, &info.name, &info.version);
                 }
@@ -306,6 +317,72 @@ fn json_event(name: &str, value: &impl Serialize) -> Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nodes::NodeInfo;
+    use meshfs_core::Share;
+    use meshfs_server::{Config, FileServer};
+
+    /// Wait (on the directory's change signal, not a clock) until `cond` holds for `addr`.
+    async fn until(nodes: &NodeDirectory, addr: &str, cond: impl Fn(&NodeInfo) -> bool) {
+        let mut changes = nodes.watch();
+        let wait = async {
+            loop {
+                if nodes.find(addr).is_some_and(|n| cond(&n)) {
+                    return;
+                }
+                changes.changed().await.unwrap();
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), wait)
+            .await
+            .unwrap_or_else(|_| panic!("state not reached: {:?}", nodes.find(addr)));
+    }
+
+    /// A file server without events (as before `subscribe` existed, or with its watch
+    /// failed): the node is online with events `unavailable`, and reported offline as soon
+    /// as it goes away, without waiting for the next probe.
+    #[tokio::test]
+    async fn node_without_subscribe_is_unavailable_then_offline_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let share = Share::open(dir.path()).unwrap();
+        let config = Config {
+            name: "plain".into(),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 16,
+        };
+        let server = FileServer::bind("127.0.0.1:0", share.clone(), config)
+            .await
+            .unwrap();
+        let addr = server.local_addr().unwrap().to_string();
+        let (stop_server, server_tasks) = (CancellationToken::new(), TaskTracker::new());
+        server_tasks.spawn(server.run(stop_server.clone(), server_tasks.clone()));
+
+        let nodes = NodeDirectory::new("me", "127.0.0.1:1");
+        nodes.add(&addr);
+        let state = AppState {
+            share,
+            nodes: nodes.clone(),
+            pools: Default::default(),
+            hub: EventHub::default(),
+            shutdown: CancellationToken::new(),
+        };
+        let tasks = TaskTracker::new();
+        spawn_watchers(state.clone(), tasks.clone());
+        until(&nodes, &addr, |n| {
+            n.status == Status::Online && n.events == Events::Unavailable && n.name == "plain"
+        })
+        .await;
+
+        stop_server.cancel();
+        server_tasks.close();
+        server_tasks.wait().await;
+        until(&nodes, &addr, |n| n.status == Status::Offline).await;
+
+        state.shutdown.cancel();
+        tasks.close();
+        tokio::time::timeout(Duration::from_secs(5), tasks.wait())
+            .await
+            .unwrap();
+    }
 
     #[test]
     fn subscribe_lines() {

@@ -466,7 +466,7 @@ fn unreachable_and_vanishing_nodes() {
         r#""name":"camb","addr":"{}","local":false,"status":"offline""#,
         b.addr
     );
-    wait_until(Duration::from_secs(10), "b reported offline", || {
+    wait_until(Duration::from_secs(30), "b reported offline", || {
         get(&a.web, "/api/nodes").text().contains(&offline)
     });
     assert_eq!(get(&a.web, &format!("/files/{key}/long.bin")).status, 502);
