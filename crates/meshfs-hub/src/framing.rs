@@ -49,7 +49,9 @@ pub enum Frame {
 pub struct Framer {
     /// Bytes of the end of the previous read whose meaning depends on what follows.
     pending: Vec<u8>,
-    /// Sender of the last text if that text may continue in the next read.
+    /// Sender of the last text if that text may continue in the next read (it did not end a
+    /// line). Unprefixed bytes at the start of a read continue it, however late they come: a
+    /// writer of a long message may be descheduled mid-write.
     open: Option<ClientId>,
     known: KnownIds,
 }
@@ -82,15 +84,15 @@ impl Framer {
         self.run(&buf, false, &registration_complete)
     }
 
-    /// Nothing more arrived: decide on whatever was held back, and close the open message.
+    /// Nothing more arrived for a while: decide on whatever was held back.
     pub fn flush(&mut self) -> Vec<Frame> {
         let buf = std::mem::take(&mut self.pending);
         self.run(&buf, true, &|_: &ClientId| true)
     }
 
-    /// True when nothing is held back and no message may continue: no flush is needed.
+    /// True when nothing is held back: no flush is needed.
     pub fn is_idle(&self) -> bool {
-        self.pending.is_empty() && self.open.is_none()
+        self.pending.is_empty()
     }
 
     /// Remember `id` as a message start without a registration frame (the single-client mode and
@@ -102,8 +104,9 @@ impl Framer {
     fn run(&mut self, buf: &[u8], last: bool, complete: &dyn Fn(&ClientId) -> bool) -> Vec<Frame> {
         let mut out = Vec::new();
         let mut pos = 0;
-        if let Some(from) = self.open.take()
-            && !buf.is_empty()
+        // (Nothing read: the open message stays open.)
+        if !buf.is_empty()
+            && let Some(from) = self.open.take()
             && !self.boundary_at(buf, 0)
         {
             match self.text(buf, 0, 0, from, false, last, &mut out) {
@@ -196,13 +199,17 @@ impl Framer {
         out: &mut Vec<Frame>,
     ) -> Step {
         let end = self.next_boundary(buf, start);
-        if end < buf.len() || last {
+        if end < buf.len() {
             emit(out, from, &buf[start..end], fresh);
-            return if end < buf.len() {
-                Step::Next(end)
-            } else {
-                Step::Done
-            };
+            return Step::Next(end);
+        }
+        if last {
+            let text = &buf[start..end];
+            if !text.is_empty() && !text.ends_with(b"\n") {
+                self.open = Some(from.clone());
+            }
+            emit(out, from, text, fresh);
+            return Step::Done;
         }
         // The text runs to the end of the read: it may continue in the next one.
         let held = self.ambiguous_tail(buf, start);
@@ -607,24 +614,29 @@ mod tests {
     }
 
     #[test]
-    fn open_text_continues_until_flush() {
+    fn open_text_continues_even_after_a_flush() {
         let mut f = knowing(&["/tmp/a"]);
         assert_eq!(
             push(&mut f, "/tmp/a¶no newline"),
             vec![text("/tmp/a", "no newline")]
         );
-        assert!(!f.is_idle());
         assert_eq!(push(&mut f, " yet\n"), vec![text("/tmp/a", " yet\n")]);
-        assert!(f.is_idle());
         assert_eq!(push(&mut f, "/tmp/a¶abc"), vec![text("/tmp/a", "abc")]);
+        assert!(f.is_idle(), "nothing held back: no flush needed");
         assert_eq!(f.flush(), vec![]);
-        assert!(f.is_idle());
-        // After the flush, unprefixed bytes are no longer a continuation.
+        // A long write resumed late: still the same message.
+        assert_eq!(push(&mut f, "def\n"), vec![text("/tmp/a", "def\n")]);
+        // After a complete line, unprefixed bytes belong to nobody.
         assert_eq!(push(&mut f, "stray"), vec![]);
+        assert!(!f.is_idle());
         assert!(matches!(
             f.flush().as_slice(),
             [Frame::Invalid { len: 5, .. }]
         ));
+        // A held tail decided by a flush keeps the message open too.
+        assert_eq!(push(&mut f, "/tmp/a¶x /tmp/"), vec![text("/tmp/a", "x ")]);
+        assert_eq!(f.flush(), vec![text("/tmp/a", "/tmp/")]);
+        assert_eq!(push(&mut f, "z\n"), vec![text("/tmp/a", "z\n")]);
     }
 
     #[test]

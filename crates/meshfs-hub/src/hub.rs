@@ -43,7 +43,8 @@ pub enum Mode {
 pub struct HubConfig {
     pub mode: Mode,
     pub limits: ClientLimits,
-    /// How long the framer waits for the rest of an ambiguous end of read before deciding.
+    /// How long the framer waits for the rest of an ambiguous end of read before deciding (a
+    /// goodbye `path¶` is only known to be one when no text follows it).
     pub flush_after: Duration,
     /// Permissions of the hub FIFO (before umask). The default lets only this user write to it.
     pub permissions: libc::mode_t,
@@ -54,7 +55,7 @@ impl Default for HubConfig {
         Self {
             mode: Mode::default(),
             limits: ClientLimits::default(),
-            flush_after: Duration::from_millis(20),
+            flush_after: Duration::from_millis(100),
             permissions: 0o600,
         }
     }
