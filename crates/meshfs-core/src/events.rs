@@ -34,6 +34,9 @@ const LIVE_BUFFER: usize = 4096;
 /// At most one `modified` per file per this interval.
 pub const COALESCE: Duration = Duration::from_millis(500);
 
+/// When a new folder is scanned the second time (see `spawn_rescanner`).
+const RESCAN_AFTER: Duration = Duration::from_millis(100);
+
 /// Most entries emitted when scanning a folder that appeared (its files may predate the watch).
 const SCAN_LIMIT: usize = 10_000;
 
@@ -183,15 +186,15 @@ impl Events {
         let root = root.canonicalize()?;
         let events = self.clone();
         let handler_root = root.clone();
-        let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            match res {
-                Ok(ev) => events.ingest(&handler_root, ev),
+        let rescans = self.spawn_rescanner(root.clone());
+        let mut watcher =
+            notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
+                Ok(ev) => events.ingest(&handler_root, ev, &rescans),
                 Err(e) => {
                     tracing::warn!(error = %e, "file watcher error: subscribers will resync");
                     events.push(EventKind::Resync, String::new());
                 }
-            }
-        })?;
+            })?;
         watcher.watch(&root, RecursiveMode::Recursive)?;
         Ok(WatchGuard { _watcher: watcher })
     }
@@ -216,7 +219,8 @@ impl Events {
                 return;
             }
             if log.recent.len() >= 4096 {
-                log.recent.retain(|_, at| now.duration_since(*at) < COALESCE);
+                log.recent
+                    .retain(|_, at| now.duration_since(*at) < COALESCE);
             }
             log.recent.insert(path.clone(), now);
         } else if kind == EventKind::Created {
@@ -268,8 +272,49 @@ impl Events {
         Subscribed { last, replay, live }
     }
 
+    /// The watcher reports a new folder *before* it adds the folder's own watch, so files
+    /// created in between would go unreported. Each new folder is therefore scanned twice: at
+    /// once, and again by this thread a moment later, once its watch exists. Paths already
+    /// reported are not repeated. The thread ends with the watcher (its sender is dropped).
+    fn spawn_rescanner(&self, root: PathBuf) -> std::sync::mpsc::Sender<(Instant, PathBuf)> {
+        let (tx, rx) = std::sync::mpsc::channel::<(Instant, PathBuf)>();
+        let events = self.clone();
+        std::thread::Builder::new()
+            .name("meshfs-rescan".into())
+            .spawn(move || {
+                while let Ok((due, dir)) = rx.recv() {
+                    std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                    events.scan_new_folder(&root, &dir);
+                }
+            })
+            .expect("spawn rescan thread");
+        tx
+    }
+
+    /// Record `created` unless this path was reported as created (or modified) a moment ago.
+    fn push_created_once(&self, path: String) {
+        let fresh = {
+            let log = self.lock();
+            log.recent
+                .get(&path)
+                .is_none_or(|at| at.elapsed() >= COALESCE)
+        };
+        if fresh {
+            self.push(EventKind::Created, path);
+        }
+    }
+
     /// Turn one raw watcher event into zero or more log events.
-    fn ingest(&self, root: &Path, ev: notify::Event) {
+    fn ingest(
+        &self,
+        root: &Path,
+        ev: notify::Event,
+        rescans: &std::sync::mpsc::Sender<(Instant, PathBuf)>,
+    ) {
+        let new_folder = |p: &PathBuf| {
+            self.scan_new_folder(root, p);
+            let _ = rescans.send((Instant::now() + RESCAN_AFTER, p.clone()));
+        };
         if ev.need_rescan() {
             self.push(EventKind::Resync, String::new());
             return;
@@ -279,10 +324,10 @@ impl Events {
             RawKind::Create(kind) => {
                 for p in &ev.paths {
                     if let Some(r) = rel(p) {
-                        self.push(EventKind::Created, r);
+                        self.push_created_once(r);
                     }
                     if kind == CreateKind::Folder || p.is_dir() {
-                        self.scan_new_folder(root, p);
+                        new_folder(p);
                     }
                 }
             }
@@ -297,7 +342,7 @@ impl Events {
                         self.push(EventKind::Created, r);
                     }
                     if p.is_dir() {
-                        self.scan_new_folder(root, p);
+                        new_folder(p);
                     }
                 }
             }
@@ -339,7 +384,7 @@ impl Events {
                 }
                 let path = item.path();
                 if let Some(r) = relative(root, &path) {
-                    self.push(EventKind::Created, r);
+                    self.push_created_once(r);
                 }
                 if item.file_type().map(|t| t.is_dir()).unwrap_or(false) {
                     stack.push(path);
@@ -397,7 +442,10 @@ mod tests {
         let kinds: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok())
             .map(|e| format!("{} {}", e.kind, e.path))
             .collect();
-        assert_eq!(kinds, ["modified a", "modified b", "closed a", "modified a"]);
+        assert_eq!(
+            kinds,
+            ["modified a", "modified b", "closed a", "modified a"]
+        );
     }
 
     #[test]
@@ -412,7 +460,8 @@ mod tests {
             }))
         );
         assert_eq!(
-            StreamLine::parse("9 resync").map(|l| matches!(l, StreamLine::Event(e) if e.kind == EventKind::Resync)),
+            StreamLine::parse("9 resync")
+                .map(|l| matches!(l, StreamLine::Event(e) if e.kind == EventKind::Resync)),
             Some(true)
         );
         assert_eq!(StreamLine::parse("x created a"), None);

@@ -1,5 +1,6 @@
 //! The meshfs core: what every door (file server, FTP, HTTP, FUSE, directory peer, chat) calls.
 //!
+//! - [`access`]: passwords protecting the share or single files;
 //! - [`share`]: one folder, confined paths, list/stat/open/read-at, BLAKE3 hash;
 //! - [`proto`]: the file-server protocol's codes, request parser and reply formats;
 //! - [`events`]: the share's numbered change log (inotify), replay and live subscription;
@@ -8,6 +9,7 @@
 //! - [`remote`]: naming remote files (`meshfs://HOST:PORT/PATH`);
 //! - [`transfer`]: crash-proof downloads to `.part` with resume and verification.
 
+pub mod access;
 pub mod client;
 pub mod events;
 pub mod follow;

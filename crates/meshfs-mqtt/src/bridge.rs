@@ -184,7 +184,9 @@ async fn feed(
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push_back(Some(event.seq));
-            client.publish(topic.clone(), QoS::AtLeastOnce, false, body).await
+            client
+                .publish(topic.clone(), QoS::AtLeastOnce, false, body)
+                .await
         }
     };
     for event in replay {

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use meshfs_core::Share;
+use meshfs_core::access::Access;
 use meshfs_core::events::Events;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -55,6 +56,7 @@ pub struct FileServer {
     share: Share,
     config: Arc<Config>,
     events: Option<Events>,
+    access: Access,
 }
 
 impl FileServer {
@@ -66,7 +68,14 @@ impl FileServer {
             share,
             config: Arc::new(config),
             events: None,
+            access: Access::open(),
         })
+    }
+
+    /// Enforce these passwords (`auth`); without it nothing is protected.
+    pub fn with_access(mut self, access: Access) -> FileServer {
+        self.access = access;
+        self
     }
 
     /// Serve `subscribe` from this change log (without it, `subscribe` answers code 5).
@@ -106,6 +115,7 @@ impl FileServer {
                 self.share.clone(),
                 self.config.clone(),
                 self.events.clone(),
+                self.access.clone(),
             );
             let shutdown = shutdown.clone();
             tracker.spawn(async move {

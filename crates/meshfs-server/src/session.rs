@@ -6,8 +6,9 @@
 use std::io;
 use std::sync::Arc;
 
-use meshfs_core::proto::{self, Code, MAX_READ, PROTO_VERSION, Request};
+use meshfs_core::access::{Access, Keys, MAX_AUTH_FAILURES};
 use meshfs_core::events::Events;
+use meshfs_core::proto::{self, Code, MAX_READ, PROTO_VERSION, Request};
 use meshfs_core::{Share, ShareError, ShareFile};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -27,6 +28,9 @@ pub(crate) struct Session {
     share: Share,
     config: Arc<Config>,
     events: Option<Events>,
+    access: Access,
+    /// Passwords this connection has proven with `auth`.
+    keys: Keys,
     open: Option<OpenFile>,
 }
 
@@ -42,12 +46,15 @@ impl Session {
         share: Share,
         config: Arc<Config>,
         events: Option<Events>,
+        access: Access,
     ) -> Session {
         Session {
             conn,
             share,
             config,
             events,
+            access,
+            keys: Keys::default(),
             open: None,
         }
     }
@@ -80,6 +87,7 @@ impl Session {
             };
             if let Ok(Request::Subscribe(since)) = Request::parse(&line)
                 && let Some(events) = self.events.clone()
+                && self.access.may_browse(&self.keys)
             {
                 // The connection now carries events until the client leaves.
                 return subscription::serve(&mut self.conn, &events, since, &shutdown).await;
@@ -90,6 +98,20 @@ impl Session {
             }
         }
         self.conn.flush().await
+    }
+
+    /// Does this connection's proven passwords allow `req`? Content needs the file's (or the
+    /// share's) password; browsing needs the share's.
+    fn permitted(&self, req: &Request<'_>) -> bool {
+        match req {
+            Request::Open(path) | Request::Hash(path) | Request::Pread { path, .. } => {
+                self.access.may_read(path, &self.keys)
+            }
+            Request::Stat(_) | Request::List(_) | Request::Ls(_) | Request::Subscribe(_) => {
+                self.access.may_browse(&self.keys)
+            }
+            _ => true,
+        }
     }
 
     fn error(&mut self, code: Code, text: &str) {
@@ -111,6 +133,10 @@ impl Session {
                 return Ok(Next::Continue);
             }
         };
+        if !self.permitted(&req) {
+            self.error(Code::Denied, "password required (use auth)");
+            return Ok(Next::Continue);
+        }
         match req {
             Request::Hello => {
                 let text = format!(
@@ -213,7 +239,21 @@ impl Session {
                     Err(e) => self.share_error(e),
                 }
             }
-            Request::Auth(_) => self.error(Code::BadRequest, "this node has no password"),
+            Request::Auth(password) => {
+                if !self.access.is_protected() {
+                    self.error(Code::BadRequest, "this node has no password");
+                } else if self.access.authenticate(password, &mut self.keys) {
+                    self.conn.status(0, "OK");
+                } else {
+                    self.error(Code::AuthFailed, "authentication failed");
+                    if self.keys.failures() >= MAX_AUTH_FAILURES {
+                        tracing::warn!(
+                            "closing a connection after {MAX_AUTH_FAILURES} failed auth attempts"
+                        );
+                        return Ok(Next::Close);
+                    }
+                }
+            }
             Request::Subscribe(_) => {
                 self.error(Code::BadRequest, "this node does not watch its share")
             }

@@ -466,3 +466,88 @@ fn over_the_connection_limit_is_refused_with_a_message() {
     assert_eq!(read_to_close(&mut second), b"9 too many connections\n");
     exchange(&mut first, b"pread 0 5 hello.txt\n", b"0 5\nhello");
 }
+
+fn start_with_access(root: &Path, access: meshfs_core::access::Access) -> TestServer {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = rt
+        .block_on(FileServer::bind(
+            "127.0.0.1:0",
+            Share::open(root).unwrap(),
+            Config::default(),
+        ))
+        .unwrap()
+        .with_access(access);
+    let addr = server.local_addr().unwrap().to_string();
+    let shutdown = CancellationToken::new();
+    rt.spawn(server.run(shutdown.clone(), TaskTracker::new()));
+    TestServer {
+        addr,
+        shutdown,
+        _rt: rt,
+    }
+}
+
+#[test]
+fn protected_file_needs_auth() {
+    let dir = fixture();
+    let access = meshfs_core::access::Access::open();
+    access.protect_file("clips/a.mp4", "s3cret").unwrap();
+    let srv = start_with_access(dir.path(), access);
+    let mut s = connect(&srv.addr);
+    exchange(
+        &mut s,
+        b"open clips/a.mp4\n",
+        b"2 password required (use auth)\n",
+    );
+    exchange(
+        &mut s,
+        b"pread 0 1 /clips//a.mp4\n",
+        b"2 password required (use auth)\n",
+    );
+    exchange(
+        &mut s,
+        b"hash clips/a.mp4\n",
+        b"2 password required (use auth)\n",
+    );
+    // Browsing and other files stay open.
+    exchange(&mut s, b"list clips\n", b"0 OK\na.mp4\n\n\n");
+    exchange(&mut s, b"pread 0 5 hello.txt\n", b"0 5\nhello");
+    exchange(&mut s, b"auth wrong\n", b"6 authentication failed\n");
+    exchange(&mut s, b"auth s3cret\n", b"0 OK\n");
+    exchange(&mut s, b"pread 0 1 clips/a.mp4\n", b"0 1\n\x07");
+    // Proven passwords belong to the connection, not the client's address.
+    let mut other = connect(&srv.addr);
+    exchange(
+        &mut other,
+        b"open clips/a.mp4\n",
+        b"2 password required (use auth)\n",
+    );
+}
+
+#[test]
+fn five_failed_auth_attempts_close_the_connection() {
+    let dir = fixture();
+    let access = meshfs_core::access::Access::open();
+    access.set_share_password("whole share");
+    let srv = start_with_access(dir.path(), access);
+    let mut s = connect(&srv.addr);
+    exchange(&mut s, b"list\n", b"2 password required (use auth)\n");
+    exchange(
+        &mut s,
+        b"stat hello.txt\n",
+        b"2 password required (use auth)\n",
+    );
+    exchange(&mut s, b"subscribe\n", b"2 password required (use auth)\n");
+    for _ in 0..4 {
+        exchange(&mut s, b"auth nope\n", b"6 authentication failed\n");
+    }
+    s.write_all(b"auth nope\n").unwrap();
+    assert_eq!(read_to_close(&mut s), b"6 authentication failed\n");
+    let mut s = connect(&srv.addr);
+    exchange(&mut s, b"auth whole share\n", b"0 OK\n");
+    exchange(&mut s, b"pread 0 5 hello.txt\n", b"0 5\nhello");
+}

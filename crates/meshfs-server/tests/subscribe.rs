@@ -80,7 +80,9 @@ impl Sub {
 
     fn line(&mut self) -> String {
         let mut line = String::new();
-        self.reader.read_line(&mut line).expect("event line in time");
+        self.reader
+            .read_line(&mut line)
+            .expect("event line in time");
         assert!(line.ends_with('\n'), "connection closed: {line:?}");
         line.pop();
         line
@@ -103,7 +105,10 @@ impl Sub {
     }
 
     /// Read events until `pred` holds for one; returns all read (in order).
-    fn until(&mut self, mut pred: impl FnMut(&(u64, String, String)) -> bool) -> Vec<(u64, String, String)> {
+    fn until(
+        &mut self,
+        mut pred: impl FnMut(&(u64, String, String)) -> bool,
+    ) -> Vec<(u64, String, String)> {
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut seen = Vec::new();
         loop {
@@ -158,7 +163,10 @@ fn kinds_paths_and_increasing_sequence() {
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
     assert!(seqs[0] > sub.start);
     // Nothing outside the share, nothing absolute.
-    assert!(seen.iter().all(|(_, _, p)| !p.starts_with('/') && !p.contains("..")));
+    assert!(
+        seen.iter()
+            .all(|(_, _, p)| !p.starts_with('/') && !p.contains(".."))
+    );
 }
 
 #[test]
@@ -173,7 +181,10 @@ fn appends_are_coalesced() {
     drop(f);
     let seen = sub.until(|(_, k, _)| k == "closed");
     let modified = seen.iter().filter(|(_, k, _)| k == "modified").count();
-    assert!(modified <= 2, "200 writes gave {modified} modified events: {seen:?}");
+    assert!(
+        modified <= 2,
+        "200 writes gave {modified} modified events: {seen:?}"
+    );
 }
 
 #[test]

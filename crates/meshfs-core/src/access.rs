@@ -1,0 +1,161 @@
+//! `Access`: which passwords unlock the share, or single files of it.
+//!
+//! A node may protect its whole share (`--password`), and offer single files behind their own
+//! password (seed 004). A connection proves passwords with `auth`; each proven password is kept
+//! as a [`Keys`] entry for that connection only.
+//!
+//! Passwords are kept only as BLAKE3 digests, compared with `blake3::Hash`'s constant-time
+//! equality, and never logged. They are LAN-grade secrets over a plain-text protocol: see
+//! SECURITY.md for what that does and does not protect.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use crate::share::{Share, ShareError};
+
+/// Failed `auth` attempts after which a connection is closed.
+pub const MAX_AUTH_FAILURES: u32 = 5;
+
+/// Context string of the password key derivation (changing it invalidates nothing stored:
+/// digests live only in memory).
+const DIGEST_CONTEXT: &str = "meshfs 2026-11 password digest v1";
+
+/// A keyed digest of a password; `blake3::Hash` compares in constant time.
+fn digest(password: &str) -> blake3::Hash {
+    blake3::Hash::from_bytes(blake3::derive_key(DIGEST_CONTEXT, password.as_bytes()))
+}
+
+/// The passwords a connection has proven.
+#[derive(Debug, Default, Clone)]
+pub struct Keys {
+    proven: Vec<blake3::Hash>,
+    failures: u32,
+}
+
+impl Keys {
+    /// Failed attempts so far.
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
+
+    fn holds(&self, h: &blake3::Hash) -> bool {
+        self.proven.iter().any(|p| p == h)
+    }
+}
+
+/// The protection rules of one node. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    inner: Arc<RwLock<Rules>>,
+}
+
+#[derive(Debug, Default)]
+struct Rules {
+    share: Option<blake3::Hash>,
+    /// Normalised relative path → digest of its password.
+    files: HashMap<String, blake3::Hash>,
+}
+
+impl Access {
+    /// No protection at all.
+    pub fn open() -> Access {
+        Access::default()
+    }
+
+    /// Require `password` for everything in the share.
+    pub fn set_share_password(&self, password: &str) {
+        self.write().share = Some(digest(password));
+    }
+
+    /// Require `password` to read the file at `path` (relative to the share).
+    pub fn protect_file(&self, path: &str, password: &str) -> Result<(), ShareError> {
+        let rel = Share::normalize(path)?;
+        self.write().files.insert(rel, digest(password));
+        Ok(())
+    }
+
+    /// Drop the password of one file.
+    pub fn unprotect_file(&self, path: &str) {
+        if let Ok(rel) = Share::normalize(path) {
+            self.write().files.remove(&rel);
+        }
+    }
+
+    /// True when any password is configured (so `auth` means something).
+    pub fn is_protected(&self) -> bool {
+        let r = self.read();
+        r.share.is_some() || !r.files.is_empty()
+    }
+
+    /// True when `path` itself needs a password (share-wide or its own).
+    pub fn is_file_protected(&self, path: &str) -> bool {
+        let r = self.read();
+        r.share.is_some() || Share::normalize(path).is_ok_and(|rel| r.files.contains_key(&rel))
+    }
+
+    /// Check a password; on success it joins `keys`. Returns whether it unlocked anything.
+    pub fn authenticate(&self, password: &str, keys: &mut Keys) -> bool {
+        let d = digest(password);
+        let r = self.read();
+        let ok = r.share.as_ref() == Some(&d) || r.files.values().any(|h| *h == d);
+        if ok {
+            if !keys.holds(&d) {
+                keys.proven.push(d);
+            }
+        } else {
+            keys.failures += 1;
+        }
+        ok
+    }
+
+    /// May a connection holding `keys` see the share at all (list, stat)?
+    pub fn may_browse(&self, keys: &Keys) -> bool {
+        self.read().share.as_ref().is_none_or(|h| keys.holds(h))
+    }
+
+    /// May a connection holding `keys` read the content of `path`?
+    pub fn may_read(&self, path: &str, keys: &Keys) -> bool {
+        let r = self.read();
+        if let Some(h) = &r.share
+            && !keys.holds(h)
+        {
+            return false;
+        }
+        match Share::normalize(path) {
+            Ok(rel) => r.files.get(&rel).is_none_or(|h| keys.holds(h)),
+            Err(_) => true, // refused later by Share itself, with the right code
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Rules> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Rules> {
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn share_and_file_passwords() {
+        let access = Access::open();
+        let mut keys = Keys::default();
+        assert!(access.may_read("a", &keys) && access.may_browse(&keys));
+        access.protect_file("/clips//secret.mp4", "s3cret").unwrap();
+        assert!(!access.may_read("clips/secret.mp4", &keys));
+        assert!(access.may_read("clips/other.mp4", &keys));
+        assert!(!access.authenticate("wrong", &mut keys));
+        assert_eq!(keys.failures(), 1);
+        assert!(access.authenticate("s3cret", &mut keys));
+        assert!(access.may_read("clips/secret.mp4", &keys));
+
+        access.set_share_password("whole");
+        assert!(!access.may_browse(&keys) && !access.may_read("clips/other.mp4", &keys));
+        assert!(access.authenticate("whole", &mut keys));
+        assert!(access.may_browse(&keys) && access.may_read("clips/other.mp4", &keys));
+    }
+}
