@@ -744,6 +744,51 @@ mod tests {
     }
 
     #[test]
+    fn random_streams_never_panic_and_hold_little() {
+        // Pieces that make the parser's corners meet: separators, half separators, paths
+        // (known or not), newlines, registrations.
+        let pieces: [&[u8]; 10] = [
+            "¶".as_bytes(),
+            &[0xC2],
+            &[0xB6],
+            b"/tmp/a",
+            b"/tmp/b",
+            b"/tmp/",
+            b"\n",
+            b"x",
+            "¶/tmp/c".as_bytes(),
+            b"/",
+        ];
+        let mut seed: u64 = 0x5eed;
+        let mut next = |n: usize| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 33) as usize) % n
+        };
+        for _ in 0..2000 {
+            let mut f = knowing(&["/tmp/a", "/tmp/b"]);
+            let mut stream = Vec::new();
+            for _ in 0..next(40) {
+                stream.extend_from_slice(pieces[next(pieces.len())]);
+            }
+            let mut at = 0;
+            while at < stream.len() {
+                let len = 1 + next(stream.len() - at);
+                let complete = next(2) == 0;
+                let _ = f.push(&stream[at..at + len], |_| complete);
+                assert!(f.pending.len() <= MAX_ID_LEN + SEPARATOR.len());
+                if next(3) == 0 {
+                    let _ = f.flush();
+                }
+                at += len;
+            }
+            let _ = f.flush();
+            assert!(f.is_idle());
+        }
+    }
+
+    #[test]
     fn known_ids_are_bounded() {
         let mut k = KnownIds::default();
         for i in 0..MAX_KNOWN_IDS + 10 {
