@@ -22,7 +22,8 @@ pub struct WebArgs {
     /// Do not serve the web UI.
     #[arg(long)]
     pub no_web: bool,
-    /// Another node to show in the web UI, as meshfs://HOST[:PORT] or HOST:PORT (repeatable).
+    /// Another node to show in the web UI: meshfs://HOST:PORT, HOST:PORT or HOST (port 4044);
+    /// repeatable.
     #[arg(long = "node", value_name = "URL", value_parser = parse_node)]
     pub nodes: Vec<String>,
 }
