@@ -1,0 +1,102 @@
+"""Shared helpers of the benchmark scripts: start processes, wait for readiness, time runs,
+print tables of medians and ratios. Loopback only; everything started is stopped at exit."""
+
+import atexit
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.environ.get("MESHFS_BIN") or os.path.join(ROOT, "target", "release", "meshfs")
+_procs = []
+
+
+def work_dir():
+    d = tempfile.mkdtemp(prefix="meshfs-bench-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    atexit.register(lambda: subprocess.run(["rm", "-rf", d]))
+    return d
+
+
+def start(args, **kw):
+    p = subprocess.Popen(args, **kw)
+    _procs.append(p)
+    return p
+
+
+@atexit.register
+def _stop_all():
+    for p in _procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in _procs:
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=20):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    sys.exit(f"nothing listens on port {port}")
+
+
+def meshfs_node(share, *extra):
+    """Start `meshfs node` on a free loopback port; returns (process, 'host:port')."""
+    p = start([BIN, "node", share, "--listen", "127.0.0.1:0", "--name", "bench", "--no-web", *extra],
+              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    line = p.stdout.readline()
+    if not line.startswith("meshfs node "):
+        sys.exit(f"node did not start: {line!r}")
+    return p, line.split()[-1]
+
+
+def timed(args, runs, **kw):
+    """Run a command `runs` times; returns the list of wall-clock seconds."""
+    out = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def median(xs):
+    return statistics.median(xs)
+
+
+def p99(xs):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(len(xs) * 0.99))]
+
+
+def table(title, rows, unit, higher_is_better=True, reference="meshfs"):
+    """rows: list of (name, value). Prints value and the ratio of `reference` to each row."""
+    print(f"\n## {title}")
+    ref = dict(rows).get(reference)
+    print(f"| {'tool':<28} | {unit:>14} | {reference + ' ratio':>14} |")
+    print(f"|{'-' * 30}|{'-' * 16}:|{'-' * 16}:|")
+    for name, value in rows:
+        if ref and value:
+            ratio = ref / value if higher_is_better else value / ref
+            r = f"{ratio:.2f}x"
+        else:
+            r = "-"
+        print(f"| {name:<28} | {value:>14.1f} | {r:>14} |")
+    sys.stdout.flush()

@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""Transfer benchmark: one large file over loopback, meshfs get vs curl (nginx, sendfile on),
+curl (vsftpd), scp (OpenSSH), and iperf3 (the limit of loopback TCP). Medians of RUNS runs.
+Usage: transfer.py SIZE_MIB RUNS"""
+
+import json
+import os
+import subprocess
+import sys
+
+from common import BIN, free_port, meshfs_node, median, start, table, timed, wait_port, work_dir
+
+size_mib, runs = int(sys.argv[1]), int(sys.argv[2])
+size = size_mib << 20
+w = work_dir()
+share = os.path.join(w, "share")
+os.makedirs(share)
+os.chmod(w, 0o755)
+os.chmod(share, 0o755)
+src = os.path.join(share, "big.bin")
+with open(src, "wb") as f:
+    for _ in range(size_mib):
+        f.write(os.urandom(1 << 20))
+os.chmod(src, 0o644)
+dest = os.path.join(w, "dest.bin")
+mbps = lambda secs: size / median(secs) / 1e6
+rows = []
+
+# meshfs
+_, addr = meshfs_node(share)
+url = f"meshfs://{addr}/big.bin"
+rows.append(("meshfs", mbps(timed([BIN, "get", url, dest], runs))))
+rows.append(("meshfs get --no-verify", mbps(timed([BIN, "get", "--no-verify", url, dest], runs))))
+
+# nginx with sendfile
+port = free_port()
+conf = os.path.join(w, "nginx.conf")
+with open(conf, "w") as f:
+    f.write(f"""daemon off; user root; worker_processes 1; pid {w}/nginx.pid; error_log {w}/nginx.err;
+events {{}}
+http {{ access_log off; sendfile on; tcp_nopush on;
+  client_body_temp_path {w}/nb; proxy_temp_path {w}/np; fastcgi_temp_path {w}/nf;
+  uwsgi_temp_path {w}/nu; scgi_temp_path {w}/ns;
+  server {{ listen 127.0.0.1:{port}; root {share}; }} }}
+""")
+start(["nginx", "-c", conf], stderr=subprocess.DEVNULL)
+wait_port(port)
+rows.append(("curl <- nginx (sendfile)", mbps(timed(["curl", "-sf", "-o", dest, f"http://127.0.0.1:{port}/big.bin"], runs))))
+
+# vsftpd, anonymous
+port = free_port()
+conf = os.path.join(w, "vsftpd.conf")
+os.makedirs("/var/run/vsftpd/empty", exist_ok=True)
+with open(conf, "w") as f:
+    f.write(f"""listen=YES
+listen_address=127.0.0.1
+listen_port={port}
+anonymous_enable=YES
+no_anon_password=YES
+anon_root={share}
+local_enable=NO
+write_enable=NO
+pasv_enable=YES
+pasv_address=127.0.0.1
+pasv_min_port={port + 1}
+pasv_max_port={port + 20}
+seccomp_sandbox=NO
+""")
+start(["vsftpd", conf], stderr=subprocess.DEVNULL)
+wait_port(port)
+try:
+    rows.append(("curl <- vsftpd", mbps(timed(["curl", "-sf", "-o", dest, f"ftp://127.0.0.1:{port}/big.bin"], runs))))
+except subprocess.CalledProcessError as e:
+    print(f"vsftpd: {e}", file=sys.stderr)
+
+# scp via a private sshd
+port = free_port()
+os.makedirs("/run/sshd", exist_ok=True)
+key = os.path.join(w, "id")
+subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True)
+subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key + "_host"], check=True)
+sshd = os.path.join(w, "sshd_config")
+with open(sshd, "w") as f:
+    f.write(f"Port {port}\nListenAddress 127.0.0.1\nHostKey {key}_host\nAuthorizedKeysFile {key}.pub\n"
+            "PermitRootLogin yes\nPasswordAuthentication no\nUsePAM no\nStrictModes no\n")
+start(["/usr/sbin/sshd", "-D", "-e", "-f", sshd], stderr=subprocess.DEVNULL)
+wait_port(port)
+ssh_opts = ["-i", key, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]
+rows.append(("scp (OpenSSH)", mbps(timed(["scp", *ssh_opts, "-P", str(port), f"root@127.0.0.1:{src}", dest], runs))))
+
+# iperf3: loopback TCP, no disk, no protocol
+port = free_port()
+rates = []
+for _ in range(runs):
+    server = start(["iperf3", "-s", "-1", "-p", str(port)], stdout=subprocess.DEVNULL)
+    wait_port(port)
+    out = subprocess.run(["iperf3", "-c", "127.0.0.1", "-p", str(port), "-n", str(size), "-J"],
+                         check=True, capture_output=True, text=True).stdout
+    rates.append(json.loads(out)["end"]["sum_received"]["bits_per_second"] / 8 / 1e6)
+    server.wait()
+rows.append(("iperf3 (loopback limit)", median(rates)))
+
+table(f"transfer: {size_mib} MiB file over loopback, median of {runs}", rows, "MB/s")
