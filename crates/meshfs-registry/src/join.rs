@@ -385,7 +385,12 @@ fn publishable_name(path: &str) -> bool {
 pub fn publishable_files(share: &Share) -> Vec<(String, u64)> {
     let mut out = Vec::new();
     let mut dirs = vec![(String::new(), 0usize)];
+    // Folders already walked, by real path: a symlink to an ancestor is not a new folder.
+    let mut seen = std::collections::HashSet::new();
     while let Some((dir, depth)) = dirs.pop() {
+        if !share.resolve(&dir).is_ok_and(|real| seen.insert(real)) {
+            continue;
+        }
         let entries = match share.list(&dir) {
             Ok(entries) => entries,
             Err(e) => {

@@ -334,3 +334,25 @@ async fn changes_made_while_the_directory_is_down_are_caught_up() {
     .await;
     node.stop().await;
 }
+
+#[test]
+fn the_walk_skips_unpublishable_names_and_symlink_loops() {
+    let (dir, share) = share();
+    let root = dir.path().join("share");
+    std::os::unix::fs::symlink(&root, root.join("cam1/loop")).unwrap();
+    std::os::unix::fs::symlink(root.join("notes.txt"), root.join("alias.txt")).unwrap();
+    std::fs::write(root.join("x".repeat(250)), b"long").unwrap();
+    std::fs::create_dir_all(root.join("y".repeat(200))).unwrap();
+    std::fs::write(
+        root.join(format!("{}/{}", "y".repeat(200), "z".repeat(60))),
+        b"too long",
+    )
+    .unwrap();
+    let files = meshfs_registry::join::publishable_files(&share);
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        ["alias.txt", "cam1/clip.mp4", "notes.txt", &"x".repeat(250)]
+    );
+    assert_eq!(files[2].1, 12);
+}
