@@ -76,6 +76,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     let addr = server.local_addr()?;
 
+    let stop = crate::signals::terminate();
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     tracker.spawn(server.run(shutdown.clone(), tracker.clone()));
@@ -122,7 +123,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     )
     .await?;
 
-    crate::signals::terminate().await;
+    stop.await;
     shutdown.cancel();
     tracker.close();
     if tokio::time::timeout(args.grace, tracker.wait())

@@ -77,6 +77,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     drop(tx);
     let mut stdout = tokio::io::stdout();
+    let stop = crate::signals::terminate();
+    tokio::pin!(stop);
     loop {
         tokio::select! {
             line = rx.recv() => {
@@ -87,7 +89,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 }
                 stdout.flush().await?;
             }
-            _ = crate::signals::terminate() => return Ok(()),
+            _ = &mut stop => return Ok(()),
         }
     }
 }
