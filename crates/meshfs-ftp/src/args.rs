@@ -1,0 +1,101 @@
+//! Command-line options of the FTP door, flattened into `meshfs node`.
+
+use std::net::SocketAddr;
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use meshfs_core::Share;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::{FtpConfig, FtpServer, Users};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct FtpArgs {
+    /// Also serve the share over FTP (anonymous read; users of --ftp-users may write).
+    /// Without ADDR: 0.0.0.0:2121. Put the folder before --ftp when ADDR is omitted.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "0.0.0.0:2121")]
+    pub ftp: Option<String>,
+    /// Users allowed to write over FTP: lines `NAME:ARGON2-HASH` (see `meshfs ftp-passwd`).
+    #[arg(long, value_name = "FILE", requires = "ftp")]
+    pub ftp_users: Option<PathBuf>,
+    /// Ports offered for FTP passive data connections.
+    #[arg(long, value_name = "LOW-HIGH", default_value = "49152-65535", value_parser = parse_ports)]
+    pub ftp_passive_ports: RangeInclusive<u16>,
+}
+
+fn parse_ports(s: &str) -> Result<RangeInclusive<u16>, String> {
+    let (lo, hi) = s
+        .split_once('-')
+        .ok_or_else(|| format!("expected LOW-HIGH, got {s:?}"))?;
+    let lo: u16 = lo.trim().parse().map_err(|e| format!("{lo:?}: {e}"))?;
+    let hi: u16 = hi.trim().parse().map_err(|e| format!("{hi:?}: {e}"))?;
+    if lo == 0 || lo > hi {
+        return Err(format!("bad port range {lo}-{hi}"));
+    }
+    Ok(lo..=hi)
+}
+
+/// Why the FTP door could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Users(#[from] crate::UsersError),
+    #[error("cannot listen for FTP on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+impl FtpArgs {
+    /// Start the FTP server if `--ftp` was given; returns its address.
+    pub async fn start(
+        self,
+        share: &Share,
+        idle_timeout: Duration,
+        shutdown: CancellationToken,
+        tracker: &TaskTracker,
+    ) -> Result<Option<SocketAddr>, StartError> {
+        let Some(addr) = self.ftp else {
+            return Ok(None);
+        };
+        let users = match &self.ftp_users {
+            Some(path) => Users::load(path)?,
+            None => Users::default(),
+        };
+        let config = FtpConfig {
+            users: Arc::new(users),
+            passive_ports: self.ftp_passive_ports,
+            idle_timeout,
+            ..FtpConfig::default()
+        };
+        let server = FtpServer::bind(&addr, share.clone(), config)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: addr.clone(),
+                source,
+            })?;
+        let local = server
+            .local_addr()
+            .map_err(|source| StartError::Bind { addr, source })?;
+        tracing::info!(addr = %local, "FTP ready");
+        tracker.spawn(server.run(shutdown, tracker.clone()));
+        Ok(Some(local))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_ranges() {
+        assert_eq!(parse_ports("50000-50010").unwrap(), 50000..=50010);
+        assert!(parse_ports("50010-50000").is_err());
+        assert!(parse_ports("0-5").is_err());
+        assert!(parse_ports("5").is_err());
+    }
+}

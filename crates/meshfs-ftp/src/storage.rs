@@ -1,0 +1,276 @@
+//! libunftp's storage back-end over a [`Share`]: reads, listings and metadata through `Share`,
+//! writes through [`crate::write`], and only for users allowed to write.
+
+use std::fmt::Debug;
+use std::io::SeekFrom;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use meshfs_core::share::{Entry, Kind, Share, ShareError};
+use tokio::io::{AsyncRead, AsyncSeekExt, AsyncWrite, BufReader, ReadBuf};
+use unftp_core::storage::{
+    Error, ErrorKind, FEATURE_RESTART, Fileinfo, Metadata, Permissions, Result, StorageBackend,
+};
+
+use crate::busy::{Busy, BusyGuard};
+use crate::users::FtpUser;
+use crate::write::{self, WriteError};
+
+/// Read-ahead between the file and the data connection of a download.
+const DOWNLOAD_BUF: usize = 256 * 1024;
+
+/// One session's view of the share.
+#[derive(Debug, Clone)]
+pub(crate) struct ShareStorage {
+    pub(crate) share: Share,
+    pub(crate) busy: Busy,
+}
+
+/// Metadata of a share entry, as libunftp wants it.
+#[derive(Debug, Clone)]
+pub(crate) struct Meta(Entry);
+
+impl Metadata for Meta {
+    fn len(&self) -> u64 {
+        self.0.size
+    }
+    fn is_dir(&self) -> bool {
+        self.0.kind == Kind::Dir
+    }
+    fn is_file(&self) -> bool {
+        self.0.kind == Kind::File
+    }
+    /// Symlinks inside the share are shown as what they lead to, as on every door.
+    fn is_symlink(&self) -> bool {
+        false
+    }
+    fn modified(&self) -> Result<SystemTime> {
+        Ok(self.0.modified())
+    }
+    fn gid(&self) -> u32 {
+        0
+    }
+    fn uid(&self) -> u32 {
+        0
+    }
+    fn permissions(&self) -> Permissions {
+        Permissions(self.0.mode)
+    }
+}
+
+/// A path as libunftp hands it over (the session's cwd joined with the argument), as text.
+fn text(path: &Path) -> Result<&str> {
+    path.to_str()
+        .ok_or_else(|| Error::from(ErrorKind::FileNameNotAllowedError))
+}
+
+fn share_error(e: ShareError) -> Error {
+    let kind = match &e {
+        ShareError::NotFound | ShareError::NotAFile => ErrorKind::PermanentFileNotAvailable,
+        ShareError::NotADir => ErrorKind::PermanentDirectoryNotAvailable,
+        ShareError::Denied(_) => ErrorKind::PermissionDenied,
+        ShareError::Io(_) => ErrorKind::LocalError,
+    };
+    Error::new(kind, e)
+}
+
+fn write_error(e: WriteError) -> Error {
+    match e {
+        WriteError::Share(e) => share_error(e),
+        WriteError::BadName => Error::from(ErrorKind::FileNameNotAllowedError),
+        WriteError::Io(e) => Error::from(e),
+    }
+}
+
+fn require_write(user: &FtpUser) -> Result<()> {
+    if user.can_write {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorKind::PermissionDenied,
+            "anonymous users may only read",
+        ))
+    }
+}
+
+impl ShareStorage {
+    /// Run a blocking share call off the async threads.
+    async fn blocking<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Share) -> std::result::Result<T, Error> + Send + 'static,
+    {
+        let share = self.share.clone();
+        tokio::task::spawn_blocking(move || f(&share))
+            .await
+            .map_err(|e| Error::new(ErrorKind::LocalError, e))?
+    }
+}
+
+/// A download's reader; counts as a running transfer until dropped.
+struct Download {
+    file: tokio::fs::File,
+    _busy: BusyGuard,
+}
+
+impl AsyncRead for Download {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.file).poll_read(cx, buf)
+    }
+}
+
+#[async_trait]
+impl StorageBackend<FtpUser> for ShareStorage {
+    type Metadata = Meta;
+
+    fn name(&self) -> &str {
+        "meshfs share"
+    }
+
+    fn supported_features(&self) -> u32 {
+        FEATURE_RESTART
+    }
+
+    async fn metadata<P: AsRef<Path> + Send + Debug>(
+        &self,
+        _user: &FtpUser,
+        path: P,
+    ) -> Result<Meta> {
+        let path = text(path.as_ref())?.to_owned();
+        self.blocking(move |s| s.stat(&path).map(Meta).map_err(share_error))
+            .await
+    }
+
+    async fn list<P: AsRef<Path> + Send + Debug>(
+        &self,
+        _user: &FtpUser,
+        path: P,
+    ) -> Result<Vec<Fileinfo<PathBuf, Meta>>> {
+        let path = text(path.as_ref())?.to_owned();
+        self.blocking(move |s| {
+            let entries = s.list(&path).map_err(share_error)?;
+            Ok(entries
+                .into_iter()
+                .map(|e| Fileinfo {
+                    path: PathBuf::from(&e.name),
+                    metadata: Meta(e),
+                })
+                .collect())
+        })
+        .await
+    }
+
+    async fn get<P: AsRef<Path> + Send + Debug>(
+        &self,
+        _user: &FtpUser,
+        path: P,
+        start_pos: u64,
+    ) -> Result<Box<dyn AsyncRead + Send + Sync + Unpin>> {
+        let path = text(path.as_ref())?.to_owned();
+        let busy = self.busy.start();
+        // Open through the share (confinement, O_NOFOLLOW, regular files only), then stream
+        // from a duplicate of that very descriptor.
+        let file = self
+            .blocking(move |s| {
+                let f = s.open_file(&path).map_err(share_error)?;
+                f.as_file().try_clone().map_err(Error::from)
+            })
+            .await?;
+        let mut file = tokio::fs::File::from_std(file);
+        file.set_max_buf_size(DOWNLOAD_BUF);
+        if start_pos > 0 {
+            file.seek(SeekFrom::Start(start_pos)).await?;
+        }
+        Ok(Box::new(Download { file, _busy: busy }))
+    }
+
+    async fn get_into<'a, P, W: ?Sized>(
+        &self,
+        user: &FtpUser,
+        path: P,
+        start_pos: u64,
+        output: &'a mut W,
+    ) -> Result<u64>
+    where
+        W: AsyncWrite + Unpin + Sync + Send,
+        P: AsRef<Path> + Send + Debug,
+    {
+        let reader = self.get(user, path, start_pos).await?;
+        let mut reader = BufReader::with_capacity(DOWNLOAD_BUF, reader);
+        Ok(tokio::io::copy_buf(&mut reader, output).await?)
+    }
+
+    async fn put<P: AsRef<Path> + Send + Debug, R: AsyncRead + Send + Sync + Unpin + 'static>(
+        &self,
+        user: &FtpUser,
+        input: R,
+        path: P,
+        start_pos: u64,
+    ) -> Result<u64> {
+        require_write(user)?;
+        if start_pos != 0 {
+            // An atomic upload replaces the whole file; resuming one would need the old bytes.
+            return Err(Error::new(
+                ErrorKind::CommandNotImplemented,
+                "uploads cannot be resumed: send the whole file",
+            ));
+        }
+        let path = text(path.as_ref())?.to_owned();
+        let _busy = self.busy.start();
+        let n = write::upload(&self.share, &path, input)
+            .await
+            .map_err(write_error)?;
+        tracing::info!(user = %user, path, bytes = n, "FTP upload");
+        Ok(n)
+    }
+
+    async fn del<P: AsRef<Path> + Send + Debug>(&self, user: &FtpUser, path: P) -> Result<()> {
+        require_write(user)?;
+        let path = text(path.as_ref())?.to_owned();
+        self.blocking(move |s| write::delete(s, &path).map_err(write_error))
+            .await
+    }
+
+    async fn mkd<P: AsRef<Path> + Send + Debug>(&self, user: &FtpUser, path: P) -> Result<()> {
+        require_write(user)?;
+        let path = text(path.as_ref())?.to_owned();
+        self.blocking(move |s| write::make_dir(s, &path).map_err(write_error))
+            .await
+    }
+
+    async fn rename<P: AsRef<Path> + Send + Debug>(
+        &self,
+        user: &FtpUser,
+        from: P,
+        to: P,
+    ) -> Result<()> {
+        require_write(user)?;
+        let from = text(from.as_ref())?.to_owned();
+        let to = text(to.as_ref())?.to_owned();
+        self.blocking(move |s| write::rename(s, &from, &to).map_err(write_error))
+            .await
+    }
+
+    async fn rmd<P: AsRef<Path> + Send + Debug>(&self, user: &FtpUser, path: P) -> Result<()> {
+        require_write(user)?;
+        let path = text(path.as_ref())?.to_owned();
+        self.blocking(move |s| write::remove_dir(s, &path).map_err(write_error))
+            .await
+    }
+
+    async fn cwd<P: AsRef<Path> + Send + Debug>(&self, _user: &FtpUser, path: P) -> Result<()> {
+        let path = text(path.as_ref())?.to_owned();
+        self.blocking(move |s| match s.stat(&path).map_err(share_error)?.kind {
+            Kind::Dir => Ok(()),
+            Kind::File => Err(Error::from(ErrorKind::PermanentDirectoryNotAvailable)),
+        })
+        .await
+    }
+}
