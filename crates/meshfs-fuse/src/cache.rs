@@ -52,6 +52,11 @@ impl<K: Eq + Hash, V: Clone> TtlMap<K, V> {
         map.insert(key, (Instant::now(), value));
     }
 
+    /// Forget everything (events were missed: nothing cached can be trusted).
+    pub fn clear(&self) {
+        self.map.lock().expect("cache lock").clear();
+    }
+
     pub fn remove(&self, key: &K) {
         self.map.lock().expect("cache lock").remove(key);
     }

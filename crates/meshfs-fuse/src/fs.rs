@@ -99,6 +99,57 @@ pub struct MeshFs {
     _alive: tokio::sync::oneshot::Sender<()>,
 }
 
+/// A handle on the filesystem's caches, for the event followers ([`crate::events`]).
+#[derive(Debug, Clone)]
+pub struct Invalidator(Arc<Shared>);
+
+/// What a changed path made stale in the kernel.
+#[derive(Debug, Default)]
+pub struct Stale {
+    /// The path's inode, if the kernel holds one.
+    pub inode: Option<u64>,
+    /// The path's parent inode and last component.
+    pub entry: Option<(u64, String)>,
+}
+
+impl Invalidator {
+    /// Number of nodes.
+    pub fn nodes(&self) -> usize {
+        self.0.nodes.len()
+    }
+
+    /// `host:port` of node `node`.
+    pub fn addr(&self, node: usize) -> String {
+        self.0.nodes[node].pool.addr().to_owned()
+    }
+
+    /// Events of a node may have been missed: drop every cached attribute and listing (of all
+    /// nodes: the caches are short-lived anyway, and this is rare).
+    pub fn forget_node(&self, node: usize) {
+        tracing::debug!(node = %self.0.nodes[node].name, "events resync: caches dropped");
+        self.0.cache.attrs.clear();
+        self.0.cache.dirs.clear();
+    }
+
+    /// `path` on `node` was created, changed or deleted: drop what we cached about it and
+    /// its folder, and say what the kernel should drop.
+    pub fn path_changed(&self, node: usize, path: &str) -> Stale {
+        let shared = &self.0;
+        let path = path.trim_matches('/');
+        let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+        let parent_ino = shared.inodes.find(node, parent);
+        let child = shared.inodes.find(node, path);
+        for ino in child.iter().chain(parent_ino.iter()) {
+            shared.cache.attrs.remove(ino);
+            shared.cache.dirs.remove(ino);
+        }
+        Stale {
+            inode: child,
+            entry: parent_ino.map(|p| (p, name.to_owned())),
+        }
+    }
+}
+
 /// A name the protocol can carry as one path component (no separators, no line breaks).
 fn component(name: &OsStr) -> Option<&str> {
     let s = name.to_str()?;
@@ -134,6 +185,11 @@ impl MeshFs {
             rt,
             _alive: alive,
         }
+    }
+
+    /// A handle on the caches, for the event followers.
+    pub fn invalidator(&self) -> Invalidator {
+        Invalidator(self.shared.clone())
     }
 
     fn spawn(&self, f: impl Future<Output = ()> + Send + 'static) {

@@ -87,6 +87,12 @@ impl InodeTable {
         })
     }
 
+    /// The inode of `path` on `node` if the kernel holds one (no lookup counted).
+    pub fn find(&self, node: usize, path: &str) -> Option<u64> {
+        let inner = self.inner.lock().expect("inode lock");
+        inner.by_path.get(&(node, path.to_owned())).copied()
+    }
+
     /// The inode of `path` on `node`, allocated if new, with one more kernel lookup counted
     /// (call this exactly when replying an entry to the kernel).
     pub fn lookup(&self, node: usize, path: &str) -> u64 {
@@ -169,6 +175,9 @@ mod tests {
         let a = t.lookup(0, "a/b");
         assert!(a > 3);
         assert_eq!(t.lookup(0, "a/b"), a);
+        assert_eq!(t.find(0, "a/b"), Some(a));
+        assert_eq!(t.find(0, "nope"), None);
+        assert_eq!(t.find(1, ""), Some(InodeTable::node_root(1)));
         let other = t.lookup(1, "a/b");
         assert_ne!(other, a, "same path on another node is another file");
         assert_eq!(

@@ -6,6 +6,7 @@
 //! - [`cache`]: short-lived attributes and listings;
 //! - [`readahead`]: sequential read-ahead with a doubling window, off for random reads;
 //! - [`fs`]: the `fuser::Filesystem` tying them together;
+//! - [`events`]: each node's `subscribe` stream invalidating caches as files change;
 //! - this file: naming the nodes and mounting/unmounting.
 //!
 //! Mounting uses fuser's pure-Rust mount (no libfuse at build time): as root it calls
@@ -14,6 +15,7 @@
 
 pub mod cache;
 pub mod error;
+pub mod events;
 pub mod fs;
 pub mod inodes;
 pub mod pool;
@@ -35,6 +37,8 @@ pub struct MountOptions {
     pub pool: PoolConfig,
     /// Let other users than the mounting one read the mount (`allow_other`).
     pub allow_other: bool,
+    /// Follow each node's events to drop stale caches at once (the TTL still applies).
+    pub live_events: bool,
 }
 
 impl Default for MountOptions {
@@ -47,6 +51,7 @@ impl Default for MountOptions {
             },
             pool: PoolConfig::default(),
             allow_other: false,
+            live_events: true,
         }
     }
 }
@@ -104,6 +109,8 @@ fn folder_name(name: &str, addr: &str) -> String {
 #[derive(Debug)]
 pub struct Mount {
     session: Option<BackgroundSession>,
+    /// Dropped before the session, so no notification races the unmount.
+    watchers: Option<events::Watchers>,
     dir: PathBuf,
     ended: tokio::sync::oneshot::Receiver<()>,
 }
@@ -120,7 +127,8 @@ pub fn mount(
         return Err(MountError::NoNodes);
     }
     let (alive, ended) = tokio::sync::oneshot::channel();
-    let fs = MeshFs::new(nodes, options.fs, rt, alive);
+    let fs = MeshFs::new(nodes, options.fs, rt.clone(), alive);
+    let invalidator = fs.invalidator();
     let mut config = fuser::Config::default();
     config.mount_options = vec![
         MountOption::FSName("meshfs".into()),
@@ -137,8 +145,12 @@ pub fn mount(
         dir: dir.display().to_string(),
         source,
     })?;
+    let watchers = options
+        .live_events
+        .then(|| events::start(invalidator, session.notifier(), &rt));
     Ok(Mount {
         session: Some(session),
+        watchers,
         dir: dir.to_owned(),
         ended,
     })
@@ -162,6 +174,7 @@ impl Mount {
     }
 
     fn unmount_inner(&mut self) -> Result<(), MountError> {
+        drop(self.watchers.take());
         let Some(session) = self.session.take() else {
             return Ok(());
         };

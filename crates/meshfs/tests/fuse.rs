@@ -672,8 +672,9 @@ fn an_unchanged_file_is_served_from_the_kernel_page_cache() {
     let data = pattern(2 * MIB + 5, 4);
     write(src.path(), "clip.mp4", &data);
     let (node_proc, addr) = node(src.path(), "cam");
-    // A long TTL so that the second open trusts its attributes without asking the node.
-    let m = Mounted::new(&[&addr], &["--ttl", "30s"]);
+    // A long TTL so that the second open trusts its attributes without asking the node (and
+    // no events: losing the event stream of a dead node drops the cached attributes).
+    let m = Mounted::new(&[&addr], &["--ttl", "30s", "--no-events"]);
     let mnt = m.path("cam/clip.mp4");
     assert!(std::fs::read(&mnt).unwrap() == data);
     assert!(std::fs::read(&mnt).unwrap() == data);
@@ -682,5 +683,54 @@ fn an_unchanged_file_is_served_from_the_kernel_page_cache() {
     assert!(
         std::fs::read(&mnt).unwrap() == data,
         "reopen dropped the page cache"
+    );
+}
+
+#[test]
+fn change_events_refresh_the_mount_long_before_the_ttl() {
+    if !fuse_available() {
+        return;
+    }
+    let src = tempfile::tempdir().unwrap();
+    write(src.path(), "clips/old.mp4", b"old");
+    write(src.path(), "clips/edit.txt", b"version one");
+    let (_n, addr) = node(src.path(), "cam");
+    // With a 60 s TTL, only the node's events can make changes show within a second.
+    let m = Mounted::new(&[&addr], &["--ttl", "60s"]);
+    let clips = m.path("cam/clips");
+    let names = |dir: &Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&clips), vec!["edit.txt", "old.mp4"]);
+    assert_eq!(
+        std::fs::read(clips.join("edit.txt")).unwrap(),
+        b"version one"
+    );
+    assert!(clips.join("old.mp4").exists());
+
+    write(src.path(), "clips/new.mp4", b"new");
+    assert!(
+        eventually(Duration::from_secs(1), || names(&clips)
+            .contains(&"new.mp4".to_string())),
+        "created file not listed within 1 s"
+    );
+    std::fs::remove_file(src.path().join("clips/old.mp4")).unwrap();
+    assert!(
+        eventually(Duration::from_secs(1), || !clips.join("old.mp4").exists()
+            && !names(&clips).contains(&"old.mp4".to_string())),
+        "deleted file still visible after 1 s"
+    );
+    write(src.path(), "clips/edit.txt", b"version two, longer");
+    assert!(
+        eventually(Duration::from_secs(1), || std::fs::read(
+            clips.join("edit.txt")
+        )
+        .is_ok_and(|d| d == b"version two, longer")),
+        "changed file not refreshed within 1 s"
     );
 }

@@ -25,7 +25,8 @@ pub struct Args {
     /// A node to show, as meshfs://HOST[:PORT], HOST:PORT or HOST (port 4044). Repeatable.
     #[arg(long = "node", required = true, value_name = "URL")]
     pub nodes: Vec<String>,
-    /// How long attributes and listings are trusted (new files appear within about this).
+    /// How long attributes and listings are trusted without news from the node (change
+    /// events from the node make new and changed files show sooner).
     #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
     pub ttl: Duration,
     /// Longest wait for a connection to a node (a node down answers EIO after this).
@@ -43,6 +44,9 @@ pub struct Args {
     /// Most connections to each node.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub connections: u64,
+    /// Do not follow the nodes' change events (freshness then comes from --ttl alone).
+    #[arg(long)]
+    pub no_events: bool,
     /// Let other users read the mount (needs root or user_allow_other in /etc/fuse.conf).
     #[arg(long)]
     pub allow_other: bool,
@@ -86,6 +90,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         ..PoolConfig::default()
     };
     options.allow_other = args.allow_other;
+    options.live_events = !args.no_events;
 
     let nodes = meshfs_fuse::connect_nodes(&addrs, options.pool).await;
     let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
