@@ -23,6 +23,8 @@ pub enum WebError {
     Unreachable(String),
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("busy: {0}; try again soon")]
+    Busy(&'static str),
 }
 
 impl WebError {
@@ -33,6 +35,7 @@ impl WebError {
             WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
             WebError::Unreachable(_) => StatusCode::BAD_GATEWAY,
             WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            WebError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }

@@ -21,10 +21,11 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use meshfs_core::{Client, ClientError};
 use serde::Serialize;
-use tokio::sync::broadcast;
+use tokio::sync::{OwnedSemaphorePermit, broadcast};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::error::WebError;
 use crate::nodes::{Events, NodeDirectory, Status};
 use crate::state::AppState;
 
@@ -272,37 +273,55 @@ async fn follow(
 /// change), `file` (one file event) and `resync` (reload what you show of that node).
 pub async fn feed(
     State(state): State<AppState>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let rx = state.hub.tx.subscribe();
-    let changes = state.nodes.watch();
-    let stream = futures_util::stream::unfold(
-        (rx, changes, true, state),
-        |(mut rx, mut changes, first, state)| async move {
-            if first {
-                let ev = nodes_event(&state.nodes);
-                return Some((Ok(ev), (rx, changes, false, state)));
-            }
-            let ev = tokio::select! {
-                _ = state.shutdown.cancelled() => return None,
-                r = changes.changed() => match r {
-                    Ok(()) => nodes_event(&state.nodes),
-                    Err(_) => return None,
-                },
-                r = rx.recv() => match r {
-                    Ok(FeedItem::File(e)) => json_event("file", &e),
-                    Ok(FeedItem::Resync { node }) => {
-                        json_event("resync", &serde_json::json!({ "node": node }))
-                    }
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        json_event("resync", &serde_json::json!({ "node": null }))
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                },
-            };
-            Some((Ok(ev), (rx, changes, false, state)))
-        },
-    );
-    Sse::new(stream).keep_alive(KeepAlive::default())
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, WebError> {
+    let feed = Feed {
+        _permit: state.limits.feed()?,
+        rx: state.hub.tx.subscribe(),
+        changes: state.nodes.watch(),
+        first: true,
+        state,
+    };
+    let stream = futures_util::stream::unfold(feed, |mut feed| async move {
+        let ev = feed.next().await?;
+        Some((Ok(ev), feed))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// One page's subscription: the hub, the directory's changes, and its slot under the limit.
+struct Feed {
+    _permit: OwnedSemaphorePermit,
+    rx: broadcast::Receiver<FeedItem>,
+    changes: tokio::sync::watch::Receiver<u64>,
+    first: bool,
+    state: AppState,
+}
+
+impl Feed {
+    /// The next event for the page; `None` ends the response (shutdown).
+    async fn next(&mut self) -> Option<Event> {
+        if self.first {
+            self.first = false;
+            return Some(nodes_event(&self.state.nodes));
+        }
+        Some(tokio::select! {
+            _ = self.state.shutdown.cancelled() => return None,
+            r = self.changes.changed() => match r {
+                Ok(()) => nodes_event(&self.state.nodes),
+                Err(_) => return None,
+            },
+            r = self.rx.recv() => match r {
+                Ok(FeedItem::File(e)) => json_event("file", &e),
+                Ok(FeedItem::Resync { node }) => {
+                    json_event("resync", &serde_json::json!({ "node": node }))
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    json_event("resync", &serde_json::json!({ "node": null }))
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            },
+        })
+    }
 }
 
 fn nodes_event(nodes: &NodeDirectory) -> Event {
@@ -364,6 +383,7 @@ mod tests {
             pools: Default::default(),
             hub: EventHub::default(),
             shutdown: CancellationToken::new(),
+            limits: Default::default(),
         };
         let tasks = TaskTracker::new();
         spawn_watchers(state.clone(), tasks.clone());

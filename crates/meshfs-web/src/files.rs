@@ -15,6 +15,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::error::WebError;
 use crate::mime::content_type;
@@ -39,6 +40,8 @@ pub async fn serve(
         return Err(WebError::IsDir("the share's root".into()));
     }
     let source = state.source(&target.node)?;
+    // Taken before opening, so the limit also bounds connections to remote nodes.
+    let permit = state.limits.file()?;
     let (reader, entry) = source.open(&target.path).await?;
     let size = entry.size;
     let tag = etag(size, entry.mtime_ns);
@@ -106,7 +109,7 @@ pub async fn serve(
     if method == Method::HEAD {
         return Ok((status, out).into_response());
     }
-    Ok((status, out, body(reader, start, len)).into_response())
+    Ok((status, out, body(reader, start, len, permit)).into_response())
 }
 
 /// Should the answer be `304`? `If-None-Match` decides when present; otherwise
@@ -148,10 +151,10 @@ fn disposition(name: &str, download: bool) -> String {
 /// The body: `len` bytes from `start`, one chunk per read, pulled as the client takes them
 /// (back-pressure: a paused video stops the reads). If the file shrank below the promised
 /// length, the stream ends with an error and the client sees a cut response, never padding.
-fn body(reader: Reader, start: u64, len: u64) -> Body {
+fn body(reader: Reader, start: u64, len: u64, permit: OwnedSemaphorePermit) -> Body {
     let stream = futures_util::stream::unfold(
-        (reader, start, len),
-        |(mut reader, offset, remaining)| async move {
+        (reader, start, len, permit),
+        |(mut reader, offset, remaining, permit)| async move {
             if remaining == 0 {
                 return None;
             }
@@ -163,14 +166,14 @@ fn body(reader: Reader, start: u64, len: u64) -> Body {
                 )),
                 Ok(b) => {
                     let n = b.len() as u64;
-                    return Some((Ok(b), (reader, offset + n, remaining - n)));
+                    return Some((Ok(b), (reader, offset + n, remaining - n, permit)));
                 }
                 Err(e) => Err(std::io::Error::other(e.to_string())),
             };
             if let Err(e) = &item {
                 tracing::warn!(error = %e, "file response cut");
             }
-            Some((item, (reader, offset, 0)))
+            Some((item, (reader, offset, 0, permit)))
         },
     );
     Body::from_stream(stream)

@@ -13,7 +13,7 @@ use crate::error::WebError;
 use crate::events::{self, EventHub};
 use crate::nodes::NodeDirectory;
 use crate::pool::Pools;
-use crate::state::AppState;
+use crate::state::{AppState, Limits};
 use crate::{api, assets, files};
 
 /// Every route of the UI (see the crate docs for the API).
@@ -68,6 +68,7 @@ impl WebServer {
             pools: Pools::default(),
             hub: EventHub::default(),
             shutdown: shutdown.clone(),
+            limits: Limits::default(),
         };
         events::spawn_watchers(state.clone(), tracker);
         let app = router(state);
@@ -77,5 +78,85 @@ impl WebServer {
         {
             tracing::error!(error = %e, "web UI stopped");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    /// Send a request and read until the status line is complete; returns the status and the
+    /// open stream (its body unread).
+    async fn request(addr: SocketAddr, target: &str) -> (u16, TcpStream) {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n") {
+            assert_eq!(s.read(&mut byte).await.unwrap(), 1, "connection closed");
+            head.push(byte[0]);
+        }
+        let line = String::from_utf8(head).unwrap();
+        (line.split(' ').nth(1).unwrap().parse().unwrap(), s)
+    }
+
+    #[tokio::test]
+    async fn long_responses_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        // Far larger than socket buffers: its body stays in flight while unread.
+        std::fs::File::create(dir.path().join("big.bin"))
+            .unwrap()
+            .set_len(64 << 20)
+            .unwrap();
+        let share = Share::open(dir.path()).unwrap();
+        let state = AppState {
+            share,
+            nodes: NodeDirectory::new("me", "127.0.0.1:1"),
+            pools: Pools::default(),
+            hub: EventHub::default(),
+            shutdown: CancellationToken::new(),
+            limits: Limits::new(1, 1),
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = state.shutdown.clone();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router(state))
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await
+        });
+
+        let (status, feed) = request(addr, "/api/events").await;
+        assert_eq!(status, 200);
+        assert_eq!(request(addr, "/api/events").await.0, 503);
+        let (status, download) = request(addr, "/files/me/big.bin").await;
+        assert_eq!(status, 200);
+        assert_eq!(request(addr, "/files/me/big.bin").await.0, 503);
+        // Metadata is never refused.
+        assert_eq!(request(addr, "/api/ls/me/").await.0, 200);
+
+        // Closing the first ones frees their slots (as soon as the server notices).
+        drop(feed);
+        drop(download);
+        let freed = async {
+            loop {
+                let (a, _) = request(addr, "/files/me/big.bin").await;
+                let (b, _) = request(addr, "/api/events").await;
+                if a == 200 && b == 200 {
+                    return;
+                }
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), freed)
+            .await
+            .expect("slots were not freed");
+        server.abort();
+        let _ = server.await;
     }
 }

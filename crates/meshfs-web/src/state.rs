@@ -1,7 +1,10 @@
 //! `AppState`: what every handler shares — the local share, the node directory, the
 //! connection pools and the event feed.
 
+use std::sync::Arc;
+
 use meshfs_core::Share;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::WebError;
@@ -19,6 +22,51 @@ pub struct AppState {
     pub hub: EventHub,
     /// Cancelled on shutdown: endless responses (the event feed) end with it.
     pub shutdown: CancellationToken,
+    /// Bounded load: file bodies and event feeds streaming at once.
+    pub limits: Limits,
+}
+
+/// Most file responses streaming at once (each may hold a connection to a remote node).
+pub const MAX_FILE_STREAMS: usize = 256;
+/// Most event feeds open at once.
+pub const MAX_FEEDS: usize = 128;
+
+/// Permits for long-lived responses; a request beyond them gets `503`.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    files: Arc<Semaphore>,
+    feeds: Arc<Semaphore>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::new(MAX_FILE_STREAMS, MAX_FEEDS)
+    }
+}
+
+impl Limits {
+    pub fn new(files: usize, feeds: usize) -> Limits {
+        Limits {
+            files: Arc::new(Semaphore::new(files)),
+            feeds: Arc::new(Semaphore::new(feeds)),
+        }
+    }
+
+    /// A slot for one file body, held until the body is dropped.
+    pub fn file(&self) -> Result<OwnedSemaphorePermit, WebError> {
+        self.files
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| WebError::Busy("too many downloads at once"))
+    }
+
+    /// A slot for one event feed.
+    pub fn feed(&self) -> Result<OwnedSemaphorePermit, WebError> {
+        self.feeds
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| WebError::Busy("too many event feeds open"))
+    }
 }
 
 impl AppState {
