@@ -42,6 +42,9 @@ pub struct DownloadOptions {
     /// Bandwidth cap in bytes per second (`None`: as fast as the link goes). Shares a slow
     /// link with video streams.
     pub rate_limit: Option<u64>,
+    /// Longest wait for the node at any step; a node that stalls longer fails the download
+    /// (the `.part` is kept for a resume).
+    pub io_timeout: Duration,
 }
 
 impl Default for DownloadOptions {
@@ -52,6 +55,7 @@ impl Default for DownloadOptions {
             chunk: 4 << 20,
             window: 4,
             rate_limit: None,
+            io_timeout: crate::client::IO_TIMEOUT,
         }
     }
 }
@@ -175,6 +179,7 @@ pub async fn download(
 ) -> Result<Outcome, TransferError> {
     let started = Instant::now();
     let mut client = Client::connect(&src.addr).await?;
+    client.set_timeout(opts.io_timeout);
     let entry = client.stat(&src.path).await?;
     if entry.kind == Kind::Dir {
         return Err(TransferError::IsDir(src.to_string()));
@@ -183,7 +188,13 @@ pub async fn download(
     // bytes flow.
     let remote_hash = opts.verify.then(|| {
         let src = src.clone();
-        tokio::spawn(async move { Client::connect(&src.addr).await?.hash(&src.path).await })
+        let timeout = opts.io_timeout;
+        tokio::spawn(async move {
+            let mut client = Client::connect(&src.addr).await?;
+            // Hashing a large file takes the node a while: allow for it.
+            client.set_timeout(timeout.max(crate::client::IO_TIMEOUT));
+            client.hash(&src.path).await
+        })
     });
 
     let part = part_path(dest);
@@ -214,9 +225,9 @@ pub async fn download(
 
     let writer = Writer::spawn(&part, offset, opts.verify, opts.sync, opts.window)?;
     let received = stream_to(&mut client, &src.path, offset, opts, &writer, progress).await;
-    let local_hash = writer.finish();
+    // A failed write (disk full, say) is the root cause of a stopped stream: report it first.
+    let local_hash = writer.finish()?;
     let received = received?;
-    let local_hash = local_hash?;
 
     if let Some(task) = remote_hash {
         let remote = task

@@ -58,11 +58,20 @@ fn ls_stat_cat_against_a_node() {
     let out = meshfs(&["ls", &format!("meshfs://{addr}/clips")], dir.path());
     assert!(stdout(&out).contains("a b.txt"));
 
-    let out = meshfs(&["stat", &format!("meshfs://{addr}/clips/a b.txt")], dir.path());
+    let out = meshfs(
+        &["stat", &format!("meshfs://{addr}/clips/a b.txt")],
+        dir.path(),
+    );
     let text = stdout(&out);
-    assert!(text.contains("size: 10\n") && text.contains("type: file\n"), "{text}");
+    assert!(
+        text.contains("size: 10\n") && text.contains("type: file\n"),
+        "{text}"
+    );
 
-    let out = meshfs(&["cat", &format!("meshfs://{addr}/clips/a b.txt")], dir.path());
+    let out = meshfs(
+        &["cat", &format!("meshfs://{addr}/clips/a b.txt")],
+        dir.path(),
+    );
     assert_eq!(out.stdout, b"some text\n");
 
     let out = meshfs(&["cat", &format!("meshfs://{addr}/nope")], dir.path());
@@ -97,7 +106,11 @@ fn get_downloads_verifies_and_reports() {
 
     let dest = dir.path().join("e");
     let out = meshfs(
-        &["get", &format!("meshfs://{addr}/empty"), dest.to_str().unwrap()],
+        &[
+            "get",
+            &format!("meshfs://{addr}/empty"),
+            dest.to_str().unwrap(),
+        ],
         dir.path(),
     );
     assert!(out.status.success());
@@ -128,7 +141,9 @@ fn get_killed_mid_transfer_resumes_and_restarts_when_remote_changed() {
             .spawn()
             .unwrap();
         wait_until(Duration::from_secs(20), "partial download", || {
-            std::fs::metadata(&part).map(|m| m.len() >= 8 << 20).unwrap_or(false)
+            std::fs::metadata(&part)
+                .map(|m| m.len() >= 8 << 20)
+                .unwrap_or(false)
         });
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
@@ -209,13 +224,19 @@ fn sigint_during_a_transfer_exits_zero_within_the_grace_period() {
         .spawn()
         .unwrap();
     wait_until(Duration::from_secs(20), "transfer under way", || {
-        std::fs::metadata(&part).map(|m| m.len() > 0).unwrap_or(false)
+        std::fs::metadata(&part)
+            .map(|m| m.len() > 0)
+            .unwrap_or(false)
     });
     let started = Instant::now();
     node.signal(libc::SIGINT);
     let status = node.wait_exit(Duration::from_secs(10));
     assert!(status.success(), "node exit status {status:?}");
-    assert!(started.elapsed() < Duration::from_secs(4), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        started.elapsed()
+    );
     // The client sees the cut and fails, keeping its partial file for a later resume.
     let status = client.wait().unwrap();
     assert!(!status.success());

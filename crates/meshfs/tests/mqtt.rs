@@ -31,7 +31,11 @@ fn have(tool: &str) -> bool {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Start mosquitto with persistence in `dir`, and wait until it accepts connections.
@@ -63,7 +67,17 @@ fn broker(dir: &Path, port: u16) -> Killed {
 /// `mosquitto_sub` with a persistent session (so it is sent what it missed while offline).
 fn subscriber(port: u16) -> (Killed, mpsc::Receiver<String>) {
     let mut child = Command::new("mosquitto_sub")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", "meshfs/#", "-v", "-q", "1"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-t",
+            "meshfs/#",
+            "-v",
+            "-q",
+            "1",
+        ])
         .args(["-c", "-i", "meshfs-test-sub"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -107,7 +121,9 @@ fn signal(child: &Child, sig: i32) {
 #[test]
 fn events_reach_mqtt_and_survive_a_broker_restart() {
     if !have("mosquitto") || !have("mosquitto_sub") {
-        eprintln!("SKIP: mosquitto and mosquitto_sub are not installed (.ci/install-deps installs them)");
+        eprintln!(
+            "SKIP: mosquitto and mosquitto_sub are not installed (.ci/install-deps installs them)"
+        );
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -133,11 +149,16 @@ fn events_reach_mqtt_and_survive_a_broker_restart() {
     std::fs::write(share.join("a.mp4"), b"a").unwrap();
     let seen = until(&lines, "\"path\":\"a.mp4\"");
     let event = seen.last().unwrap();
-    let json = event.strip_prefix("meshfs/cam7/events ").expect("events topic");
+    let json = event
+        .strip_prefix("meshfs/cam7/events ")
+        .expect("events topic");
     let v: serde_json::Value = serde_json::from_str(json).unwrap();
     assert_eq!(v["node"], "cam7");
     assert!(v["seq"].is_u64());
-    until(&lines, "\"kind\":\"closed\",\"node\":\"cam7\",\"path\":\"a.mp4\"");
+    until(
+        &lines,
+        "\"kind\":\"closed\",\"node\":\"cam7\",\"path\":\"a.mp4\"",
+    );
 
     // The broker goes down (saving its sessions); a recording finishes meanwhile.
     drop(sub);
@@ -146,7 +167,10 @@ fn events_reach_mqtt_and_survive_a_broker_restart() {
     std::fs::write(share.join("during-outage.mp4"), b"b").unwrap();
     let mosquitto = broker(dir.path(), port);
     let (_sub, lines) = subscriber(port);
-    until(&lines, "\"kind\":\"closed\",\"node\":\"cam7\",\"path\":\"during-outage.mp4\"");
+    until(
+        &lines,
+        "\"kind\":\"closed\",\"node\":\"cam7\",\"path\":\"during-outage.mp4\"",
+    );
 
     // A clean stop of the node says `offline` (retained).
     node.signal(libc::SIGTERM);

@@ -74,7 +74,12 @@ fn watch_prints_events_and_survives_a_node_restart() {
 
     std::fs::write(dir.path().join("a.txt"), b"a").unwrap();
     let first = until(&w.out, |l| l.contains(" closed a.txt"));
-    assert!(first.iter().any(|l| l.starts_with("testnode ") && l.ends_with(" created a.txt")), "{first:?}");
+    assert!(
+        first
+            .iter()
+            .any(|l| l.starts_with("testnode ") && l.ends_with(" created a.txt")),
+        "{first:?}"
+    );
 
     // The node dies; a file appears while it is down; it comes back on the same address.
     drop(node1);
@@ -109,18 +114,35 @@ fn watch_json_and_several_nodes() {
     let d1 = tempfile::tempdir().unwrap();
     let d2 = tempfile::tempdir().unwrap();
     let named = |dir: &std::path::Path, name: &str| {
-        let (proc, line) = spawn(&["node", dir.to_str().unwrap(), "--listen", "127.0.0.1:0", "--name", name]);
+        let (proc, line) = spawn(&[
+            "node",
+            dir.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--name",
+            name,
+        ]);
         (proc, line.rsplit(' ').next().unwrap().to_owned())
     };
     let (_n1, a1) = named(d1.path(), "cam1");
     let (_n2, a2) = named(d2.path(), "cam2");
-    let w = watch(&["--json", &format!("meshfs://{a1}"), &format!("meshfs://{a2}")]);
+    let w = watch(&[
+        "--json",
+        &format!("meshfs://{a1}"),
+        &format!("meshfs://{a2}"),
+    ]);
     until(&w.err, |l| l.starts_with("connected to cam1"));
     until(&w.err, |l| l.starts_with("connected to cam2"));
     std::fs::write(d1.path().join("one \"quoted\".mp4"), b"1").unwrap();
     std::fs::write(d2.path().join("two.mp4"), b"2").unwrap();
-    let lines = until(&w.out, |l| l.contains("\"two.mp4\"") && l.contains("\"closed\""));
-    let lines = [lines, until(&w.out, |l| l.contains("quoted") && l.contains("\"closed\""))].concat();
+    let lines = until(&w.out, |l| {
+        l.contains("\"two.mp4\"") && l.contains("\"closed\"")
+    });
+    let lines = [
+        lines,
+        until(&w.out, |l| l.contains("quoted") && l.contains("\"closed\"")),
+    ]
+    .concat();
     for l in &lines {
         let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"));
         assert!(v["seq"].is_u64() && v["kind"].is_string());

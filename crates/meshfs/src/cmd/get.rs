@@ -23,6 +23,9 @@ pub struct Args {
     /// fsync the file before the final rename.
     #[arg(long)]
     pub sync: bool,
+    /// Give up when the node sends nothing for this long (e.g. 30s, 2m).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
     /// Cap the bandwidth, in bytes per second (suffixes K, M, G: 500K, 20M).
     #[arg(long, value_parser = parse_rate)]
     pub limit_rate: Option<u64>,
@@ -73,6 +76,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         verify: !args.no_verify,
         sync: args.sync,
         rate_limit: args.limit_rate,
+        io_timeout: args.timeout,
         ..DownloadOptions::default()
     };
     let bar = ProgressBar::new(0).with_style(
