@@ -19,7 +19,8 @@
 //! `<node>` is a node's name or its `host:port`; `<path>` is percent-encoded per segment.
 //! Paths holding `..`, `.`, an encoded `/` (`%2F`), NUL or control characters, empty segments
 //! (`//`, an absolute path) or bad escapes are refused with `403`; unknown nodes and files
-//! give `404`; an unreachable node `502`. Errors are JSON: `{"error": "…"}`.
+//! give `404`; an unreachable node `502`; more than 256 file bodies or 128 event feeds at once
+//! `503`. Errors are JSON: `{"error": "…"}`.
 //!
 //! | request | answer |
 //! | --- | --- |
