@@ -4,7 +4,8 @@
 //!
 //! - [`wire`]: NUL-terminated fields, bounded (256 bytes, 2 s of silence);
 //! - [`op`]: the operations, their fields and result codes;
-//! - [`store`]: what the directory remembers, behind a trait; [`sqlite`]: the embedded store;
+//! - [`store`]: what the directory remembers, behind a trait; [`sqlite`]: the embedded store
+//!   (`commit`: its group-committing writer thread);
 //! - [`server`]: the directory server (`meshfs registry`);
 //! - [`client`]: a client of the directory;
 //! - [`peer`]: the peer `GET_FILE` listener, serving from a `Share`; [`fetch`]: its client;
@@ -12,6 +13,7 @@
 //! - [`shell`] and [`messages`]: the course's interactive client (`meshfs shell`).
 
 pub mod client;
+mod commit;
 pub mod describe;
 pub mod fetch;
 pub mod join;

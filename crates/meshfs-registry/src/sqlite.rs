@@ -4,16 +4,19 @@
 //! to the WAL before [`Store`] methods return, and the server only acknowledges after that: an
 //! operation that was answered survives `kill -9` and power loss.
 //!
-//! Atomicity: one connection behind a mutex, and each operation is a single transaction, so
-//! concurrent clients see each other's operations whole and in some order.
+//! Atomicity: every change goes through one writer connection ([`Committer`], which commits
+//! concurrent operations together, each in its own savepoint), so clients see each other's
+//! operations whole and in some order. Listings without a date stamp only read: they use a
+//! second connection and never wait behind a commit.
 
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::commit::Committer;
 use crate::op::Refusal;
 use crate::store::{ConnectedUser, Date, Outcome, Store, StoreError};
 
@@ -45,7 +48,9 @@ impl From<rusqlite::Error> for StoreError {
 
 /// The directory in one SQLite file.
 pub struct SqliteStore {
-    conn: Mutex<Connection>,
+    /// For listings and the inspection helpers: never holds a write transaction.
+    reader: Mutex<Connection>,
+    writer: Committer,
 }
 
 /// A user row as the checks of every operation need it.
@@ -54,32 +59,47 @@ struct UserRow {
     connected: bool,
 }
 
+fn connection(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
 impl SqliteStore {
     /// Open (or create) the directory at `path`.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
-        let conn = Connection::open(path)?;
-        conn.busy_timeout(Duration::from_secs(5))?;
+        let conn = connection(path)?;
         let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             tracing::warn!(%mode, "SQLite refused WAL mode");
         }
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.execute_batch(SCHEMA)?;
+        let reader = connection(path)?;
+        let writer = Committer::start(conn).map_err(|e| StoreError(Box::new(e)))?;
         Ok(SqliteStore {
-            conn: Mutex::new(conn),
+            reader: Mutex::new(reader),
+            writer,
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Connection> {
-        // A panic inside a transaction rolls it back when the transaction drops: the
-        // connection stays consistent, so a poisoned lock is still usable.
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    /// Run a listing in one read transaction (a consistent snapshot of several queries).
+    fn read_only<T>(&self, f: impl FnOnce(&Connection) -> Outcome<T>) -> Outcome<T> {
+        let mut conn = self.read();
+        let tx = conn.transaction()?;
+        f(&tx)
+        // Dropping the transaction ends it; it wrote nothing.
+    }
+
+    fn read(&self) -> MutexGuard<'_, Connection> {
+        // Reads leave nothing half-done behind a panic: a poisoned lock is still usable.
+        self.reader.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The last date stamp recorded for `user` (None if none or no such user).
     pub fn last_date(&self, user: &str) -> Result<Option<String>, StoreError> {
-        let conn = self.lock();
+        let conn = self.read();
         let date = conn
             .query_row("SELECT last_date FROM users WHERE name = ?1", [user], |r| {
                 r.get(0)
@@ -94,7 +114,7 @@ impl SqliteStore {
         user: &str,
         file: &str,
     ) -> Result<Option<(String, Option<String>)>, StoreError> {
-        let conn = self.lock();
+        let conn = self.read();
         Ok(conn
             .query_row(
                 "SELECT f.description, f.date FROM files f JOIN users u ON u.id = f.user_id
@@ -103,17 +123,6 @@ impl SqliteStore {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?)
-    }
-
-    /// Run `f` in one immediate transaction, committing only if it did not refuse.
-    fn write<T>(&self, f: impl FnOnce(&rusqlite::Transaction) -> Outcome<T>) -> Outcome<T> {
-        let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let result = f(&tx)?;
-        if result.is_ok() {
-            tx.commit()?;
-        }
-        Ok(result)
     }
 }
 
@@ -146,144 +155,193 @@ fn stamp(conn: &Connection, id: i64, date: Date) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Owned copies of the arguments, for the writer thread.
+fn own(s: &str) -> String {
+    s.to_owned()
+}
+
+fn own_date(date: Date) -> Option<String> {
+    date.map(str::to_owned)
+}
+
 impl Store for SqliteStore {
     fn register(&self, user: &str, date: Date) -> Outcome {
-        let conn = self.lock();
-        let added = conn
-            .prepare_cached(
-                "INSERT INTO users (name, last_date) VALUES (?1, ?2) ON CONFLICT(name) DO NOTHING",
-            )?
-            .execute(params![user, date])?;
-        Ok(if added == 1 {
-            Ok(())
-        } else {
-            Err(Refusal::NameInUse)
-        })
+        let (user, date) = (own(user), own_date(date));
+        self.writer
+            .write(move |c| register(c, &user, date.as_deref()))
     }
 
     fn unregister(&self, user: &str, _date: Date) -> Outcome {
-        let conn = self.lock();
-        // ON DELETE CASCADE removes the user's files in the same statement.
-        let removed = conn
-            .prepare_cached("DELETE FROM users WHERE name = ?1")?
-            .execute([user])?;
-        Ok(if removed == 1 {
-            Ok(())
-        } else {
-            Err(Refusal::NoSuchUser)
-        })
+        let user = own(user);
+        self.writer.write(move |c| unregister(c, &user))
     }
 
     fn connect(&self, user: &str, ip: IpAddr, port: u16, date: Date) -> Outcome {
-        self.write(|tx| {
-            let row = match user_row(tx, user)? {
-                None => return Ok(Err(Refusal::NoSuchUser)),
-                Some(row) if row.connected => return Ok(Err(Refusal::AlreadyConnected)),
-                Some(row) => row,
-            };
-            tx.prepare_cached("UPDATE users SET connected = 1, ip = ?2, port = ?3 WHERE id = ?1")?
-                .execute(params![row.id, ip.to_string(), port])?;
-            stamp(tx, row.id, date)?;
-            Ok(Ok(()))
-        })
+        let (user, date) = (own(user), own_date(date));
+        self.writer
+            .write(move |c| connect(c, &user, ip, port, date.as_deref()))
     }
 
     fn disconnect(&self, user: &str, date: Date) -> Outcome {
-        self.write(|tx| {
-            let row = match connected_user(tx, user)? {
-                Ok(row) => row,
-                Err(refusal) => return Ok(Err(refusal)),
-            };
-            tx.prepare_cached(
-                "UPDATE users SET connected = 0, ip = NULL, port = NULL WHERE id = ?1",
-            )?
-            .execute([row.id])?;
-            stamp(tx, row.id, date)?;
-            Ok(Ok(()))
-        })
+        let (user, date) = (own(user), own_date(date));
+        self.writer
+            .write(move |c| disconnect(c, &user, date.as_deref()))
     }
 
     fn publish(&self, user: &str, file: &str, description: &str, date: Date) -> Outcome {
-        self.write(|tx| {
-            let row = match connected_user(tx, user)? {
-                Ok(row) => row,
-                Err(refusal) => return Ok(Err(refusal)),
-            };
-            let added = tx
-                .prepare_cached(
-                    "INSERT INTO files (user_id, name, description, date) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT(user_id, name) DO NOTHING",
-                )?
-                .execute(params![row.id, file, description, date])?;
-            if added == 0 {
-                return Ok(Err(Refusal::AlreadyPublished));
-            }
-            stamp(tx, row.id, date)?;
-            Ok(Ok(()))
-        })
+        let (user, file, description, date) =
+            (own(user), own(file), own(description), own_date(date));
+        self.writer
+            .write(move |c| publish(c, &user, &file, &description, date.as_deref()))
     }
 
     fn delete(&self, user: &str, file: &str, date: Date) -> Outcome {
-        self.write(|tx| {
-            let row = match connected_user(tx, user)? {
-                Ok(row) => row,
-                Err(refusal) => return Ok(Err(refusal)),
-            };
-            let removed = tx
-                .prepare_cached("DELETE FROM files WHERE user_id = ?1 AND name = ?2")?
-                .execute(params![row.id, file])?;
-            if removed == 0 {
-                return Ok(Err(Refusal::NotPublished));
-            }
-            stamp(tx, row.id, date)?;
-            Ok(Ok(()))
-        })
+        let (user, file, date) = (own(user), own(file), own_date(date));
+        self.writer
+            .write(move |c| delete(c, &user, &file, date.as_deref()))
     }
 
     fn list_users(&self, user: &str, date: Date) -> Outcome<Vec<ConnectedUser>> {
-        self.write(|tx| {
-            let row = match connected_user(tx, user)? {
-                Ok(row) => row,
-                Err(refusal) => return Ok(Err(refusal)),
-            };
-            stamp(tx, row.id, date)?;
-            let mut stmt = tx.prepare_cached(
-                "SELECT name, ip, port FROM users WHERE connected = 1 ORDER BY name",
-            )?;
-            let users = stmt
-                .query_map([], |r| {
-                    Ok(ConnectedUser {
-                        name: r.get(0)?,
-                        ip: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
-                        port: r.get::<_, Option<u16>>(2)?.unwrap_or_default(),
-                    })
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(Ok(users))
-        })
+        if date.is_none() {
+            return self.read_only(|c| list_users(c, user, None));
+        }
+        let (user, date) = (own(user), own_date(date));
+        self.writer
+            .write(move |c| list_users(c, &user, date.as_deref()))
     }
 
     fn list_content(&self, user: &str, target: &str, date: Date) -> Outcome<Vec<String>> {
-        self.write(|tx| {
-            let row = match connected_user(tx, user)? {
-                Ok(row) => row,
-                Err(refusal) => return Ok(Err(refusal)),
-            };
-            let Some(target) = user_row(tx, target)? else {
-                return Ok(Err(Refusal::NoSuchTarget));
-            };
-            stamp(tx, row.id, date)?;
-            if !target.connected {
-                return Ok(Ok(Vec::new()));
-            }
-            let mut stmt =
-                tx.prepare_cached("SELECT name FROM files WHERE user_id = ?1 ORDER BY name")?;
-            let files = stmt
-                .query_map([target.id], |r| r.get(0))?
-                .collect::<Result<Vec<String>, _>>()?;
-            Ok(Ok(files))
-        })
+        if date.is_none() {
+            return self.read_only(|c| list_content(c, user, target, None));
+        }
+        let (user, target, date) = (own(user), own(target), own_date(date));
+        self.writer
+            .write(move |c| list_content(c, &user, &target, date.as_deref()))
     }
+}
+
+// The operations themselves, each run in its own savepoint by the writer (or, for listings
+// without a stamp, on the reader).
+
+fn register(conn: &Connection, user: &str, date: Date) -> Outcome {
+    let added = conn
+        .prepare_cached(
+            "INSERT INTO users (name, last_date) VALUES (?1, ?2) ON CONFLICT(name) DO NOTHING",
+        )?
+        .execute(params![user, date])?;
+    Ok(if added == 1 {
+        Ok(())
+    } else {
+        Err(Refusal::NameInUse)
+    })
+}
+
+fn unregister(conn: &Connection, user: &str) -> Outcome {
+    // ON DELETE CASCADE removes the user's files in the same statement.
+    let removed = conn
+        .prepare_cached("DELETE FROM users WHERE name = ?1")?
+        .execute([user])?;
+    Ok(if removed == 1 {
+        Ok(())
+    } else {
+        Err(Refusal::NoSuchUser)
+    })
+}
+
+fn connect(conn: &Connection, user: &str, ip: IpAddr, port: u16, date: Date) -> Outcome {
+    let row = match user_row(conn, user)? {
+        None => return Ok(Err(Refusal::NoSuchUser)),
+        Some(row) if row.connected => return Ok(Err(Refusal::AlreadyConnected)),
+        Some(row) => row,
+    };
+    conn.prepare_cached("UPDATE users SET connected = 1, ip = ?2, port = ?3 WHERE id = ?1")?
+        .execute(params![row.id, ip.to_string(), port])?;
+    stamp(conn, row.id, date)?;
+    Ok(Ok(()))
+}
+
+fn disconnect(conn: &Connection, user: &str, date: Date) -> Outcome {
+    let row = match connected_user(conn, user)? {
+        Ok(row) => row,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    conn.prepare_cached("UPDATE users SET connected = 0, ip = NULL, port = NULL WHERE id = ?1")?
+        .execute([row.id])?;
+    stamp(conn, row.id, date)?;
+    Ok(Ok(()))
+}
+
+fn publish(conn: &Connection, user: &str, file: &str, description: &str, date: Date) -> Outcome {
+    let row = match connected_user(conn, user)? {
+        Ok(row) => row,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    let added = conn
+        .prepare_cached(
+            "INSERT INTO files (user_id, name, description, date) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(user_id, name) DO NOTHING",
+        )?
+        .execute(params![row.id, file, description, date])?;
+    if added == 0 {
+        return Ok(Err(Refusal::AlreadyPublished));
+    }
+    stamp(conn, row.id, date)?;
+    Ok(Ok(()))
+}
+
+fn delete(conn: &Connection, user: &str, file: &str, date: Date) -> Outcome {
+    let row = match connected_user(conn, user)? {
+        Ok(row) => row,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    let removed = conn
+        .prepare_cached("DELETE FROM files WHERE user_id = ?1 AND name = ?2")?
+        .execute(params![row.id, file])?;
+    if removed == 0 {
+        return Ok(Err(Refusal::NotPublished));
+    }
+    stamp(conn, row.id, date)?;
+    Ok(Ok(()))
+}
+
+fn list_users(conn: &Connection, user: &str, date: Date) -> Outcome<Vec<ConnectedUser>> {
+    let row = match connected_user(conn, user)? {
+        Ok(row) => row,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    stamp(conn, row.id, date)?;
+    let mut stmt =
+        conn.prepare_cached("SELECT name, ip, port FROM users WHERE connected = 1 ORDER BY name")?;
+    let users = stmt
+        .query_map([], |r| {
+            Ok(ConnectedUser {
+                name: r.get(0)?,
+                ip: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                port: r.get::<_, Option<u16>>(2)?.unwrap_or_default(),
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Ok(users))
+}
+
+fn list_content(conn: &Connection, user: &str, target: &str, date: Date) -> Outcome<Vec<String>> {
+    let row = match connected_user(conn, user)? {
+        Ok(row) => row,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    let Some(target) = user_row(conn, target)? else {
+        return Ok(Err(Refusal::NoSuchTarget));
+    };
+    stamp(conn, row.id, date)?;
+    if !target.connected {
+        return Ok(Ok(Vec::new()));
+    }
+    let mut stmt =
+        conn.prepare_cached("SELECT name FROM files WHERE user_id = ?1 ORDER BY name")?;
+    let files = stmt
+        .query_map([target.id], |r| r.get(0))?
+        .collect::<Result<Vec<String>, _>>()?;
+    Ok(Ok(files))
 }
 
 #[cfg(test)]
