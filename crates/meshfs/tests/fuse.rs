@@ -734,3 +734,27 @@ fn change_events_refresh_the_mount_long_before_the_ttl() {
         "changed file not refreshed within 1 s"
     );
 }
+
+#[test]
+fn a_busy_mount_is_detached_on_sigterm_and_the_process_still_exits_zero() {
+    if !fuse_available() {
+        return;
+    }
+    let src = tempfile::tempdir().unwrap();
+    write(src.path(), "clips/a.txt", b"a");
+    let (_n, addr) = node(src.path(), "cam");
+    let mut m = Mounted::new(&[&addr], &[]);
+    // A process working inside the mount keeps it busy: a plain unmount would fail (EBUSY).
+    let mut busy = Command::new("sleep")
+        .arg("60")
+        .current_dir(m.path("cam/clips"))
+        .spawn()
+        .unwrap();
+    let proc = m.proc.as_mut().unwrap();
+    proc.signal(libc::SIGTERM);
+    let status = proc.wait_exit(Duration::from_secs(10));
+    let _ = busy.kill();
+    let _ = busy.wait();
+    assert!(status.success(), "exit status {status}");
+    assert!(!is_mounted(&m.dir), "busy mount was not detached");
+}
