@@ -46,12 +46,16 @@ enum Command {
     Registry(cmd::registry::Args),
     /// The directory's interactive client (`c> ` prompt); also reads commands from stdin.
     Shell(cmd::shell::Args),
+    /// Hash a password for the FTP users file (`--ftp-users`): prints `NAME:HASH`.
+    FtpPasswd(cmd::ftp_passwd::Args),
+    /// Run a cluster master (seed 002): hands each client the next healthy worker.
+    Cluster(cmd::cluster::Args),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
-        Command::Node(_) | Command::Registry(_) => "info",
+        Command::Node(_) | Command::Registry(_) | Command::Cluster(_) => "info",
         _ => "warn",
     };
     init_logging(default_level);
@@ -78,6 +82,8 @@ fn main() -> std::process::ExitCode {
             Command::Watch(args) => cmd::watch::run(args).await,
             Command::Registry(args) => cmd::registry::run(args).await,
             Command::Shell(args) => cmd::shell::run(args).await,
+            Command::FtpPasswd(args) => cmd::ftp_passwd::run(args),
+            Command::Cluster(args) => cmd::cluster::run(args).await,
         }
     });
     // Do not wait for stray blocking tasks (a hash of a huge file, say) at exit.

@@ -23,8 +23,10 @@ pub struct CatArgs {
     pub url: RemotePath,
 }
 
+/// Connect to the node `url` names or, for a cluster master, to the worker it assigns.
 async fn connect(url: &RemotePath) -> anyhow::Result<Client> {
-    Ok(Client::connect(&url.addr).await?)
+    let (_, client) = meshfs_cluster::follow(url).await?;
+    Ok(client)
 }
 
 pub async fn ls(args: LsArgs) -> anyhow::Result<()> {

@@ -70,8 +70,10 @@ fn destination(url: &RemotePath, dest: Option<PathBuf>) -> anyhow::Result<PathBu
     })
 }
 
-pub async fn run(args: Args) -> anyhow::Result<()> {
-    let dest = destination(&args.url, args.dest)?;
+pub async fn run(mut args: Args) -> anyhow::Result<()> {
+    let dest = destination(&args.url, args.dest.take())?;
+    // A cluster master's URL leads to the worker it assigns (seed 002).
+    args.url = meshfs_cluster::follow(&args.url).await?.0;
     let opts = DownloadOptions {
         verify: !args.no_verify,
         sync: args.sync,

@@ -1,9 +1,11 @@
 //! One module per subcommand.
 
+pub mod cluster;
 pub mod files;
 pub mod get;
 pub mod hub;
 pub mod fifo_chat;
+pub mod ftp_passwd;
 pub mod mount;
 pub mod node;
 pub mod registry;

@@ -46,6 +46,8 @@ pub struct Args {
     pub web: meshfs_web::WebArgs,
     #[command(flatten)]
     pub registry: meshfs_registry::JoinArgs,
+    #[command(flatten)]
+    pub ftp: meshfs_ftp::FtpArgs,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -107,6 +109,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .await?;
     if let Some(web) = &web {
         println!("web http://{}/", web.addr);
+    }
+    // FTP door (seed 002): its address is printed right after the node's other address lines.
+    if let Some(ftp) = args
+        .ftp
+        .start(&share, args.idle_timeout, shutdown.clone(), &tracker)
+        .await?
+    {
+        println!("ftp {ftp}");
     }
     // Central directory (seed 003): GET_FILE listener, then register/connect/publish in the
     // background; prints a second line once joined.

@@ -1,0 +1,17 @@
+//! The round-robin cluster of seed 002: a master that hands each client the next healthy
+//! worker, in the file-server protocol (see `docs/protocol-extensions.md`).
+//!
+//! - [`workers`]: the worker list, round-robin choice and health checks (`hello` on a timer);
+//! - [`master`]: the master's listener (`hello`, `assign`, `help`, `quit`);
+//! - [`assignment`]: the client side: given any node URL, follow a master's assignment.
+
+pub mod assignment;
+pub mod master;
+pub mod workers;
+
+pub use assignment::{AssignError, follow};
+pub use master::Master;
+pub use workers::Workers;
+
+/// What a master's `hello` says after the usual fields, so clients know to ask for `assign`.
+pub const ROLE_CLUSTER: &str = "role=cluster";

@@ -1,0 +1,109 @@
+//! `meshfs cluster`: a master that spreads clients over worker nodes round-robin (seed 002).
+//! Prints `meshfs cluster NAME on ADDR` on stdout once the first health check is done.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use meshfs_cluster::{Master, Workers};
+use meshfs_core::RemotePath;
+use meshfs_core::remote::DEFAULT_PORT;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+#[derive(clap::Args)]
+#[command(after_help = "\
+Clients ask the master `assign` and get the next healthy worker; `meshfs ls/get/cat/stat`
+given the master's URL follow the assignment by themselves.
+
+Examples:
+  meshfs cluster --worker pi1.local --worker pi2.local --worker pi3.local
+  meshfs cluster --listen 127.0.0.1:0 --worker meshfs://127.0.0.1:4101 --worker 127.0.0.1:4102
+  meshfs get meshfs://master.local/clips/a.mp4     downloaded from whichever worker is next")]
+pub struct Args {
+    /// Address of the master.
+    #[arg(long, default_value = "0.0.0.0:4044")]
+    pub listen: String,
+    /// A worker node: meshfs://HOST[:PORT] or HOST[:PORT] (repeat for each worker).
+    #[arg(long = "worker", value_name = "URL", required = true)]
+    pub workers: Vec<String>,
+    /// Name the master gives in `hello`.
+    #[arg(long, default_value = "cluster")]
+    pub name: String,
+    /// How often each worker is checked with `hello`.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub health_interval: Duration,
+    /// Close client connections idle for this long.
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+}
+
+fn worker_addr(s: &str) -> anyhow::Result<String> {
+    if s.starts_with("meshfs://") {
+        let url: RemotePath = s.parse()?;
+        if !url.path.is_empty() {
+            bail!("{s}: a worker is a node, not a path inside it");
+        }
+        return Ok(url.addr);
+    }
+    if s.is_empty() || s.contains(['/', ' ']) {
+        bail!("{s:?} is not a worker address (HOST[:PORT] or meshfs://HOST[:PORT])");
+    }
+    Ok(match s.rsplit_once(':') {
+        Some((_, port)) if port.parse::<u16>().is_ok() => s.to_owned(),
+        _ => format!("{s}:{DEFAULT_PORT}"),
+    })
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let addrs = args
+        .workers
+        .iter()
+        .map(|w| worker_addr(w))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let workers = Arc::new(Workers::new(addrs));
+    let interval = args.health_interval.max(Duration::from_millis(100));
+    let master = Master::bind(
+        &args.listen,
+        args.name.clone(),
+        workers.clone(),
+        args.idle_timeout,
+    )
+    .await
+    .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = master.local_addr()?;
+    // First check before announcing readiness, so the first assignments are already right.
+    workers
+        .check_all(interval.max(Duration::from_secs(1)))
+        .await;
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    tracker.spawn(master.run(shutdown.clone(), tracker.clone()));
+    tracker.spawn({
+        let workers = workers.clone();
+        let shutdown = shutdown.clone();
+        async move { workers.check_forever(interval, shutdown).await }
+    });
+    println!("meshfs cluster {} on {addr}", args.name);
+    tracing::info!(%addr, workers = workers.len(), healthy = workers.healthy().len(), "cluster master ready");
+    crate::signals::terminate().await;
+    shutdown.cancel();
+    tracker.close();
+    let _ = tokio::time::timeout(Duration::from_secs(2), tracker.wait()).await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_addresses() {
+        assert_eq!(worker_addr("pi1").unwrap(), "pi1:4044");
+        assert_eq!(worker_addr("pi1:4100").unwrap(), "pi1:4100");
+        assert_eq!(worker_addr("meshfs://pi1:4100").unwrap(), "pi1:4100");
+        assert_eq!(worker_addr("meshfs://pi1/").unwrap(), "pi1:4044");
+        assert!(worker_addr("meshfs://pi1/clips").is_err());
+        assert!(worker_addr("a b").is_err());
+    }
+}

@@ -1,0 +1,532 @@
+//! End-to-end tests of the FTP door (`meshfs node --ftp`) with real clients: curl, lftp and
+//! Python's ftplib, all on loopback against the real binary.
+
+mod common;
+
+use std::fs;
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Proc;
+
+const PASSWORD: &str = "correct horse";
+
+/// Deterministic pseudo-random bytes (no two files alike, nothing compressible).
+fn bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A node serving `share` with FTP on a free loopback port and `alice` as a writer.
+struct FtpNode {
+    proc: Proc,
+    /// `127.0.0.1:PORT` of the FTP server.
+    ftp: String,
+}
+
+fn users_file(dir: &Path) -> std::path::PathBuf {
+    let mut child = Command::new(common::bin())
+        .args(["ftp-passwd", "alice"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{PASSWORD}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let line = String::from_utf8(out.stdout).unwrap();
+    assert!(line.starts_with("alice:$argon2id$"), "{line}");
+    let path = dir.join("ftp-users");
+    fs::write(&path, line).unwrap();
+    path
+}
+
+fn ftp_node(share: &Path, users: &Path, extra: &[&str]) -> FtpNode {
+    let mut args = vec![
+        "--ftp",
+        "127.0.0.1:0",
+        "--ftp-users",
+        users.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let (proc, _addr) = common::node(share, &args);
+    let ftp = loop {
+        let line = proc.next_line(Duration::from_secs(20));
+        if let Some(addr) = line.strip_prefix("ftp ") {
+            break addr.to_owned();
+        }
+    };
+    FtpNode { proc, ftp }
+}
+
+/// A share with a few files, a folder, and symlinks inside and outside; returns (tmp, share).
+fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share");
+    fs::create_dir_all(share.join("clips/day1")).unwrap();
+    fs::write(share.join("hello.txt"), b"hello ftp\n").unwrap();
+    fs::write(share.join("big.bin"), bytes(8 << 20, 1)).unwrap();
+    fs::write(share.join("clips/a.bin"), bytes(300_000, 2)).unwrap();
+    fs::write(share.join("clips/day1/b.bin"), bytes(70_000, 3)).unwrap();
+    fs::write(share.join("clips/day1/empty"), b"").unwrap();
+    fs::create_dir(tmp.path().join("outside")).unwrap();
+    fs::write(tmp.path().join("outside/secret"), b"top secret").unwrap();
+    std::os::unix::fs::symlink(tmp.path().join("outside/secret"), share.join("leak")).unwrap();
+    std::os::unix::fs::symlink(tmp.path().join("outside"), share.join("leakdir")).unwrap();
+    std::os::unix::fs::symlink("hello.txt", share.join("alias.txt")).unwrap();
+    (tmp, share)
+}
+
+fn curl(args: &[&str]) -> Output {
+    Command::new("curl")
+        .args(["--silent", "--show-error", "--max-time", "60"])
+        .args(args)
+        .output()
+        .expect("run curl")
+}
+
+fn python(script: &str, args: &[&str]) -> Output {
+    Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("run python3")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed: {}\nstdout: {}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A Python ftplib download that writes each block as it arrives and paces itself (a slow
+/// reader), started once it printed `started` after `after` bytes.
+const SLOW_SCRIPT: &str = r#"
+import ftplib, sys, time
+host, port = sys.argv[1].rsplit(":", 1)
+out = open(sys.argv[3], "wb")
+after = int(sys.argv[4])
+state = {"n": 0, "told": False}
+def block(data):
+    out.write(data); out.flush()
+    state["n"] += len(data)
+    if not state["told"] and state["n"] >= after:
+        print("started", flush=True); state["told"] = True
+    time.sleep(0.004)
+f = ftplib.FTP()
+f.connect(host, int(port), timeout=60)
+f.login()
+f.retrbinary("RETR " + sys.argv[2], block, blocksize=65536)
+out.close()
+print("done", flush=True)
+f.close()
+"#;
+
+fn slow_download(ftp: &str, path: &str, dest: &Path, after: u64) -> std::process::Child {
+    let mut child = Command::new("python3")
+        .args([
+            "-c",
+            SLOW_SCRIPT,
+            ftp,
+            path,
+            dest.to_str().unwrap(),
+            &after.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "started");
+    child
+}
+
+fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn curl_lists_downloads_and_resumes_after_a_cut() {
+    let (tmp, share) = setup();
+    let users = users_file(tmp.path());
+    let node = ftp_node(&share, &users, &[]);
+    let url = format!("ftp://{}", node.ftp);
+
+    // LIST (curl's default for a folder URL), NLST (--list-only).
+    let list = ok(&curl(&[&format!("{url}/")]));
+    assert!(
+        list.contains("hello.txt") && list.contains("clips"),
+        "{list}"
+    );
+    assert!(
+        !list.contains("leak"),
+        "links leaving the share are not listed: {list}"
+    );
+    let names = ok(&curl(&["--list-only", &format!("{url}/clips/")]));
+    let mut names: Vec<&str> = names.lines().collect();
+    names.sort();
+    assert_eq!(names, ["a.bin", "day1"]);
+
+    // Plain download, through an in-share symlink too.
+    let out = tmp.path().join("hello");
+    ok(&curl(&[
+        "-o",
+        out.to_str().unwrap(),
+        &format!("{url}/hello.txt"),
+    ]));
+    assert_eq!(fs::read(&out).unwrap(), b"hello ftp\n");
+    assert_eq!(ok(&curl(&[&format!("{url}/alias.txt")])), "hello ftp\n");
+
+    // A slow client writes the file as it arrives and is killed (SIGKILL) half-way; curl
+    // then resumes the partial file with `-C -` (REST).
+    let dest = tmp.path().join("big.bin");
+    let mut slow = slow_download(&node.ftp, "big.bin", &dest, 1 << 20);
+    slow.kill().unwrap();
+    slow.wait().unwrap();
+    let partial = fs::metadata(&dest).unwrap().len();
+    assert!(partial >= 1 << 20 && partial < 8 << 20, "cut at {partial}");
+    ok(&curl(&[
+        "-C",
+        "-",
+        "-o",
+        dest.to_str().unwrap(),
+        &format!("{url}/big.bin"),
+    ]));
+    assert!(fs::read(&dest).unwrap() == fs::read(share.join("big.bin")).unwrap());
+}
+
+#[test]
+fn curl_uploads_need_a_user() {
+    let (tmp, share) = setup();
+    let users = users_file(tmp.path());
+    let node = ftp_node(&share, &users, &[]);
+    let url = format!("ftp://{}", node.ftp);
+    let src = tmp.path().join("upload.bin");
+    fs::write(&src, bytes(1 << 20, 9)).unwrap();
+    let src = src.to_str().unwrap();
+
+    // Anonymous: refused, nothing lands.
+    let out = curl(&["-T", src, &format!("{url}/clips/new.bin")]);
+    assert!(!out.status.success());
+    assert!(!share.join("clips/new.bin").exists());
+    // Wrong password: refused.
+    let out = curl(&[
+        "-u",
+        "alice:wrong",
+        "-T",
+        src,
+        &format!("{url}/clips/new.bin"),
+    ]);
+    assert!(!out.status.success());
+    assert!(!share.join("clips/new.bin").exists());
+
+    // Alice: lands whole, no temporary file left, and replaces atomically on a second upload.
+    let auth = format!("alice:{PASSWORD}");
+    ok(&curl(&[
+        "-u",
+        &auth,
+        "-T",
+        src,
+        &format!("{url}/clips/new.bin"),
+    ]));
+    assert!(fs::read(share.join("clips/new.bin")).unwrap() == fs::read(src).unwrap());
+    ok(&curl(&[
+        "-u",
+        &auth,
+        "-T",
+        "/dev/null",
+        &format!("{url}/clips/new.bin"),
+    ]));
+    assert_eq!(fs::read(share.join("clips/new.bin")).unwrap(), b"");
+    let leftovers: Vec<_> = fs::read_dir(share.join("clips"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // MKD, RNFR/RNTO, DELE, RMD through curl's -Q.
+    ok(&curl(&[
+        "-u",
+        &auth,
+        "-Q",
+        "MKD /made",
+        "-Q",
+        "RNFR /clips/new.bin",
+        "-Q",
+        "RNTO /made/moved.bin",
+        &format!("{url}/"),
+    ]));
+    assert!(share.join("made/moved.bin").is_file());
+    ok(&curl(&[
+        "-u",
+        &auth,
+        "-Q",
+        "DELE /made/moved.bin",
+        "-Q",
+        "RMD /made",
+        &format!("{url}/"),
+    ]));
+    assert!(!share.join("made").exists());
+    // Anonymous users cannot do any of it.
+    let out = curl(&["-Q", "DELE /hello.txt", &format!("{url}/")]);
+    assert!(!out.status.success());
+    let out = curl(&["-Q", "MKD /x", &format!("{url}/")]);
+    assert!(!out.status.success());
+    assert!(share.join("hello.txt").exists() && !share.join("x").exists());
+}
+
+/// RETR after REST, SIZE, MDTM, FEAT, MLSD and NLST with Python's ftplib.
+const FTPLIB_SCRIPT: &str = r#"
+import ftplib, sys, hashlib
+host, port = sys.argv[1].rsplit(":", 1)
+f = ftplib.FTP()
+f.connect(host, int(port), timeout=30)
+f.login()
+feat = f.sendcmd("FEAT")
+for word in ["SIZE", "MDTM", "REST STREAM", "MLSD", "EPSV"]:
+    assert word in feat, (word, feat)
+f.voidcmd("TYPE I")
+assert f.size("big.bin") == 8 << 20
+assert f.sendcmd("MDTM big.bin").startswith("213 ")
+chunks = []
+f.retrbinary("RETR big.bin", chunks.append, rest=5_000_000)
+print(hashlib.sha256(b"".join(chunks)).hexdigest())
+facts = dict(f.mlsd("clips"))
+assert facts["a.bin"]["type"] == "file" and facts["a.bin"]["size"] == "300000", facts
+assert facts["day1"]["type"] == "dir", facts
+assert sorted(f.nlst("clips/day1")) == ["b.bin", "empty"], f.nlst("clips/day1")
+f.set_pasv(True)
+f.af = 0  # everything above used PASV (IPv4); any other family makes ftplib use EPSV
+assert "hello.txt" in f.nlst()
+f.quit()
+"#;
+
+#[test]
+fn ftplib_resumes_with_rest_and_reads_metadata() {
+    let (tmp, share) = setup();
+    let users = users_file(tmp.path());
+    let node = ftp_node(&share, &users, &[]);
+    let out = ok(&python(FTPLIB_SCRIPT, &[&node.ftp]));
+    let whole = fs::read(share.join("big.bin")).unwrap();
+    let want = sha256_hex(&whole[5_000_000..]);
+    assert_eq!(out.trim(), want);
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    let mut child = Command::new("python3")
+        .args([
+            "-c",
+            "import sys,hashlib;print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    ok(&child.wait_with_output().unwrap()).trim().to_owned()
+}
+
+/// Hostile requests: each must fail with a 5xx reply, and the share's neighbours stay unread.
+const HOSTILE_SCRIPT: &str = r#"
+import ftplib, sys
+host, port = sys.argv[1].rsplit(":", 1)
+def session(user="anonymous", pw="x"):
+    f = ftplib.FTP()
+    f.connect(host, int(port), timeout=30)
+    f.login(user, pw)
+    return f
+f = session()
+def refused(fn, *a):
+    try:
+        fn(*a)
+    except ftplib.error_perm as e:
+        return str(e)
+    raise AssertionError("not refused: %r %r" % (fn.__name__, a))
+refused(f.sendcmd, "CWD ..")
+refused(f.cwd, "../..")
+f.cwd("..")  # ftplib sends CDUP: at the root it stays there
+assert f.pwd() == "/", f.pwd()
+refused(f.cwd, "/../../etc")
+refused(f.cwd, "leakdir")
+got = []
+refused(f.retrbinary, "RETR ../../etc/passwd", got.append)
+refused(f.retrbinary, "RETR /../outside/secret", got.append)
+refused(f.retrbinary, "RETR leak", got.append)
+refused(f.retrbinary, "RETR leakdir/secret", got.append)
+refused(f.retrbinary, "RETR clips", got.append)
+refused(f.size, "leak")
+refused(f.sendcmd, "MDTM ../outside/secret")
+refused(f.nlst, "leakdir")
+refused(f.nlst, "../")
+assert got == [], got
+assert f.pwd() == "/"
+f.quit()
+w = session("alice", sys.argv[2])
+refused(w.storbinary, "STOR ../escaped", open("/dev/null", "rb"))
+refused(w.storbinary, "STOR leakdir/planted", open("/dev/null", "rb"))
+refused(w.delete, "leakdir/secret")
+refused(w.rename, "leak", "../stolen")
+refused(w.mkd, "../evil")
+refused(w.rmd, "leakdir")
+w.quit()
+print("ok")
+"#;
+
+#[test]
+fn hostile_paths_are_refused() {
+    let (tmp, share) = setup();
+    let users = users_file(tmp.path());
+    let node = ftp_node(&share, &users, &[]);
+    assert_eq!(
+        ok(&python(HOSTILE_SCRIPT, &[&node.ftp, PASSWORD])).trim(),
+        "ok"
+    );
+    assert_eq!(
+        fs::read(tmp.path().join("outside/secret")).unwrap(),
+        b"top secret"
+    );
+    assert_eq!(fs::read_dir(tmp.path().join("outside")).unwrap().count(), 1);
+    assert!(!tmp.path().join("escaped").exists() && !tmp.path().join("evil").exists());
+    // curl's own path handling: an encoded `..` is sent as `CWD ..` and refused.
+    let out = curl(&[&format!("ftp://{}/%2e%2e/%2e%2e/etc/passwd", node.ftp)]);
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn lftp_mirrors_a_folder() {
+    let (tmp, share) = setup();
+    let users = users_file(tmp.path());
+    let node = ftp_node(&share, &users, &[]);
+    let dest = tmp.path().join("mirror");
+    let (host, port) = node.ftp.rsplit_once(':').unwrap();
+    let script = format!(
+        "set net:max-retries 1; set net:timeout 20; open -p {port} -u anonymous,x {host}; \
+         mirror --parallel=3 /clips {}",
+        dest.display()
+    );
+    ok(&Command::new("lftp")
+        .args(["-c", &script])
+        .output()
+        .expect("run lftp"));
+    for rel in ["a.bin", "day1/b.bin", "day1/empty"] {
+        assert!(
+            fs::read(dest.join(rel)).unwrap() == fs::read(share.join("clips").join(rel)).unwrap(),
+            "{rel}"
+        );
+    }
+}
+
+/// 50 simultaneous downloads of the same file (one thread each), all byte-identical.
+const CONCURRENT_SCRIPT: &str = r#"
+import ftplib, sys, hashlib, threading
+host, port = sys.argv[1].rsplit(":", 1)
+results, errors = [], []
+def one():
+    try:
+        f = ftplib.FTP()
+        f.connect(host, int(port), timeout=60)
+        f.login()
+        h = hashlib.sha256()
+        f.retrbinary("RETR big.bin", h.update, blocksize=65536)
+        f.quit()
+        results.append(h.hexdigest())
+    except Exception as e:
+        errors.append(repr(e))
+threads = [threading.Thread(target=one) for _ in range(50)]
+for t in threads: t.start()
+for t in threads: t.join()
+assert not errors, errors
+assert len(results) == 50
+print("\n".join(results))
+"#;
+
+#[test]
+fn fifty_concurrent_downloads_are_identical() {
+    let (tmp, share) = setup();
+    let users = users_file(tmp.path());
+    let node = ftp_node(&share, &users, &[]);
+    let want = sha256_hex(&fs::read(share.join("big.bin")).unwrap());
+    let out = ok(&python(CONCURRENT_SCRIPT, &[&node.ftp]));
+    let got: Vec<&str> = out.lines().collect();
+    assert_eq!(got.len(), 50);
+    assert!(got.iter().all(|h| *h == want));
+}
+
+#[test]
+fn sigint_lets_a_running_download_finish_then_exits_zero() {
+    let (tmp, share) = setup();
+    // Larger than what loopback socket buffers can hold, so the server is still sending.
+    fs::write(share.join("huge.bin"), bytes(48 << 20, 5)).unwrap();
+    let users = users_file(tmp.path());
+    let mut node = ftp_node(&share, &users, &["--grace", "60s"]);
+    let dest = tmp.path().join("during-shutdown.bin");
+    let mut slow = slow_download(&node.ftp, "huge.bin", &dest, 1 << 20);
+    node.proc.signal(libc::SIGINT);
+    // New connections are refused while the transfer goes on.
+    wait_for("the listener to close", Duration::from_secs(10), || {
+        TcpStream::connect(&node.ftp).is_err()
+    });
+    assert!(
+        slow.try_wait().unwrap().is_none(),
+        "the download should still be running"
+    );
+    assert!(
+        node.proc.child.try_wait().unwrap().is_none(),
+        "the node should wait for it"
+    );
+    let status = slow.wait().unwrap();
+    assert!(status.success());
+    assert!(fs::read(&dest).unwrap() == fs::read(share.join("huge.bin")).unwrap());
+    let status = node.proc.wait_exit(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn users_file_errors_stop_the_node_with_a_message() {
+    let (tmp, share) = setup();
+    let users = tmp.path().join("bad-users");
+    fs::write(&users, "alice:not-a-hash\n").unwrap();
+    let out = Command::new(common::bin())
+        .args([
+            "node",
+            share.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--ftp",
+            "127.0.0.1:0",
+        ])
+        .arg("--ftp-users")
+        .arg(&users)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 1"), "{err}");
+}
