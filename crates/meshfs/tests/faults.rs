@@ -6,44 +6,22 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bin, node, spawn};
-
-fn meshfs(args: &[&str], cwd: &Path) -> Output {
-    Command::new(bin())
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("run meshfs")
-}
-
-fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[2] ^ seed)
-        .collect()
-}
+use common::{bin, node, pattern, run as meshfs, spawn, wait_until};
 
 #[test]
 fn node_killed_mid_transfer_then_restarted_get_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let share = dir.path().join("share");
     std::fs::create_dir(&share).unwrap();
-    let data = pattern(40 << 20, 1);
+    let data = pattern(40 << 20, 11);
     std::fs::write(share.join("v.mp4"), &data).unwrap();
     let (node1, addr) = node(&share, &[]);
     let url = format!("meshfs://{addr}/v.mp4");
     let part = dir.path().join("v.mp4.part");
-    let mut get = Command::new(bin())
+    let get = Command::new(bin())
         .args(["get", &url, "--limit-rate", "20M"])
         .current_dir(dir.path())
         .stdout(Stdio::null())
@@ -100,7 +78,7 @@ fn full_disk_keeps_the_part_and_resume_works_once_space_is_freed() {
     let dir = tempfile::tempdir().unwrap();
     let share = dir.path().join("share");
     std::fs::create_dir(&share).unwrap();
-    let data = pattern(12 << 20, 2);
+    let data = pattern(12 << 20, 12);
     std::fs::write(share.join("big"), &data).unwrap();
     let small = dir.path().join("small");
     if small_tmpfs(&small, "4m").is_none() {
@@ -173,13 +151,18 @@ fn slowloris_connections_are_reaped_and_others_served() {
 fn a_peer_that_stalls_mid_reply_times_out_with_a_clear_message() {
     let fake = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = fake.local_addr().unwrap();
-    // A "node" that answers stat, then sends 10 of the 1000 bytes it announced, and stalls.
+    // A "node" that answers hello and stat, then sends 10 of the 1000 bytes it announced, and stalls.
     std::thread::spawn(move || {
         let mut held = Vec::new();
         for conn in fake.incoming() {
             let mut conn = conn.unwrap();
             let mut buf = [0u8; 4096];
-            let n = conn.read(&mut buf).unwrap_or(0);
+            let mut n = conn.read(&mut buf).unwrap_or(0);
+            if buf[..n].starts_with(b"hello") {
+                conn.write_all(b"0 meshfs 0.1.0 node=fake proto=1\n")
+                    .unwrap();
+                n = conn.read(&mut buf).unwrap_or(0);
+            }
             let req = String::from_utf8_lossy(&buf[..n]).into_owned();
             if req.starts_with("stat") {
                 conn.write_all(

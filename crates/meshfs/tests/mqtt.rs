@@ -4,14 +4,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::spawn;
+use common::{lines_of, spawn, until_line};
 
 struct Killed(Child);
 
@@ -83,32 +82,12 @@ fn subscriber(port: u16) -> (Killed, mpsc::Receiver<String>) {
         .stderr(Stdio::null())
         .spawn()
         .expect("start mosquitto_sub");
-    let (tx, rx) = mpsc::channel();
-    let out = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = lines_of(child.stdout.take().unwrap());
     (Killed(child), rx)
 }
 
 fn until(rx: &mpsc::Receiver<String>, what: &str) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut seen = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("{what:?} not received; got {seen:?}"));
-        let done = line.contains(what);
-        seen.push(line);
-        if done {
-            return seen;
-        }
-    }
+    until_line(rx, Duration::from_secs(20), |l| l.contains(what))
 }
 
 fn signal(child: &Child, sig: i32) {

@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -50,24 +50,13 @@ impl Proc {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 return status;
             }
-            assert!(std::time::Instant::now() < deadline, "meshfs did not exit within {timeout:?}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "meshfs did not exit within {timeout:?}"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
-}
-
-/// Forward stdout lines to a channel from a thread.
-fn pump(stdout: ChildStdout) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 /// Spawn `meshfs <args>` and return it once its first stdout line appeared; returns that line.
@@ -79,7 +68,7 @@ pub fn spawn(args: &[&str]) -> (Proc, String) {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn meshfs");
-    let lines = pump(child.stdout.take().expect("stdout"));
+    let lines = lines_of(child.stdout.take().expect("stdout"));
     let proc = Proc { child, lines };
     let first = proc.next_line(Duration::from_secs(20));
     (proc, first)
@@ -87,11 +76,90 @@ pub fn spawn(args: &[&str]) -> (Proc, String) {
 
 /// A node serving `dir` on a free loopback port; returns the process and its `host:port`.
 pub fn node(dir: &Path, extra: &[&str]) -> (Proc, String) {
-    let mut args = vec!["node", dir.to_str().unwrap(), "--listen", "127.0.0.1:0", "--name", "testnode"];
+    let mut args = vec![
+        "node",
+        dir.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--name",
+        "testnode",
+    ];
     args.extend_from_slice(extra);
     let (proc, line) = spawn(&args);
     // "meshfs node NAME serving DIR on ADDR"
     let addr = line.rsplit(' ').next().expect("address").to_owned();
-    assert!(line.starts_with("meshfs node "), "unexpected readiness line {line:?}");
+    assert!(
+        line.starts_with("meshfs node "),
+        "unexpected readiness line {line:?}"
+    );
     (proc, addr)
+}
+
+/// Run `meshfs <args>` in `cwd` to completion.
+pub fn run(args: &[&str], cwd: &Path) -> std::process::Output {
+    Command::new(bin())
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("run meshfs")
+}
+
+/// Poll an observable condition (a file's size, a process state) until it holds, at most
+/// `timeout`.
+pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so a misplaced byte never matches by accident.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Lines of any reader (a child's stdout or stderr), delivered on a channel by a thread.
+pub fn lines_of(r: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Read lines from `rx` until one satisfies `pred` (at most `timeout`); returns all read.
+pub fn until_line(
+    rx: &mpsc::Receiver<String>,
+    timeout: Duration,
+    pred: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    let deadline = std::time::Instant::now() + timeout;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("expected line not seen; got {seen:?}"));
+        let done = pred(&line);
+        seen.push(line);
+        if done {
+            return seen;
+        }
+    }
 }
