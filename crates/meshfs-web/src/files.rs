@@ -4,9 +4,8 @@
 //! [`CHUNK`](crate::source::CHUNK)-sized reads, so a `<video>` element can seek anywhere in a
 //! large file on any node while this node holds at most one chunk per response in memory.
 //!
-//! Responses carry `Content-Security-Policy: sandbox` and `nosniff`: a hostile `.html` or
-//! `.svg` in a share, opened directly, runs in an opaque origin without scripts, never with
-//! access to this UI.
+//! Responses carry [`FILE_CSP`] and `nosniff`: a hostile `.html` or `.svg` in a share, opened
+//! directly, is shown without scripts, forms or plugins, so it can never act in this UI's name.
 
 use std::time::UNIX_EPOCH;
 
@@ -23,6 +22,12 @@ use crate::paths;
 use crate::range::{RangeRequest, etag, if_range_holds, none_match, parse_range};
 use crate::source::Reader;
 use crate::state::AppState;
+
+/// The sandbox of a file opened directly: no scripts (nor forms, popups, plugins). It keeps
+/// the origin (`allow-same-origin`) only because a video opened in its own tab is played by a
+/// media document that fetches the same URL again: in an opaque origin that fetch is refused
+/// as cross-origin. Without scripts, keeping the origin gives a document no power.
+pub const FILE_CSP: &str = "sandbox allow-same-origin";
 
 /// The route's prefix; everything after it is `<node>/<path>`.
 pub const PREFIX: &str = "/files/";
@@ -64,7 +69,7 @@ pub async fn serve(
     );
     out.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("sandbox"),
+        HeaderValue::from_static(FILE_CSP),
     );
 
     if not_modified(&headers, &tag, modified) {

@@ -37,7 +37,7 @@
 //! whole file), and sends `Content-Length`, `Content-Type` (by extension), `Accept-Ranges`,
 //! `Last-Modified`, a strong `ETag` made of size and mtime (`If-None-Match`,
 //! `If-Modified-Since` → `304`; `If-Range`), `Cache-Control: no-cache` (files grow while
-//! recording) and `Content-Security-Policy: sandbox`.
+//! recording) and `Content-Security-Policy: sandbox allow-same-origin` (no scripts).
 //!
 //! # Events
 //! The feed follows each node's `subscribe` (protocols.md §1). A node whose file server does

@@ -317,7 +317,12 @@ fn html_in_file_names_is_data_not_markup() {
         "{disposition}"
     );
     // Opened directly, a share's file can never script this origin.
-    assert_eq!(file.header("content-security-policy"), Some("sandbox"));
+    // (A sandbox without `allow-scripts`: `allow-same-origin` lets a video opened in its own
+    // tab load itself; see the browser test.)
+    assert_eq!(
+        file.header("content-security-policy"),
+        Some("sandbox allow-same-origin")
+    );
     assert_eq!(file.header("x-content-type-options"), Some("nosniff"));
 
     // The page builds its DOM from text only and forbids inline scripts.
@@ -513,6 +518,11 @@ fn browser_ui() {
     std::fs::create_dir_all(&b_dir).unwrap();
     let hostile = "<img src=x onerror=window.__pwned=1>.txt";
     std::fs::write(a_dir.join(hostile), b"not markup").unwrap();
+    std::fs::write(
+        a_dir.join("evil.html"),
+        "<title>inert</title><p id=evil>hi</p><script>document.title='pwned'</script>",
+    )
+    .unwrap();
     std::fs::copy(e2e.join("fixtures/clip.webm"), b_dir.join("clip.webm")).unwrap();
     std::fs::write(b_dir.join("notes.txt"), b"camera b notes").unwrap();
     let b = web_node(&b_dir, "camb", &[]);
