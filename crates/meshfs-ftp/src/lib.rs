@@ -13,11 +13,13 @@
 
 mod args;
 mod busy;
+mod relay;
 mod server;
 mod storage;
 pub mod users;
 pub mod write;
 
 pub use args::{FtpArgs, StartError};
+pub use relay::MAX_COMMAND_LINE;
 pub use server::{FtpConfig, FtpServer};
 pub use users::{FtpUser, Users, UsersError, hash_password};

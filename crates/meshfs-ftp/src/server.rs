@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use libunftp::ServerBuilder;
-use libunftp::options::SiteMd5;
+use libunftp::options::{PassiveHost, SiteMd5};
 use meshfs_core::Share;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::busy::Busy;
+use crate::relay::{self, BindOn};
 use crate::storage::ShareStorage;
 use crate::users::{Login, Users};
 
@@ -97,6 +98,18 @@ impl FtpServer {
                 tracker.spawn(refuse(stream));
                 continue;
             };
+            // The address the client reached: passive ports are offered there.
+            let local = match stream.local_addr() {
+                Ok(a) => a.ip(),
+                Err(_) => continue,
+            };
+            let passive_host = match local {
+                std::net::IpAddr::V4(v4) => PassiveHost::Ip(v4),
+                std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                    Some(v4) => PassiveHost::Ip(v4),
+                    None => PassiveHost::FromConnection,
+                },
+            };
             let storage = ShareStorage {
                 share: self.share.clone(),
                 busy: self.busy.clone(),
@@ -110,6 +123,8 @@ impl FtpServer {
             .passive_ports(self.config.passive_ports.clone())
             .idle_session_timeout(self.config.idle_timeout.as_secs().max(1))
             .sitemd5(SiteMd5::None)
+            .passive_host(passive_host)
+            .binder(BindOn(local))
             .build();
             let server = match built {
                 Ok(server) => server,
@@ -123,6 +138,13 @@ impl FtpServer {
             // Transfers are counted by `busy` instead.
             open_sessions.spawn(async move {
                 let _permit = permit;
+                let stream = match relay::relay(stream).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(%peer, error = %e, "cannot relay an FTP session");
+                        return;
+                    }
+                };
                 if let Err(e) = server.service(stream).await {
                     tracing::debug!(%peer, error = %e, "FTP session ended with an error");
                 }

@@ -530,3 +530,34 @@ fn users_file_errors_stop_the_node_with_a_message() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("line 1"), "{err}");
 }
+
+#[test]
+fn an_endless_command_line_is_cut_off() {
+    let (tmp, share) = setup();
+    let users = users_file(tmp.path());
+    let node = ftp_node(&share, &users, &[]);
+    let stream = TcpStream::connect(&node.ftp).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut read = std::io::BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut read, &mut line).unwrap();
+    assert!(line.starts_with("220 "), "{line}");
+    // 1 MiB without a line break; the server may close before it has all of it.
+    let mut w = &stream;
+    let _ = w.write_all(&vec![b'A'; 1 << 20]);
+    line.clear();
+    std::io::BufRead::read_line(&mut read, &mut line).unwrap();
+    assert!(line.starts_with("500 "), "{line:?}");
+    line.clear();
+    assert_eq!(
+        std::io::BufRead::read_line(&mut read, &mut line).unwrap_or(0),
+        0
+    );
+    // The server goes on serving.
+    assert_eq!(
+        ok(&curl(&[&format!("ftp://{}/hello.txt", node.ftp)])),
+        "hello ftp\n"
+    );
+}
