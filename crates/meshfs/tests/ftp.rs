@@ -32,6 +32,8 @@ struct FtpNode {
     proc: Proc,
     /// `127.0.0.1:PORT` of the FTP server.
     ftp: String,
+    /// `127.0.0.1:PORT` of the node's file server.
+    files: String,
 }
 
 fn users_file(dir: &Path) -> std::path::PathBuf {
@@ -59,14 +61,14 @@ fn ftp_node(share: &Path, users: &Path, extra: &[&str]) -> FtpNode {
         users.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    let (proc, _addr) = common::node(share, &args);
+    let (proc, files) = common::node(share, &args);
     let ftp = loop {
         let line = proc.next_line(Duration::from_secs(20));
         if let Some(addr) = line.strip_prefix("ftp ") {
             break addr.to_owned();
         }
     };
-    FtpNode { proc, ftp }
+    FtpNode { proc, ftp, files }
 }
 
 /// A share with a few files, a folder, and symlinks inside and outside; returns (tmp, share).
@@ -244,6 +246,17 @@ fn curl_uploads_need_a_user() {
     assert!(!out.status.success());
     assert!(!share.join("clips/new.bin").exists());
 
+    // Uploads are file events like any other change: follow them with `subscribe`.
+    let events = TcpStream::connect(&node.files).unwrap();
+    events
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    (&events).write_all(b"subscribe\n").unwrap();
+    let mut events = std::io::BufReader::new(events);
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut events, &mut line).unwrap();
+    assert_eq!(line.trim_end(), "0 OK");
+
     // Alice: lands whole, no temporary file left, and replaces atomically on a second upload.
     let auth = format!("alice:{PASSWORD}");
     ok(&curl(&[
@@ -254,6 +267,13 @@ fn curl_uploads_need_a_user() {
         &format!("{url}/clips/new.bin"),
     ]));
     assert!(fs::read(share.join("clips/new.bin")).unwrap() == fs::read(src).unwrap());
+    loop {
+        line.clear();
+        std::io::BufRead::read_line(&mut events, &mut line).expect("an event for the upload");
+        if line.trim_end().ends_with(" created clips/new.bin") {
+            break;
+        }
+    }
     ok(&curl(&[
         "-u",
         &auth,
