@@ -23,6 +23,8 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+// Parsed once at start: the node's many flags cost nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Serve a folder to the network (the main job of every node).
     Node(cmd::node::Args),
@@ -36,7 +38,7 @@ enum Command {
     Get(cmd::get::Args),
     /// Run a FIFO chat hub (seed 001): clients on this machine talk through named pipes.
     Hub(cmd::hub::Args),
-    /// Chat through a FIFO hub (`--hub PATH`; the LAN group chat will be the default later).
+    /// Chat on the LAN group (multicast), or through a FIFO hub with `--hub PATH`.
     Chat(cmd::fifo_chat::Args),
     /// Mount every node's files read-only under one folder (FUSE): DIR/<node>/<path>.
     Mount(cmd::mount::Args),
@@ -46,6 +48,12 @@ enum Command {
     Registry(cmd::registry::Args),
     /// The directory's interactive client (`c> ` prompt); also reads commands from stdin.
     Shell(cmd::shell::Args),
+    /// List the nodes on the LAN (asks the multicast group).
+    Peers(cmd::peers::PeersArgs),
+    /// List the files nodes offer on the LAN.
+    Offers(cmd::peers::OffersArgs),
+    /// Offer a file of the local node to the LAN group.
+    Offer(cmd::offer::Args),
     /// Hash a password for the FTP users file (`--ftp-users`): prints `NAME:HASH`.
     FtpPasswd(cmd::ftp_passwd::Args),
     /// Run a cluster master (seed 002): hands each client the next healthy worker.
@@ -82,6 +90,9 @@ fn main() -> std::process::ExitCode {
             Command::Watch(args) => cmd::watch::run(args).await,
             Command::Registry(args) => cmd::registry::run(args).await,
             Command::Shell(args) => cmd::shell::run(args).await,
+            Command::Peers(args) => cmd::peers::peers(args).await,
+            Command::Offers(args) => cmd::peers::offers(args).await,
+            Command::Offer(args) => cmd::offer::run(args).await,
             Command::FtpPasswd(args) => cmd::ftp_passwd::run(args),
             Command::Cluster(args) => cmd::cluster::run(args).await,
         }

@@ -521,9 +521,10 @@ fn meshfs_chat_reports_a_missing_hub() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the hub"));
     assert!(!fifo.exists(), "its own FIFO is removed on failure too");
-    // `--hub` is required for now (the LAN group chat will be the default later).
+    // Without `--hub`, `meshfs chat` is the LAN group chat (tests/group.rs); `--fifo` alone
+    // makes no sense there.
     let out = Command::new(common::bin())
-        .arg("chat")
+        .args(["chat", "--fifo", fifo.to_str().unwrap()])
         .stdin(Stdio::null())
         .output()
         .unwrap();

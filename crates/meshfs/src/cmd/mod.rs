@@ -3,11 +3,14 @@
 pub mod cluster;
 pub mod files;
 pub mod get;
+pub mod group_chat;
 pub mod hub;
 pub mod fifo_chat;
 pub mod ftp_passwd;
 pub mod mount;
 pub mod node;
+pub mod offer;
+pub mod peers;
 pub mod registry;
 pub mod shell;
 pub mod watch;

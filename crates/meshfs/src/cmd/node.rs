@@ -48,6 +48,8 @@ pub struct Args {
     pub registry: meshfs_registry::JoinArgs,
     #[command(flatten)]
     pub ftp: meshfs_ftp::FtpArgs,
+    #[command(flatten)]
+    pub group: meshfs_group::GroupArgs,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -56,6 +58,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let share =
         Share::open(&args.dir).with_context(|| format!("cannot serve {}", args.dir.display()))?;
     let name = args.name.unwrap_or_else(host_name);
+    // Share and offer passwords (seed 004), read before serving: the prompt comes first.
+    let access = args.group.access()?;
     raise_fd_limit(args.max_connections as u64 + 256);
 
     let config = Config {
@@ -76,6 +80,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if watch.is_some() {
         server = server.with_events(events.clone());
     }
+    server = server.with_access(access.clone());
     let addr = server.local_addr()?;
 
     let stop = crate::signals::terminate();
@@ -132,6 +137,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         joined,
     )
     .await?;
+    // LAN discovery and offers (seed 004): multicast announcements, static --peer polls.
+    let this = meshfs_group::ThisNode {
+        name: &name,
+        server: addr,
+        web: web.as_ref().map(|w| w.addr.port()),
+        share: &share,
+        access: &access,
+    };
+    args.group.start(this, shutdown.clone(), &tracker).await?;
 
     stop.await;
     shutdown.cancel();

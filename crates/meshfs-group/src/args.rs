@@ -1,0 +1,293 @@
+//! Command-line flags: [`GroupAddr`] (where the group is, shared by `meshfs node`, `peers`,
+//! `offers`, `offer` and `chat`) and [`GroupArgs`] (what `meshfs node` adds: discovery,
+//! static peers, passwords, offers), with the few steps the node runs with them.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use meshfs_core::Share;
+use meshfs_core::access::Access;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::discovery::{self, Discovery};
+use crate::password;
+use crate::peers::DEFAULT_EXPIRY;
+use crate::socket::Group;
+
+/// The group's address (protocols.md §4).
+pub const GROUP_ADDR: Ipv4Addr = Ipv4Addr::new(239, 255, 40, 44);
+/// The announcement port.
+pub const ANNOUNCE_PORT: u16 = 4046;
+/// The chat port.
+pub const CHAT_PORT: u16 = 4045;
+
+/// Where the multicast group is.
+#[derive(clap::Args, Debug, Clone)]
+pub struct GroupAddr {
+    /// Interface (its IPv4 address) for the multicast group [default: 127.0.0.1 for a node
+    /// listening on loopback, else the kernel's choice].
+    #[arg(long, value_name = "ADDR")]
+    pub group_iface: Option<Ipv4Addr>,
+    /// Multicast group address.
+    #[arg(long, default_value_t = GROUP_ADDR, value_name = "ADDR")]
+    pub group_addr: Ipv4Addr,
+    /// Port of the node announcements.
+    #[arg(long, default_value_t = ANNOUNCE_PORT, value_name = "PORT")]
+    pub group_port: u16,
+    /// Port of the group chat.
+    #[arg(long, default_value_t = CHAT_PORT, value_name = "PORT")]
+    pub chat_port: u16,
+    /// Multicast TTL: 1 keeps datagrams on the local network.
+    #[arg(long, default_value_t = 1, value_name = "HOPS")]
+    pub group_ttl: u32,
+}
+
+impl GroupAddr {
+    /// The group, with the interface chosen for a process reachable at `listen` (a node on
+    /// loopback announces on loopback: nobody else could reach it anyway).
+    pub fn group(&self, listen: Option<IpAddr>) -> Group {
+        let iface = self.group_iface.unwrap_or(match listen {
+            Some(ip) if ip.is_loopback() => Ipv4Addr::LOCALHOST,
+            _ => Ipv4Addr::UNSPECIFIED,
+        });
+        Group {
+            addr: self.group_addr,
+            iface,
+            ttl: self.group_ttl,
+        }
+    }
+}
+
+/// `meshfs node` flags for discovery, offers and passwords.
+#[derive(clap::Args, Debug, Clone)]
+pub struct GroupArgs {
+    #[command(flatten)]
+    pub group: GroupAddr,
+    /// No multicast at all (no announcements, nothing heard); `--peer`s still work.
+    #[arg(long)]
+    pub no_discovery: bool,
+    /// A node to poll over the file-server protocol, for networks that drop multicast
+    /// (repeatable).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub peer: Vec<String>,
+    /// Forget peers silent for this long.
+    #[arg(long, default_value = "90s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub peer_expiry: Duration,
+    /// Print discovery on stdout, one line each: `peer up NAME ADDR`, `peer down NAME
+    /// bye|expired`, `offer NAME URL SIZE open|protected`, `ignored WHY from IP total N`.
+    #[arg(long)]
+    pub show_peers: bool,
+    /// Protect the whole share with the password on the first line of FILE (also:
+    /// MESHFS_PASSWORD in the environment, or --password to be asked).
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Ask for the share password on the terminal.
+    #[arg(long, conflicts_with = "password_file")]
+    pub password: bool,
+    /// Offer a file of the share to the group, optionally behind the password in
+    /// PASSWORDFILE (repeatable).
+    #[arg(long, value_name = "PATH[:PASSWORDFILE]")]
+    pub offer: Vec<String>,
+}
+
+/// A `--offer` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct OfferArg {
+    path: String,
+    password_file: Option<PathBuf>,
+}
+
+impl OfferArg {
+    /// `PATH` or `PATH:PASSWORDFILE` (split at the last `:`).
+    fn parse(s: &str) -> OfferArg {
+        match s.rsplit_once(':') {
+            Some((path, file)) if !path.is_empty() && !file.is_empty() => OfferArg {
+                path: path.to_owned(),
+                password_file: Some(file.into()),
+            },
+            _ => OfferArg {
+                path: s.to_owned(),
+                password_file: None,
+            },
+        }
+    }
+}
+
+/// A setup failure of the group side of a node.
+#[derive(Debug, thiserror::Error)]
+pub enum GroupError {
+    #[error("cannot read the password: {0}")]
+    Password(#[source] std::io::Error),
+    #[error("cannot offer {path}: {why}")]
+    Offer { path: String, why: String },
+    #[error("cannot join the multicast group: {0}")]
+    Socket(#[source] std::io::Error),
+}
+
+/// The node discovery runs for.
+pub struct ThisNode<'a> {
+    pub name: &'a str,
+    /// Its file server.
+    pub server: SocketAddr,
+    /// Its web UI's port, announced in hellos.
+    pub web: Option<u16>,
+    pub share: &'a Share,
+    /// Its protection rules (from [`GroupArgs::access`]).
+    pub access: &'a Access,
+}
+
+impl GroupArgs {
+    /// The node's [`Access`]: the share password (file, environment or prompt) and the
+    /// passwords of offered files. Call before the file server starts.
+    pub fn access(&self) -> Result<Access, GroupError> {
+        let access = Access::open();
+        let share_password = if let Some(f) = &self.password_file {
+            Some(password::from_file(f).map_err(GroupError::Password)?)
+        } else if let Some(p) = password::from_env() {
+            Some(p)
+        } else if self.password {
+            Some(password::prompt("share password: ").map_err(GroupError::Password)?)
+        } else {
+            None
+        };
+        if let Some(p) = share_password {
+            access.set_share_password(&p);
+        }
+        for o in self.offer.iter().map(|o| OfferArg::parse(o)) {
+            if let Some(f) = &o.password_file {
+                let p = password::from_file(f).map_err(GroupError::Password)?;
+                access
+                    .protect_file(&o.path, &p)
+                    .map_err(|e| GroupError::Offer {
+                        path: o.path.clone(),
+                        why: e.to_string(),
+                    })?;
+            }
+        }
+        Ok(access)
+    }
+
+    /// Start discovery for `node` and announce the `--offer`s. Returns `None` when there is
+    /// nothing to run (`--no-discovery`, no peers).
+    pub async fn start(
+        &self,
+        node: ThisNode<'_>,
+        shutdown: CancellationToken,
+        tracker: &TaskTracker,
+    ) -> Result<Option<Discovery>, GroupError> {
+        let ThisNode {
+            name,
+            server,
+            web,
+            share,
+            access,
+        } = node;
+        let offers = self
+            .offer
+            .iter()
+            .map(|o| {
+                let o = OfferArg::parse(o);
+                let entry = share.stat(&o.path).map_err(|e| GroupError::Offer {
+                    path: o.path.clone(),
+                    why: e.to_string(),
+                })?;
+                if entry.kind != meshfs_core::Kind::File {
+                    return Err(GroupError::Offer {
+                        path: o.path,
+                        why: "not a regular file".into(),
+                    });
+                }
+                let path = Share::normalize(&o.path).map_err(|e| GroupError::Offer {
+                    path: o.path.clone(),
+                    why: e.to_string(),
+                })?;
+                Ok((path, entry.size))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if self.no_discovery && self.peer.is_empty() {
+            if self.show_peers {
+                println!("{}", discovery::Change::Started { group: None });
+            }
+            return Ok(None);
+        }
+        let config = discovery::Config {
+            name: name.to_owned(),
+            port: server.port(),
+            web,
+            group: self.group.group(Some(server.ip())),
+            announce_port: self.group.group_port,
+            expiry: self.peer_expiry,
+            multicast: !self.no_discovery,
+            static_peers: self.peer.clone(),
+        };
+        let show = self.show_peers;
+        let on_change: Arc<dyn Fn(&discovery::Change) + Send + Sync> =
+            Arc::new(move |c: &discovery::Change| {
+                if show {
+                    println!("{c}");
+                }
+            });
+        // A node whose network refuses the group (no multicast route, say) still serves its
+        // files and polls its static peers.
+        let d = match Discovery::start(config.clone(), on_change.clone(), shutdown.clone(), tracker)
+        {
+            Ok(d) => d,
+            Err(e) if config.multicast => {
+                tracing::warn!(error = %e, "cannot join the multicast group: discovery off");
+                let config = discovery::Config {
+                    multicast: false,
+                    ..config
+                };
+                Discovery::start(config, on_change, shutdown, tracker)
+                    .map_err(GroupError::Socket)?
+            }
+            Err(e) => return Err(GroupError::Socket(e)),
+        };
+        for (path, size) in offers {
+            d.offer(&path, size, access.is_file_protected(&path))
+                .await
+                .map_err(|e| GroupError::Offer {
+                    path: path.clone(),
+                    why: e.to_string(),
+                })?;
+        }
+        Ok(Some(d))
+    }
+}
+
+impl Default for GroupArgs {
+    fn default() -> Self {
+        GroupArgs {
+            group: GroupAddr {
+                group_iface: None,
+                group_addr: GROUP_ADDR,
+                group_port: ANNOUNCE_PORT,
+                chat_port: CHAT_PORT,
+                group_ttl: 1,
+            },
+            no_discovery: false,
+            peer: Vec::new(),
+            peer_expiry: DEFAULT_EXPIRY,
+            show_peers: false,
+            password_file: None,
+            password: false,
+            offer: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offer_args() {
+        assert_eq!(OfferArg::parse("a.mp4").password_file, None);
+        let o = OfferArg::parse("clips/a.mp4:/etc/pw");
+        assert_eq!(o.path, "clips/a.mp4");
+        assert_eq!(o.password_file, Some("/etc/pw".into()));
+    }
+}

@@ -1,0 +1,500 @@
+//! The announcer/listener a node runs: says `hello` at start, every interval and by unicast to
+//! every node heard for the first time, `offer`s its offered files, says `bye` on shutdown,
+//! and keeps [`Peers`] and [`Offers`] from what it hears. Static `--peer`s (networks that drop
+//! multicast) are polled with the file-server `hello` instead.
+//!
+//! Everything observable goes through one [`Change`] callback (the node prints them with
+//! `--show-peers`), so scripts and tests watch discovery without a side channel.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use meshfs_core::Client;
+use tokio::net::UdpSocket;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::announce::{Announcement, Ignored, MAX_DATAGRAM, random_id};
+use crate::offers::{Offer, Offers};
+use crate::peers::{Peer, Peers, Seen};
+use crate::socket::{self, Group};
+
+/// Longest interval between two hellos (protocols.md §4).
+pub const HELLO_INTERVAL: Duration = Duration::from_secs(30);
+/// How long a static peer may take to answer its `hello`.
+const POLL_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What a node needs to take part.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Our node name.
+    pub name: String,
+    /// Our file server's port.
+    pub port: u16,
+    pub web: Option<u16>,
+    pub group: Group,
+    /// The announcement port (4046).
+    pub announce_port: u16,
+    /// Forget peers silent for this long (90 s).
+    pub expiry: Duration,
+    /// False with `--no-discovery`: no multicast at all, only static peers.
+    pub multicast: bool,
+    /// `HOST:PORT` file servers to poll.
+    pub static_peers: Vec<String>,
+}
+
+impl Config {
+    /// Hellos (and static polls) come often enough that a peer never expires while alive:
+    /// every 30 s, or a third of a shorter expiry.
+    pub fn interval(&self) -> Duration {
+        HELLO_INTERVAL
+            .min(self.expiry / 3)
+            .max(Duration::from_millis(100))
+    }
+}
+
+/// Something discovery learned.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// Discovery runs: the first change, before any other, so scripts can wait for it.
+    /// `group` is `None` without multicast.
+    Started {
+        group: Option<(SocketAddr, std::net::Ipv4Addr)>,
+    },
+    PeerUp(Peer),
+    PeerDown {
+        name: String,
+        why: &'static str,
+    },
+    Offer(Offer),
+    /// A datagram ignored; `total` counts all ignored datagrams so far.
+    Ignored {
+        why: Ignored,
+        from: IpAddr,
+        total: u64,
+    },
+}
+
+impl std::fmt::Display for Change {
+    /// One line for `--show-peers`: `discovery on GROUP:PORT via IFACE` or `discovery off`,
+    /// `peer up NAME ADDR`, `peer down NAME bye|expired`,
+    /// `offer NAME URL SIZE open|protected`, `ignored WHY from IP total N`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Change::Started {
+                group: Some((group, iface)),
+            } => write!(f, "discovery on {group} via {iface}"),
+            Change::Started { group: None } => write!(f, "discovery off"),
+            Change::PeerUp(p) => write!(f, "peer up {} {}", p.name, p.addr),
+            Change::PeerDown { name, why } => write!(f, "peer down {name} {why}"),
+            Change::Offer(o) => write!(
+                f,
+                "offer {} {} {} {}",
+                o.node,
+                o.url(),
+                o.size,
+                if o.protected { "protected" } else { "open" }
+            ),
+            Change::Ignored { why, from, total } => {
+                write!(f, "ignored {} from {from} total {total}", why.as_str())
+            }
+        }
+    }
+}
+
+pub type OnChange = Arc<dyn Fn(&Change) + Send + Sync>;
+
+#[derive(Default)]
+struct State {
+    peers: Peers,
+    offers: Offers,
+    /// Our own offers, re-announced with every hello.
+    own: Vec<Announcement>,
+    ignored: HashMap<Ignored, u64>,
+}
+
+/// A running discovery. Cheap to clone.
+#[derive(Clone)]
+pub struct Discovery {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    id: String,
+    state: Mutex<State>,
+    on_change: OnChange,
+    /// `None` without multicast.
+    sender: Option<UdpSocket>,
+}
+
+/// An offer that cannot be announced.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot offer {0:?}: the path does not fit in one announcement")]
+pub struct TooLong(pub String);
+
+impl Discovery {
+    /// Bind the sockets and start the tasks on `tracker`; they stop on `shutdown` (saying
+    /// `bye` first).
+    pub fn start(
+        config: Config,
+        on_change: OnChange,
+        shutdown: CancellationToken,
+        tracker: &TaskTracker,
+    ) -> std::io::Result<Discovery> {
+        let (group_socket, sender) = if config.multicast {
+            (
+                Some(socket::bind_group(&config.group, config.announce_port)?),
+                Some(socket::sender(&config.group)?),
+            )
+        } else {
+            (None, None)
+        };
+        let d = Discovery {
+            inner: Arc::new(Inner {
+                config,
+                id: random_id(),
+                state: Mutex::new(State::default()),
+                on_change,
+                sender,
+            }),
+        };
+        (d.inner.on_change)(&Change::Started {
+            group: group_socket
+                .as_ref()
+                .map(|_| (d.group_dest(), d.inner.config.group.iface)),
+        });
+        if let Some(g) = group_socket {
+            let me = d.clone();
+            let stop = shutdown.clone();
+            tracker.spawn(async move { me.listen(&g, true, stop).await });
+            let me = d.clone();
+            let stop = shutdown.clone();
+            tracker.spawn(async move {
+                let s = me.inner.sender.as_ref().expect("multicast has a sender");
+                me.listen(s, false, stop).await
+            });
+            let me = d.clone();
+            tracker.spawn(me.announce_loop(shutdown.clone()));
+        }
+        for peer in d.inner.config.static_peers.clone() {
+            tracker.spawn(d.clone().poll_loop(peer, shutdown.clone()));
+        }
+        tracker.spawn(d.clone().expire_loop(shutdown));
+        Ok(d)
+    }
+
+    /// Offer one of our files: announced at once and with every hello from now on.
+    pub async fn offer(&self, path: &str, size: u64, protected: bool) -> Result<(), TooLong> {
+        let a = Announcement::Offer {
+            node: self.inner.config.name.clone(),
+            id: self.inner.id.clone(),
+            port: self.inner.config.port,
+            path: path.to_owned(),
+            size,
+            protected,
+        };
+        if !a.fits() {
+            return Err(TooLong(path.to_owned()));
+        }
+        self.adopt(path, size, protected);
+        self.to_group(&a).await;
+        Ok(())
+    }
+
+    /// Make `path` one of our offers (replacing an earlier offer of the same path).
+    fn adopt(&self, path: &str, size: u64, protected: bool) {
+        let a = Announcement::Offer {
+            node: self.inner.config.name.clone(),
+            id: self.inner.id.clone(),
+            port: self.inner.config.port,
+            path: path.to_owned(),
+            size,
+            protected,
+        };
+        let mut st = self.state();
+        st.own
+            .retain(|o| !matches!(o, Announcement::Offer { path: p, .. } if p == path));
+        if st.own.len() < crate::offers::MAX_OFFERS {
+            st.own.push(a);
+        }
+    }
+
+    /// Peers known now, sorted by name.
+    pub fn peers(&self) -> Vec<Peer> {
+        self.state().peers.list()
+    }
+
+    /// The offers index.
+    pub fn offers(&self) -> Vec<Offer> {
+        self.state().offers.list()
+    }
+
+    /// Datagrams ignored so far, by reason.
+    pub fn ignored(&self) -> HashMap<Ignored, u64> {
+        self.state().ignored.clone()
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn hello(&self) -> Announcement {
+        Announcement::Hello {
+            node: self.inner.config.name.clone(),
+            id: self.inner.id.clone(),
+            port: self.inner.config.port,
+            web: self.inner.config.web,
+        }
+    }
+
+    fn group_dest(&self) -> SocketAddr {
+        SocketAddr::new(
+            IpAddr::V4(self.inner.config.group.addr),
+            self.inner.config.announce_port,
+        )
+    }
+
+    async fn send(&self, a: &Announcement, to: SocketAddr) {
+        if let Some(s) = &self.inner.sender
+            && let Err(e) = s.send_to(&a.encode(), to).await
+        {
+            tracing::warn!(error = %e, %to, "cannot send announcement");
+        }
+    }
+
+    async fn to_group(&self, a: &Announcement) {
+        self.send(a, self.group_dest()).await;
+    }
+
+    /// Our hello and offers, to the group or to one node.
+    async fn introduce(&self, to: SocketAddr) {
+        let own = self.state().own.clone();
+        self.send(&self.hello(), to).await;
+        for o in &own {
+            self.send(o, to).await;
+        }
+    }
+
+    async fn announce_loop(self, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(self.inner.config.interval());
+        loop {
+            tokio::select! {
+                _ = tick.tick() => self.introduce(self.group_dest()).await,
+                () = shutdown.cancelled() => break,
+            }
+        }
+        let bye = Announcement::Bye {
+            node: self.inner.config.name.clone(),
+            id: self.inner.id.clone(),
+        };
+        self.to_group(&bye).await;
+    }
+
+    async fn expire_loop(self, shutdown: CancellationToken) {
+        let every = (self.inner.config.expiry / 10)
+            .clamp(Duration::from_millis(100), Duration::from_secs(5));
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = shutdown.cancelled() => return,
+            }
+            let gone = {
+                let mut st = self.state();
+                let gone = st.peers.expire(Instant::now(), self.inner.config.expiry);
+                for p in &gone {
+                    st.offers.drop_node(&p.name);
+                }
+                gone
+            };
+            for p in gone {
+                tracing::info!(peer = %p.name, "peer expired");
+                (self.inner.on_change)(&Change::PeerDown {
+                    name: p.name,
+                    why: "expired",
+                });
+            }
+        }
+    }
+
+    /// Read datagrams from one socket until shutdown. `multicast` tells the group socket
+    /// (new hellos get a unicast answer) from the sender socket (answers to us).
+    async fn listen(&self, socket: &UdpSocket, multicast: bool, shutdown: CancellationToken) {
+        // One byte more than allowed, so an oversized datagram is seen as such.
+        let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+        loop {
+            let got = tokio::select! {
+                r = socket.recv_from(&mut buf) => r,
+                () = shutdown.cancelled() => return,
+            };
+            match got {
+                Ok((n, from)) => self.handle(&buf[..n], from, multicast).await,
+                // ICMP errors of earlier sends surface here on some systems: not fatal.
+                Err(e) => {
+                    tracing::debug!(error = %e, "announcement socket error");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    async fn handle(&self, datagram: &[u8], from: SocketAddr, multicast: bool) {
+        let a = match Announcement::parse(datagram) {
+            Ok(a) => a,
+            Err(why) => {
+                let total = {
+                    let mut st = self.state();
+                    *st.ignored.entry(why).or_default() += 1;
+                    st.ignored.values().sum()
+                };
+                tracing::debug!(%from, why = why.as_str(), "ignored announcement");
+                (self.inner.on_change)(&Change::Ignored {
+                    why,
+                    from: from.ip(),
+                    total,
+                });
+                return;
+            }
+        };
+        if a.id() == self.inner.id {
+            return; // our own, looped back
+        }
+        match a {
+            Announcement::Hello { port: 0, .. } => {
+                // A browser (`meshfs peers`): answer, do not list.
+                self.introduce(from).await;
+            }
+            Announcement::Hello {
+                node,
+                id,
+                port,
+                web,
+            } => {
+                let peer = Peer {
+                    name: node,
+                    id,
+                    addr: SocketAddr::new(from.ip(), port),
+                    web,
+                    last_seen: Instant::now(),
+                };
+                let seen = self.state().peers.hello(peer.clone());
+                match seen {
+                    Seen::New => {
+                        tracing::info!(peer = %peer.name, addr = %peer.addr, "peer up");
+                        (self.inner.on_change)(&Change::PeerUp(peer));
+                        if multicast {
+                            self.introduce(from).await;
+                        }
+                    }
+                    Seen::Known => {}
+                    Seen::Full => tracing::warn!(peer = %peer.name, "peer table full: ignored"),
+                }
+            }
+            Announcement::Bye { node, id } => {
+                let gone = {
+                    let mut st = self.state();
+                    let gone = st.peers.bye(&node, &id);
+                    if gone.is_some() {
+                        st.offers.drop_node(&node);
+                    }
+                    gone
+                };
+                if gone.is_some() {
+                    tracing::info!(peer = %node, "peer said bye");
+                    (self.inner.on_change)(&Change::PeerDown {
+                        name: node,
+                        why: "bye",
+                    });
+                }
+            }
+            Announcement::Offer {
+                node,
+                port,
+                path,
+                size,
+                protected,
+                ..
+            } => {
+                // `meshfs offer` on this machine speaks for us: adopt the offer, so it is
+                // repeated with our hellos and answers like the `--offer`s.
+                if node == self.inner.config.name
+                    && port == self.inner.config.port
+                    && from.ip().is_loopback()
+                {
+                    self.adopt(&path, size, protected);
+                }
+                let offer = Offer {
+                    node,
+                    addr: SocketAddr::new(from.ip(), port),
+                    path,
+                    size,
+                    protected,
+                };
+                if self.state().offers.add(offer.clone()) {
+                    (self.inner.on_change)(&Change::Offer(offer));
+                }
+            }
+        }
+    }
+
+    /// Poll a static peer's `hello` over the file-server protocol, for networks that drop
+    /// multicast.
+    async fn poll_loop(self, target: String, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(self.inner.config.interval());
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = shutdown.cancelled() => return,
+            }
+            match tokio::time::timeout(POLL_TIMEOUT, poll_hello(&target)).await {
+                Ok(Ok((name, addr))) => {
+                    let peer = {
+                        let st = self.state();
+                        // Keep the id of a peer also heard by multicast, so it is not "new".
+                        let id = st
+                            .peers
+                            .get(&name)
+                            .filter(|p| p.addr == addr)
+                            .map_or_else(|| format!("static:{addr}"), |p| p.id.clone());
+                        Peer {
+                            name,
+                            id,
+                            addr,
+                            web: None,
+                            last_seen: Instant::now(),
+                        }
+                    };
+                    if self.state().peers.hello(peer.clone()) == Seen::New {
+                        tracing::info!(peer = %peer.name, addr = %peer.addr, "static peer up");
+                        (self.inner.on_change)(&Change::PeerUp(peer));
+                    }
+                }
+                Ok(Err(e)) => tracing::debug!(peer = %target, error = %e, "static peer silent"),
+                Err(_) => tracing::debug!(peer = %target, "static peer did not answer hello"),
+            }
+        }
+    }
+}
+
+/// `hello` to a file server: its name and the address we reached it at.
+async fn poll_hello(target: &str) -> anyhow_free::Result<(String, SocketAddr)> {
+    let addr = tokio::net::lookup_host(target)
+        .await?
+        .next()
+        .ok_or_else(|| std::io::Error::other("no address"))?;
+    let mut c = Client::connect(&addr.to_string()).await?;
+    let info = c.hello().await?;
+    let _ = c.quit().await;
+    if !crate::announce::valid_name(&info.name) {
+        return Err(std::io::Error::other("bad node name").into());
+    }
+    Ok((info.name, addr))
+}
+
+/// A tiny boxed error for the poller (a library avoids `anyhow`).
+mod anyhow_free {
+    pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+}

@@ -1,0 +1,63 @@
+//! `meshfs peers` and `meshfs offers`: ask the LAN group who is there and what they offer.
+//! Every node answers a browser's hello by unicast at once, so a short wait is enough.
+
+use std::time::{Duration, Instant};
+
+use meshfs_group::GroupAddr;
+use meshfs_group::probe::{Answers, probe};
+
+#[derive(clap::Args)]
+#[command(after_help = "\
+Examples:
+  meshfs peers                          nodes on the LAN: NAME ADDRESS AGE
+  meshfs peers --group-iface 10.0.0.2   ask through one interface
+
+Prints nothing (and exits 0) when no node answers; see `meshfs node --help` for --peer on
+networks that drop multicast.")]
+pub struct PeersArgs {
+    #[command(flatten)]
+    pub group: GroupAddr,
+    /// How long to listen for answers.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub wait: Duration,
+}
+
+#[derive(clap::Args)]
+#[command(after_help = "\
+Examples:
+  meshfs offers                         files offered on the LAN: NODE URL SIZE open|protected
+  meshfs get $(meshfs offers | awk '$1==\"cam2\" {print $2; exit}')")]
+pub struct OffersArgs {
+    #[command(flatten)]
+    pub group: GroupAddr,
+    /// How long to listen for answers.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub wait: Duration,
+}
+
+async fn ask(group: &GroupAddr, wait: Duration) -> anyhow::Result<Answers> {
+    Ok(probe(&group.group(None), group.group_port, wait).await?)
+}
+
+pub async fn peers(args: PeersArgs) -> anyhow::Result<()> {
+    let answers = ask(&args.group, args.wait).await?;
+    let now = Instant::now();
+    for p in answers.peers {
+        let age = now.saturating_duration_since(p.last_seen).as_secs();
+        println!("{} {} {age}s", p.name, p.addr);
+    }
+    Ok(())
+}
+
+pub async fn offers(args: OffersArgs) -> anyhow::Result<()> {
+    for o in ask(&args.group, args.wait).await?.offers {
+        print_offer(&o);
+    }
+    Ok(())
+}
+
+/// `NODE URL SIZE open|protected`, the format `meshfs offers` and the chat's `/offers` share.
+pub fn print_offer(o: &meshfs_group::Offer) {
+    let lock = if o.protected { "protected" } else { "open" };
+    println!("{} {} {} {lock}", o.node, o.url(), o.size);
+}

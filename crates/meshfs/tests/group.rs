@@ -1,0 +1,671 @@
+//! LAN group (seed 004) end to end: real `meshfs` nodes discover each other by multicast on
+//! loopback (interface 127.0.0.1, TTL 1), chat with each other and with plain Python sockets,
+//! offer files, and protect them with passwords.
+//!
+//! Every test has its own group address and ports, so tests running in parallel (and nodes of
+//! other test files on the default group) never see each other.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpStream, UdpSocket};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{Proc, bin, spawn};
+
+/// One private group per test.
+struct Net {
+    addr: String,
+    port: u16,
+    chat: u16,
+}
+
+impl Net {
+    fn new() -> Net {
+        static NEXT: AtomicU8 = AtomicU8::new(1);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        Net {
+            addr: format!("239.255.{}.{}", 100 + n, std::process::id() % 250 + 1),
+            port: free_udp_port(),
+            chat: free_udp_port(),
+        }
+    }
+
+    fn args(&self) -> Vec<String> {
+        vec![
+            "--group-iface".into(),
+            "127.0.0.1".into(),
+            "--group-addr".into(),
+            self.addr.clone(),
+            "--group-port".into(),
+            self.port.to_string(),
+            "--chat-port".into(),
+            self.chat.to_string(),
+        ]
+    }
+
+    /// A socket that sends to the group through loopback and receives unicast answers.
+    fn sender(&self) -> UdpSocket {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_multicast_ttl_v4(1).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        // std has no IP_MULTICAST_IF: set it by hand, as the seed's Python scripts do.
+        let lo = libc::in_addr {
+            s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
+        };
+        use std::os::fd::AsRawFd;
+        // SAFETY: setsockopt on a valid socket with a correctly sized in_addr.
+        let rc = unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_MULTICAST_IF,
+                (&raw const lo).cast(),
+                std::mem::size_of::<libc::in_addr>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(
+            rc,
+            0,
+            "IP_MULTICAST_IF: {}",
+            std::io::Error::last_os_error()
+        );
+        s
+    }
+
+    fn announce_dest(&self) -> String {
+        format!("{}:{}", self.addr, self.port)
+    }
+}
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A node in `net`, printing discovery on stdout; returns it and its file-server address.
+fn node(dir: &Path, name: &str, net: &Net, extra: &[&str]) -> (Proc, String) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut args: Vec<String> = [
+        "node",
+        dir.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--name",
+        name,
+        "--no-web",
+        "--show-peers",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(net.args());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (proc, line) = spawn(&args);
+    assert!(line.starts_with("meshfs node "), "{line:?}");
+    let addr = line.rsplit(' ').next().unwrap().to_owned();
+    // Discovery says when its sockets are ready, before anything it hears.
+    let started = proc.next_line(Duration::from_secs(5));
+    assert!(started.starts_with("discovery "), "{started:?}");
+    (proc, addr)
+}
+
+/// Read stdout lines of `p` until one satisfies `want`; panics after `timeout`. Returns it.
+fn wait_line(p: &Proc, what: &str, timeout: Duration, want: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match p.lines.recv_timeout(left) {
+            Ok(line) if want(&line) => return line,
+            Ok(_) => {}
+            Err(_) => panic!("no line {what:?} within {timeout:?}"),
+        }
+    }
+}
+
+/// Wait for every line of `wanted` (in any order).
+fn wait_all(p: &Proc, wanted: &[String], timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    let mut missing: Vec<&String> = wanted.iter().collect();
+    while !missing.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match p.lines.recv_timeout(left) {
+            Ok(line) => missing.retain(|w| **w != line),
+            Err(_) => panic!("still missing {missing:?} after {timeout:?}"),
+        }
+    }
+}
+
+fn meshfs(args: &[&str]) -> String {
+    let out = Command::new(bin()).args(args).output().unwrap();
+    assert!(out.status.success(), "meshfs {args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn three_nodes_discover_each_other_and_a_late_node_learns_everyone_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Net::new();
+    let names = ["a", "b", "c"];
+    let started = Instant::now();
+    let nodes: Vec<(Proc, String)> = names
+        .iter()
+        .map(|n| node(&dir.path().join(n), n, &net, &[]))
+        .collect();
+    for (i, (p, _)) in nodes.iter().enumerate() {
+        let others: Vec<String> = nodes
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(j, (_, addr))| format!("peer up {} {addr}", names[j]))
+            .collect();
+        wait_all(p, &others, Duration::from_secs(2));
+    }
+    let all_known = started.elapsed();
+    eprintln!("three nodes knew each other {all_known:?} after the first start");
+
+    // Hellos repeat every 30 s: a node learning all three within 2 s learned them from the
+    // unicast answers to its own first hello.
+    let (d, _) = node(&dir.path().join("d"), "d", &net, &[]);
+    let t = Instant::now();
+    let expect: Vec<String> = nodes
+        .iter()
+        .zip(names)
+        .map(|((_, addr), n)| format!("peer up {n} {addr}"))
+        .collect();
+    wait_all(&d, &expect, Duration::from_secs(2));
+    eprintln!("late node learned everyone in {:?}", t.elapsed());
+
+    // `meshfs peers` asks the group and lists every node.
+    let listed = meshfs(&[
+        "peers",
+        "--group-iface",
+        "127.0.0.1",
+        "--group-addr",
+        &net.addr,
+        "--group-port",
+        &net.port.to_string(),
+    ]);
+    for ((_, addr), n) in nodes.iter().zip(names) {
+        assert!(
+            listed
+                .lines()
+                .any(|l| l.starts_with(&format!("{n} {addr} "))),
+            "{n} missing from {listed:?}"
+        );
+    }
+    assert!(listed.lines().any(|l| l.starts_with("d ")), "{listed:?}");
+}
+
+#[test]
+fn bye_and_silence_remove_a_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Net::new();
+    let expiry = ["--peer-expiry", "2s"];
+    let (a, _) = node(&dir.path().join("a"), "a", &net, &expiry);
+    let (b, b_addr) = node(&dir.path().join("b"), "b", &net, &expiry);
+    let (mut c, c_addr) = node(&dir.path().join("c"), "c", &net, &expiry);
+    wait_all(
+        &a,
+        &[format!("peer up b {b_addr}"), format!("peer up c {c_addr}")],
+        Duration::from_secs(2),
+    );
+
+    // Alive nodes re-announce within the expiry: nobody goes down while all run.
+    let quiet_until = Instant::now() + Duration::from_secs(3);
+    while let Some(left) = quiet_until.checked_duration_since(Instant::now()) {
+        if let Ok(line) = a.lines.recv_timeout(left) {
+            assert!(!line.starts_with("peer down"), "{line}");
+        }
+    }
+
+    // SIGTERM: b says bye, a forgets it at once (not by expiry).
+    b.signal(libc::SIGTERM);
+    let t = Instant::now();
+    let line = wait_line(&a, "peer down b", Duration::from_secs(2), |l| {
+        l.starts_with("peer down b")
+    });
+    assert_eq!(line, "peer down b bye");
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+
+    // SIGKILL: c cannot say bye; a forgets it after the 2 s of silence.
+    c.child.kill().unwrap();
+    c.child.wait().unwrap();
+    let t = Instant::now();
+    let line = wait_line(&a, "peer down c", Duration::from_secs(6), |l| {
+        l.starts_with("peer down c")
+    });
+    assert_eq!(line, "peer down c expired");
+    assert!(
+        t.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn malformed_oversized_and_unknown_datagrams_are_ignored_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Net::new();
+    let (a, a_addr) = node(&dir.path().join("a"), "a", &net, &[]);
+    let s = net.sender();
+    let dest = net.announce_dest();
+    let bad: [(&[u8], &str); 5] = [
+        (b"not json at all", "malformed"),
+        (b"{\"v\":1,\"kind\":\"hello\"", "malformed"),
+        (&[b'x'; 1500], "oversized"),
+        (br#"{"v":1,"kind":"party","node":"z","id":"1"}"#, "unknown"),
+        (b"\xff\xfe\x00binary", "malformed"),
+    ];
+    for (i, (datagram, why)) in bad.iter().enumerate() {
+        s.send_to(datagram, &dest).unwrap();
+        let line = wait_line(&a, why, Duration::from_secs(2), |l| {
+            l.starts_with("ignored")
+        });
+        assert_eq!(
+            line,
+            format!("ignored {why} from 127.0.0.1 total {}", i + 1)
+        );
+    }
+
+    // Still healthy: a good hello is learned and answered by unicast at once...
+    s.send_to(
+        br#"{"v":1,"kind":"hello","node":"ghost","id":"g1","port":9}"#,
+        &dest,
+    )
+    .unwrap();
+    wait_line(&a, "peer up ghost", Duration::from_secs(2), |l| {
+        l == "peer up ghost 127.0.0.1:9"
+    });
+    let mut buf = [0u8; 2048];
+    let (n, _) = s
+        .recv_from(&mut buf)
+        .expect("unicast answer to a new hello");
+    let answer: serde_json::Value = serde_json::from_slice(&buf[..n]).unwrap();
+    assert_eq!(answer["v"], 1);
+    assert_eq!(answer["kind"], "hello");
+    assert_eq!(answer["node"], "a");
+    assert_eq!(
+        answer["port"].as_u64().unwrap().to_string(),
+        a_addr.rsplit(':').next().unwrap()
+    );
+    // ... and its file server answers.
+    let mut tcp = TcpStream::connect(&a_addr).unwrap();
+    tcp.write_all(b"hello\n").unwrap();
+    let mut line = String::new();
+    BufReader::new(tcp).read_line(&mut line).unwrap();
+    assert!(
+        line.starts_with("0 meshfs ") && line.contains("node=a"),
+        "{line:?}"
+    );
+}
+
+/// A `meshfs chat` process with piped stdin.
+struct Chat {
+    proc: Proc,
+    stdin: ChildStdin,
+}
+
+fn chat(net: &Net) -> Chat {
+    chat_in(net, Command::new(bin()), &[])
+}
+
+/// `meshfs chat` from `cmd` (which may carry a directory and environment).
+fn chat_in(net: &Net, mut cmd: Command, extra: &[&str]) -> Chat {
+    let mut child = cmd
+        .arg("chat")
+        .args(net.args())
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take().unwrap();
+    let lines = pump(child.stdout.take().unwrap());
+    let proc = Proc { child, lines };
+    let first = proc.next_line(Duration::from_secs(20));
+    assert!(first.starts_with("joined the group chat "), "{first:?}");
+    Chat { proc, stdin }
+}
+
+fn pump(r: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn python(script: &str, args: &[&str]) -> Child {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(script);
+    Command::new("python3")
+        .arg(path)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("python3")
+}
+
+#[test]
+fn chat_reaches_every_member_and_plain_python_sockets() {
+    let net = Net::new();
+    let mut one = chat(&net);
+    let two = chat(&net);
+    let chat_port = net.chat.to_string();
+    let mut receiver = python("group_chat_recv.py", &[&net.addr, &chat_port, "127.0.0.1"]);
+    let py_lines = pump(receiver.stdout.take().unwrap());
+    let py = Proc {
+        child: receiver,
+        lines: py_lines,
+    };
+    assert_eq!(py.next_line(Duration::from_secs(10)), "ready");
+
+    // Ours reach the other member and the plain Python receiver.
+    writeln!(one.stdin, "hello from one, ünïcode").unwrap();
+    one.stdin.flush().unwrap();
+    let want = "127.0.0.1 :> hello from one, ünïcode";
+    wait_line(&two.proc, want, Duration::from_secs(2), |l| l == want);
+    wait_line(&py, want, Duration::from_secs(2), |l| l == want);
+
+    // A datagram of a plain Python socket is shown by every member.
+    let sent = python(
+        "group_chat_send.py",
+        &[&net.addr, &chat_port, "127.0.0.1", "coucou !"],
+    )
+    .wait_with_output()
+    .unwrap();
+    assert!(sent.status.success());
+    let want = "127.0.0.1 :> coucou !";
+    wait_line(&one.proc, want, Duration::from_secs(2), |l| l == want);
+    wait_line(&two.proc, want, Duration::from_secs(2), |l| l == want);
+
+    // A hostile datagram cannot drive the terminal.
+    let s = net.sender();
+    s.send_to(b"\x1b[2Jboom\n", format!("{}:{}", net.addr, net.chat))
+        .unwrap();
+    let want = "127.0.0.1 :> \u{fffd}[2Jboom";
+    wait_line(&two.proc, want, Duration::from_secs(2), |l| l == want);
+
+    // `/quit` ends the chat cleanly.
+    writeln!(one.stdin, "/quit").unwrap();
+    one.stdin.flush().unwrap();
+    assert!(one.proc.wait_exit(Duration::from_secs(5)).success());
+}
+
+#[test]
+fn static_peers_work_without_multicast() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Net::new();
+    let (mut b, b_addr) = node(&dir.path().join("b"), "b", &net, &["--no-discovery"]);
+    let (a, _) = node(
+        &dir.path().join("a"),
+        "a",
+        &net,
+        &["--no-discovery", "--peer", &b_addr, "--peer-expiry", "2s"],
+    );
+    wait_line(&a, "peer up b", Duration::from_secs(2), |l| {
+        l == format!("peer up b {b_addr}")
+    });
+    // With discovery off, a multicast hello is not even heard.
+    let s = net.sender();
+    s.send_to(
+        br#"{"v":1,"kind":"hello","node":"ghost","id":"g1","port":9}"#,
+        net.announce_dest(),
+    )
+    .unwrap();
+    b.child.kill().unwrap();
+    b.child.wait().unwrap();
+    let line = wait_line(&a, "peer down b", Duration::from_secs(6), |l| {
+        l.starts_with("peer ")
+    });
+    assert_eq!(line, "peer down b expired");
+}
+
+/// `pread 0 100 PATH` on `conn`: the status line, and the bytes on success.
+fn pread(conn: &mut BufReader<TcpStream>, path: &str) -> (String, Vec<u8>) {
+    conn.get_mut()
+        .write_all(format!("pread 0 100 {path}\n").as_bytes())
+        .unwrap();
+    let status = request_line(conn);
+    let mut data = Vec::new();
+    if let Some(n) = status.strip_prefix("0 ") {
+        data.resize(n.parse().unwrap(), 0);
+        conn.read_exact(&mut data).unwrap();
+    }
+    (status, data)
+}
+
+fn request_line(conn: &mut BufReader<TcpStream>) -> String {
+    let mut line = String::new();
+    conn.read_line(&mut line).unwrap();
+    line.trim_end().to_owned()
+}
+
+fn send(conn: &mut BufReader<TcpStream>, request: &str) -> String {
+    conn.get_mut()
+        .write_all(format!("{request}\n").as_bytes())
+        .unwrap();
+    request_line(conn)
+}
+
+#[test]
+fn offers_reach_every_index_and_protected_files_need_their_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Net::new();
+    let share = dir.path().join("a");
+    std::fs::create_dir_all(share.join("clips")).unwrap();
+    std::fs::write(share.join("open.txt"), "hello").unwrap();
+    std::fs::write(share.join("clips/secret.txt"), "top secret").unwrap();
+    std::fs::write(share.join("later.txt"), "offered later").unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "s3cret\n").unwrap();
+    let secret_offer = format!("clips/secret.txt:{}", pw.display());
+
+    let (b, _) = node(&dir.path().join("b"), "b", &net, &[]);
+    let (a, a_addr) = node(
+        &share,
+        "a",
+        &net,
+        &["--offer", "open.txt", "--offer", &secret_offer],
+    );
+    // c starts after the offers were made: it learns them from a's unicast answer.
+    let (c, _) = node(&dir.path().join("c"), "c", &net, &[]);
+    let offers = [
+        format!("offer a meshfs://{a_addr}/open.txt 5 open"),
+        format!("offer a meshfs://{a_addr}/clips/secret.txt 10 protected"),
+    ];
+    wait_all(&b, &offers, Duration::from_secs(2));
+    wait_all(&c, &offers, Duration::from_secs(2));
+
+    // `meshfs offers` asks the group.
+    let listed = meshfs(&[
+        "offers",
+        "--group-iface",
+        "127.0.0.1",
+        "--group-addr",
+        &net.addr,
+        "--group-port",
+        &net.port.to_string(),
+    ]);
+    assert!(
+        listed.contains(&format!("a meshfs://{a_addr}/open.txt 5 open")),
+        "{listed}"
+    );
+    assert!(
+        listed.contains(&format!(
+            "a meshfs://{a_addr}/clips/secret.txt 10 protected"
+        )),
+        "{listed}"
+    );
+
+    // `meshfs offer` announces a file of a node on its behalf.
+    let out = meshfs(&[
+        "offer",
+        "later.txt",
+        "--node",
+        &a_addr,
+        "--group-addr",
+        &net.addr,
+        "--group-port",
+        &net.port.to_string(),
+    ]);
+    let later = format!("a meshfs://{a_addr}/later.txt 13 open");
+    assert_eq!(out.trim(), later);
+    wait_all(&b, &[format!("offer {later}")], Duration::from_secs(2));
+    wait_all(&c, &[format!("offer {later}")], Duration::from_secs(2));
+    drop(a);
+
+    // The protected file, through the file server: refused without auth and with a wrong
+    // password, served with the right one; the open file needs nothing.
+    let (_a2, a_addr) = node(&share, "a", &net, &["--offer", &secret_offer]);
+    let mut conn = BufReader::new(TcpStream::connect(&a_addr).unwrap());
+    assert_eq!(
+        pread(&mut conn, "open.txt"),
+        ("0 5".into(), b"hello".to_vec())
+    );
+    let (status, _) = pread(&mut conn, "clips/secret.txt");
+    assert!(status.starts_with("2 "), "{status}");
+    assert!(send(&mut conn, "open /clips//secret.txt").starts_with("2 "));
+    assert!(send(&mut conn, "auth wrong").starts_with("6 "));
+    let (status, _) = pread(&mut conn, "clips/secret.txt");
+    assert!(status.starts_with("2 "), "{status}");
+    assert_eq!(send(&mut conn, "auth s3cret"), "0 OK");
+    assert_eq!(
+        pread(&mut conn, "clips/secret.txt"),
+        ("0 10".into(), b"top secret".to_vec())
+    );
+    // Another connection has to prove it again.
+    let mut other = BufReader::new(TcpStream::connect(&a_addr).unwrap());
+    assert!(pread(&mut other, "clips/secret.txt").0.starts_with("2 "));
+}
+
+#[test]
+fn share_password_from_a_file_or_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Net::new();
+    let share = dir.path().join("s");
+    std::fs::create_dir_all(&share).unwrap();
+    std::fs::write(share.join("f.txt"), "data").unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "from-file\n").unwrap();
+
+    let check = |addr: &str, password: &str| {
+        let mut conn = BufReader::new(TcpStream::connect(addr).unwrap());
+        assert!(send(&mut conn, "stat f.txt").starts_with("2 "));
+        assert!(pread(&mut conn, "f.txt").0.starts_with("2 "));
+        assert_eq!(send(&mut conn, &format!("auth {password}")), "0 OK");
+        assert_eq!(pread(&mut conn, "f.txt"), ("0 4".into(), b"data".to_vec()));
+    };
+    let (_a, addr) = node(
+        &share,
+        "a",
+        &net,
+        &["--no-discovery", "--password-file", pw.to_str().unwrap()],
+    );
+    check(&addr, "from-file");
+
+    // MESHFS_PASSWORD: never a flag value that `ps` would show.
+    let mut child = Command::new(bin())
+        .args([
+            "node",
+            share.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--name",
+            "e",
+        ])
+        .args(["--no-web", "--no-discovery"])
+        .env("MESHFS_PASSWORD", "from-env")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let lines = pump(child.stdout.take().unwrap());
+    let e = Proc { child, lines };
+    let line = e.next_line(Duration::from_secs(20));
+    check(line.rsplit(' ').next().unwrap(), "from-env");
+}
+
+#[test]
+fn chat_commands_list_offers_get_files_and_offer() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Net::new();
+    let share = dir.path().join("a");
+    std::fs::create_dir_all(share.join("clips")).unwrap();
+    std::fs::write(share.join("open.txt"), "hello").unwrap();
+    std::fs::write(share.join("clips/secret.txt"), "top secret").unwrap();
+    std::fs::write(share.join("later.txt"), "offered later").unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "s3cret").unwrap();
+    let secret_offer = format!("clips/secret.txt:{}", pw.display());
+    let (_a, a_addr) = node(
+        &share,
+        "a",
+        &net,
+        &["--offer", "open.txt", "--offer", &secret_offer],
+    );
+    let dl = dir.path().join("dl");
+    std::fs::create_dir_all(&dl).unwrap();
+    let mut cmd = Command::new(bin());
+    cmd.current_dir(&dl).env("MESHFS_PASSWORD", "s3cret");
+    let mut c = chat_in(&net, cmd, &["--node", &a_addr]);
+    let say = |c: &mut Chat, line: &str| {
+        writeln!(c.stdin, "{line}").unwrap();
+        c.stdin.flush().unwrap();
+    };
+    let t = Duration::from_secs(5);
+
+    say(&mut c, "/offers");
+    wait_all(
+        &c.proc,
+        &[
+            format!("a meshfs://{a_addr}/open.txt 5 open"),
+            format!("a meshfs://{a_addr}/clips/secret.txt 10 protected"),
+        ],
+        t,
+    );
+    say(&mut c, "/get a:open.txt");
+    wait_line(&c.proc, "got open", t, |l| {
+        l == "got a:open.txt -> open.txt (5 bytes)"
+    });
+    assert_eq!(std::fs::read(dl.join("open.txt")).unwrap(), b"hello");
+    say(&mut c, "/get a:clips/secret.txt");
+    wait_line(&c.proc, "got secret", t, |l| {
+        l == "got a:clips/secret.txt -> secret.txt (10 bytes)"
+    });
+    assert_eq!(std::fs::read(dl.join("secret.txt")).unwrap(), b"top secret");
+    assert!(!dl.join("secret.txt.part").exists());
+
+    // An overlong line is refused whole; the chat goes on.
+    say(&mut c, &"x".repeat(5000));
+    say(&mut c, "/peers");
+    wait_line(&c.proc, "peer a", t, |l| l == format!("a {a_addr}"));
+
+    // `/offer` announces a file of the local node (`--node`).
+    say(&mut c, "/offer later.txt");
+    wait_line(&c.proc, "offered", t, |l| {
+        l == format!("offered a meshfs://{a_addr}/later.txt 13 open")
+    });
+    say(&mut c, "/offers");
+    wait_line(&c.proc, "later in the index", t, |l| {
+        l == format!("a meshfs://{a_addr}/later.txt 13 open")
+    });
+}
