@@ -414,15 +414,39 @@ fn static_peers_work_without_multicast() {
     let dir = tempfile::tempdir().unwrap();
     let net = Net::new();
     let (mut b, b_addr) = node(&dir.path().join("b"), "b", &net, &["--no-discovery"]);
+    // A peer that accepts connections and never answers, and one that speaks nonsense, must
+    // not hold up the others.
+    let stalled = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let stalled_addr = stalled.local_addr().unwrap().to_string();
+    let liar = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let liar_addr = liar.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for conn in liar.incoming() {
+            let Ok(mut conn) = conn else { break };
+            let _ = conn.write_all(b"0 meshfs 1 node=a\x1bb proto=1\n");
+        }
+    });
     let (a, _) = node(
         &dir.path().join("a"),
         "a",
         &net,
-        &["--no-discovery", "--peer", &b_addr, "--peer-expiry", "2s"],
+        &[
+            "--no-discovery",
+            "--peer",
+            &stalled_addr,
+            "--peer",
+            &liar_addr,
+            "--peer",
+            &b_addr,
+            "--peer-expiry",
+            "2s",
+        ],
     );
-    wait_line(&a, "peer up b", Duration::from_secs(2), |l| {
-        l == format!("peer up b {b_addr}")
+    // The only peer that shows up is b: the stalled one times out, the liar's name is refused.
+    let line = wait_line(&a, "peer up b", Duration::from_secs(2), |l| {
+        l.starts_with("peer ")
     });
+    assert_eq!(line, format!("peer up b {b_addr}"));
     // With discovery off, a multicast hello is not even heard.
     let s = net.sender();
     s.send_to(
@@ -668,4 +692,40 @@ fn chat_commands_list_offers_get_files_and_offer() {
     wait_line(&c.proc, "later in the index", t, |l| {
         l == format!("a meshfs://{a_addr}/later.txt 13 open")
     });
+}
+
+#[test]
+fn bad_offers_and_password_files_stop_the_node_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let share = dir.path().join("s");
+    std::fs::create_dir_all(share.join("sub")).unwrap();
+    std::fs::write(dir.path().join("outside.txt"), "x").unwrap();
+    let empty_pw = dir.path().join("empty");
+    std::fs::write(&empty_pw, "\n").unwrap();
+    let offer_empty = format!("sub:{}", empty_pw.display());
+    let cases: [(&[&str], &str); 5] = [
+        (&["--offer", "missing.txt"], "cannot offer missing.txt"),
+        (
+            &["--offer", "../outside.txt"],
+            "cannot offer ../outside.txt",
+        ),
+        (&["--offer", "sub"], "not a regular file"),
+        (&["--offer", &offer_empty], "empty password"),
+        (
+            &["--password-file", "/nonexistent/pw"],
+            "cannot read the password",
+        ),
+    ];
+    for (extra, why) in cases {
+        let out = Command::new(bin())
+            .args(["node", share.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+            .args(["--no-web", "--no-discovery"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{extra:?} must fail");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(why), "{extra:?}: {err}");
+    }
 }
