@@ -3,14 +3,19 @@
 //!
 //! - [`workers`]: the worker list, round-robin choice and health checks (`hello` on a timer);
 //! - [`master`]: the master's listener (`hello`, `assign`, `help`, `quit`);
-//! - [`assignment`]: the client side: given any node URL, follow a master's assignment.
+//! - [`assignment`]: the client side: given any node URL, follow a master's assignment;
+//! - [`replicate`]: on each worker, pull its peers' changes so the workers converge.
 
+mod args;
 pub mod assignment;
 pub mod master;
+pub mod replicate;
 pub mod workers;
 
+pub use args::{PeerArgs, node_addr};
 pub use assignment::{AssignError, follow};
 pub use master::Master;
+pub use replicate::Replicator;
 pub use workers::Workers;
 
 /// What a master's `hello` says after the usual fields, so clients know to ask for `assign`.

@@ -227,7 +227,8 @@ impl StorageBackend<FtpUser> for ShareStorage {
         let n = write::upload(&self.share, &path, input)
             .await
             .map_err(write_error)?;
-        tracing::info!(user = %user, path, bytes = n, "FTP upload");
+        // Debug level: libunftp wraps this call in very verbose spans of its own.
+        tracing::debug!(user = %user, path, bytes = n, "FTP upload");
         Ok(n)
     }
 

@@ -190,7 +190,7 @@ impl Authenticator for Login {
                 username: username.to_owned(),
             })
         } else {
-            tracing::info!(user = username, ip = %creds.source_ip, "FTP login refused");
+            tracing::debug!(user = username, "FTP login refused");
             Err(AuthenticationError::BadPassword)
         }
     }

@@ -4,10 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use meshfs_cluster::{Master, Workers};
-use meshfs_core::RemotePath;
-use meshfs_core::remote::DEFAULT_PORT;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -39,20 +37,7 @@ pub struct Args {
 }
 
 fn worker_addr(s: &str) -> anyhow::Result<String> {
-    if s.starts_with("meshfs://") {
-        let url: RemotePath = s.parse()?;
-        if !url.path.is_empty() {
-            bail!("{s}: a worker is a node, not a path inside it");
-        }
-        return Ok(url.addr);
-    }
-    if s.is_empty() || s.contains(['/', ' ']) {
-        bail!("{s:?} is not a worker address (HOST[:PORT] or meshfs://HOST[:PORT])");
-    }
-    Ok(match s.rsplit_once(':') {
-        Some((_, port)) if port.parse::<u16>().is_ok() => s.to_owned(),
-        _ => format!("{s}:{DEFAULT_PORT}"),
-    })
+    meshfs_cluster::node_addr(s).map_err(anyhow::Error::msg)
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -91,19 +76,4 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     tracker.close();
     let _ = tokio::time::timeout(Duration::from_secs(2), tracker.wait()).await;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn worker_addresses() {
-        assert_eq!(worker_addr("pi1").unwrap(), "pi1:4044");
-        assert_eq!(worker_addr("pi1:4100").unwrap(), "pi1:4100");
-        assert_eq!(worker_addr("meshfs://pi1:4100").unwrap(), "pi1:4100");
-        assert_eq!(worker_addr("meshfs://pi1/").unwrap(), "pi1:4044");
-        assert!(worker_addr("meshfs://pi1/clips").is_err());
-        assert!(worker_addr("a b").is_err());
-    }
 }

@@ -49,6 +49,8 @@ pub struct Args {
     #[command(flatten)]
     pub ftp: meshfs_ftp::FtpArgs,
     #[command(flatten)]
+    pub cluster: meshfs_cluster::PeerArgs,
+    #[command(flatten)]
     pub group: meshfs_group::GroupArgs,
 }
 
@@ -123,6 +125,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     {
         println!("ftp {ftp}");
     }
+    // Cluster worker (seed 002): pull the peers' changes into this share.
+    args.cluster
+        .start(&share, shutdown.clone(), &tracker)
+        .map_err(anyhow::Error::msg)?;
     // Central directory (seed 003): GET_FILE listener, then register/connect/publish in the
     // background; prints a second line once joined.
     let joined = |j: &meshfs_registry::Joined| println!("meshfs node {j}");
