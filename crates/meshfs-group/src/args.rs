@@ -127,6 +127,9 @@ pub enum GroupError {
     Socket(#[source] std::io::Error),
 }
 
+/// A callback for peers that come up.
+pub type PeerHook = Box<dyn Fn(&crate::Peer) + Send + Sync>;
+
 /// The node discovery runs for.
 pub struct ThisNode<'a> {
     pub name: &'a str,
@@ -137,6 +140,8 @@ pub struct ThisNode<'a> {
     pub share: &'a Share,
     /// Its protection rules (from [`GroupArgs::access`]).
     pub access: &'a Access,
+    /// Called with every peer that comes up (the web UI adds it to its nodes).
+    pub on_peer_up: Option<PeerHook>,
 }
 
 impl GroupArgs {
@@ -184,6 +189,7 @@ impl GroupArgs {
             web,
             share,
             access,
+            on_peer_up,
         } = node;
         let offers = self
             .offer
@@ -228,6 +234,9 @@ impl GroupArgs {
             Arc::new(move |c: &discovery::Change| {
                 if show {
                     println!("{c}");
+                }
+                if let (discovery::Change::PeerUp(p), Some(f)) = (c, &on_peer_up) {
+                    f(p);
                 }
             });
         // A node whose network refuses the group (no multicast route, say) still serves its

@@ -729,3 +729,89 @@ fn bad_offers_and_password_files_stop_the_node_with_a_clear_error() {
         assert!(err.contains(why), "{extra:?}: {err}");
     }
 }
+
+#[test]
+fn discovered_nodes_show_up_in_the_web_ui() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Net::new();
+    let web_dir = dir.path().join("w");
+    std::fs::create_dir_all(&web_dir).unwrap();
+    let mut args: Vec<String> = ["node", web_dir.to_str().unwrap(), "--listen", "127.0.0.1:0"]
+        .map(String::from)
+        .to_vec();
+    args.extend(["--name", "w", "--show-peers"].map(String::from));
+    args.extend(net.args());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (w, _) = spawn(&args);
+    let web = w.next_line(Duration::from_secs(5));
+    let web = web
+        .strip_prefix("web http://")
+        .and_then(|s| s.strip_suffix('/'))
+        .unwrap_or_else(|| panic!("{web:?}"))
+        .to_owned();
+    assert!(
+        w.next_line(Duration::from_secs(5))
+            .starts_with("discovery on ")
+    );
+
+    let (_a, a_addr) = node(&dir.path().join("a"), "a", &net, &[]);
+    wait_line(&w, "peer up a", Duration::from_secs(2), |l| {
+        l == format!("peer up a {a_addr}")
+    });
+    let mut http = TcpStream::connect(&web).unwrap();
+    http.write_all(b"GET /api/nodes HTTP/1.0\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut body = String::new();
+    http.read_to_string(&mut body).unwrap();
+    assert!(
+        body.starts_with("HTTP/1.0 200") || body.starts_with("HTTP/1.1 200"),
+        "{body}"
+    );
+    assert!(body.contains(&format!("\"{a_addr}\"")), "{body}");
+}
+
+#[test]
+fn passwords_never_reach_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let share = dir.path().join("s");
+    std::fs::create_dir_all(&share).unwrap();
+    std::fs::write(share.join("f.txt"), "data").unwrap();
+    let (pw, pw2) = (dir.path().join("pw"), dir.path().join("pw2"));
+    std::fs::write(&pw, "hunter2-share").unwrap();
+    std::fs::write(&pw2, "hunter2-file").unwrap();
+    let log = dir.path().join("log");
+    let mut child = Command::new(bin())
+        .args([
+            "node",
+            share.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--no-web",
+        ])
+        .args(["--no-discovery", "--password-file", pw.to_str().unwrap()])
+        .args(["--offer", &format!("f.txt:{}", pw2.display())])
+        .env("RUST_LOG", "trace")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let lines = pump(child.stdout.take().unwrap());
+    let mut p = Proc { child, lines };
+    let addr = p.next_line(Duration::from_secs(20));
+    let addr = addr.rsplit(' ').next().unwrap();
+    let mut conn = BufReader::new(TcpStream::connect(addr).unwrap());
+    assert!(send(&mut conn, "auth hunter2-wrong").starts_with("6 "));
+    assert_eq!(send(&mut conn, "auth hunter2-share"), "0 OK");
+    assert_eq!(send(&mut conn, "auth hunter2-file"), "0 OK");
+    assert_eq!(pread(&mut conn, "f.txt"), ("0 4".into(), b"data".to_vec()));
+    drop(conn);
+    p.signal(libc::SIGTERM);
+    assert!(p.wait_exit(Duration::from_secs(10)).success());
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.contains("node ready"), "the log was captured: {log}");
+    assert!(
+        !log.contains("hunter2"),
+        "a password reached the log:\n{log}"
+    );
+}

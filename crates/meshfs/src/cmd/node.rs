@@ -150,6 +150,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         web: web.as_ref().map(|w| w.addr.port()),
         share: &share,
         access: &access,
+        // Discovered nodes show up in the web UI.
+        on_peer_up: web.as_ref().map(|w| {
+            let nodes = w.nodes.clone();
+            Box::new(move |p: &meshfs_group::Peer| {
+                nodes.add(&p.addr.to_string());
+            }) as meshfs_group::args::PeerHook
+        }),
     };
     args.group.start(this, shutdown.clone(), &tracker).await?;
 
