@@ -118,7 +118,12 @@ fn node(dir: &Path, name: &str, net: &Net, extra: &[&str]) -> (Proc, String) {
 }
 
 /// Read stdout lines of `p` until one satisfies `want`; panics after `timeout`. Returns it.
-fn wait_line(p: &Proc, what: &str, timeout: Duration, want: impl Fn(&str) -> bool) -> String {
+fn wait_line(
+    p: &Proc,
+    what: &str,
+    timeout: Duration,
+    mut want: impl FnMut(&str) -> bool,
+) -> String {
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -814,4 +819,46 @@ fn passwords_never_reach_the_log() {
         !log.contains("hunter2"),
         "a password reached the log:\n{log}"
     );
+}
+
+#[test]
+fn password_prompt_on_a_terminal_does_not_echo() {
+    let dir = tempfile::tempdir().unwrap();
+    let share = dir.path().join("s");
+    std::fs::create_dir_all(&share).unwrap();
+    std::fs::write(share.join("f.txt"), "data").unwrap();
+    let mut run = python(
+        "tty_run.py",
+        &[
+            "typed-secret",
+            bin(),
+            "node",
+            share.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--no-web",
+            "--no-discovery",
+            "--password",
+        ],
+    );
+    let lines = pump(run.stdout.take().unwrap());
+    let p = Proc { child: run, lines };
+    let mut before = Vec::new();
+    let ready = wait_line(&p, "readiness", Duration::from_secs(20), |l| {
+        before.push(l.to_owned());
+        l.contains("meshfs node ")
+    });
+    assert!(
+        before.iter().any(|l| l.contains("share password: ")),
+        "{before:?}"
+    );
+    assert!(
+        !before.iter().any(|l| l.contains("typed-secret")),
+        "echoed: {before:?}"
+    );
+    let addr = ready.trim_end().rsplit(' ').next().unwrap();
+    let mut conn = BufReader::new(TcpStream::connect(addr).unwrap());
+    assert!(pread(&mut conn, "f.txt").0.starts_with("2 "));
+    assert_eq!(send(&mut conn, "auth typed-secret"), "0 OK");
+    assert_eq!(pread(&mut conn, "f.txt"), ("0 4".into(), b"data".to_vec()));
 }
