@@ -242,7 +242,15 @@ impl Replicator {
             addr: peer.to_owned(),
             path: path.to_owned(),
         };
-        transfer::download(&src, &dest, &DownloadOptions::default(), &()).await?;
+        if let Err(e) = transfer::download(&src, &dest, &DownloadOptions::default(), &()).await {
+            // No half-copies left in the share: the next event or catch-up starts over.
+            let part = transfer::part_path(&dest);
+            let mut record = part.clone().into_os_string();
+            record.push(".resume");
+            let _ = std::fs::remove_file(&part);
+            let _ = std::fs::remove_file(&record);
+            return Err(e.into());
+        }
         tracing::info!(%peer, %path, "pulled");
         Ok(true)
     }
