@@ -6,14 +6,18 @@
 #     (`pread <off> 4096 <path>` on a raw socket).
 # Goals (design.md): sequential >= 50% of `meshfs get`; random median <= 3x one round trip.
 # The comparison with sshfs belongs to the benchmark issue (it needs sshd on loopback).
-# Usage: bench/fuse.sh [SIZE_MIB] [N]   (defaults 1024 1000). Needs root (drop_caches) and
+# Usage: bench/fuse.sh [SIZE_MIB] [N]   (defaults 1024 1000; MESHFS_BIN=path skips the build). Needs root (drop_caches) and
 # /dev/fuse. Loopback only; cleans up and stops by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size_mib=${1:-1024}
 n=${2:-1000}
-cargo build --quiet --release -p meshfs
-bin=$PWD/target/release/meshfs
+if [ -n "${MESHFS_BIN:-}" ]; then
+  bin=$MESHFS_BIN # an already built binary
+else
+  cargo build --quiet --release -p meshfs
+  bin=$PWD/target/release/meshfs
+fi
 
 work=$(mktemp -d)
 node_pid=

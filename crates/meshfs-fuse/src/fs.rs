@@ -459,12 +459,21 @@ impl Shared {
         offset: u64,
         size: u64,
         source: Source,
-    ) -> Result<Vec<u8>, Errno> {
+    ) -> Result<Served, Errno> {
         let chunks = match source {
-            Source::Direct => return self.pread(file, offset, size).await,
+            Source::Direct => return self.pread(file, offset, size).await.map(Served::Owned),
             Source::Chunks(chunks) => chunks,
         };
         let end = offset + size;
+        if let [chunk] = chunks.as_slice() {
+            // The common case: one fetched chunk holds the whole read; reply from it, no copy.
+            if let Ok(data) = chunk.wait().await {
+                let from = (offset - chunk.start()) as usize;
+                if from + size as usize <= data.len() {
+                    return Ok(Served::Chunk(data, from..from + size as usize));
+                }
+            }
+        }
         let mut out = Vec::with_capacity(size as usize);
         let mut pos = offset;
         let mut hit_end = false;
@@ -501,7 +510,23 @@ impl Shared {
             // A growing file: ask for what lies past the old end.
             out.extend_from_slice(&self.pread(file, pos, end - pos).await?);
         }
-        Ok(out)
+        Ok(Served::Owned(out))
+    }
+}
+
+/// The bytes of a read reply.
+enum Served {
+    /// A range of a fetched read-ahead chunk, replied without a copy.
+    Chunk(Arc<Vec<u8>>, std::ops::Range<usize>),
+    Owned(Vec<u8>),
+}
+
+impl Served {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Served::Chunk(data, range) => &data[range.clone()],
+            Served::Owned(data) => data,
+        }
     }
 }
 
@@ -688,7 +713,7 @@ impl Filesystem for MeshFs {
         let shared = self.shared.clone();
         self.spawn(async move {
             match shared.serve(&file, offset, size, plan.source).await {
-                Ok(data) => reply.data(&data),
+                Ok(data) => reply.data(data.bytes()),
                 Err(e) => reply.error(e),
             }
         });
