@@ -558,7 +558,9 @@ fn an_unreachable_node_still_gets_a_folder_and_fails_with_eio() {
         .to_string();
     let src = tempfile::tempdir().unwrap();
     let (_n, good) = node(src.path(), "cam");
-    let m = Mounted::new(&[&good, &addr], &["--connect-timeout", "1s"]);
+    // Several nodes in one --node, separated by commas.
+    let both = format!("{good},{addr}");
+    let m = Mounted::new(&[], &["--node", &both, "--connect-timeout", "1s"]);
     let folder = addr.replace(':', "_");
     assert!(m.path(&folder).is_dir());
     let start = Instant::now();

@@ -22,8 +22,14 @@ Examples:
 pub struct Args {
     /// Existing folder to mount on.
     pub dir: PathBuf,
-    /// A node to show, as meshfs://HOST[:PORT], HOST:PORT or HOST (port 4044). Repeatable.
-    #[arg(long = "node", required = true, value_name = "URL")]
+    /// A node to show, as meshfs://HOST[:PORT], HOST:PORT or HOST (port 4044). Repeatable,
+    /// or several separated by commas.
+    #[arg(
+        long = "node",
+        required = true,
+        value_name = "URL",
+        value_delimiter = ','
+    )]
     pub nodes: Vec<String>,
     /// How long attributes and listings are trusted without news from the node (change
     /// events from the node make new and changed files show sooner).
