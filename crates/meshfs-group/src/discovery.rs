@@ -23,6 +23,9 @@ use crate::socket::{self, Group};
 
 /// Longest interval between two hellos (protocols.md §4).
 pub const HELLO_INTERVAL: Duration = Duration::from_secs(30);
+/// Most unicast answers per second: anyone can send hellos (with a forged source address,
+/// even), and each costs us one datagram per offer; beyond this they go unanswered.
+pub const MAX_ANSWERS_PER_SEC: u32 = 64;
 /// How long a static peer may take to answer its `hello`.
 const POLL_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -113,6 +116,21 @@ struct State {
     /// Our own offers, re-announced with every hello.
     own: Vec<Announcement>,
     ignored: HashMap<Ignored, u64>,
+    /// Start of the current one-second window of unicast answers, and answers in it.
+    answers: Option<(Instant, u32)>,
+}
+
+impl State {
+    /// Take one unicast answer from this second's budget.
+    fn may_answer(&mut self, now: Instant) -> bool {
+        let (start, n) = match self.answers {
+            Some((start, n)) if now.duration_since(start) < Duration::from_secs(1) => (start, n),
+            _ => (now, 0),
+        };
+        let ok = n < MAX_ANSWERS_PER_SEC;
+        self.answers = Some((start, n + u32::from(ok)));
+        ok
+    }
 }
 
 /// A running discovery. Cheap to clone.
@@ -269,6 +287,15 @@ impl Discovery {
         self.send(a, self.group_dest()).await;
     }
 
+    /// Our hello and offers to one node, within the answer budget.
+    async fn answer(&self, to: SocketAddr) {
+        if self.state().may_answer(Instant::now()) {
+            self.introduce(to).await;
+        } else {
+            tracing::debug!(%to, "answer budget spent: hello not answered");
+        }
+    }
+
     /// Our hello and offers, to the group or to one node.
     async fn introduce(&self, to: SocketAddr) {
         let own = self.state().own.clone();
@@ -365,7 +392,7 @@ impl Discovery {
         match a {
             Announcement::Hello { port: 0, .. } => {
                 // A browser (`meshfs peers`): answer, do not list.
-                self.introduce(from).await;
+                self.answer(from).await;
             }
             Announcement::Hello {
                 node,
@@ -386,7 +413,7 @@ impl Discovery {
                         tracing::info!(peer = %peer.name, addr = %peer.addr, "peer up");
                         (self.inner.on_change)(&Change::PeerUp(peer));
                         if multicast {
-                            self.introduce(from).await;
+                            self.answer(from).await;
                         }
                     }
                     Seen::Known => {}
@@ -497,4 +524,18 @@ async fn poll_hello(target: &str) -> anyhow_free::Result<(String, SocketAddr)> {
 /// A tiny boxed error for the poller (a library avoids `anyhow`).
 mod anyhow_free {
     pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_budgeted_per_second() {
+        let mut st = State::default();
+        let t0 = Instant::now();
+        let given = (0..200).filter(|_| st.may_answer(t0)).count();
+        assert_eq!(given, MAX_ANSWERS_PER_SEC as usize);
+        assert!(st.may_answer(t0 + Duration::from_millis(1001)));
+    }
 }

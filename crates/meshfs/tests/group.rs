@@ -862,3 +862,34 @@ fn password_prompt_on_a_terminal_does_not_echo() {
     assert_eq!(send(&mut conn, "auth typed-secret"), "0 OK");
     assert_eq!(pread(&mut conn, "f.txt"), ("0 4".into(), b"data".to_vec()));
 }
+
+#[test]
+fn a_flood_of_hellos_gets_a_bounded_number_of_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Net::new();
+    let (a, a_addr) = node(&dir.path().join("a"), "a", &net, &[]);
+    let s = net.sender();
+    // In batches, each waited for, so no datagram is lost to a full receive buffer.
+    for batch in 0..6 {
+        for i in batch * 50..(batch + 1) * 50 {
+            let hello = format!(r#"{{"v":1,"kind":"hello","node":"n{i}","id":"x","port":9}}"#);
+            s.send_to(hello.as_bytes(), net.announce_dest()).unwrap();
+        }
+        // Every hello is heard...
+        let last = format!("peer up n{} 127.0.0.1:9", batch * 50 + 49);
+        wait_line(&a, &last, Duration::from_secs(5), |l| l == last);
+    }
+    // ... but at most one second's budget of them is answered (64, plus one more window if
+    // the flood straddled a second).
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut answers = 0;
+    let mut buf = [0u8; 2048];
+    while s.recv_from(&mut buf).is_ok() {
+        answers += 1;
+    }
+    assert!((64..=128).contains(&answers), "{answers} answers");
+    // Still healthy.
+    let mut conn = BufReader::new(TcpStream::connect(&a_addr).unwrap());
+    assert!(send(&mut conn, "hello").contains("node=a"));
+}
