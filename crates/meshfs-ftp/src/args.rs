@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use meshfs_core::Share;
+use meshfs_core::access::Access;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -55,6 +56,7 @@ impl FtpArgs {
     pub async fn start(
         self,
         share: &Share,
+        access: &Access,
         idle_timeout: Duration,
         shutdown: CancellationToken,
         tracker: &TaskTracker,
@@ -70,6 +72,7 @@ impl FtpArgs {
             users: Arc::new(users),
             passive_ports: self.ftp_passive_ports,
             idle_timeout,
+            access: access.clone(),
             ..FtpConfig::default()
         };
         let server = FtpServer::bind(&addr, share.clone(), config)

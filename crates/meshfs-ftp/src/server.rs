@@ -9,6 +9,7 @@ use std::time::Duration;
 use libunftp::ServerBuilder;
 use libunftp::options::{PassiveHost, SiteMd5};
 use meshfs_core::Share;
+use meshfs_core::access::Access;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -37,6 +38,8 @@ pub struct FtpConfig {
     pub idle_timeout: Duration,
     /// Most sessions at once; further connections get `421` and are closed.
     pub max_sessions: usize,
+    /// The node's share and file passwords: anonymous users are held to them.
+    pub access: Access,
 }
 
 impl Default for FtpConfig {
@@ -46,6 +49,7 @@ impl Default for FtpConfig {
             passive_ports: 49152..=65535,
             idle_timeout: Duration::from_secs(600),
             max_sessions: 1024,
+            access: Access::open(),
         }
     }
 }
@@ -112,6 +116,7 @@ impl FtpServer {
             };
             let storage = ShareStorage {
                 share: self.share.clone(),
+                access: self.config.access.clone(),
                 busy: self.busy.clone(),
             };
             let built = ServerBuilder::with_user_detail_provider(

@@ -11,6 +11,7 @@ use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
+use meshfs_core::access::{Access, Keys};
 use meshfs_core::share::{Entry, Kind, Share, ShareError};
 use tokio::io::{AsyncRead, AsyncSeekExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use unftp_core::storage::{
@@ -48,6 +49,10 @@ fn read_chunk(
 #[derive(Debug, Clone)]
 pub(crate) struct ShareStorage {
     pub(crate) share: Share,
+    /// The node's share and file passwords (seed 004). Anonymous FTP users prove none, so they
+    /// see a protected share not at all and protected files not read; named users of the users
+    /// file were let in by the node's operator and are not subject to them.
+    pub(crate) access: Access,
     pub(crate) busy: Busy,
 }
 
@@ -118,7 +123,29 @@ fn require_write(user: &FtpUser) -> Result<()> {
     }
 }
 
+fn protected() -> Error {
+    Error::new(ErrorKind::PermissionDenied, "protected by a password")
+}
+
 impl ShareStorage {
+    /// May `user` list and stat?
+    fn check_browse(&self, user: &FtpUser) -> Result<()> {
+        if user.can_write || self.access.may_browse(&Keys::default()) {
+            Ok(())
+        } else {
+            Err(protected())
+        }
+    }
+
+    /// May `user` read the content of `path`?
+    fn check_read(&self, user: &FtpUser, path: &str) -> Result<()> {
+        if user.can_write || self.access.may_read(path, &Keys::default()) {
+            Ok(())
+        } else {
+            Err(protected())
+        }
+    }
+
     /// Run a blocking share call off the async threads.
     async fn blocking<T, F>(&self, f: F) -> Result<T>
     where
@@ -162,9 +189,10 @@ impl StorageBackend<FtpUser> for ShareStorage {
 
     async fn metadata<P: AsRef<Path> + Send + Debug>(
         &self,
-        _user: &FtpUser,
+        user: &FtpUser,
         path: P,
     ) -> Result<Meta> {
+        self.check_browse(user)?;
         let path = text(path.as_ref())?.to_owned();
         self.blocking(move |s| s.stat(&path).map(Meta).map_err(share_error))
             .await
@@ -172,9 +200,10 @@ impl StorageBackend<FtpUser> for ShareStorage {
 
     async fn list<P: AsRef<Path> + Send + Debug>(
         &self,
-        _user: &FtpUser,
+        user: &FtpUser,
         path: P,
     ) -> Result<Vec<Fileinfo<PathBuf, Meta>>> {
+        self.check_browse(user)?;
         let path = text(path.as_ref())?.to_owned();
         self.blocking(move |s| {
             let entries = s.list(&path).map_err(share_error)?;
@@ -191,11 +220,12 @@ impl StorageBackend<FtpUser> for ShareStorage {
 
     async fn get<P: AsRef<Path> + Send + Debug>(
         &self,
-        _user: &FtpUser,
+        user: &FtpUser,
         path: P,
         start_pos: u64,
     ) -> Result<Box<dyn AsyncRead + Send + Sync + Unpin>> {
         let path = text(path.as_ref())?.to_owned();
+        self.check_read(user, &path)?;
         let busy = self.busy.start();
         // Open through the share (confinement, O_NOFOLLOW, regular files only), then stream
         // from a duplicate of that very descriptor.
@@ -217,7 +247,7 @@ impl StorageBackend<FtpUser> for ShareStorage {
     /// previous chunk is written to the data connection (measured in `bench/ftp.sh`).
     async fn get_into<'a, P, W: ?Sized>(
         &self,
-        _user: &FtpUser,
+        user: &FtpUser,
         path: P,
         start_pos: u64,
         output: &'a mut W,
@@ -227,6 +257,7 @@ impl StorageBackend<FtpUser> for ShareStorage {
         P: AsRef<Path> + Send + Debug,
     {
         let path = text(path.as_ref())?.to_owned();
+        self.check_read(user, &path)?;
         let _busy = self.busy.start();
         let file = self
             .blocking(move |s| {
@@ -313,7 +344,8 @@ impl StorageBackend<FtpUser> for ShareStorage {
             .await
     }
 
-    async fn cwd<P: AsRef<Path> + Send + Debug>(&self, _user: &FtpUser, path: P) -> Result<()> {
+    async fn cwd<P: AsRef<Path> + Send + Debug>(&self, user: &FtpUser, path: P) -> Result<()> {
+        self.check_browse(user)?;
         let path = text(path.as_ref())?.to_owned();
         self.blocking(move |s| match s.stat(&path).map_err(share_error)?.kind {
             Kind::Dir => Ok(()),

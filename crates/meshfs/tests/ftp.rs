@@ -581,3 +581,33 @@ fn an_endless_command_line_is_cut_off() {
         "hello ftp\n"
     );
 }
+
+#[test]
+fn passwords_of_the_node_hold_for_anonymous_ftp() {
+    let (tmp, share) = setup();
+    let users = users_file(tmp.path());
+    let pw = tmp.path().join("pw");
+    fs::write(&pw, "node secret\n").unwrap();
+    let auth = format!("alice:{PASSWORD}");
+
+    // A protected share: anonymous users see nothing; the operator's named users do.
+    let node = ftp_node(&share, &users, &["--password-file", pw.to_str().unwrap()]);
+    let url = format!("ftp://{}", node.ftp);
+    assert!(!curl(&[&format!("{url}/")]).status.success());
+    assert!(!curl(&[&format!("{url}/hello.txt")]).status.success());
+    assert!(ok(&curl(&["-u", &auth, &format!("{url}/")])).contains("hello.txt"));
+    assert_eq!(
+        ok(&curl(&["-u", &auth, &format!("{url}/hello.txt")])),
+        "hello ftp\n"
+    );
+    drop(node);
+
+    // A protected file: listed, but its bytes are not served to anonymous users.
+    let offer = format!("clips/a.bin:{}", pw.display());
+    let node = ftp_node(&share, &users, &["--offer", &offer]);
+    let url = format!("ftp://{}", node.ftp);
+    assert!(ok(&curl(&[&format!("{url}/clips/")])).contains("a.bin"));
+    let out = curl(&[&format!("{url}/clips/a.bin")]);
+    assert!(!out.status.success() && out.stdout.is_empty());
+    assert_eq!(ok(&curl(&[&format!("{url}/hello.txt")])), "hello ftp\n");
+}

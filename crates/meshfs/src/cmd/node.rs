@@ -120,7 +120,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     // FTP door (seed 002): its address is printed right after the node's other address lines.
     if let Some(ftp) = args
         .ftp
-        .start(&share, args.idle_timeout, shutdown.clone(), &tracker)
+        .start(&share, &access, args.idle_timeout, shutdown.clone(), &tracker)
         .await?
     {
         println!("ftp {ftp}");
