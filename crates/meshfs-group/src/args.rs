@@ -76,8 +76,9 @@ pub struct GroupArgs {
     /// Forget peers silent for this long.
     #[arg(long, default_value = "90s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub peer_expiry: Duration,
-    /// Print discovery on stdout, one line each: `peer up NAME ADDR`, `peer down NAME
-    /// bye|expired`, `offer NAME URL SIZE open|protected`, `ignored WHY from IP total N`.
+    /// Print discovery on stdout, one line each: first `discovery on GROUP:PORT via IFACE` (or
+    /// `discovery off`) once listening, then `peer up NAME ADDR`, `peer down NAME bye|expired`,
+    /// `offer NAME URL SIZE open|protected`, `ignored WHY from IP total N`.
     #[arg(long)]
     pub show_peers: bool,
     /// Protect the whole share with the password on the first line of FILE (also:

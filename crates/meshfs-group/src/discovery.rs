@@ -331,10 +331,12 @@ impl Discovery {
             }
             let gone = {
                 let mut st = self.state();
-                let gone = st.peers.expire(Instant::now(), self.inner.config.expiry);
+                let now = Instant::now();
+                let gone = st.peers.expire(now, self.inner.config.expiry);
                 for p in &gone {
                     st.offers.drop_node(&p.name);
                 }
+                st.offers.expire(now, self.inner.config.expiry);
                 gone
             };
             for p in gone {
@@ -460,7 +462,7 @@ impl Discovery {
                     size,
                     protected,
                 };
-                if self.state().offers.add(offer.clone()) {
+                if self.state().offers.add(offer.clone(), Instant::now()) {
                     (self.inner.on_change)(&Change::Offer(offer));
                 }
             }

@@ -1,11 +1,13 @@
 //! The index of offers: files other nodes announced with an `offer` datagram (seed 004's
 //! "dictionary of files offered by the other peers").
 //!
-//! Keyed by (node, path); an offer disappears with its node (bye or expiry). Bounded, since
-//! anyone on the LAN can announce.
+//! Keyed by (node, path); an offer disappears with its node (bye or expiry), or when it was
+//! not repeated for as long as a silent node is kept (nodes repeat their offers with every
+//! hello). Bounded, since anyone on the LAN can announce.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 /// Most offers kept in all.
 pub const MAX_OFFERS: usize = 4096;
@@ -32,21 +34,33 @@ impl Offer {
 /// (node, path) → offer.
 #[derive(Debug, Default)]
 pub struct Offers {
-    by_key: BTreeMap<(String, String), Offer>,
+    /// Each offer with when it was last announced.
+    by_key: BTreeMap<(String, String), (Offer, Instant)>,
 }
 
 impl Offers {
-    /// Add or refresh an offer; true when it is new or changed.
-    pub fn add(&mut self, offer: Offer) -> bool {
+    /// Add or refresh an offer heard at `now`; true when it is new or changed.
+    pub fn add(&mut self, offer: Offer, now: Instant) -> bool {
         let key = (offer.node.clone(), offer.path.clone());
-        if self.by_key.get(&key) == Some(&offer) {
+        if let Some((known, seen)) = self.by_key.get_mut(&key)
+            && *known == offer
+        {
+            *seen = now;
             return false;
         }
         if !self.by_key.contains_key(&key) && self.by_key.len() >= MAX_OFFERS {
             return false;
         }
-        self.by_key.insert(key, offer);
+        self.by_key.insert(key, (offer, now));
         true
+    }
+
+    /// Drop offers not announced for longer than `after`; returns how many.
+    pub fn expire(&mut self, now: Instant, after: Duration) -> usize {
+        let before = self.by_key.len();
+        self.by_key
+            .retain(|_, (_, seen)| now.saturating_duration_since(*seen) <= after);
+        before - self.by_key.len()
     }
 
     /// Drop every offer of `node`.
@@ -56,7 +70,7 @@ impl Offers {
 
     /// All offers, sorted by node then path.
     pub fn list(&self) -> Vec<Offer> {
-        self.by_key.values().cloned().collect()
+        self.by_key.values().map(|(o, _)| o.clone()).collect()
     }
 
     pub fn len(&self) -> usize {
@@ -84,16 +98,34 @@ mod tests {
 
     #[test]
     fn add_refresh_drop() {
+        let t0 = Instant::now();
         let mut o = Offers::default();
-        assert!(o.add(offer("a", "x")));
-        assert!(!o.add(offer("a", "x")));
-        assert!(o.add(offer("b", "x")));
+        assert!(o.add(offer("a", "x"), t0));
+        assert!(!o.add(offer("a", "x"), t0));
+        assert!(o.add(offer("b", "x"), t0));
         assert_eq!(o.list()[0].url(), "meshfs://10.0.0.7:4044/x");
         o.drop_node("a");
         assert_eq!(o.len(), 1);
         for i in 0..MAX_OFFERS * 2 {
-            o.add(offer("c", &format!("{i}")));
+            o.add(offer("c", &format!("{i}")), t0);
         }
         assert_eq!(o.len(), MAX_OFFERS);
+    }
+
+    #[test]
+    fn offers_not_repeated_expire() {
+        let t0 = Instant::now();
+        let mut o = Offers::default();
+        o.add(offer("a", "old"), t0);
+        o.add(offer("a", "kept"), t0);
+        assert!(
+            !o.add(offer("a", "kept"), t0 + Duration::from_secs(60)),
+            "a refresh"
+        );
+        assert_eq!(
+            o.expire(t0 + Duration::from_secs(91), Duration::from_secs(90)),
+            1
+        );
+        assert_eq!(o.list()[0].path, "kept");
     }
 }

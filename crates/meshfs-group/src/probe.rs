@@ -66,13 +66,16 @@ pub async fn probe(group: &Group, port: u16, wait: Duration) -> std::io::Result<
                 protected,
                 ..
             }) => {
-                offers.add(Offer {
-                    node,
-                    addr: SocketAddr::new(from.ip(), port),
-                    path,
-                    size,
-                    protected,
-                });
+                offers.add(
+                    Offer {
+                        node,
+                        addr: SocketAddr::new(from.ip(), port),
+                        path,
+                        size,
+                        protected,
+                    },
+                    Instant::now(),
+                );
             }
             _ => {}
         }
