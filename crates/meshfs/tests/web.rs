@@ -26,6 +26,8 @@ fn web_node(dir: &Path, name: &str, extra: &[&str]) -> WebNode {
         "127.0.0.1:0",
         "--name",
         name,
+        // Only the nodes a test names: no multicast discovery of other tests' nodes.
+        "--no-discovery",
     ];
     args.extend_from_slice(extra);
     let (proc, first) = spawn(&args);
@@ -487,6 +489,7 @@ fn no_web_means_no_second_line() {
         "--listen",
         "127.0.0.1:0",
         "--no-web",
+        "--no-discovery",
     ]);
     assert!(first.starts_with("meshfs node "));
     // Stop the node: stdout closes without a `web` line.
@@ -693,7 +696,7 @@ fn explicit_web_address_in_use_is_an_error() {
             "--listen",
             "127.0.0.1:0",
         ])
-        .args(["--web", &addr])
+        .args(["--web", &addr, "--no-discovery"])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
