@@ -893,3 +893,40 @@ fn a_flood_of_hellos_gets_a_bounded_number_of_answers() {
     let mut conn = BufReader::new(TcpStream::connect(&a_addr).unwrap());
     assert!(send(&mut conn, "hello").contains("node=a"));
 }
+
+#[test]
+fn chat_on_a_terminal_redraws_its_prompt_around_incoming_messages() {
+    let net = Net::new();
+    let mut args = vec!["unused-password", bin(), "chat"];
+    let net_args = net.args();
+    args.extend(net_args.iter().map(String::as_str));
+    let mut run = python("tty_run.py", &args);
+    let lines = pump(run.stdout.take().unwrap());
+    let p = Proc { child: run, lines };
+    wait_line(&p, "joined", Duration::from_secs(20), |l| {
+        l.starts_with("joined the group chat ")
+    });
+    wait_line(&p, "help", Duration::from_secs(5), |l| {
+        l.starts_with("commands: /get")
+    });
+    let sent = python(
+        "group_chat_send.py",
+        &[
+            &net.addr,
+            &net.chat.to_string(),
+            "127.0.0.1",
+            "while you type",
+        ],
+    )
+    .wait_with_output()
+    .unwrap();
+    assert!(sent.status.success());
+    // The prompt is erased (`\r`, erase line), the message shown, the prompt drawn again.
+    let line = wait_line(&p, "message", Duration::from_secs(5), |l| {
+        l.contains("127.0.0.1 :> while you type")
+    });
+    assert!(
+        line.starts_with("> \r\x1b[K127.0.0.1 :> while you type"),
+        "{line:?}"
+    );
+}
