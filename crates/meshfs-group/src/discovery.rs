@@ -27,7 +27,7 @@ pub const HELLO_INTERVAL: Duration = Duration::from_secs(30);
 /// even), and each costs us one datagram per offer; beyond this they go unanswered.
 pub const MAX_ANSWERS_PER_SEC: u32 = 64;
 /// How long a static peer may take to answer its `hello`.
-const POLL_TIMEOUT: Duration = Duration::from_secs(3);
+pub const POLL_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What a node needs to take part.
 #[derive(Debug, Clone)]
@@ -508,8 +508,12 @@ impl Discovery {
     }
 }
 
-/// `hello` to a file server: its name and the address we reached it at.
-async fn poll_hello(target: &str) -> anyhow_free::Result<(String, SocketAddr)> {
+/// Why a static peer did not answer (any connection or protocol error).
+pub type PollError = Box<dyn std::error::Error + Send + Sync>;
+
+/// `hello` to a file server: its name and the address we reached it at. No timeout of its
+/// own beyond the client's: callers bound it.
+pub async fn poll_hello(target: &str) -> Result<(String, SocketAddr), PollError> {
     let addr = tokio::net::lookup_host(target)
         .await?
         .next()
@@ -521,11 +525,6 @@ async fn poll_hello(target: &str) -> anyhow_free::Result<(String, SocketAddr)> {
         return Err(std::io::Error::other("bad node name").into());
     }
     Ok((info.name, addr))
-}
-
-/// A tiny boxed error for the poller (a library avoids `anyhow`).
-mod anyhow_free {
-    pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 }
 
 #[cfg(test)]

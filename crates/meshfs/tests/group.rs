@@ -459,6 +459,28 @@ fn static_peers_work_without_multicast() {
         net.announce_dest(),
     )
     .unwrap();
+    // `meshfs peers --peer` asks nodes directly when multicast finds nobody.
+    let port = net.port.to_string();
+    let out = Command::new(bin())
+        .args([
+            "peers",
+            "--group-iface",
+            "127.0.0.1",
+            "--group-addr",
+            &net.addr,
+        ])
+        .args(["--group-port", &port, "--wait", "200ms"])
+        .args(["--peer", &b_addr, "--peer", &stalled_addr])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("b {b_addr} 0s\n")
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{stalled_addr}: no answer")), "{err}");
+
     b.child.kill().unwrap();
     b.child.wait().unwrap();
     let line = wait_line(&a, "peer down b", Duration::from_secs(6), |l| {

@@ -11,12 +11,16 @@ use meshfs_group::probe::{Answers, probe};
 Examples:
   meshfs peers                          nodes on the LAN: NAME ADDRESS AGE
   meshfs peers --group-iface 10.0.0.2   ask through one interface
+  meshfs peers --peer 10.0.0.7:4044     also ask this node directly (networks without multicast)
 
-Prints nothing (and exits 0) when no node answers; see `meshfs node --help` for --peer on
-networks that drop multicast.")]
+Prints nothing (and exits 0) when no node answers.")]
 pub struct PeersArgs {
     #[command(flatten)]
     pub group: GroupAddr,
+    /// Also ask this node's file server directly (repeatable); unreachable ones are reported
+    /// on stderr.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub peer: Vec<String>,
     /// How long to listen for answers.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub wait: Duration,
@@ -40,11 +44,25 @@ async fn ask(group: &GroupAddr, wait: Duration) -> anyhow::Result<Answers> {
 }
 
 pub async fn peers(args: PeersArgs) -> anyhow::Result<()> {
+    use meshfs_group::discovery::{POLL_TIMEOUT, poll_hello};
     let answers = ask(&args.group, args.wait).await?;
     let now = Instant::now();
+    let mut listed: Vec<(String, std::net::SocketAddr)> = Vec::new();
     for p in answers.peers {
         let age = now.saturating_duration_since(p.last_seen).as_secs();
         println!("{} {} {age}s", p.name, p.addr);
+        listed.push((p.name, p.addr));
+    }
+    for target in &args.peer {
+        match tokio::time::timeout(POLL_TIMEOUT, poll_hello(target)).await {
+            Ok(Ok(found)) if listed.contains(&found) => {}
+            Ok(Ok((name, addr))) => {
+                println!("{name} {addr} 0s");
+                listed.push((name, addr));
+            }
+            Ok(Err(e)) => eprintln!("{target}: {e}"),
+            Err(_) => eprintln!("{target}: no answer within {POLL_TIMEOUT:?}"),
+        }
     }
     Ok(())
 }
