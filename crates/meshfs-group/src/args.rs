@@ -216,7 +216,9 @@ impl GroupArgs {
             .collect::<Result<Vec<_>, _>>()?;
         if self.no_discovery && self.peer.is_empty() {
             if self.show_peers {
-                println!("{}", discovery::Change::Started { group: None });
+                use std::io::Write;
+                let off = discovery::Change::Started { group: None };
+                let _ = writeln!(std::io::stdout().lock(), "{off}");
             }
             return Ok(None);
         }
@@ -233,8 +235,10 @@ impl GroupArgs {
         let show = self.show_peers;
         let on_change: Arc<dyn Fn(&discovery::Change) + Send + Sync> =
             Arc::new(move |c: &discovery::Change| {
+                // A reader that went away must not take discovery down with a panic.
                 if show {
-                    println!("{c}");
+                    use std::io::Write;
+                    let _ = writeln!(std::io::stdout().lock(), "{c}");
                 }
                 if let (discovery::Change::PeerUp(p), Some(f)) = (c, &on_peer_up) {
                     f(p);
