@@ -198,3 +198,16 @@ fn master_without_healthy_workers_says_so_and_refuses_junk() {
     assert!(line.starts_with("5 "), "{line}");
     assert_eq!(Conn::open(&m).ask("assign"), "9 no healthy worker");
 }
+
+#[test]
+fn master_exits_zero_on_sigint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_w1, a1) = worker(tmp.path(), "w1", "127.0.0.1:0");
+    let (mut master, m) = master(&[&a1]);
+    // A client connected and idle does not hold the master up.
+    let mut conn = Conn::open(&m);
+    assert_eq!(conn.ask("assign"), format!("0 {a1}"));
+    master.signal(libc::SIGINT);
+    let status = master.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0));
+}
