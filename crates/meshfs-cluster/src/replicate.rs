@@ -101,8 +101,11 @@ impl Replicator {
             let result = match follower.next().await {
                 Notice::Connected { name } => {
                     tracing::info!(%peer, %name, "following peer");
-                    if std::mem::take(&mut first) {
-                        self.catch_up(&peer, Want::MissingOrNewer).await
+                    if first {
+                        // Retried at the next connection until one walk succeeds.
+                        let r = self.catch_up(&peer, Want::MissingOrNewer).await;
+                        first = r.is_err();
+                        r
                     } else {
                         // The follower replays what we missed since the last event.
                         Ok(())
