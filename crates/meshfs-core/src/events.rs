@@ -187,14 +187,17 @@ impl Events {
         let events = self.clone();
         let handler_root = root.clone();
         let rescans = self.spawn_rescanner(root.clone());
-        let mut watcher =
-            notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
-                Ok(ev) => events.ingest(&handler_root, ev, &rescans),
-                Err(e) => {
-                    tracing::warn!(error = %e, "file watcher error: subscribers will resync");
-                    events.push(EventKind::Resync, String::new());
-                }
-            })?;
+        // Never follow symlinks while adding watches: a link to `/` would otherwise make the
+        // watcher walk (and report names from) the whole file system.
+        let config = notify::Config::default().with_follow_symlinks(false);
+        let handler = move |res: notify::Result<notify::Event>| match res {
+            Ok(ev) => events.ingest(&handler_root, ev, &rescans),
+            Err(e) => {
+                tracing::warn!(error = %e, "file watcher error: subscribers will resync");
+                events.push(EventKind::Resync, String::new());
+            }
+        };
+        let mut watcher = notify::RecommendedWatcher::new(handler, config)?;
         watcher.watch(&root, RecursiveMode::Recursive)?;
         Ok(WatchGuard { _watcher: watcher })
     }

@@ -306,3 +306,23 @@ fn without_events_subscribe_is_refused() {
     assert_eq!(line, "5 this node does not watch its share\n");
     shutdown.cancel();
 }
+
+#[test]
+fn the_watcher_never_follows_symlinks_out_of_the_share() {
+    let outer = tempfile::tempdir().unwrap();
+    let share = outer.path().join("share");
+    std::fs::create_dir_all(outer.path().join("elsewhere")).unwrap();
+    std::fs::create_dir(&share).unwrap();
+    std::os::unix::fs::symlink("/", share.join("rootlink")).unwrap();
+    std::os::unix::fs::symlink(outer.path().join("elsewhere"), share.join("out")).unwrap();
+    // Watching must not walk `/` through the link (it used to fail on /proc).
+    let node = start(&share, 1000);
+    let mut sub = Sub::open(&node.addr, None);
+    std::fs::write(outer.path().join("elsewhere/outside.txt"), b"x").unwrap();
+    std::fs::write(share.join("inside.txt"), b"x").unwrap();
+    let seen = sub.until(|(_, k, p)| k == "closed" && p == "inside.txt");
+    assert!(
+        seen.iter().all(|(_, _, p)| !p.contains("outside")),
+        "{seen:?}"
+    );
+}

@@ -147,7 +147,7 @@ pub fn lines_of(r: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String
 pub fn until_line(
     rx: &mpsc::Receiver<String>,
     timeout: Duration,
-    pred: impl Fn(&str) -> bool,
+    mut pred: impl FnMut(&str) -> bool,
 ) -> Vec<String> {
     let deadline = std::time::Instant::now() + timeout;
     let mut seen = Vec::new();
