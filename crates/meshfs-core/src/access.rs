@@ -113,18 +113,25 @@ impl Access {
         self.read().share.as_ref().is_none_or(|h| keys.holds(h))
     }
 
-    /// May a connection holding `keys` read the content of `path`?
-    pub fn may_read(&self, path: &str, keys: &Keys) -> bool {
+    /// May a connection holding `keys` read the content of `path` in `share`? The rule of the
+    /// file itself applies under every name that leads to it: the path as asked, and the path
+    /// it resolves to (so an in-share symlink to a protected file is protected too).
+    pub fn may_read(&self, share: &Share, path: &str, keys: &Keys) -> bool {
         let r = self.read();
         if let Some(h) = &r.share
             && !keys.holds(h)
         {
             return false;
         }
-        match Share::normalize(path) {
-            Ok(rel) => r.files.get(&rel).is_none_or(|h| keys.holds(h)),
-            Err(_) => true, // refused later by Share itself, with the right code
+        if r.files.is_empty() {
+            return true;
         }
+        let unlocked = |rel: &str| r.files.get(rel).is_none_or(|h| keys.holds(h));
+        // Paths Share refuses are refused later, with the right code.
+        Share::normalize(path).map_or(true, |rel| unlocked(&rel))
+            && share
+                .canonical_relative(path)
+                .map_or(true, |rel| unlocked(&rel))
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Rules> {
@@ -142,20 +149,28 @@ mod tests {
 
     #[test]
     fn share_and_file_passwords() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("clips")).unwrap();
+        std::fs::write(dir.path().join("clips/secret.mp4"), b"s").unwrap();
+        std::os::unix::fs::symlink("clips/secret.mp4", dir.path().join("alias")).unwrap();
+        let share = Share::open(dir.path()).unwrap();
         let access = Access::open();
         let mut keys = Keys::default();
-        assert!(access.may_read("a", &keys) && access.may_browse(&keys));
+        assert!(access.may_read(&share, "a", &keys) && access.may_browse(&keys));
         access.protect_file("/clips//secret.mp4", "s3cret").unwrap();
-        assert!(!access.may_read("clips/secret.mp4", &keys));
-        assert!(access.may_read("clips/other.mp4", &keys));
+        assert!(!access.may_read(&share, "clips/secret.mp4", &keys));
+        // A link to the protected file is protected too.
+        assert!(!access.may_read(&share, "alias", &keys));
+        assert!(access.may_read(&share, "clips/other.mp4", &keys));
         assert!(!access.authenticate("wrong", &mut keys));
         assert_eq!(keys.failures(), 1);
         assert!(access.authenticate("s3cret", &mut keys));
-        assert!(access.may_read("clips/secret.mp4", &keys));
+        assert!(access.may_read(&share, "clips/secret.mp4", &keys));
+        assert!(access.may_read(&share, "alias", &keys));
 
         access.set_share_password("whole");
-        assert!(!access.may_browse(&keys) && !access.may_read("clips/other.mp4", &keys));
+        assert!(!access.may_browse(&keys) && !access.may_read(&share, "clips/other.mp4", &keys));
         assert!(access.authenticate("whole", &mut keys));
-        assert!(access.may_browse(&keys) && access.may_read("clips/other.mp4", &keys));
+        assert!(access.may_browse(&keys) && access.may_read(&share, "clips/other.mp4", &keys));
     }
 }

@@ -270,6 +270,17 @@ impl Share {
         Ok(canonical)
     }
 
+    /// The path a requested path really names once every symlink is followed, relative to
+    /// the root (`a/b/c`; empty for the root). Used to apply per-file rules to every name that
+    /// leads to a file, links included.
+    pub fn canonical_relative(&self, path: &str) -> Result<String, ShareError> {
+        let abs = self.resolve(path)?;
+        let rel = abs
+            .strip_prefix(&self.inner.root)
+            .map_err(|_| ShareError::Denied("outside the share"))?;
+        rel.to_str().map(str::to_owned).ok_or(ShareError::NotFound)
+    }
+
     /// Metadata of a file or directory.
     pub fn stat(&self, path: &str) -> Result<Entry, ShareError> {
         let abs = self.resolve(path)?;

@@ -139,7 +139,7 @@ impl ShareStorage {
 
     /// May `user` read the content of `path`?
     fn check_read(&self, user: &FtpUser, path: &str) -> Result<()> {
-        if user.can_write || self.access.may_read(path, &Keys::default()) {
+        if user.can_write || self.access.may_read(&self.share, path, &Keys::default()) {
             Ok(())
         } else {
             Err(protected())

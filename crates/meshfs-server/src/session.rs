@@ -105,7 +105,7 @@ impl Session {
     fn permitted(&self, req: &Request<'_>) -> bool {
         match req {
             Request::Open(path) | Request::Hash(path) | Request::Pread { path, .. } => {
-                self.access.may_read(path, &self.keys)
+                self.access.may_read(&self.share, path, &self.keys)
             }
             Request::Stat(_) | Request::List(_) | Request::Ls(_) | Request::Subscribe(_) => {
                 self.access.may_browse(&self.keys)

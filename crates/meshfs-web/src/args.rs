@@ -84,6 +84,7 @@ impl WebArgs {
         &self,
         listen: &str,
         share: &Share,
+        access: &meshfs_core::access::Access,
         name: &str,
         file_server: SocketAddr,
         shutdown: CancellationToken,
@@ -97,7 +98,7 @@ impl WebArgs {
             nodes.add(node);
         }
         let server = match WebServer::bind(&addr, share.clone(), nodes.clone()).await {
-            Ok(s) => s,
+            Ok(s) => s.with_access(access.clone()),
             Err(source) if self.web.is_none() => {
                 tracing::warn!(%addr, error = %source, "web UI not started: address in use? (--web ADDR or --no-web)");
                 return Ok(None);

@@ -378,6 +378,7 @@ mod tests {
         let nodes = NodeDirectory::new("me", "127.0.0.1:1");
         nodes.add(&addr);
         let state = AppState {
+            access: meshfs_core::access::Access::open(),
             share,
             nodes: nodes.clone(),
             pools: Default::default(),

@@ -39,6 +39,7 @@ pub fn router(state: AppState) -> Router {
 pub struct WebServer {
     listener: TcpListener,
     share: Share,
+    access: meshfs_core::access::Access,
     nodes: NodeDirectory,
 }
 
@@ -52,8 +53,15 @@ impl WebServer {
         Ok(WebServer {
             listener,
             share,
+            access: meshfs_core::access::Access::open(),
             nodes,
         })
+    }
+
+    /// Refuse what these passwords protect (the web UI cannot ask for them yet).
+    pub fn with_access(mut self, access: meshfs_core::access::Access) -> WebServer {
+        self.access = access;
+        self
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -64,6 +72,7 @@ impl WebServer {
     pub async fn run(self, shutdown: CancellationToken, tracker: TaskTracker) {
         let state = AppState {
             share: self.share,
+            access: self.access,
             nodes: self.nodes,
             pools: Pools::default(),
             hub: EventHub::default(),
@@ -116,6 +125,7 @@ mod tests {
         let share = Share::open(dir.path()).unwrap();
         let state = AppState {
             share,
+            access: meshfs_core::access::Access::open(),
             nodes: NodeDirectory::new("me", "127.0.0.1:1"),
             pools: Pools::default(),
             hub: EventHub::default(),

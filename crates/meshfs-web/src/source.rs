@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+use meshfs_core::access::{Access, Keys};
 use meshfs_core::{Client, ClientError, Entry, Kind, Share, ShareFile};
 
 use crate::error::WebError;
@@ -22,7 +23,9 @@ pub const MAX_LIST: usize = 100_000;
 /// A node's files.
 #[derive(Debug, Clone)]
 pub enum Source {
-    Local(Share),
+    /// This node's share, with its passwords: the web UI has no login yet, so whatever a
+    /// password protects is refused (403) here rather than served without one.
+    Local(Share, Access),
     Remote(Arc<Pool>),
 }
 
@@ -60,7 +63,8 @@ impl Source {
     /// Metadata of a file or folder.
     pub async fn stat(&self, path: &str) -> Result<Entry, WebError> {
         match self {
-            Source::Local(share) => {
+            Source::Local(share, access) => {
+                browsable(access)?;
                 let share = share.clone();
                 let path = path.to_owned();
                 blocking(move || share.stat(&path).map_err(WebError::from)).await
@@ -75,7 +79,8 @@ impl Source {
     /// A folder's entries, sorted by name, at most [`MAX_LIST`] (the flag says if cut).
     pub async fn list(&self, path: &str) -> Result<(Vec<Entry>, bool), WebError> {
         let mut entries = match self {
-            Source::Local(share) => {
+            Source::Local(share, access) => {
+                browsable(access)?;
                 let share = share.clone();
                 let path = path.to_owned();
                 blocking(move || share.list(&path).map_err(WebError::from)).await?
@@ -90,7 +95,10 @@ impl Source {
     /// Open a regular file for ranged reads; returns it with its current metadata.
     pub async fn open(&self, path: &str) -> Result<(Reader, Entry), WebError> {
         match self {
-            Source::Local(share) => {
+            Source::Local(share, access) => {
+                if !access.may_read(share, path, &Keys::default()) {
+                    return Err(WebError::Forbidden("protected by a password"));
+                }
                 let share = share.clone();
                 let path = path.to_owned();
                 blocking(move || {
@@ -117,6 +125,15 @@ impl Source {
                 ))
             }
         }
+    }
+}
+
+/// A share-wide password hides the whole share from the web UI.
+fn browsable(access: &Access) -> Result<(), WebError> {
+    if access.may_browse(&Keys::default()) {
+        Ok(())
+    } else {
+        Err(WebError::Forbidden("protected by a password"))
     }
 }
 
@@ -252,7 +269,7 @@ mod tests {
     async fn local_reads_stop_at_the_end() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.txt"), b"hello").unwrap();
-        let src = Source::Local(Share::open(dir.path()).unwrap());
+        let src = Source::Local(Share::open(dir.path()).unwrap(), Access::open());
         let (mut reader, entry) = src.open("a.txt").await.unwrap();
         assert_eq!(entry.size, 5);
         assert_eq!(&reader.read_at(3, 100).await.unwrap()[..], b"lo");

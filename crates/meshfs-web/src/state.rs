@@ -17,6 +17,8 @@ use crate::source::Source;
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub share: Share,
+    /// The share's passwords (see `Source::Local`).
+    pub access: meshfs_core::access::Access,
     pub nodes: NodeDirectory,
     pub pools: Pools,
     pub hub: EventHub,
@@ -77,7 +79,7 @@ impl AppState {
             .find(key)
             .ok_or_else(|| WebError::NotFound(format!("no node named {key:?}")))?;
         let source = if node.local {
-            Source::Local(self.share.clone())
+            Source::Local(self.share.clone(), self.access.clone())
         } else {
             Source::Remote(self.pools.get(&node.addr))
         };

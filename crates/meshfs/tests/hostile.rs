@@ -275,3 +275,81 @@ print(json.dumps(bad))
     let reply = exchange(&files_addr, b"pread 0 4 ok.txt\nquit\n");
     assert!(reply.starts_with(b"0 4\nfine"));
 }
+
+/// The web UI has no login: what a password protects on the file server is refused there too,
+/// never served without it.
+#[test]
+fn the_web_ui_does_not_bypass_passwords() {
+    let dir = tempfile::tempdir().unwrap();
+    let share = dir.path().join("share");
+    std::fs::create_dir(&share).unwrap();
+    std::fs::write(share.join("open.txt"), b"public").unwrap();
+    std::fs::write(share.join("private.mp4"), SECRET).unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "s3cret\n").unwrap();
+    let get = |web: &str, path: &str| {
+        let reply = exchange(
+            web,
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
+        String::from_utf8_lossy(&reply).into_owned()
+    };
+    let web_of = |node: &common::Proc| {
+        let lines = until_line(&node.lines, Duration::from_secs(20), |l| {
+            l.starts_with("web http://")
+        });
+        lines
+            .last()
+            .unwrap()
+            .trim_start_matches("web http://")
+            .trim_end_matches('/')
+            .to_owned()
+    };
+
+    // One file offered behind a password.
+    let offer = format!("private.mp4:{}", pw.display());
+    let (node, _) = spawn(&[
+        "node",
+        share.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--name",
+        "p1",
+        "--no-discovery",
+        "--offer",
+        &offer,
+    ]);
+    let web = web_of(&node);
+    assert!(get(&web, "/files/p1/open.txt").contains("public"));
+    let reply = get(&web, "/files/p1/private.mp4");
+    assert!(reply.starts_with("HTTP/1.1 403"), "{reply}");
+    assert!(!reply.contains(SECRET));
+    drop(node);
+
+    // The whole share behind a password.
+    let (node, _) = spawn(&[
+        "node",
+        share.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--name",
+        "p2",
+        "--no-discovery",
+        "--password-file",
+        pw.to_str().unwrap(),
+    ]);
+    let web = web_of(&node);
+    for path in [
+        "/files/p2/open.txt",
+        "/files/p2/private.mp4",
+        "/api/ls/p2/",
+        "/api/stat/p2/open.txt",
+    ] {
+        let reply = get(&web, path);
+        assert!(reply.starts_with("HTTP/1.1 403"), "{path}: {reply}");
+        assert!(
+            !reply.contains(SECRET) && !reply.contains("public"),
+            "{path}: {reply}"
+        );
+    }
+}

@@ -108,6 +108,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .start(
             &args.listen,
             &share,
+            &access,
             &name,
             addr,
             shutdown.clone(),
