@@ -496,6 +496,7 @@ fn protected_file_needs_auth() {
     let dir = fixture();
     let access = meshfs_core::access::Access::open();
     access.protect_file("clips/a.mp4", "s3cret").unwrap();
+    std::os::unix::fs::symlink("clips/a.mp4", dir.path().join("alias.mp4")).unwrap();
     let srv = start_with_access(dir.path(), access);
     let mut s = connect(&srv.addr);
     exchange(
@@ -511,6 +512,12 @@ fn protected_file_needs_auth() {
     exchange(
         &mut s,
         b"hash clips/a.mp4\n",
+        b"2 password required (use auth)\n",
+    );
+    // Another name for the same file is no way around its password.
+    exchange(
+        &mut s,
+        b"pread 0 1 alias.mp4\n",
         b"2 password required (use auth)\n",
     );
     // Browsing and other files stay open.

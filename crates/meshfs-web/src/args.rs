@@ -13,6 +13,19 @@ use crate::server::WebServer;
 pub const DEFAULT_WEB: &str = "0.0.0.0:8044";
 
 /// Flags of the web UI, flattened into `meshfs node`.
+/// The node a web UI belongs to.
+#[derive(Debug, Clone, Copy)]
+pub struct LocalNode<'a> {
+    /// Its name (the first entry of the node list).
+    pub name: &'a str,
+    /// Its share, served directly.
+    pub share: &'a Share,
+    /// Its passwords: what they protect is refused, the UI cannot ask for them yet.
+    pub access: &'a meshfs_core::access::Access,
+    /// Where its file server listens (as bound).
+    pub file_server: SocketAddr,
+}
+
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct WebArgs {
     /// Address of the web UI [default: 0.0.0.0:8044; when --listen asks for port 0, port 0 on
@@ -83,13 +96,16 @@ impl WebArgs {
     pub async fn start(
         &self,
         listen: &str,
-        share: &Share,
-        access: &meshfs_core::access::Access,
-        name: &str,
-        file_server: SocketAddr,
+        local: LocalNode<'_>,
         shutdown: CancellationToken,
         tracker: &TaskTracker,
     ) -> Result<Option<WebHandle>, StartError> {
+        let LocalNode {
+            name,
+            share,
+            access,
+            file_server,
+        } = local;
         let Some(addr) = self.bind_addr(listen) else {
             return Ok(None);
         };

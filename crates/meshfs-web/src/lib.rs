@@ -58,7 +58,7 @@ mod server;
 mod source;
 mod state;
 
-pub use args::{DEFAULT_WEB, StartError, WebArgs, WebHandle};
+pub use args::{DEFAULT_WEB, LocalNode, StartError, WebArgs, WebHandle};
 pub use error::WebError;
 pub use events::{FileEvent, SubscribeLine, parse_line};
 pub use mime::content_type;

@@ -107,10 +107,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .web
         .start(
             &args.listen,
-            &share,
-            &access,
-            &name,
-            addr,
+            meshfs_web::LocalNode {
+                name: &name,
+                share: &share,
+                access: &access,
+                file_server: addr,
+            },
             shutdown.clone(),
             &tracker,
         )
