@@ -59,7 +59,7 @@ def wait_port(port, timeout=20):
 
 def meshfs_node(share, *extra):
     """Start `meshfs node` on a free loopback port; returns (process, 'host:port')."""
-    p = start([BIN, "node", share, "--listen", "127.0.0.1:0", "--name", "bench", "--no-web", *extra],
+    p = start([BIN, "node", share, "--listen", "127.0.0.1:0", "--name", "bench", "--no-web", "--no-discovery", *extra],
               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = p.stdout.readline()
     if not line.startswith("meshfs node "):

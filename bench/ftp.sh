@@ -11,8 +11,9 @@ size_mib=${1:-1024}
 runs=${2:-3}
 command -v vsftpd >/dev/null || { echo "needs vsftpd (apt-get install vsftpd)" >&2; exit 1; }
 vsftpd_bin=$(command -v vsftpd)
-cargo build --quiet --release -p meshfs
-bin=$PWD/target/release/meshfs
+# MESHFS_BIN: a meshfs binary built elsewhere (bench/run sets it after building).
+if [ -z "${MESHFS_BIN:-}" ]; then cargo build --quiet --release -p meshfs; fi
+bin=${MESHFS_BIN:-$PWD/target/release/meshfs}
 
 work=$(mktemp -d)
 chmod 755 "$work"

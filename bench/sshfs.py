@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""FUSE against sshfs: the same file read through `meshfs mount` and through `sshfs` (OpenSSH on
+loopback), sequential (cold page cache, dd bs=1M) and random 4 KiB preads (median latency).
+Targets (design.md): sequential >= 5x sshfs; random median within 3x of one protocol round trip.
+Usage: sshfs.py SIZE_MIB SAMPLES   (root: drop_caches, FUSE)"""
+
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+
+from common import BIN, free_port, meshfs_node, median, start, table, wait_port, work_dir
+
+size_mib, samples = int(sys.argv[1]), int(sys.argv[2])
+size = size_mib << 20
+w = work_dir()
+share = os.path.join(w, "share")
+os.makedirs(share)
+os.chmod(w, 0o755)
+src = os.path.join(share, "big.bin")
+with open(src, "wb") as f:
+    for _ in range(size_mib):
+        f.write(os.urandom(1 << 20))
+mounts = []
+
+
+def unmount_all():
+    for m in mounts:
+        subprocess.run(["fusermount3", "-u", "-z", m], stderr=subprocess.DEVNULL)
+
+
+import atexit  # noqa: E402
+
+atexit.register(unmount_all)
+
+# meshfs node + mount
+_, addr = meshfs_node(share)
+mnt_m = os.path.join(w, "mnt-meshfs")
+os.makedirs(mnt_m)
+p = start([BIN, "mount", mnt_m, "--node", addr], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+p.stdout.readline()
+mounts.append(mnt_m)
+file_m = os.path.join(mnt_m, "bench", "big.bin")
+
+# sshd + sshfs
+port = free_port()
+os.makedirs("/run/sshd", exist_ok=True)
+key = os.path.join(w, "id")
+subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True)
+subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key + "_host"], check=True)
+cfg = os.path.join(w, "sshd_config")
+with open(cfg, "w") as f:
+    f.write(f"Port {port}\nListenAddress 127.0.0.1\nHostKey {key}_host\nAuthorizedKeysFile {key}.pub\n"
+            "PermitRootLogin yes\nPasswordAuthentication no\nUsePAM no\nStrictModes no\n"
+            "Subsystem sftp /usr/lib/openssh/sftp-server\n")
+start(["/usr/sbin/sshd", "-D", "-e", "-f", cfg], stderr=subprocess.DEVNULL)
+wait_port(port)
+mnt_s = os.path.join(w, "mnt-sshfs")
+os.makedirs(mnt_s)
+subprocess.run(["sshfs", f"root@127.0.0.1:{share}", mnt_s, "-p", str(port), "-o",
+                f"IdentityFile={key},StrictHostKeyChecking=no,UserKnownHostsFile=/dev/null"], check=True)
+mounts.append(mnt_s)
+file_s = os.path.join(mnt_s, "big.bin")
+
+
+def drop_caches():
+    subprocess.run(["sync"])
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3")
+
+
+def sequential(path):
+    drop_caches()
+    t0 = time.perf_counter()
+    subprocess.run(["dd", f"if={path}", "of=/dev/null", "bs=1M"], check=True, stderr=subprocess.DEVNULL)
+    return size / (time.perf_counter() - t0) / 1e6
+
+
+def random_reads(path):
+    fd = os.open(path, os.O_RDONLY)
+    rng = random.Random(7)
+    lat = []
+    for _ in range(samples):
+        off = rng.randrange(0, size - 4096) & ~4095
+        t0 = time.perf_counter()
+        os.pread(fd, 4096, off)
+        lat.append((time.perf_counter() - t0) * 1e6)
+    os.close(fd)
+    return median(lat)
+
+
+def round_trip():
+    host, p = addr.rsplit(":", 1)
+    s = socket.create_connection((host, int(p)))
+    f = s.makefile("rb")
+    rng = random.Random(8)
+    lat = []
+    for _ in range(samples):
+        off = rng.randrange(0, size - 4096)
+        t0 = time.perf_counter()
+        s.sendall(f"pread {off} 4096 big.bin\n".encode())
+        n = int(f.readline().split()[1])
+        f.read(n)
+        lat.append((time.perf_counter() - t0) * 1e6)
+    return median(lat)
+
+
+table(f"FUSE sequential read, {size_mib} MiB, cold cache", [
+    ("meshfs", sequential(file_m)),
+    ("sshfs", sequential(file_s)),
+], "MB/s")
+rt = round_trip()
+table(f"FUSE random 4 KiB reads, median of {samples} (lower is better)", [
+    ("meshfs", random_reads(file_m)),
+    ("sshfs", random_reads(file_s)),
+    ("one protocol round trip", rt),
+], "microseconds", higher_is_better=False)
