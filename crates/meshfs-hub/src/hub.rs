@@ -110,6 +110,15 @@ pub struct Hub {
     reader: pipe::Receiver,
     config: HubConfig,
     on_event: EventSink,
+    bridge: Option<Bridge>,
+}
+
+/// A link to another chat (the LAN group chat): what clients broadcast goes out on `outgoing`,
+/// what arrives on `incoming` is given to every client. The hub never waits on it: when
+/// `outgoing` is full, the message is not bridged (and a warning says so).
+pub struct Bridge {
+    pub outgoing: tokio::sync::mpsc::Sender<Bytes>,
+    pub incoming: tokio::sync::mpsc::Receiver<Bytes>,
 }
 
 impl Hub {
@@ -128,7 +137,14 @@ impl Hub {
             reader,
             config,
             on_event: Box::new(|_| {}),
+            bridge: None,
         })
+    }
+
+    /// Bridge broadcast mode to another chat (see [`Bridge`]).
+    pub fn with_bridge(mut self, bridge: Bridge) -> Self {
+        self.bridge = Some(bridge);
+        self
     }
 
     /// Calls `sink` for every [`HubEvent`], in order, from the hub's task.
@@ -144,11 +160,16 @@ impl Hub {
     /// Serves until `shutdown` is cancelled, then closes every client FIFO (the seed's clients
     /// read end-of-file and stop) and removes the hub FIFO.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), HubError> {
+        let (outgoing, mut incoming) = match self.bridge.take() {
+            Some(b) => (Some(b.outgoing), Some(b.incoming)),
+            None => (None, None),
+        };
         let mut state = State {
             clients: Clients::new(self.config.limits.clone()),
             framer: Framer::new(),
             session: None,
             mode: self.config.mode,
+            outgoing,
         };
         let mut buf = vec![0u8; READ_SIZE];
         let mut last_read = Instant::now();
@@ -174,6 +195,9 @@ impl Hub {
                     }
                     events.push(dropped_event(dropped));
                 }
+                Some(text) = recv_bridged(&mut incoming) => {
+                    events.extend(state.clients.broadcast(&text).into_iter().map(dropped_event));
+                }
                 _ = tokio::time::sleep_until(flush_at.unwrap_or(last_read)), if flush_at.is_some() => {
                     for frame in state.framer.flush() {
                         state.frame(frame, &mut events);
@@ -189,6 +213,14 @@ impl Hub {
     }
 }
 
+/// The next message from the bridged chat; pending forever without a bridge.
+async fn recv_bridged(incoming: &mut Option<tokio::sync::mpsc::Receiver<Bytes>>) -> Option<Bytes> {
+    match incoming {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Everything the hub loop changes.
 struct State {
     clients: Clients,
@@ -196,6 +228,8 @@ struct State {
     /// The client of the single-client mode.
     session: Option<ClientId>,
     mode: Mode,
+    /// Where broadcast texts are bridged to, if anywhere.
+    outgoing: Option<tokio::sync::mpsc::Sender<Bytes>>,
 }
 
 impl State {
@@ -259,7 +293,14 @@ impl State {
                     Mode::Echo | Mode::Single => {
                         self.clients.send(&from, text).into_iter().collect()
                     }
-                    Mode::Broadcast => self.clients.broadcast(&text),
+                    Mode::Broadcast => {
+                        if let Some(out) = &self.outgoing
+                            && out.try_send(text.clone()).is_err()
+                        {
+                            tracing::warn!("group chat bridge busy: a message was not bridged");
+                        }
+                        self.clients.broadcast(&text)
+                    }
                 };
                 events.extend(dropped.into_iter().map(dropped_event));
             }

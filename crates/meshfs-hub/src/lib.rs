@@ -18,4 +18,4 @@ pub mod hub;
 
 pub use client_id::ClientId;
 pub use framing::{Frame, Framer, SEPARATOR};
-pub use hub::{Hub, HubConfig, HubError, HubEvent, Mode};
+pub use hub::{Bridge, Hub, HubConfig, HubError, HubEvent, Mode};

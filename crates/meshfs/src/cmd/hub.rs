@@ -26,8 +26,17 @@ an empty text says goodbye. The seed's own Python clients work unchanged.
 
 Standard output: the FIFO path once clients may connect, then one line per client event:
 `registered PATH`, `disconnected PATH`, `dropped PATH: REASON`, `refused PATH: REASON`.
-Ctrl-C or SIGTERM: every client FIFO is closed, the hub FIFO removed, exit status 0.")]
+Ctrl-C or SIGTERM: every client FIFO is closed, the hub FIFO removed, exit status 0.
+
+With --group (broadcast mode), the hub also joins the LAN group chat (seed 004): what FIFO
+clients say goes to the group, and the group's messages reach every FIFO client as
+`<ip> :> <text>`.")]
 pub struct Args {
+    /// Bridge to the LAN group chat (broadcast mode only).
+    #[arg(long)]
+    pub group: bool,
+    #[command(flatten)]
+    pub group_addr: meshfs_group::args::GroupAddr,
     /// The hub's FIFO, created at start (it must not exist) and removed at exit
     /// [default: /tmp/meshfs-hub-<pid>].
     #[arg(long)]
@@ -75,10 +84,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         },
         ..HubConfig::default()
     };
-    let hub = Hub::create(&path, config)?.on_event(|event| {
+    if args.group && !matches!(args.mode, ModeArg::Broadcast) {
+        anyhow::bail!("--group bridges a broadcast hub: drop --mode or use --mode broadcast");
+    }
+    let mut hub = Hub::create(&path, config)?.on_event(|event| {
         // A closed stdout must not stop the hub: the lines are informative.
         let _ = writeln!(std::io::stdout().lock(), "{event}");
     });
+    if args.group {
+        hub = hub.with_bridge(group_bridge(&args.group_addr)?);
+    }
     let shutdown = stop_on_signals()?;
     let _ = writeln!(std::io::stdout().lock(), "{}", hub.path().display());
     tracing::info!(fifo = %hub.path().display(), "hub ready");
@@ -102,4 +117,70 @@ pub(crate) fn stop_on_signals() -> anyhow::Result<CancellationToken> {
         stop.cancel();
     });
     Ok(token)
+}
+
+/// Join the group chat and link it to the hub: one task sends what FIFO clients say, one hands
+/// the group's messages (shown as `<ip> :> <text>`) to the hub. Our own datagrams come back to
+/// us (multicast loop): the most recent texts we sent are remembered so their echo is dropped.
+fn group_bridge(addr: &meshfs_group::args::GroupAddr) -> anyhow::Result<meshfs_hub::Bridge> {
+    use std::collections::VecDeque;
+    use std::sync::{Arc, Mutex};
+
+    use bytes::Bytes;
+    use meshfs_group::chat::{GroupChat, display};
+
+    let group = addr.group(None);
+    let chat = Arc::new(GroupChat::join(&group, addr.chat_port).with_context(|| {
+        format!(
+            "cannot join the group chat {}:{}",
+            group.addr, addr.chat_port
+        )
+    })?);
+    let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<Bytes>(256);
+    let (in_tx, in_rx) = tokio::sync::mpsc::channel::<Bytes>(256);
+    let sent: Arc<Mutex<VecDeque<String>>> = Arc::default();
+
+    let (chat_out, sent_out) = (chat.clone(), sent.clone());
+    tokio::spawn(async move {
+        while let Some(text) = out_rx.recv().await {
+            let text = String::from_utf8_lossy(&text).into_owned();
+            {
+                let mut sent = sent_out.lock().unwrap_or_else(|e| e.into_inner());
+                if sent.len() >= 64 {
+                    sent.pop_front();
+                }
+                sent.push_back(text.clone());
+            }
+            if let Err(e) = chat_out.send(&text).await {
+                tracing::warn!(error = %e, "cannot send to the group chat");
+            }
+        }
+    });
+    tokio::spawn(async move {
+        loop {
+            let (ip, lines) = match chat.recv().await {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(error = %e, "group chat receive failed");
+                    continue;
+                }
+            };
+            {
+                let mut sent = sent.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(i) = sent.iter().position(|t| display(ip, t) == lines) {
+                    sent.remove(i);
+                    continue;
+                }
+            }
+            let mut text = lines.join("\n");
+            text.push('\n');
+            if in_tx.send(Bytes::from(text)).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(meshfs_hub::Bridge {
+        outgoing: out_tx,
+        incoming: in_rx,
+    })
 }
