@@ -2,6 +2,7 @@
 //!
 //! - [`access`]: passwords protecting the share or single files;
 //! - [`share`]: one folder, confined paths, list/stat/open/read-at, BLAKE3 hash;
+//! - [`mime`]: media types by file extension;
 //! - [`proto`]: the file-server protocol's codes, request parser and reply formats;
 //! - [`events`]: the share's numbered change log (inotify), replay and live subscription;
 //! - [`follow`]: a reconnecting subscription to a remote node's events;
@@ -13,6 +14,7 @@ pub mod access;
 pub mod client;
 pub mod events;
 pub mod follow;
+pub mod mime;
 pub mod proto;
 pub mod remote;
 pub mod share;

@@ -7,39 +7,8 @@ pub fn describe(name: &str, size: u64) -> String {
     format!("{size} bytes {}", media_type(name))
 }
 
-/// Media type from the file name's extension; `application/octet-stream` when unknown.
-pub fn media_type(name: &str) -> &'static str {
-    let base = name.rsplit('/').next().unwrap_or(name);
-    let ext = match base.rsplit_once('.') {
-        Some((stem, ext)) if !stem.is_empty() => ext.to_ascii_lowercase(),
-        _ => return "application/octet-stream",
-    };
-    match ext.as_str() {
-        "mp4" | "m4v" => "video/mp4",
-        "mkv" => "video/x-matroska",
-        "webm" => "video/webm",
-        "avi" => "video/x-msvideo",
-        "mov" => "video/quicktime",
-        "h264" | "264" => "video/h264",
-        "ts" => "video/mp2t",
-        "jpg" | "jpeg" => "image/jpeg",
-        "png" => "image/png",
-        "gif" => "image/gif",
-        "webp" => "image/webp",
-        "mp3" => "audio/mpeg",
-        "wav" => "audio/wav",
-        "ogg" => "audio/ogg",
-        "txt" | "log" | "md" => "text/plain",
-        "csv" => "text/csv",
-        "html" | "htm" => "text/html",
-        "json" => "application/json",
-        "pdf" => "application/pdf",
-        "zip" => "application/zip",
-        "gz" => "application/gzip",
-        "tar" => "application/x-tar",
-        _ => "application/octet-stream",
-    }
-}
+/// Media type from the file name's extension (the table all doors share).
+pub use meshfs_core::mime::media_type;
 
 #[cfg(test)]
 mod tests {

@@ -10,10 +10,10 @@ use meshfs_core::{Entry, Kind};
 use serde::Serialize;
 
 use crate::error::WebError;
-use crate::mime::content_type;
 use crate::nodes::NodeInfo;
 use crate::paths;
 use crate::state::AppState;
+use meshfs_core::mime::content_type;
 
 /// One entry of a listing or a `stat`.
 #[derive(Debug, Serialize)]

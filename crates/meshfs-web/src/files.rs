@@ -17,11 +17,11 @@ use bytes::Bytes;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::error::WebError;
-use crate::mime::content_type;
 use crate::paths;
 use crate::range::{RangeRequest, etag, if_range_holds, none_match, parse_range};
 use crate::source::Reader;
 use crate::state::AppState;
+use meshfs_core::mime::content_type;
 
 /// The sandbox of a file opened directly: no scripts (nor forms, popups, plugins). It keeps
 /// the origin (`allow-same-origin`) only because a video opened in its own tab is played by a

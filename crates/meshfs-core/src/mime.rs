@@ -1,10 +1,12 @@
-//! `Content-Type` by file extension: a short table of what cameras and people put in a share.
+//! Media types by file extension: a short table of what cameras and people put in a share,
+//! shared by every door that names a type (HTTP `Content-Type`, directory descriptions).
 //! Anything else is `application/octet-stream`, which browsers download rather than render.
 
-/// The media type for a file name.
+/// The media type for a file name or path (text types carry `; charset=utf-8`).
 pub fn content_type(name: &str) -> &'static str {
-    let ext = match name.rsplit_once('.') {
-        Some((_, ext)) if ext.len() <= 8 => ext.to_ascii_lowercase(),
+    let base = name.rsplit('/').next().unwrap_or(name);
+    let ext = match base.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() && ext.len() <= 8 => ext.to_ascii_lowercase(),
         _ => return "application/octet-stream",
     };
     match ext.as_str() {
@@ -15,7 +17,7 @@ pub fn content_type(name: &str) -> &'static str {
         "avi" => "video/x-msvideo",
         "ts" => "video/mp2t",
         "ogv" => "video/ogg",
-        "h264" => "video/h264",
+        "h264" | "264" => "video/h264",
         "mp3" => "audio/mpeg",
         "m4a" => "audio/mp4",
         "aac" => "audio/aac",
@@ -45,9 +47,22 @@ pub fn content_type(name: &str) -> &'static str {
     }
 }
 
+/// The bare media type (no parameters), as a directory description shows it.
+pub fn media_type(name: &str) -> &'static str {
+    let full = content_type(name);
+    full.split_once(';').map_or(full, |(t, _)| t)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::content_type;
+    use super::{content_type, media_type};
+
+    #[test]
+    fn media_type_drops_the_charset() {
+        assert_eq!(media_type("a/notes.TXT"), "text/plain");
+        assert_eq!(media_type(".hidden"), "application/octet-stream");
+        assert_eq!(media_type("dir.d/README"), "application/octet-stream");
+    }
 
     #[test]
     fn by_extension() {
