@@ -223,3 +223,49 @@ fn node_creates_its_folder_and_stops_cleanly_when_idle() {
     node.signal(libc::SIGTERM);
     assert!(node.wait_exit(Duration::from_secs(5)).success());
 }
+
+#[test]
+fn name_colon_path_finds_the_node_on_the_lan_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let share = dir.path().join("share");
+    std::fs::create_dir(&share).unwrap();
+    std::fs::write(share.join("clip.mp4"), b"named node").unwrap();
+    // A group of this test's own, on loopback.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let group = [
+        "--group-addr",
+        "239.255.77.47",
+        "--group-port",
+        &port,
+        "--group-iface",
+        "127.0.0.1",
+    ];
+    let mut args = vec!["node", share.to_str().unwrap(), "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(&["--name", "cam9", "--no-web"]);
+    args.extend_from_slice(&group);
+    let (_node, _) = common::spawn(&args);
+
+    let mut get = vec!["get", "cam9:clip.mp4"];
+    get.extend_from_slice(&group);
+    let out = meshfs(&get, dir.path());
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        std::fs::read(dir.path().join("clip.mp4")).unwrap(),
+        b"named node"
+    );
+
+    let mut cat = vec!["cat", "cam9:/clip.mp4"];
+    cat.extend_from_slice(&group);
+    assert_eq!(meshfs(&cat, dir.path()).stdout, b"named node");
+
+    let mut missing = vec!["ls", "nosuchnode:", "--lookup-wait", "300ms"];
+    missing.extend_from_slice(&group);
+    let out = meshfs(&missing, dir.path());
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no node named \"nosuchnode\""));
+}

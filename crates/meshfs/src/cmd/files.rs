@@ -3,24 +3,32 @@
 use anyhow::Context;
 use meshfs_core::proto::Code;
 use meshfs_core::{Client, Entry, Kind, RemotePath};
+
+use super::target::{Lookup, Target};
 use tokio::io::AsyncWriteExt;
 
 #[derive(clap::Args)]
 pub struct LsArgs {
-    /// Folder to list, e.g. meshfs://cam2.local/clips
-    pub url: RemotePath,
+    /// Folder to list, e.g. meshfs://cam2.local/clips (or NAME:PATH)
+    pub url: Target,
+    #[command(flatten)]
+    pub lookup: Lookup,
 }
 
 #[derive(clap::Args)]
 pub struct StatArgs {
-    /// File or folder, e.g. meshfs://cam2.local/clips/a.mp4
-    pub url: RemotePath,
+    /// File or folder, e.g. meshfs://cam2.local/clips/a.mp4 (or NAME:PATH)
+    pub url: Target,
+    #[command(flatten)]
+    pub lookup: Lookup,
 }
 
 #[derive(clap::Args)]
 pub struct CatArgs {
-    /// File to print, e.g. meshfs://cam2.local/notes.txt
-    pub url: RemotePath,
+    /// File to print, e.g. meshfs://cam2.local/notes.txt (or NAME:PATH)
+    pub url: Target,
+    #[command(flatten)]
+    pub lookup: Lookup,
 }
 
 /// Connect to the node `url` names or, for a cluster master, to the worker it assigns.
@@ -30,13 +38,14 @@ async fn connect(url: &RemotePath) -> anyhow::Result<Client> {
 }
 
 pub async fn ls(args: LsArgs) -> anyhow::Result<()> {
-    let mut client = connect(&args.url).await?;
-    let entries = match client.ls(&args.url.path).await {
+    let url = args.lookup.resolve(&args.url).await?;
+    let mut client = connect(&url).await?;
+    let entries = match client.ls(&url.path).await {
         // `ls` of a file shows that file, as ls(1) does.
         Err(e) if e.remote_code() == Some(Code::NotAFile) => {
-            vec![client.stat(&args.url.path).await?]
+            vec![client.stat(&url.path).await?]
         }
-        other => other.with_context(|| args.url.to_string())?,
+        other => other.with_context(|| url.to_string())?,
     };
     let mut out = String::new();
     for e in &entries {
@@ -62,11 +71,12 @@ fn format_entry(e: &Entry) -> String {
 }
 
 pub async fn stat(args: StatArgs) -> anyhow::Result<()> {
-    let mut client = connect(&args.url).await?;
+    let url = args.lookup.resolve(&args.url).await?;
+    let mut client = connect(&url).await?;
     let e = client
-        .stat(&args.url.path)
+        .stat(&url.path)
         .await
-        .with_context(|| args.url.to_string())?;
+        .with_context(|| url.to_string())?;
     println!("size: {}", e.size);
     println!(
         "modified: {}",
@@ -78,12 +88,13 @@ pub async fn stat(args: StatArgs) -> anyhow::Result<()> {
 }
 
 pub async fn cat(args: CatArgs) -> anyhow::Result<()> {
+    let url = args.lookup.resolve(&args.url).await?;
     const CHUNK: u64 = 1 << 20;
-    let mut client = connect(&args.url).await?;
+    let mut client = connect(&url).await?;
     client
-        .open(&args.url.path)
+        .open(&url.path)
         .await
-        .with_context(|| args.url.to_string())?;
+        .with_context(|| url.to_string())?;
     let mut stdout = tokio::io::stdout();
     let mut buf = Vec::with_capacity(CHUNK as usize);
     // Keep one read in flight while the previous chunk is written out.

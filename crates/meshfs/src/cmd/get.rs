@@ -13,8 +13,8 @@ The download is written to DEST.part and renamed to DEST only once complete and 
 If it is interrupted (network cut, crash, kill -9), run the same command again: it continues
 where it stopped, or starts over if the remote file changed.")]
 pub struct Args {
-    /// File to download, e.g. meshfs://cam2.local/clips/a.mp4
-    pub url: RemotePath,
+    /// File to download, e.g. meshfs://cam2.local/clips/a.mp4, or NAME:PATH (cam2:clips/a.mp4)
+    pub url: super::target::Target,
     /// Where to write it (default: the file's name, in the current folder; a folder: inside it).
     pub dest: Option<PathBuf>,
     /// Skip the final BLAKE3 comparison with the node's `hash`.
@@ -29,6 +29,8 @@ pub struct Args {
     /// Cap the bandwidth, in bytes per second (suffixes K, M, G: 500K, 20M).
     #[arg(long, value_parser = parse_rate)]
     pub limit_rate: Option<u64>,
+    #[command(flatten)]
+    pub lookup: super::target::Lookup,
 }
 
 /// `20M` → 20,000,000 bytes per second (decimal, as curl's --limit-rate).
@@ -71,9 +73,10 @@ fn destination(url: &RemotePath, dest: Option<PathBuf>) -> anyhow::Result<PathBu
 }
 
 pub async fn run(mut args: Args) -> anyhow::Result<()> {
-    let dest = destination(&args.url, args.dest.take())?;
+    let url = args.lookup.resolve(&args.url).await?;
+    let dest = destination(&url, args.dest.take())?;
     // A cluster master's URL leads to the worker it assigns (seed 002).
-    args.url = meshfs_cluster::follow(&args.url).await?.0;
+    let url = meshfs_cluster::follow(&url).await?.0;
     let opts = DownloadOptions {
         verify: !args.no_verify,
         sync: args.sync,
@@ -85,9 +88,9 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
         ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
             .expect("valid template"),
     );
-    let outcome = transfer::download(&args.url, &dest, &opts, &Bar(bar.clone())).await;
+    let outcome = transfer::download(&url, &dest, &opts, &Bar(bar.clone())).await;
     bar.finish_and_clear();
-    let outcome = outcome.with_context(|| format!("cannot download {}", args.url))?;
+    let outcome = outcome.with_context(|| format!("cannot download {}", url))?;
     if outcome.resumed_from > 0 {
         println!("resumed at byte {}", outcome.resumed_from);
     }

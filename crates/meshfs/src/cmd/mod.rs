@@ -13,4 +13,5 @@ pub mod offer;
 pub mod peers;
 pub mod registry;
 pub mod shell;
+pub mod target;
 pub mod watch;

@@ -1,0 +1,116 @@
+//! What file commands accept as a remote file: `meshfs://HOST[:PORT]/PATH`, `HOST:PORT/PATH`,
+//! or `NAME:PATH` for a node found by name on the LAN group (seed 004's discovery).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use meshfs_core::RemotePath;
+use meshfs_group::args::GroupAddr;
+use meshfs_group::probe::probe;
+
+/// A remote file as typed on the command line.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Url(RemotePath),
+    /// `NAME:PATH`: resolved by asking the group which node is called NAME.
+    Named {
+        node: String,
+        path: String,
+    },
+}
+
+impl FromStr for Target {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.starts_with("meshfs://") {
+            return s.parse().map(Target::Url).map_err(|e| e.to_string());
+        }
+        let Some((head, rest)) = s.split_once(':') else {
+            return Err(format!(
+                "{s:?} names no node: use meshfs://HOST[:PORT]/PATH or NAME:PATH"
+            ));
+        };
+        if rest.starts_with("//") {
+            return Err(format!(
+                "{s:?}: only meshfs://HOST[:PORT]/PATH URLs are understood (or NAME:PATH)"
+            ));
+        }
+        // `HOST:PORT/PATH` (a port is all digits) is a URL without its scheme.
+        let port = rest.split('/').next().unwrap_or("");
+        if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) {
+            return format!("meshfs://{s}")
+                .parse()
+                .map(Target::Url)
+                .map_err(|e: meshfs_core::remote::BadUrl| e.to_string());
+        }
+        if head.is_empty() || head.contains(['/', ' ']) {
+            return Err(format!(
+                "{s:?}: expected NAME:PATH with a node name before ':'"
+            ));
+        }
+        Ok(Target::Named {
+            node: head.to_owned(),
+            path: rest.trim_start_matches('/').to_owned(),
+        })
+    }
+}
+
+/// How `NAME:PATH` finds its node.
+#[derive(clap::Args, Debug, Clone)]
+#[command(next_help_heading = "Finding nodes by name (NAME:PATH)")]
+pub struct Lookup {
+    #[command(flatten)]
+    pub group: GroupAddr,
+    /// How long to wait for nodes to answer on the group.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub lookup_wait: Duration,
+}
+
+impl Lookup {
+    /// The node and path `target` names.
+    pub async fn resolve(&self, target: &Target) -> anyhow::Result<RemotePath> {
+        let (node, path) = match target {
+            Target::Url(url) => return Ok(url.clone()),
+            Target::Named { node, path } => (node, path),
+        };
+        let group = self.group.group(None);
+        let answers = probe(&group, self.group.group_port, self.lookup_wait)
+            .await
+            .with_context(|| format!("cannot ask the LAN group for node {node:?}"))?;
+        let addr = answers.addr_of(node).with_context(|| {
+            format!(
+                "no node named {node:?} answered on the LAN group within {} (multicast blocked? \
+                 use meshfs://HOST:PORT/PATH)",
+                humantime::format_duration(self.lookup_wait)
+            )
+        })?;
+        Ok(RemotePath {
+            addr: addr.to_string(),
+            path: path.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_form() {
+        let t: Target = "cam2:clips/a.mp4".parse().unwrap();
+        assert!(
+            matches!(t, Target::Named { ref node, ref path } if node == "cam2" && path == "clips/a.mp4")
+        );
+        let t: Target = "10.0.0.7:4044/a.mp4".parse().unwrap();
+        assert!(matches!(t, Target::Url(ref u) if u.addr == "10.0.0.7:4044" && u.path == "a.mp4"));
+        let t: Target = "meshfs://h/x".parse().unwrap();
+        assert!(matches!(t, Target::Url(ref u) if u.addr == "h:4044"));
+        let t: Target = "cam2:".parse().unwrap();
+        assert!(matches!(t, Target::Named { ref path, .. } if path.is_empty()));
+        assert!("nocolon".parse::<Target>().is_err());
+        assert!(":x".parse::<Target>().is_err());
+        assert!("http://x/y".parse::<Target>().is_err());
+    }
+}
