@@ -61,6 +61,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     workers
         .check_all(interval.max(Duration::from_secs(1)))
         .await;
+    let stop = crate::signals::terminate();
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     tracker.spawn(master.run(shutdown.clone(), tracker.clone()));
@@ -71,7 +72,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     });
     println!("meshfs cluster {} on {addr}", args.name);
     tracing::info!(%addr, workers = workers.len(), healthy = workers.healthy().len(), "cluster master ready");
-    crate::signals::terminate().await;
+    stop.await;
     shutdown.cancel();
     tracker.close();
     let _ = tokio::time::timeout(Duration::from_secs(2), tracker.wait()).await;

@@ -102,6 +102,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
     let rt = tokio::runtime::Handle::current();
     let dir = args.dir.clone();
+    // Handlers in place before the ready line: a signal right after it still unmounts cleanly.
+    let stop = crate::signals::terminate();
     let mut mount =
         tokio::task::spawn_blocking(move || meshfs_fuse::mount(&dir, nodes, &options, rt))
             .await
@@ -115,7 +117,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!(dir = %args.dir.display(), nodes = ?names, "mounted");
 
     tokio::select! {
-        _ = crate::signals::terminate() => {}
+        _ = stop => {}
         _ = mount.ended() => {
             tracing::info!("unmounted from outside");
             return Ok(());

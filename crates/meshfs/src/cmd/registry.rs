@@ -58,13 +58,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = server.local_addr()?;
 
+    let stop = crate::signals::terminate();
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     tracker.spawn(server.run(shutdown.clone(), tracker.clone()));
     println!("s> init server {addr}");
     tracing::info!(%addr, db = %db.display(), "directory ready");
 
-    crate::signals::terminate().await;
+    stop.await;
     shutdown.cancel();
     tracker.close();
     if tokio::time::timeout(args.grace, tracker.wait())
