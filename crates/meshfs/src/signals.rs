@@ -8,7 +8,10 @@ use std::future::Future;
 /// before it cleans up.
 pub fn terminate() -> impl Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let handlers = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()));
+    let handlers = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    );
     async move {
         let (Ok(mut int), Ok(mut term)) = handlers else {
             // Without signal handlers the default action (exit) still applies.

@@ -1,12 +1,12 @@
 //! One module per subcommand.
 
 pub mod cluster;
+pub mod fifo_chat;
 pub mod files;
+pub mod ftp_passwd;
 pub mod get;
 pub mod group_chat;
 pub mod hub;
-pub mod fifo_chat;
-pub mod ftp_passwd;
 pub mod mount;
 pub mod node;
 pub mod offer;

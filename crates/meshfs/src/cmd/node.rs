@@ -99,7 +99,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let bridge = meshfs_mqtt::Bridge::new(broker, name.clone(), events.clone());
             tracker.spawn(bridge.run(shutdown.clone()));
         } else {
-            tracing::warn!("--mqtt ignored: the share is not watched, there are no events to publish");
+            tracing::warn!(
+                "--mqtt ignored: the share is not watched, there are no events to publish"
+            );
         }
     }
     // Web UI (issue 9): its address is the second stdout line, right after readiness.
@@ -123,7 +125,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     // FTP door (seed 002): its address is printed right after the node's other address lines.
     if let Some(ftp) = args
         .ftp
-        .start(&share, &access, args.idle_timeout, shutdown.clone(), &tracker)
+        .start(
+            &share,
+            &access,
+            args.idle_timeout,
+            shutdown.clone(),
+            &tracker,
+        )
         .await?
     {
         println!("ftp {ftp}");
