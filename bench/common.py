@@ -100,3 +100,22 @@ def table(title, rows, unit, higher_is_better=True, reference="meshfs"):
             r = "-"
         print(f"| {name:<28} | {value:>14.1f} | {r:>14} |")
     sys.stdout.flush()
+
+
+def private_sshd(w):
+    """An OpenSSH server of our own on a free loopback port, root login by a fresh key, with
+    SFTP (scp and sshfs need it). Returns (port, key file, ssh client options)."""
+    port = free_port()
+    os.makedirs("/run/sshd", exist_ok=True)
+    key = os.path.join(w, "id")
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key + "_host"], check=True)
+    cfg = os.path.join(w, "sshd_config")
+    with open(cfg, "w") as f:
+        f.write(f"Port {port}\nListenAddress 127.0.0.1\nHostKey {key}_host\nAuthorizedKeysFile {key}.pub\n"
+                "PermitRootLogin yes\nPasswordAuthentication no\nUsePAM no\nStrictModes no\n"
+                "Subsystem sftp /usr/lib/openssh/sftp-server\n")
+    start(["/usr/sbin/sshd", "-D", "-e", "-f", cfg], stderr=subprocess.DEVNULL)
+    wait_port(port)
+    opts = ["-i", key, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]
+    return port, key, opts

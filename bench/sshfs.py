@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 
-from common import BIN, free_port, meshfs_node, median, start, table, wait_port, work_dir
+from common import BIN, meshfs_node, median, private_sshd, start, table, work_dir
 
 size_mib, samples = int(sys.argv[1]), int(sys.argv[2])
 size = size_mib << 20
@@ -45,18 +45,7 @@ mounts.append(mnt_m)
 file_m = os.path.join(mnt_m, "bench", "big.bin")
 
 # sshd + sshfs
-port = free_port()
-os.makedirs("/run/sshd", exist_ok=True)
-key = os.path.join(w, "id")
-subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True)
-subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key + "_host"], check=True)
-cfg = os.path.join(w, "sshd_config")
-with open(cfg, "w") as f:
-    f.write(f"Port {port}\nListenAddress 127.0.0.1\nHostKey {key}_host\nAuthorizedKeysFile {key}.pub\n"
-            "PermitRootLogin yes\nPasswordAuthentication no\nUsePAM no\nStrictModes no\n"
-            "Subsystem sftp /usr/lib/openssh/sftp-server\n")
-start(["/usr/sbin/sshd", "-D", "-e", "-f", cfg], stderr=subprocess.DEVNULL)
-wait_port(port)
+port, key, _ = private_sshd(w)
 mnt_s = os.path.join(w, "mnt-sshfs")
 os.makedirs(mnt_s)
 subprocess.run(["sshfs", f"root@127.0.0.1:{share}", mnt_s, "-p", str(port), "-o",

@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-from common import BIN, free_port, meshfs_node, median, start, table, timed, wait_port, work_dir
+from common import BIN, free_port, meshfs_node, median, private_sshd, start, table, timed, wait_port, work_dir
 
 size_mib, runs = int(sys.argv[1]), int(sys.argv[2])
 size = size_mib << 20
@@ -74,19 +74,7 @@ except subprocess.CalledProcessError as e:
     print(f"vsftpd: {e}", file=sys.stderr)
 
 # scp via a private sshd
-port = free_port()
-os.makedirs("/run/sshd", exist_ok=True)
-key = os.path.join(w, "id")
-subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True)
-subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key + "_host"], check=True)
-sshd = os.path.join(w, "sshd_config")
-with open(sshd, "w") as f:
-    f.write(f"Port {port}\nListenAddress 127.0.0.1\nHostKey {key}_host\nAuthorizedKeysFile {key}.pub\n"
-            "PermitRootLogin yes\nPasswordAuthentication no\nUsePAM no\nStrictModes no\n"
-            "Subsystem sftp /usr/lib/openssh/sftp-server\n")
-start(["/usr/sbin/sshd", "-D", "-e", "-f", sshd], stderr=subprocess.DEVNULL)
-wait_port(port)
-ssh_opts = ["-i", key, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]
+port, key, ssh_opts = private_sshd(w)
 rows.append(("scp (OpenSSH)", mbps(timed(["scp", *ssh_opts, "-P", str(port), f"root@127.0.0.1:{src}", dest], runs))))
 
 # iperf3: loopback TCP, no disk, no protocol. Readiness is its "Server listening" line (a probe

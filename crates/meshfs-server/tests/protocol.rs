@@ -6,42 +6,20 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
-use meshfs_core::Share;
-use meshfs_server::{Config, FileServer};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use meshfs_server::Config;
 
-/// A server running on its own runtime thread for the duration of a test.
-struct TestServer {
-    addr: String,
-    shutdown: CancellationToken,
-    _rt: tokio::runtime::Runtime,
-}
+mod support;
 
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
+use support::{Options, TestServer};
 
 fn start(root: &Path, config: Config) -> TestServer {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let share = Share::open(root).unwrap();
-    let server = rt
-        .block_on(FileServer::bind("127.0.0.1:0", share, config))
-        .unwrap();
-    let addr = server.local_addr().unwrap().to_string();
-    let shutdown = CancellationToken::new();
-    rt.spawn(server.run(shutdown.clone(), TaskTracker::new()));
-    TestServer {
-        addr,
-        shutdown,
-        _rt: rt,
-    }
+    support::start(
+        root,
+        Options {
+            config,
+            ..Options::default()
+        },
+    )
 }
 
 fn default_server(root: &Path) -> TestServer {
@@ -468,27 +446,13 @@ fn over_the_connection_limit_is_refused_with_a_message() {
 }
 
 fn start_with_access(root: &Path, access: meshfs_core::access::Access) -> TestServer {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let server = rt
-        .block_on(FileServer::bind(
-            "127.0.0.1:0",
-            Share::open(root).unwrap(),
-            Config::default(),
-        ))
-        .unwrap()
-        .with_access(access);
-    let addr = server.local_addr().unwrap().to_string();
-    let shutdown = CancellationToken::new();
-    rt.spawn(server.run(shutdown.clone(), TaskTracker::new()));
-    TestServer {
-        addr,
-        shutdown,
-        _rt: rt,
-    }
+    support::start(
+        root,
+        Options {
+            access: Some(access),
+            ..Options::default()
+        },
+    )
 }
 
 #[test]

@@ -7,47 +7,19 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use meshfs_core::Share;
-use meshfs_core::events::Events;
-use meshfs_server::{Config, FileServer};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+mod support;
 
-struct Node {
-    addr: String,
-    shutdown: CancellationToken,
-    _watch: meshfs_core::events::WatchGuard,
-    _rt: tokio::runtime::Runtime,
-}
+use support::{Options, TestServer};
 
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-fn start(root: &Path, capacity: usize) -> Node {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let share = Share::open(root).unwrap();
-    let events = Events::new(capacity);
-    let watch = events.watch(root).unwrap();
-    let server = rt
-        .block_on(FileServer::bind("127.0.0.1:0", share, Config::default()))
-        .unwrap()
-        .with_events(events);
-    let addr = server.local_addr().unwrap().to_string();
-    let shutdown = CancellationToken::new();
-    rt.spawn(server.run(shutdown.clone(), TaskTracker::new()));
-    Node {
-        addr,
-        shutdown,
-        _watch: watch,
-        _rt: rt,
-    }
+/// A watched share served on loopback, keeping `capacity` events.
+fn start(root: &Path, capacity: usize) -> TestServer {
+    support::start(
+        root,
+        Options {
+            events: Some(capacity),
+            ..Options::default()
+        },
+    )
 }
 
 struct Sub {
@@ -288,23 +260,12 @@ fn a_subscriber_that_never_reads_does_not_hold_back_others() {
 #[test]
 fn without_events_subscribe_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let server = rt
-        .block_on(FileServer::bind(
-            "127.0.0.1:0",
-            Share::open(dir.path()).unwrap(),
-            Config::default(),
-        ))
-        .unwrap();
-    let addr = server.local_addr().unwrap();
-    let shutdown = CancellationToken::new();
-    rt.spawn(server.run(shutdown.clone(), TaskTracker::new()));
-    let mut s = TcpStream::connect(addr).unwrap();
+    let node = support::start(dir.path(), Options::default());
+    let mut s = TcpStream::connect(&node.addr).unwrap();
     s.write_all(b"subscribe\n").unwrap();
     let mut line = String::new();
     BufReader::new(s).read_line(&mut line).unwrap();
     assert_eq!(line, "5 this node does not watch its share\n");
-    shutdown.cancel();
 }
 
 #[test]
