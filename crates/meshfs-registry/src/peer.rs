@@ -15,8 +15,9 @@ use std::time::Duration;
 use meshfs_core::{Share, ShareError, ShareFile};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+
+use crate::accept::accept_loop;
 use tokio_util::task::TaskTracker;
 
 use crate::wire::{FieldReader, SERVER_SILENCE, push_field, write_all_within};
@@ -78,34 +79,24 @@ impl PeerServer {
     /// Serve until `shutdown` is cancelled; each transfer is a task on `tracker` that stops at
     /// its next chunk once `shutdown` is cancelled.
     pub async fn run(self, shutdown: CancellationToken, tracker: TaskTracker) {
-        let slots = Arc::new(Semaphore::new(self.config.max_connections.max(1)));
-        loop {
-            let permit = tokio::select! {
-                p = slots.clone().acquire_owned() => p.expect("semaphore never closed"),
-                _ = shutdown.cancelled() => break,
-            };
-            let accepted = tokio::select! {
-                res = self.listener.accept() => res,
-                _ = shutdown.cancelled() => break,
-            };
-            let (stream, peer) = match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::warn!(error = %e, "GET_FILE accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
+        let (share, config) = (self.share, self.config);
+        let max = config.max_connections;
+        accept_loop(
+            &self.listener,
+            max,
+            &shutdown,
+            &tracker,
+            "GET_FILE",
+            |stream, peer| {
+                let (share, config, shutdown) = (share.clone(), config.clone(), shutdown.clone());
+                async move {
+                    if let Err(e) = serve(stream, share, &config, shutdown).await {
+                        tracing::debug!(%peer, error = %e, "GET_FILE ended with an error");
+                    }
                 }
-            };
-            let share = self.share.clone();
-            let config = self.config.clone();
-            let shutdown = shutdown.clone();
-            tracker.spawn(async move {
-                if let Err(e) = serve(stream, share, &config, shutdown).await {
-                    tracing::debug!(%peer, error = %e, "GET_FILE ended with an error");
-                }
-                drop(permit);
-            });
-        }
+            },
+        )
+        .await;
     }
 }
 

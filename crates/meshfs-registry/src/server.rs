@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+
+use crate::accept::accept_loop;
 use tokio_util::task::TaskTracker;
 
 use crate::op::{OK, Operation, Request, RequestError};
@@ -73,35 +74,17 @@ impl DirectoryServer {
 
     /// Serve until `shutdown` is cancelled; each connection is a task on `tracker`.
     pub async fn run(self, shutdown: CancellationToken, tracker: TaskTracker) {
-        let slots = Arc::new(Semaphore::new(self.config.max_connections.max(1)));
-        loop {
-            // Take a slot before accepting: when full, clients queue in the kernel's backlog.
-            let permit = tokio::select! {
-                p = slots.clone().acquire_owned() => p.expect("semaphore never closed"),
-                _ = shutdown.cancelled() => break,
-            };
-            let accepted = tokio::select! {
-                res = self.listener.accept() => res,
-                _ = shutdown.cancelled() => break,
-            };
-            let (stream, peer) = match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // EMFILE and friends: back off briefly instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let store = self.store.clone();
-            let config = self.config.clone();
-            tracker.spawn(async move {
+        let (store, config) = (self.store, self.config);
+        let max = config.max_connections;
+        accept_loop(&self.listener, max, &shutdown, &tracker, "directory", |stream, peer| {
+            let (store, config) = (store.clone(), config.clone());
+            async move {
                 if let Err(e) = serve(stream, peer, store, &config).await {
                     tracing::debug!(%peer, error = %e, "directory connection ended with an error");
                 }
-                drop(permit);
-            });
-        }
+            }
+        })
+        .await;
     }
 }
 
