@@ -300,6 +300,24 @@ impl Shared {
         }
     }
 
+    /// The listing an open directory handle already read (so later `readdir` calls with an
+    /// offset continue the same snapshot instead of a fresh, possibly shifted, one).
+    fn held_listing(&self, fh: u64) -> Option<Arc<Listing>> {
+        self.dirs
+            .lock()
+            .expect("dirs lock")
+            .get(&fh)
+            .cloned()
+            .flatten()
+    }
+
+    /// Remember `listing` for the open directory handle `fh` (if it is still open).
+    fn hold_listing(&self, fh: u64, listing: Arc<Listing>) {
+        if let Some(slot) = self.dirs.lock().expect("dirs lock").get_mut(&fh) {
+            *slot = Some(listing);
+        }
+    }
+
     async fn listing(&self, ino: u64) -> Result<Arc<Listing>, Errno> {
         match self.inodes.get(ino) {
             None => Err(Errno::ENOENT),
@@ -761,14 +779,7 @@ impl Filesystem for MeshFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let held = self
-            .shared
-            .dirs
-            .lock()
-            .expect("dirs lock")
-            .get(&fh.0)
-            .cloned()
-            .flatten();
+        let held = self.shared.held_listing(fh.0);
         if let (Some(listing), true) = (held, offset > 0) {
             self.shared.fill_dir(ino.0, &listing, offset, &mut reply);
             return reply.ok();
@@ -778,9 +789,7 @@ impl Filesystem for MeshFs {
             match shared.listing(ino.0).await {
                 Ok(listing) => {
                     shared.fill_dir(ino.0, &listing, offset, &mut reply);
-                    if let Some(slot) = shared.dirs.lock().expect("dirs lock").get_mut(&fh.0) {
-                        *slot = Some(listing);
-                    }
+                    shared.hold_listing(fh.0, listing);
                     reply.ok();
                 }
                 Err(e) => reply.error(e),
@@ -796,14 +805,7 @@ impl Filesystem for MeshFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let held = self
-            .shared
-            .dirs
-            .lock()
-            .expect("dirs lock")
-            .get(&fh.0)
-            .cloned()
-            .flatten();
+        let held = self.shared.held_listing(fh.0);
         if let (Some(listing), true) = (held, offset > 0) {
             self.shared
                 .fill_dir_plus(ino.0, &listing, offset, &mut reply);
@@ -814,9 +816,7 @@ impl Filesystem for MeshFs {
             match shared.listing(ino.0).await {
                 Ok(listing) => {
                     shared.fill_dir_plus(ino.0, &listing, offset, &mut reply);
-                    if let Some(slot) = shared.dirs.lock().expect("dirs lock").get_mut(&fh.0) {
-                        *slot = Some(listing);
-                    }
+                    shared.hold_listing(fh.0, listing);
                     reply.ok();
                 }
                 Err(e) => reply.error(e),

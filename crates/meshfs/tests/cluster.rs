@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::Proc;
 
@@ -85,12 +85,8 @@ fn cat_who(master: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn wait_until(what: &str, cond: impl FnMut() -> bool) {
+    common::wait_until(Duration::from_secs(15), what, cond);
 }
 
 #[test]

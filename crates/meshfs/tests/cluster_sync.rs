@@ -7,7 +7,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::Proc;
 
@@ -40,13 +40,8 @@ fn start(dir: &Path, name: &str, port: u16, peers: &[u16], extra: &[&str]) -> Pr
     proc
 }
 
-fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    start.elapsed()
+fn wait_until(what: &str, timeout: Duration, cond: impl FnMut() -> bool) -> Duration {
+    common::wait_until(timeout, what, cond)
 }
 
 fn same(a: &Path, b: &Path) -> bool {

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::Proc;
 
@@ -163,12 +163,8 @@ fn slow_download(ftp: &str, path: &str, dest: &Path, after: u64) -> std::process
     child
 }
 
-fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+fn wait_for(what: &str, timeout: Duration, cond: impl FnMut() -> bool) {
+    common::wait_until(timeout, what, cond);
 }
 
 #[test]

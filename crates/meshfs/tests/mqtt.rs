@@ -8,7 +8,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{lines_of, spawn, until_line};
 
@@ -55,11 +55,9 @@ fn broker(dir: &Path, port: u16) -> Killed {
         .stderr(Stdio::null())
         .spawn()
         .expect("start mosquitto");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "mosquitto did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::wait_until(Duration::from_secs(10), "mosquitto to listen", || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
     Killed(child)
 }
 

@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Proc, spawn};
+use common::{Proc, pattern, spawn, wait_until};
 
 /// A node serving `dir` as `name`, with its file-server and web addresses.
 struct WebNode {
@@ -116,28 +116,6 @@ fn parse_response(raw: &[u8]) -> Resp {
 
 fn get(addr: &str, target: &str) -> Resp {
     http(addr, "GET", target, &[])
-}
-
-/// Deterministic pseudo-random bytes.
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-/// Poll an observable condition until it holds.
-fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]

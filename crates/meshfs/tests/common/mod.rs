@@ -105,16 +105,14 @@ pub fn run(args: &[&str], cwd: &Path) -> std::process::Output {
 }
 
 /// Poll an observable condition (a file's size, a process state) until it holds, at most
-/// `timeout`.
-pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + timeout;
+/// `timeout`; returns how long it took.
+pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
+    let start = std::time::Instant::now();
     while !cond() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(5));
     }
+    start.elapsed()
 }
 
 /// Deterministic pseudo-random bytes (xorshift), so a misplaced byte never matches by accident.
