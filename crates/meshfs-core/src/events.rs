@@ -34,8 +34,8 @@ const LIVE_BUFFER: usize = 4096;
 /// At most one `modified` per file per this interval.
 pub const COALESCE: Duration = Duration::from_millis(500);
 
-/// When a new folder is scanned the second time (see `spawn_rescanner`).
-const RESCAN_AFTER: Duration = Duration::from_millis(100);
+/// Raw watcher events queued for the ingest thread before the surplus becomes a `resync`.
+const RAW_QUEUE: usize = 65_536;
 
 /// Most entries emitted when scanning a folder that appeared (its files may predate the watch).
 const SCAN_LIMIT: usize = 10_000;
@@ -157,7 +157,7 @@ struct Log {
 
 /// Keeps the OS watcher alive; dropping it stops watching.
 pub struct WatchGuard {
-    _watcher: notify::RecommendedWatcher,
+    _watcher: Arc<Mutex<notify::RecommendedWatcher>>,
 }
 
 impl Events {
@@ -182,23 +182,35 @@ impl Events {
     }
 
     /// Watch `root` (recursively, including folders created later) and feed this log.
+    ///
+    /// The OS watcher's callback only queues raw events; one ingest thread turns them into log
+    /// events in order. That thread may call back into the watcher (to watch a new folder before
+    /// reporting it), which the watcher's own thread could not do without deadlocking.
     pub fn watch(&self, root: &Path) -> notify::Result<WatchGuard> {
         let root = root.canonicalize()?;
-        let events = self.clone();
-        let handler_root = root.clone();
-        let rescans = self.spawn_rescanner(root.clone());
+        let (tx, rx) = std::sync::mpsc::sync_channel::<notify::Result<notify::Event>>(RAW_QUEUE);
+        let overflow = self.clone();
+        let handler = move |res: notify::Result<notify::Event>| {
+            // Never block the watcher's thread: the ingest thread may be waiting on it.
+            if let Err(std::sync::mpsc::TrySendError::Full(_)) = tx.try_send(res) {
+                overflow.push(EventKind::Resync, String::new());
+            }
+        };
         // Never follow symlinks while adding watches: a link to `/` would otherwise make the
         // watcher walk (and report names from) the whole file system.
         let config = notify::Config::default().with_follow_symlinks(false);
-        let handler = move |res: notify::Result<notify::Event>| match res {
-            Ok(ev) => events.ingest(&handler_root, ev, &rescans),
-            Err(e) => {
-                tracing::warn!(error = %e, "file watcher error: subscribers will resync");
-                events.push(EventKind::Resync, String::new());
-            }
+        let watcher = notify::RecommendedWatcher::new(handler, config)?;
+        let watcher = Arc::new(Mutex::new(watcher));
+        lock_watcher(&watcher).watch(&root, RecursiveMode::Recursive)?;
+        let ingest = Ingest {
+            events: self.clone(),
+            root,
+            watcher: Arc::downgrade(&watcher),
         };
-        let mut watcher = notify::RecommendedWatcher::new(handler, config)?;
-        watcher.watch(&root, RecursiveMode::Recursive)?;
+        std::thread::Builder::new()
+            .name("meshfs-events".into())
+            .spawn(move || ingest.run(rx))
+            .map_err(notify::Error::io)?;
         Ok(WatchGuard { _watcher: watcher })
     }
 
@@ -275,25 +287,6 @@ impl Events {
         Subscribed { last, replay, live }
     }
 
-    /// The watcher reports a new folder *before* it adds the folder's own watch, so files
-    /// created in between would go unreported. Each new folder is therefore scanned twice: at
-    /// once, and again by this thread a moment later, once its watch exists. Paths already
-    /// reported are not repeated. The thread ends with the watcher (its sender is dropped).
-    fn spawn_rescanner(&self, root: PathBuf) -> std::sync::mpsc::Sender<(Instant, PathBuf)> {
-        let (tx, rx) = std::sync::mpsc::channel::<(Instant, PathBuf)>();
-        let events = self.clone();
-        std::thread::Builder::new()
-            .name("meshfs-rescan".into())
-            .spawn(move || {
-                while let Ok((due, dir)) = rx.recv() {
-                    std::thread::sleep(due.saturating_duration_since(Instant::now()));
-                    events.scan_new_folder(&root, &dir);
-                }
-            })
-            .expect("spawn rescan thread");
-        tx
-    }
-
     /// Record `created` unless this path was reported as created (or modified) a moment ago.
     fn push_created_once(&self, path: String) {
         let fresh = {
@@ -306,46 +299,65 @@ impl Events {
             self.push(EventKind::Created, path);
         }
     }
+}
+
+fn lock_watcher(
+    w: &Mutex<notify::RecommendedWatcher>,
+) -> std::sync::MutexGuard<'_, notify::RecommendedWatcher> {
+    w.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The ingest thread: raw watcher events in, log events out. It ends with the watcher (whose
+/// callback holds the only sender).
+struct Ingest {
+    events: Events,
+    root: PathBuf,
+    /// Weak, so that dropping the [`WatchGuard`] stops everything.
+    watcher: std::sync::Weak<Mutex<notify::RecommendedWatcher>>,
+}
+
+impl Ingest {
+    fn run(self, rx: std::sync::mpsc::Receiver<notify::Result<notify::Event>>) {
+        while let Ok(res) = rx.recv() {
+            match res {
+                Ok(ev) => self.ingest(ev),
+                Err(e) => {
+                    tracing::warn!(error = %e, "file watcher error: subscribers will resync");
+                    self.events.push(EventKind::Resync, String::new());
+                }
+            }
+        }
+    }
 
     /// Turn one raw watcher event into zero or more log events.
-    fn ingest(
-        &self,
-        root: &Path,
-        ev: notify::Event,
-        rescans: &std::sync::mpsc::Sender<(Instant, PathBuf)>,
-    ) {
-        let new_folder = |p: &PathBuf| {
-            self.scan_new_folder(root, p);
-            let _ = rescans.send((Instant::now() + RESCAN_AFTER, p.clone()));
-        };
+    fn ingest(&self, ev: notify::Event) {
+        let events = &self.events;
         if ev.need_rescan() {
-            self.push(EventKind::Resync, String::new());
+            events.push(EventKind::Resync, String::new());
             return;
         }
-        let rel = |p: &PathBuf| relative(root, p);
+        let rel = |p: &PathBuf| relative(&self.root, p);
         match ev.kind {
             RawKind::Create(kind) => {
                 for p in &ev.paths {
-                    if let Some(r) = rel(p) {
-                        self.push_created_once(r);
-                    }
                     if kind == CreateKind::Folder || p.is_dir() {
-                        new_folder(p);
+                        self.new_folder(p);
+                    } else if let Some(r) = rel(p) {
+                        events.push_created_once(r);
                     }
                 }
             }
             RawKind::Modify(ModifyKind::Name(RenameMode::From)) => {
                 for r in ev.paths.iter().filter_map(rel) {
-                    self.push(EventKind::Deleted, r);
+                    events.push(EventKind::Deleted, r);
                 }
             }
             RawKind::Modify(ModifyKind::Name(RenameMode::To)) => {
                 for p in &ev.paths {
-                    if let Some(r) = rel(p) {
-                        self.push(EventKind::Created, r);
-                    }
                     if p.is_dir() {
-                        new_folder(p);
+                        self.new_folder(p);
+                    } else if let Some(r) = rel(p) {
+                        events.push(EventKind::Created, r);
                     }
                 }
             }
@@ -353,26 +365,41 @@ impl Events {
             RawKind::Modify(ModifyKind::Name(_)) => {}
             RawKind::Modify(ModifyKind::Data(_)) | RawKind::Modify(ModifyKind::Any) => {
                 for r in ev.paths.iter().filter_map(rel) {
-                    self.push(EventKind::Modified, r);
+                    events.push(EventKind::Modified, r);
                 }
             }
             RawKind::Access(AccessKind::Close(AccessMode::Write)) => {
                 for r in ev.paths.iter().filter_map(rel) {
-                    self.push(EventKind::Closed, r);
+                    events.push(EventKind::Closed, r);
                 }
             }
             RawKind::Remove(_) => {
                 for r in ev.paths.iter().filter_map(rel) {
-                    self.push(EventKind::Deleted, r);
+                    events.push(EventKind::Deleted, r);
                 }
             }
             _ => {}
         }
     }
 
-    /// A folder that appeared may already hold entries created before its watch was added
-    /// (`mkdir -p a/b && touch a/b/c`): report them as created.
-    fn scan_new_folder(&self, root: &Path, dir: &Path) {
+    /// A folder appeared. The watcher reports it *before* it watches it, so a subscriber told
+    /// `created <dir>` at once could write into it and never hear of that file. Hence: watch it
+    /// first (waits until the kernel watch exists), then report it, then report what it already
+    /// holds (`mkdir -p a/b && touch a/b/c` beats any watcher). Later entries come from the
+    /// watch; paths reported twice are deduplicated by `push_created_once`.
+    ///
+    /// A file written *and closed* before its folder was watched is reported `created` only: its
+    /// `closed` happened where nobody could see it.
+    fn new_folder(&self, dir: &Path) {
+        if let Some(watcher) = self.watcher.upgrade()
+            && let Err(e) = lock_watcher(&watcher).watch(dir, RecursiveMode::Recursive)
+        {
+            // Gone already, or out of watches: report what we can; a later event corrects it.
+            tracing::debug!(error = %e, dir = %dir.display(), "watching a new folder failed");
+        }
+        if let Some(r) = relative(&self.root, dir) {
+            self.events.push_created_once(r);
+        }
         let mut stack = vec![dir.to_owned()];
         let mut seen = 0;
         while let Some(d) = stack.pop() {
@@ -382,12 +409,12 @@ impl Events {
             for item in items.flatten() {
                 seen += 1;
                 if seen > SCAN_LIMIT {
-                    self.push(EventKind::Resync, String::new());
+                    self.events.push(EventKind::Resync, String::new());
                     return;
                 }
                 let path = item.path();
-                if let Some(r) = relative(root, &path) {
-                    self.push_created_once(r);
+                if let Some(r) = relative(&self.root, &path) {
+                    self.events.push_created_once(r);
                 }
                 if item.file_type().map(|t| t.is_dir()).unwrap_or(false) {
                     stack.push(path);
