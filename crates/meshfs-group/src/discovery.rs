@@ -393,8 +393,12 @@ impl Discovery {
         }
         match a {
             Announcement::Hello { port: 0, .. } => {
-                // A browser (`meshfs peers`): answer, do not list.
-                self.answer(from).await;
+                // A browser (`meshfs peers`, a mount): answer its question to the group, do
+                // not list it. Never answer an answer, nor as a browser ourselves: two
+                // browsers would answer each other forever.
+                if multicast && self.inner.config.port != 0 {
+                    self.answer(from).await;
+                }
             }
             Announcement::Hello {
                 node,
