@@ -89,11 +89,31 @@ function parseRoute() {
   return { view: 'nodes' };
 }
 
+// A failed API call; `login` is set on 401 (a password would unlock it).
+function apiError(r, body) {
+  const e = new Error((body && body.error) || r.status + ' ' + r.statusText);
+  e.login = r.status === 401;
+  return e;
+}
+
 async function getJson(url) {
   const r = await fetch(url, { cache: 'no-store' });
   let body = null;
   try { body = await r.json(); } catch (_) { /* not JSON */ }
-  if (!r.ok) throw new Error((body && body.error) || r.status + ' ' + r.statusText);
+  if (!r.ok) throw apiError(r, body);
+  return body;
+}
+
+async function postJson(url, value) {
+  const r = await fetch(url, {
+    method: 'POST',
+    cache: 'no-store',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify(value),
+  });
+  let body = null;
+  try { body = await r.json(); } catch (_) { /* not JSON */ }
+  if (!r.ok) throw apiError(r, body);
   return body;
 }
 
@@ -107,6 +127,62 @@ function badge(text) {
 
 function failure(err) {
   return el('p', { class: 'error', role: 'alert' }, String(err.message || err));
+}
+
+// ---- password login -----------------------------------------------------------------
+
+// The login form shown in place of what a password protects; on success the view reloads.
+function loginForm(route, err) {
+  const message = el('p', { id: 'login-error', class: 'error', role: 'alert' });
+  const password = el('input', {
+    id: 'password', type: 'password', autocomplete: 'current-password', required: true,
+    'aria-label': 'Password',
+  });
+  const form = el('form', {
+    id: 'login',
+    onsubmit: async (ev) => {
+      ev.preventDefault();
+      message.textContent = '';
+      try {
+        await postJson('/api/login', { password: password.value });
+      } catch (e) {
+        password.value = '';
+        message.textContent = e.message;
+        password.focus();
+        return;
+      }
+      await loadSession();
+      if (sameRoute(route)) renderRoute(route);
+    },
+  },
+  // Lets password managers file the password under this node.
+  el('input', { type: 'text', name: 'username', autocomplete: 'username', value: route.node, hidden: true }),
+  el('label', { for: 'password' }, 'Password '),
+  password,
+  ' ',
+  el('button', { type: 'submit' }, 'Log in'),
+  message);
+  show(
+    el('h1', {}, route.node + ':/' + route.path),
+    el('p', { class: 'muted' }, String(err.message || err)),
+    form);
+  password.focus();
+}
+
+// Is this browser logged in? Shows the Log out button when it is.
+async function loadSession() {
+  let s = { logged_in: false };
+  try { s = await getJson('/api/session'); } catch (_) { /* keep the button hidden */ }
+  document.getElementById('logout').hidden = !s.logged_in;
+}
+
+async function logout() {
+  try {
+    await postJson('/api/logout', {});
+  } finally {
+    await loadSession();
+    route();
+  }
 }
 
 // ---- views ---------------------------------------------------------------------------
@@ -192,7 +268,9 @@ async function renderListing(route, keepScroll) {
   try {
     listing = await getJson('/api/ls/' + enc(route.node) + '/' + encPath(route.path));
   } catch (e) {
-    if (sameRoute(route)) show(el('h1', {}, route.path || '/'), failure(e));
+    if (!sameRoute(route)) return;
+    if (e.login) loginForm(route, e);
+    else show(el('h1', {}, route.path || '/'), failure(e));
     return;
   }
   if (!sameRoute(route)) return;
@@ -231,7 +309,9 @@ async function renderFile(route) {
   try {
     st = await getJson('/api/stat/' + enc(route.node) + '/' + encPath(route.path));
   } catch (e) {
-    if (sameRoute(route)) show(el('h1', {}, route.path), failure(e));
+    if (!sameRoute(route)) return;
+    if (e.login) loginForm(route, e);
+    else show(el('h1', {}, route.path), failure(e));
     return;
   }
   if (!sameRoute(route)) return;
@@ -240,6 +320,14 @@ async function renderFile(route) {
     return;
   }
   const url = fileUrl(route.node, route.path);
+  // A file may have its own password (an offered file): ask for it before showing a player.
+  let head = null;
+  try { head = await fetch(url, { method: 'HEAD', cache: 'no-store' }); } catch (_) { /* the player says */ }
+  if (!sameRoute(route)) return;
+  if (head && head.status === 401) {
+    loginForm(route, new Error('this file is protected by a password'));
+    return;
+  }
   const type = typeOf(st);
   let viewer = null;
   if (type.startsWith('video/')) viewer = el('video', { id: 'player', src: url, controls: true, preload: 'metadata' });
@@ -271,6 +359,10 @@ function route() {
   const moved = !state.route || state.route.node !== r.node || state.route.path !== r.path;
   if (moved) state.filter = '';
   state.route = r;
+  renderRoute(r);
+}
+
+function renderRoute(r) {
   state.listing = null;
   crumbs(r);
   if (r.view === 'ls') {
@@ -328,8 +420,49 @@ function showsNode(eventNode, view) {
   return r.node === eventNode || (n && n.name === eventNode);
 }
 
+// ---- group chat ----------------------------------------------------------------------
+
+const CHAT_KEEP = 200;
+
+function chatMessage(m) {
+  const log = document.getElementById('chat-log');
+  log.append(el('li', { 'data-id': m.id },
+    el('span', { class: 'muted' }, new Date(m.time_ms).toLocaleTimeString() + ' '),
+    el('span', { class: 'chat-text' }, m.lines.join('\n'))));
+  while (log.children.length > CHAT_KEEP) log.firstChild.remove();
+  log.scrollTop = log.scrollHeight;
+}
+
+// Show the chat panel when the node is in the group chat; messages come with the event feed.
+async function setupChat() {
+  let info;
+  try { info = await getJson('/api/chat'); } catch (_) { return; }
+  if (!info.enabled) return;
+  document.getElementById('chat-group').textContent = info.group;
+  const text = document.getElementById('chat-text');
+  const error = document.getElementById('chat-error');
+  document.getElementById('chat-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    error.textContent = '';
+    if (new TextEncoder().encode(text.value).length > info.max_bytes) {
+      error.textContent = 'at most ' + info.max_bytes + ' bytes';
+      return;
+    }
+    try {
+      await postJson('/api/chat', { text: text.value });
+      text.value = '';
+    } catch (e) {
+      error.textContent = e.message;
+    }
+  });
+  document.getElementById('chat').hidden = false;
+}
+
 function connectFeed() {
   const es = new EventSource('/api/events');
+  // Every connection starts with the chat's recent messages: rebuild the log from them.
+  es.addEventListener('open', () => document.getElementById('chat-log').replaceChildren());
+  es.addEventListener('chat', (m) => chatMessage(JSON.parse(m.data)));
   es.addEventListener('nodes', (m) => {
     state.nodes = JSON.parse(m.data);
     updateFeedStatus();
@@ -358,6 +491,9 @@ function connectFeed() {
 
 window.addEventListener('hashchange', route);
 window.addEventListener('DOMContentLoaded', () => {
+  document.getElementById('logout').addEventListener('click', logout);
+  loadSession();
   route();
+  setupChat();
   connectFeed();
 });

@@ -5,7 +5,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::Uri;
+use axum::http::{HeaderMap, Uri};
 use meshfs_core::{Entry, Kind};
 use serde::Serialize;
 
@@ -62,10 +62,14 @@ pub struct Listing {
 }
 
 /// `GET /api/ls/<node>/<path>`.
-pub async fn ls(State(state): State<AppState>, uri: Uri) -> Result<Json<Listing>, WebError> {
+pub async fn ls(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Json<Listing>, WebError> {
     let raw = uri.path().strip_prefix("/api/ls/").unwrap_or_default();
     let target = paths::split(raw)?;
-    let (node, source) = state.node(&target.node)?;
+    let (node, source) = state.node(&target.node, &state.sessions.keys(&headers))?;
     let (entries, truncated) = source.list(&target.path).await?;
     Ok(Json(Listing {
         node: node.name,
@@ -84,10 +88,14 @@ pub struct StatJson {
 }
 
 /// `GET /api/stat/<node>/<path>`.
-pub async fn stat(State(state): State<AppState>, uri: Uri) -> Result<Json<StatJson>, WebError> {
+pub async fn stat(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Json<StatJson>, WebError> {
     let raw = uri.path().strip_prefix("/api/stat/").unwrap_or_default();
     let target = paths::split(raw)?;
-    let (node, source) = state.node(&target.node)?;
+    let (node, source) = state.node(&target.node, &state.sessions.keys(&headers))?;
     let entry = source.stat(&target.path).await?;
     Ok(Json(StatJson {
         node: node.name,

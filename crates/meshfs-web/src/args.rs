@@ -6,13 +6,13 @@ use meshfs_core::{RemotePath, Share};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::chat::{ChatRoom, ChatSetting};
 use crate::nodes::NodeDirectory;
 use crate::server::WebServer;
 
 /// The web UI's default address.
 pub const DEFAULT_WEB: &str = "0.0.0.0:8044";
 
-/// Flags of the web UI, flattened into `meshfs node`.
 /// The node a web UI belongs to.
 #[derive(Debug, Clone, Copy)]
 pub struct LocalNode<'a> {
@@ -20,12 +20,15 @@ pub struct LocalNode<'a> {
     pub name: &'a str,
     /// Its share, served directly.
     pub share: &'a Share,
-    /// Its passwords: what they protect is refused, the UI cannot ask for them yet.
+    /// Its passwords: what they protect is asked for (login, cookie session).
     pub access: &'a meshfs_core::access::Access,
     /// Where its file server listens (as bound).
     pub file_server: SocketAddr,
+    /// Its LAN group flags: with discovery on, the page shows the group chat.
+    pub group: &'a meshfs_group::GroupArgs,
 }
 
+/// Flags of the web UI, flattened into `meshfs node`.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct WebArgs {
     /// Address of the web UI [default: 0.0.0.0:8044; when --listen asks for port 0, port 0 on
@@ -105,6 +108,7 @@ impl WebArgs {
             share,
             access,
             file_server,
+            group,
         } = local;
         let Some(addr) = self.bind_addr(listen) else {
             return Ok(None);
@@ -114,7 +118,9 @@ impl WebArgs {
             nodes.add(node);
         }
         let server = match WebServer::bind(&addr, share.clone(), nodes.clone()).await {
-            Ok(s) => s.with_access(access.clone()),
+            Ok(s) => s
+                .with_access(access.clone())
+                .with_chat(chat_for(group, file_server)),
             Err(source) if self.web.is_none() => {
                 tracing::warn!(%addr, error = %source, "web UI not started: address in use? (--web ADDR or --no-web)");
                 return Ok(None);
@@ -128,6 +134,25 @@ impl WebArgs {
         tracker.spawn(server.run(shutdown, tracker.clone()));
         tracing::info!(addr = %local, "web UI ready");
         Ok(Some(WebHandle { addr: local, nodes }))
+    }
+}
+
+/// The group chat of a node whose file server listens on `file_server`: on with discovery,
+/// on the same interface discovery uses.
+fn chat_for(group: &meshfs_group::GroupArgs, file_server: SocketAddr) -> ChatSetting {
+    if group.no_discovery {
+        return ChatSetting::Off("discovery is off on this node (--no-discovery)".into());
+    }
+    let g = group.group.group(Some(file_server.ip()));
+    match ChatRoom::join(&g, group.group.chat_port) {
+        Ok(room) => ChatSetting::On(room),
+        Err(e) => {
+            tracing::warn!(error = %e, "web UI without the group chat");
+            ChatSetting::Off(format!(
+                "cannot join the group chat {}:{}: {e}",
+                g.addr, group.group.chat_port
+            ))
+        }
     }
 }
 

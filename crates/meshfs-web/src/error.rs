@@ -1,7 +1,9 @@
 //! `WebError`: every way a web request can fail, and the HTTP status each one becomes.
 //!
 //! Errors are answered as `{"error": "…"}` JSON for every route (the page shows the text); the
-//! text never holds anything read from a file, only our own words and the node's error text.
+//! text never holds anything read from a file, only our own words and the node's error text
+//! (and never anything a client sent: a login body holds a password). `401` answers also
+//! carry `"login": true`.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -15,6 +17,18 @@ pub enum WebError {
     NotFound(String),
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
+    /// A password would unlock it: the page asks for one (`POST /api/login`).
+    #[error("password required: {0}")]
+    Unauthorized(&'static str),
+    #[error("wrong password")]
+    WrongPassword,
+    /// Too many failed logins from one address.
+    #[error("too many failed logins: try again in {0} s")]
+    LockedOut(u64),
+    #[error("too large: {0}")]
+    TooLarge(String),
+    #[error("the body must be JSON (Content-Type: application/json)")]
+    UnsupportedMediaType,
     #[error("bad request: {0}")]
     BadRequest(String),
     #[error("{0} is a folder, not a file")]
@@ -32,6 +46,10 @@ impl WebError {
         match self {
             WebError::NotFound(_) | WebError::IsDir(_) => StatusCode::NOT_FOUND,
             WebError::Forbidden(_) => StatusCode::FORBIDDEN,
+            WebError::Unauthorized(_) | WebError::WrongPassword => StatusCode::UNAUTHORIZED,
+            WebError::LockedOut(_) => StatusCode::TOO_MANY_REQUESTS,
+            WebError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            WebError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
             WebError::Unreachable(_) => StatusCode::BAD_GATEWAY,
             WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -75,7 +93,17 @@ impl IntoResponse for WebError {
         } else {
             tracing::debug!(error = %self, "web request refused");
         }
-        let body = serde_json::json!({ "error": self.to_string() });
-        (status, axum::Json(body)).into_response()
+        let mut body = serde_json::json!({ "error": self.to_string() });
+        if status == StatusCode::UNAUTHORIZED {
+            // The page shows its login form on this.
+            body["login"] = serde_json::Value::Bool(true);
+        }
+        let mut response = (status, axum::Json(body)).into_response();
+        if let WebError::LockedOut(secs) = self {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }

@@ -12,7 +12,7 @@
 //! The local node is watched the same way, through its own file server on loopback, so all
 //! nodes share one code path.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -25,6 +25,7 @@ use tokio::sync::{OwnedSemaphorePermit, broadcast};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::chat::{ChatMessage, ChatSetting};
 use crate::error::WebError;
 use crate::nodes::{Events, NodeDirectory, Status};
 use crate::state::AppState;
@@ -270,15 +271,27 @@ async fn follow(
 }
 
 /// `GET /api/events`: Server-Sent Events. `nodes` (the node list, at once and on every
-/// change), `file` (one file event) and `resync` (reload what you show of that node).
+/// change), `file` (one file event), `resync` (reload what you show of that node) and, when
+/// the node is in the group chat, `chat` (the recent messages at once, then each new one).
 pub async fn feed(
     State(state): State<AppState>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, WebError> {
+    let permit = state.limits.feed()?;
+    let mut pending = VecDeque::from([nodes_event(&state.nodes)]);
+    let chat = match &state.chat {
+        ChatSetting::On(room) => {
+            let (history, rx) = room.subscribe();
+            pending.extend(history.iter().map(|m| json_event("chat", m)));
+            Some(rx)
+        }
+        ChatSetting::Off(_) => None,
+    };
     let feed = Feed {
-        _permit: state.limits.feed()?,
+        _permit: permit,
         rx: state.hub.tx.subscribe(),
         changes: state.nodes.watch(),
-        first: true,
+        chat,
+        pending,
         state,
     };
     let stream = futures_util::stream::unfold(feed, |mut feed| async move {
@@ -288,39 +301,63 @@ pub async fn feed(
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
-/// One page's subscription: the hub, the directory's changes, and its slot under the limit.
+/// One page's subscription: the hub, the directory's changes, the chat, and its slot under
+/// the limit.
 struct Feed {
     _permit: OwnedSemaphorePermit,
     rx: broadcast::Receiver<FeedItem>,
     changes: tokio::sync::watch::Receiver<u64>,
-    first: bool,
+    chat: Option<broadcast::Receiver<ChatMessage>>,
+    /// Sent before anything live: the node list, then the chat's history.
+    pending: VecDeque<Event>,
     state: AppState,
 }
 
 impl Feed {
     /// The next event for the page; `None` ends the response (shutdown).
     async fn next(&mut self) -> Option<Event> {
-        if self.first {
-            self.first = false;
-            return Some(nodes_event(&self.state.nodes));
+        if let Some(ev) = self.pending.pop_front() {
+            return Some(ev);
         }
-        Some(tokio::select! {
-            _ = self.state.shutdown.cancelled() => return None,
-            r = self.changes.changed() => match r {
-                Ok(()) => nodes_event(&self.state.nodes),
-                Err(_) => return None,
-            },
-            r = self.rx.recv() => match r {
-                Ok(FeedItem::File(e)) => json_event("file", &e),
-                Ok(FeedItem::Resync { node }) => {
-                    json_event("resync", &serde_json::json!({ "node": node }))
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    json_event("resync", &serde_json::json!({ "node": null }))
-                }
-                Err(broadcast::error::RecvError::Closed) => return None,
-            },
-        })
+        loop {
+            return Some(tokio::select! {
+                _ = self.state.shutdown.cancelled() => return None,
+                r = self.changes.changed() => match r {
+                    Ok(()) => nodes_event(&self.state.nodes),
+                    Err(_) => return None,
+                },
+                r = self.rx.recv() => match r {
+                    Ok(FeedItem::File(e)) => json_event("file", &e),
+                    Ok(FeedItem::Resync { node }) => {
+                        json_event("resync", &serde_json::json!({ "node": node }))
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        json_event("resync", &serde_json::json!({ "node": null }))
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+                r = next_chat(&mut self.chat) => match r {
+                    Ok(m) => json_event("chat", &m),
+                    // A page that fell behind misses a few messages (they stay in the
+                    // history for the next page load).
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => {
+                        self.chat = None;
+                        continue;
+                    }
+                },
+            });
+        }
+    }
+}
+
+/// The next chat message, or never when the node has no chat.
+async fn next_chat(
+    rx: &mut Option<broadcast::Receiver<ChatMessage>>,
+) -> Result<ChatMessage, broadcast::error::RecvError> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -385,6 +422,9 @@ mod tests {
             hub: EventHub::default(),
             shutdown: CancellationToken::new(),
             limits: Default::default(),
+            sessions: Default::default(),
+            throttle: Default::default(),
+            chat: Default::default(),
         };
         let tasks = TaskTracker::new();
         spawn_watchers(state.clone(), tasks.clone());

@@ -13,7 +13,9 @@
 //! One HTML page with its script and style built into the binary (`assets/`), routed by the
 //! URL fragment: `#/` the nodes and their status, `#/ls/<node>/<path>` a folder (sortable by
 //! name, size, date, type; filter box), `#/file/<node>/<path>` a file (download link, inline
-//! `<video>`, `<audio>` or `<img>`), and a live feed of file events beside them.
+//! `<video>`, `<audio>` or `<img>`), and a live feed of file events beside them, with the LAN
+//! group chat under it when the node has discovery on. What a password protects shows a
+//! login form instead.
 //!
 //! # HTTP API
 //! `<node>` is a node's name or its `host:port`; `<path>` is percent-encoded per segment.
@@ -27,10 +29,17 @@
 //! | `GET /api/nodes` | `[{"name","addr","local","status":"online\|offline\|unknown","events":"live\|unavailable\|unknown","version","error"}]` |
 //! | `GET /api/ls/<node>/<path>` | `{"node","path","entries":[ENTRY…],"truncated"}` (at most 100,000 entries) |
 //! | `GET /api/stat/<node>/<path>` | `{"node","path",…ENTRY}` |
-//! | `GET /api/events` | Server-Sent Events: `nodes` (the node list, at once and on change), `file` (`{"node","seq","kind","path"}`), `resync` (`{"node"}`: reload) |
+//! | `GET /api/events` | Server-Sent Events: `nodes` (the node list, at once and on change), `file` (`{"node","seq","kind","path"}`), `resync` (`{"node"}`: reload), `chat` (`CHAT`: the recent messages at once, then each new one) |
 //! | `GET`/`HEAD /files/<node>/<path>` | the file's bytes; `?download=1` asks for `attachment` |
+//! | `GET /api/session` | `{"protected","logged_in","may_browse"}` |
+//! | `POST /api/login` `{"password"}` | `200` + `Set-Cookie` and the session JSON; `401` wrong password; `429` (`Retry-After`) after 5 failures from one address |
+//! | `POST /api/logout` | `200`, the session ended and its cookie cleared |
+//! | `GET /api/chat` | `{"enabled","group":"ADDR:PORT","max_bytes":1400,"messages":[CHAT…]}`, or `{"enabled":false,"reason"}` |
+//! | `POST /api/chat` `{"text"}` | one datagram to the group (`413` over 1400 bytes, `400` empty or control characters, `404` no chat) |
 //!
-//! `ENTRY` is `{"name","type":"file\|dir","size","mtime_ms","mode","content_type"}`.
+//! `ENTRY` is `{"name","type":"file\|dir","size","mtime_ms","mode","content_type"}`; `CHAT` is
+//! `{"id","from","time_ms","lines":["<ip> :> <text>"…]}`. `POST` bodies are JSON
+//! (`Content-Type: application/json`, else `415`; at most 16 KiB, else `413`).
 //!
 //! `/files/` honours a single `Range: bytes=A-B`, `A-` or `-N` (`206` with `Content-Range`; a
 //! range past the end is `416` with `Content-Range: bytes */SIZE`; several ranges get the
@@ -39,23 +48,44 @@
 //! `If-Modified-Since` → `304`; `If-Range`), `Cache-Control: no-cache` (files grow while
 //! recording) and `Content-Security-Policy: sandbox allow-same-origin` (no scripts).
 //!
+//! # Passwords
+//! This node's files behind a password (`--password*`: the whole share; `--offer PATH:FILE`:
+//! one file) answer `401` with `"login": true` until the browser logs in: `POST /api/login`
+//! checks the password with [`Access`](meshfs_core::access::Access) (keyed digests,
+//! constant-time comparison; never logged) and sets `meshfs_session` (256 random bits,
+//! `HttpOnly; SameSite=Strict; Path=/`, 12 h; sessions in memory, at most 1024). A session
+//! unlocks exactly what its passwords unlock, on this node only: other nodes' protected files
+//! stay `403`. Five failed logins from one address lock it out for a minute.
+//!
+//! # Chat
+//! With discovery on, the node joins the group chat (protocols.md §4, `--chat-port`) and
+//! keeps its last 200 messages; with `--no-discovery` the page shows no chat.
+//!
 //! # Events
 //! The feed follows each node's `subscribe` (protocols.md §1). A node whose file server does
-//! not offer it shows events `unavailable`; the page then refreshes listings on demand.
+//! not offer it shows events `unavailable`; the page then refreshes listings on demand. A
+//! node with a share password refuses `subscribe` to connections without it, this one's own
+//! watcher included: its events are `unavailable` too, which also keeps its file names out of
+//! a feed every page may open.
 
 mod api;
 mod args;
 mod assets;
+mod chat;
 mod error;
 mod events;
 mod files;
+mod json_body;
+mod login;
 mod nodes;
 mod paths;
 mod pool;
 mod range;
 mod server;
+mod session;
 mod source;
 mod state;
+mod throttle;
 
 pub use args::{DEFAULT_WEB, LocalNode, StartError, WebArgs, WebHandle};
 pub use error::WebError;

@@ -3,18 +3,20 @@
 use std::net::SocketAddr;
 
 use axum::Router;
-use axum::routing::get;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
 use meshfs_core::Share;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::chat::ChatSetting;
 use crate::error::WebError;
 use crate::events::{self, EventHub};
 use crate::nodes::NodeDirectory;
 use crate::pool::Pools;
 use crate::state::{AppState, Limits};
-use crate::{api, assets, files};
+use crate::{api, assets, chat, files, json_body, login};
 
 /// Every route of the UI (see the crate docs for the API).
 pub fn router(state: AppState) -> Router {
@@ -28,9 +30,14 @@ pub fn router(state: AppState) -> Router {
         .route("/api/events", get(events::feed))
         .route("/api/ls/{*rest}", get(api::ls))
         .route("/api/stat/{*rest}", get(api::stat))
+        .route("/api/session", get(login::session))
+        .route("/api/login", post(login::login))
+        .route("/api/logout", post(login::logout))
+        .route("/api/chat", get(chat::status).post(chat::send))
         // `get` also answers HEAD; the handler then sends headers only.
         .route("/files/{*rest}", get(files::serve))
         .fallback(|| async { WebError::NotFound("no such page".into()) })
+        .layer(DefaultBodyLimit::max(json_body::MAX_BODY))
         .with_state(state)
 }
 
@@ -41,6 +48,7 @@ pub struct WebServer {
     share: Share,
     access: meshfs_core::access::Access,
     nodes: NodeDirectory,
+    chat: ChatSetting,
 }
 
 impl WebServer {
@@ -55,12 +63,19 @@ impl WebServer {
             share,
             access: meshfs_core::access::Access::open(),
             nodes,
+            chat: ChatSetting::default(),
         })
     }
 
-    /// Refuse what these passwords protect (the web UI cannot ask for them yet).
+    /// Protect what these passwords protect: the page asks for them (`/api/login`).
     pub fn with_access(mut self, access: meshfs_core::access::Access) -> WebServer {
         self.access = access;
+        self
+    }
+
+    /// Show the group chat (or say why not).
+    pub fn with_chat(mut self, chat: ChatSetting) -> WebServer {
+        self.chat = chat;
         self
     }
 
@@ -78,9 +93,16 @@ impl WebServer {
             hub: EventHub::default(),
             shutdown: shutdown.clone(),
             limits: Limits::default(),
+            sessions: Default::default(),
+            throttle: Default::default(),
+            chat: self.chat,
         };
+        if let ChatSetting::On(room) = &state.chat {
+            tracker.spawn(room.clone().run(shutdown.clone()));
+        }
         events::spawn_watchers(state.clone(), tracker);
-        let app = router(state);
+        // The client's address is what failed logins are counted by.
+        let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
         if let Err(e) = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await
@@ -131,6 +153,9 @@ mod tests {
             hub: EventHub::default(),
             shutdown: CancellationToken::new(),
             limits: Limits::new(1, 1),
+            sessions: Default::default(),
+            throttle: Default::default(),
+            chat: Default::default(),
         };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -23,9 +23,9 @@ pub const MAX_LIST: usize = 100_000;
 /// A node's files.
 #[derive(Debug, Clone)]
 pub enum Source {
-    /// This node's share, with its passwords: the web UI has no login yet, so whatever a
-    /// password protects is refused (403) here rather than served without one.
-    Local(Share, Access),
+    /// This node's share, with its passwords and the ones the request's session proved:
+    /// whatever a password protects and the session has not unlocked is `401` (log in).
+    Local(Share, Access, Keys),
     Remote(Arc<Pool>),
 }
 
@@ -63,8 +63,8 @@ impl Source {
     /// Metadata of a file or folder.
     pub async fn stat(&self, path: &str) -> Result<Entry, WebError> {
         match self {
-            Source::Local(share, access) => {
-                browsable(access)?;
+            Source::Local(share, access, keys) => {
+                browsable(access, keys)?;
                 let share = share.clone();
                 let path = path.to_owned();
                 blocking(move || share.stat(&path).map_err(WebError::from)).await
@@ -79,8 +79,8 @@ impl Source {
     /// A folder's entries, sorted by name, at most [`MAX_LIST`] (the flag says if cut).
     pub async fn list(&self, path: &str) -> Result<(Vec<Entry>, bool), WebError> {
         let mut entries = match self {
-            Source::Local(share, access) => {
-                browsable(access)?;
+            Source::Local(share, access, keys) => {
+                browsable(access, keys)?;
                 let share = share.clone();
                 let path = path.to_owned();
                 blocking(move || share.list(&path).map_err(WebError::from)).await?
@@ -95,9 +95,11 @@ impl Source {
     /// Open a regular file for ranged reads; returns it with its current metadata.
     pub async fn open(&self, path: &str) -> Result<(Reader, Entry), WebError> {
         match self {
-            Source::Local(share, access) => {
-                if !access.may_read(share, path, &Keys::default()) {
-                    return Err(WebError::Forbidden("protected by a password"));
+            Source::Local(share, access, keys) => {
+                if !access.may_read(share, path, keys) {
+                    return Err(WebError::Unauthorized(
+                        "this file is protected by a password",
+                    ));
                 }
                 let share = share.clone();
                 let path = path.to_owned();
@@ -128,12 +130,14 @@ impl Source {
     }
 }
 
-/// A share-wide password hides the whole share from the web UI.
-fn browsable(access: &Access) -> Result<(), WebError> {
-    if access.may_browse(&Keys::default()) {
+/// A share-wide password hides the whole share until the session holds it.
+fn browsable(access: &Access, keys: &Keys) -> Result<(), WebError> {
+    if access.may_browse(keys) {
         Ok(())
     } else {
-        Err(WebError::Forbidden("protected by a password"))
+        Err(WebError::Unauthorized(
+            "this node's share is protected by a password",
+        ))
     }
 }
 
@@ -269,7 +273,11 @@ mod tests {
     async fn local_reads_stop_at_the_end() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.txt"), b"hello").unwrap();
-        let src = Source::Local(Share::open(dir.path()).unwrap(), Access::open());
+        let src = Source::Local(
+            Share::open(dir.path()).unwrap(),
+            Access::open(),
+            Keys::default(),
+        );
         let (mut reader, entry) = src.open("a.txt").await.unwrap();
         assert_eq!(entry.size, 5);
         assert_eq!(&reader.read_at(3, 100).await.unwrap()[..], b"lo");

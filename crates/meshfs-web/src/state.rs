@@ -4,14 +4,18 @@
 use std::sync::Arc;
 
 use meshfs_core::Share;
+use meshfs_core::access::Keys;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use crate::chat::ChatSetting;
 use crate::error::WebError;
 use crate::events::EventHub;
 use crate::nodes::{NodeDirectory, NodeInfo};
 use crate::pool::Pools;
+use crate::session::Sessions;
 use crate::source::Source;
+use crate::throttle::Throttle;
 
 /// Shared by all handlers (cheap to clone).
 #[derive(Debug, Clone)]
@@ -26,6 +30,12 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Bounded load: file bodies and event feeds streaming at once.
     pub limits: Limits,
+    /// Who logged in, with which passwords.
+    pub sessions: Sessions,
+    /// Failed logins per client address.
+    pub throttle: Throttle,
+    /// The LAN group chat (on when discovery is on).
+    pub chat: ChatSetting,
 }
 
 /// Most file responses streaming at once (each may hold a connection to a remote node).
@@ -72,22 +82,23 @@ impl Limits {
 }
 
 impl AppState {
-    /// The node a URL names and where its files come from.
-    pub fn node(&self, key: &str) -> Result<(NodeInfo, Source), WebError> {
+    /// The node a URL names and where its files come from, for a request whose session
+    /// proved `keys` (they unlock this node's own files only).
+    pub fn node(&self, key: &str, keys: &Keys) -> Result<(NodeInfo, Source), WebError> {
         let node = self
             .nodes
             .find(key)
             .ok_or_else(|| WebError::NotFound(format!("no node named {key:?}")))?;
         let source = if node.local {
-            Source::Local(self.share.clone(), self.access.clone())
+            Source::Local(self.share.clone(), self.access.clone(), keys.clone())
         } else {
             Source::Remote(self.pools.get(&node.addr))
         };
         Ok((node, source))
     }
 
-    /// Where a node's files come from.
-    pub fn source(&self, key: &str) -> Result<Source, WebError> {
-        self.node(key).map(|(_, s)| s)
+    /// Where a node's files come from (see [`AppState::node`]).
+    pub fn source(&self, key: &str, keys: &Keys) -> Result<Source, WebError> {
+        self.node(key, keys).map(|(_, s)| s)
     }
 }

@@ -6,7 +6,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::{Proc, pattern, spawn, wait_until};
@@ -73,14 +73,30 @@ impl Resp {
 /// Send one raw request (the target is sent byte for byte, so hostile paths arrive as
 /// written) and read the whole response.
 fn http(addr: &str, method: &str, target: &str, headers: &[(&str, &str)]) -> Resp {
+    http_body(addr, method, target, headers, b"")
+}
+
+/// [`http`] with a request body (and its `Content-Length`).
+fn http_body(
+    addr: &str,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Resp {
     let mut s = TcpStream::connect(addr).expect("connect to the web UI");
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut req = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
+    if !body.is_empty() || method == "POST" {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
     req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
+    let mut req = req.into_bytes();
+    req.extend_from_slice(body);
+    s.write_all(&req).unwrap();
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).expect("read the response");
     parse_response(&raw)
@@ -476,16 +492,15 @@ fn no_web_means_no_second_line() {
     assert!(proc.lines.recv_timeout(Duration::from_secs(5)).is_err());
 }
 
-/// The page in a real browser: headless Debian chromium driven by playwright-core
-/// (`crates/meshfs-web/e2e/web.mjs`). Skipped, saying so, only when chromium is absent.
-#[test]
-fn browser_ui() {
+/// Chromium and the e2e folder for a browser test, or `None` (saying so) when chromium is
+/// absent.
+fn browser(test: &str) -> Option<(String, PathBuf)> {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     if !Path::new(&chromium).exists() {
         eprintln!(
-            "SKIPPED browser_ui: {chromium} is absent (install Debian's chromium: .ci/install-deps)"
+            "SKIPPED {test}: {chromium} is absent (install Debian's chromium: .ci/install-deps)"
         );
-        return;
+        return None;
     }
     let e2e = Path::new(env!("CARGO_MANIFEST_DIR")).join("../meshfs-web/e2e");
     assert!(
@@ -493,6 +508,43 @@ fn browser_ui() {
         "playwright-core missing: run `npm ci` in {} (.ci/install-deps does)",
         e2e.display()
     );
+    Some((chromium, e2e))
+}
+
+/// Run one browser script of `e2e` with `env`; panics if it fails or takes over 120 s.
+fn run_browser_script(e2e: &Path, script: &str, chromium: &str, env: &[(&str, &std::ffi::OsStr)]) {
+    let mut child = std::process::Command::new("node")
+        .arg(e2e.join(script))
+        .current_dir(e2e)
+        .envs(env.iter().copied())
+        .env("CHROMIUM", chromium)
+        .spawn()
+        .expect("run node (nodejs) on the browser test");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the browser test {script} did not finish within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        status.success(),
+        "browser test {script} failed ({status}); see its output above"
+    );
+}
+
+/// The page in a real browser: headless Debian chromium driven by playwright-core
+/// (`crates/meshfs-web/e2e/web.mjs`). Skipped, saying so, only when chromium is absent.
+#[test]
+fn browser_ui() {
+    let Some((chromium, e2e)) = browser("browser_ui") else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
     std::fs::create_dir_all(&a_dir).unwrap();
@@ -509,35 +561,20 @@ fn browser_ui() {
     let b = web_node(&b_dir, "camb", &[]);
     let a = web_node(&a_dir, "cama", &["--node", &b.addr]);
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("web-e2e");
-
-    let mut child = std::process::Command::new("node")
-        .arg(e2e.join("web.mjs"))
-        .current_dir(&e2e)
-        .env("WEB_URL", format!("http://{}/", a.web))
-        .env("LOCAL", "cama")
-        .env("REMOTE", "camb")
-        .env("LOCAL_DIR", &a_dir)
-        .env("HOSTILE", hostile)
-        .env("VIDEO", "clip.webm")
-        .env("OUT_DIR", &out)
-        .env("CHROMIUM", &chromium)
-        .spawn()
-        .expect("run node (nodejs) on the browser test");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the browser test did not finish within 120 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(
-        status.success(),
-        "browser test failed ({status}); see its output above"
+    let url = format!("http://{}/", a.web);
+    run_browser_script(
+        &e2e,
+        "web.mjs",
+        &chromium,
+        &[
+            ("WEB_URL", url.as_ref()),
+            ("LOCAL", "cama".as_ref()),
+            ("REMOTE", "camb".as_ref()),
+            ("LOCAL_DIR", a_dir.as_os_str()),
+            ("HOSTILE", hostile.as_ref()),
+            ("VIDEO", "clip.webm".as_ref()),
+            ("OUT_DIR", out.as_os_str()),
+        ],
     );
     assert!(
         out.join("video.png").is_file(),
@@ -696,4 +733,491 @@ fn explicit_web_address_in_use_is_an_error() {
         "{stderr}"
     );
     assert!(!String::from_utf8_lossy(&out.stdout).contains("web http://"));
+}
+
+// ---- password login (cookie sessions) -----------------------------------------------------
+
+/// A node started with `RUST_LOG=debug`, its stderr going to `log` (to check what it logs).
+fn logged_web_node(dir: &Path, name: &str, extra: &[&str], log: &Path) -> WebNode {
+    let mut child = std::process::Command::new(common::bin())
+        .args(["node", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .args(["--name", name])
+        .args(extra)
+        .env("RUST_LOG", "debug")
+        .env_remove("MESHFS_PASSWORD")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("run meshfs");
+    let lines = common::lines_of(child.stdout.take().unwrap());
+    let proc = Proc { child, lines };
+    let first = proc.next_line(Duration::from_secs(20));
+    assert!(first.starts_with("meshfs node "), "{first:?}");
+    let addr = first.rsplit(' ').next().unwrap().to_owned();
+    let second = proc.next_line(Duration::from_secs(10));
+    let web = second
+        .strip_prefix("web http://")
+        .and_then(|s| s.strip_suffix('/'))
+        .unwrap_or_else(|| panic!("unexpected web line {second:?}"))
+        .to_owned();
+    WebNode { proc, addr, web }
+}
+
+const JSON: (&str, &str) = ("Content-Type", "application/json");
+
+fn login(web: &str, password: &str, cookie: Option<&str>) -> Resp {
+    let body = format!(r#"{{"password":{}}}"#, json_string(password));
+    let mut headers = vec![JSON];
+    let cookie_header;
+    if let Some(c) = cookie {
+        cookie_header = c.to_owned();
+        headers.push(("Cookie", &cookie_header));
+    }
+    http_body(web, "POST", "/api/login", &headers, body.as_bytes())
+}
+
+/// A JSON string literal (quotes and backslashes escaped; test inputs hold nothing else).
+fn json_string(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// `meshfs_session=TOKEN` from a response's `Set-Cookie`, checking its attributes.
+fn session_cookie(r: &Resp) -> String {
+    let set = r.header("set-cookie").expect("a Set-Cookie header");
+    let mut parts = set.split(';').map(str::trim);
+    let pair = parts.next().unwrap();
+    let token = pair.strip_prefix("meshfs_session=").expect(set);
+    assert!(
+        token.len() >= 32 && token.bytes().all(|b| b.is_ascii_hexdigit()),
+        "token of 128+ bits: {set}"
+    );
+    let attrs: Vec<&str> = parts.collect();
+    for want in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(attrs.contains(&want), "{want} missing: {set}");
+    }
+    pair.to_owned()
+}
+
+fn get_with(web: &str, target: &str, cookie: &str) -> Resp {
+    http(web, "GET", target, &[("Cookie", cookie)])
+}
+
+/// The share password through the web UI: `401` (JSON, `"login": true`) without a session,
+/// wrong passwords refused, the right one gives an HttpOnly SameSite=Strict cookie that
+/// unlocks listings and bytes, logout ends it, five failures lock the address out (even
+/// for the right password), bad bodies get clear errors, and neither the password nor the
+/// wrong guesses ever reach the node's debug log.
+#[test]
+fn password_login_with_a_cookie_session() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share");
+    std::fs::create_dir_all(&share).unwrap();
+    let data = pattern(300_000, 9);
+    std::fs::write(share.join("clip.mp4"), &data).unwrap();
+    let password = "Corr3ct-h0rse-battery";
+    let wrong = "wr0ng-guess-zebra";
+    std::fs::write(tmp.path().join("pw"), format!("{password}\n")).unwrap();
+    let log = tmp.path().join("node.log");
+    let pw_file = tmp.path().join("pw");
+    let mut n = logged_web_node(
+        &share,
+        "cam1",
+        &[
+            "--no-discovery",
+            "--password-file",
+            pw_file.to_str().unwrap(),
+        ],
+        &log,
+    );
+
+    // Without a session: 401 with a JSON error the page understands, for every door.
+    for target in [
+        "/api/ls/cam1/",
+        "/api/stat/cam1/clip.mp4",
+        "/files/cam1/clip.mp4",
+    ] {
+        let r = get(&n.web, target);
+        assert_eq!(r.status, 401, "{target}: {}", r.text());
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        assert!(r.text().contains(r#""login":true"#), "{}", r.text());
+        assert!(r.body.len() < 200, "only an error, no bytes of the file");
+    }
+    assert_eq!(
+        http(&n.web, "HEAD", "/files/cam1/clip.mp4", &[]).status,
+        401
+    );
+    let s = get(&n.web, "/api/session").text();
+    assert!(
+        s.contains(r#""protected":true"#) && s.contains(r#""logged_in":false"#),
+        "{s}"
+    );
+    // The node list is never protected (it holds no file).
+    assert_eq!(get(&n.web, "/api/nodes").status, 200);
+
+    // A wrong password: 401, no cookie.
+    let r = login(&n.web, wrong, None);
+    assert_eq!(r.status, 401);
+    assert!(r.text().contains("wrong password"), "{}", r.text());
+    assert!(r.header("set-cookie").is_none());
+
+    // Bad bodies: not JSON, malformed (not echoed), too large.
+    let r = http_body(
+        &n.web,
+        "POST",
+        "/api/login",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        format!("password={password}").as_bytes(),
+    );
+    assert_eq!(r.status, 415, "{}", r.text());
+    let r = http_body(
+        &n.web,
+        "POST",
+        "/api/login",
+        &[JSON],
+        b"{\"password\": 12345678}",
+    );
+    assert_eq!(r.status, 400);
+    assert!(!r.text().contains("12345678"), "{}", r.text());
+    let huge = format!(r#"{{"password":"{}"}}"#, "x".repeat(64 << 10));
+    let r = http_body(&n.web, "POST", "/api/login", &[JSON], huge.as_bytes());
+    assert_eq!(r.status, 413, "{}", r.text());
+
+    // The right password: a session cookie that unlocks the share.
+    let r = login(&n.web, password, None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let cookie = session_cookie(&r);
+    assert!(r.text().contains(r#""may_browse":true"#), "{}", r.text());
+    let ls = get_with(&n.web, "/api/ls/cam1/", &cookie);
+    assert_eq!(ls.status, 200);
+    assert!(ls.text().contains(r#""name":"clip.mp4""#));
+    let file = get_with(&n.web, "/files/cam1/clip.mp4", &cookie);
+    assert_eq!(file.status, 200);
+    assert!(file.body == data, "the file's bytes");
+    let part = http(
+        &n.web,
+        "GET",
+        "/files/cam1/clip.mp4",
+        &[("Cookie", &cookie), ("Range", "bytes=1000-1999")],
+    );
+    assert_eq!(part.status, 206);
+    assert_eq!(part.body, &data[1000..2000]);
+    let s = get_with(&n.web, "/api/session", &cookie).text();
+    assert!(s.contains(r#""logged_in":true"#), "{s}");
+    // A made-up token unlocks nothing.
+    let forged = format!("meshfs_session={}", "a".repeat(64));
+    assert_eq!(get_with(&n.web, "/api/ls/cam1/", &forged).status, 401);
+
+    // Logout ends the session and clears the cookie.
+    let out = http_body(&n.web, "POST", "/api/logout", &[("Cookie", &cookie)], b"");
+    assert_eq!(out.status, 200);
+    assert!(
+        out.header("set-cookie")
+            .is_some_and(|c| c.starts_with("meshfs_session=;") && c.contains("Max-Age=0")),
+        "{:?}",
+        out.header("set-cookie")
+    );
+    assert_eq!(get_with(&n.web, "/api/ls/cam1/", &cookie).status, 401);
+    assert_eq!(
+        get_with(&n.web, "/files/cam1/clip.mp4", &cookie).status,
+        401
+    );
+
+    // Rate limit: after five failures from this address, even the right password is refused.
+    for i in 1..=5 {
+        let r = login(&n.web, &format!("{wrong}{i}"), None);
+        assert_eq!(r.status, 401, "failure {i}");
+    }
+    let r = login(&n.web, password, None);
+    assert_eq!(r.status, 429, "{}", r.text());
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert!(r.header("set-cookie").is_none());
+    assert!(r.text().contains("too many failed logins"), "{}", r.text());
+
+    // Nothing of the passwords in the node's log (it did log at debug level).
+    n.proc.signal(libc::SIGTERM);
+    n.proc.wait_exit(Duration::from_secs(20));
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("DEBUG"), "debug logging was on: {logged}");
+    assert!(logged.contains("web login"), "{logged}");
+    for secret in [password, wrong, "Corr3ct", "zebra"] {
+        assert!(!logged.contains(secret), "{secret:?} in the log:\n{logged}");
+    }
+}
+
+/// An offered file's own password unlocks that file only; the rest of the share is open.
+#[test]
+fn an_offered_files_password_unlocks_only_that_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share");
+    std::fs::create_dir_all(share.join("clips")).unwrap();
+    std::fs::write(share.join("clips/secret.mp4"), b"the secret clip").unwrap();
+    std::fs::write(share.join("clips/open.mp4"), b"an open clip").unwrap();
+    std::os::unix::fs::symlink("clips/secret.mp4", share.join("alias.mp4")).unwrap();
+    std::fs::write(tmp.path().join("pw"), "file-only-pass\n").unwrap();
+    let offer = format!("clips/secret.mp4:{}", tmp.path().join("pw").display());
+    let log = tmp.path().join("node.log");
+    let n = logged_web_node(&share, "cam1", &["--no-discovery", "--offer", &offer], &log);
+
+    assert_eq!(get(&n.web, "/api/ls/cam1/clips").status, 200);
+    assert_eq!(
+        get(&n.web, "/files/cam1/clips/open.mp4").text(),
+        "an open clip"
+    );
+    for target in ["/files/cam1/clips/secret.mp4", "/files/cam1/alias.mp4"] {
+        let r = get(&n.web, target);
+        assert_eq!(r.status, 401, "{target}");
+        assert!(!r.text().contains("the secret clip"));
+    }
+    let s = get(&n.web, "/api/session").text();
+    assert!(s.contains(r#""may_browse":true"#), "{s}");
+
+    let r = login(&n.web, "file-only-pass", None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let cookie = session_cookie(&r);
+    assert_eq!(
+        get_with(&n.web, "/files/cam1/clips/secret.mp4", &cookie).text(),
+        "the secret clip"
+    );
+    assert_eq!(
+        get_with(&n.web, "/files/cam1/alias.mp4", &cookie).status,
+        200
+    );
+    // A wrong password on a live session leaves the session as it was.
+    assert_eq!(login(&n.web, "nope", Some(&cookie)).status, 401);
+    assert_eq!(
+        get_with(&n.web, "/files/cam1/clips/secret.mp4", &cookie).status,
+        200
+    );
+}
+
+// ---- the group chat in the page -------------------------------------------------------------
+
+/// A private multicast group on loopback for one test (as `tests/group.rs` does), so tests
+/// running at once never hear each other.
+struct ChatNet {
+    addr: String,
+    port: u16,
+    chat: u16,
+}
+
+impl ChatNet {
+    fn new() -> ChatNet {
+        static NEXT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(1);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let free = || {
+            std::net::UdpSocket::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
+        ChatNet {
+            addr: format!("239.255.{}.{}", 220 + n, std::process::id() % 250 + 1),
+            port: free(),
+            chat: free(),
+        }
+    }
+
+    fn args(&self) -> Vec<String> {
+        vec![
+            "--group-iface".into(),
+            "127.0.0.1".into(),
+            "--group-addr".into(),
+            self.addr.clone(),
+            "--group-port".into(),
+            self.port.to_string(),
+            "--chat-port".into(),
+            self.chat.to_string(),
+        ]
+    }
+
+    /// A web node in this group (discovery on).
+    fn node(&self, dir: &Path, name: &str, extra: &[&str]) -> WebNode {
+        let mut args: Vec<String> = [
+            "node",
+            dir.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--name",
+            name,
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend(self.args());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (proc, first) = spawn(&args);
+        assert!(first.starts_with("meshfs node "), "{first:?}");
+        let addr = first.rsplit(' ').next().unwrap().to_owned();
+        let second = proc.next_line(Duration::from_secs(10));
+        let web = second
+            .strip_prefix("web http://")
+            .and_then(|s| s.strip_suffix('/'))
+            .unwrap_or_else(|| panic!("unexpected web line {second:?}"))
+            .to_owned();
+        WebNode { proc, addr, web }
+    }
+}
+
+fn python_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python")
+}
+
+/// Send `text` to the group as the seed's plain Python client does.
+fn python_send(net: &ChatNet, text: &str) {
+    let status = std::process::Command::new("python3")
+        .arg(python_dir().join("group_chat_send.py"))
+        .args([&net.addr, &net.chat.to_string(), "127.0.0.1", text])
+        .status()
+        .expect("python3");
+    assert!(status.success());
+}
+
+/// The plain Python receiver, once it has joined (it prints `ready`).
+fn python_receiver(net: &ChatNet) -> Proc {
+    let mut child = std::process::Command::new("python3")
+        .arg(python_dir().join("group_chat_recv.py"))
+        .args([&net.addr, &net.chat.to_string(), "127.0.0.1"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let lines = common::lines_of(child.stdout.take().unwrap());
+    let p = Proc { child, lines };
+    assert_eq!(p.next_line(Duration::from_secs(10)), "ready");
+    p
+}
+
+/// The chat through the HTTP API: a Python datagram shows up in the SSE feed and in
+/// `GET /api/chat`; `POST /api/chat` reaches a Python receiver (and comes back in the feed);
+/// bad messages are refused; a node with `--no-discovery` says it has no chat.
+#[test]
+fn group_chat_over_http_and_sse() {
+    let tmp = tempfile::tempdir().unwrap();
+    let net = ChatNet::new();
+    let n = net.node(tmp.path(), "cam1", &[]);
+    let chat = get(&n.web, "/api/chat").text();
+    assert!(chat.contains(r#""enabled":true"#), "{chat}");
+    assert!(
+        chat.contains(&format!(r#""group":"{}:{}""#, net.addr, net.chat)),
+        "{chat}"
+    );
+
+    let mut feed = TcpStream::connect(&n.web).unwrap();
+    write!(feed, "GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut seen = Vec::new();
+    read_feed_until(
+        &mut feed,
+        &mut seen,
+        "event: nodes",
+        Duration::from_secs(10),
+    );
+
+    python_send(&net, "hello <b>bold</b> from python");
+    read_feed_until(
+        &mut feed,
+        &mut seen,
+        r#""lines":["127.0.0.1 :> hello <b>bold</b> from python"]"#,
+        Duration::from_secs(5),
+    );
+    assert!(String::from_utf8_lossy(&seen).contains("event: chat"));
+    assert!(
+        get(&n.web, "/api/chat")
+            .text()
+            .contains("127.0.0.1 :> hello <b>bold</b> from python")
+    );
+
+    let py = python_receiver(&net);
+    let r = http_body(
+        &n.web,
+        "POST",
+        "/api/chat",
+        &[JSON],
+        r#"{"text":"from the page, ünïcode"}"#.as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    common::until_line(&py.lines, Duration::from_secs(5), |l| {
+        l == "127.0.0.1 :> from the page, ünïcode"
+    });
+    read_feed_until(
+        &mut feed,
+        &mut seen,
+        "127.0.0.1 :> from the page, ünïcode",
+        Duration::from_secs(5),
+    );
+
+    // Refusals: too long for one datagram, empty, control characters, not JSON.
+    let long = format!(r#"{{"text":"{}"}}"#, "x".repeat(1401));
+    let r = http_body(&n.web, "POST", "/api/chat", &[JSON], long.as_bytes());
+    assert_eq!(r.status, 413, "{}", r.text());
+    for bad in [
+        r#"{"text":""}"#,
+        r#"{"text":"a\u001b[2J"}"#,
+        r#"{"txt":"a"}"#,
+    ] {
+        let r = http_body(&n.web, "POST", "/api/chat", &[JSON], bad.as_bytes());
+        assert_eq!(r.status, 400, "{bad}: {}", r.text());
+    }
+    let r = http_body(&n.web, "POST", "/api/chat", &[], br#"{"text":"a"}"#);
+    assert_eq!(r.status, 415);
+
+    // Without discovery there is no chat, and the API says why.
+    let off_dir = tmp.path().join("off");
+    std::fs::create_dir_all(&off_dir).unwrap();
+    let off = web_node(&off_dir, "cam2", &[]);
+    let chat = get(&off.web, "/api/chat").text();
+    assert!(
+        chat.contains(r#""enabled":false"#) && chat.contains("--no-discovery"),
+        "{chat}"
+    );
+    let r = http_body(&off.web, "POST", "/api/chat", &[JSON], br#"{"text":"a"}"#);
+    assert_eq!(r.status, 404, "{}", r.text());
+}
+
+/// In a real browser: a protected node's page shows the login form, a wrong password is
+/// refused, the right one shows the listing; the chat panel shows a Python message (its HTML
+/// as text), and a message typed on the page reaches a Python receiver
+/// (`crates/meshfs-web/e2e/login_chat.mjs`).
+#[test]
+fn browser_login_and_chat() {
+    let Some((chromium, e2e)) = browser("browser_login_and_chat") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share");
+    std::fs::create_dir_all(&share).unwrap();
+    std::fs::write(share.join("notes.txt"), b"protected notes").unwrap();
+    std::fs::write(tmp.path().join("pw"), "browser-pass-42\n").unwrap();
+    let pw_file = tmp.path().join("pw");
+    let net = ChatNet::new();
+    let n = net.node(
+        &share,
+        "camp",
+        &["--password-file", pw_file.to_str().unwrap()],
+    );
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("web-e2e-login-chat");
+    let url = format!("http://{}/", n.web);
+    let chat_port = net.chat.to_string();
+    let py = python_dir();
+    run_browser_script(
+        &e2e,
+        "login_chat.mjs",
+        &chromium,
+        &[
+            ("WEB_URL", url.as_ref()),
+            ("NODE", "camp".as_ref()),
+            ("PASSWORD", "browser-pass-42".as_ref()),
+            ("GROUP", net.addr.as_ref()),
+            ("CHAT_PORT", chat_port.as_ref()),
+            ("PY_DIR", py.as_os_str()),
+            ("OUT_DIR", out.as_os_str()),
+        ],
+    );
+    assert!(
+        out.join("chat.png").is_file(),
+        "no screenshot in {}",
+        out.display()
+    );
 }

@@ -114,6 +114,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 share: &share,
                 access: &access,
                 file_server: addr,
+                // With discovery on, the page shows the group chat.
+                group: &args.group,
             },
             shutdown.clone(),
             &tracker,

@@ -1,0 +1,157 @@
+// Browser test of the web UI's password login and group chat, run by
+// crates/meshfs/tests/web.rs (which starts a password-protected node with discovery on in a
+// private multicast group on loopback). Headless Debian chromium driven by playwright-core.
+//
+// Environment (set by the Rust test):
+//   WEB_URL     the node's UI, e.g. http://127.0.0.1:1234/
+//   NODE        the node's name; its share holds notes.txt
+//   PASSWORD    the share password
+//   GROUP, CHAT_PORT  the chat's multicast group and port (interface 127.0.0.1)
+//   PY_DIR      crates/meshfs/tests/python (the seed-style chat scripts)
+//   OUT_DIR     where the screenshots go
+//   CHROMIUM    the browser (default /usr/bin/chromium)
+import { chromium } from 'playwright-core';
+import { execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import readline from 'node:readline';
+
+const env = (k) => {
+  const v = process.env[k];
+  if (!v) throw new Error(`missing environment variable ${k}`);
+  return v;
+};
+const WEB = env('WEB_URL');
+const NODE = env('NODE');
+const PASSWORD = env('PASSWORD');
+const GROUP = env('GROUP');
+const CHAT_PORT = env('CHAT_PORT');
+const PY_DIR = env('PY_DIR');
+const OUT = env('OUT_DIR');
+
+function check(cond, what) {
+  if (!cond) throw new Error(`check failed: ${what}`);
+  console.log(`ok - ${what}`);
+}
+
+// The plain Python chat receiver; resolves once it has joined the group.
+function pythonReceiver() {
+  const child = spawn('python3', [path.join(PY_DIR, 'group_chat_recv.py'), GROUP, CHAT_PORT, '127.0.0.1'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const lines = [];
+  const waiters = [];
+  readline.createInterface({ input: child.stdout }).on('line', (l) => {
+    lines.push(l);
+    for (const w of waiters.splice(0)) w();
+  });
+  const until = (pred, ms, what) => new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`python receiver: no ${what} within ${ms} ms: ${JSON.stringify(lines)}`)), ms);
+    const look = () => {
+      const hit = lines.find(pred);
+      if (hit !== undefined) {
+        clearTimeout(timer);
+        resolve(hit);
+      } else {
+        waiters.push(look);
+      }
+    };
+    look();
+  });
+  return { child, until };
+}
+
+const userData = fs.mkdtempSync(path.join(os.tmpdir(), 'meshfs-chromium-'));
+const context = await chromium.launchPersistentContext(userData, {
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  headless: true,
+  args: [
+    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  ],
+  viewport: { width: 1200, height: 800 },
+});
+const problems = [];
+let receiver = null;
+let failed = false;
+try {
+  const page = context.pages()[0] || (await context.newPage());
+  page.on('console', (m) => {
+    if (m.type() !== 'error' && m.type() !== 'warning') return;
+    // The 401 answers that make the page ask for a password (and the wrong password) are
+    // reported by the browser as failed loads: expected here, and only those.
+    if (/Failed to load resource: the server responded with a status of 401/.test(m.text())) return;
+    problems.push(`console ${m.type()}: ${m.text()}`);
+  });
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('dialog', (d) => {
+    problems.push(`dialog opened: ${d.message()}`);
+    d.dismiss();
+  });
+  fs.mkdirSync(OUT, { recursive: true });
+
+  // 1. The protected node's folder asks for the password.
+  await page.goto(WEB + '#/ls/' + encodeURIComponent(NODE) + '/');
+  await page.locator('form#login').waitFor({ timeout: 10000 });
+  check((await page.locator('#rows').count()) === 0, 'protected folder shows the login form, not a listing');
+  check(await page.locator('#logout').isHidden(), 'no Log out button before logging in');
+  await page.screenshot({ path: path.join(OUT, 'login.png') });
+
+  // 2. A wrong password is refused with a message.
+  await page.locator('#password').fill('not-the-password');
+  await page.locator('form#login button[type=submit]').click();
+  await page.locator('#login-error', { hasText: 'wrong password' }).waitFor({ timeout: 5000 });
+  check(true, 'wrong password refused');
+
+  // 3. The right password shows the listing; the session cookie is out of the page's reach.
+  await page.locator('#password').fill(PASSWORD);
+  await page.locator('#password').press('Enter');
+  await page.locator('#rows tr[data-name="notes.txt"]').waitFor({ timeout: 5000 });
+  check(true, 'logging in shows the listing');
+  await page.locator('#logout').waitFor({ state: 'visible', timeout: 5000 });
+  check(!(await page.evaluate(() => document.cookie)).includes('meshfs_session'), 'session cookie is HttpOnly');
+  const cookies = await context.cookies(WEB);
+  const session = cookies.find((c) => c.name === 'meshfs_session');
+  check(session && session.httpOnly && session.sameSite === 'Strict', 'cookie is HttpOnly, SameSite=Strict');
+
+  // 4. The chat panel shows a message sent by a plain Python socket, its HTML as text.
+  await page.locator('#chat').waitFor({ state: 'visible', timeout: 5000 });
+  const hostile = '<img src=x onerror=window.__pwned=1> hi from python';
+  execFileSync('python3', [path.join(PY_DIR, 'group_chat_send.py'), GROUP, CHAT_PORT, '127.0.0.1', hostile]);
+  const fromPython = page.locator('#chat-log li', { hasText: '127.0.0.1 :> ' + hostile });
+  await fromPython.waitFor({ timeout: 5000 });
+  check(true, 'a Python chat message appears in the page');
+  check((await page.locator('#chat-log img').count()) === 0, 'no element was made from the message');
+  check((await page.evaluate(() => window.__pwned)) === undefined, 'no script from the message ran');
+
+  // 5. A message typed on the page reaches a Python receiver (and shows in the page).
+  receiver = pythonReceiver();
+  await receiver.until((l) => l === 'ready', 10000, 'ready');
+  const typed = 'typed on the page ✓ ' + Date.now();
+  await page.locator('#chat-text').fill(typed);
+  await page.locator('#chat-text').press('Enter');
+  await receiver.until((l) => l === '127.0.0.1 :> ' + typed, 5000, 'typed message');
+  check(true, 'a message typed on the page reaches the Python receiver');
+  await page.locator('#chat-log li', { hasText: typed }).waitFor({ timeout: 5000 });
+  check((await page.locator('#chat-text').inputValue()) === '', 'the box is cleared after sending');
+  await page.screenshot({ path: path.join(OUT, 'chat.png') });
+
+  // 6. Log out: the folder asks for the password again.
+  await page.locator('#logout').click();
+  await page.locator('form#login').waitFor({ timeout: 5000 });
+  check(await page.locator('#logout').isHidden(), 'logged out: the login form is back');
+
+  // 7. No console errors (nor warnings) but the expected 401s.
+  check(problems.length === 0, 'no console errors: ' + JSON.stringify(problems));
+  console.log(`screenshots in ${OUT}`);
+} catch (e) {
+  failed = true;
+  console.error(`FAIL: ${e.message}`);
+  if (problems.length) console.error('console: ' + JSON.stringify(problems));
+} finally {
+  if (receiver) receiver.child.kill();
+  await context.close();
+  fs.rmSync(userData, { recursive: true, force: true });
+}
+process.exit(failed ? 1 : 0);

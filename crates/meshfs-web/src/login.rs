@@ -1,0 +1,115 @@
+//! `POST /api/login`, `POST /api/logout`, `GET /api/session`: password login for this node's
+//! protected files (the share password, or an offered file's own password).
+//!
+//! The password is checked by [`Access::authenticate`](meshfs_core::access::Access) (keyed
+//! digests, constant-time comparison), never logged, never echoed: failures are logged with
+//! the client's address only. Failed attempts are throttled per address ([`Throttle`]).
+//! Remote nodes' passwords are not handled here: their protected files stay `403`.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use meshfs_core::access::Keys;
+use serde::{Deserialize, Serialize};
+
+use crate::error::WebError;
+use crate::json_body;
+use crate::session::clear_cookie;
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+struct LoginBody {
+    password: String,
+}
+
+/// What `GET /api/session` and a successful login answer.
+#[derive(Debug, Serialize)]
+pub struct SessionJson {
+    /// Does this node protect anything with a password?
+    pub protected: bool,
+    /// Does the request carry a live session?
+    pub logged_in: bool,
+    /// May it list this node's share (false while a share password is not given)?
+    pub may_browse: bool,
+}
+
+fn session_json(state: &AppState, logged_in: bool, keys: &Keys) -> SessionJson {
+    SessionJson {
+        protected: state.access.is_protected(),
+        logged_in,
+        may_browse: state.access.may_browse(keys),
+    }
+}
+
+/// `GET /api/session`.
+pub async fn session(State(state): State<AppState>, headers: HeaderMap) -> Json<SessionJson> {
+    let keys = state.sessions.keys(&headers);
+    Json(session_json(
+        &state,
+        state.sessions.is_live(&headers),
+        &keys,
+    ))
+}
+
+/// `POST /api/login` with `{"password": "…"}`.
+pub async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, WebError> {
+    let ip = peer.ip();
+    if let Err(wait) = state.throttle.check(ip, Instant::now()) {
+        return Err(WebError::LockedOut(wait.as_secs().max(1)));
+    }
+    let LoginBody { password } = json_body::parse(&headers, body, r#"{"password": "…"}"#)?;
+    if !state.access.is_protected() {
+        return Err(WebError::BadRequest(
+            "this node has no password to give".into(),
+        ));
+    }
+    let (token, mut keys) = state.sessions.current(&headers);
+    // One BLAKE3 derivation and a few comparisons: cheap enough to run here.
+    let ok = !password.is_empty() && state.access.authenticate(&password, &mut keys);
+    drop(password);
+    if !ok {
+        if state.throttle.failed(ip, Instant::now()).is_some() {
+            tracing::warn!(%ip, "web login: too many wrong passwords, address locked out");
+        } else {
+            tracing::info!(%ip, "web login: wrong password");
+        }
+        return Err(WebError::WrongPassword);
+    }
+    state.throttle.succeeded(ip);
+    let body = session_json(&state, true, &keys);
+    let token = state
+        .sessions
+        .save(token, keys)
+        .ok_or_else(|| WebError::Internal("no randomness for a session token".into()))?;
+    tracing::info!(%ip, "web login");
+    let mut response = Json(body).into_response();
+    set_cookie(&mut response, &token.cookie());
+    Ok(response)
+}
+
+/// `POST /api/logout`: ends the session (if any) and clears the cookie.
+pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    state.sessions.end(&headers);
+    let mut response = Json(session_json(&state, false, &Keys::default())).into_response();
+    set_cookie(&mut response, &clear_cookie());
+    response
+}
+
+fn set_cookie(response: &mut Response, cookie: &str) {
+    let h = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(cookie) {
+        h.insert(header::SET_COOKIE, v);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
