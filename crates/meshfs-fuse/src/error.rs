@@ -7,8 +7,6 @@ use meshfs_core::proto::Code;
 /// Why mounting failed.
 #[derive(Debug, thiserror::Error)]
 pub enum MountError {
-    #[error("no node to mount")]
-    NoNodes,
     #[error("cannot mount on {dir}: {source}")]
     Mount {
         dir: String,

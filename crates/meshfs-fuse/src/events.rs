@@ -8,15 +8,16 @@
 //! kernel holds while it waits for *our* reply to some other request; so they are sent from a
 //! dedicated thread, never from a runtime worker that a reply might need.
 
+use std::collections::HashMap;
 use std::ffi::OsString;
-use std::sync::Arc;
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 
 use fuser::{INodeNo, Notifier};
 use meshfs_core::events::EventKind;
 use meshfs_core::follow::{Follower, Notice};
 
-use crate::fs::Invalidator;
+use crate::fs::FsHandle;
+use crate::inodes::ROOT;
 
 /// What to tell the kernel.
 #[derive(Debug)]
@@ -27,59 +28,108 @@ enum KernelNote {
     Entry(u64, OsString),
 }
 
-/// The running followers of a mount; dropping it stops them.
+/// The mount's link to the kernel outside of replies, and the followers of each shown node's
+/// events (when enabled). Dropping it stops the followers and, with them, the notification
+/// thread.
 #[derive(Debug)]
-pub struct Watchers {
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+pub struct Live {
+    fs: Arc<FsHandle>,
+    tx: mpsc::Sender<KernelNote>,
+    rt: tokio::runtime::Handle,
+    /// Follow events (`false` with `--no-events`: only the TTL keeps things fresh).
+    follow: bool,
+    followers: Mutex<HashMap<usize, tokio::task::JoinHandle<()>>>,
 }
 
-impl Drop for Watchers {
+impl Drop for Live {
     fn drop(&mut self) {
-        for t in &self.tasks {
+        for (_, t) in self
+            .followers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+        {
             t.abort();
         }
     }
 }
 
-/// Follow every node's events for the mount's lifetime.
-pub fn start(
-    invalidator: Invalidator,
-    notifier: Notifier,
-    rt: &tokio::runtime::Handle,
-) -> Watchers {
-    let (tx, rx) = mpsc::channel::<KernelNote>();
-    std::thread::Builder::new()
-        .name("meshfs-fuse-notify".into())
-        .spawn(move || {
-            // Ends when every follower (every sender) is gone.
-            for note in rx {
-                // ENOENT (the kernel does not hold it) is the common, harmless answer.
-                let _ = match note {
-                    KernelNote::Inode(ino) => notifier.inval_inode(INodeNo(ino), -1, 0),
-                    KernelNote::Entry(parent, name) => notifier.inval_entry(INodeNo(parent), &name),
-                };
-            }
-        })
-        .expect("spawn the notification thread");
-    let invalidator = Arc::new(invalidator);
-    let tasks = (0..invalidator.nodes())
-        .map(|node| {
-            let (invalidator, tx) = (invalidator.clone(), tx.clone());
-            rt.spawn(follow(node, invalidator, tx))
-        })
-        .collect();
-    Watchers { tasks }
+impl Live {
+    /// Start the notification thread, and a follower per shown node when `follow`.
+    pub fn start(
+        fs: FsHandle,
+        notifier: Notifier,
+        rt: &tokio::runtime::Handle,
+        follow: bool,
+    ) -> Live {
+        let (tx, rx) = mpsc::channel::<KernelNote>();
+        std::thread::Builder::new()
+            .name("meshfs-fuse-notify".into())
+            .spawn(move || {
+                // Ends when every sender (ours, every follower's) is gone.
+                for note in rx {
+                    // ENOENT (the kernel does not hold it) is the common, harmless answer.
+                    let _ = match note {
+                        KernelNote::Inode(ino) => notifier.inval_inode(INodeNo(ino), -1, 0),
+                        KernelNote::Entry(parent, name) => {
+                            notifier.inval_entry(INodeNo(parent), &name)
+                        }
+                    };
+                }
+            })
+            .expect("spawn the notification thread");
+        let live = Live {
+            fs: Arc::new(fs),
+            tx,
+            rt: rt.clone(),
+            follow,
+            followers: Mutex::default(),
+        };
+        for node in live.fs.shown_nodes() {
+            live.node_shown(node);
+        }
+        live
+    }
+
+    /// A node folder appeared in the root: follow its events. (The kernel holds no negative
+    /// entry for it: FUSE does not cache our `ENOENT`s.)
+    pub fn node_shown(&self, node: usize) {
+        if !self.follow {
+            return;
+        }
+        let task = self
+            .rt
+            .spawn(follow(node, self.fs.clone(), self.tx.clone()));
+        let mut followers = self.followers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = followers.insert(node, task) {
+            old.abort();
+        }
+    }
+
+    /// A node folder left the root: stop following it, and make the kernel drop its entry so
+    /// the folder disappears at once rather than after the TTL.
+    pub fn node_hidden(&self, node: usize, folder: &str) {
+        if let Some(t) = self
+            .followers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&node)
+        {
+            t.abort();
+        }
+        let _ = self.tx.send(KernelNote::Entry(ROOT, folder.into()));
+    }
 }
 
-async fn follow(node: usize, inv: Arc<Invalidator>, tx: mpsc::Sender<KernelNote>) {
-    let mut follower = Follower::new(inv.addr(node), None);
+async fn follow(node: usize, fs: Arc<FsHandle>, tx: mpsc::Sender<KernelNote>) {
+    let mut follower = Follower::new(fs.addr(node), None);
     loop {
         match follower.next().await {
             // Events may have been missed while disconnected: forget everything of this node.
-            Notice::Connected { .. } | Notice::Disconnected { .. } => inv.forget_node(node),
-            Notice::Event(event) if event.kind == EventKind::Resync => inv.forget_node(node),
+            Notice::Connected { .. } | Notice::Disconnected { .. } => fs.forget_node(node),
+            Notice::Event(event) if event.kind == EventKind::Resync => fs.forget_node(node),
             Notice::Event(event) => {
-                let stale = inv.path_changed(node, &event.path);
+                let stale = fs.path_changed(node, &event.path);
                 if let Some(ino) = stale.inode {
                     let _ = tx.send(KernelNote::Inode(ino));
                 }

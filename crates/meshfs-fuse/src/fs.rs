@@ -29,16 +29,9 @@ use meshfs_core::{Entry, Kind};
 use crate::cache::MetaCache;
 use crate::error::errno;
 use crate::inodes::{self, Inode, InodeTable, ROOT};
+use crate::nodes::{Node, Nodes, NotAdded};
 use crate::pool::NodePool;
 use crate::readahead::{Budget, CHUNK, Chunk, ReadAhead, Source};
-
-/// One node shown under the mount root.
-#[derive(Debug)]
-pub struct Node {
-    /// Folder name under the mount root (the node's name from `hello`).
-    pub name: String,
-    pub pool: NodePool,
-}
 
 /// Tunables of the filesystem.
 #[derive(Debug, Clone, Copy)]
@@ -69,12 +62,14 @@ struct Listing {
     node: Option<usize>,
     path: String,
     entries: Arc<Vec<Entry>>,
+    /// For the mount root: the folder inode of each entry's node.
+    node_inos: Vec<u64>,
 }
 
 /// State shared by the dispatch thread and the tasks it spawns.
 #[derive(Debug)]
 struct Shared {
-    nodes: Vec<Node>,
+    nodes: Nodes,
     inodes: InodeTable,
     cache: MetaCache,
     config: FsConfig,
@@ -99,9 +94,10 @@ pub struct MeshFs {
     _alive: tokio::sync::oneshot::Sender<()>,
 }
 
-/// A handle on the filesystem's caches, for the event followers ([`crate::events`]).
+/// A handle on the filesystem from outside its callbacks: the event followers
+/// ([`crate::events`]) drop stale caches through it, the mount owner adds and hides nodes.
 #[derive(Debug, Clone)]
-pub struct Invalidator(Arc<Shared>);
+pub struct FsHandle(Arc<Shared>);
 
 /// What a changed path made stale in the kernel.
 #[derive(Debug, Default)]
@@ -112,21 +108,45 @@ pub struct Stale {
     pub entry: Option<(u64, String)>,
 }
 
-impl Invalidator {
-    /// Number of nodes.
-    pub fn nodes(&self) -> usize {
-        self.0.nodes.len()
+impl FsHandle {
+    /// The shown nodes' indices.
+    pub fn shown_nodes(&self) -> Vec<usize> {
+        self.0.nodes.shown().into_iter().map(|(i, _)| i).collect()
+    }
+
+    /// Folder names of the shown nodes.
+    pub fn shown_folders(&self) -> Vec<String> {
+        self.0
+            .nodes
+            .shown()
+            .into_iter()
+            .map(|(_, n)| n.name.clone())
+            .collect()
     }
 
     /// `host:port` of node `node`.
     pub fn addr(&self, node: usize) -> String {
-        self.0.nodes[node].pool.addr().to_owned()
+        self.0.nodes.get(node).pool.addr().to_owned()
+    }
+
+    /// Show a node (see [`Nodes::add`]); returns its index and folder name.
+    pub fn add_node(&self, name: &str, pool: NodePool) -> Result<(usize, String), NotAdded> {
+        let (node, folder) = self.0.nodes.add(name, pool)?;
+        self.0.inodes.add_node(node);
+        // Whatever was cached under this folder may be another node's (same name, new address).
+        self.forget_node(node);
+        Ok((node, folder))
+    }
+
+    /// Hide the node at `addr` (see [`Nodes::hide`]); returns its index and folder name.
+    pub fn hide_node(&self, addr: &str) -> Option<(usize, String)> {
+        self.0.nodes.hide(addr)
     }
 
     /// Events of a node may have been missed: drop every cached attribute and listing (of all
     /// nodes: the caches are short-lived anyway, and this is rare).
     pub fn forget_node(&self, node: usize) {
-        tracing::debug!(node = %self.0.nodes[node].name, "events resync: caches dropped");
+        tracing::debug!(node = %self.0.nodes.get(node).name, "caches dropped");
         self.0.cache.attrs.clear();
         self.0.cache.dirs.clear();
     }
@@ -167,8 +187,8 @@ impl MeshFs {
         // SAFETY: plain getters without failure modes.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
         let shared = Shared {
-            inodes: InodeTable::new(nodes.len()),
-            nodes,
+            inodes: InodeTable::new(),
+            nodes: Nodes::default(),
             cache: MetaCache::new(config.ttl),
             config,
             uid,
@@ -180,16 +200,20 @@ impl MeshFs {
             next_fh: AtomicU64::new(1),
             budget: Budget::new(config.readahead_budget),
         };
-        MeshFs {
+        let fs = MeshFs {
             shared: Arc::new(shared),
             rt,
             _alive: alive,
+        };
+        for node in nodes {
+            let _ = fs.handle().add_node(&node.name, node.pool);
         }
+        fs
     }
 
-    /// A handle on the caches, for the event followers.
-    pub fn invalidator(&self) -> Invalidator {
-        Invalidator(self.shared.clone())
+    /// A handle on the filesystem, for code outside the FUSE callbacks.
+    pub fn handle(&self) -> FsHandle {
+        FsHandle(self.shared.clone())
     }
 
     fn spawn(&self, f: impl Future<Output = ()> + Send + 'static) {
@@ -250,13 +274,13 @@ impl Shared {
     }
 
     /// The synthetic entry of a node folder in the root listing.
-    fn node_entry(&self, node: usize) -> Entry {
+    fn node_entry(&self, node: &Node) -> Entry {
         let mtime_ns = self
             .mounted_at
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i64);
         Entry {
-            name: self.nodes[node].name.clone(),
+            name: node.name.clone(),
             kind: Kind::Dir,
             size: 0,
             mtime_ns,
@@ -269,14 +293,15 @@ impl Shared {
         if let Some(e) = self.cache.attrs.get(&ino) {
             return Ok(e);
         }
-        match self.nodes[node].pool.stat(path).await {
+        let node = self.nodes.get(node);
+        match node.pool.stat(path).await {
             Ok(e) => {
                 self.cache.attrs.insert(ino, e.clone());
                 Ok(e)
             }
             Err(err) => {
                 self.cache.attrs.remove(&ino);
-                tracing::debug!(node = %self.nodes[node].name, path, error = %err, "stat failed");
+                tracing::debug!(node = %node.name, path, error = %err, "stat failed");
                 Err(errno(&err, Errno::EIO))
             }
         }
@@ -287,14 +312,15 @@ impl Shared {
         if let Some(l) = self.cache.dirs.get(&ino) {
             return Ok(l);
         }
-        match self.nodes[node].pool.ls(path).await {
+        let node = self.nodes.get(node);
+        match node.pool.ls(path).await {
             Ok(entries) => {
                 let entries = Arc::new(entries);
                 self.cache.dirs.insert(ino, entries.clone());
                 Ok(entries)
             }
             Err(err) => {
-                tracing::debug!(node = %self.nodes[node].name, path, error = %err, "ls failed");
+                tracing::debug!(node = %node.name, path, error = %err, "ls failed");
                 Err(errno(&err, Errno::ENOTDIR))
             }
         }
@@ -321,17 +347,25 @@ impl Shared {
     async fn listing(&self, ino: u64) -> Result<Arc<Listing>, Errno> {
         match self.inodes.get(ino) {
             None => Err(Errno::ENOENT),
-            Some(Inode::Root) => Ok(Arc::new(Listing {
-                node: None,
-                path: String::new(),
-                entries: Arc::new((0..self.nodes.len()).map(|n| self.node_entry(n)).collect()),
-            })),
+            Some(Inode::Root) => {
+                let shown = self.nodes.shown();
+                Ok(Arc::new(Listing {
+                    node: None,
+                    path: String::new(),
+                    entries: Arc::new(shown.iter().map(|(_, n)| self.node_entry(n)).collect()),
+                    node_inos: shown
+                        .iter()
+                        .map(|(i, _)| InodeTable::node_root(*i))
+                        .collect(),
+                }))
+            }
             Some(Inode::Remote { node, path }) => {
                 let entries = self.list(ino, node, &path).await?;
                 Ok(Arc::new(Listing {
                     node: Some(node),
                     path,
                     entries,
+                    node_inos: Vec::new(),
                 }))
             }
         }
@@ -353,7 +387,7 @@ impl Shared {
             };
             // Plain readdir does not hand out lookups: a placeholder number is fine for d_ino.
             let ino = match listing.node {
-                None => InodeTable::node_root(i),
+                None => listing.node_inos[i],
                 Some(_) => u64::MAX - i as u64,
             };
             if reply.add(INodeNo(ino), i as u64 + 3, kind, &e.name) {
@@ -389,7 +423,7 @@ impl Shared {
         for (i, e) in listing.entries.iter().enumerate().skip(skip) {
             let (ino, attr, counted) = match listing.node {
                 None => {
-                    let ino = InodeTable::node_root(i);
+                    let ino = listing.node_inos[i];
                     (ino, self.dir_attr(ino), false)
                 }
                 Some(node) => {
@@ -426,7 +460,7 @@ impl Shared {
 
     /// Fetch one read-ahead chunk and hand it to whoever waits on it.
     async fn fetch_chunk(&self, file: &OpenFile, chunk: &Chunk) {
-        let pool = &self.nodes[file.node].pool;
+        let pool = &self.nodes.get(file.node).pool;
         let res = match pool.pread(&file.path, chunk.start(), CHUNK).await {
             Ok(data) => {
                 file.size
@@ -445,7 +479,7 @@ impl Shared {
     /// cap one reply (at 16 MiB, or less), and a short reply in the middle of a file would
     /// read as end of file to the kernel.
     async fn pread(&self, file: &OpenFile, offset: u64, size: u64) -> Result<Vec<u8>, Errno> {
-        let pool = &self.nodes[file.node].pool;
+        let pool = &self.nodes.get(file.node).pool;
         let mut out: Vec<u8> = Vec::new();
         while (out.len() as u64) < size {
             let pos = offset + out.len() as u64;
@@ -582,7 +616,7 @@ impl Filesystem for MeshFs {
         };
         match shared.inodes.get(parent.0) {
             None => reply.error(Errno::ENOENT),
-            Some(Inode::Root) => match shared.nodes.iter().position(|n| n.name == name) {
+            Some(Inode::Root) => match shared.nodes.find_shown(name) {
                 Some(i) => {
                     let ino = InodeTable::node_root(i);
                     reply.entry(&ttl, &shared.dir_attr(ino), Generation(0));
@@ -607,7 +641,7 @@ impl Filesystem for MeshFs {
                 }
                 let shared = self.shared.clone();
                 self.spawn(async move {
-                    match shared.nodes[node].pool.stat(&child).await {
+                    match shared.nodes.get(node).pool.stat(&child).await {
                         Ok(e) => {
                             let ino = shared.inodes.lookup(node, &child);
                             shared.cache.attrs.insert(ino, e.clone());

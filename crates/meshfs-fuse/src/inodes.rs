@@ -12,6 +12,11 @@ use std::sync::Mutex;
 /// The root of the mount.
 pub const ROOT: u64 = 1;
 
+/// Most nodes one mount shows over its lifetime (given and discovered). Their folder inodes
+/// are reserved up front, `2..2 + MAX_NODES`, so a node found later still gets a fixed number
+/// and file inodes never collide with it.
+pub const MAX_NODES: usize = 4096;
+
 /// What an inode number stands for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inode {
@@ -34,8 +39,6 @@ struct Inner {
     by_ino: HashMap<u64, Slot>,
     by_path: HashMap<(usize, String), u64>,
     next: u64,
-    /// Node folders are permanent: their inodes are `2..2 + nodes`.
-    nodes: usize,
 }
 
 /// Inode numbers ⇄ (node, path).
@@ -44,30 +47,39 @@ pub struct InodeTable {
     inner: Mutex<Inner>,
 }
 
+impl Default for InodeTable {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl InodeTable {
-    /// A table for `nodes` nodes; node `i` has the folder inode `2 + i`.
-    pub fn new(nodes: usize) -> InodeTable {
-        let mut inner = Inner {
-            by_ino: HashMap::new(),
-            by_path: HashMap::new(),
-            next: 2 + nodes as u64,
-            nodes,
-        };
-        for node in 0..nodes {
-            let ino = 2 + node as u64;
-            inner.by_ino.insert(
-                ino,
-                Slot {
-                    node,
-                    path: String::new(),
-                    lookups: 0,
-                },
-            );
-            inner.by_path.insert((node, String::new()), ino);
-        }
+    /// An empty table: the root only, no node folder yet.
+    pub fn new() -> InodeTable {
         InodeTable {
-            inner: Mutex::new(inner),
+            inner: Mutex::new(Inner {
+                by_ino: HashMap::new(),
+                by_path: HashMap::new(),
+                next: 2 + MAX_NODES as u64,
+            }),
         }
+    }
+
+    /// Give node `node` (below [`MAX_NODES`]) its folder inode, [`InodeTable::node_root`].
+    /// Node folders are permanent: a node that leaves keeps its number should it come back.
+    pub fn add_node(&self, node: usize) {
+        assert!(node < MAX_NODES, "node index {node} past MAX_NODES");
+        let ino = Self::node_root(node);
+        let mut inner = self.inner.lock().expect("inode lock");
+        inner.by_ino.insert(
+            ino,
+            Slot {
+                node,
+                path: String::new(),
+                lookups: 0,
+            },
+        );
+        inner.by_path.insert((node, String::new()), ino);
     }
 
     /// The folder inode of node `node`.
@@ -122,7 +134,7 @@ impl InodeTable {
     /// when it was forgotten).
     pub fn forget(&self, ino: u64, n: u64) -> bool {
         let mut inner = self.inner.lock().expect("inode lock");
-        if ino <= 1 + inner.nodes as u64 {
+        if ino < 2 + MAX_NODES as u64 {
             return false; // the root and node folders are permanent
         }
         let Some(slot) = inner.by_ino.get_mut(&ino) else {
@@ -142,7 +154,7 @@ impl InodeTable {
         self.inner.lock().expect("inode lock").by_ino.len()
     }
 
-    /// True when no remote inode is held (never: node folders are permanent, unless no node).
+    /// True when no node and no remote inode is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -163,7 +175,9 @@ mod tests {
 
     #[test]
     fn node_folders_are_fixed_and_paths_get_stable_numbers() {
-        let t = InodeTable::new(2);
+        let t = InodeTable::new();
+        t.add_node(0);
+        t.add_node(1);
         assert_eq!(t.get(ROOT), Some(Inode::Root));
         assert_eq!(
             t.get(InodeTable::node_root(1)),
@@ -173,7 +187,10 @@ mod tests {
             })
         );
         let a = t.lookup(0, "a/b");
-        assert!(a > 3);
+        assert!(
+            a >= 2 + MAX_NODES as u64,
+            "file inodes never collide with node folders"
+        );
         assert_eq!(t.lookup(0, "a/b"), a);
         assert_eq!(t.find(0, "a/b"), Some(a));
         assert_eq!(t.find(0, "nope"), None);
@@ -191,7 +208,8 @@ mod tests {
 
     #[test]
     fn forget_drops_an_inode_only_when_every_lookup_is_gone_and_never_reuses_numbers() {
-        let t = InodeTable::new(1);
+        let t = InodeTable::new();
+        t.add_node(0);
         let a = t.lookup(0, "x");
         t.lookup(0, "x");
         assert!(!t.forget(a, 1));

@@ -2,12 +2,14 @@
 //! `DIR/<node-name>/<path>`, read fast enough to play a video from another node.
 //!
 //! - [`inodes`]: inode numbers ⇄ (node, path);
+//! - [`nodes`]: the nodes shown (given, or discovered while mounted), never renumbered;
 //! - [`pool`]: per-node connection pools (parallel requests, fast failure, reconnection);
 //! - [`cache`]: short-lived attributes and listings;
 //! - [`readahead`]: sequential read-ahead with a doubling window, off for random reads;
 //! - [`fs`]: the `fuser::Filesystem` tying them together;
-//! - [`events`]: each node's `subscribe` stream invalidating caches as files change;
-//! - this file: naming the nodes and mounting/unmounting.
+//! - [`events`]: each node's `subscribe` stream invalidating caches as files change, and the
+//!   kernel notifications (also when a node folder leaves);
+//! - this file: naming the nodes, mounting/unmounting, adding and hiding nodes while mounted.
 //!
 //! Mounting uses fuser's pure-Rust mount (no libfuse at build time): as root it calls
 //! `mount(2)` itself, otherwise it needs `fusermount3` (Debian `fuse3`). To unmount from outside:
@@ -18,6 +20,7 @@ pub mod error;
 pub mod events;
 pub mod fs;
 pub mod inodes;
+pub mod nodes;
 pub mod pool;
 pub mod readahead;
 
@@ -27,7 +30,8 @@ use std::time::Duration;
 use fuser::{BackgroundSession, MountOption, SessionACL};
 
 pub use error::MountError;
-pub use fs::{FsConfig, MeshFs, Node};
+pub use fs::{FsConfig, FsHandle, MeshFs};
+pub use nodes::{Node, NotAdded};
 pub use pool::{NodePool, PoolConfig};
 
 /// Everything tunable about a mount.
@@ -58,7 +62,7 @@ impl Default for MountOptions {
 
 /// Ask every node its name (all at once) and build its pool. A node that does not answer is
 /// still mounted, named after its address, so it can come back later; names are made safe as
-/// folder names and unique (`cam`, `cam-2`, …).
+/// folder names (and unique once mounted: `cam`, `cam-2`, …).
 pub async fn connect_nodes(addrs: &[String], config: PoolConfig) -> Vec<Node> {
     let mut tasks = Vec::new();
     for addr in addrs {
@@ -77,32 +81,10 @@ pub async fn connect_nodes(addrs: &[String], config: PoolConfig) -> Vec<Node> {
     let mut nodes: Vec<Node> = Vec::new();
     for task in tasks {
         let (name, pool) = task.await.expect("hello task does not panic");
-        let base = folder_name(&name, pool.addr());
-        let mut name = base.clone();
-        let mut n = 2;
-        while nodes.iter().any(|node| node.name == name) {
-            name = format!("{base}-{n}");
-            n += 1;
-        }
+        let name = nodes::folder_name(&name, pool.addr());
         nodes.push(Node { name, pool });
     }
     nodes
-}
-
-/// A node name usable as one folder name (falls back to the address).
-fn folder_name(name: &str, addr: &str) -> String {
-    let clean = |s: &str| -> String {
-        s.chars()
-            .map(|c| if c == '/' || c.is_control() { '_' } else { c })
-            .take(200)
-            .collect()
-    };
-    let name = clean(name);
-    if name.is_empty() || name == "." || name == ".." {
-        clean(&addr.replace(':', "_"))
-    } else {
-        name
-    }
 }
 
 /// A live mount. Unmount with [`Mount::unmount`]; dropping it unmounts too.
@@ -110,25 +92,25 @@ fn folder_name(name: &str, addr: &str) -> String {
 pub struct Mount {
     session: Option<BackgroundSession>,
     /// Dropped before the session, so no notification races the unmount.
-    watchers: Option<events::Watchers>,
+    live: Option<events::Live>,
+    fs: FsHandle,
+    pool: PoolConfig,
     dir: PathBuf,
     ended: tokio::sync::oneshot::Receiver<()>,
 }
 
 /// Mount `nodes` on `dir` (blocking until the kernel has answered the FUSE handshake).
-/// Requests are served on the runtime of `rt`.
+/// Requests are served on the runtime of `rt`. `nodes` may be empty: nodes can be added while
+/// mounted ([`Mount::add_node`]).
 pub fn mount(
     dir: &Path,
     nodes: Vec<Node>,
     options: &MountOptions,
     rt: tokio::runtime::Handle,
 ) -> Result<Mount, MountError> {
-    if nodes.is_empty() {
-        return Err(MountError::NoNodes);
-    }
     let (alive, ended) = tokio::sync::oneshot::channel();
     let fs = MeshFs::new(nodes, options.fs, rt.clone(), alive);
-    let invalidator = fs.invalidator();
+    let handle = fs.handle();
     let mut config = fuser::Config::default();
     config.mount_options = vec![
         MountOption::FSName("meshfs".into()),
@@ -145,18 +127,52 @@ pub fn mount(
         dir: dir.display().to_string(),
         source,
     })?;
-    let watchers = options
-        .live_events
-        .then(|| events::start(invalidator, session.notifier(), &rt));
+    let live = events::Live::start(handle.clone(), session.notifier(), &rt, options.live_events);
     Ok(Mount {
         session: Some(session),
-        watchers,
+        live: Some(live),
+        fs: handle,
+        pool: options.pool,
         dir: dir.to_owned(),
         ended,
     })
 }
 
 impl Mount {
+    /// The folder names of the nodes shown now.
+    pub fn folders(&self) -> Vec<String> {
+        self.fs.shown_folders()
+    }
+
+    /// Show the node at `addr` (called `name`, e.g. from its announcement) under the root;
+    /// returns its folder name, or `None` if it is shown already (or too many nodes were).
+    pub fn add_node(&self, name: &str, addr: &str) -> Option<String> {
+        let pool = NodePool::new(addr, self.pool);
+        match self.fs.add_node(&nodes::folder_name(name, addr), pool) {
+            Ok((node, folder)) => {
+                if let Some(live) = &self.live {
+                    live.node_shown(node);
+                }
+                Some(folder)
+            }
+            Err(NotAdded::Present) => None,
+            Err(NotAdded::Full) => {
+                tracing::warn!(%addr, max = inodes::MAX_NODES, "too many nodes: not shown");
+                None
+            }
+        }
+    }
+
+    /// Take the node at `addr` out of the root (its folder disappears at once); returns its
+    /// folder name if it was shown. Its files already open keep talking to its address.
+    pub fn hide_node(&self, addr: &str) -> Option<String> {
+        let (node, folder) = self.fs.hide_node(addr)?;
+        if let Some(live) = &self.live {
+            live.node_hidden(node, &folder);
+        }
+        Some(folder)
+    }
+
     /// Where the mount is.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -174,7 +190,7 @@ impl Mount {
     }
 
     fn unmount_inner(&mut self) -> Result<(), MountError> {
-        drop(self.watchers.take());
+        drop(self.live.take());
         let Some(session) = self.session.take() else {
             return Ok(());
         };
@@ -218,18 +234,5 @@ fn lazy_unmount(dir: &Path) -> std::io::Result<()> {
         Ok(())
     } else {
         Err(std::io::Error::last_os_error())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn folder_names_are_safe() {
-        assert_eq!(folder_name("cam2", "h:1"), "cam2");
-        assert_eq!(folder_name("a/b", "h:1"), "a_b");
-        assert_eq!(folder_name("", "10.0.0.7:4044"), "10.0.0.7_4044");
-        assert_eq!(folder_name("..", "h:1"), "h_1");
     }
 }

@@ -89,6 +89,11 @@ impl Mounted {
         for a in addrs {
             args.extend_from_slice(&["--node", a]);
         }
+        // Hermetic unless the test brings its own LAN group: other tests' nodes announce
+        // themselves on the default one.
+        if !extra.contains(&"--group-port") {
+            args.push("--no-discovery");
+        }
         args.extend_from_slice(extra);
         let (proc, line) = spawn(&args);
         assert!(
@@ -759,4 +764,90 @@ fn a_busy_mount_is_detached_on_sigterm_and_the_process_still_exits_zero() {
     let _ = busy.wait();
     assert!(status.success(), "exit status {status}");
     assert!(!is_mounted(&m.dir), "busy mount was not detached");
+}
+
+/// `--group-*` flags for a LAN group of this test's own, on loopback (TTL 1).
+fn own_group() -> Vec<String> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    vec![
+        "--group-iface".into(),
+        "127.0.0.1".into(),
+        "--group-addr".into(),
+        format!("239.255.{}.{}", 200 + n % 50, std::process::id() % 250 + 1),
+        "--group-port".into(),
+        port.to_string(),
+    ]
+}
+
+#[test]
+fn discovered_nodes_appear_and_disappear_and_names_resolve() {
+    if !fuse_available() {
+        return;
+    }
+    let group = own_group();
+    let group: Vec<&str> = group.iter().map(String::as_str).collect();
+    let src = tempfile::tempdir().unwrap();
+    let (a, b) = (src.path().join("a"), src.path().join("b"));
+    write(&a, "clip.mp4", &pattern(MIB + 7, 1));
+    write(&b, "other.mp4", b"b\n");
+
+    // No --node: the mount starts empty and shows nodes as the group announces them.
+    let m = Mounted::new(&[], &group);
+    let mount_out = &m.proc.as_ref().unwrap().lines;
+    let node_in_group = |dir: &Path, name: &str| {
+        let mut args = vec!["node", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(&["--name", name, "--no-web"]);
+        args.extend_from_slice(&group);
+        let (proc, line) = spawn(&args);
+        assert!(line.starts_with("meshfs node "), "{line:?}");
+        let addr = line.rsplit(' ').next().unwrap().to_owned();
+        (proc, addr)
+    };
+    let (mut na, addr_a) = node_in_group(&a, "cam1");
+    common::until_line(mount_out, Duration::from_secs(5), |l| {
+        l == format!("node up cam1 {addr_a}")
+    });
+    assert_same_file(&a.join("clip.mp4"), &m.path("cam1/clip.mp4"));
+
+    // A node started later is learned at once (it says hello; the mount hears it).
+    let (_nb, addr_b) = node_in_group(&b, "cam2");
+    common::until_line(mount_out, Duration::from_secs(5), |l| {
+        l == format!("node up cam2 {addr_b}")
+    });
+    assert_eq!(std::fs::read(m.path("cam2/other.mp4")).unwrap(), b"b\n");
+
+    // A node that stops says bye: its folder leaves the root at once.
+    na.signal(libc::SIGTERM);
+    na.wait_exit(Duration::from_secs(10));
+    common::until_line(mount_out, Duration::from_secs(5), |l| l == "node down cam1");
+    assert!(
+        eventually(Duration::from_secs(2), || !m.path("cam1").exists()),
+        "cam1 still shown after its bye"
+    );
+    let mut top: Vec<String> = std::fs::read_dir(&m.dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    top.sort();
+    assert_eq!(top, ["cam2"]);
+
+    // Back (on another port): shown again under the same folder.
+    let (_na, addr_a) = node_in_group(&a, "cam1");
+    common::until_line(mount_out, Duration::from_secs(5), |l| {
+        l == format!("node up cam1 {addr_a}")
+    });
+    assert_same_file(&a.join("clip.mp4"), &m.path("cam1/clip.mp4"));
+
+    // `--node NAME`: a name that is no host is looked up on the group.
+    let mut args = vec!["--node", "cam2", "--no-events"];
+    args.extend_from_slice(&group);
+    let named = Mounted::new(&[], &args);
+    assert_eq!(std::fs::read(named.path("cam2/other.mp4")).unwrap(), b"b\n");
 }

@@ -1,36 +1,52 @@
-//! `meshfs mount DIR --node URL…`: every node's share under `DIR/<node-name>/`, read-only.
+//! `meshfs mount DIR [--node URL…]`: every node's share under `DIR/<node-name>/`, read-only:
+//! the nodes given, and every node discovered on the LAN group while mounted (seed 004), whose
+//! folders come and go with them.
+//!
 //! Runs in the foreground; prints `meshfs mount DIR ready: NAME, NAME…` on stdout once the
-//! kernel serves the mount (scripts and tests wait for it) and unmounts cleanly on SIGINT or
+//! kernel serves the mount (scripts and tests wait for it), then `node up FOLDER ADDR` and
+//! `node down FOLDER` as discovered nodes come and go, and unmounts cleanly on SIGINT or
 //! SIGTERM. Unmounted from outside (`fusermount3 -u DIR`), it exits 0 too.
 
+use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use meshfs_core::RemotePath;
 use meshfs_core::remote::DEFAULT_PORT;
-use meshfs_fuse::{MountOptions, PoolConfig};
+use meshfs_fuse::{Mount, MountOptions, PoolConfig};
+use meshfs_group::discovery::{self, Change, Discovery};
+use meshfs_group::{GroupAddr, probe::probe};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 #[derive(clap::Args)]
 #[command(after_help = "\
 Examples:
+  meshfs mount /mnt/mesh                      every node on the LAN, as they come and go
   meshfs mount /mnt/mesh --node cam1.local --node cam2.local
-  meshfs mount ~/mesh --node meshfs://10.0.0.7:4044 --node 10.0.0.8
+  meshfs mount ~/mesh --node meshfs://10.0.0.7:4044 --node 10.0.0.8 --no-discovery
+  meshfs mount ~/mesh --node cam2             a node by its name on the LAN group
   mpv /mnt/mesh/cam2/2024-05-01/clip.mp4     play a video from node cam2
   fusermount3 -u /mnt/mesh                    unmount (or Ctrl-C the mount)")]
 pub struct Args {
     /// Existing folder to mount on.
     pub dir: PathBuf,
-    /// A node to show, as meshfs://HOST[:PORT], HOST:PORT or HOST (port 4044). Repeatable,
-    /// or several separated by commas.
-    #[arg(
-        long = "node",
-        required = true,
-        value_name = "URL",
-        value_delimiter = ','
-    )]
+    /// A node to show, as meshfs://HOST[:PORT], HOST:PORT, HOST (port 4044) or the NAME a
+    /// node announces on the LAN group. Repeatable, or several separated by commas. Given
+    /// nodes stay shown even when they are down (their folder answers EIO).
+    #[arg(long = "node", value_name = "URL", value_delimiter = ',')]
     pub nodes: Vec<String>,
+    /// Show only the --node nodes: do not listen for nodes on the LAN group.
+    #[arg(long)]
+    pub no_discovery: bool,
+    /// Forget discovered nodes silent for this long (their folder disappears).
+    #[arg(long, default_value = "90s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub peer_expiry: Duration,
+    #[command(flatten)]
+    pub group: GroupAddr,
     /// How long attributes and listings are trusted without news from the node (change
     /// events from the node make new and changed files show sooner).
     #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
@@ -78,12 +94,33 @@ fn node_addr(s: &str) -> anyhow::Result<String> {
     })
 }
 
+/// `host:port` of a node given by name: a host name that resolves, else the node that
+/// answers to that name on the LAN group.
+async fn resolve(s: &str, args: &Args) -> anyhow::Result<String> {
+    let addr = node_addr(s)?;
+    let bare = !s.starts_with("meshfs://") && !s.contains(':');
+    if !bare || args.no_discovery || tokio::net::lookup_host(&addr).await.is_ok() {
+        return Ok(addr);
+    }
+    let wait = Duration::from_secs(1);
+    let answers = probe(&args.group.group(None), args.group.group_port, wait)
+        .await
+        .with_context(|| format!("{s:?} is no host name, and the LAN group cannot be asked"))?;
+    let found = answers.addr_of(s).with_context(|| {
+        format!("{s:?} is no host name, and no node of that name answered on the LAN group")
+    })?;
+    Ok(found.to_string())
+}
+
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let addrs = args
-        .nodes
-        .iter()
-        .map(|n| node_addr(n))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    anyhow::ensure!(
+        !args.nodes.is_empty() || !args.no_discovery,
+        "nothing to mount: give --node URL, or let the mount discover nodes (no --no-discovery)"
+    );
+    let mut addrs = Vec::new();
+    for n in &args.nodes {
+        addrs.push(resolve(n, &args).await?);
+    }
     anyhow::ensure!(args.dir.is_dir(), "{} is not a folder", args.dir.display());
     let mut options = MountOptions::default();
     options.fs.ttl = args.ttl;
@@ -99,11 +136,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     options.live_events = !args.no_events;
 
     let nodes = meshfs_fuse::connect_nodes(&addrs, options.pool).await;
-    let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
     let rt = tokio::runtime::Handle::current();
     let dir = args.dir.clone();
     // Handlers in place before the ready line: a signal right after it still unmounts cleanly.
-    let stop = crate::signals::terminate();
+    let mut stop = std::pin::pin!(crate::signals::terminate());
     let mut mount =
         tokio::task::spawn_blocking(move || meshfs_fuse::mount(&dir, nodes, &options, rt))
             .await
@@ -111,23 +147,124 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     println!(
         "meshfs mount {} ready: {}",
         args.dir.display(),
-        names.join(", ")
+        mount.folders().join(", ")
     );
     let _ = std::io::stdout().flush();
-    tracing::info!(dir = %args.dir.display(), nodes = ?names, "mounted");
+    tracing::info!(dir = %args.dir.display(), nodes = ?mount.folders(), "mounted");
 
-    tokio::select! {
-        _ = stop => {}
-        _ = mount.ended() => {
-            tracing::info!("unmounted from outside");
-            return Ok(());
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let mut changes = if args.no_discovery {
+        None
+    } else {
+        match discover(&args, &shutdown, &tracker) {
+            Ok(rx) => Some(rx),
+            // A network without multicast still mounts the nodes it was given.
+            Err(e) if !addrs.is_empty() => {
+                tracing::warn!(error = %e, "LAN discovery off: only the --node nodes are shown");
+                None
+            }
+            Err(e) => return Err(e),
         }
+    };
+    let mut given = Vec::new();
+    for a in &addrs {
+        // As discovery will name them: `localhost:4044` is announced as `127.0.0.1:4044`.
+        given.extend(tokio::net::lookup_host(a).await.into_iter().flatten());
+    }
+    let mut discovered = Discovered {
+        given,
+        by_name: HashMap::new(),
+    };
+    let ended_outside = loop {
+        tokio::select! {
+            _ = &mut stop => break false,
+            _ = mount.ended() => break true,
+            Some(change) = async { changes.as_mut()?.recv().await } => {
+                discovered.apply(&mount, change);
+            }
+        }
+    };
+    // Stop listening to the group (its `bye` names no listed node: a mount is a browser).
+    shutdown.cancel();
+    tracker.close();
+    if ended_outside {
+        tracing::info!("unmounted from outside");
+        return Ok(());
     }
     tokio::task::spawn_blocking(move || mount.unmount())
         .await
         .context("unmount task failed")??;
     tracing::info!("unmounted");
     Ok(())
+}
+
+/// Listen on the LAN group as a browser (port 0: every node answers at once, nobody lists us)
+/// and hand the nodes that come and go to the mount.
+fn discover(
+    args: &Args,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) -> anyhow::Result<tokio::sync::mpsc::UnboundedReceiver<Change>> {
+    let config = discovery::Config {
+        name: "mount".into(),
+        port: 0,
+        web: None,
+        group: args.group.group(None),
+        announce_port: args.group.group_port,
+        expiry: args.peer_expiry,
+        multicast: true,
+        static_peers: Vec::new(),
+    };
+    // Unbounded but small: only peers coming and going are sent, and the peer table is
+    // bounded (meshfs_group::peers::MAX_PEERS).
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let on_change = Arc::new(move |c: &Change| {
+        if matches!(c, Change::PeerUp(_) | Change::PeerDown { .. }) {
+            let _ = tx.send(c.clone());
+        }
+    });
+    Discovery::start(config, on_change, shutdown.clone(), tracker)
+        .context("cannot listen on the LAN group (use --no-discovery with --node)")?;
+    Ok(rx)
+}
+
+/// The discovered nodes the mount shows.
+struct Discovered {
+    /// Addresses given with --node: shown for good, whatever discovery says.
+    given: Vec<std::net::SocketAddr>,
+    /// Announced name → address, to hide a node when it says `bye` or falls silent.
+    by_name: HashMap<String, String>,
+}
+
+impl Discovered {
+    fn apply(&mut self, mount: &Mount, change: Change) {
+        match change {
+            Change::PeerUp(peer) => {
+                if self.given.contains(&peer.addr) {
+                    return;
+                }
+                let addr = peer.addr.to_string();
+                if let Some(folder) = mount.add_node(&peer.name, &addr) {
+                    println!("node up {folder} {addr}");
+                    let _ = std::io::stdout().flush();
+                    tracing::info!(%folder, %addr, "node discovered");
+                }
+                self.by_name.insert(peer.name, addr);
+            }
+            Change::PeerDown { name, why } => {
+                let Some(addr) = self.by_name.remove(&name) else {
+                    return;
+                };
+                if let Some(folder) = mount.hide_node(&addr) {
+                    println!("node down {folder}");
+                    let _ = std::io::stdout().flush();
+                    tracing::info!(%folder, why, "node gone");
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 #[cfg(test)]
