@@ -47,7 +47,7 @@ wait_line() {
 node_pid=$!
 wait_line "$work/node.out"
 addr=$(head -1 "$work/node.out" | awk '{print $NF}')
-"$bin" mount "$work/mnt" --node "$addr" >"$work/mount.out" 2>"$work/mount.err" &
+"$bin" mount "$work/mnt" --node "$addr" --no-discovery >"$work/mount.out" 2>"$work/mount.err" &
 mount_pid=$!
 wait_line "$work/mount.out"
 
