@@ -276,8 +276,13 @@ print(json.dumps(bad))
     assert!(reply.starts_with(b"0 4\nfine"));
 }
 
-/// The web UI has no login: what a password protects on the file server is refused there too,
-/// never served without it.
+/// A refusal of the web UI: 403, or 401 where it asks for the password.
+fn refused(reply: &str) -> bool {
+    reply.starts_with("HTTP/1.1 403") || reply.starts_with("HTTP/1.1 401")
+}
+
+/// The web UI never bypasses a password: what a password protects on the file server is refused
+/// there too (403, or 401 asking for it), never served without it.
 #[test]
 fn the_web_ui_does_not_bypass_passwords() {
     let dir = tempfile::tempdir().unwrap();
@@ -322,7 +327,7 @@ fn the_web_ui_does_not_bypass_passwords() {
     let web = web_of(&node);
     assert!(get(&web, "/files/p1/open.txt").contains("public"));
     let reply = get(&web, "/files/p1/private.mp4");
-    assert!(reply.starts_with("HTTP/1.1 403"), "{reply}");
+    assert!(refused(&reply), "{reply}");
     assert!(!reply.contains(SECRET));
     drop(node);
 
@@ -346,10 +351,273 @@ fn the_web_ui_does_not_bypass_passwords() {
         "/api/stat/p2/open.txt",
     ] {
         let reply = get(&web, path);
-        assert!(reply.starts_with("HTTP/1.1 403"), "{path}: {reply}");
+        assert!(refused(&reply), "{path}: {reply}");
         assert!(
             !reply.contains(SECRET) && !reply.contains("public"),
             "{path}: {reply}"
         );
+    }
+}
+
+/// A `meshfs mount` on a temporary folder, unmounted when dropped (even on panic).
+struct Mount {
+    dir: std::path::PathBuf,
+    proc: Option<common::Proc>,
+    _tmp: tempfile::TempDir,
+}
+
+impl Mount {
+    fn new(node_addr: &str) -> Mount {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("mnt");
+        std::fs::create_dir(&dir).unwrap();
+        let (proc, line) = spawn(&["mount", dir.to_str().unwrap(), "--node", node_addr]);
+        assert!(
+            line.starts_with("meshfs mount ") && line.contains("ready"),
+            "unexpected readiness line {line:?}"
+        );
+        Mount {
+            dir,
+            proc: Some(proc),
+            _tmp: tmp,
+        }
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("fusermount3")
+            .arg("-u")
+            .arg("-z")
+            .arg(&self.dir)
+            .status();
+        drop(self.proc.take());
+    }
+}
+
+/// What one hostile path gave through the mount.
+#[derive(Debug)]
+enum Outcome {
+    /// The call failed with this error (kind, raw errno).
+    Failed(std::io::ErrorKind, Option<i32>),
+    /// `stat` succeeded; the file (if it opened) gave these first bytes.
+    Opened(Vec<u8>),
+    /// A folder, with the names it lists.
+    Dir(Vec<String>),
+}
+
+/// `stat`, `lstat`, `open` and `read` (at most 64 KiB) of `path` in a thread: a call that does
+/// not return within `limit` means the mount hangs, and fails the test.
+fn probe_mount(path: String, limit: Duration) -> Outcome {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let shown = path.chars().take(80).collect::<String>();
+    std::thread::spawn(move || {
+        let outcome = (|| {
+            let _ = std::fs::symlink_metadata(&path);
+            let md = match std::fs::metadata(&path) {
+                Ok(md) => md,
+                Err(e) => return Outcome::Failed(e.kind(), e.raw_os_error()),
+            };
+            match std::fs::File::open(&path) {
+                Ok(f) if md.is_file() => {
+                    let mut buf = Vec::new();
+                    match f.take(64 * 1024).read_to_end(&mut buf) {
+                        Ok(_) => Outcome::Opened(buf),
+                        Err(e) => Outcome::Failed(e.kind(), e.raw_os_error()),
+                    }
+                }
+                Ok(_) => Outcome::Dir(
+                    std::fs::read_dir(&path)
+                        .map(|d| {
+                            d.filter_map(Result::ok)
+                                .map(|e| e.file_name().to_string_lossy().into_owned())
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                ),
+                Err(e) => Outcome::Failed(e.kind(), e.raw_os_error()),
+            }
+        })();
+        let _ = tx.send(outcome);
+    });
+    rx.recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("{shown:?}: the mount did not answer within {limit:?}"))
+}
+
+/// Read every regular file reachable in the mounted node folder (depth-bounded: `sub/up` loops
+/// back to the share root) and return what leaked, if anything.
+fn walk_for_leaks(dir: &Path, depth: usize, leaked: &mut Vec<String>) {
+    if depth == 0 {
+        return;
+    }
+    for entry in std::fs::read_dir(dir).unwrap().take(1000) {
+        let entry = entry.unwrap();
+        let path = entry.path();
+        let md = std::fs::metadata(&path);
+        match md {
+            Ok(md) if md.is_dir() => walk_for_leaks(&path, depth - 1, leaked),
+            Ok(_) => {
+                if let Outcome::Opened(bytes) =
+                    probe_mount(path.to_str().unwrap().to_owned(), Duration::from_secs(10))
+                {
+                    if leaks(&bytes) {
+                        leaked.push(path.display().to_string());
+                    }
+                }
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// The FUSE door: every hostile name of the table, tried through a real `meshfs mount` of a
+/// real node as `MOUNT/victim/<name>` (`stat`, `lstat`, `open`, `read`).
+///
+/// Some names never reach meshfs: the kernel walks `..` itself (so `MOUNT/victim/../..` leaves
+/// the mount and names the local folder that holds it, which here holds no secret), refuses a
+/// component over 255 bytes or a path over 4096 with ENAMETOOLONG, and Rust refuses a NUL before
+/// any system call. Whatever refused it, the outcome must be safe: no secret bytes, no hang, a
+/// clean error for 4 KiB names, and FIFOs or devices never block.
+#[test]
+fn the_fuse_mount_reads_nothing_outside_the_share() {
+    if !Path::new("/dev/fuse").exists() {
+        eprintln!("skipping: /dev/fuse is absent on this machine");
+        return;
+    }
+    let outer = tempfile::tempdir().unwrap();
+    let share = outer.path().join("share");
+    std::fs::create_dir_all(share.join("sub")).unwrap();
+    std::fs::write(outer.path().join("secret.txt"), SECRET).unwrap();
+    std::fs::create_dir(outer.path().join("late")).unwrap();
+    std::fs::write(outer.path().join("late/secret.txt"), SECRET).unwrap();
+    std::fs::write(share.join("ok.txt"), b"fine").unwrap();
+    std::os::unix::fs::symlink(outer.path().join("secret.txt"), share.join("secretlink")).unwrap();
+    std::os::unix::fs::symlink("/", share.join("rootlink")).unwrap();
+    std::os::unix::fs::symlink(outer.path(), share.join("outlink")).unwrap();
+    std::os::unix::fs::symlink("..", share.join("sub/up")).unwrap();
+    let c = std::ffi::CString::new(share.join("fifo").to_str().unwrap()).unwrap();
+    // SAFETY: plain syscalls with valid C strings.
+    unsafe {
+        assert_eq!(libc::mkfifo(c.as_ptr(), 0o644), 0);
+        let d = std::ffi::CString::new(share.join("device").to_str().unwrap()).unwrap();
+        // A character device like /dev/zero (1, 5): reading it would never end. Root only.
+        libc::mknod(d.as_ptr(), libc::S_IFCHR | 0o644, libc::makedev(1, 5));
+    }
+
+    let (_node, line) = spawn(&[
+        "node",
+        share.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--name",
+        "victim",
+    ]);
+    assert!(line.starts_with("meshfs node "), "{line:?}");
+    let addr = line.rsplit(' ').next().unwrap().to_owned();
+    let mount = Mount::new(&addr);
+    let root = format!("{}/victim", mount.dir.display());
+    // Created after the node and the mount started: judged when used.
+    std::os::unix::fs::symlink(outer.path().join("late"), share.join("late")).unwrap();
+    std::os::unix::fs::symlink(outer.path().join("secret.txt"), share.join("latelink")).unwrap();
+
+    // The probe sees a leak when there is one: the secret read directly, not through the mount.
+    match probe_mount(
+        outer.path().join("secret.txt").display().to_string(),
+        Duration::from_secs(10),
+    ) {
+        Outcome::Opened(bytes) => assert!(leaks(&bytes)),
+        other => panic!("reading the secret directly: {other:?}"),
+    }
+
+    // The door works: a legitimate file reads through the mount.
+    match probe_mount(format!("{root}/ok.txt"), Duration::from_secs(10)) {
+        Outcome::Opened(bytes) => assert_eq!(bytes, b"fine"),
+        other => panic!("ok.txt through the mount: {other:?}"),
+    }
+
+    let names = hostile_names(outer.path());
+    assert!(names.len() >= 30);
+    let mut refused_before_us = 0;
+    for name in &names {
+        // Joined as text, not with Path::join: an absolute name must stay under the node folder.
+        let path = format!("{root}/{name}");
+        let outcome = probe_mount(path, Duration::from_secs(10));
+        match &outcome {
+            Outcome::Opened(bytes) => {
+                assert!(!leaks(bytes), "FUSE leaked through {name:?}");
+                panic!("FUSE opened {name:?}: {:?}", String::from_utf8_lossy(bytes));
+            }
+            // `..` is walked by the kernel: `victim/..` is the mount root, whose folders are
+            // nodes. A folder is fine as long as it is not the one holding the secret.
+            Outcome::Dir(names) => assert!(
+                !names.iter().any(|n| n == "secret.txt" || n == "share"),
+                "FUSE {name:?} lists the folder outside the share: {names:?}"
+            ),
+            Outcome::Failed(kind, errno) => {
+                if name.contains('\0') {
+                    assert_eq!(*kind, std::io::ErrorKind::InvalidInput, "{name:?}");
+                    refused_before_us += 1;
+                } else if name.len() >= 4096 {
+                    assert!(
+                        matches!(*errno, Some(libc::ENAMETOOLONG) | Some(libc::ENOENT)),
+                        "4 KiB name: {kind:?} {errno:?}"
+                    );
+                    refused_before_us += 1;
+                } else if name == "fifo" || name == "device" {
+                    // The node refuses special files (code 7, "not a regular file"); the mount
+                    // turns that into EIO at lookup. What matters: an answer, at once.
+                    assert!(
+                        matches!(
+                            *errno,
+                            Some(libc::EIO) | Some(libc::ENOENT) | Some(libc::EACCES)
+                        ),
+                        "{name:?}: unexpected {kind:?} {errno:?}"
+                    );
+                } else {
+                    assert!(
+                        matches!(
+                            *errno,
+                            Some(libc::ENOENT)
+                                | Some(libc::EACCES)
+                                | Some(libc::EPERM)
+                                | Some(libc::ENOTDIR)
+                                | Some(libc::EINVAL)
+                        ),
+                        "{name:?}: unexpected {kind:?} {errno:?}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(refused_before_us >= 4, "NUL and 4 KiB names are refused");
+
+    // A name of 255 bytes (the longest the kernel passes on) and a path just under PATH_MAX do
+    // reach meshfs: a clean error, no hang.
+    let long = "b".repeat(255);
+    for path in [
+        format!("{root}/{long}"),
+        format!("{root}/{}", ["c"; 1900].join("/")),
+    ] {
+        match probe_mount(path, Duration::from_secs(10)) {
+            Outcome::Failed(_, errno) => assert!(
+                matches!(errno, Some(libc::ENOENT) | Some(libc::ENAMETOOLONG)),
+                "{errno:?}"
+            ),
+            other => panic!("long name: {other:?}"),
+        }
+    }
+
+    // Nothing listed in the node folder reads as the secret either, symlinks included.
+    let mut leaked = Vec::new();
+    walk_for_leaks(Path::new(&root), 4, &mut leaked);
+    assert!(
+        leaked.is_empty(),
+        "FUSE listing leads to the secret: {leaked:?}"
+    );
+
+    // And the mount still serves after all that.
+    match probe_mount(format!("{root}/ok.txt"), Duration::from_secs(10)) {
+        Outcome::Opened(bytes) => assert_eq!(bytes, b"fine"),
+        other => panic!("ok.txt after the hostile names: {other:?}"),
     }
 }
