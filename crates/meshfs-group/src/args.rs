@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::discovery::{self, Discovery};
+use crate::dnssd;
 use crate::password;
 use crate::peers::DEFAULT_EXPIRY;
 use crate::socket::Group;
@@ -61,14 +62,40 @@ impl GroupAddr {
     }
 }
 
+/// DNS-SD (`_meshfs._tcp`) beside the group: shared by `meshfs node` and `meshfs peers`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DnsSdArgs {
+    /// Neither advertise nor browse DNS-SD `_meshfs._tcp` (the multicast group still runs).
+    /// By default a node advertises itself (TXT: name, id, web port, v=1) on the group's
+    /// interface(s), so `avahi-browse _meshfs._tcp` lists it, and nodes that mDNS resolves join
+    /// the same peers as the ones the group finds.
+    #[arg(long)]
+    pub no_dnssd: bool,
+    /// UDP port of mDNS: 5353 is the one Avahi and Bonjour use; another one keeps a lab's (or
+    /// a test's) nodes among themselves.
+    #[arg(long, default_value_t = dnssd::MDNS_PORT, value_name = "PORT")]
+    pub dnssd_port: u16,
+}
+
+impl Default for DnsSdArgs {
+    fn default() -> Self {
+        DnsSdArgs {
+            no_dnssd: false,
+            dnssd_port: dnssd::MDNS_PORT,
+        }
+    }
+}
+
 /// `meshfs node` flags for discovery, offers and passwords.
 #[derive(clap::Args, Debug, Clone)]
 pub struct GroupArgs {
     #[command(flatten)]
     pub group: GroupAddr,
-    /// No multicast at all (no announcements, nothing heard); `--peer`s still work.
+    /// No multicast at all (no announcements, no DNS-SD, nothing heard); `--peer`s still work.
     #[arg(long)]
     pub no_discovery: bool,
+    #[command(flatten)]
+    pub dnssd: DnsSdArgs,
     /// A node to poll over the file-server protocol, for networks that drop multicast
     /// (repeatable).
     #[arg(long, value_name = "HOST:PORT")]
@@ -76,8 +103,9 @@ pub struct GroupArgs {
     /// Forget peers silent for this long.
     #[arg(long, default_value = "90s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub peer_expiry: Duration,
-    /// Print discovery on stdout, one line each: first `discovery on GROUP:PORT via IFACE` (or
-    /// `discovery off`) once listening, then `peer up NAME ADDR`, `peer down NAME bye|expired`,
+    /// Print discovery (multicast, DNS-SD and --peer alike) on stdout, one line each: first
+    /// `discovery on GROUP:PORT via IFACE` (or `discovery off`) once listening, then
+    /// `peer up NAME ADDR`, `peer down NAME bye|expired`,
     /// `offer NAME URL SIZE open|protected`, `ignored WHY from IP total N`.
     #[arg(long)]
     pub show_peers: bool,
@@ -255,11 +283,24 @@ impl GroupArgs {
                     multicast: false,
                     ..config
                 };
-                Discovery::start(config, on_change, shutdown, tracker)
+                Discovery::start(config, on_change, shutdown.clone(), tracker)
                     .map_err(GroupError::Socket)?
             }
             Err(e) => return Err(GroupError::Socket(e)),
         };
+        // DNS-SD after the group: its peers land in the same table. Never fatal, never waited
+        // for: mDNS probing takes most of a second and the node is already serving.
+        if !self.no_discovery && !self.dnssd.no_dnssd {
+            let config = dnssd::Config {
+                port: self.dnssd.dnssd_port,
+                interfaces: dnssd::Interfaces::of(d.config().group.iface),
+                server,
+                web,
+            };
+            if let Err(e) = dnssd::start(&d, config, shutdown.clone(), tracker) {
+                tracing::warn!(error = %e, "DNS-SD off");
+            }
+        }
         for (path, size) in offers {
             d.offer(&path, size, access.is_file_protected(&path))
                 .await
@@ -283,6 +324,7 @@ impl Default for GroupArgs {
                 group_ttl: 1,
             },
             no_discovery: false,
+            dnssd: DnsSdArgs::default(),
             peer: Vec::new(),
             peer_expiry: DEFAULT_EXPIRY,
             show_peers: false,

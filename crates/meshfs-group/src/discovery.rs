@@ -255,6 +255,56 @@ impl Discovery {
         self.state().ignored.clone()
     }
 
+    /// This process's id, in its hellos and byes (and its DNS-SD TXT record).
+    pub(crate) fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    pub(crate) fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The peer known under `name`, if any.
+    pub(crate) fn peer(&self, name: &str) -> Option<Peer> {
+        self.state().peers.get(name).cloned()
+    }
+
+    /// A sign of life of `peer`, however it was heard (`how`, for the log): one table, so a
+    /// node heard several ways is one peer, and `PeerUp` fires once.
+    pub(crate) fn heard(&self, peer: Peer, how: &str) -> Seen {
+        let seen = self.state().peers.hello(peer.clone());
+        match seen {
+            Seen::New => {
+                tracing::info!(peer = %peer.name, addr = %peer.addr, how, "peer up");
+                (self.inner.on_change)(&Change::PeerUp(peer));
+            }
+            Seen::Known => {}
+            Seen::Full => tracing::warn!(peer = %peer.name, how, "peer table full: ignored"),
+        }
+        seen
+    }
+
+    /// `name` (the process `id`) left: forget it and its offers. False when it was not known
+    /// (already gone, or another process by now).
+    pub(crate) fn gone(&self, name: &str, id: &str, why: &'static str) -> bool {
+        let gone = {
+            let mut st = self.state();
+            let gone = st.peers.bye(name, id);
+            if gone.is_some() {
+                st.offers.drop_node(name);
+            }
+            gone
+        };
+        if gone.is_some() {
+            tracing::info!(peer = %name, why, "peer down");
+            (self.inner.on_change)(&Change::PeerDown {
+                name: name.to_owned(),
+                why,
+            });
+        }
+        gone.is_some()
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -413,35 +463,12 @@ impl Discovery {
                     web,
                     last_seen: Instant::now(),
                 };
-                let seen = self.state().peers.hello(peer.clone());
-                match seen {
-                    Seen::New => {
-                        tracing::info!(peer = %peer.name, addr = %peer.addr, "peer up");
-                        (self.inner.on_change)(&Change::PeerUp(peer));
-                        if multicast {
-                            self.answer(from).await;
-                        }
-                    }
-                    Seen::Known => {}
-                    Seen::Full => tracing::warn!(peer = %peer.name, "peer table full: ignored"),
+                if self.heard(peer, "multicast") == Seen::New && multicast {
+                    self.answer(from).await;
                 }
             }
             Announcement::Bye { node, id } => {
-                let gone = {
-                    let mut st = self.state();
-                    let gone = st.peers.bye(&node, &id);
-                    if gone.is_some() {
-                        st.offers.drop_node(&node);
-                    }
-                    gone
-                };
-                if gone.is_some() {
-                    tracing::info!(peer = %node, "peer said bye");
-                    (self.inner.on_change)(&Change::PeerDown {
-                        name: node,
-                        why: "bye",
-                    });
-                }
+                self.gone(&node, &id, "bye");
             }
             Announcement::Offer {
                 node,
@@ -500,10 +527,7 @@ impl Discovery {
                             last_seen: Instant::now(),
                         }
                     };
-                    if self.state().peers.hello(peer.clone()) == Seen::New {
-                        tracing::info!(peer = %peer.name, addr = %peer.addr, "static peer up");
-                        (self.inner.on_change)(&Change::PeerUp(peer));
-                    }
+                    self.heard(peer, "static peer");
                 }
                 Ok(Err(e)) => tracing::debug!(peer = %target, error = %e, "static peer silent"),
                 Err(_) => tracing::debug!(peer = %target, "static peer did not answer hello"),

@@ -7,6 +7,7 @@
 //! - [`offers`]: the index of files other nodes offer.
 //! - [`socket`]: multicast sockets (interface, TTL, loop, reuse) built with `socket2`.
 //! - [`discovery`]: the announcer/listener a node runs, plus polling of static `--peer`s.
+//! - [`dnssd`]: DNS-SD `_meshfs._tcp` beside the group (Avahi/Bonjour see us; mDNS-only LANs).
 //! - [`probe`]: one-shot questions to the group (`meshfs peers`, `meshfs offers`).
 //! - [`chat`]: the raw UTF-8 group chat.
 //! - [`args`] / [`password`]: the `meshfs node` flags and where passwords come from.
@@ -15,6 +16,7 @@ pub mod announce;
 pub mod args;
 pub mod chat;
 pub mod discovery;
+pub mod dnssd;
 pub mod offers;
 pub mod password;
 pub mod peers;

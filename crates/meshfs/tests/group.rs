@@ -22,6 +22,8 @@ struct Net {
     addr: String,
     port: u16,
     chat: u16,
+    /// The mDNS port of its nodes' DNS-SD (`dnssd.rs` tests DNS-SD itself).
+    dnssd: u16,
 }
 
 impl Net {
@@ -32,7 +34,13 @@ impl Net {
             addr: format!("239.255.{}.{}", 100 + n, std::process::id() % 250 + 1),
             port: free_udp_port(),
             chat: free_udp_port(),
+            dnssd: free_udp_port(),
         }
+    }
+
+    /// What a node (or `meshfs peers`) adds to [`Net::args`]: DNS-SD among this test's nodes.
+    fn dnssd_args(&self) -> [String; 2] {
+        ["--dnssd-port".into(), self.dnssd.to_string()]
     }
 
     fn args(&self) -> Vec<String> {
@@ -106,6 +114,7 @@ fn node(dir: &Path, name: &str, net: &Net, extra: &[&str]) -> (Proc, String) {
     .map(String::from)
     .to_vec();
     args.extend(net.args());
+    args.extend(net.dnssd_args());
     args.extend(extra.iter().map(|s| s.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (proc, line) = spawn(&args);
@@ -197,6 +206,8 @@ fn three_nodes_discover_each_other_and_a_late_node_learns_everyone_at_once() {
         &net.addr,
         "--group-port",
         &net.port.to_string(),
+        "--dnssd-port",
+        &net.dnssd.to_string(),
     ]);
     for ((_, addr), n) in nodes.iter().zip(names) {
         assert!(
@@ -470,6 +481,7 @@ fn static_peers_work_without_multicast() {
             &net.addr,
         ])
         .args(["--group-port", &port, "--wait", "200ms"])
+        .args(net.dnssd_args())
         .args(["--peer", &b_addr, "--peer", &stalled_addr])
         .output()
         .unwrap();
@@ -768,6 +780,7 @@ fn discovered_nodes_show_up_in_the_web_ui() {
         .to_vec();
     args.extend(["--name", "w", "--show-peers"].map(String::from));
     args.extend(net.args());
+    args.extend(net.dnssd_args());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (w, _) = spawn(&args);
     let web = w.next_line(Duration::from_secs(5));

@@ -12,11 +12,14 @@ Examples:
   meshfs peers                          nodes on the LAN: NAME ADDRESS AGE
   meshfs peers --group-iface 10.0.0.2   ask through one interface
   meshfs peers --peer 10.0.0.7:4044     also ask this node directly (networks without multicast)
+  meshfs peers --no-dnssd               ask the group only, not DNS-SD (_meshfs._tcp)
 
 Prints nothing (and exits 0) when no node answers.")]
 pub struct PeersArgs {
     #[command(flatten)]
     pub group: GroupAddr,
+    #[command(flatten)]
+    pub dnssd: meshfs_group::args::DnsSdArgs,
     /// Also ask this node's file server directly (repeatable); unreachable ones are reported
     /// on stderr.
     #[arg(long, value_name = "HOST:PORT")]
@@ -45,7 +48,26 @@ async fn ask(group: &GroupAddr, wait: Duration) -> anyhow::Result<Answers> {
 
 pub async fn peers(args: PeersArgs) -> anyhow::Result<()> {
     use meshfs_group::discovery::{POLL_TIMEOUT, poll_hello};
-    let answers = ask(&args.group, args.wait).await?;
+    // The group and DNS-SD are asked at once, for the same wait.
+    let dnssd = async {
+        if args.dnssd.no_dnssd {
+            return Vec::new();
+        }
+        let ifaces = meshfs_group::dnssd::Interfaces::of(args.group.group(None).iface);
+        meshfs_group::dnssd::browse(args.dnssd.dnssd_port, ifaces, args.wait)
+            .await
+            .inspect_err(|e| tracing::warn!(error = %e, "DNS-SD not asked"))
+            .unwrap_or_default()
+    };
+    let (answers, by_dnssd) = tokio::join!(ask(&args.group, args.wait), dnssd);
+    let mut answers = answers?;
+    // A node heard both ways is listed once, at the address its hello came from.
+    for p in by_dnssd {
+        if !answers.peers.iter().any(|q| q.name == p.name) {
+            answers.peers.push(p);
+        }
+    }
+    answers.peers.sort_by(|a, b| a.name.cmp(&b.name));
     let now = Instant::now();
     let mut listed: Vec<(String, std::net::SocketAddr)> = Vec::new();
     for p in answers.peers {

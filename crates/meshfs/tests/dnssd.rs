@@ -1,0 +1,339 @@
+//! DNS-SD (`_meshfs._tcp`) end to end, on loopback: real `meshfs` nodes advertise and browse
+//! with mdns-sd beside their multicast group, and Python `zeroconf` (Debian
+//! `python3-zeroconf`), a third-party implementation, sees them and is seen.
+//!
+//! Nodes of one test share a private mDNS port (`--dnssd-port`), so tests running in parallel
+//! never see each other; only the Python test uses 5353, the port zeroconf is fixed to, and
+//! looks for names of its own.
+
+mod common;
+
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{Proc, bin, lines_of, until_line};
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Flags for a multicast group of its own on loopback: nobody else hears it, so whatever a
+/// node learns there came through DNS-SD.
+fn own_group() -> Vec<String> {
+    let mut flags = group_flags();
+    flags.extend(["--chat-port".into(), free_udp_port().to_string()]);
+    flags
+}
+
+/// The group flags `meshfs peers` takes too.
+fn group_flags() -> Vec<String> {
+    static NEXT: AtomicU8 = AtomicU8::new(1);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    [
+        "--group-iface",
+        "127.0.0.1",
+        "--group-addr",
+        &format!("239.254.{}.{}", n, std::process::id() % 250 + 1),
+        "--group-port",
+        &free_udp_port().to_string(),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// A node printing discovery on stdout, its log (debug for the group) on `Node::log`.
+struct Node {
+    proc: Proc,
+    log: mpsc::Receiver<String>,
+    /// Its file server.
+    addr: String,
+}
+
+fn node(dir: &Path, name: &str, extra: &[String]) -> Node {
+    let dir = dir.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut child = Command::new(bin())
+        .args(["node", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .args(["--name", name, "--show-peers"])
+        .args(extra)
+        .env("RUST_LOG", "info,meshfs_group=debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = lines_of(child.stdout.take().unwrap());
+    let log = lines_of(child.stderr.take().unwrap());
+    let proc = Proc { child, lines };
+    let ready = proc.next_line(Duration::from_secs(20));
+    assert!(ready.starts_with("meshfs node "), "{ready:?}");
+    let addr = ready.rsplit(' ').next().unwrap().to_owned();
+    Node { proc, log, addr }
+}
+
+/// Wait for a line equal to `want`; returns the lines read before it.
+fn wait_for(rx: &mpsc::Receiver<String>, want: &str, timeout: Duration) -> Vec<String> {
+    let mut seen = until_line(rx, timeout, |l| l == want);
+    seen.pop();
+    seen
+}
+
+/// Wait for a log line that contains `want`.
+fn wait_log(n: &Node, want: &str, timeout: Duration) {
+    until_line(&n.log, timeout, |l| l.contains(want));
+}
+
+fn dnssd_port_args(port: u16) -> Vec<String> {
+    vec!["--dnssd-port".into(), port.to_string()]
+}
+
+fn args(parts: &[Vec<String>]) -> Vec<String> {
+    parts.concat()
+}
+
+#[test]
+fn nodes_on_different_groups_meet_through_dnssd_and_leave_with_a_goodbye() {
+    let dir = tempfile::tempdir().unwrap();
+    let mdns = dnssd_port_args(free_udp_port());
+    // c advertises nothing: started first, it would otherwise be resolved before b.
+    let no = vec!["--no-web".to_owned(), "--no-dnssd".to_owned()];
+    let c = node(dir.path(), "c", &args(&[own_group(), mdns.clone(), no]));
+    let nw = vec!["--no-web".to_owned()];
+    let a = node(
+        dir.path(),
+        "a",
+        &args(&[own_group(), mdns.clone(), nw.clone()]),
+    );
+    let nw = vec!["--no-web".to_owned()];
+    let b = node(dir.path(), "b", &args(&[own_group(), mdns.clone(), nw]));
+
+    // Each learns the other, at its file server, although their groups differ.
+    let before = wait_for(
+        &a.proc.lines,
+        &format!("peer up b {}", b.addr),
+        Duration::from_secs(5),
+    );
+    assert!(
+        !before.iter().any(|l| l.starts_with("peer up c")),
+        "{before:?}"
+    );
+    wait_for(
+        &b.proc.lines,
+        &format!("peer up a {}", a.addr),
+        Duration::from_secs(5),
+    );
+
+    // `meshfs peers` browses DNS-SD too (its group, fresh, has nobody).
+    let out = Command::new(bin())
+        .args(["peers", "--wait", "1500ms"])
+        .args(group_flags())
+        .args(&mdns)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let listed = String::from_utf8(out.stdout).unwrap();
+    let names: Vec<&str> = listed
+        .lines()
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(names, ["a", "b"], "{listed}");
+    assert!(listed.contains(&format!("a {} ", a.addr)), "{listed}");
+    assert!(listed.contains(&format!("b {} ", b.addr)), "{listed}");
+
+    // SIGTERM: b's goodbye removes it at once; DNS-SD is the only way a hears of it.
+    b.proc.signal(libc::SIGTERM);
+    wait_for(&a.proc.lines, "peer down b bye", Duration::from_secs(3));
+    drop(c);
+}
+
+#[test]
+fn a_node_known_only_through_dnssd_expires_when_it_dies_silently() {
+    let dir = tempfile::tempdir().unwrap();
+    let mdns = dnssd_port_args(free_udp_port());
+    let quick = ["--no-web", "--peer-expiry", "2s"]
+        .map(String::from)
+        .to_vec();
+    let a = node(
+        dir.path(),
+        "a",
+        &args(&[own_group(), mdns.clone(), quick.clone()]),
+    );
+    let mut b = node(dir.path(), "b", &args(&[own_group(), mdns, quick]));
+    wait_for(
+        &a.proc.lines,
+        &format!("peer up b {}", b.addr),
+        Duration::from_secs(5),
+    );
+    // Alive, b is kept by answering `hello` (no multicast hello of b reaches a): more than
+    // two expiries pass without a `peer down`.
+    let quiet_until = Instant::now() + Duration::from_millis(4500);
+    while let Some(left) = quiet_until.checked_duration_since(Instant::now()) {
+        if let Ok(line) = a.proc.lines.recv_timeout(left) {
+            assert!(!line.starts_with("peer down"), "{line}");
+        }
+    }
+    // SIGKILL: no goodbye; a forgets b after 2 s without an answer.
+    b.proc.child.kill().unwrap();
+    b.proc.child.wait().unwrap();
+    let t = Instant::now();
+    let before = wait_for(&a.proc.lines, "peer down b expired", Duration::from_secs(8));
+    assert!(before.is_empty(), "{before:?}");
+    assert!(
+        t.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn a_node_heard_both_ways_is_one_peer() {
+    let dir = tempfile::tempdir().unwrap();
+    let group = own_group();
+    let mdns = dnssd_port_args(free_udp_port());
+    let nw = vec!["--no-web".to_owned()];
+    let a = node(
+        dir.path(),
+        "a",
+        &args(&[group.clone(), mdns.clone(), nw.clone()]),
+    );
+    let b = node(
+        dir.path(),
+        "b",
+        &args(&[group.clone(), mdns.clone(), nw.clone()]),
+    );
+    wait_for(
+        &a.proc.lines,
+        &format!("peer up b {}", b.addr),
+        Duration::from_secs(2),
+    );
+    // DNS-SD resolves b too (after its probing)...
+    wait_log(&a, "DNS-SD resolved b", Duration::from_secs(5));
+    // ...and nothing more is said: c, heard by multicast alone, marks the end of a's output
+    // so far (one pipe, in order).
+    let c_args = args(&[group, mdns, nw, vec!["--no-dnssd".into()]]);
+    let c = node(dir.path(), "c", &c_args);
+    let between = wait_for(
+        &a.proc.lines,
+        &format!("peer up c {}", c.addr),
+        Duration::from_secs(2),
+    );
+    assert!(between.is_empty(), "{between:?}");
+
+    // Its bye and its goodbye are one `peer down`.
+    b.proc.signal(libc::SIGTERM);
+    wait_for(&a.proc.lines, "peer down b bye", Duration::from_secs(2));
+    wait_log(&a, "DNS-SD removed b", Duration::from_secs(5));
+    c.proc.signal(libc::SIGTERM);
+    let between = wait_for(&a.proc.lines, "peer down c bye", Duration::from_secs(2));
+    assert!(between.is_empty(), "{between:?}");
+}
+
+/// `zeroconf_peer.py` under Debian's python3 (where python3-zeroconf is installed).
+struct Zeroconf {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Zeroconf {
+    fn start(args: &[&str]) -> Zeroconf {
+        let script: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/python")
+            .join("zeroconf_peer.py");
+        let python = if Path::new("/usr/bin/python3").exists() {
+            "/usr/bin/python3"
+        } else {
+            "python3"
+        };
+        let mut child = Command::new(python)
+            .arg(script)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3");
+        let stdin = child.stdin.take();
+        let lines = lines_of(child.stdout.take().unwrap());
+        Zeroconf {
+            child,
+            stdin,
+            lines,
+        }
+    }
+
+    /// Close stdin: the script unregisters (or stops browsing) and exits.
+    fn finish(&mut self) {
+        drop(self.stdin.take());
+    }
+}
+
+impl Drop for Zeroconf {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn python_zeroconf_sees_our_nodes_and_we_see_its_services() {
+    let dir = tempfile::tempdir().unwrap();
+    // mDNS's own port, shared with whatever else runs on this host: names of our own.
+    let tag = format!("{}{}", std::process::id(), free_udp_port());
+    let ours = format!("zc{tag}");
+    let theirs = format!("py{tag}");
+
+    let mut browser = Zeroconf::start(&["browse"]);
+    let web = ["--web", "127.0.0.1:0"].map(String::from).to_vec();
+    let a = node(dir.path(), &ours, &args(&[own_group(), web]));
+    let a_web = a.proc.next_line(Duration::from_secs(5));
+    let a_web = a_web
+        .strip_prefix("web http://127.0.0.1:")
+        .and_then(|s| s.strip_suffix('/'))
+        .unwrap_or_else(|| panic!("{a_web:?}"))
+        .to_owned();
+    let a_port = a.addr.rsplit(':').next().unwrap();
+    let instance = format!("{ours}._meshfs._tcp.local.");
+    wait_for(
+        &browser.lines,
+        &format!("added {instance} port={a_port} name={ours} web={a_web} v=1"),
+        Duration::from_secs(10),
+    );
+
+    // zeroconf advertises `theirs` at the file server of a node that does no discovery of
+    // its own: a learns it through zeroconf's records alone.
+    let b_args = ["--no-web", "--no-discovery"].map(String::from).to_vec();
+    let b = node(dir.path(), &theirs, &b_args);
+    let b_port = b.addr.rsplit(':').next().unwrap();
+    let mut advert = Zeroconf::start(&["register", &theirs, b_port]);
+    wait_for(&advert.lines, "registered", Duration::from_secs(10));
+    wait_for(
+        &a.proc.lines,
+        &format!("peer up {theirs} {}", b.addr),
+        Duration::from_secs(10),
+    );
+    advert.finish();
+    wait_for(&advert.lines, "unregistered", Duration::from_secs(10));
+    wait_for(
+        &a.proc.lines,
+        &format!("peer down {theirs} bye"),
+        Duration::from_secs(5),
+    );
+
+    // Our goodbye reaches zeroconf when the node stops.
+    a.proc.signal(libc::SIGTERM);
+    wait_for(
+        &browser.lines,
+        &format!("removed {instance}"),
+        Duration::from_secs(5),
+    );
+    browser.finish();
+}
