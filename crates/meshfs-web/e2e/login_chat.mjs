@@ -6,6 +6,7 @@
 //   WEB_URL     the node's UI, e.g. http://127.0.0.1:1234/
 //   NODE        the node's name; its share holds notes.txt
 //   PASSWORD    the share password
+//   FILE_PASSWORD  the password of secret.txt, offered behind its own password
 //   GROUP, CHAT_PORT  the chat's multicast group and port (interface 127.0.0.1)
 //   PY_DIR      crates/meshfs/tests/python (the seed-style chat scripts)
 //   OUT_DIR     where the screenshots go
@@ -25,6 +26,7 @@ const env = (k) => {
 const WEB = env('WEB_URL');
 const NODE = env('NODE');
 const PASSWORD = env('PASSWORD');
+const FILE_PASSWORD = env('FILE_PASSWORD');
 const GROUP = env('GROUP');
 const CHAT_PORT = env('CHAT_PORT');
 const PY_DIR = env('PY_DIR');
@@ -115,7 +117,19 @@ try {
   const session = cookies.find((c) => c.name === 'meshfs_session');
   check(session && session.httpOnly && session.sameSite === 'Strict', 'cookie is HttpOnly, SameSite=Strict');
 
-  // 4. The chat panel shows a message sent by a plain Python socket, its HTML as text.
+  // 4. A file with its own password asks for it on its page, even with the share unlocked.
+  await page.goto(WEB + '#/file/' + encodeURIComponent(NODE) + '/secret.txt');
+  await page.locator('form#login').waitFor({ timeout: 5000 });
+  check((await page.locator('#download').count()) === 0, "a protected file's page asks for its password");
+  await page.locator('#password').fill(FILE_PASSWORD);
+  await page.locator('#password').press('Enter');
+  await page.locator('#file-name', { hasText: 'secret.txt' }).waitFor({ timeout: 5000 });
+  const body = await page.evaluate(async () => (await fetch(document.querySelector('#download').href)).text());
+  check(body === 'offered secret', "the file's password unlocks it (download works)");
+  await page.goto(WEB + '#/ls/' + encodeURIComponent(NODE) + '/');
+  await page.locator('#rows tr[data-name="notes.txt"]').waitFor({ timeout: 5000 });
+
+  // 5. The chat panel shows a message sent by a plain Python socket, its HTML as text.
   await page.locator('#chat').waitFor({ state: 'visible', timeout: 5000 });
   const hostile = '<img src=x onerror=window.__pwned=1> hi from python';
   execFileSync('python3', [path.join(PY_DIR, 'group_chat_send.py'), GROUP, CHAT_PORT, '127.0.0.1', hostile]);
@@ -125,7 +139,7 @@ try {
   check((await page.locator('#chat-log img').count()) === 0, 'no element was made from the message');
   check((await page.evaluate(() => window.__pwned)) === undefined, 'no script from the message ran');
 
-  // 5. A message typed on the page reaches a Python receiver (and shows in the page).
+  // 6. A message typed on the page reaches a Python receiver (and shows in the page).
   receiver = pythonReceiver();
   await receiver.until((l) => l === 'ready', 10000, 'ready');
   const typed = 'typed on the page ✓ ' + Date.now();
@@ -137,12 +151,12 @@ try {
   check((await page.locator('#chat-text').inputValue()) === '', 'the box is cleared after sending');
   await page.screenshot({ path: path.join(OUT, 'chat.png') });
 
-  // 6. Log out: the folder asks for the password again.
+  // 7. Log out: the folder asks for the password again.
   await page.locator('#logout').click();
   await page.locator('form#login').waitFor({ timeout: 5000 });
   check(await page.locator('#logout').isHidden(), 'logged out: the login form is back');
 
-  // 7. No console errors (nor warnings) but the expected 401s.
+  // 8. No console errors (nor warnings) but the expected 401s.
   check(problems.length === 0, 'no console errors: ' + JSON.stringify(problems));
   console.log(`screenshots in ${OUT}`);
 } catch (e) {

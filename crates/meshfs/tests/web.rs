@@ -1177,7 +1177,8 @@ fn group_chat_over_http_and_sse() {
 }
 
 /// In a real browser: a protected node's page shows the login form, a wrong password is
-/// refused, the right one shows the listing; the chat panel shows a Python message (its HTML
+/// refused, the right one shows the listing; an offered file's page asks for that file's own
+/// password, which unlocks it; the chat panel shows a Python message (its HTML
 /// as text), and a message typed on the page reaches a Python receiver
 /// (`crates/meshfs-web/e2e/login_chat.mjs`).
 #[test]
@@ -1189,13 +1190,21 @@ fn browser_login_and_chat() {
     let share = tmp.path().join("share");
     std::fs::create_dir_all(&share).unwrap();
     std::fs::write(share.join("notes.txt"), b"protected notes").unwrap();
+    std::fs::write(share.join("secret.txt"), b"offered secret").unwrap();
     std::fs::write(tmp.path().join("pw"), "browser-pass-42\n").unwrap();
+    std::fs::write(tmp.path().join("file-pw"), "file-pass-7\n").unwrap();
     let pw_file = tmp.path().join("pw");
+    let offer = format!("secret.txt:{}", tmp.path().join("file-pw").display());
     let net = ChatNet::new();
     let n = net.node(
         &share,
         "camp",
-        &["--password-file", pw_file.to_str().unwrap()],
+        &[
+            "--password-file",
+            pw_file.to_str().unwrap(),
+            "--offer",
+            &offer,
+        ],
     );
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("web-e2e-login-chat");
     let url = format!("http://{}/", n.web);
@@ -1209,6 +1218,7 @@ fn browser_login_and_chat() {
             ("WEB_URL", url.as_ref()),
             ("NODE", "camp".as_ref()),
             ("PASSWORD", "browser-pass-42".as_ref()),
+            ("FILE_PASSWORD", "file-pass-7".as_ref()),
             ("GROUP", net.addr.as_ref()),
             ("CHAT_PORT", chat_port.as_ref()),
             ("PY_DIR", py.as_os_str()),
