@@ -1,10 +1,11 @@
-//! DNS-SD (`_meshfs._tcp`) end to end, on loopback: real `meshfs` nodes advertise and browse
-//! with mdns-sd beside their multicast group, and Python `zeroconf` (Debian
-//! `python3-zeroconf`), a third-party implementation, sees them and is seen.
+//! DNS-SD (`_meshfs._tcp`) end to end: real `meshfs` nodes advertise and browse with mdns-sd
+//! beside their multicast group, and Python `zeroconf` (Debian `python3-zeroconf`), a
+//! third-party implementation, sees them and is seen.
 //!
-//! Nodes of one test share a private mDNS port (`--dnssd-port`), so tests running in parallel
-//! never see each other; only the Python test uses 5353, the port zeroconf is fixed to, and
-//! looks for names of its own.
+//! On loopback, nodes of one test share a private mDNS port (`--dnssd-port`), so tests running
+//! in parallel never see each other; the Python test uses 5353, the port zeroconf is fixed to,
+//! and looks for names of its own. One test builds two hosts out of network namespaces (root
+//! and iproute2), where nodes listen on every interface as they do on a real LAN.
 
 mod common;
 
@@ -336,4 +337,131 @@ fn python_zeroconf_sees_our_nodes_and_we_see_its_services() {
         Duration::from_secs(5),
     );
     browser.finish();
+}
+
+/// Two network namespaces joined by a veth pair (10.N.M.1 and .2): two hosts on one LAN,
+/// each with mDNS's port 5353 to itself. Torn down when dropped.
+struct Lan {
+    ns: [String; 2],
+    ips: [String; 2],
+    /// The veth end that starts in this namespace (left behind if moving it failed).
+    veth: String,
+}
+
+impl Lan {
+    fn new() -> Lan {
+        static NEXT: AtomicU8 = AtomicU8::new(1);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let pid = std::process::id();
+        let tag = format!("{}{n}", pid % 100_000);
+        let ns = [format!("mfs{tag}a"), format!("mfs{tag}b")];
+        let subnet = format!("10.{}.{}", 20 + pid % 200, n);
+        let ips = [format!("{subnet}.1"), format!("{subnet}.2")];
+        let (va, vb) = (format!("v{tag}a"), format!("v{tag}b"));
+        let lan = Lan {
+            ns,
+            ips,
+            veth: va.clone(),
+        };
+        let [a, b] = &lan.ns;
+        ip(&["netns", "add", a]);
+        ip(&["netns", "add", b]);
+        ip(&["link", "add", &va, "type", "veth", "peer", "name", &vb]);
+        for (ns, veth, addr) in [(a, &va, &lan.ips[0]), (b, &vb, &lan.ips[1])] {
+            ip(&["link", "set", veth, "netns", ns]);
+            ip(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", veth]);
+            ip(&["-n", ns, "link", "set", veth, "up"]);
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+        }
+        lan
+    }
+
+    /// `meshfs ARGS` run on host `i` (0 or 1).
+    fn command(&self, i: usize) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.ns[i], bin()]);
+        c
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        // Deleting a namespace deletes its end of the veth pair, and so the pair.
+        for ns in &self.ns {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.veth])
+            .output();
+    }
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("ip (iproute2)");
+    assert!(
+        out.status.success(),
+        "ip {args:?} (network namespaces need root): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A node on all interfaces of host `i`, with the default group and mDNS port.
+fn lan_node(lan: &Lan, i: usize, dir: &Path, name: &str) -> (Proc, u16) {
+    let dir = dir.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut child = lan
+        .command(i)
+        .args(["node", dir.to_str().unwrap(), "--listen", "0.0.0.0:0"])
+        .args(["--name", name, "--no-web", "--show-peers"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let lines = lines_of(child.stdout.take().unwrap());
+    let proc = Proc { child, lines };
+    let ready = proc.next_line(Duration::from_secs(20));
+    let port = ready
+        .strip_prefix("meshfs node ")
+        .and_then(|l| l.rsplit_once(":"))
+        .map(|(_, p)| p.parse().unwrap())
+        .unwrap_or_else(|| panic!("{ready:?}"));
+    (proc, port)
+}
+
+#[test]
+fn hosts_whose_network_has_no_route_for_our_group_meet_through_dnssd() {
+    let lan = Lan::new();
+    let dir = tempfile::tempdir().unwrap();
+    // No default route in these namespaces: joining our group fails ("discovery off"), as on
+    // a network that drops it; mDNS goes out on the veth all the same.
+    let (a, a_port) = lan_node(&lan, 0, dir.path(), "a");
+    let (b, b_port) = lan_node(&lan, 1, dir.path(), "b");
+    assert_eq!(a.next_line(Duration::from_secs(5)), "discovery off");
+    // Each learns the other at its address on the LAN (never loopback, never 0.0.0.0).
+    let up_b = format!("peer up b {}:{b_port}", lan.ips[1]);
+    wait_for(&a.lines, &up_b, Duration::from_secs(5));
+    let up_a = format!("peer up a {}:{a_port}", lan.ips[0]);
+    wait_for(&b.lines, &up_a, Duration::from_secs(5));
+
+    // `meshfs peers` on a's host finds b through DNS-SD alone.
+    let out = lan
+        .command(0)
+        .args(["peers", "--wait", "1500ms"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let listed = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        listed.contains(&format!("b {}:{b_port} ", lan.ips[1])),
+        "{listed}"
+    );
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("multicast group not asked"), "{err}");
+
+    b.signal(libc::SIGTERM);
+    wait_for(&a.lines, "peer down b bye", Duration::from_secs(5));
 }

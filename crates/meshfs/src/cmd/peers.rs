@@ -60,7 +60,14 @@ pub async fn peers(args: PeersArgs) -> anyhow::Result<()> {
             .unwrap_or_default()
     };
     let (answers, by_dnssd) = tokio::join!(ask(&args.group, args.wait), dnssd);
-    let mut answers = answers?;
+    // A network without a route for our group may still carry mDNS: say so, list the rest.
+    let mut answers = match answers {
+        Err(e) if !args.dnssd.no_dnssd => {
+            eprintln!("multicast group not asked: {e}");
+            Answers::default()
+        }
+        a => a?,
+    };
     // A node heard both ways is listed once, at the address its hello came from.
     for p in by_dnssd {
         if !answers.peers.iter().any(|q| q.name == p.name) {
