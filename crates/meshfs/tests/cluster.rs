@@ -169,11 +169,9 @@ fn clients_are_spread_round_robin_and_a_dead_worker_is_skipped_until_it_returns(
 
 #[test]
 fn master_without_healthy_workers_says_so_and_refuses_junk() {
-    // A port nothing listens on.
-    let dead = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().to_string()
-    };
+    // A port where connections are refused.
+    let refused = common::RefusedPort::bind();
+    let dead = refused.addr.clone();
     let (_master, m) = master(&[&dead]);
     let mut conn = Conn::open(&m);
     assert_eq!(conn.ask("assign"), "9 no healthy worker");

@@ -555,12 +555,9 @@ fn an_unreachable_node_still_gets_a_folder_and_fails_with_eio() {
     if !fuse_available() {
         return;
     }
-    // A port with nothing behind it: bind, note, close.
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .to_string();
+    // A port where connections are refused.
+    let refused = common::RefusedPort::bind();
+    let addr = refused.addr.clone();
     let src = tempfile::tempdir().unwrap();
     let (_n, good) = node(src.path(), "cam");
     // Several nodes in one --node, separated by commas.

@@ -421,12 +421,9 @@ DISCONNECT OK
 
 #[test]
 fn shell_reports_failure_when_the_directory_is_down() {
-    // A port with nothing listening (bound, then closed).
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .to_string();
+    // A port where connections are refused.
+    let refused = common::RefusedPort::bind();
+    let addr = refused.addr.clone();
     let dir = tempfile::tempdir().unwrap();
     let script = "REGISTER x\nUNREGISTER x\nCONNECT x\nDISCONNECT x\nPUBLISH a b\nDELETE a\n\
                   LIST_USERS\nLIST_CONTENT x\nGET_FILE x a b\nQUIT\n";

@@ -161,3 +161,39 @@ pub fn until_line(
         }
     }
 }
+
+/// A loopback TCP address where connections are refused, held for as long as the value lives.
+///
+/// "Bind a listener, note its port, close it" races with every other test: the kernel hands
+/// the freed port to the next server that binds port 0. A socket bound but never listening
+/// keeps the port taken, and the kernel answers every SYN to it with a reset.
+pub struct RefusedPort {
+    _socket: std::os::fd::OwnedFd,
+    pub addr: String,
+}
+
+impl RefusedPort {
+    pub fn bind() -> RefusedPort {
+        use std::os::fd::FromRawFd;
+        // SAFETY: plain socket syscalls on a descriptor we own from creation; the sockaddr
+        // structures are fully initialised and passed with their exact sizes.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+            assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+            let socket = std::os::fd::OwnedFd::from_raw_fd(fd);
+            let mut sa: libc::sockaddr_in = std::mem::zeroed();
+            sa.sin_family = libc::AF_INET as libc::sa_family_t;
+            sa.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+            let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            let rc = libc::bind(fd, (&raw const sa).cast(), len);
+            assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+            let mut got_len = len;
+            let rc = libc::getsockname(fd, (&raw mut sa).cast(), &mut got_len);
+            assert_eq!(rc, 0, "getsockname: {}", std::io::Error::last_os_error());
+            RefusedPort {
+                _socket: socket,
+                addr: format!("127.0.0.1:{}", u16::from_be(sa.sin_port)),
+            }
+        }
+    }
+}
