@@ -131,7 +131,8 @@ function failure(err) {
 
 // ---- password login -----------------------------------------------------------------
 
-// The login form shown in place of what a password protects; on success the view reloads.
+// The login form shown in place of what a password protects (on this node or, through it, on
+// another node); on success the view reloads.
 function loginForm(route, err) {
   const message = el('p', { id: 'login-error', class: 'error', role: 'alert' });
   const password = el('input', {
@@ -144,7 +145,7 @@ function loginForm(route, err) {
       ev.preventDefault();
       message.textContent = '';
       try {
-        await postJson('/api/login', { password: password.value });
+        await postJson('/api/login', { password: password.value, node: route.node });
       } catch (e) {
         password.value = '';
         message.textContent = e.message;

@@ -69,7 +69,7 @@ pub async fn ls(
 ) -> Result<Json<Listing>, WebError> {
     let raw = uri.path().strip_prefix("/api/ls/").unwrap_or_default();
     let target = paths::split(raw)?;
-    let (node, source) = state.node(&target.node, &state.sessions.keys(&headers))?;
+    let (node, source) = state.node(&target.node, &state.sessions.grant(&headers))?;
     let (entries, truncated) = source.list(&target.path).await?;
     Ok(Json(Listing {
         node: node.name,
@@ -95,7 +95,7 @@ pub async fn stat(
 ) -> Result<Json<StatJson>, WebError> {
     let raw = uri.path().strip_prefix("/api/stat/").unwrap_or_default();
     let target = paths::split(raw)?;
-    let (node, source) = state.node(&target.node, &state.sessions.keys(&headers))?;
+    let (node, source) = state.node(&target.node, &state.sessions.grant(&headers))?;
     let entry = source.stat(&target.path).await?;
     Ok(Json(StatJson {
         node: node.name,

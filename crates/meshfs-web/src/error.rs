@@ -74,6 +74,13 @@ impl From<ClientError> for WebError {
     fn from(e: ClientError) -> Self {
         match e.remote_code() {
             Some(Code::NotFound) => WebError::NotFound("no such file or folder".into()),
+            // What our file server says to a connection without the password: log in there.
+            Some(Code::Denied)
+                if matches!(&e, ClientError::Remote { message, .. }
+                            if message.starts_with("password required")) =>
+            {
+                WebError::Unauthorized("protected by a password on its node")
+            }
             Some(Code::Denied) | Some(Code::AuthFailed) => {
                 WebError::Forbidden("the node refused access")
             }

@@ -44,7 +44,7 @@ pub async fn serve(
     if target.path.is_empty() {
         return Err(WebError::IsDir("the share's root".into()));
     }
-    let source = state.source(&target.node, &state.sessions.keys(&headers))?;
+    let source = state.source(&target.node, &state.sessions.grant(&headers))?;
     // Taken before opening, so the limit also bounds connections to remote nodes.
     let permit = state.limits.file()?;
     let (reader, entry) = source.open(&target.path).await?;

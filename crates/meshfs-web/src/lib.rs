@@ -32,7 +32,7 @@
 //! | `GET /api/events` | Server-Sent Events: `nodes` (the node list, at once and on change), `file` (`{"node","seq","kind","path"}`), `resync` (`{"node"}`: reload), `chat` (`CHAT`: the recent messages at once, then each new one) |
 //! | `GET`/`HEAD /files/<node>/<path>` | the file's bytes; `?download=1` asks for `attachment` |
 //! | `GET /api/session` | `{"protected","logged_in","may_browse"}` |
-//! | `POST /api/login` `{"password"}` | `200` + `Set-Cookie` and the session JSON; `401` wrong password; `429` (`Retry-After`) after 5 failures from one address |
+//! | `POST /api/login` `{"password","node"?}` | `200` + `Set-Cookie` and the session JSON; `401` wrong password; `429` (`Retry-After`) after 5 failures from one address; `node` (a name or `host:port`, default this node) picks whose password it is |
 //! | `POST /api/logout` | `200`, the session ended and its cookie cleared |
 //! | `GET /api/chat` | `{"enabled","group":"ADDR:PORT","max_bytes":1400,"messages":[CHAT…]}`, or `{"enabled":false,"reason"}` |
 //! | `POST /api/chat` `{"text"}` | one datagram to the group (`413` over 1400 bytes, `400` empty or control characters, `404` no chat) |
@@ -54,8 +54,11 @@
 //! checks the password with [`Access`](meshfs_core::access::Access) (keyed digests,
 //! constant-time comparison; never logged) and sets `meshfs_session` (256 random bits,
 //! `HttpOnly; SameSite=Strict; Path=/`, 12 h; sessions in memory, at most 1024). A session
-//! unlocks exactly what its passwords unlock, on this node only: other nodes' protected files
-//! stay `403`. Five failed logins from one address lock it out for a minute.
+//! unlocks exactly what its passwords unlock. Another node's protected files answer `401` too
+//! (its file server says "password required"): a login with `"node"` proves the password to
+//! that node with `auth`, and the session then reaches it through its own connections, which
+//! keep that password in memory until the session ends. Five failed logins from one address
+//! lock it out for a minute.
 //!
 //! # Chat
 //! With discovery on, the node joins the group chat (protocols.md §4, `--chat-port`) and

@@ -4,9 +4,11 @@
 //! The password is checked by [`Access::authenticate`](meshfs_core::access::Access) (keyed
 //! digests, constant-time comparison), never logged, never echoed: failures are logged with
 //! the client's address only. Failed attempts are throttled per address ([`Throttle`]).
-//! Remote nodes' passwords are not handled here: their protected files stay `403`.
+//! With `"node"` naming a remote node, the password is proven to that node (`auth` on a new
+//! connection); the session then reaches it through connections that said it.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Json;
@@ -16,16 +18,21 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use meshfs_core::access::Keys;
+use meshfs_core::proto::Code;
 use serde::{Deserialize, Serialize};
 
 use crate::error::WebError;
 use crate::json_body;
+use crate::pool::Pool;
 use crate::session::clear_cookie;
 use crate::state::AppState;
 
 #[derive(Deserialize)]
 struct LoginBody {
     password: String,
+    /// The node the password is for (a name or `host:port`); this node when absent.
+    #[serde(default)]
+    node: Option<String>,
 }
 
 /// What `GET /api/session` and a successful login answer.
@@ -49,7 +56,7 @@ fn session_json(state: &AppState, logged_in: bool, keys: &Keys) -> SessionJson {
 
 /// `GET /api/session`.
 pub async fn session(State(state): State<AppState>, headers: HeaderMap) -> Json<SessionJson> {
-    let keys = state.sessions.keys(&headers);
+    let keys = state.sessions.grant(&headers).keys;
     Json(session_json(
         &state,
         state.sessions.is_live(&headers),
@@ -57,7 +64,7 @@ pub async fn session(State(state): State<AppState>, headers: HeaderMap) -> Json<
     ))
 }
 
-/// `POST /api/login` with `{"password": "…"}`.
+/// `POST /api/login` with `{"password": "…"}` (this node) or `{"password": "…", "node": "…"}`.
 pub async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -68,16 +75,47 @@ pub async fn login(
     if let Err(wait) = state.throttle.check(ip, Instant::now()) {
         return Err(WebError::LockedOut(wait.as_secs().max(1)));
     }
-    let LoginBody { password } = json_body::parse(&headers, body, r#"{"password": "…"}"#)?;
-    if !state.access.is_protected() {
-        return Err(WebError::BadRequest(
-            "this node has no password to give".into(),
-        ));
-    }
-    let (token, mut keys) = state.sessions.current(&headers);
-    // One BLAKE3 derivation and a few comparisons: cheap enough to run here.
-    let ok = !password.is_empty() && state.access.authenticate(&password, &mut keys);
-    drop(password);
+    let LoginBody { password, node } =
+        json_body::parse(&headers, body, r#"{"password": "…", "node": "…"}"#)?;
+    let remote = match node {
+        Some(key) => {
+            let n = state
+                .nodes
+                .find(&key)
+                .ok_or_else(|| WebError::NotFound(format!("no node named {key:?}")))?;
+            (!n.local).then_some(n.addr)
+        }
+        None => None,
+    };
+    let (token, mut grant) = state.sessions.current(&headers);
+    let ok = match remote {
+        Some(addr) => {
+            if password.is_empty() {
+                false
+            } else {
+                let pool = Arc::new(Pool::with_password(&addr, password));
+                match remote_login(&pool).await {
+                    Ok(true) => {
+                        grant.add_remote(&addr, pool);
+                        true
+                    }
+                    Ok(false) => false,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        None => {
+            if !state.access.is_protected() {
+                return Err(WebError::BadRequest(
+                    "this node has no password to give".into(),
+                ));
+            }
+            // One BLAKE3 derivation and a few comparisons: cheap enough to run here.
+            let ok = !password.is_empty() && state.access.authenticate(&password, &mut grant.keys);
+            drop(password);
+            ok
+        }
+    };
     if !ok {
         if state.throttle.failed(ip, Instant::now()).is_some() {
             tracing::warn!(%ip, "web login: too many wrong passwords, address locked out");
@@ -87,10 +125,10 @@ pub async fn login(
         return Err(WebError::WrongPassword);
     }
     state.throttle.succeeded(ip);
-    let body = session_json(&state, true, &keys);
+    let body = session_json(&state, true, &grant.keys);
     let token = state
         .sessions
-        .save(token, keys)
+        .save(token, grant)
         .ok_or_else(|| WebError::Internal("no randomness for a session token".into()))?;
     tracing::info!(%ip, "web login");
     let mut response = Json(body).into_response();
@@ -104,6 +142,24 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Respon
     let mut response = Json(session_json(&state, false, &Keys::default())).into_response();
     set_cookie(&mut response, &clear_cookie());
     response
+}
+
+/// Prove a remote node's password on a new connection of `pool` (kept for the session's
+/// requests). `Ok(false)`: the node refused the password.
+async fn remote_login(pool: &Arc<Pool>) -> Result<bool, WebError> {
+    match pool.fresh().await {
+        Ok(mut conn) => {
+            conn.done();
+            Ok(true)
+        }
+        Err(e) => match e.remote_code() {
+            Some(Code::AuthFailed) => Ok(false),
+            Some(Code::BadRequest) => Err(WebError::BadRequest(
+                "that node has no password to give".into(),
+            )),
+            _ => Err(WebError::from(e)),
+        },
+    }
 }
 
 fn set_cookie(response: &mut Response, cookie: &str) {

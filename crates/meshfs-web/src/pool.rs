@@ -17,18 +17,48 @@ const MAX_IDLE: usize = 4;
 const TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Idle connections to one node.
-#[derive(Debug)]
 pub struct Pool {
     addr: String,
+    /// Proven with `auth` on every new connection: the pool of one browser session for a
+    /// protected node (never shared with other sessions, never logged).
+    password: Option<String>,
     idle: Mutex<Vec<Client>>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("addr", &self.addr)
+            .field("authenticated", &self.password.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Pool {
     pub fn new(addr: &str) -> Pool {
         Pool {
             addr: addr.to_owned(),
+            password: None,
             idle: Mutex::new(Vec::new()),
         }
+    }
+
+    /// A pool whose connections all prove `password` first (one session's, for one node).
+    pub fn with_password(addr: &str, password: String) -> Pool {
+        Pool {
+            password: Some(password),
+            ..Pool::new(addr)
+        }
+    }
+
+    /// A new connection, authenticated when the pool has a password.
+    async fn connect(&self) -> Result<Client, ClientError> {
+        let mut c = Client::connect(&self.addr).await?;
+        c.set_timeout(TIMEOUT);
+        if let Some(p) = &self.password {
+            c.auth(p).await?;
+        }
+        Ok(c)
     }
 
     /// The node's file-server address.
@@ -41,11 +71,7 @@ impl Pool {
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let (client, reused) = match idle {
             Some(c) => (c, true),
-            None => {
-                let mut c = Client::connect(&self.addr).await?;
-                c.set_timeout(TIMEOUT);
-                (c, false)
-            }
+            None => (self.connect().await?, false),
         };
         Ok(Pooled {
             pool: self.clone(),
@@ -57,8 +83,7 @@ impl Pool {
 
     /// A new connection, bypassing the idle ones (after a pooled one turned out stale).
     pub async fn fresh(self: &Arc<Self>) -> Result<Pooled, ClientError> {
-        let mut c = Client::connect(&self.addr).await?;
-        c.set_timeout(TIMEOUT);
+        let c = self.connect().await?;
         Ok(Pooled {
             pool: self.clone(),
             client: Some(c),

@@ -8,7 +8,9 @@
 //!
 //! Sessions live in memory only (a restart logs everyone out), expire [`SESSION_TTL`] after
 //! login, and are bounded in number: past [`MAX_SESSIONS`], the one closest to expiry goes.
-//! Only tokens are stored, never a password.
+//! This node's passwords are kept only as the digests in [`Keys`]. A password given for a
+//! *remote* node has to be said again on each new connection to it, so the session keeps it
+//! (in memory, inside that node's connection [`Pool`]) until the session ends.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,6 +18,8 @@ use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, header};
 use meshfs_core::access::Keys;
+
+use crate::pool::Pool;
 
 /// Name of the session cookie.
 pub const COOKIE: &str = "meshfs_session";
@@ -71,9 +75,30 @@ pub fn clear_cookie() -> String {
     format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0")
 }
 
+/// Most remote nodes one session holds a password for.
+pub const MAX_REMOTE: usize = 64;
+
+/// What a session unlocks: this node's files its passwords open, and, per remote node
+/// (by address), a connection pool that proved that node's password.
+#[derive(Debug, Clone, Default)]
+pub struct Grant {
+    pub keys: Keys,
+    pub remote: HashMap<String, Arc<Pool>>,
+}
+
+impl Grant {
+    /// Add a remote node's authenticated pool (replacing an older one for that node).
+    pub fn add_remote(&mut self, addr: &str, pool: Arc<Pool>) {
+        if !self.remote.contains_key(addr) && self.remote.len() >= MAX_REMOTE {
+            return;
+        }
+        self.remote.insert(addr.to_owned(), pool);
+    }
+}
+
 #[derive(Debug)]
 struct Session {
-    keys: Keys,
+    grant: Grant,
     expires: Instant,
 }
 
@@ -84,22 +109,22 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    /// The passwords a request has proven (none without a live session).
-    pub fn keys(&self, headers: &HeaderMap) -> Keys {
+    /// What a request's session unlocks (nothing without a live session).
+    pub fn grant(&self, headers: &HeaderMap) -> Grant {
         Token::from_headers(headers)
-            .and_then(|t| self.keys_of(&t, Instant::now()))
+            .and_then(|t| self.grant_of(&t, Instant::now()))
             .unwrap_or_default()
     }
 
     /// Is this request's session live?
     pub fn is_live(&self, headers: &HeaderMap) -> bool {
-        Token::from_headers(headers).is_some_and(|t| self.keys_of(&t, Instant::now()).is_some())
+        Token::from_headers(headers).is_some_and(|t| self.grant_of(&t, Instant::now()).is_some())
     }
 
-    fn keys_of(&self, token: &Token, now: Instant) -> Option<Keys> {
+    fn grant_of(&self, token: &Token, now: Instant) -> Option<Grant> {
         let mut map = self.lock();
         match map.get(token) {
-            Some(s) if s.expires > now => Some(s.keys.clone()),
+            Some(s) if s.expires > now => Some(s.grant.clone()),
             Some(_) => {
                 map.remove(token);
                 None
@@ -108,24 +133,24 @@ impl Sessions {
         }
     }
 
-    /// The keys to extend on login: the request's live session's, or none.
-    pub fn current(&self, headers: &HeaderMap) -> (Option<Token>, Keys) {
+    /// The grant to extend on login: the request's live session's, or an empty one.
+    pub fn current(&self, headers: &HeaderMap) -> (Option<Token>, Grant) {
         match Token::from_headers(headers) {
-            Some(t) => match self.keys_of(&t, Instant::now()) {
-                Some(keys) => (Some(t), keys),
-                None => (None, Keys::default()),
+            Some(t) => match self.grant_of(&t, Instant::now()) {
+                Some(grant) => (Some(t), grant),
+                None => (None, Grant::default()),
             },
-            None => (None, Keys::default()),
+            None => (None, Grant::default()),
         }
     }
 
-    /// Store `keys` under `token` (a live session of this request) or under a new token;
+    /// Store `grant` under `token` (a live session of this request) or under a new token;
     /// returns the token. `None` if no random token could be made.
-    pub fn save(&self, token: Option<Token>, keys: Keys) -> Option<Token> {
-        self.save_at(token, keys, Instant::now())
+    pub fn save(&self, token: Option<Token>, grant: Grant) -> Option<Token> {
+        self.save_at(token, grant, Instant::now())
     }
 
-    fn save_at(&self, token: Option<Token>, keys: Keys, now: Instant) -> Option<Token> {
+    fn save_at(&self, token: Option<Token>, grant: Grant, now: Instant) -> Option<Token> {
         let mut map = self.lock();
         let token = match token {
             Some(t) if map.contains_key(&t) => t,
@@ -145,7 +170,7 @@ impl Sessions {
         map.insert(
             token.clone(),
             Session {
-                keys,
+                grant,
                 expires: now + SESSION_TTL,
             },
         );
@@ -207,32 +232,32 @@ mod tests {
     fn sessions_expire_are_bounded_and_end() {
         let sessions = Sessions::default();
         let t0 = Instant::now();
-        let token = sessions.save_at(None, Keys::default(), t0).unwrap();
-        assert!(sessions.keys_of(&token, t0).is_some());
-        assert!(sessions.keys_of(&token, t0 + SESSION_TTL).is_none());
+        let token = sessions.save_at(None, Grant::default(), t0).unwrap();
+        assert!(sessions.grant_of(&token, t0).is_some());
+        assert!(sessions.grant_of(&token, t0 + SESSION_TTL).is_none());
         assert_eq!(sessions.len(), 0, "an expired session is dropped when seen");
 
         // Full: the session closest to expiry makes room.
-        let first = sessions.save_at(None, Keys::default(), t0).unwrap();
+        let first = sessions.save_at(None, Grant::default(), t0).unwrap();
         for i in 1..MAX_SESSIONS + 10 {
             sessions
-                .save_at(None, Keys::default(), t0 + Duration::from_secs(i as u64))
+                .save_at(None, Grant::default(), t0 + Duration::from_secs(i as u64))
                 .unwrap();
         }
         assert_eq!(sessions.len(), MAX_SESSIONS);
-        assert!(sessions.keys_of(&first, t0).is_none());
+        assert!(sessions.grant_of(&first, t0).is_none());
 
-        let live = sessions.save(None, Keys::default()).unwrap();
+        let live = sessions.save(None, Grant::default()).unwrap();
         let h = with_cookie(&live.cookie());
         assert!(sessions.is_live(&h));
         // Saving again under a live token keeps it; an unknown token is never adopted.
         assert_eq!(
-            sessions.save(Some(live.clone()), Keys::default()),
+            sessions.save(Some(live.clone()), Grant::default()),
             Some(live)
         );
         let forged = Token("0".repeat(64));
         assert_ne!(
-            sessions.save(Some(forged.clone()), Keys::default()),
+            sessions.save(Some(forged.clone()), Grant::default()),
             Some(forged)
         );
         sessions.end(&h);

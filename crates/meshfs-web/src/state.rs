@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use meshfs_core::Share;
-use meshfs_core::access::Keys;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -13,7 +12,7 @@ use crate::error::WebError;
 use crate::events::EventHub;
 use crate::nodes::{NodeDirectory, NodeInfo};
 use crate::pool::Pools;
-use crate::session::Sessions;
+use crate::session::{Grant, Sessions};
 use crate::source::Source;
 use crate::throttle::Throttle;
 
@@ -83,22 +82,24 @@ impl Limits {
 
 impl AppState {
     /// The node a URL names and where its files come from, for a request whose session
-    /// proved `keys` (they unlock this node's own files only).
-    pub fn node(&self, key: &str, keys: &Keys) -> Result<(NodeInfo, Source), WebError> {
+    /// holds `grant`: this node's files its keys unlock; a remote node through the session's
+    /// authenticated connections when it logged in there, else the shared anonymous ones.
+    pub fn node(&self, key: &str, grant: &Grant) -> Result<(NodeInfo, Source), WebError> {
         let node = self
             .nodes
             .find(key)
             .ok_or_else(|| WebError::NotFound(format!("no node named {key:?}")))?;
         let source = if node.local {
-            Source::Local(self.share.clone(), self.access.clone(), keys.clone())
+            Source::Local(self.share.clone(), self.access.clone(), grant.keys.clone())
         } else {
-            Source::Remote(self.pools.get(&node.addr))
+            let pool = grant.remote.get(&node.addr).cloned();
+            Source::Remote(pool.unwrap_or_else(|| self.pools.get(&node.addr)))
         };
         Ok((node, source))
     }
 
     /// Where a node's files come from (see [`AppState::node`]).
-    pub fn source(&self, key: &str, keys: &Keys) -> Result<Source, WebError> {
-        self.node(key, keys).map(|(_, s)| s)
+    pub fn source(&self, key: &str, grant: &Grant) -> Result<Source, WebError> {
+        self.node(key, grant).map(|(_, s)| s)
     }
 }

@@ -992,6 +992,88 @@ fn an_offered_files_password_unlocks_only_that_file() {
     );
 }
 
+/// A remote node's password, given to this node's page, is proven to that node: the
+/// session then lists and streams the remote node's protected files through this node; other
+/// sessions still get `401`.
+#[test]
+fn a_remote_nodes_password_is_proven_through_this_node() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
+    std::fs::create_dir_all(&a_dir).unwrap();
+    std::fs::create_dir_all(b_dir.join("clips")).unwrap();
+    let data = pattern(600_000, 11);
+    std::fs::write(b_dir.join("clips/clip.mp4"), &data).unwrap();
+    let password = "rem0te-pass-heron";
+    std::fs::write(tmp.path().join("pw"), format!("{password}\n")).unwrap();
+    let pw_file = tmp.path().join("pw");
+    let b = web_node(
+        &b_dir,
+        "camb",
+        &["--password-file", pw_file.to_str().unwrap()],
+    );
+    let log = tmp.path().join("a.log");
+    let mut a = logged_web_node(&a_dir, "cama", &["--no-discovery", "--node", &b.addr], &log);
+    wait_until(Duration::from_secs(10), "node b named camb", || {
+        get(&a.web, "/api/nodes")
+            .text()
+            .contains(r#""name":"camb""#)
+    });
+
+    let r = get(&a.web, "/api/ls/camb/clips");
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert!(r.text().contains(r#""login":true"#), "{}", r.text());
+    assert_eq!(get(&a.web, "/files/camb/clips/clip.mp4").status, 401);
+
+    let remote_login = |password: &str, node: &str| {
+        let body = format!(
+            r#"{{"password":{},"node":{}}}"#,
+            json_string(password),
+            json_string(node)
+        );
+        http_body(&a.web, "POST", "/api/login", &[JSON], body.as_bytes())
+    };
+    let r = remote_login("not-it", "camb");
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert!(r.header("set-cookie").is_none());
+    assert_eq!(remote_login(password, "nobody").status, 404);
+    // This node has no password: nothing to log in to.
+    assert_eq!(remote_login(password, "cama").status, 400);
+
+    let r = remote_login(password, "camb");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let cookie = session_cookie(&r);
+    let ls = get_with(&a.web, "/api/ls/camb/clips", &cookie);
+    assert_eq!(ls.status, 200, "{}", ls.text());
+    assert!(ls.text().contains(r#""name":"clip.mp4""#));
+    let file = get_with(&a.web, "/files/camb/clips/clip.mp4", &cookie);
+    assert_eq!(file.status, 200);
+    assert!(file.body == data, "the remote file's bytes");
+    let part = http(
+        &a.web,
+        "GET",
+        "/files/camb/clips/clip.mp4",
+        &[("Cookie", &cookie), ("Range", "bytes=-1000")],
+    );
+    assert_eq!(part.status, 206);
+    assert_eq!(part.body, &data[data.len() - 1000..]);
+    // Other browsers are not let in by this session's connections.
+    assert_eq!(get(&a.web, "/files/camb/clips/clip.mp4").status, 401);
+    assert_eq!(get(&a.web, "/api/ls/camb/clips").status, 401);
+
+    let out = http_body(&a.web, "POST", "/api/logout", &[("Cookie", &cookie)], b"");
+    assert_eq!(out.status, 200);
+    assert_eq!(get_with(&a.web, "/api/ls/camb/clips", &cookie).status, 401);
+
+    a.proc.signal(libc::SIGTERM);
+    a.proc.wait_exit(Duration::from_secs(20));
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("web login"), "{logged}");
+    assert!(
+        !logged.contains("heron"),
+        "the password in the log:\n{logged}"
+    );
+}
+
 // ---- the group chat in the page -------------------------------------------------------------
 
 /// A private multicast group on loopback for one test (as `tests/group.rs` does), so tests
