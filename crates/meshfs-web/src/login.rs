@@ -27,6 +27,9 @@ use crate::pool::Pool;
 use crate::session::clear_cookie;
 use crate::state::AppState;
 
+/// Longest password accepted, in bytes.
+pub const MAX_PASSWORD: usize = 1024;
+
 #[derive(Deserialize)]
 struct LoginBody {
     password: String,
@@ -77,6 +80,12 @@ pub async fn login(
     }
     let LoginBody { password, node } =
         json_body::parse(&headers, body, r#"{"password": "…", "node": "…"}"#)?;
+    // A remote node gets it on one protocol line: no line breaks, no overlong line.
+    if password.len() > MAX_PASSWORD || password.chars().any(char::is_control) {
+        return Err(WebError::BadRequest(format!(
+            "a password is at most {MAX_PASSWORD} bytes, without control characters"
+        )));
+    }
     let remote = match node {
         Some(key) => {
             let n = state

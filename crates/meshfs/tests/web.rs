@@ -777,9 +777,14 @@ fn login(web: &str, password: &str, cookie: Option<&str>) -> Resp {
     http_body(web, "POST", "/api/login", &headers, body.as_bytes())
 }
 
-/// A JSON string literal (quotes and backslashes escaped; test inputs hold nothing else).
+/// A JSON string literal (quotes, backslashes and newlines escaped; test inputs hold no
+/// other special character).
 fn json_string(s: &str) -> String {
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+    let escaped = s
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n");
+    format!("\"{escaped}\"")
 }
 
 /// `meshfs_session=TOKEN` from a response's `Set-Cookie`, checking its attributes.
@@ -1032,6 +1037,10 @@ fn a_remote_nodes_password_is_proven_through_this_node() {
         );
         http_body(&a.web, "POST", "/api/login", &[JSON], body.as_bytes())
     };
+    // A password is one protocol line to the node: no line breaks smuggled in.
+    let r = remote_login("x\nstat clips/clip.mp4", "camb");
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("control characters"), "{}", r.text());
     let r = remote_login("not-it", "camb");
     assert_eq!(r.status, 401, "{}", r.text());
     assert!(r.header("set-cookie").is_none());
