@@ -233,6 +233,32 @@ fn check_text(text: &str) -> Result<(), WebError> {
 mod tests {
     use super::*;
 
+    /// The history keeps the last [`HISTORY`] messages in order; a subscriber gets the
+    /// history, then each later message exactly once.
+    #[tokio::test]
+    async fn history_is_bounded_and_subscribers_miss_nothing() {
+        let group = Group {
+            addr: std::net::Ipv4Addr::new(239, 255, 250, 1),
+            iface: std::net::Ipv4Addr::LOCALHOST,
+            ttl: 1,
+        };
+        // Port 0: a private port nobody sends to; messages are published by hand.
+        let room = ChatRoom::join(&group, 0).unwrap();
+        let ip: IpAddr = "10.1.2.3".parse().unwrap();
+        for i in 0..HISTORY + 50 {
+            room.publish(ip, vec![format!("10.1.2.3 :> m{i}")]);
+        }
+        let (history, mut rx) = room.subscribe();
+        assert_eq!(history.len(), HISTORY);
+        assert_eq!(history[0].lines, ["10.1.2.3 :> m50"]);
+        assert!(history.windows(2).all(|w| w[1].id == w[0].id + 1));
+        room.publish(ip, vec!["10.1.2.3 :> live".into()]);
+        let next = rx.recv().await.unwrap();
+        assert_eq!(next.id, history.last().unwrap().id + 1);
+        assert_eq!(next.from, "10.1.2.3");
+        assert!(rx.try_recv().is_err());
+    }
+
     #[test]
     fn message_checks() {
         assert!(check_text("coucou !\nsecond line").is_ok());

@@ -106,6 +106,13 @@ impl IntoResponse for WebError {
             body["login"] = serde_json::Value::Bool(true);
         }
         let mut response = (status, axum::Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            // Required with 401; a scheme browsers do not know, so none opens a dialog.
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Form realm=\"meshfs\""),
+            );
+        }
         if let WebError::LockedOut(secs) = self {
             response
                 .headers_mut()

@@ -847,6 +847,7 @@ fn password_login_with_a_cookie_session() {
         assert_eq!(r.header("content-type"), Some("application/json"));
         assert!(r.text().contains(r#""login":true"#), "{}", r.text());
         assert!(r.body.len() < 200, "only an error, no bytes of the file");
+        assert_eq!(r.header("www-authenticate"), Some("Form realm=\"meshfs\""));
     }
     assert_eq!(
         http(&n.web, "HEAD", "/files/cam1/clip.mp4", &[]).status,
