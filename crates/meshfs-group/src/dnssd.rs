@@ -12,8 +12,9 @@
 //! DNS-SD is refreshed only by answering the file-server `hello` (as static `--peer`s are);
 //! one that stops answering expires like a silent multicast peer.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mdns_sd::{IfKind, ResolvedService, ServiceDaemon, ServiceEvent, ServiceInfo};
@@ -260,6 +261,7 @@ pub fn start(
         daemon,
         own,
         services: HashMap::new(),
+        polling: Arc::default(),
     };
     tracker.spawn(browser.run(events, shutdown, tracker.clone()));
     Ok(())
@@ -272,6 +274,8 @@ struct Browser {
     own: Option<String>,
     /// Full name → the peer it resolved to.
     services: HashMap<String, Peer>,
+    /// Names being asked `hello` now: one question per peer at a time, however slow.
+    polling: Arc<Mutex<HashSet<String>>>,
 }
 
 impl Browser {
@@ -281,8 +285,12 @@ impl Browser {
         shutdown: CancellationToken,
         tracker: TaskTracker,
     ) {
+        // Hellos come every interval: a peer silent for longer (plus a tenth, for jitter)
+        // missed one, and is asked. Checked twice an interval, so a peer known through DNS-SD
+        // alone is refreshed at least every 1.5 intervals, well within the expiry (3).
         let interval = self.discovery.config().interval();
-        let mut tick = tokio::time::interval(interval);
+        let quiet = interval + interval / 10;
+        let mut tick = tokio::time::interval(interval / 2);
         loop {
             tokio::select! {
                 ev = events.recv_async() => match ev {
@@ -294,7 +302,7 @@ impl Browser {
                         break;
                     }
                 },
-                _ = tick.tick() => self.refresh(interval, &shutdown, &tracker),
+                _ = tick.tick() => self.refresh(quiet, &shutdown, &tracker),
                 () = shutdown.cancelled() => break,
             }
         }
@@ -336,19 +344,28 @@ impl Browser {
         }
     }
 
-    /// Keep alive the peers known through DNS-SD alone: each one not heard from for half an
-    /// interval is asked `hello` on its file server, and refreshed if it answers as itself.
-    fn refresh(&self, interval: Duration, shutdown: &CancellationToken, tracker: &TaskTracker) {
+    /// Keep alive the peers known through DNS-SD alone: each one silent for longer than
+    /// `quiet` (it missed a multicast hello, or never sends any) is asked `hello` on its file
+    /// server, and refreshed if it answers as itself.
+    fn refresh(&self, quiet: Duration, shutdown: &CancellationToken, tracker: &TaskTracker) {
         let now = Instant::now();
         for p in self.services.values() {
             let Some(known) = self.discovery.peer(&p.name) else {
                 continue; // gone (bye or expiry): only a new resolution brings it back
             };
-            if known.id != p.id || now.saturating_duration_since(known.last_seen) < interval / 2 {
+            if known.id != p.id || now.saturating_duration_since(known.last_seen) <= quiet {
                 continue;
             }
-            let (d, stop) = (self.discovery.clone(), shutdown.clone());
+            if !lock(&self.polling).insert(known.name.clone()) {
+                continue; // still asking
+            }
+            let (d, stop, polling) = (
+                self.discovery.clone(),
+                shutdown.clone(),
+                self.polling.clone(),
+            );
             tracker.spawn(async move {
+                let _done = Polled(polling, known.name.clone());
                 let target = known.addr.to_string();
                 let answer = tokio::select! {
                     r = tokio::time::timeout(POLL_TIMEOUT, poll_hello(&target)) => r,
@@ -391,6 +408,19 @@ impl Browser {
             }
         }
         shutdown_daemon(&self.daemon).await;
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Takes a name off the polling set when its poll ends, however it ends.
+struct Polled(Arc<Mutex<HashSet<String>>>, String);
+
+impl Drop for Polled {
+    fn drop(&mut self) {
+        lock(&self.0).remove(&self.1);
     }
 }
 
