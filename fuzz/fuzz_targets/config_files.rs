@@ -7,8 +7,8 @@
 use std::io::Write;
 
 use libfuzzer_sys::fuzz_target;
-use meshfs_ftp::users::{MAX_LINE, MAX_USERS};
 use meshfs_ftp::Users;
+use meshfs_ftp::users::{MAX_LINE, MAX_USERS};
 use meshfs_group::password;
 
 fuzz_target!(|data: &[u8]| {

@@ -14,7 +14,11 @@ use meshfs_group::chat::{MAX_MESSAGE, display};
 fuzz_target!(|data: &[u8]| {
     if let Ok(a) = Announcement::parse(data) {
         let again = a.encode();
-        assert!(again.len() <= MAX_DATAGRAM, "re-encoded {} bytes", again.len());
+        assert!(
+            again.len() <= MAX_DATAGRAM,
+            "re-encoded {} bytes",
+            again.len()
+        );
         assert_eq!(Announcement::parse(&again).as_ref(), Ok(&a));
         assert!(a.fits());
     }

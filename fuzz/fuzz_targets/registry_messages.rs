@@ -59,7 +59,10 @@ fuzz_target!(|data: &[u8]| {
 
     if let Ok(s) = std::str::from_utf8(data) {
         if let Some(n) = parse_number(s, u64::MAX) {
-            assert_eq!(n.to_string().trim_start_matches('0'), s.trim_start_matches('0'));
+            assert_eq!(
+                n.to_string().trim_start_matches('0'),
+                s.trim_start_matches('0')
+            );
         }
     }
 });

@@ -13,7 +13,10 @@ fuzz_target!(|data: &[u8]| {
         assert!(!norm.contains('\0'));
         assert!(!norm.starts_with('/'));
         if !norm.is_empty() {
-            assert!(norm.split('/').all(|c| !c.is_empty() && c != "." && c != ".."));
+            assert!(
+                norm.split('/')
+                    .all(|c| !c.is_empty() && c != "." && c != "..")
+            );
         }
     }
 });
