@@ -319,13 +319,41 @@ fn python_zeroconf_sees_our_nodes_and_we_see_its_services() {
     let b_args = ["--no-web", "--no-discovery"].map(String::from).to_vec();
     let b = node(dir.path(), &theirs, &b_args);
     let b_port = b.addr.rsplit(':').next().unwrap();
+    // Services that are not meshfs nodes as we know them are ignored: another protocol
+    // version, a name no command could use, an oversized id.
+    let long_id = format!("id={}", "x".repeat(100));
+    let bad: Vec<Zeroconf> = [
+        vec![format!("v2{tag}"), "v=2".to_owned()],
+        vec![format!("sp{tag}"), "name=a b".to_owned()],
+        vec![format!("id{tag}"), long_id],
+    ]
+    .into_iter()
+    .map(|extra| {
+        let mut z = Zeroconf::start(&["register", &extra[0], b_port, &extra[1]]);
+        wait_for(&z.lines, "registered", Duration::from_secs(10));
+        z.finish();
+        z
+    })
+    .collect();
+    // Announced after them, the good one comes after them, and alone.
     let mut advert = Zeroconf::start(&["register", &theirs, b_port]);
     wait_for(&advert.lines, "registered", Duration::from_secs(10));
-    wait_for(
+    let before = wait_for(
         &a.proc.lines,
         &format!("peer up {theirs} {}", b.addr),
         Duration::from_secs(10),
     );
+    // (Other nodes on this host's 5353 may show up: only ours are looked at.)
+    for refused in [
+        format!("v2{tag}"),
+        format!("sp{tag}"),
+        format!("id{tag}"),
+        "a b".into(),
+    ] {
+        let up = format!("peer up {refused} ");
+        assert!(!before.iter().any(|l| l.starts_with(&up)), "{before:?}");
+    }
+    drop(bad);
     advert.finish();
     wait_for(&advert.lines, "unregistered", Duration::from_secs(10));
     wait_for(

@@ -3,8 +3,10 @@ on loopback, the way Avahi/Bonjour clients see `_meshfs._tcp`.
 
     zeroconf_peer.py browse              prints `added INSTANCE port=P name=N web=W` and
                                          `removed INSTANCE`, as services come and go
-    zeroconf_peer.py register NAME PORT  advertises NAME at 127.0.0.1:PORT, prints
-                                         `registered`; unregisters (goodbye) when stdin closes
+    zeroconf_peer.py register NAME PORT [KEY=VALUE...]
+                                         advertises NAME at 127.0.0.1:PORT (TXT v=1, name=NAME,
+                                         then KEY=VALUE...), prints `registered`; unregisters
+                                         (goodbye) when stdin closes
 
 Either mode runs until its stdin closes.
 """
@@ -46,13 +48,15 @@ def browse(zc):
     sys.stdin.read()
 
 
-def register(zc, name, port):
+def register(zc, name, port, extra):
+    properties = {"v": "1", "name": name}
+    properties.update(kv.split("=", 1) for kv in extra)
     info = ServiceInfo(
         TYPE,
         f"{name}.{TYPE}",
         addresses=[socket.inet_aton("127.0.0.1")],
         port=int(port),
-        properties={"v": "1", "name": name},
+        properties=properties,
         server=f"py-{name}.local.",
     )
     zc.register_service(info)
@@ -68,7 +72,7 @@ def main():
         if sys.argv[1] == "browse":
             browse(zc)
         else:
-            register(zc, sys.argv[2], sys.argv[3])
+            register(zc, sys.argv[2], sys.argv[3], sys.argv[4:])
     finally:
         zc.close()
 
