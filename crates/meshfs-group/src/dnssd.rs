@@ -33,6 +33,9 @@ pub const MDNS_PORT: u16 = 5353;
 pub const TXT_VERSION: &str = "1";
 /// Most services followed: anyone on the LAN can advertise.
 pub const MAX_SERVICES: usize = MAX_PEERS;
+/// Most `hello`s out at once to peers known through DNS-SD alone: the others wait for a
+/// later tick.
+const MAX_POLLS: usize = 64;
 /// How long a stopping node waits for mdns-sd to send its goodbye and exit.
 const STOP_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -291,18 +294,41 @@ impl Browser {
         let interval = self.discovery.config().interval();
         let quiet = interval + interval / 10;
         let mut tick = tokio::time::interval(interval / 2);
+        // mdns-sd ends a subscription whose reader falls behind (a flood of services): browse
+        // again at the next tick; our advertisement is not affected.
+        let mut events = Some(events);
         loop {
+            let next = {
+                let events = events.clone();
+                async move {
+                    match events {
+                        Some(e) => e.recv_async().await.ok(),
+                        None => std::future::pending().await,
+                    }
+                }
+            };
             tokio::select! {
-                ev = events.recv_async() => match ev {
-                    Ok(ServiceEvent::ServiceResolved(s)) => self.resolved(&s),
-                    Ok(ServiceEvent::ServiceRemoved(_, fullname)) => self.removed(&fullname),
-                    Ok(_) => {}
-                    Err(_) => {
-                        tracing::warn!("DNS-SD stopped: browsing ended");
-                        break;
+                ev = next => match ev {
+                    Some(ServiceEvent::ServiceResolved(s)) => self.resolved(&s),
+                    Some(ServiceEvent::ServiceRemoved(_, fullname)) => self.removed(&fullname),
+                    Some(_) => {}
+                    None => {
+                        tracing::warn!("DNS-SD browsing ended: again at the next tick");
+                        events = None;
                     }
                 },
-                _ = tick.tick() => self.refresh(quiet, &shutdown, &tracker),
+                _ = tick.tick() => {
+                    if events.is_none() {
+                        match self.daemon.browse(SERVICE_TYPE) {
+                            Ok(e) => events = Some(e),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "DNS-SD stopped");
+                                break;
+                            }
+                        }
+                    }
+                    self.refresh(quiet, &shutdown, &tracker);
+                }
                 () = shutdown.cancelled() => break,
             }
         }
@@ -356,8 +382,11 @@ impl Browser {
             if known.id != p.id || now.saturating_duration_since(known.last_seen) <= quiet {
                 continue;
             }
-            if !lock(&self.polling).insert(known.name.clone()) {
-                continue; // still asking
+            {
+                let mut polling = lock(&self.polling);
+                if polling.len() >= MAX_POLLS || !polling.insert(known.name.clone()) {
+                    continue; // still asking it, or enough questions out already
+                }
             }
             let (d, stop, polling) = (
                 self.discovery.clone(),
