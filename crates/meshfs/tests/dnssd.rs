@@ -104,9 +104,16 @@ fn args(parts: &[Vec<String>]) -> Vec<String> {
 fn nodes_on_different_groups_meet_through_dnssd_and_leave_with_a_goodbye() {
     let dir = tempfile::tempdir().unwrap();
     let mdns = dnssd_port_args(free_udp_port());
-    // c advertises nothing: started first, it would otherwise be resolved before b.
+    // c and d advertise nothing (--no-dnssd; --no-discovery, even with a --peer to poll):
+    // started first, they would otherwise be resolved before b.
     let no = vec!["--no-web".to_owned(), "--no-dnssd".to_owned()];
     let c = node(dir.path(), "c", &args(&[own_group(), mdns.clone(), no]));
+    let no = ["--no-web", "--no-discovery", "--peer", &c.addr].map(String::from);
+    let d = node(
+        dir.path(),
+        "d",
+        &args(&[own_group(), mdns.clone(), no.to_vec()]),
+    );
     let nw = vec!["--no-web".to_owned()];
     let a = node(
         dir.path(),
@@ -123,7 +130,9 @@ fn nodes_on_different_groups_meet_through_dnssd_and_leave_with_a_goodbye() {
         Duration::from_secs(5),
     );
     assert!(
-        !before.iter().any(|l| l.starts_with("peer up c")),
+        !before
+            .iter()
+            .any(|l| l.starts_with("peer up c") || l.starts_with("peer up d")),
         "{before:?}"
     );
     wait_for(
@@ -152,7 +161,7 @@ fn nodes_on_different_groups_meet_through_dnssd_and_leave_with_a_goodbye() {
     // SIGTERM: b's goodbye removes it at once; DNS-SD is the only way a hears of it.
     b.proc.signal(libc::SIGTERM);
     wait_for(&a.proc.lines, "peer down b bye", Duration::from_secs(3));
-    drop(c);
+    drop((c, d));
 }
 
 #[test]
@@ -442,13 +451,14 @@ fn ip(args: &[&str]) {
 }
 
 /// A node on all interfaces of host `i`, with the default group and mDNS port.
-fn lan_node(lan: &Lan, i: usize, dir: &Path, name: &str) -> (Proc, u16) {
+fn lan_node(lan: &Lan, i: usize, dir: &Path, name: &str, extra: &[&str]) -> (Proc, u16) {
     let dir = dir.join(name);
     std::fs::create_dir_all(&dir).unwrap();
     let mut child = lan
         .command(i)
         .args(["node", dir.to_str().unwrap(), "--listen", "0.0.0.0:0"])
         .args(["--name", name, "--no-web", "--show-peers"])
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -469,11 +479,14 @@ fn lan_node(lan: &Lan, i: usize, dir: &Path, name: &str) -> (Proc, u16) {
 fn hosts_whose_network_has_no_route_for_our_group_meet_through_dnssd() {
     let lan = Lan::new();
     let dir = tempfile::tempdir().unwrap();
-    // No default route in these namespaces: joining our group fails ("discovery off"), as on
-    // a network that drops it; mDNS goes out on the veth all the same.
-    let (a, a_port) = lan_node(&lan, 0, dir.path(), "a");
-    let (b, b_port) = lan_node(&lan, 1, dir.path(), "b");
+    // No default route in these namespaces: a cannot join our group ("discovery off"), as on
+    // a network that drops it; mDNS goes out on the veth all the same. b names its interface
+    // (--group-iface): its group and its DNS-SD use that one.
+    let (a, a_port) = lan_node(&lan, 0, dir.path(), "a", &[]);
+    let (b, b_port) = lan_node(&lan, 1, dir.path(), "b", &["--group-iface", &lan.ips[1]]);
     assert_eq!(a.next_line(Duration::from_secs(5)), "discovery off");
+    let b_on = b.next_line(Duration::from_secs(5));
+    assert!(b_on.ends_with(&format!(" via {}", lan.ips[1])), "{b_on}");
     // Each learns the other at its address on the LAN (never loopback, never 0.0.0.0).
     let up_b = format!("peer up b {}:{b_port}", lan.ips[1]);
     wait_for(&a.lines, &up_b, Duration::from_secs(5));
