@@ -17,7 +17,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mdns_sd::{IfKind, ResolvedService, ServiceDaemon, ServiceEvent, ServiceInfo};
+use mdns_sd::{DaemonEvent, IfKind, ResolvedService, ServiceDaemon, ServiceEvent, ServiceInfo};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -242,6 +242,8 @@ pub fn start(
         web: config.web,
     };
     let setup = (|| {
+        // First, so a failure to register is seen.
+        tracker.spawn(watch(daemon.monitor()?, shutdown.clone()));
         let mut own = None;
         if advert.server.port() != 0 {
             let info = advert.service_info()?;
@@ -437,6 +439,25 @@ impl Browser {
             }
         }
         shutdown_daemon(&self.daemon).await;
+    }
+}
+
+/// Log what mdns-sd reports on the side: errors (a registration refused) and name
+/// conflicts (another responder had our instance name: we are advertised under a new one).
+async fn watch(monitor: mdns_sd::Receiver<DaemonEvent>, shutdown: CancellationToken) {
+    loop {
+        let ev = tokio::select! {
+            ev = monitor.recv_async() => ev,
+            () = shutdown.cancelled() => return,
+        };
+        match ev {
+            Ok(DaemonEvent::Error(e)) => tracing::warn!(error = %e, "DNS-SD"),
+            Ok(DaemonEvent::NameChange(c)) => {
+                tracing::info!(was = %c.original, now = %c.new_name, "DNS-SD name taken: renamed");
+            }
+            Ok(_) => {}
+            Err(_) => return, // mdns-sd stopped
+        }
     }
 }
 
