@@ -763,23 +763,26 @@ fn a_busy_mount_is_detached_on_sigterm_and_the_process_still_exits_zero() {
     assert!(!is_mounted(&m.dir), "busy mount was not detached");
 }
 
-/// `--group-*` flags for a LAN group of this test's own, on loopback (TTL 1).
-fn own_group() -> Vec<String> {
+fn free_udp_port() -> String {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.local_addr().unwrap().port().to_string()
+}
+
+/// `--group-*` flags for a LAN group of this test's own, on loopback (TTL 1), and a DNS-SD
+/// port of its own (`dnssd`: one test may give two groups the same one).
+fn own_group(dnssd: &str) -> Vec<String> {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     vec![
         "--group-iface".into(),
         "127.0.0.1".into(),
         "--group-addr".into(),
         format!("239.255.{}.{}", 200 + n % 50, std::process::id() % 250 + 1),
         "--group-port".into(),
-        port.to_string(),
+        free_udp_port(),
+        "--dnssd-port".into(),
+        dnssd.into(),
     ]
 }
 
@@ -788,7 +791,7 @@ fn discovered_nodes_appear_and_disappear_and_names_resolve() {
     if !fuse_available() {
         return;
     }
-    let group = own_group();
+    let group = own_group(&free_udp_port());
     let group: Vec<&str> = group.iter().map(String::as_str).collect();
     let src = tempfile::tempdir().unwrap();
     let (a, b) = (src.path().join("a"), src.path().join("b"));
@@ -847,4 +850,38 @@ fn discovered_nodes_appear_and_disappear_and_names_resolve() {
     args.extend_from_slice(&group);
     let named = Mounted::new(&[], &args);
     assert_eq!(std::fs::read(named.path("cam2/other.mp4")).unwrap(), b"b\n");
+}
+
+#[test]
+fn a_node_the_multicast_group_cannot_reach_is_found_through_dns_sd() {
+    if !fuse_available() {
+        return;
+    }
+    // Two multicast groups that never hear each other, one DNS-SD port: as on a network that
+    // drops our group but lets mDNS through.
+    let dnssd = free_udp_port();
+    let (mount_group, node_group) = (own_group(&dnssd), own_group(&dnssd));
+    let src = tempfile::tempdir().unwrap();
+    write(src.path(), "seen.txt", b"over mDNS\n");
+    let mut args = vec![
+        "node",
+        src.path().to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(&["--name", "far", "--no-web"]);
+    args.extend(node_group.iter().map(String::as_str));
+    let (_node, line) = spawn(&args);
+    let addr = line.rsplit(' ').next().unwrap().to_owned();
+
+    let extra: Vec<&str> = mount_group.iter().map(String::as_str).collect();
+    let m = Mounted::new(&[], &extra);
+    let mount_out = &m.proc.as_ref().unwrap().lines;
+    common::until_line(mount_out, Duration::from_secs(10), |l| {
+        l == format!("node up far {addr}")
+    });
+    assert_eq!(
+        std::fs::read(m.path("far/seen.txt")).unwrap(),
+        b"over mDNS\n"
+    );
 }

@@ -17,8 +17,9 @@ use anyhow::Context;
 use meshfs_core::RemotePath;
 use meshfs_core::remote::DEFAULT_PORT;
 use meshfs_fuse::{Mount, MountOptions, PoolConfig};
+use meshfs_group::args::DnsSdArgs;
 use meshfs_group::discovery::{self, Change, Discovery};
-use meshfs_group::{GroupAddr, probe::probe};
+use meshfs_group::{GroupAddr, dnssd, probe::probe};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -47,6 +48,8 @@ pub struct Args {
     pub peer_expiry: Duration,
     #[command(flatten)]
     pub group: GroupAddr,
+    #[command(flatten)]
+    pub dnssd: DnsSdArgs,
     /// How long attributes and listings are trusted without news from the node (change
     /// events from the node make new and changed files show sooner).
     #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
@@ -199,18 +202,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Listen on the LAN group as a browser (port 0: every node answers at once, nobody lists us)
-/// and hand the nodes that come and go to the mount.
+/// Listen on the LAN group as a browser (port 0: every node answers at once, nobody lists us),
+/// and browse DNS-SD beside it (networks that drop our group), and hand the nodes that come
+/// and go to the mount.
 fn discover(
     args: &Args,
     shutdown: &CancellationToken,
     tracker: &TaskTracker,
 ) -> anyhow::Result<tokio::sync::mpsc::UnboundedReceiver<Change>> {
+    let group = args.group.group(None);
+    let iface = group.iface;
     let config = discovery::Config {
         name: "mount".into(),
         port: 0,
         web: None,
-        group: args.group.group(None),
+        group,
         announce_port: args.group.group_port,
         expiry: args.peer_expiry,
         multicast: true,
@@ -224,8 +230,20 @@ fn discover(
             let _ = tx.send(c.clone());
         }
     });
-    Discovery::start(config, on_change, shutdown.clone(), tracker)
+    let d = Discovery::start(config, on_change, shutdown.clone(), tracker)
         .context("cannot listen on the LAN group (use --no-discovery with --node)")?;
+    if !args.dnssd.no_dnssd {
+        let config = dnssd::Config {
+            port: args.dnssd.dnssd_port,
+            interfaces: dnssd::Interfaces::of(iface),
+            // Port 0: browse only, advertise nothing (a mount serves no files).
+            server: std::net::SocketAddr::from((iface, 0)),
+            web: None,
+        };
+        if let Err(e) = dnssd::start(&d, config, shutdown.clone(), tracker) {
+            tracing::warn!(error = %e, "DNS-SD off: nodes are found on the multicast group only");
+        }
+    }
     Ok(rx)
 }
 
