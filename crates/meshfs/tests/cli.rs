@@ -230,13 +230,12 @@ fn name_colon_path_finds_the_node_on_the_lan_group() {
     let share = dir.path().join("share");
     std::fs::create_dir(&share).unwrap();
     std::fs::write(share.join("clip.mp4"), b"named node").unwrap();
-    // A group of this test's own, on loopback.
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-        .to_string();
+    // A group, and a DNS-SD port, of this test's own, on loopback.
+    let free_port = || {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port().to_string()
+    };
+    let (port, dnssd) = (free_port(), free_port());
     let group = [
         "--group-addr",
         "239.255.77.47",
@@ -244,6 +243,8 @@ fn name_colon_path_finds_the_node_on_the_lan_group() {
         &port,
         "--group-iface",
         "127.0.0.1",
+        "--dnssd-port",
+        &dnssd,
     ];
     let mut args = vec!["node", share.to_str().unwrap(), "--listen", "127.0.0.1:0"];
     args.extend_from_slice(&["--name", "cam9", "--no-web"]);
@@ -268,4 +269,13 @@ fn name_colon_path_finds_the_node_on_the_lan_group() {
     let out = meshfs(&missing, dir.path());
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no node named \"nosuchnode\""));
+
+    // A multicast group that reaches nobody: the name is found through DNS-SD alone.
+    let other = free_port();
+    let mut cat = vec!["cat", "cam9:clip.mp4", "--lookup-wait", "3s"];
+    cat.extend_from_slice(&["--group-addr", "239.255.77.48", "--group-port", &other]);
+    cat.extend_from_slice(&["--group-iface", "127.0.0.1", "--dnssd-port", &dnssd]);
+    let out = meshfs(&cat, dir.path());
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout, b"named node");
 }

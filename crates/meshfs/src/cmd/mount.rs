@@ -19,7 +19,7 @@ use meshfs_core::remote::DEFAULT_PORT;
 use meshfs_fuse::{Mount, MountOptions, PoolConfig};
 use meshfs_group::args::DnsSdArgs;
 use meshfs_group::discovery::{self, Change, Discovery};
-use meshfs_group::{GroupAddr, dnssd, probe::probe};
+use meshfs_group::{GroupAddr, dnssd};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -105,13 +105,9 @@ async fn resolve(s: &str, args: &Args) -> anyhow::Result<String> {
     if !bare || args.no_discovery || tokio::net::lookup_host(&addr).await.is_ok() {
         return Ok(addr);
     }
-    let wait = Duration::from_secs(1);
-    let answers = probe(&args.group.group(None), args.group.group_port, wait)
+    let found = super::target::find_node(&args.group, &args.dnssd, s, Duration::from_secs(1))
         .await
-        .with_context(|| format!("{s:?} is no host name, and the LAN group cannot be asked"))?;
-    let found = answers.addr_of(s).with_context(|| {
-        format!("{s:?} is no host name, and no node of that name answered on the LAN group")
-    })?;
+        .with_context(|| format!("{s:?} is no host name"))?;
     Ok(found.to_string())
 }
 

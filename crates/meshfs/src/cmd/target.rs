@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use meshfs_core::RemotePath;
-use meshfs_group::args::GroupAddr;
+use meshfs_group::args::{DnsSdArgs, GroupAddr};
+use meshfs_group::dnssd;
 use meshfs_group::probe::probe;
 
 /// A remote file as typed on the command line.
@@ -63,6 +64,8 @@ impl FromStr for Target {
 pub struct Lookup {
     #[command(flatten)]
     pub group: GroupAddr,
+    #[command(flatten)]
+    pub dnssd: DnsSdArgs,
     /// How long to wait for nodes to answer on the group.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub lookup_wait: Duration,
@@ -75,22 +78,49 @@ impl Lookup {
             Target::Url(url) => return Ok(url.clone()),
             Target::Named { node, path } => (node, path),
         };
-        let group = self.group.group(None);
-        let answers = probe(&group, self.group.group_port, self.lookup_wait)
-            .await
-            .with_context(|| format!("cannot ask the LAN group for node {node:?}"))?;
-        let addr = answers.addr_of(node).with_context(|| {
-            format!(
-                "no node named {node:?} answered on the LAN group within {} (multicast blocked? \
-                 use meshfs://HOST:PORT/PATH)",
-                humantime::format_duration(self.lookup_wait)
-            )
-        })?;
+        let addr = find_node(&self.group, &self.dnssd, node, self.lookup_wait).await?;
         Ok(RemotePath {
             addr: addr.to_string(),
             path: path.clone(),
         })
     }
+}
+
+/// The file server of the node called `name`: asks the LAN group and DNS-SD at once, for
+/// `wait`; the group's answer wins (it names the address the node's hello came from).
+pub async fn find_node(
+    group: &GroupAddr,
+    dnssd: &DnsSdArgs,
+    name: &str,
+    wait: Duration,
+) -> anyhow::Result<std::net::SocketAddr> {
+    let g = group.group(None);
+    let by_dnssd = async {
+        if dnssd.no_dnssd {
+            return Vec::new();
+        }
+        dnssd::browse(dnssd.dnssd_port, dnssd::Interfaces::of(g.iface), wait)
+            .await
+            .inspect_err(|e| tracing::warn!(error = %e, "DNS-SD not asked"))
+            .unwrap_or_default()
+    };
+    let (answers, by_dnssd) = tokio::join!(probe(&g, group.group_port, wait), by_dnssd);
+    let from_group = match answers {
+        Ok(a) => a.addr_of(name),
+        Err(e) => {
+            tracing::warn!(error = %e, "multicast group not asked");
+            None
+        }
+    };
+    from_group
+        .or_else(|| by_dnssd.iter().find(|p| p.name == name).map(|p| p.addr))
+        .with_context(|| {
+            format!(
+                "no node named {name:?} answered on the LAN group or DNS-SD within {} \
+                 (multicast blocked? use meshfs://HOST:PORT/PATH)",
+                humantime::format_duration(wait)
+            )
+        })
 }
 
 #[cfg(test)]
