@@ -8,118 +8,25 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpStream, UdpSocket};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{Proc, bin, spawn};
+use common::group::{Group, python_script};
+use common::{Proc, bin, lines_of, named_node};
 
-/// One private group per test.
-struct Net {
-    addr: String,
-    port: u16,
-    chat: u16,
-    /// The mDNS port of its nodes' DNS-SD (`dnssd.rs` tests DNS-SD itself).
-    dnssd: u16,
-}
-
-impl Net {
-    fn new() -> Net {
-        static NEXT: AtomicU8 = AtomicU8::new(1);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        Net {
-            addr: format!("239.255.{}.{}", 100 + n, std::process::id() % 250 + 1),
-            port: free_udp_port(),
-            chat: free_udp_port(),
-            dnssd: free_udp_port(),
-        }
-    }
-
-    /// What a node (or `meshfs peers`) adds to [`Net::args`]: DNS-SD among this test's nodes.
-    fn dnssd_args(&self) -> [String; 2] {
-        ["--dnssd-port".into(), self.dnssd.to_string()]
-    }
-
-    fn args(&self) -> Vec<String> {
-        vec![
-            "--group-iface".into(),
-            "127.0.0.1".into(),
-            "--group-addr".into(),
-            self.addr.clone(),
-            "--group-port".into(),
-            self.port.to_string(),
-            "--chat-port".into(),
-            self.chat.to_string(),
-        ]
-    }
-
-    /// A socket that sends to the group through loopback and receives unicast answers.
-    fn sender(&self) -> UdpSocket {
-        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-        s.set_multicast_ttl_v4(1).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        // std has no IP_MULTICAST_IF: set it by hand, as the seed's Python scripts do.
-        let lo = libc::in_addr {
-            s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
-        };
-        use std::os::fd::AsRawFd;
-        // SAFETY: setsockopt on a valid socket with a correctly sized in_addr.
-        let rc = unsafe {
-            libc::setsockopt(
-                s.as_raw_fd(),
-                libc::IPPROTO_IP,
-                libc::IP_MULTICAST_IF,
-                (&raw const lo).cast(),
-                std::mem::size_of::<libc::in_addr>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(
-            rc,
-            0,
-            "IP_MULTICAST_IF: {}",
-            std::io::Error::last_os_error()
-        );
-        s
-    }
-
-    fn announce_dest(&self) -> String {
-        format!("{}:{}", self.addr, self.port)
-    }
-}
-
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+/// This file's block of group addresses (see [`Group::new`]).
+const BLOCK: u8 = 100;
 
 /// A node in `net`, printing discovery on stdout; returns it and its file-server address.
-fn node(dir: &Path, name: &str, net: &Net, extra: &[&str]) -> (Proc, String) {
+fn node(dir: &Path, name: &str, net: &Group, extra: &[&str]) -> (Proc, String) {
     std::fs::create_dir_all(dir).unwrap();
-    let mut args: Vec<String> = [
-        "node",
-        dir.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--name",
-        name,
-        "--no-web",
-        "--show-peers",
-    ]
-    .map(String::from)
-    .to_vec();
+    let mut args: Vec<String> = ["--no-web", "--show-peers"].map(String::from).to_vec();
     args.extend(net.args());
     args.extend(net.dnssd_args());
     args.extend(extra.iter().map(|s| s.to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (proc, line) = spawn(&args);
-    assert!(line.starts_with("meshfs node "), "{line:?}");
-    let addr = line.rsplit(' ').next().unwrap().to_owned();
+    let (proc, addr) = named_node(dir, name, &args);
     // Discovery says when its sockets are ready, before anything it hears.
     let started = proc.next_line(Duration::from_secs(5));
     assert!(started.starts_with("discovery "), "{started:?}");
@@ -157,8 +64,9 @@ fn wait_all(p: &Proc, wanted: &[String], timeout: Duration) {
     }
 }
 
-fn meshfs(args: &[&str]) -> String {
-    let out = Command::new(bin()).args(args).output().unwrap();
+fn meshfs<S: AsRef<str>>(args: &[S]) -> String {
+    let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
+    let out = Command::new(bin()).args(&args).output().unwrap();
     assert!(out.status.success(), "meshfs {args:?}: {out:?}");
     String::from_utf8(out.stdout).unwrap()
 }
@@ -166,7 +74,7 @@ fn meshfs(args: &[&str]) -> String {
 #[test]
 fn three_nodes_discover_each_other_and_a_late_node_learns_everyone_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let net = Net::new();
+    let net = Group::new(BLOCK);
     let names = ["a", "b", "c"];
     let started = Instant::now();
     let nodes: Vec<(Proc, String)> = names
@@ -198,17 +106,14 @@ fn three_nodes_discover_each_other_and_a_late_node_learns_everyone_at_once() {
     eprintln!("late node learned everyone in {:?}", t.elapsed());
 
     // `meshfs peers` asks the group and lists every node.
-    let listed = meshfs(&[
-        "peers",
-        "--group-iface",
-        "127.0.0.1",
-        "--group-addr",
-        &net.addr,
-        "--group-port",
-        &net.port.to_string(),
-        "--dnssd-port",
-        &net.dnssd.to_string(),
-    ]);
+    let listed = meshfs(
+        &[
+            vec!["peers".into()],
+            net.lan_args(),
+            net.dnssd_args().into(),
+        ]
+        .concat(),
+    );
     for ((_, addr), n) in nodes.iter().zip(names) {
         assert!(
             listed
@@ -223,7 +128,7 @@ fn three_nodes_discover_each_other_and_a_late_node_learns_everyone_at_once() {
 #[test]
 fn bye_and_silence_remove_a_node() {
     let dir = tempfile::tempdir().unwrap();
-    let net = Net::new();
+    let net = Group::new(BLOCK);
     let expiry = ["--peer-expiry", "2s"];
     let (a, _) = node(&dir.path().join("a"), "a", &net, &expiry);
     let (b, b_addr) = node(&dir.path().join("b"), "b", &net, &expiry);
@@ -269,7 +174,7 @@ fn bye_and_silence_remove_a_node() {
 #[test]
 fn malformed_oversized_and_unknown_datagrams_are_ignored_and_counted() {
     let dir = tempfile::tempdir().unwrap();
-    let net = Net::new();
+    let net = Group::new(BLOCK);
     let (a, a_addr) = node(&dir.path().join("a"), "a", &net, &[]);
     let s = net.sender();
     let dest = net.announce_dest();
@@ -329,12 +234,12 @@ struct Chat {
     stdin: ChildStdin,
 }
 
-fn chat(net: &Net) -> Chat {
+fn chat(net: &Group) -> Chat {
     chat_in(net, Command::new(bin()), &[])
 }
 
 /// `meshfs chat` from `cmd` (which may carry a directory and environment).
-fn chat_in(net: &Net, mut cmd: Command, extra: &[&str]) -> Chat {
+fn chat_in(net: &Group, mut cmd: Command, extra: &[&str]) -> Chat {
     let mut child = cmd
         .arg("chat")
         .args(net.args())
@@ -345,32 +250,16 @@ fn chat_in(net: &Net, mut cmd: Command, extra: &[&str]) -> Chat {
         .spawn()
         .unwrap();
     let stdin = child.stdin.take().unwrap();
-    let lines = pump(child.stdout.take().unwrap());
+    let lines = lines_of(child.stdout.take().unwrap());
     let proc = Proc { child, lines };
     let first = proc.next_line(Duration::from_secs(20));
     assert!(first.starts_with("joined the group chat "), "{first:?}");
     Chat { proc, stdin }
 }
 
-fn pump(r: impl Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(r).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
 fn python(script: &str, args: &[&str]) -> Child {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/python")
-        .join(script);
     Command::new("python3")
-        .arg(path)
+        .arg(python_script(script))
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -381,17 +270,10 @@ fn python(script: &str, args: &[&str]) -> Child {
 
 #[test]
 fn chat_reaches_every_member_and_plain_python_sockets() {
-    let net = Net::new();
+    let net = Group::new(BLOCK);
     let mut one = chat(&net);
     let two = chat(&net);
-    let chat_port = net.chat.to_string();
-    let mut receiver = python("group_chat_recv.py", &[&net.addr, &chat_port, "127.0.0.1"]);
-    let py_lines = pump(receiver.stdout.take().unwrap());
-    let py = Proc {
-        child: receiver,
-        lines: py_lines,
-    };
-    assert_eq!(py.next_line(Duration::from_secs(10)), "ready");
+    let py = net.python_receiver();
 
     // Ours reach the other member and the plain Python receiver.
     writeln!(one.stdin, "hello from one, ünïcode").unwrap();
@@ -401,13 +283,7 @@ fn chat_reaches_every_member_and_plain_python_sockets() {
     wait_line(&py, want, Duration::from_secs(2), |l| l == want);
 
     // A datagram of a plain Python socket is shown by every member.
-    let sent = python(
-        "group_chat_send.py",
-        &[&net.addr, &chat_port, "127.0.0.1", "coucou !"],
-    )
-    .wait_with_output()
-    .unwrap();
-    assert!(sent.status.success());
+    net.python_send("coucou !");
     let want = "127.0.0.1 :> coucou !";
     wait_line(&one.proc, want, Duration::from_secs(2), |l| l == want);
     wait_line(&two.proc, want, Duration::from_secs(2), |l| l == want);
@@ -428,7 +304,7 @@ fn chat_reaches_every_member_and_plain_python_sockets() {
 #[test]
 fn static_peers_work_without_multicast() {
     let dir = tempfile::tempdir().unwrap();
-    let net = Net::new();
+    let net = Group::new(BLOCK);
     let (mut b, b_addr) = node(&dir.path().join("b"), "b", &net, &["--no-discovery"]);
     // A peer that accepts connections and never answers, and one that speaks nonsense, must
     // not hold up the others.
@@ -471,16 +347,10 @@ fn static_peers_work_without_multicast() {
     )
     .unwrap();
     // `meshfs peers --peer` asks nodes directly when multicast finds nobody.
-    let port = net.port.to_string();
     let out = Command::new(bin())
-        .args([
-            "peers",
-            "--group-iface",
-            "127.0.0.1",
-            "--group-addr",
-            &net.addr,
-        ])
-        .args(["--group-port", &port, "--wait", "200ms"])
+        .arg("peers")
+        .args(net.lan_args())
+        .args(["--wait", "200ms"])
         .args(net.dnssd_args())
         .args(["--peer", &b_addr, "--peer", &stalled_addr])
         .output()
@@ -531,7 +401,7 @@ fn send(conn: &mut BufReader<TcpStream>, request: &str) -> String {
 #[test]
 fn offers_reach_every_index_and_protected_files_need_their_password() {
     let dir = tempfile::tempdir().unwrap();
-    let net = Net::new();
+    let net = Group::new(BLOCK);
     let share = dir.path().join("a");
     std::fs::create_dir_all(share.join("clips")).unwrap();
     std::fs::write(share.join("open.txt"), "hello").unwrap();
@@ -558,15 +428,7 @@ fn offers_reach_every_index_and_protected_files_need_their_password() {
     wait_all(&c, &offers, Duration::from_secs(2));
 
     // `meshfs offers` asks the group.
-    let listed = meshfs(&[
-        "offers",
-        "--group-iface",
-        "127.0.0.1",
-        "--group-addr",
-        &net.addr,
-        "--group-port",
-        &net.port.to_string(),
-    ]);
+    let listed = meshfs(&[vec!["offers".into()], net.lan_args()].concat());
     assert!(
         listed.contains(&format!("a meshfs://{a_addr}/open.txt 5 open")),
         "{listed}"
@@ -622,7 +484,7 @@ fn offers_reach_every_index_and_protected_files_need_their_password() {
 #[test]
 fn share_password_from_a_file_or_the_environment() {
     let dir = tempfile::tempdir().unwrap();
-    let net = Net::new();
+    let net = Group::new(BLOCK);
     let share = dir.path().join("s");
     std::fs::create_dir_all(&share).unwrap();
     std::fs::write(share.join("f.txt"), "data").unwrap();
@@ -661,7 +523,7 @@ fn share_password_from_a_file_or_the_environment() {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let lines = pump(child.stdout.take().unwrap());
+    let lines = lines_of(child.stdout.take().unwrap());
     let e = Proc { child, lines };
     let line = e.next_line(Duration::from_secs(20));
     check(line.rsplit(' ').next().unwrap(), "from-env");
@@ -670,7 +532,7 @@ fn share_password_from_a_file_or_the_environment() {
 #[test]
 fn chat_commands_list_offers_get_files_and_offer() {
     let dir = tempfile::tempdir().unwrap();
-    let net = Net::new();
+    let net = Group::new(BLOCK);
     let share = dir.path().join("a");
     std::fs::create_dir_all(share.join("clips")).unwrap();
     std::fs::write(share.join("open.txt"), "hello").unwrap();
@@ -772,17 +634,16 @@ fn bad_offers_and_password_files_stop_the_node_with_a_clear_error() {
 #[test]
 fn discovered_nodes_show_up_in_the_web_ui() {
     let dir = tempfile::tempdir().unwrap();
-    let net = Net::new();
+    let net = Group::new(BLOCK);
     let web_dir = dir.path().join("w");
     std::fs::create_dir_all(&web_dir).unwrap();
-    let mut args: Vec<String> = ["node", web_dir.to_str().unwrap(), "--listen", "127.0.0.1:0"]
-        .map(String::from)
-        .to_vec();
-    args.extend(["--name", "w", "--show-peers"].map(String::from));
-    args.extend(net.args());
-    args.extend(net.dnssd_args());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (w, _) = spawn(&args);
+    let args = [
+        vec!["--show-peers".into()],
+        net.args(),
+        net.dnssd_args().into(),
+    ]
+    .concat();
+    let (w, _) = named_node(&web_dir, "w", &args);
     let web = w.next_line(Duration::from_secs(5));
     let web = web
         .strip_prefix("web http://")
@@ -836,7 +697,7 @@ fn passwords_never_reach_the_log() {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let lines = pump(child.stdout.take().unwrap());
+    let lines = lines_of(child.stdout.take().unwrap());
     let mut p = Proc { child, lines };
     let addr = p.next_line(Duration::from_secs(20));
     let addr = addr.rsplit(' ').next().unwrap();
@@ -876,7 +737,7 @@ fn password_prompt_on_a_terminal_does_not_echo() {
             "--password",
         ],
     );
-    let lines = pump(run.stdout.take().unwrap());
+    let lines = lines_of(run.stdout.take().unwrap());
     let p = Proc { child: run, lines };
     let mut before = Vec::new();
     let ready = wait_line(&p, "readiness", Duration::from_secs(20), |l| {
@@ -901,7 +762,7 @@ fn password_prompt_on_a_terminal_does_not_echo() {
 #[test]
 fn a_flood_of_hellos_gets_a_bounded_number_of_answers() {
     let dir = tempfile::tempdir().unwrap();
-    let net = Net::new();
+    let net = Group::new(BLOCK);
     let (a, a_addr) = node(&dir.path().join("a"), "a", &net, &[]);
     let s = net.sender();
     // In batches, each waited for, so no datagram is lost to a full receive buffer.
@@ -931,12 +792,12 @@ fn a_flood_of_hellos_gets_a_bounded_number_of_answers() {
 
 #[test]
 fn chat_on_a_terminal_redraws_its_prompt_around_incoming_messages() {
-    let net = Net::new();
+    let net = Group::new(BLOCK);
     let mut args = vec!["unused-password", bin(), "chat"];
     let net_args = net.args();
     args.extend(net_args.iter().map(String::as_str));
     let mut run = python("tty_run.py", &args);
-    let lines = pump(run.stdout.take().unwrap());
+    let lines = lines_of(run.stdout.take().unwrap());
     let p = Proc { child: run, lines };
     wait_line(&p, "joined", Duration::from_secs(20), |l| {
         l.starts_with("joined the group chat ")
@@ -944,18 +805,7 @@ fn chat_on_a_terminal_redraws_its_prompt_around_incoming_messages() {
     wait_line(&p, "help", Duration::from_secs(5), |l| {
         l.starts_with("commands: /get")
     });
-    let sent = python(
-        "group_chat_send.py",
-        &[
-            &net.addr,
-            &net.chat.to_string(),
-            "127.0.0.1",
-            "while you type",
-        ],
-    )
-    .wait_with_output()
-    .unwrap();
-    assert!(sent.status.success());
+    net.python_send("while you type");
     // The prompt is erased (`\r`, erase line), the message shown, the prompt drawn again.
     let line = wait_line(&p, "message", Duration::from_secs(5), |l| {
         l.contains("127.0.0.1 :> while you type")

@@ -2,6 +2,9 @@
 //! readiness line (never a sleep).
 #![allow(dead_code)]
 
+pub mod group;
+pub mod ports;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -76,23 +79,32 @@ pub fn spawn(args: &[&str]) -> (Proc, String) {
 
 /// A node serving `dir` on a free loopback port; returns the process and its `host:port`.
 pub fn node(dir: &Path, extra: &[&str]) -> (Proc, String) {
-    let mut args = vec![
-        "node",
-        dir.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--name",
-        "testnode",
-    ];
-    args.extend_from_slice(extra);
+    named_node(dir, "testnode", extra)
+}
+
+/// A node named `name` serving `dir` on a free loopback port, `extra` flags after the name;
+/// returns it once ready, with its file-server address.
+pub fn named_node<S: AsRef<str>>(dir: &Path, name: &str, extra: &[S]) -> (Proc, String) {
+    node_at(dir, name, "127.0.0.1:0", extra)
+}
+
+/// [`named_node`] listening on `listen` (a node coming back on the address it had).
+pub fn node_at<S: AsRef<str>>(dir: &Path, name: &str, listen: &str, extra: &[S]) -> (Proc, String) {
+    let mut args = vec!["node", dir.to_str().unwrap(), "--listen", listen];
+    args.extend_from_slice(&["--name", name]);
+    args.extend(extra.iter().map(AsRef::as_ref));
     let (proc, line) = spawn(&args);
-    // "meshfs node NAME serving DIR on ADDR"
-    let addr = line.rsplit(' ').next().expect("address").to_owned();
+    (proc, node_addr(&line))
+}
+
+/// The file-server address of a node's readiness line, `meshfs node NAME serving DIR on
+/// ADDR` (asserting that it is one).
+pub fn node_addr(line: &str) -> String {
     assert!(
         line.starts_with("meshfs node "),
         "unexpected readiness line {line:?}"
     );
-    (proc, addr)
+    line.rsplit(' ').next().expect("address").to_owned()
 }
 
 /// Run `meshfs <args>` in `cwd` to completion.
