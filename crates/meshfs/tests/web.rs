@@ -9,7 +9,8 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{Proc, pattern, spawn, wait_until};
+use common::group::{Group, python_dir};
+use common::{Proc, named_node, node_addr, pattern, spawn, wait_until};
 
 /// A node serving `dir` as `name`, with its file-server and web addresses.
 struct WebNode {
@@ -19,34 +20,27 @@ struct WebNode {
 }
 
 fn web_node(dir: &Path, name: &str, extra: &[&str]) -> WebNode {
-    let mut args = vec![
-        "node",
-        dir.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--name",
-        name,
-        // Only the nodes a test names: no multicast discovery of other tests' nodes.
-        "--no-discovery",
-    ];
+    // Only the nodes a test names: no multicast discovery of other tests' nodes.
+    let mut args = vec!["--no-discovery"];
     args.extend_from_slice(extra);
-    let (proc, first) = spawn(&args);
-    assert!(
-        first.starts_with("meshfs node "),
-        "unexpected readiness line {first:?}"
-    );
-    let addr = first.rsplit(' ').next().unwrap().to_owned();
-    let second = proc.next_line(Duration::from_secs(10));
-    let web = second
-        .strip_prefix("web http://")
-        .and_then(|s| s.strip_suffix('/'))
-        .unwrap_or_else(|| panic!("unexpected web line {second:?}"))
-        .to_owned();
+    let (proc, addr) = named_node(dir, name, &args);
+    let web = web_addr(&proc);
     assert!(
         web.starts_with("127.0.0.1:"),
         "web UI should follow --listen's host: {web}"
     );
     WebNode { proc, addr, web }
+}
+
+/// The web UI's address, from the line a node prints after its readiness line
+/// (`web http://ADDR/`).
+fn web_addr(proc: &Proc) -> String {
+    let second = proc.next_line(Duration::from_secs(10));
+    second
+        .strip_prefix("web http://")
+        .and_then(|s| s.strip_suffix('/'))
+        .unwrap_or_else(|| panic!("unexpected web line {second:?}"))
+        .to_owned()
 }
 
 /// One HTTP/1.1 response, read to the end.
@@ -752,15 +746,8 @@ fn logged_web_node(dir: &Path, name: &str, extra: &[&str], log: &Path) -> WebNod
         .expect("run meshfs");
     let lines = common::lines_of(child.stdout.take().unwrap());
     let proc = Proc { child, lines };
-    let first = proc.next_line(Duration::from_secs(20));
-    assert!(first.starts_with("meshfs node "), "{first:?}");
-    let addr = first.rsplit(' ').next().unwrap().to_owned();
-    let second = proc.next_line(Duration::from_secs(10));
-    let web = second
-        .strip_prefix("web http://")
-        .and_then(|s| s.strip_suffix('/'))
-        .unwrap_or_else(|| panic!("unexpected web line {second:?}"))
-        .to_owned();
+    let addr = node_addr(&proc.next_line(Duration::from_secs(20)));
+    let web = web_addr(&proc);
     WebNode { proc, addr, web }
 }
 
@@ -1086,100 +1073,16 @@ fn a_remote_nodes_password_is_proven_through_this_node() {
 
 // ---- the group chat in the page -------------------------------------------------------------
 
-/// A private multicast group on loopback for one test (as `tests/group.rs` does), so tests
-/// running at once never hear each other.
-struct ChatNet {
-    addr: String,
-    port: u16,
-    chat: u16,
-}
+/// This file's block of group addresses (see [`Group::new`]).
+const BLOCK: u8 = 220;
 
-impl ChatNet {
-    fn new() -> ChatNet {
-        static NEXT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(1);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let free = || {
-            std::net::UdpSocket::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        };
-        ChatNet {
-            addr: format!("239.255.{}.{}", 220 + n, std::process::id() % 250 + 1),
-            port: free(),
-            chat: free(),
-        }
-    }
-
-    fn args(&self) -> Vec<String> {
-        vec![
-            "--group-iface".into(),
-            "127.0.0.1".into(),
-            "--group-addr".into(),
-            self.addr.clone(),
-            "--group-port".into(),
-            self.port.to_string(),
-            "--chat-port".into(),
-            self.chat.to_string(),
-        ]
-    }
-
-    /// A web node in this group (discovery on).
-    fn node(&self, dir: &Path, name: &str, extra: &[&str]) -> WebNode {
-        let mut args: Vec<String> = [
-            "node",
-            dir.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--name",
-            name,
-        ]
-        .map(String::from)
-        .to_vec();
-        args.extend(self.args());
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let (proc, first) = spawn(&args);
-        assert!(first.starts_with("meshfs node "), "{first:?}");
-        let addr = first.rsplit(' ').next().unwrap().to_owned();
-        let second = proc.next_line(Duration::from_secs(10));
-        let web = second
-            .strip_prefix("web http://")
-            .and_then(|s| s.strip_suffix('/'))
-            .unwrap_or_else(|| panic!("unexpected web line {second:?}"))
-            .to_owned();
-        WebNode { proc, addr, web }
-    }
-}
-
-fn python_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python")
-}
-
-/// Send `text` to the group as the seed's plain Python client does.
-fn python_send(net: &ChatNet, text: &str) {
-    let status = std::process::Command::new("python3")
-        .arg(python_dir().join("group_chat_send.py"))
-        .args([&net.addr, &net.chat.to_string(), "127.0.0.1", text])
-        .status()
-        .expect("python3");
-    assert!(status.success());
-}
-
-/// The plain Python receiver, once it has joined (it prints `ready`).
-fn python_receiver(net: &ChatNet) -> Proc {
-    let mut child = std::process::Command::new("python3")
-        .arg(python_dir().join("group_chat_recv.py"))
-        .args([&net.addr, &net.chat.to_string(), "127.0.0.1"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3");
-    let lines = common::lines_of(child.stdout.take().unwrap());
-    let p = Proc { child, lines };
-    assert_eq!(p.next_line(Duration::from_secs(10)), "ready");
-    p
+/// A web node in `net` (discovery on).
+fn group_web_node(net: &Group, dir: &Path, name: &str, extra: &[&str]) -> WebNode {
+    let mut args = net.args();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let (proc, addr) = named_node(dir, name, &args);
+    let web = web_addr(&proc);
+    WebNode { proc, addr, web }
 }
 
 /// The chat through the HTTP API: a Python datagram shows up in the SSE feed and in
@@ -1188,8 +1091,8 @@ fn python_receiver(net: &ChatNet) -> Proc {
 #[test]
 fn group_chat_over_http_and_sse() {
     let tmp = tempfile::tempdir().unwrap();
-    let net = ChatNet::new();
-    let n = net.node(tmp.path(), "cam1", &[]);
+    let net = Group::new(BLOCK);
+    let n = group_web_node(&net, tmp.path(), "cam1", &[]);
     let chat = get(&n.web, "/api/chat").text();
     assert!(chat.contains(r#""enabled":true"#), "{chat}");
     assert!(
@@ -1207,7 +1110,7 @@ fn group_chat_over_http_and_sse() {
         Duration::from_secs(10),
     );
 
-    python_send(&net, "hello <b>bold</b> from python");
+    net.python_send("hello <b>bold</b> from python");
     read_feed_until(
         &mut feed,
         &mut seen,
@@ -1221,7 +1124,7 @@ fn group_chat_over_http_and_sse() {
             .contains("127.0.0.1 :> hello <b>bold</b> from python")
     );
 
-    let py = python_receiver(&net);
+    let py = net.python_receiver();
     let r = http_body(
         &n.web,
         "POST",
@@ -1287,8 +1190,9 @@ fn browser_login_and_chat() {
     std::fs::write(tmp.path().join("file-pw"), "file-pass-7\n").unwrap();
     let pw_file = tmp.path().join("pw");
     let offer = format!("secret.txt:{}", tmp.path().join("file-pw").display());
-    let net = ChatNet::new();
-    let n = net.node(
+    let net = Group::new(BLOCK);
+    let n = group_web_node(
+        &net,
         &share,
         "camp",
         &[

@@ -135,9 +135,12 @@ impl Group {
     }
 }
 
-/// A script of `tests/python/`.
+/// `tests/python/`: the seed's plain Python peers and the scripts that drive a terminal.
+pub fn python_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python")
+}
+
+/// A script of [`python_dir`].
 pub fn python_script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/python")
-        .join(name)
+    python_dir().join(name)
 }
