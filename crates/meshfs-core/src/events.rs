@@ -18,6 +18,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -189,11 +190,14 @@ impl Events {
     pub fn watch(&self, root: &Path) -> notify::Result<WatchGuard> {
         let root = root.canonicalize()?;
         let (tx, rx) = std::sync::mpsc::sync_channel::<notify::Result<notify::Event>>(RAW_QUEUE);
-        let overflow = self.clone();
+        let overflowed = Arc::new(AtomicBool::new(false));
+        let overflow = overflowed.clone();
         let handler = move |res: notify::Result<notify::Event>| {
-            // Never block the watcher's thread: the ingest thread may be waiting on it.
+            // Never block the watcher's thread: the ingest thread may be waiting on it. What
+            // does not fit is lost: the ingest thread says `resync` once it has drained what
+            // came before (see `Ingest::run`).
             if let Err(std::sync::mpsc::TrySendError::Full(_)) = tx.try_send(res) {
-                overflow.push(EventKind::Resync, String::new());
+                overflow.store(true, Ordering::Relaxed);
             }
         };
         // Never follow symlinks while adding watches: a link to `/` would otherwise make the
@@ -206,6 +210,7 @@ impl Events {
             events: self.clone(),
             root,
             watcher: Arc::downgrade(&watcher),
+            overflowed,
         };
         std::thread::Builder::new()
             .name("meshfs-events".into())
@@ -226,21 +231,22 @@ impl Events {
     /// Record an event and deliver it to live subscribers.
     pub fn push(&self, kind: EventKind, path: String) {
         let mut log = self.lock();
+        let now = Instant::now();
+        if matches!(kind, EventKind::Modified | EventKind::Created) && log.recent.len() >= 4096 {
+            // Only entries younger than COALESCE matter: the map stays as small as a burst.
+            log.recent
+                .retain(|_, at| now.duration_since(*at) < COALESCE);
+        }
         if kind == EventKind::Modified {
-            let now = Instant::now();
             if let Some(at) = log.recent.get(&path)
                 && now.duration_since(*at) < COALESCE
             {
                 return;
             }
-            if log.recent.len() >= 4096 {
-                log.recent
-                    .retain(|_, at| now.duration_since(*at) < COALESCE);
-            }
             log.recent.insert(path.clone(), now);
         } else if kind == EventKind::Created {
             // A new file's first writes are part of its creation.
-            log.recent.insert(path.clone(), Instant::now());
+            log.recent.insert(path.clone(), now);
         } else {
             log.recent.remove(&path);
         }
@@ -314,11 +320,29 @@ struct Ingest {
     root: PathBuf,
     /// Weak, so that dropping the [`WatchGuard`] stops everything.
     watcher: std::sync::Weak<Mutex<notify::RecommendedWatcher>>,
+    /// Set by the watcher's callback when the raw queue was full and an event was lost.
+    overflowed: Arc<AtomicBool>,
 }
 
 impl Ingest {
     fn run(self, rx: std::sync::mpsc::Receiver<notify::Result<notify::Event>>) {
-        while let Ok(res) = rx.recv() {
+        use std::sync::mpsc::TryRecvError;
+        loop {
+            let res = match rx.try_recv() {
+                Ok(res) => res,
+                Err(TryRecvError::Empty) => {
+                    // Lost events came after everything queued before them: one `resync`,
+                    // after those, so a subscriber re-lists once and no stale event follows.
+                    if self.overflowed.swap(false, Ordering::Relaxed) {
+                        self.events.push(EventKind::Resync, String::new());
+                    }
+                    match rx.recv() {
+                        Ok(res) => res,
+                        Err(_) => return,
+                    }
+                }
+                Err(TryRecvError::Disconnected) => return,
+            };
             match res {
                 Ok(ev) => self.ingest(ev),
                 Err(e) => {
@@ -340,7 +364,7 @@ impl Ingest {
         match ev.kind {
             RawKind::Create(kind) => {
                 for p in &ev.paths {
-                    if kind == CreateKind::Folder || p.is_dir() {
+                    if kind == CreateKind::Folder || is_real_dir(p) {
                         self.new_folder(p);
                     } else if let Some(r) = rel(p) {
                         events.push_created_once(r);
@@ -354,7 +378,7 @@ impl Ingest {
             }
             RawKind::Modify(ModifyKind::Name(RenameMode::To)) => {
                 for p in &ev.paths {
-                    if p.is_dir() {
+                    if is_real_dir(p) {
                         self.new_folder(p);
                     } else if let Some(r) = rel(p) {
                         events.push(EventKind::Created, r);
@@ -391,6 +415,13 @@ impl Ingest {
     /// A file written *and closed* before its folder was watched is reported `created` only: its
     /// `closed` happened where nobody could see it.
     fn new_folder(&self, dir: &Path) {
+        if !is_real_dir(dir) {
+            // Gone already, or a symlink: never watched nor scanned (it could lead anywhere).
+            if let Some(r) = relative(&self.root, dir) {
+                self.events.push_created_once(r);
+            }
+            return;
+        }
         if let Some(watcher) = self.watcher.upgrade()
             && let Err(e) = lock_watcher(&watcher).watch(dir, RecursiveMode::Recursive)
         {
@@ -422,6 +453,12 @@ impl Ingest {
             }
         }
     }
+}
+
+/// A folder itself, not a symlink to one: `Path::is_dir` follows links, and a link to `/`
+/// must never be watched or scanned.
+fn is_real_dir(p: &Path) -> bool {
+    std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir())
 }
 
 /// `path` relative to `root`, if it is inside and can be named on a protocol line.

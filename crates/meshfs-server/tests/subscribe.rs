@@ -287,3 +287,30 @@ fn the_watcher_never_follows_symlinks_out_of_the_share() {
         "{seen:?}"
     );
 }
+
+#[test]
+fn symlinks_made_while_watching_are_neither_watched_nor_scanned() {
+    let outer = tempfile::tempdir().unwrap();
+    let share = outer.path().join("share");
+    let elsewhere = outer.path().join("elsewhere");
+    std::fs::create_dir_all(elsewhere.join("deep")).unwrap();
+    std::fs::write(elsewhere.join("deep/before.txt"), b"x").unwrap();
+    std::fs::create_dir(&share).unwrap();
+    let node = start(&share, 1000);
+    let mut sub = Sub::open(&node.addr, None);
+    // Links to folders outside, made after the watch started (one to `/`: walking it would
+    // exhaust the inotify watches of the whole user).
+    std::os::unix::fs::symlink(&elsewhere, share.join("late")).unwrap();
+    std::os::unix::fs::symlink("/", share.join("root")).unwrap();
+    let mut seen = sub.until(|(_, k, p)| k == "created" && p == "root");
+    std::fs::write(elsewhere.join("after.txt"), b"x").unwrap();
+    std::fs::write(elsewhere.join("deep/after.txt"), b"x").unwrap();
+    std::fs::write(share.join("inside.txt"), b"x").unwrap();
+    seen.extend(sub.until(|(_, k, p)| k == "closed" && p == "inside.txt"));
+    assert!(has(&seen, "created", "late"), "{seen:?}");
+    assert!(
+        seen.iter()
+            .all(|(_, _, p)| !p.starts_with("late/") && !p.starts_with("root/")),
+        "names behind a link were reported: {seen:?}"
+    );
+}
