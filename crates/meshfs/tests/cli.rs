@@ -6,7 +6,11 @@ mod common;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{bin, node, pattern, run as meshfs, wait_until};
+use common::group::Group;
+use common::{bin, named_node, node, pattern, run as meshfs, wait_until};
+
+/// This file's block of group addresses (see [`Group::new`]).
+const BLOCK: u8 = 60;
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -231,25 +235,12 @@ fn name_colon_path_finds_the_node_on_the_lan_group() {
     std::fs::create_dir(&share).unwrap();
     std::fs::write(share.join("clip.mp4"), b"named node").unwrap();
     // A group, and a DNS-SD port, of this test's own, on loopback.
-    let free_port = || {
-        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        s.local_addr().unwrap().port().to_string()
-    };
-    let (port, dnssd) = (free_port(), free_port());
-    let group = [
-        "--group-addr",
-        "239.255.77.47",
-        "--group-port",
-        &port,
-        "--group-iface",
-        "127.0.0.1",
-        "--dnssd-port",
-        &dnssd,
-    ];
-    let mut args = vec!["node", share.to_str().unwrap(), "--listen", "127.0.0.1:0"];
-    args.extend_from_slice(&["--name", "cam9", "--no-web"]);
+    let net = Group::new(BLOCK);
+    let group = [net.lan_args(), net.dnssd_args().into()].concat();
+    let group: Vec<&str> = group.iter().map(String::as_str).collect();
+    let mut args = vec!["--no-web"];
     args.extend_from_slice(&group);
-    let (_node, _) = common::spawn(&args);
+    let (_node, _) = named_node(&share, "cam9", &args);
 
     let mut get = vec!["get", "cam9:clip.mp4"];
     get.extend_from_slice(&group);
@@ -271,10 +262,9 @@ fn name_colon_path_finds_the_node_on_the_lan_group() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no node named \"nosuchnode\""));
 
     // A multicast group that reaches nobody: the name is found through DNS-SD alone.
-    let other = free_port();
+    let other = [Group::new(BLOCK).lan_args(), net.dnssd_args().into()].concat();
     let mut cat = vec!["cat", "cam9:clip.mp4", "--lookup-wait", "3s"];
-    cat.extend_from_slice(&["--group-addr", "239.255.77.48", "--group-port", &other]);
-    cat.extend_from_slice(&["--group-iface", "127.0.0.1", "--dnssd-port", &dnssd]);
+    cat.extend(other.iter().map(String::as_str));
     let out = meshfs(&cat, dir.path());
     assert!(out.status.success(), "{out:?}");
     assert_eq!(out.stdout, b"named node");

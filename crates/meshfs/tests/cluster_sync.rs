@@ -10,33 +10,17 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::Proc;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::ports::free_tcp_port;
 
 fn start(dir: &Path, name: &str, port: u16, peers: &[u16], extra: &[&str]) -> Proc {
     let listen = format!("127.0.0.1:{port}");
     let peers: Vec<String> = peers.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-    let mut args = vec![
-        "node",
-        dir.to_str().unwrap(),
-        "--listen",
-        &listen,
-        "--name",
-        name,
-        "--no-web",
-    ];
+    let mut args = vec!["--no-web"];
     for p in &peers {
         args.extend(["--cluster-peer", p]);
     }
     args.extend_from_slice(extra);
-    let (proc, line) = common::spawn(&args);
-    assert!(line.starts_with("meshfs node "), "{line}");
+    let (proc, _) = common::node_at(dir, name, &listen, &args);
     proc
 }
 
@@ -81,7 +65,7 @@ fn workers_converge_on_uploads_deletions_and_after_an_outage() {
     for d in &dirs {
         fs::create_dir_all(d).unwrap();
     }
-    let [p1, p2, p3] = [free_port(), free_port(), free_port()];
+    let [p1, p2, p3] = [free_tcp_port(), free_tcp_port(), free_tcp_port()];
 
     // Alice may upload to w1 over FTP.
     let mut passwd = Command::new(common::bin())

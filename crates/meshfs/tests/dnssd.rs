@@ -9,45 +9,28 @@
 
 mod common;
 
-use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{Proc, bin, lines_of, until_line};
+use common::group::{Group, python_script};
+use common::ports::free_udp_port;
+use common::{Proc, bin, lines_of, node_addr, spawn_with_stdin, until_line};
 
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+/// This file's block of group addresses (see [`Group::new`]).
+const BLOCK: u8 = 1;
 
 /// Flags for a multicast group of its own on loopback: nobody else hears it, so whatever a
 /// node learns there came through DNS-SD.
 fn own_group() -> Vec<String> {
-    let mut flags = group_flags();
-    flags.extend(["--chat-port".into(), free_udp_port().to_string()]);
-    flags
+    Group::new(BLOCK).args()
 }
 
 /// The group flags `meshfs peers` takes too.
 fn group_flags() -> Vec<String> {
-    static NEXT: AtomicU8 = AtomicU8::new(1);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    [
-        "--group-iface",
-        "127.0.0.1",
-        "--group-addr",
-        &format!("239.254.{}.{}", n, std::process::id() % 250 + 1),
-        "--group-port",
-        &free_udp_port().to_string(),
-    ]
-    .map(String::from)
-    .to_vec()
+    Group::new(BLOCK).lan_args()
 }
 
 /// A node printing discovery on stdout, its log (debug for the group) on `Node::log`.
@@ -74,9 +57,7 @@ fn node(dir: &Path, name: &str, extra: &[String]) -> Node {
     let lines = lines_of(child.stdout.take().unwrap());
     let log = lines_of(child.stderr.take().unwrap());
     let proc = Proc { child, lines };
-    let ready = proc.next_line(Duration::from_secs(20));
-    assert!(ready.starts_with("meshfs node "), "{ready:?}");
-    let addr = ready.rsplit(' ').next().unwrap().to_owned();
+    let addr = node_addr(&proc.next_line(Duration::from_secs(20)));
     Node { proc, log, addr }
 }
 
@@ -251,50 +232,31 @@ fn a_node_heard_both_ways_is_one_peer() {
     assert!(between.is_empty(), "{between:?}");
 }
 
-/// `zeroconf_peer.py` under Debian's python3 (where python3-zeroconf is installed).
+/// `zeroconf_peer.py` under Debian's python3 (where python3-zeroconf is installed), killed
+/// when dropped.
 struct Zeroconf {
-    child: Child,
+    proc: Proc,
     stdin: Option<ChildStdin>,
-    lines: mpsc::Receiver<String>,
 }
 
 impl Zeroconf {
     fn start(args: &[&str]) -> Zeroconf {
-        let script: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/python")
-            .join("zeroconf_peer.py");
+        let script: PathBuf = python_script("zeroconf_peer.py");
         let python = if Path::new("/usr/bin/python3").exists() {
             "/usr/bin/python3"
         } else {
             "python3"
         };
-        let mut child = Command::new(python)
-            .arg(script)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3");
-        let stdin = child.stdin.take();
-        let lines = lines_of(child.stdout.take().unwrap());
+        let (proc, stdin) = spawn_with_stdin(Command::new(python).arg(script).args(args));
         Zeroconf {
-            child,
-            stdin,
-            lines,
+            proc,
+            stdin: Some(stdin),
         }
     }
 
     /// Close stdin: the script unregisters (or stops browsing) and exits.
     fn finish(&mut self) {
         drop(self.stdin.take());
-    }
-}
-
-impl Drop for Zeroconf {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -318,7 +280,7 @@ fn python_zeroconf_sees_our_nodes_and_we_see_its_services() {
     let a_port = a.addr.rsplit(':').next().unwrap();
     let instance = format!("{ours}._meshfs._tcp.local.");
     wait_for(
-        &browser.lines,
+        &browser.proc.lines,
         &format!("added {instance} port={a_port} name={ours} web={a_web} v=1"),
         Duration::from_secs(10),
     );
@@ -339,14 +301,14 @@ fn python_zeroconf_sees_our_nodes_and_we_see_its_services() {
     .into_iter()
     .map(|extra| {
         let mut z = Zeroconf::start(&["register", &extra[0], b_port, &extra[1]]);
-        wait_for(&z.lines, "registered", Duration::from_secs(10));
+        wait_for(&z.proc.lines, "registered", Duration::from_secs(10));
         z.finish();
         z
     })
     .collect();
     // Announced after them, the good one comes after them, and alone.
     let mut advert = Zeroconf::start(&["register", &theirs, b_port]);
-    wait_for(&advert.lines, "registered", Duration::from_secs(10));
+    wait_for(&advert.proc.lines, "registered", Duration::from_secs(10));
     let before = wait_for(
         &a.proc.lines,
         &format!("peer up {theirs} {}", b.addr),
@@ -364,7 +326,7 @@ fn python_zeroconf_sees_our_nodes_and_we_see_its_services() {
     }
     drop(bad);
     advert.finish();
-    wait_for(&advert.lines, "unregistered", Duration::from_secs(10));
+    wait_for(&advert.proc.lines, "unregistered", Duration::from_secs(10));
     wait_for(
         &a.proc.lines,
         &format!("peer down {theirs} bye"),
@@ -374,7 +336,7 @@ fn python_zeroconf_sees_our_nodes_and_we_see_its_services() {
     // Our goodbye reaches zeroconf when the node stops.
     a.proc.signal(libc::SIGTERM);
     wait_for(
-        &browser.lines,
+        &browser.proc.lines,
         &format!("removed {instance}"),
         Duration::from_secs(5),
     );

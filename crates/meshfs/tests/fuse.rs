@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Proc, spawn};
+use common::group::Group;
+use common::ports::free_udp_port;
+use common::{Proc, named_node, spawn};
 
 const MIB: usize = 1 << 20;
 
@@ -53,20 +55,7 @@ fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 
 /// A node named `name` serving `dir` on `listen`; returns it and its address.
 fn node_on(dir: &Path, name: &str, listen: &str) -> (Proc, String) {
-    let (proc, line) = spawn(&[
-        "node",
-        dir.to_str().unwrap(),
-        "--listen",
-        listen,
-        "--name",
-        name,
-    ]);
-    assert!(
-        line.starts_with("meshfs node "),
-        "unexpected readiness line {line:?}"
-    );
-    let addr = line.rsplit(' ').next().unwrap().to_owned();
-    (proc, addr)
+    common::node_at::<&str>(dir, name, listen, &[])
 }
 
 fn node(dir: &Path, name: &str) -> (Proc, String) {
@@ -763,27 +752,15 @@ fn a_busy_mount_is_detached_on_sigterm_and_the_process_still_exits_zero() {
     assert!(!is_mounted(&m.dir), "busy mount was not detached");
 }
 
-fn free_udp_port() -> String {
-    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.local_addr().unwrap().port().to_string()
-}
+/// This file's block of group addresses (see [`Group::new`]).
+const BLOCK: u8 = 200;
 
 /// `--group-*` flags for a LAN group of this test's own, on loopback (TTL 1), and a DNS-SD
 /// port of its own (`dnssd`: one test may give two groups the same one).
-fn own_group(dnssd: &str) -> Vec<String> {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    vec![
-        "--group-iface".into(),
-        "127.0.0.1".into(),
-        "--group-addr".into(),
-        format!("239.255.{}.{}", 200 + n % 50, std::process::id() % 250 + 1),
-        "--group-port".into(),
-        free_udp_port(),
-        "--dnssd-port".into(),
-        dnssd.into(),
-    ]
+fn own_group(dnssd: u16) -> Vec<String> {
+    let mut flags = Group::new(BLOCK).lan_args();
+    flags.extend(["--dnssd-port".into(), dnssd.to_string()]);
+    flags
 }
 
 #[test]
@@ -791,7 +768,7 @@ fn discovered_nodes_appear_and_disappear_and_names_resolve() {
     if !fuse_available() {
         return;
     }
-    let group = own_group(&free_udp_port());
+    let group = own_group(free_udp_port());
     let group: Vec<&str> = group.iter().map(String::as_str).collect();
     let src = tempfile::tempdir().unwrap();
     let (a, b) = (src.path().join("a"), src.path().join("b"));
@@ -802,13 +779,9 @@ fn discovered_nodes_appear_and_disappear_and_names_resolve() {
     let m = Mounted::new(&[], &group);
     let mount_out = &m.proc.as_ref().unwrap().lines;
     let node_in_group = |dir: &Path, name: &str| {
-        let mut args = vec!["node", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"];
-        args.extend_from_slice(&["--name", name, "--no-web"]);
+        let mut args = vec!["--no-web"];
         args.extend_from_slice(&group);
-        let (proc, line) = spawn(&args);
-        assert!(line.starts_with("meshfs node "), "{line:?}");
-        let addr = line.rsplit(' ').next().unwrap().to_owned();
-        (proc, addr)
+        named_node(dir, name, &args)
     };
     let (mut na, addr_a) = node_in_group(&a, "cam1");
     common::until_line(mount_out, Duration::from_secs(5), |l| {
@@ -860,19 +833,12 @@ fn a_node_the_multicast_group_cannot_reach_is_found_through_dns_sd() {
     // Two multicast groups that never hear each other, one DNS-SD port: as on a network that
     // drops our group but lets mDNS through.
     let dnssd = free_udp_port();
-    let (mount_group, node_group) = (own_group(&dnssd), own_group(&dnssd));
+    let (mount_group, node_group) = (own_group(dnssd), own_group(dnssd));
     let src = tempfile::tempdir().unwrap();
     write(src.path(), "seen.txt", b"over mDNS\n");
-    let mut args = vec![
-        "node",
-        src.path().to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-    ];
-    args.extend_from_slice(&["--name", "far", "--no-web"]);
-    args.extend(node_group.iter().map(String::as_str));
-    let (_node, line) = spawn(&args);
-    let addr = line.rsplit(' ').next().unwrap().to_owned();
+    let mut args = vec!["--no-web".to_owned()];
+    args.extend(node_group);
+    let (_node, addr) = named_node(src.path(), "far", &args);
 
     let extra: Vec<&str> = mount_group.iter().map(String::as_str).collect();
     let m = Mounted::new(&[], &extra);

@@ -14,7 +14,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::group::{Group, python_script};
-use common::{Proc, bin, lines_of, named_node};
+use common::{Proc, bin, lines_of, named_node, spawn_with_stdin};
 
 /// This file's block of group addresses (see [`Group::new`]).
 const BLOCK: u8 = 100;
@@ -240,18 +240,7 @@ fn chat(net: &Group) -> Chat {
 
 /// `meshfs chat` from `cmd` (which may carry a directory and environment).
 fn chat_in(net: &Group, mut cmd: Command, extra: &[&str]) -> Chat {
-    let mut child = cmd
-        .arg("chat")
-        .args(net.args())
-        .args(extra)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdin = child.stdin.take().unwrap();
-    let lines = lines_of(child.stdout.take().unwrap());
-    let proc = Proc { child, lines };
+    let (proc, stdin) = spawn_with_stdin(cmd.arg("chat").args(net.args()).args(extra));
     let first = proc.next_line(Duration::from_secs(20));
     assert!(first.starts_with("joined the group chat "), "{first:?}");
     Chat { proc, stdin }

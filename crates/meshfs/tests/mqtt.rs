@@ -4,12 +4,13 @@
 
 mod common;
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use common::ports::free_tcp_port;
 use common::{lines_of, spawn, until_line};
 
 struct Killed(Child);
@@ -27,14 +28,6 @@ fn have(tool: &str) -> bool {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Start mosquitto with persistence in `dir`, and wait until it accepts connections.
@@ -106,7 +99,7 @@ fn events_reach_mqtt_and_survive_a_broker_restart() {
     let dir = tempfile::tempdir().unwrap();
     let share = dir.path().join("share");
     std::fs::create_dir(&share).unwrap();
-    let port = free_port();
+    let port = free_tcp_port();
     let mut mosquitto = broker(dir.path(), port);
 
     let (mut node, _) = spawn(&[

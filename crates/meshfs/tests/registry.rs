@@ -7,7 +7,7 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -190,57 +190,33 @@ fn python_client_from_the_spec_drives_every_operation_and_get_file() {
 }
 
 /// A `meshfs shell` whose stdin stays open, for a peer that must stay connected.
+/// (The process is killed when dropped.)
 struct LiveShell {
-    child: Child,
+    proc: Proc,
     stdin: ChildStdin,
-    lines: mpsc::Receiver<String>,
 }
 
 impl LiveShell {
     fn start(registry: &str, dir: &Path) -> LiveShell {
-        let mut child = Command::new(common::bin())
-            .args([
-                "shell",
-                "--registry",
-                registry,
-                "--peer-listen",
-                "127.0.0.1:0",
-            ])
-            .current_dir(dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        LiveShell {
-            child,
-            stdin,
-            lines,
-        }
+        let (proc, stdin) = common::spawn_with_stdin(
+            Command::new(common::bin())
+                .args([
+                    "shell",
+                    "--registry",
+                    registry,
+                    "--peer-listen",
+                    "127.0.0.1:0",
+                ])
+                .current_dir(dir),
+        );
+        LiveShell { proc, stdin }
     }
 
     /// Send one command and return the next output line.
     fn run(&mut self, command: &str) -> String {
         writeln!(self.stdin, "{command}").unwrap();
         self.stdin.flush().unwrap();
-        self.lines.recv_timeout(WAIT).expect("shell answers")
-    }
-}
-
-impl Drop for LiveShell {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.proc.lines.recv_timeout(WAIT).expect("shell answers")
     }
 }
 
@@ -412,8 +388,8 @@ DISCONNECT OK
 
     // QUIT disconnects first.
     assert_eq!(alice.run("QUIT"), "DISCONNECT OK");
-    assert_eq!(alice.lines.recv_timeout(WAIT).unwrap(), "+++ FINISHED +++");
-    let status = alice.child.wait().unwrap();
+    assert_eq!(alice.proc.lines.recv_timeout(WAIT).unwrap(), "+++ FINISHED +++");
+    let status = alice.proc.child.wait().unwrap();
     assert!(status.success());
     let users = fields_of(&call(&addr, &["LIST_USERS", "cam"]));
     assert_eq!(users[0], "1", "only cam is still connected: {users:?}");

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{bin, lines_of, node, spawn, until_line};
+use common::{bin, lines_of, named_node, node, node_at, until_line};
 
 struct Watch {
     child: Child,
@@ -59,15 +59,8 @@ fn watch_prints_events_and_survives_a_node_restart() {
     drop(node1);
     until(&w.err, |l| l.starts_with("lost testnode"));
     std::fs::write(dir.path().join("while-down.txt"), b"x").unwrap();
-    let (_node2, addr2) = spawn(&[
-        "node",
-        dir.path().to_str().unwrap(),
-        "--listen",
-        &addr,
-        "--name",
-        "testnode",
-    ]);
-    assert!(addr2.ends_with(&addr));
+    let (_node2, addr2) = node_at::<&str>(dir.path(), "testnode", &addr, &[]);
+    assert_eq!(addr2, addr);
     until(&w.err, |l| l.starts_with("connected to testnode"));
     std::fs::write(dir.path().join("b.txt"), b"b").unwrap();
     let after = until(&w.out, |l| l.contains(" closed b.txt"));
@@ -87,17 +80,7 @@ fn watch_prints_events_and_survives_a_node_restart() {
 fn watch_json_and_several_nodes() {
     let d1 = tempfile::tempdir().unwrap();
     let d2 = tempfile::tempdir().unwrap();
-    let named = |dir: &std::path::Path, name: &str| {
-        let (proc, line) = spawn(&[
-            "node",
-            dir.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--name",
-            name,
-        ]);
-        (proc, line.rsplit(' ').next().unwrap().to_owned())
-    };
+    let named = |dir: &std::path::Path, name: &str| named_node::<&str>(dir, name, &[]);
     let (_n1, a1) = named(d1.path(), "cam1");
     let (_n2, a2) = named(d2.path(), "cam2");
     let w = watch(&[

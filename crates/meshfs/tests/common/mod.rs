@@ -7,7 +7,7 @@ pub mod ports;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -75,6 +75,21 @@ pub fn spawn(args: &[&str]) -> (Proc, String) {
     let proc = Proc { child, lines };
     let first = proc.next_line(Duration::from_secs(20));
     (proc, first)
+}
+
+/// Spawn `cmd` with stdin piped, for a process driven line by line (`meshfs chat`, `meshfs
+/// shell`, a Python peer): returns it with its stdout lines, and its stdin. Nothing waits for a
+/// readiness line here: each caller knows its own.
+pub fn spawn_with_stdin(cmd: &mut Command) -> (Proc, ChildStdin) {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn");
+    let stdin = child.stdin.take().expect("stdin");
+    let lines = lines_of(child.stdout.take().expect("stdout"));
+    (Proc { child, lines }, stdin)
 }
 
 /// A node serving `dir` on a free loopback port; returns the process and its `host:port`.
