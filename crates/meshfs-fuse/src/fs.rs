@@ -47,7 +47,9 @@ pub struct FsConfig {
 /// An open file: where it lives and how it is being read.
 #[derive(Debug)]
 struct OpenFile {
-    node: usize,
+    /// The node as it was at `open`: if its folder is later given to the same name at another
+    /// address (see [`Nodes::add`]), this file keeps reading from where it was opened.
+    node: Arc<Node>,
     path: String,
     /// Largest size seen (at open, or by reads): read-ahead stops there.
     size: AtomicU64,
@@ -460,7 +462,7 @@ impl Shared {
 
     /// Fetch one read-ahead chunk and hand it to whoever waits on it.
     async fn fetch_chunk(&self, file: &OpenFile, chunk: &Chunk) {
-        let pool = &self.nodes.get(file.node).pool;
+        let pool = &file.node.pool;
         let res = match pool.pread(&file.path, chunk.start(), CHUNK).await {
             Ok(data) => {
                 file.size
@@ -479,7 +481,7 @@ impl Shared {
     /// cap one reply (at 16 MiB, or less), and a short reply in the middle of a file would
     /// read as end of file to the kernel.
     async fn pread(&self, file: &OpenFile, offset: u64, size: u64) -> Result<Vec<u8>, Errno> {
-        let pool = &self.nodes.get(file.node).pool;
+        let pool = &file.node.pool;
         let mut out: Vec<u8> = Vec::new();
         while (out.len() as u64) < size {
             let pos = offset + out.len() as u64;
@@ -712,7 +714,7 @@ impl Filesystem for MeshFs {
                 == Some(signature);
             let fh = shared.next_fh.fetch_add(1, Ordering::Relaxed);
             let file = OpenFile {
-                node,
+                node: shared.nodes.get(node),
                 path,
                 size: AtomicU64::new(e.size),
                 readahead: Mutex::new(ReadAhead::new(

@@ -259,6 +259,14 @@ impl Discovered {
                     return;
                 }
                 let addr = peer.addr.to_string();
+                // The same name at another address (restarted with a new lease, no `bye`):
+                // discovery sends no PeerDown for the old one. Hide it, so the node keeps its
+                // folder instead of leaving a dead one beside a `NAME-2`.
+                if let Some(old) = self.by_name.get(&peer.name).filter(|old| **old != addr)
+                    && mount.hide_node(old).is_some()
+                {
+                    tracing::info!(peer = %peer.name, %old, %addr, "node moved");
+                }
                 if let Some(folder) = mount.add_node(&peer.name, &addr) {
                     println!("node up {folder} {addr}");
                     let _ = std::io::stdout().flush();
