@@ -133,8 +133,10 @@ impl FsHandle {
 
     /// Show a node (see [`Nodes::add`]); returns its index and folder name.
     pub fn add_node(&self, name: &str, pool: NodePool) -> Result<(usize, String), NotAdded> {
-        let (node, folder) = self.0.nodes.add(name, pool)?;
-        self.0.inodes.add_node(node);
+        let (node, folder) = self
+            .0
+            .nodes
+            .add(name, pool, |i| self.0.inodes.add_node(i))?;
         // Whatever was cached under this folder may be another node's (same name, new address).
         self.forget_node(node);
         Ok((node, folder))

@@ -78,19 +78,27 @@ impl Nodes {
     }
 
     /// Show the node named `name` (a folder-safe name) at `pool`'s address; returns its index
-    /// and folder name. Names are made unique (`cam`, `cam-2`, …).
-    pub fn add(&self, name: &str, pool: NodePool) -> Result<(usize, String), NotAdded> {
+    /// and folder name. Names are made unique (`cam`, `cam-2`, …). `register` gets the index
+    /// before the node is visible (its folder inode must exist before a lookup can find it).
+    pub fn add(
+        &self,
+        name: &str,
+        pool: NodePool,
+        register: impl FnOnce(usize),
+    ) -> Result<(usize, String), NotAdded> {
         let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
         // The same address: the same node (back after a `bye`, or given twice).
         if let Some(i) = slots.iter().position(|s| s.node.pool.addr() == pool.addr()) {
             if slots[i].shown {
                 return Err(NotAdded::Present);
             }
+            register(i);
             slots[i].shown = true;
             return Ok((i, slots[i].node.name.clone()));
         }
         // The same name, hidden: that node at a new address.
         if let Some(i) = slots.iter().position(|s| !s.shown && s.node.name == name) {
+            register(i);
             slots[i] = Slot {
                 node: Arc::new(Node {
                     name: name.to_owned(),
@@ -109,6 +117,7 @@ impl Nodes {
             unique = format!("{name}-{n}");
             n += 1;
         }
+        register(slots.len());
         slots.push(Slot {
             node: Arc::new(Node {
                 name: unique.clone(),
@@ -166,9 +175,9 @@ mod tests {
     #[test]
     fn nodes_keep_their_index_and_folder_when_they_leave_and_return() {
         let nodes = Nodes::default();
-        assert_eq!(nodes.add("cam", pool("a:1")), Ok((0, "cam".into())));
-        assert_eq!(nodes.add("cam", pool("b:1")), Ok((1, "cam-2".into())));
-        assert_eq!(nodes.add("cam", pool("a:1")), Err(NotAdded::Present));
+        assert_eq!(nodes.add("cam", pool("a:1"), drop), Ok((0, "cam".into())));
+        assert_eq!(nodes.add("cam", pool("b:1"), drop), Ok((1, "cam-2".into())));
+        assert_eq!(nodes.add("cam", pool("a:1"), drop), Err(NotAdded::Present));
         assert_eq!(nodes.find_shown("cam-2"), Some(1));
 
         assert_eq!(nodes.hide("a:1"), Some((0, "cam".into())));
@@ -176,10 +185,13 @@ mod tests {
         assert_eq!(nodes.find_shown("cam"), None);
         assert_eq!(nodes.shown().len(), 1);
         // Back at the same address.
-        assert_eq!(nodes.add("cam", pool("a:1")), Ok((0, "cam".into())));
+        assert_eq!(nodes.add("cam", pool("a:1"), drop), Ok((0, "cam".into())));
         // Gone, then back at a new address under the same name.
         nodes.hide("b:1");
-        assert_eq!(nodes.add("cam-2", pool("c:1")), Ok((1, "cam-2".into())));
+        assert_eq!(
+            nodes.add("cam-2", pool("c:1"), drop),
+            Ok((1, "cam-2".into()))
+        );
         assert_eq!(nodes.get(1).pool.addr(), "c:1");
         assert_eq!(nodes.len(), 2);
     }
