@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::group::{Group, python_script};
 use common::ports::free_udp_port;
-use common::{Proc, bin, lines_of, node_addr, spawn_with_stdin, until_line};
+use common::{Proc, bin, lines_of, no_line_for, node_addr, spawn_with_stdin, until_line};
 
 /// This file's block of group addresses (see [`Group::new`]).
 const BLOCK: u8 = 1;
@@ -165,12 +165,7 @@ fn a_node_known_only_through_dnssd_expires_when_it_dies_silently() {
     );
     // Alive, b is kept by answering `hello` (polled every second: a third of the expiry; no
     // multicast hello of b reaches a): more than an expiry passes without a `peer down`.
-    let quiet_until = Instant::now() + Duration::from_millis(4500);
-    while let Some(left) = quiet_until.checked_duration_since(Instant::now()) {
-        if let Ok(line) = a.proc.lines.recv_timeout(left) {
-            assert!(!line.starts_with("peer down"), "{line}");
-        }
-    }
+    no_line_for(&a.proc.lines, Duration::from_millis(4500), "peer down");
     // SIGKILL: no goodbye; a forgets b after 3 s without an answer (counted from its last
     // answer, up to a poll interval before the kill).
     b.proc.child.kill().unwrap();

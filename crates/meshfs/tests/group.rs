@@ -9,12 +9,12 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::group::{Group, python_script};
-use common::{Proc, bin, lines_of, named_node, spawn_with_stdin};
+use common::{Proc, bin, lines_of, named_node, no_line_for, spawn_with_stdin};
 
 /// This file's block of group addresses (see [`Group::new`]).
 const BLOCK: u8 = 100;
@@ -140,12 +140,7 @@ fn bye_and_silence_remove_a_node() {
     );
 
     // Alive nodes re-announce within the expiry: nobody goes down while all run.
-    let quiet_until = Instant::now() + Duration::from_secs(3);
-    while let Some(left) = quiet_until.checked_duration_since(Instant::now()) {
-        if let Ok(line) = a.lines.recv_timeout(left) {
-            assert!(!line.starts_with("peer down"), "{line}");
-        }
-    }
+    no_line_for(&a.lines, Duration::from_secs(3), "peer down");
 
     // SIGTERM: b says bye, a forgets it at once (not by expiry).
     b.signal(libc::SIGTERM);
@@ -387,18 +382,26 @@ fn send(conn: &mut BufReader<TcpStream>, request: &str) -> String {
     request_line(conn)
 }
 
-#[test]
-fn offers_reach_every_index_and_protected_files_need_their_password() {
-    let dir = tempfile::tempdir().unwrap();
-    let net = Group::new(BLOCK);
-    let share = dir.path().join("a");
+/// The share of the offer tests, `DIR/a`: `open.txt`, `clips/secret.txt` (offered with the
+/// password file `DIR/pw` holding `password`) and `later.txt`. Returns the share and the
+/// `--offer` value of the secret file.
+fn offer_share(dir: &Path, password: &str) -> (PathBuf, String) {
+    let share = dir.join("a");
     std::fs::create_dir_all(share.join("clips")).unwrap();
     std::fs::write(share.join("open.txt"), "hello").unwrap();
     std::fs::write(share.join("clips/secret.txt"), "top secret").unwrap();
     std::fs::write(share.join("later.txt"), "offered later").unwrap();
-    let pw = dir.path().join("pw");
-    std::fs::write(&pw, "s3cret\n").unwrap();
+    let pw = dir.join("pw");
+    std::fs::write(&pw, password).unwrap();
     let secret_offer = format!("clips/secret.txt:{}", pw.display());
+    (share, secret_offer)
+}
+
+#[test]
+fn offers_reach_every_index_and_protected_files_need_their_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Group::new(BLOCK);
+    let (share, secret_offer) = offer_share(dir.path(), "s3cret\n");
 
     let (b, _) = node(&dir.path().join("b"), "b", &net, &[]);
     let (a, a_addr) = node(
@@ -522,14 +525,7 @@ fn share_password_from_a_file_or_the_environment() {
 fn chat_commands_list_offers_get_files_and_offer() {
     let dir = tempfile::tempdir().unwrap();
     let net = Group::new(BLOCK);
-    let share = dir.path().join("a");
-    std::fs::create_dir_all(share.join("clips")).unwrap();
-    std::fs::write(share.join("open.txt"), "hello").unwrap();
-    std::fs::write(share.join("clips/secret.txt"), "top secret").unwrap();
-    std::fs::write(share.join("later.txt"), "offered later").unwrap();
-    let pw = dir.path().join("pw");
-    std::fs::write(&pw, "s3cret").unwrap();
-    let secret_offer = format!("clips/secret.txt:{}", pw.display());
+    let (share, secret_offer) = offer_share(dir.path(), "s3cret");
     let (_a, a_addr) = node(
         &share,
         "a",

@@ -189,6 +189,16 @@ fn python_client_from_the_spec_drives_every_operation_and_get_file() {
     }
 }
 
+/// `meshfs shell` on `registry`, its peer server on a free loopback port, run in `dir` (where
+/// it saves what GET_FILE fetches).
+fn shell(registry: &str, dir: &Path) -> Command {
+    let mut cmd = Command::new(common::bin());
+    cmd.args(["shell", "--registry", registry])
+        .args(["--peer-listen", "127.0.0.1:0"])
+        .current_dir(dir);
+    cmd
+}
+
 /// A `meshfs shell` whose stdin stays open, for a peer that must stay connected.
 /// (The process is killed when dropped.)
 struct LiveShell {
@@ -198,17 +208,7 @@ struct LiveShell {
 
 impl LiveShell {
     fn start(registry: &str, dir: &Path) -> LiveShell {
-        let (proc, stdin) = common::spawn_with_stdin(
-            Command::new(common::bin())
-                .args([
-                    "shell",
-                    "--registry",
-                    registry,
-                    "--peer-listen",
-                    "127.0.0.1:0",
-                ])
-                .current_dir(dir),
-        );
+        let (proc, stdin) = common::spawn_with_stdin(&mut shell(registry, dir));
         LiveShell { proc, stdin }
     }
 
@@ -223,17 +223,8 @@ impl LiveShell {
 /// Run `meshfs shell` on a script; its stdout with every `ip port` of listings replaced by
 /// `IP PORT` (ports are picked at run time).
 fn scripted_shell(registry: &str, dir: &Path, script: &str) -> String {
-    let mut child = Command::new(common::bin())
-        .args([
-            "shell",
-            "--registry",
-            registry,
-            "--peer-listen",
-            "127.0.0.1:0",
-            "--timeout",
-            "5s",
-        ])
-        .current_dir(dir)
+    let mut child = shell(registry, dir)
+        .args(["--timeout", "5s"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -388,7 +379,10 @@ DISCONNECT OK
 
     // QUIT disconnects first.
     assert_eq!(alice.run("QUIT"), "DISCONNECT OK");
-    assert_eq!(alice.proc.lines.recv_timeout(WAIT).unwrap(), "+++ FINISHED +++");
+    assert_eq!(
+        alice.proc.lines.recv_timeout(WAIT).unwrap(),
+        "+++ FINISHED +++"
+    );
     let status = alice.proc.child.wait().unwrap();
     assert!(status.success());
     let users = fields_of(&call(&addr, &["LIST_USERS", "cam"]));

@@ -189,6 +189,18 @@ pub fn until_line(
     }
 }
 
+/// Read lines from `rx` for `period`, asserting that none starts with `prefix`: the one way to
+/// show that something does not happen (a peer is not dropped while alive). Lines are read as
+/// they come; the period is what is being tested, not a wait for something else.
+pub fn no_line_for(rx: &mpsc::Receiver<String>, period: Duration, prefix: &str) {
+    let quiet_until = std::time::Instant::now() + period;
+    while let Some(left) = quiet_until.checked_duration_since(std::time::Instant::now()) {
+        if let Ok(line) = rx.recv_timeout(left) {
+            assert!(!line.starts_with(prefix), "{line}");
+        }
+    }
+}
+
 /// A loopback TCP address where connections are refused, held for as long as the value lives.
 ///
 /// "Bind a listener, note its port, close it" races with every other test: the kernel hands
