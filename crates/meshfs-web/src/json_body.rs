@@ -1,8 +1,8 @@
-//! Bounded JSON request bodies for the few `POST` routes (login, chat).
+//! Bounded JSON request bodies for the few `POST` routes (login, logout, chat).
 //!
 //! `Content-Type: application/json` is required: a plain HTML form on another site cannot send
 //! it without a CORS preflight (which this server never grants), so a foreign page cannot
-//! post to the chat or log a browser in. Parse errors become one fixed message: serde's text
+//! post to the chat or log a browser in or out. Parse errors become one fixed message: serde's text
 //! may quote the input, and a login body holds a password.
 
 use axum::body::Bytes;
@@ -22,14 +22,7 @@ pub fn parse<T: DeserializeOwned>(
     body: Result<Bytes, BytesRejection>,
     expected: &'static str,
 ) -> Result<T, WebError> {
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-    if !is_json {
-        return Err(WebError::UnsupportedMediaType);
-    }
+    require_json(headers)?;
     let body = body.map_err(|e| {
         if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
             WebError::TooLarge(format!("the body is larger than {MAX_BODY} bytes"))
@@ -38,4 +31,19 @@ pub fn parse<T: DeserializeOwned>(
         }
     })?;
     serde_json::from_slice(&body).map_err(|_| WebError::BadRequest(format!("expected {expected}")))
+}
+
+/// `415` unless the request says `Content-Type: application/json` (also for `POST`s whose
+/// body is ignored, such as logout: the header is what a foreign form cannot send).
+pub fn require_json(headers: &HeaderMap) -> Result<(), WebError> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if is_json {
+        Ok(())
+    } else {
+        Err(WebError::UnsupportedMediaType)
+    }
 }

@@ -32,8 +32,8 @@
 //! | `GET /api/events` | Server-Sent Events: `nodes` (the node list, at once and on change), `file` (`{"node","seq","kind","path"}`), `resync` (`{"node"}`: reload), `chat` (`CHAT`: the recent messages at once, then each new one) |
 //! | `GET`/`HEAD /files/<node>/<path>` | the file's bytes; `?download=1` asks for `attachment` |
 //! | `GET /api/session` | `{"protected","logged_in","may_browse"}` |
-//! | `POST /api/login` `{"password","node"?}` | `200` + `Set-Cookie` and the session JSON; `401` wrong password; `429` (`Retry-After`) after 5 failures from one address; `node` (a name or `host:port`, default this node) picks whose password it is |
-//! | `POST /api/logout` | `200`, the session ended and its cookie cleared |
+//! | `POST /api/login` `{"password","node"?}` | `200` + `Set-Cookie` (always a new token) and the session JSON; `401` wrong password; `429` (`Retry-After`) after 5 failures from one address, or while 5 of its attempts are in flight; `node` (a name or `host:port`, default this node) picks whose password it is |
+//! | `POST /api/logout` (JSON) | `200`, the session ended and its cookie cleared |
 //! | `GET /api/chat` | `{"enabled","group":"ADDR:PORT","max_bytes":1400,"messages":[CHAT…]}`, or `{"enabled":false,"reason"}` |
 //! | `POST /api/chat` `{"text"}` | one datagram to the group (`413` over 1400 bytes, `400` empty or control characters, `404` no chat) |
 //!
@@ -53,12 +53,18 @@
 //! one file) answer `401` with `"login": true` until the browser logs in: `POST /api/login`
 //! checks the password with [`Access`](meshfs_core::access::Access) (keyed digests,
 //! constant-time comparison; never logged) and sets `meshfs_session` (256 random bits,
-//! `HttpOnly; SameSite=Strict; Path=/`, 12 h; sessions in memory, at most 1024). A session
-//! unlocks exactly what its passwords unlock. Another node's protected files answer `401` too
+//! `HttpOnly; SameSite=Strict; Path=/`, 12 h; sessions in memory, at most 1024, at most 16
+//! per client address). A session unlocks exactly what its passwords unlock. Every
+//! successful login mints a new token (a second password given with a live cookie moves that
+//! session's grants to the new token and ends the old one), so a token planted before login
+//! is never promoted. Another node's protected files answer `401` too
 //! (its file server says "password required"): a login with `"node"` proves the password to
 //! that node with `auth`, and the session then reaches it through its own connections, which
 //! keep that password in memory until the session ends. Five failed logins from one address
-//! lock it out for a minute.
+//! (an IPv6 client: its /64) lock it out for a minute; attempts count from their start, so
+//! concurrent guesses waiting on a remote node are bounded the same way. At most 4096
+//! addresses are tracked, and a locked-out one is never dropped to make room: when all are
+//! locked, new addresses get `429` until a lockout ends.
 //!
 //! # Chat
 //! With discovery on, the node joins the group chat (protocols.md §4, `--chat-port`) and
@@ -75,6 +81,7 @@ mod api;
 mod args;
 mod assets;
 mod chat;
+mod client;
 mod error;
 mod events;
 mod files;

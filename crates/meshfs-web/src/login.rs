@@ -3,7 +3,9 @@
 //!
 //! The password is checked by [`Access::authenticate`](meshfs_core::access::Access) (keyed
 //! digests, constant-time comparison), never logged, never echoed: failures are logged with
-//! the client's address only. Failed attempts are throttled per address ([`Throttle`]).
+//! the client's address only. Attempts are throttled per address ([`Throttle`]), counted
+//! from their start, so concurrent guesses are bounded like sequential ones. Each successful
+//! login answers with a new session token ([`Sessions::login`]).
 //! With `"node"` naming a remote node, the password is proven to that node (`auth` on a new
 //! connection); the session then reaches it through connections that said it.
 
@@ -26,6 +28,9 @@ use crate::json_body;
 use crate::pool::Pool;
 use crate::session::clear_cookie;
 use crate::state::AppState;
+
+#[cfg(doc)]
+use crate::{session::Sessions, throttle::Throttle};
 
 /// Longest password accepted, in bytes.
 pub const MAX_PASSWORD: usize = 1024;
@@ -67,6 +72,14 @@ pub async fn session(State(state): State<AppState>, headers: HeaderMap) -> Json<
     ))
 }
 
+/// A password found right, and what it adds to the session.
+enum Proven {
+    /// One of this node's passwords (proven again on the session's own keys).
+    Local(String),
+    /// A remote node's, with the pool whose connection proved it.
+    Remote(String, Arc<Pool>),
+}
+
 /// `POST /api/login` with `{"password": "…"}` (this node) or `{"password": "…", "node": "…"}`.
 pub async fn login(
     State(state): State<AppState>,
@@ -75,9 +88,12 @@ pub async fn login(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, WebError> {
     let ip = peer.ip();
-    if let Err(wait) = state.throttle.check(ip, Instant::now()) {
-        return Err(WebError::LockedOut(wait.as_secs().max(1)));
-    }
+    // Counted from here: a remote node's round trip below cannot be raced by more guesses.
+    // Dropped without a verdict (bad request, unreachable node), the attempt is given back.
+    let attempt = state
+        .throttle
+        .begin(ip, Instant::now())
+        .map_err(|wait| WebError::LockedOut(wait.as_secs().max(1)))?;
     let LoginBody { password, node } =
         json_body::parse(&headers, body, r#"{"password": "…", "node": "…"}"#)?;
     // A remote node gets it on one protocol line: no line breaks, no overlong line.
@@ -96,21 +112,15 @@ pub async fn login(
         }
         None => None,
     };
-    let (token, mut grant) = state.sessions.current(&headers);
-    let ok = match remote {
+    let proven = match remote {
         Some(addr) => {
             if password.is_empty() {
-                false
+                None
             } else {
                 let pool = Arc::new(Pool::with_password(&addr, password));
-                match remote_login(&pool).await {
-                    Ok(true) => {
-                        grant.add_remote(&addr, pool);
-                        true
-                    }
-                    Ok(false) => false,
-                    Err(e) => return Err(e),
-                }
+                remote_login(&pool)
+                    .await?
+                    .then_some(Proven::Remote(addr, pool))
             }
         }
         None => {
@@ -119,38 +129,48 @@ pub async fn login(
                     "this node has no password to give".into(),
                 ));
             }
-            // One BLAKE3 derivation and a few comparisons: cheap enough to run here.
-            let ok = !password.is_empty() && state.access.authenticate(&password, &mut grant.keys);
-            drop(password);
-            ok
+            // One BLAKE3 derivation and a few comparisons: cheap enough to run here (and once
+            // more on the session's own keys when it is right).
+            let ok =
+                !password.is_empty() && state.access.authenticate(&password, &mut Keys::default());
+            ok.then_some(Proven::Local(password))
         }
     };
-    if !ok {
-        if state.throttle.failed(ip, Instant::now()).is_some() {
+    let Some(proven) = proven else {
+        if attempt.failed(Instant::now()).is_some() {
             tracing::warn!(%ip, "web login: too many wrong passwords, address locked out");
         } else {
             tracing::info!(%ip, "web login: wrong password");
         }
         return Err(WebError::WrongPassword);
-    }
-    state.throttle.succeeded(ip);
-    let body = session_json(&state, true, &grant.keys);
-    let token = state
+    };
+    let (token, grant) = state
         .sessions
-        .save(token, grant)
+        .login(&headers, ip, |grant| match proven {
+            Proven::Local(password) => {
+                state.access.authenticate(&password, &mut grant.keys);
+            }
+            Proven::Remote(addr, pool) => grant.add_remote(&addr, pool),
+        })
         .ok_or_else(|| WebError::Internal("no randomness for a session token".into()))?;
+    attempt.succeeded();
     tracing::info!(%ip, "web login");
-    let mut response = Json(body).into_response();
+    let mut response = Json(session_json(&state, true, &grant.keys)).into_response();
     set_cookie(&mut response, &token.cookie());
     Ok(response)
 }
 
-/// `POST /api/logout`: ends the session (if any) and clears the cookie.
-pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
+/// `POST /api/logout`: ends the session (if any) and clears the cookie. JSON only, like the
+/// other `POST`s, so a foreign page's plain form cannot log a browser out.
+pub async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, WebError> {
+    json_body::require_json(&headers)?;
     state.sessions.end(&headers);
     let mut response = Json(session_json(&state, false, &Keys::default())).into_response();
     set_cookie(&mut response, &clear_cookie());
-    response
+    Ok(response)
 }
 
 /// Prove a remote node's password on a new connection of `pool` (kept for the session's

@@ -4,21 +4,26 @@
 //! `getrandom`) sent back as an `HttpOnly; SameSite=Strict; Path=/` cookie, mapped here to the
 //! [`Keys`] that password proved. A session unlocks exactly what its passwords unlock (the
 //! whole share, or one offered file), for this node's own files only. Logging in again with
-//! the cookie adds the new password to the same session.
+//! the cookie adds the new password to what the session unlocks, under a *new* token: every
+//! successful login mints a token and ends the old one, so a token planted in a browser
+//! before its login (session fixation) never becomes a logged-in session.
 //!
 //! Sessions live in memory only (a restart logs everyone out), expire [`SESSION_TTL`] after
-//! login, and are bounded in number: past [`MAX_SESSIONS`], the one closest to expiry goes.
+//! login, and are bounded in number: past [`MAX_SESSIONS`], the one closest to expiry goes,
+//! and past [`MAX_PER_CLIENT`] from one client address ([`client_key`]), that client's oldest.
 //! This node's passwords are kept only as the digests in [`Keys`]. A password given for a
 //! *remote* node has to be said again on each new connection to it, so the session keeps it
 //! (in memory, inside that node's connection [`Pool`]) until the session ends.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, header};
 use meshfs_core::access::Keys;
 
+use crate::client::client_key;
 use crate::pool::Pool;
 
 /// Name of the session cookie.
@@ -27,6 +32,9 @@ pub const COOKIE: &str = "meshfs_session";
 pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 /// Most sessions held at once.
 pub const MAX_SESSIONS: usize = 1024;
+/// Most sessions held for one client address: a client logging in in a loop only pushes out
+/// its own sessions, not everyone else's.
+pub const MAX_PER_CLIENT: usize = 16;
 /// Random bytes per token (256 bits), sent as lowercase hex.
 const TOKEN_BYTES: usize = 32;
 
@@ -100,6 +108,8 @@ impl Grant {
 struct Session {
     grant: Grant,
     expires: Instant,
+    /// The [`client_key`] of the address that logged in.
+    client: IpAddr,
 }
 
 /// The sessions of one web UI. Cheap to clone.
@@ -133,48 +143,65 @@ impl Sessions {
         }
     }
 
-    /// The grant to extend on login: the request's live session's, or an empty one.
-    pub fn current(&self, headers: &HeaderMap) -> (Option<Token>, Grant) {
-        match Token::from_headers(headers) {
-            Some(t) => match self.grant_of(&t, Instant::now()) {
-                Some(grant) => (Some(t), grant),
-                None => (None, Grant::default()),
-            },
-            None => (None, Grant::default()),
-        }
+    /// A successful login from `client`: `add` extends what the request's live session (if
+    /// any) unlocks, and the result is stored under a new token, the old one ended. Returns
+    /// the new token and its grant; `None` (nothing changed) if no random token could be made.
+    pub fn login(
+        &self,
+        headers: &HeaderMap,
+        client: IpAddr,
+        add: impl FnOnce(&mut Grant),
+    ) -> Option<(Token, Grant)> {
+        let old = Token::from_headers(headers);
+        self.login_at(old.as_ref(), client, Instant::now(), add)
     }
 
-    /// Store `grant` under `token` (a live session of this request) or under a new token;
-    /// returns the token. `None` if no random token could be made.
-    pub fn save(&self, token: Option<Token>, grant: Grant) -> Option<Token> {
-        self.save_at(token, grant, Instant::now())
-    }
-
-    fn save_at(&self, token: Option<Token>, grant: Grant, now: Instant) -> Option<Token> {
+    fn login_at(
+        &self,
+        old: Option<&Token>,
+        client: IpAddr,
+        now: Instant,
+        add: impl FnOnce(&mut Grant),
+    ) -> Option<(Token, Grant)> {
+        let token = Token::random()?;
+        let client = client_key(client);
         let mut map = self.lock();
-        let token = match token {
-            Some(t) if map.contains_key(&t) => t,
-            _ => Token::random()?,
-        };
-        if !map.contains_key(&token) && map.len() >= MAX_SESSIONS {
-            map.retain(|_, s| s.expires > now);
-            if map.len() >= MAX_SESSIONS
-                && let Some(oldest) = map
-                    .iter()
-                    .min_by_key(|(_, s)| s.expires)
-                    .map(|(t, _)| t.clone())
-            {
-                map.remove(&oldest);
-            }
+        // Taken from the map while it is locked: a logout during a remote login's round trip
+        // ends the session for good.
+        let mut grant = old
+            .and_then(|t| map.remove(t))
+            .filter(|s| s.expires > now)
+            .map(|s| s.grant)
+            .unwrap_or_default();
+        add(&mut grant);
+        map.retain(|_, s| s.expires > now);
+        let theirs: Vec<(Instant, Token)> = map
+            .iter()
+            .filter(|(_, s)| s.client == client)
+            .map(|(t, s)| (s.expires, t.clone()))
+            .collect();
+        if theirs.len() >= MAX_PER_CLIENT
+            && let Some((_, oldest)) = theirs.into_iter().min_by_key(|(expires, _)| *expires)
+        {
+            map.remove(&oldest);
+        }
+        if map.len() >= MAX_SESSIONS
+            && let Some(oldest) = map
+                .iter()
+                .min_by_key(|(_, s)| s.expires)
+                .map(|(t, _)| t.clone())
+        {
+            map.remove(&oldest);
         }
         map.insert(
             token.clone(),
             Session {
-                grant,
+                grant: grant.clone(),
                 expires: now + SESSION_TTL,
+                client,
             },
         );
-        Some(token)
+        Some((token, grant))
     }
 
     /// End the request's session, if it has one.
@@ -228,39 +255,105 @@ mod tests {
         }
     }
 
+    fn ip(i: u32) -> IpAddr {
+        IpAddr::from(i.to_be_bytes())
+    }
+
+    fn login(sessions: &Sessions, old: Option<&Token>, client: IpAddr, now: Instant) -> Token {
+        sessions.login_at(old, client, now, |_| {}).unwrap().0
+    }
+
+    fn with_remote(addr: &str) -> impl FnOnce(&mut Grant) {
+        let addr = addr.to_owned();
+        move |g: &mut Grant| g.add_remote(&addr, Arc::new(Pool::new(&addr)))
+    }
+
     #[test]
     fn sessions_expire_are_bounded_and_end() {
         let sessions = Sessions::default();
         let t0 = Instant::now();
-        let token = sessions.save_at(None, Grant::default(), t0).unwrap();
+        let token = login(&sessions, None, ip(1), t0);
         assert!(sessions.grant_of(&token, t0).is_some());
         assert!(sessions.grant_of(&token, t0 + SESSION_TTL).is_none());
         assert_eq!(sessions.len(), 0, "an expired session is dropped when seen");
 
         // Full: the session closest to expiry makes room.
-        let first = sessions.save_at(None, Grant::default(), t0).unwrap();
-        for i in 1..MAX_SESSIONS + 10 {
-            sessions
-                .save_at(None, Grant::default(), t0 + Duration::from_secs(i as u64))
-                .unwrap();
+        let first = login(&sessions, None, ip(0), t0);
+        for i in 1..MAX_SESSIONS as u32 + 10 {
+            login(&sessions, None, ip(i), t0 + Duration::from_secs(i.into()));
         }
         assert_eq!(sessions.len(), MAX_SESSIONS);
         assert!(sessions.grant_of(&first, t0).is_none());
 
-        let live = sessions.save(None, Grant::default()).unwrap();
+        let live = sessions.login(&HeaderMap::new(), ip(1), |_| {}).unwrap().0;
         let h = with_cookie(&live.cookie());
         assert!(sessions.is_live(&h));
-        // Saving again under a live token keeps it; an unknown token is never adopted.
-        assert_eq!(
-            sessions.save(Some(live.clone()), Grant::default()),
-            Some(live)
-        );
-        let forged = Token("0".repeat(64));
-        assert_ne!(
-            sessions.save(Some(forged.clone()), Grant::default()),
-            Some(forged)
-        );
         sessions.end(&h);
         assert!(!sessions.is_live(&h));
+    }
+
+    /// Every login mints a new token: the old one ends, its grants move to the new one.
+    #[test]
+    fn a_login_always_mints_a_new_token_and_carries_the_grants() {
+        let sessions = Sessions::default();
+        let t0 = Instant::now();
+        let (t1, g1) = sessions
+            .login_at(None, ip(1), t0, with_remote("a:1"))
+            .unwrap();
+        assert_eq!(g1.remote.len(), 1);
+        let (t2, g2) = sessions
+            .login_at(Some(&t1), ip(1), t0, with_remote("b:2"))
+            .unwrap();
+        assert_ne!(t1, t2);
+        assert!(
+            sessions.grant_of(&t1, t0).is_none(),
+            "the old token is dead"
+        );
+        let held = sessions.grant_of(&t2, t0).unwrap();
+        for g in [&g2, &held] {
+            assert!(g.remote.contains_key("a:1") && g.remote.contains_key("b:2"));
+        }
+        assert_eq!(sessions.len(), 1);
+
+        // A token the server never issued (planted by someone else) is never adopted, and
+        // carries nothing.
+        let forged = Token("0".repeat(64));
+        let (t3, g3) = sessions
+            .login_at(Some(&forged), ip(1), t0, with_remote("c:3"))
+            .unwrap();
+        assert_ne!(t3, forged);
+        assert_eq!(g3.remote.len(), 1);
+        assert!(sessions.grant_of(&forged, t0).is_none());
+
+        // An expired session's grants are not carried over.
+        let (_, g4) = sessions
+            .login_at(Some(&t2), ip(1), t0 + SESSION_TTL, with_remote("d:4"))
+            .unwrap();
+        assert_eq!(g4.remote.keys().collect::<Vec<_>>(), ["d:4"]);
+    }
+
+    /// One client address holds at most MAX_PER_CLIENT sessions (an IPv6 one per /64): its
+    /// oldest goes, other clients' sessions stay.
+    #[test]
+    fn sessions_per_client_are_capped() {
+        let sessions = Sessions::default();
+        let t0 = Instant::now();
+        let bystander = login(&sessions, None, ip(99), t0);
+        let looping: Vec<Token> = (0..MAX_PER_CLIENT as u64 + 4)
+            .map(|i| login(&sessions, None, ip(7), t0 + Duration::from_secs(i)))
+            .collect();
+        let now = t0 + Duration::from_secs(100);
+        assert_eq!(sessions.len(), MAX_PER_CLIENT + 1);
+        for (i, t) in looping.iter().enumerate() {
+            assert_eq!(sessions.grant_of(t, now).is_some(), i >= 4, "session {i}");
+        }
+        assert!(sessions.grant_of(&bystander, now).is_some());
+
+        let v6 = Sessions::default();
+        for i in 0..MAX_PER_CLIENT as u32 + 3 {
+            let ip: IpAddr = format!("2001:db8:1:1::{:x}", i + 1).parse().unwrap();
+            login(&v6, None, ip, t0 + Duration::from_secs(i.into()));
+        }
+        assert_eq!(v6.len(), MAX_PER_CLIENT);
     }
 }

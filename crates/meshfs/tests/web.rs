@@ -901,8 +901,20 @@ fn password_login_with_a_cookie_session() {
     let forged = format!("meshfs_session={}", "a".repeat(64));
     assert_eq!(get_with(&n.web, "/api/ls/cam1/", &forged).status, 401);
 
-    // Logout ends the session and clears the cookie.
-    let out = http_body(&n.web, "POST", "/api/logout", &[("Cookie", &cookie)], b"");
+    // Logout is JSON only (a foreign page's form cannot log the browser out), then ends the
+    // session and clears the cookie.
+    let form = [("Cookie", cookie.as_str()), ("Content-Type", "text/plain")];
+    let out = http_body(&n.web, "POST", "/api/logout", &form, b"{}");
+    assert_eq!(out.status, 415, "{}", out.text());
+    assert!(out.header("set-cookie").is_none());
+    assert_eq!(get_with(&n.web, "/api/ls/cam1/", &cookie).status, 200);
+    let out = http_body(
+        &n.web,
+        "POST",
+        "/api/logout",
+        &[("Cookie", &cookie), JSON],
+        b"{}",
+    );
     assert_eq!(out.status, 200);
     assert!(
         out.header("set-cookie")
@@ -1057,7 +1069,13 @@ fn a_remote_nodes_password_is_proven_through_this_node() {
     assert_eq!(get(&a.web, "/files/camb/clips/clip.mp4").status, 401);
     assert_eq!(get(&a.web, "/api/ls/camb/clips").status, 401);
 
-    let out = http_body(&a.web, "POST", "/api/logout", &[("Cookie", &cookie)], b"");
+    let out = http_body(
+        &a.web,
+        "POST",
+        "/api/logout",
+        &[("Cookie", &cookie), JSON],
+        b"{}",
+    );
     assert_eq!(out.status, 200);
     assert_eq!(get_with(&a.web, "/api/ls/camb/clips", &cookie).status, 401);
 
@@ -1069,6 +1087,174 @@ fn a_remote_nodes_password_is_proven_through_this_node() {
         !logged.contains("heron"),
         "the password in the log:\n{logged}"
     );
+}
+
+/// Every successful login answers with a new session token (no session fixation): a second
+/// password given with the first session's cookie gets a new cookie holding both grants,
+/// and the first token is dead.
+#[test]
+fn each_login_mints_a_new_session_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share");
+    std::fs::create_dir_all(&share).unwrap();
+    std::fs::write(share.join("a.mp4"), b"clip a").unwrap();
+    std::fs::write(share.join("b.mp4"), b"clip b").unwrap();
+    std::fs::write(tmp.path().join("pa"), "pass-for-a\n").unwrap();
+    std::fs::write(tmp.path().join("pb"), "pass-for-b\n").unwrap();
+    let offer_a = format!("a.mp4:{}", tmp.path().join("pa").display());
+    let offer_b = format!("b.mp4:{}", tmp.path().join("pb").display());
+    let log = tmp.path().join("node.log");
+    let n = logged_web_node(
+        &share,
+        "cam1",
+        &["--no-discovery", "--offer", &offer_a, "--offer", &offer_b],
+        &log,
+    );
+
+    let r = login(&n.web, "pass-for-a", None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let t1 = session_cookie(&r);
+    assert_eq!(get_with(&n.web, "/files/cam1/a.mp4", &t1).text(), "clip a");
+    assert_eq!(get_with(&n.web, "/files/cam1/b.mp4", &t1).status, 401);
+
+    let r = login(&n.web, "pass-for-b", Some(&t1));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let t2 = session_cookie(&r);
+    assert_ne!(t1, t2, "a login must not keep the token it came with");
+    assert_eq!(get_with(&n.web, "/files/cam1/a.mp4", &t2).text(), "clip a");
+    assert_eq!(get_with(&n.web, "/files/cam1/b.mp4", &t2).text(), "clip b");
+    for target in ["/files/cam1/a.mp4", "/files/cam1/b.mp4"] {
+        assert_eq!(
+            get_with(&n.web, target, &t1).status,
+            401,
+            "old token: {target}"
+        );
+    }
+    let s = get_with(&n.web, "/api/session", &t1).text();
+    assert!(s.contains(r#""logged_in":false"#), "{s}");
+}
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
+/// A file server that answers every `auth` with "authentication failed", but only once
+/// released, counting the `auth` lines it got; other requests are refused. It stands in for
+/// a protected node whose answers take time.
+struct SlowRefusingNode {
+    addr: String,
+    auths: Arc<AtomicUsize>,
+    gate: Arc<(Mutex<bool>, Condvar)>,
+}
+
+impl SlowRefusingNode {
+    fn auths(&self) -> usize {
+        self.auths.load(Ordering::SeqCst)
+    }
+
+    /// Let every held `auth` (and any later one) be answered.
+    fn release(&self) {
+        let (lock, cv) = &*self.gate;
+        *lock.lock().unwrap() = true;
+        cv.notify_all();
+    }
+}
+
+fn slow_refusing_file_server() -> SlowRefusingNode {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let auths = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new((Mutex::new(false), Condvar::new()));
+    let (count, wait) = (auths.clone(), gate.clone());
+    std::thread::spawn(move || {
+        for conn in listener.incoming().take(1000) {
+            let Ok(conn) = conn else { continue };
+            let (count, wait) = (count.clone(), wait.clone());
+            std::thread::spawn(move || {
+                let mut out = conn.try_clone().unwrap();
+                let reader = std::io::BufReader::new(conn);
+                for line in std::io::BufRead::lines(reader).take(100) {
+                    let Ok(line) = line else { return };
+                    let reply: &[u8] = if line.starts_with("auth ") {
+                        count.fetch_add(1, Ordering::SeqCst);
+                        let (lock, cv) = &*wait;
+                        let mut open = lock.lock().unwrap();
+                        while !*open {
+                            open = cv.wait(open).unwrap();
+                        }
+                        b"6 authentication failed\n"
+                    } else {
+                        b"5 not here\n"
+                    };
+                    if out.write_all(reply).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    SlowRefusingNode { addr, auths, gate }
+}
+
+/// Concurrent logins for a remote node from one address are bounded by the same limit as
+/// sequential ones: the attempts are counted before the node answers, so at most
+/// MAX_FAILURES guesses reach the node and the rest get `429` at once.
+#[test]
+fn concurrent_remote_logins_are_throttled_before_the_node_answers() {
+    const GUESSES: usize = 24;
+    const LIMIT: usize = 5;
+    let tmp = tempfile::tempdir().unwrap();
+    let slow = slow_refusing_file_server();
+    let node = slow.addr.clone();
+    let a = web_node(tmp.path(), "cama", &["--node", &node]);
+    wait_until(Duration::from_secs(10), "the remote node listed", || {
+        get(&a.web, "/api/nodes").text().contains(&node)
+    });
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    let guessers: Vec<_> = (0..GUESSES)
+        .map(|i| {
+            let (web, node, tx) = (a.web.clone(), node.clone(), tx.clone());
+            std::thread::spawn(move || {
+                let body = format!(r#"{{"password":"guess-{i}","node":"{node}"}}"#);
+                let r = http_body(&web, "POST", "/api/login", &[JSON], body.as_bytes());
+                tx.send(r.status).unwrap();
+            })
+        })
+        .collect();
+    // Every guess either reached the node (held there) or was answered.
+    let mut statuses = Vec::new();
+    wait_until(
+        Duration::from_secs(20),
+        "every guess answered or at the node",
+        || {
+            statuses.extend(rx.try_iter());
+            statuses.len() + slow.auths() >= GUESSES
+        },
+    );
+    let reached = slow.auths();
+    slow.release();
+    for g in guessers {
+        g.join().unwrap();
+    }
+    statuses.extend(rx.try_iter());
+    assert!(
+        (1..=LIMIT).contains(&reached),
+        "{reached} concurrent guesses reached the node"
+    );
+    assert_eq!(statuses.len(), GUESSES);
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    let wrong = statuses.iter().filter(|s| **s == 401).count();
+    assert_eq!(
+        (wrong, refused),
+        (reached, GUESSES - reached),
+        "{statuses:?}"
+    );
+    assert_eq!(slow.auths(), reached, "no guess got through later");
+    // The failures locked the address out.
+    let body = format!(r#"{{"password":"one-more","node":"{node}"}}"#);
+    let r = http_body(&a.web, "POST", "/api/login", &[JSON], body.as_bytes());
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert_eq!(slow.auths(), reached);
 }
 
 // ---- the group chat in the page -------------------------------------------------------------
