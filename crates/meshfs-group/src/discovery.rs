@@ -4,7 +4,10 @@
 //! multicast) are polled with the file-server `hello` instead.
 //!
 //! Everything observable goes through one [`Change`] callback (the node prints them with
-//! `--show-peers`), so scripts and tests watch discovery without a side channel.
+//! `--show-peers`), so scripts and tests watch discovery without a side channel. Several tasks
+//! change the tables (multicast, DNS-SD, polls, expiry): the callback runs under the state
+//! lock, so changes reach it in the order they were made (never a `PeerDown` before the
+//! `PeerUp` it follows).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -66,6 +69,9 @@ pub enum Change {
     Started {
         group: Option<(SocketAddr, std::net::Ipv4Addr)>,
     },
+    /// A peer is known now. It may replace an earlier peer of the same name at another
+    /// address (the node restarted or moved without a `bye`); no `PeerDown` is sent for the
+    /// old one: consumers keyed by name must drop the old address themselves.
     PeerUp(Peer),
     PeerDown {
         name: String,
@@ -107,6 +113,9 @@ impl std::fmt::Display for Change {
     }
 }
 
+/// The callback of [`Change`]s. It runs under discovery's state lock (to keep the changes in
+/// order), so it must be quick, must not block, and must never call back into [`Discovery`]:
+/// print a line, send on a channel.
 pub type OnChange = Arc<dyn Fn(&Change) + Send + Sync>;
 
 #[derive(Default)]
@@ -272,7 +281,33 @@ impl Discovery {
     /// A sign of life of `peer`, however it was heard (`how`, for the log): one table, so a
     /// node heard several ways is one peer, and `PeerUp` fires once.
     pub(crate) fn heard(&self, peer: Peer, how: &str) -> Seen {
-        let seen = self.state().peers.hello(peer.clone());
+        let mut st = self.state();
+        self.heard_locked(&mut st, peer, how)
+    }
+
+    /// A `hello` poll of `peer` (as known when the poll went out) was answered by a node of
+    /// that name. Refreshes the entry only if it is still that process at that address (the
+    /// answer may come a poll timeout later: a restarted node's newer entry must not be rolled
+    /// back), and adds the peer back if it is gone (expired during an outage). True when the
+    /// peer was refreshed or added.
+    pub(crate) fn answered(&self, peer: Peer, how: &str) -> bool {
+        let mut st = self.state();
+        if st.peers.get(&peer.name).is_some() {
+            let fresh = st
+                .peers
+                .touch(&peer.name, &peer.id, peer.addr, peer.last_seen);
+            if !fresh {
+                tracing::debug!(peer = %peer.name, how, "answer for an earlier process: ignored");
+            }
+            fresh
+        } else {
+            self.heard_locked(&mut st, peer, how) == Seen::New
+        }
+    }
+
+    /// [`Discovery::heard`] with the state locked: `on_change` runs before it is released.
+    fn heard_locked(&self, st: &mut State, peer: Peer, how: &str) -> Seen {
+        let seen = st.peers.hello(peer.clone());
         match seen {
             Seen::New => {
                 tracing::info!(peer = %peer.name, addr = %peer.addr, how, "peer up");
@@ -287,22 +322,17 @@ impl Discovery {
     /// `name` (the process `id`) left: forget it and its offers. False when it was not known
     /// (already gone, or another process by now).
     pub(crate) fn gone(&self, name: &str, id: &str, why: &'static str) -> bool {
-        let gone = {
-            let mut st = self.state();
-            let gone = st.peers.bye(name, id);
-            if gone.is_some() {
-                st.offers.drop_node(name);
-            }
-            gone
-        };
-        if gone.is_some() {
+        let mut st = self.state();
+        let gone = st.peers.bye(name, id).is_some();
+        if gone {
+            st.offers.drop_node(name);
             tracing::info!(peer = %name, why, "peer down");
             (self.inner.on_change)(&Change::PeerDown {
                 name: name.to_owned(),
                 why,
             });
         }
-        gone.is_some()
+        gone
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -379,16 +409,13 @@ impl Discovery {
                 _ = tick.tick() => {}
                 () = shutdown.cancelled() => return,
             }
-            let gone = {
-                let mut st = self.state();
-                let now = Instant::now();
-                let gone = st.peers.expire(now, self.inner.config.expiry);
-                for p in &gone {
-                    st.offers.drop_node(&p.name);
-                }
-                st.offers.expire(now, self.inner.config.expiry);
-                gone
-            };
+            let mut st = self.state();
+            let now = Instant::now();
+            let gone = st.peers.expire(now, self.inner.config.expiry);
+            for p in &gone {
+                st.offers.drop_node(&p.name);
+            }
+            st.offers.expire(now, self.inner.config.expiry);
             for p in gone {
                 tracing::info!(peer = %p.name, "peer expired");
                 (self.inner.on_change)(&Change::PeerDown {
@@ -424,11 +451,9 @@ impl Discovery {
         let a = match Announcement::parse(datagram) {
             Ok(a) => a,
             Err(why) => {
-                let total = {
-                    let mut st = self.state();
-                    *st.ignored.entry(why).or_default() += 1;
-                    st.ignored.values().sum()
-                };
+                let mut st = self.state();
+                *st.ignored.entry(why).or_default() += 1;
+                let total = st.ignored.values().sum();
                 tracing::debug!(%from, why = why.as_str(), "ignored announcement");
                 (self.inner.on_change)(&Change::Ignored {
                     why,
@@ -493,7 +518,8 @@ impl Discovery {
                     size,
                     protected,
                 };
-                if self.state().offers.add(offer.clone(), Instant::now()) {
+                let mut st = self.state();
+                if st.offers.add(offer.clone(), Instant::now()) {
                     (self.inner.on_change)(&Change::Offer(offer));
                 }
             }
@@ -566,5 +592,85 @@ mod tests {
         let given = (0..200).filter(|_| st.may_answer(t0)).count();
         assert_eq!(given, MAX_ANSWERS_PER_SEC as usize);
         assert!(st.may_answer(t0 + Duration::from_millis(1001)));
+    }
+
+    /// Each change as its `--show-peers` line, and whether the state was locked then.
+    type Recorded = Arc<Mutex<Vec<(String, bool)>>>;
+
+    /// Discovery without multicast (no sockets), whose changes are recorded as lines, with
+    /// whether the state was locked when each one was delivered.
+    fn recording() -> (Discovery, Recorded, CancellationToken, TaskTracker) {
+        let seen: Recorded = Arc::default();
+        let me: Arc<std::sync::OnceLock<Discovery>> = Arc::default();
+        let on_change: OnChange = {
+            let (seen, me) = (seen.clone(), me.clone());
+            Arc::new(move |c: &Change| {
+                let locked = me.get().is_some_and(|d| d.inner.state.try_lock().is_err());
+                seen.lock().unwrap().push((c.to_string(), locked));
+            })
+        };
+        let config = Config {
+            name: "me".into(),
+            port: 4044,
+            web: None,
+            group: Group {
+                addr: std::net::Ipv4Addr::new(239, 255, 0, 1),
+                iface: std::net::Ipv4Addr::LOCALHOST,
+                ttl: 1,
+            },
+            announce_port: 0,
+            expiry: Duration::from_secs(90),
+            multicast: false,
+            static_peers: Vec::new(),
+        };
+        let (stop, tracker) = (CancellationToken::new(), TaskTracker::new());
+        let d = Discovery::start(config, on_change, stop.clone(), &tracker).unwrap();
+        me.set(d.clone()).ok().unwrap();
+        (d, seen, stop, tracker)
+    }
+
+    fn peer(id: &str, addr: &str) -> Peer {
+        Peer {
+            name: "a".into(),
+            id: id.into(),
+            addr: addr.parse().unwrap(),
+            web: None,
+            last_seen: Instant::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_late_poll_answer_keeps_the_restarted_process() {
+        let (d, seen, stop, tracker) = recording();
+        let old = peer("1", "127.0.0.1:4044");
+        assert_eq!(d.heard(old.clone(), "test"), Seen::New);
+        assert!(d.answered(old.clone(), "test"), "same process: refreshed");
+        // Restarted at another address while a poll of the old process was out.
+        assert_eq!(d.heard(peer("2", "127.0.0.2:4044"), "test"), Seen::New);
+        assert!(!d.answered(old.clone(), "test"));
+        assert_eq!(d.peer("a").unwrap().id, "2");
+        assert!(d.gone("a", "2", "bye"), "the new process's bye is its own");
+        // Gone (expired, or a bye): an answer brings it back.
+        assert!(d.answered(old, "test"));
+        assert_eq!(d.peer("a").unwrap().id, "1");
+
+        let lines = seen.lock().unwrap().clone();
+        let text: Vec<&str> = lines.iter().map(|(l, _)| l.as_str()).collect();
+        assert_eq!(
+            text,
+            [
+                "discovery off",
+                "peer up a 127.0.0.1:4044",
+                "peer up a 127.0.0.2:4044",
+                "peer down a bye",
+                "peer up a 127.0.0.1:4044",
+            ]
+        );
+        // Delivered under the state lock (so in the order the table changed), once the
+        // callback could see the discovery.
+        assert!(lines[1..].iter().all(|(_, locked)| *locked), "{lines:?}");
+        stop.cancel();
+        tracker.close();
+        tracker.wait().await;
     }
 }

@@ -10,9 +10,12 @@
 //! Liveness: a DNS-SD goodbye removes the peer at once (`peer down NAME bye`). mDNS caches keep
 //! a silently dead service for its TTL (75 min for PTR records), so a peer known only through
 //! DNS-SD is refreshed only by answering the file-server `hello` (as static `--peer`s are);
-//! one that stops answering expires like a silent multicast peer.
+//! one that stops answering expires like a silent multicast peer. mdns-sd does not resolve an
+//! unchanged service again, so a service whose peer expired is still asked `hello`, less
+//! often, until its record expires or says goodbye: a node back from a short outage (a
+//! paused process, a Wi-Fi blip) is a peer again.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -36,6 +39,10 @@ pub const MAX_SERVICES: usize = MAX_PEERS;
 /// Most `hello`s out at once to peers known through DNS-SD alone: the others wait for a
 /// later tick.
 const MAX_POLLS: usize = 64;
+/// Of those, most out at once to services whose peer is gone: a host advertising many dead
+/// services (each question waits for its timeout) must not delay the questions that keep
+/// live peers from expiring.
+const MAX_RETRIES: usize = MAX_POLLS / 4;
 /// How long a stopping node waits for mdns-sd to send its goodbye and exit.
 const STOP_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -265,11 +272,58 @@ pub fn start(
         discovery: discovery.clone(),
         daemon,
         own,
-        services: HashMap::new(),
+        services: Services::default(),
         polling: Arc::default(),
     };
     tracker.spawn(browser.run(events, shutdown, tracker.clone()));
     Ok(())
+}
+
+/// The `_meshfs._tcp` services followed: full name → what it resolved to. Bounded: anyone on
+/// the LAN can advertise.
+#[derive(Default)]
+struct Services {
+    by_name: HashMap<String, Service>,
+}
+
+struct Service {
+    /// The peer it resolved to.
+    peer: Peer,
+    /// When it was last asked `hello` while its peer was gone.
+    retried: Option<Instant>,
+}
+
+impl Services {
+    /// Whether `fullname` may be followed. When the table is full, the services whose peer is
+    /// no longer `live` (expired, or another process of that name by now) make room first:
+    /// mDNS caches keep records for their TTL, and a host that advertised many instances
+    /// with long TTLs and no goodbyes must not lock out every later node.
+    fn room_for(&mut self, fullname: &str, live: impl Fn(&Peer) -> bool) -> bool {
+        if self.by_name.contains_key(fullname) || self.by_name.len() < MAX_SERVICES {
+            return true;
+        }
+        let before = self.by_name.len();
+        self.by_name.retain(|_, s| live(&s.peer));
+        tracing::debug!(
+            dropped = before - self.by_name.len(),
+            "DNS-SD services of gone peers dropped"
+        );
+        self.by_name.len() < MAX_SERVICES
+    }
+
+    fn insert(&mut self, fullname: &str, peer: Peer) {
+        self.by_name.insert(
+            fullname.to_owned(),
+            Service {
+                peer,
+                retried: None,
+            },
+        );
+    }
+
+    fn remove(&mut self, fullname: &str) -> Option<Peer> {
+        self.by_name.remove(fullname).map(|s| s.peer)
+    }
 }
 
 struct Browser {
@@ -277,10 +331,10 @@ struct Browser {
     daemon: ServiceDaemon,
     /// Our own service's full name (none for a browser).
     own: Option<String>,
-    /// Full name → the peer it resolved to.
-    services: HashMap<String, Peer>,
-    /// Names being asked `hello` now: one question per peer at a time, however slow.
-    polling: Arc<Mutex<HashSet<String>>>,
+    services: Services,
+    /// Names being asked `hello` now, and whether as a gone peer: one question per peer at a
+    /// time, however slow.
+    polling: Arc<Mutex<HashMap<String, bool>>>,
 }
 
 impl Browser {
@@ -295,6 +349,8 @@ impl Browser {
         // alone is refreshed at least every 1.5 intervals, well within the expiry (3).
         let interval = self.discovery.config().interval();
         let quiet = interval + interval / 10;
+        // A gone peer's service is asked less often: most are dead for good.
+        let retry = interval * 2;
         let mut tick = tokio::time::interval(interval / 2);
         // mdns-sd ends a subscription whose reader falls behind (a flood of services): browse
         // again at the next tick; our advertisement is not affected.
@@ -329,7 +385,7 @@ impl Browser {
                             }
                         }
                     }
-                    self.refresh(quiet, &shutdown, &tracker);
+                    self.refresh(quiet, retry, &shutdown, &tracker);
                 }
                 () = shutdown.cancelled() => break,
             }
@@ -347,7 +403,9 @@ impl Browser {
         {
             return; // ourselves
         }
-        if !self.services.contains_key(fullname) && self.services.len() >= MAX_SERVICES {
+        let d = &self.discovery;
+        let live = |p: &Peer| d.peer(&p.name).is_some_and(|k| k.id == p.id);
+        if !self.services.room_for(fullname, live) {
             tracing::warn!(service = %fullname, "too many DNS-SD services: ignored");
             return;
         }
@@ -358,7 +416,7 @@ impl Browser {
                 // The message names the node: tests wait for it (a merged peer shows no
                 // other sign).
                 tracing::debug!(service = %fullname, addr = %peer.addr, "DNS-SD resolved {}", peer.name);
-                self.services.insert(fullname.to_owned(), peer.clone());
+                self.services.insert(fullname, peer.clone());
                 self.discovery.heard(peer, "dns-sd");
             }
             Err(why) => tracing::debug!(service = %fullname, why, "DNS-SD service ignored"),
@@ -374,21 +432,46 @@ impl Browser {
 
     /// Keep alive the peers known through DNS-SD alone: each one silent for longer than
     /// `quiet` (it missed a multicast hello, or never sends any) is asked `hello` on its file
-    /// server, and refreshed if it answers as itself.
-    fn refresh(&self, quiet: Duration, shutdown: &CancellationToken, tracker: &TaskTracker) {
+    /// server, and refreshed if it answers as itself. A service whose peer is gone (expired,
+    /// or a multicast `bye`) is asked every `retry`, and its peer is back if it answers.
+    fn refresh(
+        &mut self,
+        quiet: Duration,
+        retry: Duration,
+        shutdown: &CancellationToken,
+        tracker: &TaskTracker,
+    ) {
         let now = Instant::now();
-        for p in self.services.values() {
-            let Some(known) = self.discovery.peer(&p.name) else {
-                continue; // gone (bye or expiry): only a new resolution brings it back
+        for s in self.services.by_name.values_mut() {
+            let p = &s.peer;
+            let (known, how) = match self.discovery.peer(&p.name) {
+                Some(k) if k.id != p.id => continue, // another process of that name
+                Some(k) if now.saturating_duration_since(k.last_seen) <= quiet => continue,
+                Some(k) => (k, "dns-sd poll"),
+                None if s
+                    .retried
+                    .is_some_and(|t| now.saturating_duration_since(t) < retry) =>
+                {
+                    continue;
+                }
+                None => (p.clone(), "dns-sd retry"),
             };
-            if known.id != p.id || now.saturating_duration_since(known.last_seen) <= quiet {
-                continue;
-            }
             {
                 let mut polling = lock(&self.polling);
-                if polling.len() >= MAX_POLLS || !polling.insert(known.name.clone()) {
+                let retry = how == "dns-sd retry";
+                if polling.len() >= MAX_POLLS
+                    || polling.contains_key(&known.name)
+                    || (retry && polling.values().filter(|r| **r).count() >= MAX_RETRIES)
+                {
                     continue; // still asking it, or enough questions out already
                 }
+                polling.insert(known.name.clone(), retry);
+            }
+            if how == "dns-sd retry" {
+                s.retried = Some(now);
+                // The message names the node: tests wait for it (the question before the
+                // outage is over: one question per peer at a time).
+                tracing::debug!(addr = %known.addr, "DNS-SD peer gone: asking {} again", known.name);
             }
             let (d, stop, polling) = (
                 self.discovery.clone(),
@@ -404,12 +487,14 @@ impl Browser {
                 };
                 match answer {
                     Ok(Ok((name, _))) if name == known.name => {
-                        d.heard(
+                        // Only refreshes the entry the question was about: the node may
+                        // have restarted (a newer id) while we waited.
+                        d.answered(
                             Peer {
                                 last_seen: Instant::now(),
                                 ..known
                             },
-                            "dns-sd poll",
+                            how,
                         );
                     }
                     Ok(Ok((name, _))) => {
@@ -466,7 +551,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Takes a name off the polling set when its poll ends, however it ends.
-struct Polled(Arc<Mutex<HashSet<String>>>, String);
+struct Polled(Arc<Mutex<HashMap<String, bool>>>, String);
 
 impl Drop for Polled {
     fn drop(&mut self) {
@@ -525,6 +610,34 @@ pub async fn browse(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn peer(name: &str, id: &str) -> Peer {
+        Peer {
+            name: name.into(),
+            id: id.into(),
+            addr: "10.0.0.9:4044".parse().unwrap(),
+            web: None,
+            last_seen: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn a_full_service_table_drops_services_of_gone_peers() {
+        let mut s = Services::default();
+        for i in 0..MAX_SERVICES {
+            let name = format!("n{i}");
+            assert!(s.room_for(&name, |_| true));
+            s.insert(&format!("{name}.{SERVICE_TYPE}"), peer(&name, "1"));
+        }
+        // Full of live peers: a new service is refused, a known one is not.
+        assert!(!s.room_for("new", |_| true));
+        assert!(s.room_for(&format!("n7.{SERVICE_TYPE}"), |_| false));
+        assert_eq!(s.by_name.len(), MAX_SERVICES);
+        // Their peers expired (or restarted under another id): room again.
+        assert!(s.room_for("new", |p| p.name == "n7"));
+        assert_eq!(s.by_name.len(), 1);
+        assert_eq!(s.remove(&format!("n7.{SERVICE_TYPE}")).unwrap().name, "n7");
+    }
 
     #[test]
     fn interfaces_follow_the_group() {

@@ -62,6 +62,21 @@ impl Peers {
         }
     }
 
+    /// A poll answered for `name`, asked of the process `id` at `addr`: refresh it only if the
+    /// table still holds that very process there. The answer may come long after the question
+    /// (a poll waits up to its timeout): if the node restarted meanwhile (a hello of a new id
+    /// or address landed), the old snapshot must not roll the entry back. False when nothing
+    /// was refreshed.
+    pub fn touch(&mut self, name: &str, id: &str, addr: SocketAddr, now: Instant) -> bool {
+        match self.by_name.get_mut(name) {
+            Some(known) if known.id == id && known.addr == addr => {
+                known.last_seen = known.last_seen.max(now);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// A `bye`: forget `name` at once, if it is the same process that said hello.
     pub fn bye(&mut self, name: &str, id: &str) -> Option<Peer> {
         if self.by_name.get(name).is_some_and(|p| p.id == id) {
@@ -139,6 +154,39 @@ mod tests {
         assert_eq!(gone.len(), 1);
         assert_eq!(gone[0].name, "b");
         assert_eq!(p.list().len(), 1);
+    }
+
+    #[test]
+    fn a_late_poll_answer_never_rolls_back_a_restart() {
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_secs(10);
+        let mut p = Peers::default();
+        let old = peer("a", "1", t0);
+        assert!(
+            !p.touch("a", "1", old.addr, t1),
+            "unknown: nothing to touch"
+        );
+        assert!(p.get("a").is_none(), "touch never adds");
+        p.hello(old.clone());
+        assert!(p.touch("a", "1", old.addr, t1));
+        assert_eq!(p.get("a").unwrap().last_seen, t1);
+
+        // The node restarted (new id) while a poll of the old process was out.
+        assert_eq!(p.hello(peer("a", "2", t1)), Seen::New);
+        assert!(!p.touch("a", "1", old.addr, t1 + Duration::from_secs(1)));
+        let now = p.get("a").unwrap();
+        assert_eq!((now.id.as_str(), now.last_seen), ("2", t1));
+        // So the new process's bye is still its own.
+        assert!(p.bye("a", "2").is_some());
+
+        // Same id, another address: not the entry the poll asked about either.
+        let moved = Peer {
+            addr: "127.0.0.2:4044".parse().unwrap(),
+            ..peer("a", "1", t1)
+        };
+        p.hello(moved.clone());
+        assert!(!p.touch("a", "1", old.addr, t1 + Duration::from_secs(2)));
+        assert_eq!(p.get("a").unwrap(), &moved);
     }
 
     #[test]
