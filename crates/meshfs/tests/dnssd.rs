@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 
 use common::group::{Group, python_script};
 use common::ports::free_udp_port;
-use common::{Proc, bin, lines_of, no_line_for, node_addr, spawn_with_stdin, until_line};
+use common::{
+    Proc, bin, lines_of, no_line_for, node_addr, spawn_piped, spawn_with_stdin, until_line,
+};
 
 /// This file's block of group addresses (see [`Group::new`]).
 const BLOCK: u8 = 1;
@@ -44,19 +46,15 @@ struct Node {
 fn node(dir: &Path, name: &str, extra: &[String]) -> Node {
     let dir = dir.join(name);
     std::fs::create_dir_all(&dir).unwrap();
-    let mut child = Command::new(bin())
-        .args(["node", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"])
-        .args(["--name", name, "--show-peers"])
-        .args(extra)
-        .env("RUST_LOG", "info,meshfs_group=debug")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = lines_of(child.stdout.take().unwrap());
-    let log = lines_of(child.stderr.take().unwrap());
-    let proc = Proc { child, lines };
+    let mut proc = spawn_piped(
+        Command::new(bin())
+            .args(["node", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+            .args(["--name", name, "--show-peers"])
+            .args(extra)
+            .env("RUST_LOG", "info,meshfs_group=debug")
+            .stderr(Stdio::piped()),
+    );
+    let log = lines_of(proc.child.stderr.take().unwrap());
     let addr = node_addr(&proc.next_line(Duration::from_secs(20)));
     Node { proc, log, addr }
 }
@@ -411,18 +409,13 @@ fn ip(args: &[&str]) {
 fn lan_node(lan: &Lan, i: usize, dir: &Path, name: &str, extra: &[&str]) -> (Proc, u16) {
     let dir = dir.join(name);
     std::fs::create_dir_all(&dir).unwrap();
-    let mut child = lan
-        .command(i)
-        .args(["node", dir.to_str().unwrap(), "--listen", "0.0.0.0:0"])
-        .args(["--name", name, "--no-web", "--show-peers"])
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let lines = lines_of(child.stdout.take().unwrap());
-    let proc = Proc { child, lines };
+    let proc = spawn_piped(
+        lan.command(i)
+            .args(["node", dir.to_str().unwrap(), "--listen", "0.0.0.0:0"])
+            .args(["--name", name, "--no-web", "--show-peers"])
+            .args(extra)
+            .stderr(Stdio::inherit()),
+    );
     let ready = proc.next_line(Duration::from_secs(20));
     let port = ready
         .strip_prefix("meshfs node ")

@@ -10,11 +10,11 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::group::{Group, python_script};
-use common::{Proc, bin, lines_of, named_node, no_line_for, spawn_with_stdin};
+use common::{Proc, bin, named_node, no_line_for, spawn_piped, spawn_with_stdin};
 
 /// This file's block of group addresses (see [`Group::new`]).
 const BLOCK: u8 = 100;
@@ -241,15 +241,14 @@ fn chat_in(net: &Group, mut cmd: Command, extra: &[&str]) -> Chat {
     Chat { proc, stdin }
 }
 
-fn python(script: &str, args: &[&str]) -> Child {
-    Command::new("python3")
-        .arg(python_script(script))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("python3")
+/// A script of `tests/python/`, its stdout lines on `lines`.
+fn python(script: &str, args: &[&str]) -> Proc {
+    spawn_piped(
+        Command::new("python3")
+            .arg(python_script(script))
+            .args(args)
+            .stderr(Stdio::inherit()),
+    )
 }
 
 #[test]
@@ -499,24 +498,19 @@ fn share_password_from_a_file_or_the_environment() {
     check(&addr, "from-file");
 
     // MESHFS_PASSWORD: never a flag value that `ps` would show.
-    let mut child = Command::new(bin())
-        .args([
-            "node",
-            share.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--name",
-            "e",
-        ])
-        .args(["--no-web", "--no-discovery"])
-        .env("MESHFS_PASSWORD", "from-env")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let lines = lines_of(child.stdout.take().unwrap());
-    let e = Proc { child, lines };
+    let mut cmd = Command::new(bin());
+    cmd.args([
+        "node",
+        share.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--name",
+        "e",
+    ])
+    .args(["--no-web", "--no-discovery"])
+    .env("MESHFS_PASSWORD", "from-env")
+    .stderr(Stdio::inherit());
+    let e = spawn_piped(&mut cmd);
     let line = e.next_line(Duration::from_secs(20));
     check(line.rsplit(' ').next().unwrap(), "from-env");
 }
@@ -666,24 +660,19 @@ fn passwords_never_reach_the_log() {
     std::fs::write(&pw, "hunter2-share").unwrap();
     std::fs::write(&pw2, "hunter2-file").unwrap();
     let log = dir.path().join("log");
-    let mut child = Command::new(bin())
-        .args([
-            "node",
-            share.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--no-web",
-        ])
-        .args(["--no-discovery", "--password-file", pw.to_str().unwrap()])
-        .args(["--offer", &format!("f.txt:{}", pw2.display())])
-        .env("RUST_LOG", "trace")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let lines = lines_of(child.stdout.take().unwrap());
-    let mut p = Proc { child, lines };
+    let mut cmd = Command::new(bin());
+    cmd.args([
+        "node",
+        share.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--no-web",
+    ])
+    .args(["--no-discovery", "--password-file", pw.to_str().unwrap()])
+    .args(["--offer", &format!("f.txt:{}", pw2.display())])
+    .env("RUST_LOG", "trace")
+    .stderr(std::fs::File::create(&log).unwrap());
+    let mut p = spawn_piped(&mut cmd);
     let addr = p.next_line(Duration::from_secs(20));
     let addr = addr.rsplit(' ').next().unwrap();
     let mut conn = BufReader::new(TcpStream::connect(addr).unwrap());
@@ -708,7 +697,7 @@ fn password_prompt_on_a_terminal_does_not_echo() {
     let share = dir.path().join("s");
     std::fs::create_dir_all(&share).unwrap();
     std::fs::write(share.join("f.txt"), "data").unwrap();
-    let mut run = python(
+    let p = python(
         "tty_run.py",
         &[
             "typed-secret",
@@ -722,8 +711,6 @@ fn password_prompt_on_a_terminal_does_not_echo() {
             "--password",
         ],
     );
-    let lines = lines_of(run.stdout.take().unwrap());
-    let p = Proc { child: run, lines };
     let mut before = Vec::new();
     let ready = wait_line(&p, "readiness", Duration::from_secs(20), |l| {
         before.push(l.to_owned());
@@ -781,9 +768,7 @@ fn chat_on_a_terminal_redraws_its_prompt_around_incoming_messages() {
     let mut args = vec!["unused-password", bin(), "chat"];
     let net_args = net.args();
     args.extend(net_args.iter().map(String::as_str));
-    let mut run = python("tty_run.py", &args);
-    let lines = lines_of(run.stdout.take().unwrap());
-    let p = Proc { child: run, lines };
+    let p = python("tty_run.py", &args);
     wait_line(&p, "joined", Duration::from_secs(20), |l| {
         l.starts_with("joined the group chat ")
     });

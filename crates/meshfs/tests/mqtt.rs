@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::ports::free_tcp_port;
-use common::{lines_of, spawn, until_line};
+use common::{Proc, named_node, spawn_piped, until_line};
 
 struct Killed(Child);
 
@@ -55,26 +55,23 @@ fn broker(dir: &Path, port: u16) -> Killed {
 }
 
 /// `mosquitto_sub` with a persistent session (so it is sent what it missed while offline).
-fn subscriber(port: u16) -> (Killed, mpsc::Receiver<String>) {
-    let mut child = Command::new("mosquitto_sub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-t",
-            "meshfs/#",
-            "-v",
-            "-q",
-            "1",
-        ])
-        .args(["-c", "-i", "meshfs-test-sub"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start mosquitto_sub");
-    let rx = lines_of(child.stdout.take().unwrap());
-    (Killed(child), rx)
+fn subscriber(port: u16) -> Proc {
+    spawn_piped(
+        Command::new("mosquitto_sub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-t",
+                "meshfs/#",
+                "-v",
+                "-q",
+                "1",
+            ])
+            .args(["-c", "-i", "meshfs-test-sub"])
+            .stderr(Stdio::null()),
+    )
 }
 
 fn until(rx: &mpsc::Receiver<String>, what: &str) -> Vec<String> {
@@ -102,22 +99,15 @@ fn events_reach_mqtt_and_survive_a_broker_restart() {
     let port = free_tcp_port();
     let mut mosquitto = broker(dir.path(), port);
 
-    let (mut node, _) = spawn(&[
-        "node",
-        share.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--name",
-        "cam7",
-        "--mqtt",
-        &format!("mqtt://127.0.0.1:{port}"),
-    ]);
-    let (sub, lines) = subscriber(port);
+    let broker_url = format!("mqtt://127.0.0.1:{port}");
+    let (mut node, _) = named_node(&share, "cam7", &["--mqtt", &broker_url]);
+    let sub = subscriber(port);
+    let lines = &sub.lines;
     // The retained presence doubles as the sign that both sides are connected.
-    until(&lines, "meshfs/cam7/status online");
+    until(lines, "meshfs/cam7/status online");
 
     std::fs::write(share.join("a.mp4"), b"a").unwrap();
-    let seen = until(&lines, "\"path\":\"a.mp4\"");
+    let seen = until(lines, "\"path\":\"a.mp4\"");
     let event = seen.last().unwrap();
     let json = event
         .strip_prefix("meshfs/cam7/events ")
@@ -126,7 +116,7 @@ fn events_reach_mqtt_and_survive_a_broker_restart() {
     assert_eq!(v["node"], "cam7");
     assert!(v["seq"].is_u64());
     until(
-        &lines,
+        lines,
         "\"kind\":\"closed\",\"node\":\"cam7\",\"path\":\"a.mp4\"",
     );
 
@@ -136,15 +126,16 @@ fn events_reach_mqtt_and_survive_a_broker_restart() {
     mosquitto.0.wait().unwrap();
     std::fs::write(share.join("during-outage.mp4"), b"b").unwrap();
     let mosquitto = broker(dir.path(), port);
-    let (_sub, lines) = subscriber(port);
+    let sub = subscriber(port);
+    let lines = &sub.lines;
     until(
-        &lines,
+        lines,
         "\"kind\":\"closed\",\"node\":\"cam7\",\"path\":\"during-outage.mp4\"",
     );
 
     // A clean stop of the node says `offline` (retained).
     node.signal(libc::SIGTERM);
     assert!(node.wait_exit(Duration::from_secs(10)).success());
-    until(&lines, "meshfs/cam7/status offline");
+    until(lines, "meshfs/cam7/status offline");
     drop(mosquitto);
 }

@@ -3,36 +3,27 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{bin, lines_of, named_node, node, node_at, until_line};
+use common::{Proc, bin, lines_of, named_node, node, node_at, spawn_piped, until_line};
 
+/// A `meshfs watch`, killed when dropped: events on `proc.lines`, status lines on `err`.
 struct Watch {
-    child: Child,
-    out: mpsc::Receiver<String>,
+    proc: Proc,
     err: mpsc::Receiver<String>,
 }
 
-impl Drop for Watch {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn watch(args: &[&str]) -> Watch {
-    let mut child = Command::new(bin())
-        .arg("watch")
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = lines_of(child.stdout.take().unwrap());
-    let err = lines_of(child.stderr.take().unwrap());
-    Watch { child, out, err }
+    let mut proc = spawn_piped(
+        Command::new(bin())
+            .arg("watch")
+            .args(args)
+            .stderr(Stdio::piped()),
+    );
+    let err = lines_of(proc.child.stderr.take().unwrap());
+    Watch { proc, err }
 }
 
 fn until(rx: &mpsc::Receiver<String>, pred: impl Fn(&str) -> bool) -> Vec<String> {
@@ -47,7 +38,7 @@ fn watch_prints_events_and_survives_a_node_restart() {
     until(&w.err, |l| l.starts_with("connected to testnode"));
 
     std::fs::write(dir.path().join("a.txt"), b"a").unwrap();
-    let first = until(&w.out, |l| l.contains(" closed a.txt"));
+    let first = until(&w.proc.lines, |l| l.contains(" closed a.txt"));
     assert!(
         first
             .iter()
@@ -63,7 +54,7 @@ fn watch_prints_events_and_survives_a_node_restart() {
     assert_eq!(addr2, addr);
     until(&w.err, |l| l.starts_with("connected to testnode"));
     std::fs::write(dir.path().join("b.txt"), b"b").unwrap();
-    let after = until(&w.out, |l| l.contains(" closed b.txt"));
+    let after = until(&w.proc.lines, |l| l.contains(" closed b.txt"));
     // What happened while down cannot be replayed by a new process: it says so.
     assert!(after.iter().any(|l| l.ends_with(" resync")), "{after:?}");
     // Nothing from before the restart is repeated.
@@ -99,7 +90,7 @@ fn watch_json_and_several_nodes() {
     std::fs::write(d1.path().join("one \"quoted\".mp4"), b"1").unwrap();
     std::fs::write(d2.path().join("two.mp4"), b"2").unwrap();
     let closed = std::cell::Cell::new(0);
-    let lines = until(&w.out, |l| {
+    let lines = until(&w.proc.lines, |l| {
         if l.contains("\"closed\"") && (l.contains("two.mp4") || l.contains("quoted")) {
             closed.set(closed.get() + 1);
         }

@@ -64,17 +64,22 @@ impl Proc {
 
 /// Spawn `meshfs <args>` and return it once its first stdout line appeared; returns that line.
 pub fn spawn(args: &[&str]) -> (Proc, String) {
-    let mut child = Command::new(bin())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn meshfs");
-    let lines = lines_of(child.stdout.take().expect("stdout"));
-    let proc = Proc { child, lines };
+    let proc = spawn_piped(Command::new(bin()).args(args).stderr(Stdio::inherit()));
     let first = proc.next_line(Duration::from_secs(20));
     (proc, first)
+}
+
+/// Spawn `cmd` (any program, with whatever environment and stderr the caller gave it) with
+/// stdin closed and its stdout lines on [`Proc::lines`]. Nothing waits for a readiness line
+/// here: each caller knows its own.
+pub fn spawn_piped(cmd: &mut Command) -> Proc {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let lines = lines_of(child.stdout.take().expect("stdout"));
+    Proc { child, lines }
 }
 
 /// Spawn `cmd` with stdin piped, for a process driven line by line (`meshfs chat`, `meshfs
