@@ -733,19 +733,15 @@ fn explicit_web_address_in_use_is_an_error() {
 
 /// A node started with `RUST_LOG=debug`, its stderr going to `log` (to check what it logs).
 fn logged_web_node(dir: &Path, name: &str, extra: &[&str], log: &Path) -> WebNode {
-    let mut child = std::process::Command::new(common::bin())
-        .args(["node", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"])
-        .args(["--name", name])
-        .args(extra)
-        .env("RUST_LOG", "debug")
-        .env_remove("MESHFS_PASSWORD")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .expect("run meshfs");
-    let lines = common::lines_of(child.stdout.take().unwrap());
-    let proc = Proc { child, lines };
+    let proc = common::spawn_piped(
+        std::process::Command::new(common::bin())
+            .args(["node", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+            .args(["--name", name])
+            .args(extra)
+            .env("RUST_LOG", "debug")
+            .env_remove("MESHFS_PASSWORD")
+            .stderr(std::fs::File::create(log).unwrap()),
+    );
     let addr = node_addr(&proc.next_line(Duration::from_secs(20)));
     let web = web_addr(&proc);
     WebNode { proc, addr, web }
