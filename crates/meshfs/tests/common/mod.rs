@@ -1,5 +1,10 @@
 //! Shared helpers for the end-to-end tests: spawn the real `meshfs` binary and wait for its
 //! readiness line (never a sleep).
+//!
+//! Each test file is its own crate that includes this module (`mod common;`), so a helper
+//! lives here once two files need it. [`group`] gives a test a LAN group of its own (tests
+//! run at once must not discover each other's nodes); [`ports`] finds the free ports that a
+//! group or a cluster must name in advance.
 #![allow(dead_code)]
 
 pub mod group;
