@@ -812,10 +812,26 @@ fn discovered_nodes_appear_and_disappear_and_names_resolve() {
     assert_eq!(top, ["cam2"]);
 
     // Back (on another port): shown again under the same folder.
-    let (_na, addr_a) = node_in_group(&a, "cam1");
+    let (mut na, addr_a) = node_in_group(&a, "cam1");
     common::until_line(mount_out, Duration::from_secs(5), |l| {
         l == format!("node up cam1 {addr_a}")
     });
+    assert_same_file(&a.join("clip.mp4"), &m.path("cam1/clip.mp4"));
+
+    // Killed (no bye) and back at yet another port before it expired: the same folder moves
+    // to the new address, no dead `cam1` beside a `cam1-2`.
+    na.signal(libc::SIGKILL);
+    na.wait_exit(Duration::from_secs(10));
+    let (_na, moved) = node_in_group(&a, "cam1");
+    common::until_line(mount_out, Duration::from_secs(5), |l| {
+        l == format!("node up cam1 {moved}")
+    });
+    let mut top: Vec<String> = std::fs::read_dir(&m.dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    top.sort();
+    assert_eq!(top, ["cam1", "cam2"]);
     assert_same_file(&a.join("clip.mp4"), &m.path("cam1/clip.mp4"));
 
     // `--node NAME`: a name that is no host is looked up on the group.
