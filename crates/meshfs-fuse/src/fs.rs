@@ -655,7 +655,9 @@ impl Filesystem for MeshFs {
                             shared.cache.attrs.insert(ino, e.clone());
                             reply.entry(&ttl, &shared.attr(ino, &e), Generation(0));
                         }
-                        Err(err) => reply.error(errno(&err, Errno::EIO)),
+                        // Code 7 here is a FIFO or device the node never serves: listings
+                        // hide those, so a lookup does not find them either.
+                        Err(err) => reply.error(errno(&err, Errno::ENOENT)),
                     }
                 });
             }
