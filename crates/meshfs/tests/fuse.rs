@@ -7,23 +7,16 @@ mod common;
 use std::fs::File;
 use std::io::{ErrorKind, Read};
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::group::Group;
+use common::mount::{Mounted, fuse_available, is_mounted};
 use common::ports::free_udp_port;
-use common::{Proc, named_node, spawn};
+use common::{Proc, named_node};
 
 const MIB: usize = 1 << 20;
-
-fn fuse_available() -> bool {
-    if Path::new("/dev/fuse").exists() {
-        return true;
-    }
-    eprintln!("skipping: /dev/fuse is absent on this machine");
-    false
-}
 
 /// Deterministic pseudo-random bytes, different per seed.
 fn pattern(len: usize, seed: u64) -> Vec<u8> {
@@ -60,71 +53,6 @@ fn node_on(dir: &Path, name: &str, listen: &str) -> (Proc, String) {
 
 fn node(dir: &Path, name: &str) -> (Proc, String) {
     node_on(dir, name, "127.0.0.1:0")
-}
-
-/// A running `meshfs mount`, unmounted when dropped (even when the test panicked).
-struct Mounted {
-    dir: PathBuf,
-    proc: Option<Proc>,
-    _tmp: tempfile::TempDir,
-}
-
-impl Mounted {
-    fn new(addrs: &[&str], extra: &[&str]) -> Mounted {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("mnt");
-        std::fs::create_dir(&dir).unwrap();
-        let mut args = vec!["mount", dir.to_str().unwrap()];
-        for a in addrs {
-            args.extend_from_slice(&["--node", a]);
-        }
-        // Hermetic unless the test brings its own LAN group: other tests' nodes announce
-        // themselves on the default one.
-        if !extra.contains(&"--group-port") {
-            args.push("--no-discovery");
-        }
-        args.extend_from_slice(extra);
-        let (proc, line) = spawn(&args);
-        assert!(
-            line.starts_with("meshfs mount "),
-            "unexpected readiness line {line:?}"
-        );
-        assert!(
-            is_mounted(&dir),
-            "readiness line printed but {} is not mounted",
-            dir.display()
-        );
-        Mounted {
-            dir,
-            proc: Some(proc),
-            _tmp: tmp,
-        }
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.join(rel)
-    }
-}
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let _ = Command::new("fusermount3")
-            .arg("-u")
-            .arg("-z")
-            .arg(&self.dir)
-            .status();
-        if is_mounted(&self.dir) {
-            let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
-        }
-        drop(self.proc.take());
-    }
-}
-
-fn is_mounted(dir: &Path) -> bool {
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
-    let want = dir.to_str().unwrap();
-    mounts.lines().any(|l| l.split(' ').nth(4) == Some(want))
 }
 
 /// Compare two files chunk by chunk (never a whole big file in memory).

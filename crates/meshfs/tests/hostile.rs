@@ -96,8 +96,10 @@ fn leaks(reply: &[u8]) -> bool {
         || String::from_utf8_lossy(reply).contains("root:x:0:0")
 }
 
-#[test]
-fn no_door_reads_outside_the_share() {
+/// A share beside a secret: `outer/secret.txt` and `outer/late/secret.txt` hold [`SECRET`];
+/// the share has `ok.txt`, symlinks out (to the secret, to `/`, to `outer`, `sub/up` → `..`),
+/// a FIFO and a character device (reading either would block or never end).
+fn hostile_share() -> (tempfile::TempDir, std::path::PathBuf) {
     let outer = tempfile::tempdir().unwrap();
     let share = outer.path().join("share");
     std::fs::create_dir_all(share.join("sub")).unwrap();
@@ -117,6 +119,12 @@ fn no_door_reads_outside_the_share() {
         // A character device like /dev/zero (1, 5): reading it would never end. Root only.
         libc::mknod(d.as_ptr(), libc::S_IFCHR | 0o644, libc::makedev(1, 5));
     }
+    (outer, share)
+}
+
+#[test]
+fn no_door_reads_outside_the_share() {
+    let (outer, share) = hostile_share();
 
     // A directory, so the node also runs its GET_FILE listener.
     let state = outer.path().join("state");
@@ -359,42 +367,6 @@ fn the_web_ui_does_not_bypass_passwords() {
     }
 }
 
-/// A `meshfs mount` on a temporary folder, unmounted when dropped (even on panic).
-struct Mount {
-    dir: std::path::PathBuf,
-    proc: Option<common::Proc>,
-    _tmp: tempfile::TempDir,
-}
-
-impl Mount {
-    fn new(node_addr: &str) -> Mount {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("mnt");
-        std::fs::create_dir(&dir).unwrap();
-        let (proc, line) = spawn(&["mount", dir.to_str().unwrap(), "--node", node_addr]);
-        assert!(
-            line.starts_with("meshfs mount ") && line.contains("ready"),
-            "unexpected readiness line {line:?}"
-        );
-        Mount {
-            dir,
-            proc: Some(proc),
-            _tmp: tmp,
-        }
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("fusermount3")
-            .arg("-u")
-            .arg("-z")
-            .arg(&self.dir)
-            .status();
-        drop(self.proc.take());
-    }
-}
-
 /// What one hostile path gave through the mount.
 #[derive(Debug)]
 enum Outcome {
@@ -480,29 +452,10 @@ fn walk_for_leaks(dir: &Path, depth: usize, leaked: &mut Vec<String>) {
 /// clean error for 4 KiB names, and FIFOs or devices never block.
 #[test]
 fn the_fuse_mount_reads_nothing_outside_the_share() {
-    if !Path::new("/dev/fuse").exists() {
-        eprintln!("skipping: /dev/fuse is absent on this machine");
+    if !common::mount::fuse_available() {
         return;
     }
-    let outer = tempfile::tempdir().unwrap();
-    let share = outer.path().join("share");
-    std::fs::create_dir_all(share.join("sub")).unwrap();
-    std::fs::write(outer.path().join("secret.txt"), SECRET).unwrap();
-    std::fs::create_dir(outer.path().join("late")).unwrap();
-    std::fs::write(outer.path().join("late/secret.txt"), SECRET).unwrap();
-    std::fs::write(share.join("ok.txt"), b"fine").unwrap();
-    std::os::unix::fs::symlink(outer.path().join("secret.txt"), share.join("secretlink")).unwrap();
-    std::os::unix::fs::symlink("/", share.join("rootlink")).unwrap();
-    std::os::unix::fs::symlink(outer.path(), share.join("outlink")).unwrap();
-    std::os::unix::fs::symlink("..", share.join("sub/up")).unwrap();
-    let c = std::ffi::CString::new(share.join("fifo").to_str().unwrap()).unwrap();
-    // SAFETY: plain syscalls with valid C strings.
-    unsafe {
-        assert_eq!(libc::mkfifo(c.as_ptr(), 0o644), 0);
-        let d = std::ffi::CString::new(share.join("device").to_str().unwrap()).unwrap();
-        // A character device like /dev/zero (1, 5): reading it would never end. Root only.
-        libc::mknod(d.as_ptr(), libc::S_IFCHR | 0o644, libc::makedev(1, 5));
-    }
+    let (outer, share) = hostile_share();
 
     let (_node, line) = spawn(&[
         "node",
@@ -514,7 +467,7 @@ fn the_fuse_mount_reads_nothing_outside_the_share() {
     ]);
     assert!(line.starts_with("meshfs node "), "{line:?}");
     let addr = line.rsplit(' ').next().unwrap().to_owned();
-    let mount = Mount::new(&addr);
+    let mount = common::mount::Mounted::new(&[&addr], &[]);
     let root = format!("{}/victim", mount.dir.display());
     // Created after the node and the mount started: judged when used.
     std::os::unix::fs::symlink(outer.path().join("late"), share.join("late")).unwrap();

@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod group;
+pub mod mount;
 pub mod ports;
 
 use std::io::{BufRead, BufReader};
