@@ -215,37 +215,39 @@ impl Discovery {
 
     /// Offer one of our files: announced at once and with every hello from now on.
     pub async fn offer(&self, path: &str, size: u64, protected: bool) -> Result<(), TooLong> {
-        let a = Announcement::Offer {
-            node: self.inner.config.name.clone(),
-            id: self.inner.id.clone(),
-            port: self.inner.config.port,
-            path: path.to_owned(),
-            size,
-            protected,
-        };
+        let a = self.own_offer(path, size, protected);
         if !a.fits() {
             return Err(TooLong(path.to_owned()));
         }
-        self.adopt(path, size, protected);
+        self.adopt(a.clone());
         self.to_group(&a).await;
         Ok(())
     }
 
-    /// Make `path` one of our offers (replacing an earlier offer of the same path).
-    fn adopt(&self, path: &str, size: u64, protected: bool) {
-        let a = Announcement::Offer {
+    /// The announcement of `path` as offered by this node.
+    fn own_offer(&self, path: &str, size: u64, protected: bool) -> Announcement {
+        Announcement::Offer {
             node: self.inner.config.name.clone(),
             id: self.inner.id.clone(),
             port: self.inner.config.port,
             path: path.to_owned(),
             size,
             protected,
-        };
+        }
+    }
+
+    /// Make `offer` (built by [`Self::own_offer`]) one of ours, replacing an earlier offer of
+    /// the same path.
+    fn adopt(&self, offer: Announcement) {
         let mut st = self.state();
-        st.own
-            .retain(|o| !matches!(o, Announcement::Offer { path: p, .. } if p == path));
+        st.own.retain(|o| {
+            !matches!(
+                (o, &offer),
+                (Announcement::Offer { path: a, .. }, Announcement::Offer { path: b, .. }) if a == b
+            )
+        });
         if st.own.len() < crate::offers::MAX_OFFERS {
-            st.own.push(a);
+            st.own.push(offer);
         }
     }
 
@@ -509,7 +511,7 @@ impl Discovery {
                     && port == self.inner.config.port
                     && from.ip().is_loopback()
                 {
-                    self.adopt(&path, size, protected);
+                    self.adopt(self.own_offer(&path, size, protected));
                 }
                 let offer = Offer {
                     node,
