@@ -256,30 +256,20 @@ mod tests {
         assert_eq!(p("not json"), Err(Ignored::Malformed));
         assert_eq!(p("{\"v\":1"), Err(Ignored::Malformed));
         assert_eq!(p("[1,2]"), Err(Ignored::Malformed));
-        assert_eq!(
-            p(r#"{"v":1,"kind":"hello","node":"a b","id":"x","port":1}"#),
-            Err(Ignored::Malformed)
-        );
-        assert_eq!(
-            p(r#"{"v":1,"kind":"hello","node":"a","id":"x"}"#),
-            Err(Ignored::Malformed)
-        );
-        assert_eq!(
-            p(r#"{"v":1,"kind":"hello","node":"a","id":"x","port":70000}"#),
-            Err(Ignored::Malformed)
-        );
-        assert_eq!(
-            p(r#"{"v":1,"kind":"offer","node":"a","id":"x","port":1,"size":3}"#),
-            Err(Ignored::Malformed)
-        );
-        assert_eq!(
-            p(r#"{"v":1,"kind":"dance","node":"a","id":"x"}"#),
-            Err(Ignored::Unknown)
-        );
-        assert_eq!(
-            p(r#"{"v":2,"kind":"hello","node":"a","id":"x","port":1}"#),
-            Err(Ignored::Unknown)
-        );
+        for bad in [
+            r#"{"v":1,"kind":"hello","node":"a b","id":"x","port":1}"#,
+            r#"{"v":1,"kind":"hello","node":"a","id":"x"}"#,
+            r#"{"v":1,"kind":"hello","node":"a","id":"x","port":70000}"#,
+            r#"{"v":1,"kind":"offer","node":"a","id":"x","port":1,"size":3}"#,
+        ] {
+            assert_eq!(p(bad), Err(Ignored::Malformed), "{bad}");
+        }
+        for unknown in [
+            r#"{"v":1,"kind":"dance","node":"a","id":"x"}"#,
+            r#"{"v":2,"kind":"hello","node":"a","id":"x","port":1}"#,
+        ] {
+            assert_eq!(p(unknown), Err(Ignored::Unknown), "{unknown}");
+        }
         let big = format!(
             r#"{{"v":1,"kind":"hello","node":"a","id":"x","port":1,"pad":"{}"}}"#,
             "x".repeat(1200)
