@@ -146,6 +146,26 @@ impl ShareStorage {
         }
     }
 
+    /// Open `path` for a download by `user`: checked for reading, counted as a running
+    /// transfer (the guard), and opened through the share (confinement, O_NOFOLLOW, regular
+    /// files only) as a duplicate of that very descriptor, to stream from.
+    async fn open_download(
+        &self,
+        user: &FtpUser,
+        path: &Path,
+    ) -> Result<(std::fs::File, BusyGuard)> {
+        let path = text(path)?.to_owned();
+        self.check_read(user, &path)?;
+        let busy = self.busy.start();
+        let file = self
+            .blocking(move |s| {
+                let f = s.open_file(&path).map_err(share_error)?;
+                f.as_file().try_clone().map_err(Error::from)
+            })
+            .await?;
+        Ok((file, busy))
+    }
+
     /// Run a blocking share call off the async threads.
     async fn blocking<T, F>(&self, f: F) -> Result<T>
     where
@@ -224,17 +244,7 @@ impl StorageBackend<FtpUser> for ShareStorage {
         path: P,
         start_pos: u64,
     ) -> Result<Box<dyn AsyncRead + Send + Sync + Unpin>> {
-        let path = text(path.as_ref())?.to_owned();
-        self.check_read(user, &path)?;
-        let busy = self.busy.start();
-        // Open through the share (confinement, O_NOFOLLOW, regular files only), then stream
-        // from a duplicate of that very descriptor.
-        let file = self
-            .blocking(move |s| {
-                let f = s.open_file(&path).map_err(share_error)?;
-                f.as_file().try_clone().map_err(Error::from)
-            })
-            .await?;
+        let (file, busy) = self.open_download(user, path.as_ref()).await?;
         let mut file = tokio::fs::File::from_std(file);
         file.set_max_buf_size(DOWNLOAD_BUF);
         if start_pos > 0 {
@@ -256,15 +266,7 @@ impl StorageBackend<FtpUser> for ShareStorage {
         W: AsyncWrite + Unpin + Sync + Send,
         P: AsRef<Path> + Send + Debug,
     {
-        let path = text(path.as_ref())?.to_owned();
-        self.check_read(user, &path)?;
-        let _busy = self.busy.start();
-        let file = self
-            .blocking(move |s| {
-                let f = s.open_file(&path).map_err(share_error)?;
-                f.as_file().try_clone().map_err(Error::from)
-            })
-            .await?;
+        let (file, _busy) = self.open_download(user, path.as_ref()).await?;
         let file = Arc::new(file);
         let mut offset = start_pos;
         let mut spare = vec![0u8; PIPELINE_CHUNK];
