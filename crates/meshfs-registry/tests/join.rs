@@ -203,20 +203,43 @@ async fn wait_listing(
     }
 }
 
-#[tokio::test]
-async fn a_node_follows_its_share_as_files_come_and_go() {
-    let state = tempfile::tempdir().unwrap();
-    let (addr, store, _stop) = directory_at("127.0.0.1:0", &state.path().join("db")).await;
+/// A node joined to a directory with its share watched for changes, and what must live as long
+/// as it does.
+struct Watched {
+    node: Node,
+    root: std::path::PathBuf,
+    _watch: meshfs_core::events::WatchGuard,
+    _dir: tempfile::TempDir,
+}
+
+/// A `viewer` connected to the directory at `addr`, and node `user` joined to it (before this
+/// returns) with its share watched for changes.
+async fn viewer_and_watched_node(addr: SocketAddr, user: &str) -> (DirectoryClient, Watched) {
     let client = DirectoryClient::new(addr.to_string());
     assert_eq!(client.register("viewer").await.unwrap(), 0);
     assert_eq!(client.connect("viewer", 2).await.unwrap(), 0);
 
-    let (_dir, share) = share();
+    let (dir, share) = share();
     let root = share.root().to_owned();
     let events = Events::new(1024);
-    let _watch = events.watch(&root).unwrap();
-    let mut node = join_with(addr, "live", share, Some(events)).await;
+    let watch = events.watch(&root).unwrap();
+    let mut node = join_with(addr, user, share, Some(events)).await;
     node.wait_joined(Duration::from_secs(10)).await;
+    let watched = Watched {
+        node,
+        root,
+        _watch: watch,
+        _dir: dir,
+    };
+    (client, watched)
+}
+
+#[tokio::test]
+async fn a_node_follows_its_share_as_files_come_and_go() {
+    let state = tempfile::tempdir().unwrap();
+    let (addr, store, _stop) = directory_at("127.0.0.1:0", &state.path().join("db")).await;
+    let (client, watched) = viewer_and_watched_node(addr, "live").await;
+    let root = watched.root.clone();
     let within = Duration::from_secs(10);
     wait_listing(
         &client,
@@ -270,7 +293,7 @@ async fn a_node_follows_its_share_as_files_come_and_go() {
     std::fs::write(root.join("with space.mp4"), b"x").unwrap();
     std::fs::write(root.join("z.txt"), b"z").unwrap();
     wait_listing(&client, "viewer", "live", &["kept.mp4", "z.txt"], within).await;
-    node.stop().await;
+    watched.node.stop().await;
 }
 
 #[tokio::test]
@@ -278,16 +301,8 @@ async fn changes_made_while_the_directory_is_down_are_caught_up() {
     let state = tempfile::tempdir().unwrap();
     let db = state.path().join("db");
     let (addr, _store, stop) = directory_at("127.0.0.1:0", &db).await;
-    let client = DirectoryClient::new(addr.to_string());
-    assert_eq!(client.register("viewer").await.unwrap(), 0);
-    assert_eq!(client.connect("viewer", 2).await.unwrap(), 0);
-
-    let (_dir, share) = share();
-    let root = share.root().to_owned();
-    let events = Events::new(1024);
-    let _watch = events.watch(&root).unwrap();
-    let mut node = join_with(addr, "flaky", share, Some(events)).await;
-    node.wait_joined(Duration::from_secs(10)).await;
+    let (client, watched) = viewer_and_watched_node(addr, "flaky").await;
+    let root = watched.root.clone();
     let within = Duration::from_secs(15);
     wait_listing(
         &client,
@@ -332,7 +347,7 @@ async fn changes_made_while_the_directory_is_down_are_caught_up() {
         within,
     )
     .await;
-    node.stop().await;
+    watched.node.stop().await;
 }
 
 #[test]
