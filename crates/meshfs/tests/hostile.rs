@@ -136,21 +136,18 @@ fn no_door_reads_outside_the_share() {
         state.to_str().unwrap(),
     ]);
     let registry = line.rsplit(' ').next().unwrap().to_owned();
-    let (node, first) = spawn(&[
-        "node",
-        share.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--name",
+    let (node, files_addr) = common::named_node(
+        &share,
         "victim",
-        "--ftp",
-        "127.0.0.1:0",
-        "--registry",
-        &registry,
-        "--peer-listen",
-        "127.0.0.1:0",
-    ]);
-    let files_addr = first.rsplit(' ').next().unwrap().to_owned();
+        &[
+            "--ftp",
+            "127.0.0.1:0",
+            "--registry",
+            &registry,
+            "--peer-listen",
+            "127.0.0.1:0",
+        ],
+    );
     let (mut web, mut ftp, mut peer) = (None, None, None);
     until_line(&node.lines, Duration::from_secs(20), |l| {
         if let Some(w) = l.strip_prefix("web http://") {
@@ -321,17 +318,7 @@ fn the_web_ui_does_not_bypass_passwords() {
 
     // One file offered behind a password.
     let offer = format!("private.mp4:{}", pw.display());
-    let (node, _) = spawn(&[
-        "node",
-        share.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--name",
-        "p1",
-        "--no-discovery",
-        "--offer",
-        &offer,
-    ]);
+    let (node, _) = common::named_node(&share, "p1", &["--no-discovery", "--offer", &offer]);
     let web = web_of(&node);
     assert!(get(&web, "/files/p1/open.txt").contains("public"));
     let reply = get(&web, "/files/p1/private.mp4");
@@ -340,17 +327,11 @@ fn the_web_ui_does_not_bypass_passwords() {
     drop(node);
 
     // The whole share behind a password.
-    let (node, _) = spawn(&[
-        "node",
-        share.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--name",
+    let (node, _) = common::named_node(
+        &share,
         "p2",
-        "--no-discovery",
-        "--password-file",
-        pw.to_str().unwrap(),
-    ]);
+        &["--no-discovery", "--password-file", pw.to_str().unwrap()],
+    );
     let web = web_of(&node);
     for path in [
         "/files/p2/open.txt",
@@ -457,16 +438,7 @@ fn the_fuse_mount_reads_nothing_outside_the_share() {
     }
     let (outer, share) = hostile_share();
 
-    let (_node, line) = spawn(&[
-        "node",
-        share.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--name",
-        "victim",
-    ]);
-    assert!(line.starts_with("meshfs node "), "{line:?}");
-    let addr = line.rsplit(' ').next().unwrap().to_owned();
+    let (_node, addr) = common::named_node(&share, "victim", &[] as &[&str]);
     let mount = common::mount::Mounted::new(&[&addr], &[]);
     let root = format!("{}/victim", mount.dir.display());
     // Created after the node and the mount started: judged when used.
