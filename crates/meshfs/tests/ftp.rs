@@ -10,22 +10,9 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::Proc;
+use common::{Proc, pattern};
 
 const PASSWORD: &str = "correct horse";
-
-/// Deterministic pseudo-random bytes (no two files alike, nothing compressible).
-fn bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 /// A node serving `share` with FTP on a free loopback port and `alice` as a writer.
 struct FtpNode {
@@ -77,9 +64,9 @@ fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
     let share = tmp.path().join("share");
     fs::create_dir_all(share.join("clips/day1")).unwrap();
     fs::write(share.join("hello.txt"), b"hello ftp\n").unwrap();
-    fs::write(share.join("big.bin"), bytes(8 << 20, 1)).unwrap();
-    fs::write(share.join("clips/a.bin"), bytes(300_000, 2)).unwrap();
-    fs::write(share.join("clips/day1/b.bin"), bytes(70_000, 3)).unwrap();
+    fs::write(share.join("big.bin"), pattern(8 << 20, 1)).unwrap();
+    fs::write(share.join("clips/a.bin"), pattern(300_000, 2)).unwrap();
+    fs::write(share.join("clips/day1/b.bin"), pattern(70_000, 3)).unwrap();
     fs::write(share.join("clips/day1/empty"), b"").unwrap();
     fs::create_dir(tmp.path().join("outside")).unwrap();
     fs::write(tmp.path().join("outside/secret"), b"top secret").unwrap();
@@ -224,7 +211,7 @@ fn curl_uploads_need_a_user() {
     let node = ftp_node(&share, &users, &[]);
     let url = format!("ftp://{}", node.ftp);
     let src = tmp.path().join("upload.bin");
-    fs::write(&src, bytes(1 << 20, 9)).unwrap();
+    fs::write(&src, pattern(1 << 20, 9)).unwrap();
     let src = src.to_str().unwrap();
 
     // Anonymous: refused, nothing lands.
@@ -498,7 +485,7 @@ fn fifty_concurrent_downloads_are_identical() {
 fn sigint_lets_a_running_download_finish_then_exits_zero() {
     let (tmp, share) = setup();
     // Larger than what loopback socket buffers can hold, so the server is still sending.
-    fs::write(share.join("huge.bin"), bytes(48 << 20, 5)).unwrap();
+    fs::write(share.join("huge.bin"), pattern(48 << 20, 5)).unwrap();
     let users = users_file(tmp.path());
     let mut node = ftp_node(&share, &users, &["--grace", "60s"]);
     let dest = tmp.path().join("during-shutdown.bin");
