@@ -77,11 +77,7 @@ fn cat_who(master: &str) -> String {
         .args(["cat", &format!("meshfs://{master}/who.txt")])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out);
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -128,11 +124,7 @@ fn clients_are_spread_round_robin_and_a_dead_worker_is_skipped_until_it_returns(
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out);
     assert!(fs::read_to_string(&dest).unwrap().starts_with('w'));
 
     // Kill w2: once the health check notices, assignments skip it.

@@ -108,11 +108,7 @@ fn workers_converge_on_uploads_deletions_and_after_an_outage() {
         .arg(format!("ftp://{ftp}/upload.bin"))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out);
     let took = wait_until("the upload on w2 and w3", Duration::from_secs(10), || {
         same(&src, &dirs[1].join("upload.bin")) && same(&src, &dirs[2].join("upload.bin"))
     });

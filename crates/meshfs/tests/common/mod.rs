@@ -142,6 +142,16 @@ pub fn run(args: &[&str], cwd: &Path) -> std::process::Output {
         .expect("run meshfs")
 }
 
+/// Assert that a finished command (`meshfs cat`, `curl`…) succeeded, showing its stderr if not.
+#[track_caller]
+pub fn assert_success(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Poll an observable condition (a file's size, a process state) until it holds, at most
 /// `timeout`; returns how long it took.
 pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
