@@ -4,9 +4,8 @@
 mod common;
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::Proc;
@@ -68,15 +67,7 @@ fn workers_converge_on_uploads_deletions_and_after_an_outage() {
     let [p1, p2, p3] = [free_tcp_port(), free_tcp_port(), free_tcp_port()];
 
     // Alice may upload to w1 over FTP.
-    let mut passwd = Command::new(common::bin())
-        .args(["ftp-passwd", "alice"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(passwd.stdin.take().unwrap(), "pw").unwrap();
-    let users = tmp.path().join("users");
-    fs::write(&users, passwd.wait_with_output().unwrap().stdout).unwrap();
+    let users = common::ftp_users(tmp.path(), "alice", "pw");
 
     let w1 = start(
         &dirs[0],

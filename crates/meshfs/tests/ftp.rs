@@ -23,21 +23,9 @@ struct FtpNode {
     files: String,
 }
 
+/// The users file of every test here: `alice` may write, with [`PASSWORD`].
 fn users_file(dir: &Path) -> std::path::PathBuf {
-    let mut child = Command::new(common::bin())
-        .args(["ftp-passwd", "alice"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{PASSWORD}").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    let line = String::from_utf8(out.stdout).unwrap();
-    assert!(line.starts_with("alice:$argon2id$"), "{line}");
-    let path = dir.join("ftp-users");
-    fs::write(&path, line).unwrap();
-    path
+    common::ftp_users(dir, "alice", PASSWORD)
 }
 
 fn ftp_node(share: &Path, users: &Path, extra: &[&str]) -> FtpNode {

@@ -152,6 +152,26 @@ pub fn assert_success(out: &std::process::Output) {
     );
 }
 
+/// A `--ftp-users` file in `dir` with one writer, `user`, hashed by `meshfs ftp-passwd`.
+pub fn ftp_users(dir: &Path, user: &str, password: &str) -> std::path::PathBuf {
+    let mut child = Command::new(bin())
+        .args(["ftp-passwd", user])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, format!("{password}\n").as_bytes()).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let line = String::from_utf8(out.stdout).unwrap();
+    assert!(line.starts_with(&format!("{user}:$argon2id$")), "{line}");
+    let path = dir.join("ftp-users");
+    std::fs::write(&path, line).unwrap();
+    path
+}
+
 /// Poll an observable condition (a file's size, a process state) until it holds, at most
 /// `timeout`; returns how long it took.
 pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
