@@ -11,18 +11,12 @@
 //   PY_DIR      crates/meshfs/tests/python (the seed-style chat scripts)
 //   OUT_DIR     where the screenshots go
 //   CHROMIUM    the browser (default /usr/bin/chromium)
-import { chromium } from 'playwright-core';
+import { check, env, launch } from './browser.mjs';
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 
-const env = (k) => {
-  const v = process.env[k];
-  if (!v) throw new Error(`missing environment variable ${k}`);
-  return v;
-};
 const WEB = env('WEB_URL');
 const NODE = env('NODE');
 const PASSWORD = env('PASSWORD');
@@ -31,11 +25,6 @@ const GROUP = env('GROUP');
 const CHAT_PORT = env('CHAT_PORT');
 const PY_DIR = env('PY_DIR');
 const OUT = env('OUT_DIR');
-
-function check(cond, what) {
-  if (!cond) throw new Error(`check failed: ${what}`);
-  console.log(`ok - ${what}`);
-}
 
 // The plain Python chat receiver; resolves once it has joined the group.
 function pythonReceiver() {
@@ -64,16 +53,7 @@ function pythonReceiver() {
   return { child, until };
 }
 
-const userData = fs.mkdtempSync(path.join(os.tmpdir(), 'meshfs-chromium-'));
-const context = await chromium.launchPersistentContext(userData, {
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  ],
-  viewport: { width: 1200, height: 800 },
-});
+const { context, close } = await launch();
 const problems = [];
 let receiver = null;
 let failed = false;
@@ -165,7 +145,6 @@ try {
   if (problems.length) console.error('console: ' + JSON.stringify(problems));
 } finally {
   if (receiver) receiver.child.kill();
-  await context.close();
-  fs.rmSync(userData, { recursive: true, force: true });
+  await close();
 }
 process.exit(failed ? 1 : 0);

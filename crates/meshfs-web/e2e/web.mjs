@@ -9,16 +9,10 @@
 //   VIDEO        a video file name in REMOTE's share
 //   OUT_DIR      where the screenshots go
 //   CHROMIUM     the browser (default /usr/bin/chromium)
-import { chromium } from 'playwright-core';
+import { check, env, launch } from './browser.mjs';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 
-const env = (k) => {
-  const v = process.env[k];
-  if (!v) throw new Error(`missing environment variable ${k}`);
-  return v;
-};
 const WEB = env('WEB_URL');
 const LOCAL = env('LOCAL');
 const REMOTE = env('REMOTE');
@@ -39,22 +33,7 @@ async function nodeEvents(name) {
   }
 }
 
-function check(cond, what) {
-  if (!cond) throw new Error(`check failed: ${what}`);
-  console.log(`ok - ${what}`);
-}
-
-const userData = fs.mkdtempSync(path.join(os.tmpdir(), 'meshfs-chromium-'));
-const context = await chromium.launchPersistentContext(userData, {
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--autoplay-policy=no-user-gesture-required',
-  ],
-  viewport: { width: 1200, height: 800 },
-});
+const { context, close } = await launch(['--autoplay-policy=no-user-gesture-required']);
 const problems = [];
 let failed = false;
 try {
@@ -187,7 +166,6 @@ try {
   console.error(`FAIL: ${e.message}`);
   if (problems.length) console.error('console: ' + JSON.stringify(problems));
 } finally {
-  await context.close();
-  fs.rmSync(userData, { recursive: true, force: true });
+  await close();
 }
 process.exit(failed ? 1 : 0);

@@ -1,0 +1,40 @@
+// What the browser scripts (web.mjs, login_chat.mjs) share: their environment lookup, their
+// checks, and launching headless Debian chromium (never a browser download, `CHROMIUM` or
+// /usr/bin/chromium) in a throw-away profile.
+import { chromium } from 'playwright-core';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+// A variable the Rust test must have set.
+export const env = (k) => {
+  const v = process.env[k];
+  if (!v) throw new Error(`missing environment variable ${k}`);
+  return v;
+};
+
+export function check(cond, what) {
+  if (!cond) throw new Error(`check failed: ${what}`);
+  console.log(`ok - ${what}`);
+}
+
+// Chromium in a fresh profile, with `extraArgs` after the common flags; `close()` shuts it
+// and removes the profile.
+export async function launch(extraArgs = []) {
+  const userData = fs.mkdtempSync(path.join(os.tmpdir(), 'meshfs-chromium-'));
+  const context = await chromium.launchPersistentContext(userData, {
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: [
+      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      ...extraArgs,
+    ],
+    viewport: { width: 1200, height: 800 },
+  });
+  const close = async () => {
+    await context.close();
+    fs.rmSync(userData, { recursive: true, force: true });
+  };
+  return { context, close };
+}
