@@ -1,7 +1,9 @@
 //! The meshfs core: what every door (file server, FTP, HTTP, FUSE, directory peer, chat) calls.
 //!
 //! - [`access`]: passwords protecting the share or single files;
-//! - [`share`]: one folder, confined paths, list/stat/open/read-at, BLAKE3 hash;
+//! - [`share`]: one folder, every path resolved once beneath its root: list/stat/open/read-at,
+//!   BLAKE3 hash, and confined changes;
+//! - [`dir`]: an open folder and the one temporary-file-then-rename writer;
 //! - [`mime`]: media types by file extension;
 //! - [`proto`]: the file-server protocol's codes, request parser and reply formats;
 //! - [`events`]: the share's numbered change log (inotify), replay and live subscription;
@@ -12,15 +14,18 @@
 
 pub mod access;
 pub mod client;
+pub mod dir;
 pub mod events;
 pub mod follow;
 pub mod mime;
 pub mod proto;
 pub mod remote;
 pub mod share;
+mod sys;
 pub mod transfer;
 
 pub use client::{Client, ClientError};
+pub use dir::Dir;
 pub use remote::RemotePath;
 pub use share::{Entry, Kind, Share, ShareError, ShareFile};
 
