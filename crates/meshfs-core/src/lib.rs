@@ -1,5 +1,6 @@
 //! The meshfs core: what every door (file server, FTP, HTTP, FUSE, directory peer, chat) calls.
 //!
+//! - [`accept`]: the accept loop every TCP door runs, with the one overload rule;
 //! - [`access`]: passwords protecting the share or single files;
 //! - [`share`]: one folder, confined paths, list/stat/open/read-at, BLAKE3 hash;
 //! - [`mime`]: media types by file extension;
@@ -10,6 +11,7 @@
 //! - [`remote`]: naming remote files (`meshfs://HOST:PORT/PATH`);
 //! - [`transfer`]: crash-proof downloads to `.part` with resume and verification.
 
+pub mod accept;
 pub mod access;
 pub mod client;
 pub mod events;
