@@ -1,5 +1,6 @@
 //! The meshfs core: what every door (file server, FTP, HTTP, FUSE, directory peer, chat) calls.
 //!
+//! - [`accept`]: the accept loop every TCP door runs, with the one overload rule;
 //! - [`access`]: passwords protecting the share or single files;
 //! - [`share`]: one folder, confined paths, list/stat/open/read-at, BLAKE3 hash;
 //! - [`mime`]: media types by file extension;
@@ -14,6 +15,7 @@
 //! - [`known_nodes`]: the user's pins of node names to IDs (trust on first use, like SSH);
 //! - [`pake`]: a password proof (SPAKE2) bound to the TLS session, so no password is sent.
 
+pub mod accept;
 pub mod access;
 pub mod client;
 pub mod events;
