@@ -6,8 +6,10 @@
 //! - [`proto`]: the file-server protocol's codes, request parser and reply formats;
 //! - [`events`]: the share's numbered change log (inotify), replay and live subscription;
 //! - [`follow`]: a reconnecting subscription to a remote node's events;
-//! - [`client`]: one connection to a node's file server;
-//! - [`remote`]: naming remote files (`meshfs://HOST:PORT/PATH`);
+//! - [`client`]: one connection to a node's file server, and the [`Credentials`] it proves;
+//! - [`pool`]: the connections to one node, shared by every request a door makes to it;
+//! - [`peers`]: the one table of known nodes, fed by every discovery, with an up/down watch;
+//! - [`remote`]: naming nodes ([`NodeAddr`]) and remote files (`meshfs://HOST:PORT/PATH`);
 //! - [`transfer`]: crash-proof downloads to `.part` with resume and verification.
 
 pub mod access;
@@ -15,13 +17,17 @@ pub mod client;
 pub mod events;
 pub mod follow;
 pub mod mime;
+pub mod peers;
+pub mod pool;
 pub mod proto;
 pub mod remote;
 pub mod share;
 pub mod transfer;
 
-pub use client::{Client, ClientError};
-pub use remote::RemotePath;
+pub use client::{Client, ClientError, Credentials};
+pub use peers::{Peer, PeerEvent, Peers};
+pub use pool::{Lease, Pool, PoolConfig, Pools};
+pub use remote::{NodeAddr, RemotePath};
 pub use share::{Entry, Kind, Share, ShareError, ShareFile};
 
 /// The meshfs version, as `hello` announces it.
