@@ -15,7 +15,9 @@
 //! - [`identity`]: a node's or user's key pair, self-signed certificate and [`NodeId`];
 //! - [`tls`]: TLS 1.3 configurations that trust a node by its pinned ID;
 //! - [`known_nodes`]: the user's pins of node names to IDs (trust on first use, like SSH);
-//! - [`pake`]: a password proof (SPAKE2) bound to the TLS session, so no password is sent.
+//! - [`pake`]: a password proof (SPAKE2) bound to the TLS session, so no password is sent;
+//! - [`stream`]: a connection in clear or in TLS behind one reader/writer;
+//! - [`trust`]: a client process's policy (TLS with pins, or `--plaintext`).
 
 pub mod accept;
 pub mod access;
@@ -31,8 +33,10 @@ pub mod pool;
 pub mod proto;
 pub mod remote;
 pub mod share;
+pub mod stream;
 pub mod tls;
 pub mod transfer;
+pub mod trust;
 
 pub use client::{Client, ClientError, Credentials};
 pub use identity::{Identity, NodeId};
