@@ -98,9 +98,6 @@ impl WebServer {
             throttle: Default::default(),
             chat: self.chat,
         };
-        if let ChatSetting::On(room) = &state.chat {
-            tracker.spawn(room.clone().run(shutdown.clone()));
-        }
         watch::spawn_watchers(state.clone(), tracker);
         // The client's address is what failed logins are counted by.
         let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
