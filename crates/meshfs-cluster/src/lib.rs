@@ -1,5 +1,5 @@
 //! The round-robin cluster of seed 002: a master that hands each client the next healthy
-//! worker, in the file-server protocol (see `docs/protocol-extensions.md`).
+//! worker, in the file-server protocol (see `docs/protocols.md` §6).
 //!
 //! - [`workers`]: the worker list, round-robin choice and health checks (`hello` on a timer);
 //! - [`master`]: the master's listener (`hello`, `assign`, `help`, `quit`);

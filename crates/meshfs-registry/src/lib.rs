@@ -12,7 +12,6 @@
 //! - [`join`]: a node registering, connecting and publishing its share by itself;
 //! - [`shell`] and [`messages`]: the course's interactive client (`meshfs shell`).
 
-mod accept;
 pub mod client;
 mod commit;
 pub mod describe;
