@@ -4,6 +4,8 @@
 //! - [`inodes`]: inode numbers ⇄ (node, path);
 //! - [`nodes`]: the nodes shown (given, or discovered while mounted), never renumbered, each
 //!   with its `meshfs_core::Pool` (parallel requests, fast failure, reconnection);
+//! - [`peers`]: node folders kept in step with a `meshfs_core::Peers` watch (discovery);
+//! - [`requests`]: the requests made of a node, each on its pool;
 //! - [`cache`]: short-lived attributes and listings;
 //! - [`readahead`]: sequential read-ahead with a doubling window, off for random reads;
 //! - [`fs`]: the `fuser::Filesystem` tying them together;
@@ -21,6 +23,7 @@ pub mod events;
 pub mod fs;
 pub mod inodes;
 pub mod nodes;
+pub mod peers;
 pub mod readahead;
 pub mod requests;
 
@@ -33,6 +36,7 @@ use meshfs_core::{Pool, PoolConfig};
 pub use error::MountError;
 pub use fs::{FsConfig, FsHandle, MeshFs};
 pub use nodes::{Node, NotAdded};
+pub use peers::{FolderChange, PeerFolders};
 
 /// Everything tunable about a mount.
 #[derive(Debug, Clone, Copy)]

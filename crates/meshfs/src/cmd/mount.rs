@@ -7,17 +7,15 @@
 //! `node down FOLDER` as discovered nodes come and go, and unmounts cleanly on SIGINT or
 //! SIGTERM. Unmounted from outside (`fusermount3 -u DIR`), it exits 0 too.
 
-use std::collections::HashSet;
 use std::io::Write as _;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use meshfs_core::peers::{Peer, PeerEvent, Peers, Source};
+use meshfs_core::peers::{Peer, Peers, Source};
 use meshfs_core::{NodeAddr, PoolConfig};
-use meshfs_fuse::{Mount, MountOptions};
+use meshfs_fuse::{FolderChange, MountOptions, PeerFolders};
 use meshfs_group::args::DnsSdArgs;
 use meshfs_group::discovery::{self, Change, Discovery};
 use meshfs_group::{GroupAddr, dnssd};
@@ -157,19 +155,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         // As discovery will name them: `localhost:4044` is announced as `127.0.0.1:4044`.
         given.extend(tokio::net::lookup_host(a).await.into_iter().flatten());
     }
-    let mut discovered = Discovered {
-        given,
-        shown: HashSet::new(),
-    };
+    let mut folders = PeerFolders::new(given);
     if let Some(w) = &watch {
-        discovered.resync(&mount, w.snapshot());
+        report(folders.resync(&mount, w.snapshot()));
     }
     let ended_outside = loop {
         tokio::select! {
             _ = &mut stop => break false,
             _ = mount.ended() => break true,
             Some(event) = async { Some(watch.as_mut()?.next().await) } => {
-                discovered.apply(&mount, event);
+                report(folders.apply(&mount, event));
             }
         }
     };
@@ -247,82 +242,16 @@ fn discover(
     Ok(())
 }
 
-/// The discovered nodes the mount shows, kept in step with the [`Peers`] watch.
-struct Discovered {
-    /// Addresses given with --node: shown for good, whatever discovery says.
-    given: Vec<SocketAddr>,
-    /// Addresses of the discovered nodes shown now.
-    shown: HashSet<SocketAddr>,
-}
-
-impl Discovered {
-    fn apply(&mut self, mount: &Mount, event: PeerEvent) {
-        match event {
-            PeerEvent::Up(peer) => self.up(mount, &peer),
-            // The same name restarted or at another address (a new lease, no `bye`): hide the
-            // old address, so the node keeps its folder instead of leaving a dead one beside a
-            // `NAME-2`.
-            PeerEvent::Changed { old, new } => {
-                if old.addr != new.addr && self.down(mount, &old, false) {
-                    tracing::info!(peer = %new.name, old = %old.addr, addr = %new.addr, "node moved");
-                }
-                self.up(mount, &new);
-            }
-            PeerEvent::Down { peer, why } => {
-                if self.down(mount, &peer, true) {
-                    tracing::info!(peer = %peer.name, why = why.as_str(), "node gone");
-                }
-            }
-            PeerEvent::Resync(peers) => self.resync(mount, &peers),
+/// Report a node folder that appeared or left: `node up FOLDER ADDR`, `node down FOLDER`
+/// (scripts and tests wait for these lines).
+fn report(changes: Vec<FolderChange>) {
+    for change in changes {
+        match change {
+            FolderChange::Up { folder, addr } => println!("node up {folder} {addr}"),
+            FolderChange::Down { folder } => println!("node down {folder}"),
         }
+        let _ = std::io::stdout().flush();
     }
-
-    /// Show exactly `peers` (the whole table, after missed changes).
-    fn resync(&mut self, mount: &Mount, peers: &[Peer]) {
-        let now: HashSet<SocketAddr> = peers.iter().map(|p| p.addr).collect();
-        let gone: Vec<SocketAddr> = self.shown.difference(&now).copied().collect();
-        for addr in gone {
-            self.shown.remove(&addr);
-            if let Some(folder) = mount.hide_node(&addr.to_string()) {
-                say(format_args!("node down {folder}"));
-            }
-        }
-        for peer in peers {
-            self.up(mount, peer);
-        }
-    }
-
-    fn up(&mut self, mount: &Mount, peer: &Peer) {
-        if self.given.contains(&peer.addr) {
-            return;
-        }
-        let addr = peer.addr.to_string();
-        if let Some(folder) = mount.add_node(&peer.name, &addr) {
-            say(format_args!("node up {folder} {addr}"));
-            tracing::info!(%folder, %addr, "node discovered");
-        }
-        self.shown.insert(peer.addr);
-    }
-
-    /// Hide `peer`'s folder (never a given node's); true if it was shown.
-    fn down(&mut self, mount: &Mount, peer: &Peer, print: bool) -> bool {
-        if !self.shown.remove(&peer.addr) {
-            return false;
-        }
-        let Some(folder) = mount.hide_node(&peer.addr.to_string()) else {
-            return false;
-        };
-        if print {
-            say(format_args!("node down {folder}"));
-        }
-        true
-    }
-}
-
-/// One line on stdout, at once (scripts and tests wait for it).
-fn say(line: std::fmt::Arguments) {
-    println!("{line}");
-    let _ = std::io::stdout().flush();
 }
 
 #[cfg(test)]
