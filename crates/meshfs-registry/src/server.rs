@@ -16,7 +16,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::accept::accept_loop;
+use meshfs_core::accept::{Door, accept_loop};
 use tokio_util::task::TaskTracker;
 
 use crate::op::{OK, Operation, Request, RequestError};
@@ -32,7 +32,8 @@ pub struct ServerConfig {
     pub request_deadline: Duration,
     /// Longest time a client may take to read its reply.
     pub reply_timeout: Duration,
-    /// Connections handled at once; further clients wait in the listen backlog.
+    /// Connections handled at once; further clients are closed at once (the node-wide overload
+    /// rule of [`meshfs_core::accept`]).
     pub max_connections: usize,
 }
 
@@ -75,8 +76,13 @@ impl DirectoryServer {
     /// Serve until `shutdown` is cancelled; each connection is a task on `tracker`.
     pub async fn run(self, shutdown: CancellationToken, tracker: TaskTracker) {
         let (store, config) = (self.store, self.config);
-        let max = config.max_connections;
-        accept_loop(&self.listener, max, &shutdown, &tracker, "directory", |stream, peer| {
+        let door = Door {
+            name: "directory",
+            max_connections: config.max_connections,
+            // The protocol's replies are per operation, read after the request: nothing to say.
+            refusal: b"",
+        };
+        accept_loop(&self.listener, door, &shutdown, &tracker, |stream, peer| {
             let (store, config) = (store.clone(), config.clone());
             async move {
                 if let Err(e) = serve(stream, peer, store, &config).await {

@@ -19,10 +19,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use meshfs_core::Share;
+use meshfs_core::accept::{Door, accept_loop};
 use meshfs_core::access::Access;
 use meshfs_core::events::Events;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -89,52 +89,32 @@ impl FileServer {
     }
 
     /// Accept connections until `shutdown` is cancelled. Each session is spawned on `tracker`.
+    /// Over `max_connections`, a client is told `9 too many connections` and closed (the
+    /// node-wide overload rule of [`meshfs_core::accept`]).
     pub async fn run(self, shutdown: CancellationToken, tracker: TaskTracker) {
-        let slots = Arc::new(Semaphore::new(self.config.max_connections));
-        loop {
-            let accepted = tokio::select! {
-                res = self.listener.accept() => res,
-                _ = shutdown.cancelled() => break,
-            };
-            let (stream, peer) = match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // EMFILE and friends: back off briefly instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let Ok(permit) = slots.clone().try_acquire_owned() else {
-                tracker.spawn(refuse(stream));
-                continue;
-            };
+        let door = Door {
+            name: "file server",
+            max_connections: self.config.max_connections,
+            refusal: b"9 too many connections\n",
+        };
+        let (share, config, events, access) = (self.share, self.config, self.events, self.access);
+        accept_loop(&self.listener, door, &shutdown, &tracker, |stream, peer| {
             let _ = stream.set_nodelay(true);
             let session = Session::new(
-                Connection::new(stream, self.config.idle_timeout),
-                self.share.clone(),
-                self.config.clone(),
-                self.events.clone(),
-                self.access.clone(),
+                Connection::new(stream, config.idle_timeout),
+                share.clone(),
+                config.clone(),
+                events.clone(),
+                access.clone(),
             );
             let shutdown = shutdown.clone();
-            tracker.spawn(async move {
+            async move {
                 tracing::debug!(%peer, "connected");
                 if let Err(e) = session.run(shutdown).await {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
                 }
-                drop(permit);
-            });
-        }
+            }
+        })
+        .await;
     }
-}
-
-/// Tell a client over the connection limit why it is turned away.
-async fn refuse(mut stream: TcpStream) {
-    use tokio::io::AsyncWriteExt;
-    let _ = tokio::time::timeout(
-        Duration::from_secs(1),
-        stream.write_all(b"9 too many connections\n"),
-    )
-    .await;
 }

@@ -8,8 +8,6 @@ use anyhow::Context;
 use meshfs_core::Share;
 use meshfs_core::events::Events;
 use meshfs_server::{Config, FileServer};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 #[derive(clap::Args)]
 #[command(after_help = "\
@@ -85,9 +83,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     server = server.with_access(access.clone());
     let addr = server.local_addr()?;
 
-    let stop = crate::signals::terminate();
-    let shutdown = CancellationToken::new();
-    let tracker = TaskTracker::new();
+    let life = crate::signals::Lifetime::new();
+    let (shutdown, tracker) = (life.shutdown.clone(), life.tracker.clone());
     tracker.spawn(server.run(shutdown.clone(), tracker.clone()));
     println!(
         "meshfs node {name} serving {} on {addr}",
@@ -173,15 +170,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     args.group.start(this, shutdown.clone(), &tracker).await?;
 
-    stop.await;
-    shutdown.cancel();
-    tracker.close();
-    if tokio::time::timeout(args.grace, tracker.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(grace = ?args.grace, "requests still running after the grace period: closing them");
-    }
+    life.run_until_signal(args.grace).await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -7,8 +7,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use meshfs_registry::{DirectoryServer, ServerConfig, SqliteStore};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 #[derive(clap::Args)]
 #[command(after_help = "\
@@ -58,21 +56,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = server.local_addr()?;
 
-    let stop = crate::signals::terminate();
-    let shutdown = CancellationToken::new();
-    let tracker = TaskTracker::new();
-    tracker.spawn(server.run(shutdown.clone(), tracker.clone()));
+    let life = crate::signals::Lifetime::new();
+    (life.tracker).spawn(server.run(life.shutdown.clone(), life.tracker.clone()));
     println!("s> init server {addr}");
     tracing::info!(%addr, db = %db.display(), "directory ready");
 
-    stop.await;
-    shutdown.cancel();
-    tracker.close();
-    if tokio::time::timeout(args.grace, tracker.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(grace = ?args.grace, "operations still running after the grace period");
-    }
+    life.run_until_signal(args.grace).await;
     Ok(())
 }
