@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::client::{Client, ClientError, Subscription};
+use crate::client::{Client, ClientError, NodeInfo, Subscription};
 use crate::events::{Event, StreamLine};
 
 /// What the follower has to say.
@@ -26,8 +26,20 @@ pub struct Follower {
     since: Option<u64>,
     sub: Option<Subscription>,
     backoff: Duration,
-    /// Set once the first connection failed, so failures are reported once per outage.
-    reported_down: bool,
+    /// What the last failure reported was, so failures are reported once per outage: a node
+    /// that stops answering after refusing `subscribe` (or the reverse) is a new outage.
+    reported_down: Option<Outage>,
+    /// The `hello` answer of the latest connection attempt (`None` when it failed before).
+    hello: Option<NodeInfo>,
+}
+
+/// Why the link is down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outage {
+    /// The node did not answer `hello`.
+    Unreachable,
+    /// The node answered `hello`, then the subscription failed (refused, say).
+    Refused,
 }
 
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
@@ -41,7 +53,8 @@ impl Follower {
             since,
             sub: None,
             backoff: MIN_BACKOFF,
-            reported_down: false,
+            reported_down: None,
+            hello: None,
         }
     }
 
@@ -50,11 +63,22 @@ impl Follower {
         self.since
     }
 
+    /// What the node said in `hello` on the latest connection attempt: set from
+    /// [`Notice::Connected`] on, and at a [`Notice::Disconnected`] when the node answered
+    /// `hello` but the subscription failed (the web UI shows such a node online, without
+    /// events); `None` when the node did not answer.
+    pub fn hello(&self) -> Option<&NodeInfo> {
+        self.hello.as_ref()
+    }
+
     async fn connect(&mut self) -> Result<String, ClientError> {
+        self.hello = None;
         let mut client = Client::connect(&self.addr).await?;
         let info = client.hello().await?;
+        let name = info.name.clone();
+        self.hello = Some(info);
         self.sub = Some(client.subscribe(self.since).await?);
-        Ok(info.name)
+        Ok(name)
     }
 
     /// Wait for the next notice. Never fails: outages are notices too.
@@ -64,14 +88,18 @@ impl Follower {
                 match self.connect().await {
                     Ok(name) => {
                         self.backoff = MIN_BACKOFF;
-                        self.reported_down = false;
+                        self.reported_down = None;
                         return Notice::Connected { name };
                     }
                     Err(e) => {
+                        let outage = match self.hello {
+                            Some(_) => Outage::Refused,
+                            None => Outage::Unreachable,
+                        };
                         tokio::time::sleep(self.backoff).await;
                         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
-                        if !self.reported_down {
-                            self.reported_down = true;
+                        if self.reported_down != Some(outage) {
+                            self.reported_down = Some(outage);
                             return Notice::Disconnected {
                                 error: e.to_string(),
                             };
@@ -89,7 +117,8 @@ impl Follower {
                 }
                 Err(e) => {
                     self.sub = None;
-                    self.reported_down = true;
+                    self.hello = None;
+                    self.reported_down = Some(Outage::Unreachable);
                     return Notice::Disconnected {
                         error: e.to_string(),
                     };

@@ -12,10 +12,11 @@ use tokio_util::task::TaskTracker;
 
 use crate::chat::ChatSetting;
 use crate::error::WebError;
-use crate::events::{self, EventHub};
+use crate::feed::{self, EventHub};
 use crate::nodes::NodeDirectory;
 use crate::pool::Pools;
 use crate::state::{AppState, Limits};
+use crate::watch;
 use crate::{api, assets, chat, files, json_body, login};
 
 /// Every route of the UI (see the crate docs for the API).
@@ -27,7 +28,7 @@ pub fn router(state: AppState) -> Router {
         .route("/favicon.svg", get(assets::favicon))
         .route("/favicon.ico", get(assets::favicon))
         .route("/api/nodes", get(api::nodes))
-        .route("/api/events", get(events::feed))
+        .route("/api/events", get(feed::feed))
         .route("/api/ls/{*rest}", get(api::ls))
         .route("/api/stat/{*rest}", get(api::stat))
         .route("/api/session", get(login::session))
@@ -97,10 +98,7 @@ impl WebServer {
             throttle: Default::default(),
             chat: self.chat,
         };
-        if let ChatSetting::On(room) = &state.chat {
-            tracker.spawn(room.clone().run(shutdown.clone()));
-        }
-        events::spawn_watchers(state.clone(), tracker);
+        watch::spawn_watchers(state.clone(), tracker);
         // The client's address is what failed logins are counted by.
         let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
         if let Err(e) = axum::serve(self.listener, app)

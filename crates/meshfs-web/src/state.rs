@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::chat::ChatSetting;
 use crate::error::WebError;
-use crate::events::EventHub;
+use crate::feed::EventHub;
 use crate::nodes::{NodeDirectory, NodeInfo};
 use crate::pool::Pools;
 use crate::session::{Grant, Sessions};

@@ -15,3 +15,4 @@ pub mod registry;
 pub mod shell;
 pub mod target;
 pub mod watch;
+pub mod web;

@@ -1,32 +1,22 @@
-//! `WebArgs`: the web UI's flags on `meshfs node`, and starting the UI from them.
+//! The web UI's flags on `meshfs node` (`--web`, `--no-web`, `--node`) and the glue that
+//! starts it: the address chosen from `--listen`, the node's own file server on loopback,
+//! and the LAN group chat joined here (the web crate is handed a [`ChatRoom`], it knows no
+//! LAN-group code).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
 
+use anyhow::anyhow;
 use meshfs_core::{RemotePath, Share};
+use meshfs_group::chat::{GroupChat, MAX_MESSAGE};
+use meshfs_web::{ChatRoom, ChatSend, ChatSetting, WebConfig, WebHandle};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::chat::{ChatRoom, ChatSetting};
-use crate::nodes::NodeDirectory;
-use crate::server::WebServer;
-
 /// The web UI's default address.
 pub const DEFAULT_WEB: &str = "0.0.0.0:8044";
-
-/// The node a web UI belongs to.
-#[derive(Debug, Clone, Copy)]
-pub struct LocalNode<'a> {
-    /// Its name (the first entry of the node list).
-    pub name: &'a str,
-    /// Its share, served directly.
-    pub share: &'a Share,
-    /// Its passwords: what they protect is asked for (login, cookie session).
-    pub access: &'a meshfs_core::access::Access,
-    /// Where its file server listens (as bound).
-    pub file_server: SocketAddr,
-    /// Its LAN group flags: with discovery on, the page shows the group chat.
-    pub group: &'a meshfs_group::GroupArgs,
-}
 
 /// Flags of the web UI, flattened into `meshfs node`.
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -56,24 +46,16 @@ fn parse_node(s: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-/// A running web UI.
-#[derive(Debug, Clone)]
-pub struct WebHandle {
-    /// Where it listens.
-    pub addr: SocketAddr,
-    /// The nodes it shows; discovery adds to it with [`NodeDirectory::add`].
-    pub nodes: NodeDirectory,
-}
-
-/// Why the web UI could not start.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "cannot serve the web UI on {addr}: {source} (choose another with --web ADDR, or --no-web)"
-)]
-pub struct StartError {
-    addr: String,
-    #[source]
-    source: std::io::Error,
+/// The node a web UI belongs to.
+pub struct LocalNode<'a> {
+    /// Its name (the first entry of the node list).
+    pub name: &'a str,
+    pub share: &'a Share,
+    pub access: &'a meshfs_core::access::Access,
+    /// Where its file server listens (as bound).
+    pub file_server: SocketAddr,
+    /// Its LAN group flags: with discovery on, the page shows the group chat.
+    pub group: &'a meshfs_group::GroupArgs,
 }
 
 impl WebArgs {
@@ -91,8 +73,8 @@ impl WebArgs {
         }
     }
 
-    /// Start the web UI for a node whose file server listens on `file_server` (as bound) and
-    /// was asked for `listen`. The server runs on `tracker` until `shutdown`.
+    /// Start the web UI for a node whose file server listens on `local.file_server` (as
+    /// bound) and was asked for `listen`. The server runs on `tracker` until `shutdown`.
     ///
     /// An explicit `--web` that cannot be bound is an error; the default address being taken
     /// (another node on this machine) is only a warning: the node serves files without a UI.
@@ -102,56 +84,89 @@ impl WebArgs {
         local: LocalNode<'_>,
         shutdown: CancellationToken,
         tracker: &TaskTracker,
-    ) -> Result<Option<WebHandle>, StartError> {
-        let LocalNode {
-            name,
-            share,
-            access,
-            file_server,
-            group,
-        } = local;
+    ) -> anyhow::Result<Option<WebHandle>> {
         let Some(addr) = self.bind_addr(listen) else {
             return Ok(None);
         };
-        let nodes = NodeDirectory::new(name, &loopback_for(file_server).to_string());
-        for node in &self.nodes {
-            nodes.add(node);
-        }
-        let server = match WebServer::bind(&addr, share.clone(), nodes.clone()).await {
-            Ok(s) => s
-                .with_access(access.clone())
-                .with_chat(chat_for(group, file_server)),
-            Err(source) if self.web.is_none() => {
-                tracing::warn!(%addr, error = %source, "web UI not started: address in use? (--web ADDR or --no-web)");
-                return Ok(None);
-            }
-            Err(source) => return Err(StartError { addr, source }),
+        let config = WebConfig {
+            addr,
+            name: local.name.to_owned(),
+            share: local.share.clone(),
+            access: local.access.clone(),
+            file_server: loopback_for(local.file_server).to_string(),
+            nodes: self.nodes.clone(),
+            chat: chat_for(local.group, local.file_server, &shutdown, tracker),
         };
-        let local = server.local_addr().map_err(|source| StartError {
-            addr: addr.clone(),
-            source,
-        })?;
-        tracker.spawn(server.run(shutdown, tracker.clone()));
-        tracing::info!(addr = %local, "web UI ready");
-        Ok(Some(WebHandle { addr: local, nodes }))
+        match meshfs_web::start(config, shutdown, tracker).await {
+            Ok(web) => Ok(Some(web)),
+            Err(e) if self.web.is_none() => {
+                tracing::warn!(addr = %e.addr, error = %e.source, "web UI not started: address in use? (--web ADDR or --no-web)");
+                Ok(None)
+            }
+            Err(e) => Err(anyhow!("{e} (choose another with --web ADDR, or --no-web)")),
+        }
     }
 }
 
 /// The group chat of a node whose file server listens on `file_server`: on with discovery,
-/// on the same interface discovery uses.
-fn chat_for(group: &meshfs_group::GroupArgs, file_server: SocketAddr) -> ChatSetting {
+/// on the same interface discovery uses. Received messages go into the room until
+/// `shutdown`.
+fn chat_for(
+    group: &meshfs_group::GroupArgs,
+    file_server: SocketAddr,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) -> ChatSetting {
     if group.no_discovery {
         return ChatSetting::Off("discovery is off on this node (--no-discovery)".into());
     }
     let g = group.group.group(Some(file_server.ip()));
-    match ChatRoom::join(&g, group.group.chat_port) {
-        Ok(room) => ChatSetting::On(room),
+    let port = group.group.chat_port;
+    let chat = match GroupChat::join(&g, port) {
+        Ok(chat) => Arc::new(chat),
         Err(e) => {
             tracing::warn!(error = %e, "web UI without the group chat");
-            ChatSetting::Off(format!(
-                "cannot join the group chat {}:{}: {e}",
-                g.addr, group.group.chat_port
-            ))
+            return ChatSetting::Off(format!("cannot join the group chat {}:{port}: {e}", g.addr));
+        }
+    };
+    let room = ChatRoom::new(
+        format!("{}:{port}", g.addr),
+        MAX_MESSAGE,
+        Sender(chat.clone()),
+    );
+    tracker.spawn(receive(chat, room.clone(), shutdown.clone()));
+    ChatSetting::On(room)
+}
+
+/// The web room's way out: one datagram to the group.
+struct Sender(Arc<GroupChat>);
+
+impl ChatSend for Sender {
+    fn send<'a>(
+        &'a self,
+        text: &'a str,
+    ) -> Pin<Box<dyn Future<Output = std::io::Result<()>> + Send + 'a>> {
+        Box::pin(self.0.send(text))
+    }
+}
+
+/// Hand every message of the group to the room until `shutdown`.
+async fn receive(chat: Arc<GroupChat>, room: Arc<ChatRoom>, shutdown: CancellationToken) {
+    loop {
+        let got = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            got = chat.recv() => got,
+        };
+        match got {
+            Ok((ip, lines)) => room.publish(ip, lines),
+            Err(e) => {
+                tracing::debug!(error = %e, "chat socket error");
+                // Never spin on a socket that keeps failing.
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
+            }
         }
     }
 }
