@@ -90,7 +90,6 @@ mod json_body;
 mod login;
 mod nodes;
 mod paths;
-mod pool;
 mod range;
 mod server;
 mod session;

@@ -14,7 +14,6 @@ use crate::chat::ChatSetting;
 use crate::error::WebError;
 use crate::feed::{self, EventHub};
 use crate::nodes::NodeDirectory;
-use crate::pool::Pools;
 use crate::state::{AppState, Limits};
 use crate::watch;
 use crate::{api, assets, chat, files, json_body, login};
@@ -90,7 +89,7 @@ impl WebServer {
             share: self.share,
             access: self.access,
             nodes: self.nodes,
-            pools: Pools::default(),
+            pools: meshfs_core::Pools::new(crate::state::pool_config()),
             hub: EventHub::default(),
             shutdown: shutdown.clone(),
             limits: Limits::default(),
@@ -147,7 +146,7 @@ mod tests {
             share,
             access: meshfs_core::access::Access::open(),
             nodes: NodeDirectory::new("me", "127.0.0.1:1"),
-            pools: Pools::default(),
+            pools: meshfs_core::Pools::new(crate::state::pool_config()),
             hub: EventHub::default(),
             shutdown: CancellationToken::new(),
             limits: Limits::new(1, 1),

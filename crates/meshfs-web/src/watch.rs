@@ -174,7 +174,7 @@ mod tests {
             access: meshfs_core::access::Access::open(),
             share,
             nodes: nodes.clone(),
-            pools: Default::default(),
+            pools: meshfs_core::Pools::new(crate::state::pool_config()),
             hub: Default::default(),
             shutdown: CancellationToken::new(),
             limits: Default::default(),

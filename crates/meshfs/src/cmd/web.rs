@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::anyhow;
-use meshfs_core::{RemotePath, Share};
+use meshfs_core::{NodeAddr, Share};
 use meshfs_group::chat::{GroupChat, MAX_MESSAGE};
 use meshfs_web::{ChatRoom, ChatSend, ChatSetting, WebConfig, WebHandle};
 use tokio_util::sync::CancellationToken;
@@ -30,20 +30,8 @@ pub struct WebArgs {
     pub no_web: bool,
     /// Another node to show in the web UI: meshfs://HOST:PORT, HOST:PORT or HOST (port 4044);
     /// repeatable.
-    #[arg(long = "node", value_name = "URL", value_parser = parse_node)]
-    pub nodes: Vec<String>,
-}
-
-/// `meshfs://host:port`, `host:port` or `host` → `host:port` (default port 4044).
-fn parse_node(s: &str) -> Result<String, String> {
-    let url = if s.starts_with("meshfs://") {
-        s.to_owned()
-    } else {
-        format!("meshfs://{s}")
-    };
-    url.parse::<RemotePath>()
-        .map(|r| r.addr)
-        .map_err(|e| e.to_string())
+    #[arg(long = "node", value_name = "URL")]
+    pub nodes: Vec<NodeAddr>,
 }
 
 /// The node a web UI belongs to.
@@ -94,7 +82,7 @@ impl WebArgs {
             share: local.share.clone(),
             access: local.access.clone(),
             file_server: loopback_for(local.file_server).to_string(),
-            nodes: self.nodes.clone(),
+            nodes: self.nodes.iter().map(NodeAddr::to_string).collect(),
             chat: chat_for(local.group, local.file_server, &shutdown, tracker),
         };
         match meshfs_web::start(config, shutdown, tracker).await {
@@ -206,12 +194,23 @@ mod tests {
         assert_eq!(off.bind_addr("0.0.0.0:4044"), None);
     }
 
+    /// `--node` takes the one node-address syntax (`NodeAddr`: its rules are tested in core).
     #[test]
     fn node_urls() {
-        assert_eq!(parse_node("meshfs://cam2:5000").unwrap(), "cam2:5000");
-        assert_eq!(parse_node("cam2").unwrap(), "cam2:4044");
-        assert_eq!(parse_node("10.0.0.7:4044").unwrap(), "10.0.0.7:4044");
-        assert!(parse_node("cam2:notaport").is_err());
+        #[derive(clap::Parser)]
+        struct Cmd {
+            #[command(flatten)]
+            web: WebArgs,
+        }
+        let parse = |v: &str| {
+            <Cmd as clap::Parser>::try_parse_from(["t", "--node", v])
+                .map(|c| c.web.nodes[0].to_string())
+        };
+        assert_eq!(parse("meshfs://cam2:5000").unwrap(), "cam2:5000");
+        assert_eq!(parse("cam2").unwrap(), "cam2:4044");
+        assert_eq!(parse("10.0.0.7:4044").unwrap(), "10.0.0.7:4044");
+        assert!(parse("cam2:notaport").is_err());
+        assert!(parse("meshfs://cam2/clips").is_err());
         assert_eq!(
             loopback_for("0.0.0.0:4044".parse().unwrap()),
             "127.0.0.1:4044".parse().unwrap()
