@@ -2,7 +2,9 @@
 //!
 //! - [`accept`]: the accept loop every TCP door runs, with the one overload rule;
 //! - [`access`]: passwords protecting the share or single files;
-//! - [`share`]: one folder, confined paths, list/stat/open/read-at, BLAKE3 hash;
+//! - [`share`]: one folder, every path resolved once beneath its root: list/stat/open/read-at,
+//!   BLAKE3 hash, and confined changes;
+//! - [`dir`]: an open folder and the one temporary-file-then-rename writer;
 //! - [`mime`]: media types by file extension;
 //! - [`proto`]: the file-server protocol's codes, request parser and reply formats;
 //! - [`events`]: the share's numbered change log (inotify), replay and live subscription;
@@ -22,6 +24,7 @@
 pub mod accept;
 pub mod access;
 pub mod client;
+pub mod dir;
 pub mod events;
 pub mod follow;
 pub mod identity;
@@ -34,11 +37,13 @@ pub mod proto;
 pub mod remote;
 pub mod share;
 pub mod stream;
+mod sys;
 pub mod tls;
 pub mod transfer;
 pub mod trust;
 
 pub use client::{Client, ClientError, Credentials};
+pub use dir::Dir;
 pub use identity::{Identity, NodeId};
 pub use known_nodes::KnownNodes;
 pub use peers::{Peer, PeerEvent, Peers};
