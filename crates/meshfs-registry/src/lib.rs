@@ -28,7 +28,7 @@ pub mod sqlite;
 pub mod store;
 pub mod wire;
 
-pub use client::{Answer, ClientError, DirectoryClient};
+pub use client::{Answer, ClientError, DirectoryClient, Stamp};
 pub use join::{JoinArgs, Joined};
 pub use postgres::{PostgresConfig, PostgresStore};
 pub use server::{DirectoryServer, ServerConfig};

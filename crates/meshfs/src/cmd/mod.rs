@@ -17,3 +17,4 @@ pub mod shell;
 pub mod target;
 pub mod trust;
 pub mod watch;
+pub mod web;
