@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::client::{Client, ClientError, NodeInfo, Subscription};
+use crate::client::{Client, ClientError, Credentials, NodeInfo, Subscription};
 use crate::events::{Event, StreamLine};
 
 /// What the follower has to say.
@@ -23,6 +23,8 @@ pub enum Notice {
 /// Follows one node at `addr`.
 pub struct Follower {
     addr: String,
+    /// Proven on every (re)connection.
+    credentials: Credentials,
     since: Option<u64>,
     sub: Option<Subscription>,
     backoff: Duration,
@@ -50,12 +52,19 @@ impl Follower {
     pub fn new(addr: impl Into<String>, since: Option<u64>) -> Follower {
         Follower {
             addr: addr.into(),
+            credentials: Credentials::none(),
             since,
             sub: None,
             backoff: MIN_BACKOFF,
             reported_down: None,
             hello: None,
         }
+    }
+
+    /// Prove `credentials` on every connection (a protected node's events).
+    pub fn with_credentials(mut self, credentials: Credentials) -> Follower {
+        self.credentials = credentials;
+        self
     }
 
     /// The last event delivered (what a reconnection resumes after).
@@ -73,7 +82,7 @@ impl Follower {
 
     async fn connect(&mut self) -> Result<String, ClientError> {
         self.hello = None;
-        let mut client = Client::connect(&self.addr).await?;
+        let mut client = Client::connect_with(&self.addr, &self.credentials).await?;
         let info = client.hello().await?;
         let name = info.name.clone();
         self.hello = Some(info);

@@ -184,3 +184,55 @@ async fn a_connection_left_mid_reply_is_never_reused() {
     assert_eq!(pool.idle(), 1);
     stop(node).await;
 }
+
+#[tokio::test]
+async fn a_follower_proves_its_credentials_on_every_connection() {
+    use meshfs_core::events::Events;
+    use meshfs_core::follow::{Follower, Notice};
+
+    let (dir, share) = folder();
+    let access = Access::open();
+    access.set_share_password("s3cret");
+    let events = Events::new(64);
+    let _guard = events.watch(dir.path()).unwrap();
+    let config = Config {
+        name: "t".into(),
+        ..Config::default()
+    };
+    let server = FileServer::bind("127.0.0.1:0", share, config)
+        .await
+        .unwrap()
+        .with_access(access)
+        .with_events(events);
+    let addr = server.local_addr().unwrap().to_string();
+    let (stop, tracker) = (CancellationToken::new(), TaskTracker::new());
+    tracker.spawn(server.run(stop.clone(), tracker.clone()));
+    let next = async |f: &mut Follower| {
+        tokio::time::timeout(Duration::from_secs(10), f.next())
+            .await
+            .expect("a notice")
+    };
+
+    let mut anonymous = Follower::new(addr.clone(), None);
+    assert!(matches!(
+        next(&mut anonymous).await,
+        Notice::Disconnected { .. }
+    ));
+    let mut follower =
+        Follower::new(addr.clone(), None).with_credentials(Credentials::password("s3cret"));
+    assert_eq!(
+        next(&mut follower).await,
+        Notice::Connected { name: "t".into() }
+    );
+    std::fs::write(dir.path().join("new.txt"), b"x").unwrap();
+    loop {
+        match next(&mut follower).await {
+            Notice::Event(e) if e.path == "new.txt" => break,
+            Notice::Event(_) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    stop.cancel();
+    tracker.close();
+    tracker.wait().await;
+}
