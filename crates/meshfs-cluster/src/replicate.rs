@@ -313,4 +313,68 @@ mod tests {
         assert!(r.ensure_dir("up/new").is_err());
         assert!(!dir.path().join("new").exists());
     }
+
+    /// A peer serving `clips/a.mp4`; our share has `clips/` too, and `outside/` lies beside it.
+    async fn peer_and_local() -> (tempfile::TempDir, String, CancellationToken) {
+        let dir = tempfile::tempdir().unwrap();
+        for d in ["peer/clips", "local/clips", "outside"] {
+            std::fs::create_dir_all(dir.path().join(d)).unwrap();
+        }
+        std::fs::write(dir.path().join("peer/clips/a.mp4"), b"pulled").unwrap();
+        let server = meshfs_server::FileServer::bind(
+            "127.0.0.1:0",
+            Share::open(dir.path().join("peer")).unwrap(),
+            meshfs_server::Config::default(),
+        )
+        .await
+        .unwrap();
+        let addr = server.local_addr().unwrap().to_string();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(server.run(shutdown.clone(), TaskTracker::new()));
+        (dir, addr, shutdown)
+    }
+
+    fn swap_clips(local: &std::path::Path, outside: &std::path::Path) {
+        if !local.join("clips").is_symlink() {
+            std::fs::rename(local.join("clips"), local.join("clips.old")).unwrap();
+            std::os::unix::fs::symlink(outside, local.join("clips")).unwrap();
+        }
+    }
+
+    /// Replication into a share whose folder was swapped for a symlink out of it: before the
+    /// pull it is refused; right after the share resolved the folder, the file lands in the
+    /// folder that was resolved. Nothing is ever written outside.
+    #[tokio::test]
+    async fn a_pull_into_a_folder_swapped_for_a_symlink_never_writes_outside() {
+        for walking in [false, true] {
+            let (dir, peer, shutdown) = peer_and_local().await;
+            let (local, outside) = (dir.path().join("local"), dir.path().join("outside"));
+            let share = if walking {
+                Share::open_walking(&local).unwrap()
+            } else {
+                Share::open(&local).unwrap()
+            };
+            let r = Replicator::new(share.clone());
+
+            swap_clips(&local, &outside);
+            assert!(r.pull(&peer, "clips/a.mp4", Want::Changed).await.is_err());
+            assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+            std::fs::remove_file(local.join("clips")).unwrap();
+            std::fs::rename(local.join("clips.old"), local.join("clips")).unwrap();
+
+            let (l, o) = (local.clone(), outside.clone());
+            share.set_resolve_hook(Some(Arc::new(move |_: &str| swap_clips(&l, &o))));
+            r.pull(&peer, "clips/a.mp4", Want::Changed).await.unwrap();
+            assert_eq!(
+                std::fs::read_dir(&outside).unwrap().count(),
+                0,
+                "walk {walking}"
+            );
+            assert_eq!(
+                std::fs::read(local.join("clips.old/a.mp4")).unwrap(),
+                b"pulled"
+            );
+            shutdown.cancel();
+        }
+    }
 }
