@@ -5,8 +5,8 @@
 
 use std::net::SocketAddr;
 
-use meshfs_core::Share;
 use meshfs_core::access::Access;
+use meshfs_core::{Peers, Share};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -30,6 +30,8 @@ pub struct WebConfig {
     pub file_server: String,
     /// Other nodes to show, by file-server address (`host:port`).
     pub nodes: Vec<String>,
+    /// The node's peer table: every node in it is shown too, as it comes.
+    pub peers: Peers,
     /// The LAN group chat, or why the page shows none.
     pub chat: ChatSetting,
 }
@@ -39,7 +41,7 @@ pub struct WebConfig {
 pub struct WebHandle {
     /// Where it listens.
     pub addr: SocketAddr,
-    /// The nodes it shows; discovery adds to it with [`NodeDirectory::add`].
+    /// The nodes it shows (fed by the peer table it was given).
     pub nodes: NodeDirectory,
 }
 
@@ -66,12 +68,14 @@ pub async fn start(
         access,
         file_server,
         nodes: others,
+        peers,
         chat,
     } = config;
     let nodes = NodeDirectory::new(&name, &file_server);
     for node in &others {
         nodes.add(node);
     }
+    tracker.spawn(nodes.clone().follow_peers(peers, shutdown.clone()));
     let error = |source| StartError {
         addr: addr.clone(),
         source,

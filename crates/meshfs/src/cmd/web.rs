@@ -42,6 +42,8 @@ pub struct LocalNode<'a> {
     pub access: &'a meshfs_core::access::Access,
     /// Where its file server listens (as bound).
     pub file_server: SocketAddr,
+    /// Its peer table: the page shows every node in it.
+    pub peers: &'a meshfs_core::Peers,
     /// Its LAN group flags: with discovery on, the page shows the group chat.
     pub group: &'a meshfs_group::GroupArgs,
 }
@@ -83,6 +85,7 @@ impl WebArgs {
             access: local.access.clone(),
             file_server: loopback_for(local.file_server).to_string(),
             nodes: self.nodes.iter().map(NodeAddr::to_string).collect(),
+            peers: local.peers.clone(),
             chat: chat_for(local.group, local.file_server, &shutdown, tracker),
         };
         match meshfs_web::start(config, shutdown, tracker).await {
