@@ -39,10 +39,9 @@ pub struct WebConfig {
 /// A running web UI.
 #[derive(Debug, Clone)]
 pub struct WebHandle {
-    /// Where it listens.
+    /// Where it listens. (The nodes it shows come from the [`Peers`] it was given: there
+    /// is no other way in.)
     pub addr: SocketAddr,
-    /// The nodes it shows (fed by the peer table it was given).
-    pub nodes: NodeDirectory,
 }
 
 /// Why the web UI could not start.
@@ -88,5 +87,5 @@ pub async fn start(
     let local = server.local_addr().map_err(error)?;
     tracker.spawn(server.run(shutdown, tracker.clone()));
     tracing::info!(addr = %local, "web UI ready");
-    Ok(WebHandle { addr: local, nodes })
+    Ok(WebHandle { addr: local })
 }
