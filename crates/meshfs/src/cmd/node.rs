@@ -115,7 +115,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 file_server: addr,
                 peers: &peers,
                 // With discovery on, the page shows the group chat.
-                group: &args.group,
+                group: if args.group.no_discovery {
+                    Err("discovery is off on this node (--no-discovery)")
+                } else {
+                    Ok((
+                        args.group.group.group(Some(addr.ip())),
+                        args.group.group.chat_port,
+                    ))
+                },
             },
             shutdown.clone(),
             &tracker,
