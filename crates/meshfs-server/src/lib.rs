@@ -4,11 +4,11 @@
 //! [`connection`] frames lines and payloads. The server owns no files: it calls
 //! [`meshfs_core::Share`] for everything.
 //!
-//! TLS shares the port: with [`Config::tls`] set, a connection whose first byte opens a TLS
+//! TLS shares the port: with [`Transport::tls`] set, a connection whose first byte opens a TLS
 //! handshake (0x16, which no text command starts with) is served inside TLS, any other in
 //! clear, so `nc` and the seeds' clients keep working while meshfs programs encrypt.
-//! [`Config::require_tls`] limits clear text to `hello`, `help` and `quit`;
-//! [`Config::plaintext_auth`] decides whether `auth <password>` is accepted in clear.
+//! [`Transport::require_tls`] limits clear text to `hello`, `help` and `quit`;
+//! [`Transport::plaintext_auth`] decides whether `auth <password>` is accepted in clear.
 //!
 //! Shutdown: when the token is cancelled, the accept loop stops and every session closes as soon
 //! as its current request is answered. The caller waits on the [`TaskTracker`] for up to its
@@ -46,6 +46,21 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// Connections served at once; more are answered `9` and closed.
     pub max_connections: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            name: "meshfs".into(),
+            idle_timeout: Duration::from_secs(600),
+            max_connections: 16_384,
+        }
+    }
+}
+
+/// What the server speaks and accepts in clear ([`FileServer::with_transport`]).
+#[derive(Debug, Clone)]
+pub struct Transport {
     /// TLS on the same port (`None`: clear text only).
     pub tls: Option<Tls>,
     /// Refuse every request in clear but `hello`, `help` and `quit` (`--require-tls`).
@@ -55,13 +70,10 @@ pub struct Config {
     pub plaintext_auth: bool,
 }
 
-impl Default for Config {
+impl Default for Transport {
     /// Clear text as before TLS (the binary turns TLS on and `plaintext_auth` off).
     fn default() -> Self {
-        Config {
-            name: "meshfs".into(),
-            idle_timeout: Duration::from_secs(600),
-            max_connections: 16_384,
+        Transport {
             tls: None,
             require_tls: false,
             plaintext_auth: true,
@@ -93,6 +105,7 @@ pub struct FileServer {
     config: Arc<Config>,
     events: Option<Events>,
     access: Access,
+    transport: Arc<Transport>,
 }
 
 impl FileServer {
@@ -105,12 +118,19 @@ impl FileServer {
             config: Arc::new(config),
             events: None,
             access: Access::open(),
+            transport: Arc::new(Transport::default()),
         })
     }
 
     /// Enforce these passwords (`auth`); without it nothing is protected.
     pub fn with_access(mut self, access: Access) -> FileServer {
         self.access = access;
+        self
+    }
+
+    /// Speak TLS beside the text protocol, and set what is accepted in clear.
+    pub fn with_transport(mut self, transport: Transport) -> FileServer {
+        self.transport = Arc::new(transport);
         self
     }
 
@@ -134,14 +154,16 @@ impl FileServer {
             refusal: b"9 too many connections\n",
         };
         let (share, config, events, access) = (self.share, self.config, self.events, self.access);
+        let transport = self.transport;
         accept_loop(&self.listener, door, &shutdown, &tracker, |tcp, peer| {
             let _ = tcp.set_nodelay(true);
             let (share, config, events, access) =
                 (share.clone(), config.clone(), events.clone(), access.clone());
+            let transport = transport.clone();
             let shutdown = shutdown.clone();
             async move {
                 let stream = tokio::select! {
-                    s = open_stream(tcp, &config) => s,
+                    s = open_stream(tcp, &config, &transport) => s,
                     _ = shutdown.cancelled() => return,
                 };
                 let stream = match stream {
@@ -153,7 +175,7 @@ impl FileServer {
                 };
                 tracing::debug!(%peer, tls = stream.is_tls(), client = ?stream.peer_id(), "connected");
                 let conn = Connection::new(stream, config.idle_timeout);
-                let session = Session::new(conn, share, config, events, access);
+                let session = Session::new(conn, share, config, transport, events, access);
                 if let Err(e) = session.run(shutdown).await {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
                 }
@@ -166,8 +188,8 @@ impl FileServer {
 /// The connection as the client opens it: TLS when its first byte is a handshake record and
 /// the node has TLS, else clear text. A client not admitted by the TLS configuration (mutual
 /// TLS, `--allow`) ends here with an error.
-async fn open_stream(tcp: TcpStream, config: &Config) -> io::Result<Stream> {
-    let Some(tls) = &config.tls else {
+async fn open_stream(tcp: TcpStream, config: &Config, transport: &Transport) -> io::Result<Stream> {
+    let Some(tls) = &transport.tls else {
         return Ok(Stream::Plain(tcp));
     };
     let sniff = tokio::time::timeout(config.idle_timeout, opens_with_tls(&tcp)).await;

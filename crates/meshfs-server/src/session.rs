@@ -14,9 +14,9 @@ use meshfs_core::{Share, ShareError, ShareFile};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::Config;
 use crate::connection::{Connection, ReadError};
 use crate::subscription;
+use crate::{Config, Transport};
 
 /// The file a client opened with `open`, and where its next `read` starts.
 struct OpenFile {
@@ -28,6 +28,7 @@ pub(crate) struct Session {
     conn: Connection,
     share: Share,
     config: Arc<Config>,
+    transport: Arc<Transport>,
     events: Option<Events>,
     access: Access,
     /// Passwords this connection has proven with `auth` or `pake`.
@@ -58,6 +59,7 @@ impl Session {
         conn: Connection,
         share: Share,
         config: Arc<Config>,
+        transport: Arc<Transport>,
         events: Option<Events>,
         access: Access,
     ) -> Session {
@@ -65,6 +67,7 @@ impl Session {
             conn,
             share,
             config,
+            transport,
             events,
             access,
             keys: Keys::default(),
@@ -117,7 +120,7 @@ impl Session {
 
     /// True when `req` arrived in clear on a node that requires TLS for it.
     fn needs_tls(&self, req: &Request<'_>) -> bool {
-        self.config.require_tls
+        self.transport.require_tls
             && !self.conn.is_tls()
             && !matches!(req, Request::Hello | Request::Help | Request::Quit)
     }
@@ -275,7 +278,7 @@ impl Session {
                 }
             }
             Request::Auth(password) => {
-                if !self.conn.is_tls() && !self.config.plaintext_auth {
+                if !self.conn.is_tls() && !self.transport.plaintext_auth {
                     self.error(Code::Denied, AUTH_IN_CLEAR);
                 } else if !self.access.is_protected() {
                     self.error(Code::BadRequest, "this node has no password");
@@ -313,7 +316,7 @@ impl Session {
     /// [`meshfs_core::pake`]). Counted as a failed attempt until confirmed.
     fn pake_start(&mut self, arg: &str) -> Next {
         self.pake = None;
-        let (Some(binding), Some(tls)) = (self.conn.binding(), &self.config.tls) else {
+        let (Some(binding), Some(tls)) = (self.conn.binding(), &self.transport.tls) else {
             self.error(
                 Code::Denied,
                 "pake needs TLS (its proof is bound to the TLS session)",

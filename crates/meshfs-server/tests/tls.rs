@@ -11,7 +11,7 @@ use meshfs_core::pake::{Binding, ClientProof, PakeError, Secret};
 use meshfs_core::stream::Stream;
 use meshfs_core::tls::{self, ClientAuth, TlsAcceptor, TlsConnector};
 use meshfs_core::{Identity, NodeId};
-use meshfs_server::{Config, Tls};
+use meshfs_server::{Config, Tls, Transport};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -24,23 +24,26 @@ fn tls_node(
     root: &Path,
     clients: ClientAuth,
     access: Option<Access>,
-    tweak: impl FnOnce(&mut Config),
+    tweak: impl FnOnce(&mut Transport),
 ) -> (TestServer, Identity) {
     let node = Identity::generate("cam1").unwrap();
-    let mut config = Config {
-        name: "cam1".into(),
+    let mut transport = Transport {
         tls: Some(Tls {
             config: tls::server_config(&node, clients).unwrap(),
             id: node.id(),
         }),
         plaintext_auth: false,
-        ..Config::default()
+        ..Transport::default()
     };
-    tweak(&mut config);
+    tweak(&mut transport);
     let server = support::start(
         root,
         Options {
-            config,
+            config: Config {
+                name: "cam1".into(),
+                ..Config::default()
+            },
+            transport,
             access,
             ..Options::default()
         },

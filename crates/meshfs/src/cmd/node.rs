@@ -66,7 +66,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         name: name.clone(),
         idle_timeout: args.idle_timeout,
         max_connections: args.max_connections,
-        ..Config::default()
     };
     let events = Events::new(args.event_log);
     // Without a watch (inotify limits reached, say) the node still serves files; it just
