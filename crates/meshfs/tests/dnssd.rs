@@ -434,8 +434,8 @@ fn hosts_whose_network_has_no_route_for_our_group_meet_through_dnssd() {
     // (--group-iface): its group and its DNS-SD use that one.
     let (a, a_port) = lan_node(&lan, 0, dir.path(), "a", &[]);
     let (b, b_port) = lan_node(&lan, 1, dir.path(), "b", &["--group-iface", &lan.ips[1]]);
-    assert_eq!(a.next_line(Duration::from_secs(5)), "discovery off");
-    let b_on = b.next_line(Duration::from_secs(5));
+    assert_eq!(a.next_line_but_id(Duration::from_secs(5)), "discovery off");
+    let b_on = b.next_line_but_id(Duration::from_secs(5));
     assert!(b_on.ends_with(&format!(" via {}", lan.ips[1])), "{b_on}");
     // Each learns the other at its address on the LAN (never loopback, never 0.0.0.0).
     let up_b = format!("peer up b {}:{b_port}", lan.ips[1]);

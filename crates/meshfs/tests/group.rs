@@ -28,7 +28,7 @@ fn node(dir: &Path, name: &str, net: &Group, extra: &[&str]) -> (Proc, String) {
     args.extend(extra.iter().map(|s| s.to_string()));
     let (proc, addr) = named_node(dir, name, &args);
     // Discovery says when its sockets are ready, before anything it hears.
-    let started = proc.next_line(Duration::from_secs(5));
+    let started = proc.next_line_but_id(Duration::from_secs(5));
     assert!(started.starts_with("discovery "), "{started:?}");
     (proc, addr)
 }
@@ -633,7 +633,7 @@ fn discovered_nodes_show_up_in_the_web_ui() {
         .unwrap_or_else(|| panic!("{web:?}"))
         .to_owned();
     assert!(
-        w.next_line(Duration::from_secs(5))
+        w.next_line_but_id(Duration::from_secs(5))
             .starts_with("discovery on ")
     );
 

@@ -5,6 +5,7 @@ mod common;
 
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use common::{assert_success, bin};
 
@@ -31,11 +32,16 @@ fn id_is_made_once_and_printed_both_ways() {
     let home = tempfile::tempdir().unwrap();
     let out = meshfs(home.path(), &["id"]);
     assert_success(&out);
-    let id = stdout(&out).trim().to_owned();
+    // Two lines: the ID, then curl's pin of the same key.
+    let text = stdout(&out);
+    let (id, pin) = text.trim().split_once('\n').expect("two lines");
+    let id = id.to_owned();
     assert_eq!(id.len(), 64, "{id}");
+    assert!(pin.starts_with("sha256//"), "{pin}");
+    assert_eq!(stdout(&meshfs(home.path(), &["id", "--curl"])).trim(), pin);
     assert!(home.path().join("config/meshfs/key.pem").exists());
     // Stable across runs.
-    assert_eq!(stdout(&meshfs(home.path(), &["id"])).trim(), id);
+    assert_eq!(stdout(&meshfs(home.path(), &["id", "--quiet"])).trim(), id);
 
     // The node's ID is another key, kept in the state folder.
     let out = meshfs(home.path(), &["id", "--node", "--cert"]);
@@ -44,6 +50,7 @@ fn id_is_made_once_and_printed_both_ways() {
     let mut lines = text.lines();
     let node_id = lines.next().unwrap();
     assert_ne!(node_id, id);
+    assert!(lines.next().unwrap().starts_with("sha256//"));
     let cert = lines.next().unwrap();
     assert!(cert.ends_with("state/meshfs/identity/cert.pem"), "{cert}");
     assert!(Path::new(cert).exists());
@@ -86,6 +93,10 @@ fn trust_pins_lists_replaces_and_forgets() {
         stdout(&meshfs(home.path(), &["trust"])),
         format!("cam1 {b}\ncam2 {a}\n")
     );
+    assert_eq!(
+        stdout(&meshfs(home.path(), &["trust", "--list"])),
+        format!("cam1 {b}\ncam2 {a}\n")
+    );
     let file = home.path().join("config/meshfs/known_nodes");
     let text = std::fs::read_to_string(&file).unwrap();
     assert!(text.contains(&format!("cam1 {b}\n")), "{text}");
@@ -98,4 +109,45 @@ fn trust_pins_lists_replaces_and_forgets() {
     let out = meshfs(home.path(), &["trust", "cam3", "not-an-id"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("not a node ID"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_node_keeps_its_key_in_its_state_folder_and_prints_its_id() {
+    let home = tempfile::tempdir().unwrap();
+    let state = home.path().join("node-state");
+    let share = home.path().join("share");
+    let start = || {
+        let mut cmd = Command::new(bin());
+        cmd.args(["node", share.to_str().unwrap(), "--name", "cam1"])
+            .args(["--listen", "127.0.0.1:0", "--no-web", "--no-discovery"])
+            .args(["--state", state.to_str().unwrap()])
+            .env("XDG_CONFIG_HOME", home.path().join("config"))
+            .env("XDG_STATE_HOME", home.path().join("state"));
+        let proc = common::spawn_piped(&mut cmd);
+        // The readiness line stays first; the ID follows the address lines.
+        let first = proc.next_line(Duration::from_secs(20));
+        assert!(first.starts_with("meshfs node cam1 serving "), "{first}");
+        let line = proc.next_line(Duration::from_secs(5));
+        let id = line.strip_prefix("id ").unwrap_or_else(|| panic!("{line}"));
+        id.to_owned()
+    };
+    let id = start();
+    assert!(state.join("identity/key.pem").exists());
+    // `meshfs id --node --state` reads the same key; a restart keeps it.
+    let out = meshfs(
+        home.path(),
+        &[
+            "id",
+            "--node",
+            "--quiet",
+            "--state",
+            state.to_str().unwrap(),
+        ],
+    );
+    assert_success(&out);
+    assert_eq!(stdout(&out).trim(), id);
+    assert_eq!(start(), id);
+    // Without --state the node's key is another one, under $XDG_STATE_HOME/meshfs.
+    let default = meshfs(home.path(), &["id", "--node", "--quiet"]);
+    assert_ne!(stdout(&default).trim(), id);
 }

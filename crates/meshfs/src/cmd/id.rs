@@ -1,8 +1,9 @@
 //! `meshfs id`: print the ID others pin for this user, or for this machine's node.
 //!
 //! The ID is what `meshfs trust NAME ID` takes on another machine and what `meshfs peers`
-//! shows, so reading it aloud or pasting it is how two people check a first contact. `--curl`
-//! prints the same hash in the form `curl --pinnedpubkey` takes.
+//! shows, so reading it aloud or pasting it is how two people check a first contact. The second
+//! line is the same hash in the form `curl --pinnedpubkey` takes (`--curl` prints it alone,
+//! `--quiet` the ID alone, for scripts).
 
 use std::path::PathBuf;
 
@@ -15,8 +16,12 @@ The user's identity lives in $XDG_CONFIG_HOME/meshfs (default ~/.config/meshfs),
 STATE/identity (default $XDG_STATE_HOME/meshfs/identity, ~/.local/state/meshfs/identity);
 either is made on first use.
 
+Prints two lines: the ID (base32, in groups to read aloud) and the same hash as curl's
+`sha256//BASE64` pin.
+
 Examples:
   meshfs id                         this user's ID (what nodes started with --allow admit)
+  meshfs id --node --state /var/lib/meshfs   the ID of the node run as a system service
   meshfs id --node                  this machine's node ID (compare with `meshfs peers`)
   curl --pinnedpubkey \"$(meshfs id --node --curl)\" -k https://cam1.local:8044/")]
 pub struct Args {
@@ -26,9 +31,12 @@ pub struct Args {
     /// The node's state folder (with --node; as `meshfs node --state`).
     #[arg(long, value_name = "DIR", requires = "node")]
     pub state: Option<PathBuf>,
-    /// Print `sha256//BASE64`, the form `curl --pinnedpubkey` checks (the same hash).
-    #[arg(long)]
+    /// Print only `sha256//BASE64`, the form `curl --pinnedpubkey` checks (the same hash).
+    #[arg(long, conflicts_with = "quiet")]
     pub curl: bool,
+    /// Print only the ID.
+    #[arg(long, short)]
+    pub quiet: bool,
     /// Also print where the certificate is (PEM; browsers and `openssl` can read it).
     #[arg(long)]
     pub cert: bool,
@@ -59,8 +67,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let id = identity.id();
     if args.curl {
         println!("{}", id.pinned_pubkey());
-    } else {
+    } else if args.quiet {
         println!("{id}");
+    } else {
+        println!("{id}\n{}", id.pinned_pubkey());
     }
     if args.cert {
         println!("{}", dir.join(meshfs_core::identity::CERT_FILE).display());

@@ -1,5 +1,6 @@
 //! `meshfs node`: serve a folder. Prints one line on stdout when ready
-//! (`meshfs node NAME serving DIR on ADDR`), which scripts and tests wait for.
+//! (`meshfs node NAME serving DIR on ADDR`), which scripts and tests wait for; the node's ID
+//! (`id ID`) follows its address lines (web, ftp), so the first lines keep their places.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -14,7 +15,12 @@ use meshfs_server::{Config, FileServer};
 Examples:
   meshfs node                        serve ./share (created if missing) on 0.0.0.0:4044
   meshfs node ~/videos --name cam2   serve ~/videos as node cam2
-  meshfs node /srv/clips --listen 127.0.0.1:0   any free port on loopback (printed at start)")]
+  meshfs node /srv/clips --listen 127.0.0.1:0   any free port on loopback (printed at start)
+  meshfs node /srv/clips --state /var/lib/meshfs   as a system service: the key lives there
+
+The node's key and certificate are made on first start in STATE/identity (mode 0600); its ID,
+printed as `id ID` after the address lines and by `meshfs id --node`, is what clients pin.
+MESHFS_PASSWORD is this node's share password only (clients use MESHFS_CLIENT_PASSWORD).")]
 pub struct Args {
     /// Folder to serve (created if missing).
     #[arg(default_value = "share", env = "MESHFS_DIR")]
@@ -25,6 +31,11 @@ pub struct Args {
     /// Node name shown to other nodes (default: the host name).
     #[arg(long, env = "MESHFS_NAME")]
     pub name: Option<String>,
+    /// Folder of the node's lasting state: its key and certificate (STATE/identity), made on
+    /// first start. [default: $XDG_STATE_HOME/meshfs, else ~/.local/state/meshfs; a system
+    /// service: /var/lib/meshfs]
+    #[arg(long, value_name = "DIR", env = "MESHFS_STATE")]
+    pub state: Option<PathBuf>,
     /// Close connections idle for this long (e.g. 10m, 30s).
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     pub idle_timeout: Duration,
@@ -57,7 +68,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create {}", args.dir.display()))?;
     let share =
         Share::open(&args.dir).with_context(|| format!("cannot serve {}", args.dir.display()))?;
-    let name = args.name.unwrap_or_else(host_name);
+    let name = args.name.unwrap_or_else(super::id::host_name);
+    // The node's key pair: its ID is what clients pin and announcements carry.
+    let identity_dir = super::id::node_identity_dir(args.state)?;
+    let identity =
+        meshfs_core::Identity::load_or_create(&identity_dir, &name).with_context(|| {
+            format!(
+                "cannot load the node's identity in {}",
+                identity_dir.display()
+            )
+        })?;
+    let node_id = identity.id();
     // Share and offer passwords (seed 004), read before serving: the prompt comes first.
     let access = args.group.access()?;
     raise_fd_limit(args.max_connections as u64 + 256);
@@ -90,7 +111,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "meshfs node {name} serving {} on {addr}",
         share.root().display()
     );
-    tracing::info!(%name, %addr, dir = %share.root().display(), "node ready");
+    tracing::info!(%name, %addr, %node_id, dir = %share.root().display(), "node ready");
     if let Some(broker) = args.mqtt {
         if watch.is_some() {
             let bridge = meshfs_mqtt::Bridge::new(broker, name.clone(), events.clone());
@@ -145,6 +166,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     {
         println!("ftp {ftp}");
     }
+    // The node's ID, after the address lines (the web line stays second).
+    println!("id {node_id}");
     // Cluster worker (seed 002): pull the peers' changes into this share.
     args.cluster
         .start(&share, shutdown.clone(), &tracker)
@@ -187,15 +210,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     life.run_until_signal(args.grace).await;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// The machine's host name, the natural name of a node.
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty() && !s.contains(char::is_whitespace))
-        .unwrap_or_else(|| "meshfs".into())
 }
 
 /// A busy node holds one descriptor per connection: lift the soft limit towards the hard one.

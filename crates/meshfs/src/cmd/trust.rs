@@ -13,8 +13,10 @@ The pins live in $XDG_CONFIG_HOME/meshfs/known_nodes (default ~/.config/meshfs/k
 one `NAME ID` per line.
 
 Examples:
-  meshfs trust                       list the pinned nodes
+  meshfs trust --list                list the pinned nodes (also: `meshfs trust` alone)
   meshfs trust cam1 ABCD-EFGH-…      pin cam1 (read the ID with `meshfs id --node` on cam1)
+  meshfs trust cam1 NEW-ID           re-pin cam1 after a reinstall (the changed-key error
+                                     names this command with the ID it was shown)
   meshfs trust --forget cam1         drop the pin: the next contact pins again")]
 pub struct Args {
     /// The node's name (as `meshfs peers` and `hello` give it).
@@ -26,6 +28,9 @@ pub struct Args {
     /// Drop the pin of NAME.
     #[arg(long, requires = "name")]
     pub forget: bool,
+    /// List the pinned nodes, one `NAME ID` per line.
+    #[arg(long, conflicts_with_all = ["name", "forget"])]
+    pub list: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {

@@ -44,6 +44,17 @@ impl Proc {
             .unwrap_or_else(|e| panic!("no line from meshfs within {timeout:?}: {e}"))
     }
 
+    /// Next stdout line but a node's `id ID` line (printed after its address lines, before
+    /// what discovery prints).
+    pub fn next_line_but_id(&self, timeout: Duration) -> String {
+        loop {
+            let line = self.next_line(timeout);
+            if !line.starts_with("id ") {
+                return line;
+            }
+        }
+    }
+
     /// Send a signal (e.g. `libc::SIGINT`).
     pub fn signal(&self, sig: i32) {
         // SAFETY: plain syscall on our own child's pid.
