@@ -27,7 +27,7 @@ pub mod store;
 pub mod wire;
 
 pub use client::{Answer, ClientError, DirectoryClient};
-pub use join::{JoinArgs, Joined};
+pub use join::{JoinConfig, Joined};
 pub use server::{DirectoryServer, ServerConfig};
 pub use sqlite::SqliteStore;
 pub use store::{ConnectedUser, Store, StoreError};

@@ -43,7 +43,7 @@ pub struct Args {
     #[command(flatten)]
     pub web: meshfs_web::WebArgs,
     #[command(flatten)]
-    pub registry: meshfs_registry::JoinArgs,
+    pub registry: super::registry::JoinArgs,
     #[command(flatten)]
     pub ftp: meshfs_ftp::FtpArgs,
     #[command(flatten)]
@@ -141,18 +141,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?;
     // Central directory (seed 003): GET_FILE listener, then register/connect/publish in the
     // background; prints a second line once joined.
-    let joined = |j: &meshfs_registry::Joined| println!("meshfs node {j}");
-    meshfs_registry::join::start(
-        args.registry,
-        &name,
-        share.clone(),
-        // Follow the share's events when it is watched.
-        watch.as_ref().map(|_| events.clone()),
-        shutdown.clone(),
-        tracker.clone(),
-        joined,
-    )
-    .await?;
+    if let Some(join) = args.registry.config(&name) {
+        let joined = |j: &meshfs_registry::Joined| println!("meshfs node {j}");
+        meshfs_registry::join::start(
+            join,
+            share.clone(),
+            // Follow the share's events when it is watched.
+            watch.as_ref().map(|_| events.clone()),
+            shutdown.clone(),
+            tracker.clone(),
+            joined,
+        )
+        .await?;
+    }
     // LAN discovery and offers (seed 004): multicast announcements, static --peer polls.
     let this = meshfs_group::ThisNode {
         name: &name,
