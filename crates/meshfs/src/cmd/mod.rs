@@ -3,6 +3,7 @@
 pub mod cluster;
 pub mod fifo_chat;
 pub mod files;
+pub mod ftp;
 pub mod ftp_passwd;
 pub mod get;
 pub mod group_chat;

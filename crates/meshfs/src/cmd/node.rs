@@ -45,9 +45,9 @@ pub struct Args {
     #[command(flatten)]
     pub registry: super::registry::JoinArgs,
     #[command(flatten)]
-    pub ftp: meshfs_ftp::FtpArgs,
+    pub ftp: super::ftp::FtpArgs,
     #[command(flatten)]
-    pub cluster: meshfs_cluster::PeerArgs,
+    pub cluster: super::cluster::PeerArgs,
     #[command(flatten)]
     pub group: meshfs_group::GroupArgs,
 }
@@ -136,9 +136,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         println!("ftp {ftp}");
     }
     // Cluster worker (seed 002): pull the peers' changes into this share.
-    args.cluster
-        .start(&share, shutdown.clone(), &tracker)
-        .map_err(anyhow::Error::msg)?;
+    args.cluster.start(&share, shutdown.clone(), &tracker)?;
     // Central directory (seed 003): GET_FILE listener, then register/connect/publish in the
     // background; prints a second line once joined.
     if let Some(join) = args.registry.config(&name) {
