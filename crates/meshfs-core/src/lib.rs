@@ -9,20 +9,30 @@
 //! - [`follow`]: a reconnecting subscription to a remote node's events;
 //! - [`client`]: one connection to a node's file server;
 //! - [`remote`]: naming remote files (`meshfs://HOST:PORT/PATH`);
-//! - [`transfer`]: crash-proof downloads to `.part` with resume and verification.
+//! - [`transfer`]: crash-proof downloads to `.part` with resume and verification;
+//! - [`identity`]: a node's or user's key pair, self-signed certificate and [`NodeId`];
+//! - [`tls`]: TLS 1.3 configurations that trust a node by its pinned ID;
+//! - [`known_nodes`]: the user's pins of node names to IDs (trust on first use, like SSH);
+//! - [`pake`]: a password proof (SPAKE2) bound to the TLS session, so no password is sent.
 
 pub mod accept;
 pub mod access;
 pub mod client;
 pub mod events;
 pub mod follow;
+pub mod identity;
+pub mod known_nodes;
 pub mod mime;
+pub mod pake;
 pub mod proto;
 pub mod remote;
 pub mod share;
+pub mod tls;
 pub mod transfer;
 
 pub use client::{Client, ClientError};
+pub use identity::{Identity, NodeId};
+pub use known_nodes::KnownNodes;
 pub use remote::RemotePath;
 pub use share::{Entry, Kind, Share, ShareError, ShareFile};
 
