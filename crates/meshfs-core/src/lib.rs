@@ -8,6 +8,7 @@
 //! - [`events`]: the share's numbered change log (inotify), replay and live subscription;
 //! - [`follow`]: a reconnecting subscription to a remote node's events;
 //! - [`client`]: one connection to a node's file server;
+//! - [`secret`]: [`Password`](secret::Password), which never prints itself;
 //! - [`remote`]: naming remote files (`meshfs://HOST:PORT/PATH`);
 //! - [`transfer`]: crash-proof downloads to `.part` with resume and verification;
 //! - [`identity`]: a node's or user's key pair, self-signed certificate and [`NodeId`];
@@ -26,6 +27,7 @@ pub mod mime;
 pub mod pake;
 pub mod proto;
 pub mod remote;
+pub mod secret;
 pub mod share;
 pub mod tls;
 pub mod transfer;

@@ -24,8 +24,9 @@ pub struct LocalNode<'a> {
     pub access: &'a meshfs_core::access::Access,
     /// Where its file server listens (as bound).
     pub file_server: SocketAddr,
-    /// Its LAN group flags: with discovery on, the page shows the group chat.
-    pub group: &'a meshfs_group::GroupArgs,
+    /// Its LAN group and chat port, or why there is none (discovery off): with a group, the
+    /// page shows the group chat.
+    pub group: Result<(meshfs_group::socket::Group, u16), &'a str>,
 }
 
 /// Flags of the web UI, flattened into `meshfs node`.
@@ -118,9 +119,7 @@ impl WebArgs {
             nodes.add(node);
         }
         let server = match WebServer::bind(&addr, share.clone(), nodes.clone()).await {
-            Ok(s) => s
-                .with_access(access.clone())
-                .with_chat(chat_for(group, file_server)),
+            Ok(s) => s.with_access(access.clone()).with_chat(chat_for(group)),
             Err(source) if self.web.is_none() => {
                 tracing::warn!(%addr, error = %source, "web UI not started: address in use? (--web ADDR or --no-web)");
                 return Ok(None);
@@ -137,20 +136,19 @@ impl WebArgs {
     }
 }
 
-/// The group chat of a node whose file server listens on `file_server`: on with discovery,
-/// on the same interface discovery uses.
-fn chat_for(group: &meshfs_group::GroupArgs, file_server: SocketAddr) -> ChatSetting {
-    if group.no_discovery {
-        return ChatSetting::Off("discovery is off on this node (--no-discovery)".into());
-    }
-    let g = group.group.group(Some(file_server.ip()));
-    match ChatRoom::join(&g, group.group.chat_port) {
+/// The group chat of a node: on with discovery, on the same interface discovery uses.
+fn chat_for(group: Result<(meshfs_group::socket::Group, u16), &str>) -> ChatSetting {
+    let (g, chat_port) = match group {
+        Ok(g) => g,
+        Err(why) => return ChatSetting::Off(why.into()),
+    };
+    match ChatRoom::join(&g, chat_port) {
         Ok(room) => ChatSetting::On(room),
         Err(e) => {
             tracing::warn!(error = %e, "web UI without the group chat");
             ChatSetting::Off(format!(
                 "cannot join the group chat {}:{}: {e}",
-                g.addr, group.group.chat_port
+                g.addr, chat_port
             ))
         }
     }

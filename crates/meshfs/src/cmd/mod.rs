@@ -6,6 +6,7 @@ pub mod files;
 pub mod ftp;
 pub mod ftp_passwd;
 pub mod get;
+pub mod group;
 pub mod group_chat;
 pub mod hub;
 pub mod mount;

@@ -17,9 +17,10 @@ use anyhow::Context;
 use meshfs_core::RemotePath;
 use meshfs_core::remote::DEFAULT_PORT;
 use meshfs_fuse::{Mount, MountOptions, PoolConfig};
-use meshfs_group::args::DnsSdArgs;
 use meshfs_group::discovery::{self, Change, Discovery};
-use meshfs_group::{GroupAddr, dnssd};
+use meshfs_group::dnssd;
+
+use super::group::{DnsSdArgs, GroupAddr};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 

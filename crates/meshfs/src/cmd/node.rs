@@ -49,7 +49,7 @@ pub struct Args {
     #[command(flatten)]
     pub cluster: super::cluster::PeerArgs,
     #[command(flatten)]
-    pub group: meshfs_group::GroupArgs,
+    pub group: super::group::GroupArgs,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -112,7 +112,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 access: &access,
                 file_server: addr,
                 // With discovery on, the page shows the group chat.
-                group: &args.group,
+                group: args.group.chat(addr),
             },
             shutdown.clone(),
             &tracker,
@@ -153,7 +153,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .await?;
     }
     // LAN discovery and offers (seed 004): multicast announcements, static --peer polls.
-    let this = meshfs_group::ThisNode {
+    let this = super::group::ThisNode {
         name: &name,
         server: addr,
         web: web.as_ref().map(|w| w.addr.port()),
@@ -164,7 +164,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let nodes = w.nodes.clone();
             Box::new(move |p: &meshfs_group::Peer| {
                 nodes.add(&p.addr.to_string());
-            }) as meshfs_group::args::PeerHook
+            }) as super::group::PeerHook
         }),
     };
     args.group.start(this, shutdown.clone(), &tracker).await?;

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use meshfs_group::GroupAddr;
+use super::group::GroupAddr;
 use meshfs_group::probe::{Answers, probe};
 
 #[derive(clap::Args)]
@@ -19,7 +19,7 @@ pub struct PeersArgs {
     #[command(flatten)]
     pub group: GroupAddr,
     #[command(flatten)]
-    pub dnssd: meshfs_group::args::DnsSdArgs,
+    pub dnssd: super::group::DnsSdArgs,
     /// Also ask this node's file server directly (repeatable); unreachable ones are reported
     /// on stderr.
     #[arg(long, value_name = "HOST:PORT")]

@@ -4,9 +4,9 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use super::group::{DnsSdArgs, GroupAddr};
 use anyhow::Context;
 use meshfs_core::RemotePath;
-use meshfs_group::args::{DnsSdArgs, GroupAddr};
 use meshfs_group::dnssd;
 use meshfs_group::probe::probe;
 
