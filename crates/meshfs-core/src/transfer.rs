@@ -45,6 +45,8 @@ pub struct DownloadOptions {
     /// Longest wait for the node at any step; a node that stalls longer fails the download
     /// (the `.part` is kept for a resume).
     pub io_timeout: Duration,
+    /// What to prove to the node on each connection the download opens.
+    pub credentials: crate::client::Credentials,
 }
 
 impl Default for DownloadOptions {
@@ -56,6 +58,7 @@ impl Default for DownloadOptions {
             window: 4,
             rate_limit: None,
             io_timeout: crate::client::IO_TIMEOUT,
+            credentials: crate::client::Credentials::none(),
         }
     }
 }
@@ -178,7 +181,7 @@ pub async fn download(
     progress: &dyn Progress,
 ) -> Result<Outcome, TransferError> {
     let started = Instant::now();
-    let mut client = Client::connect(&src.addr).await?;
+    let mut client = Client::connect_with(&src.addr, &opts.credentials).await?;
     client.set_timeout(opts.io_timeout);
     let entry = client.stat(&src.path).await?;
     if entry.kind == Kind::Dir {
@@ -189,8 +192,9 @@ pub async fn download(
     let remote_hash = opts.verify.then(|| {
         let src = src.clone();
         let timeout = opts.io_timeout;
+        let credentials = opts.credentials.clone();
         tokio::spawn(async move {
-            let mut client = Client::connect(&src.addr).await?;
+            let mut client = Client::connect_with(&src.addr, &credentials).await?;
             // Hashing a large file takes the node a while: allow for it.
             client.set_timeout(timeout.max(crate::client::IO_TIMEOUT));
             client.hash(&src.path).await

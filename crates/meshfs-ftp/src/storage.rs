@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use meshfs_core::access::{Access, Keys};
+use meshfs_core::access::{Access, Keys, ReadError};
 use meshfs_core::share::{Entry, Kind, Share, ShareError};
 use tokio::io::{AsyncRead, AsyncSeekExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use unftp_core::storage::{
@@ -137,29 +137,30 @@ impl ShareStorage {
         }
     }
 
-    /// May `user` read the content of `path`?
-    fn check_read(&self, user: &FtpUser, path: &str) -> Result<()> {
-        if user.can_write || self.access.may_read(&self.share, path, &Keys::default()) {
-            Ok(())
-        } else {
-            Err(protected())
-        }
-    }
-
-    /// Open `path` for a download by `user`: checked for reading, counted as a running
-    /// transfer (the guard), and opened through the share (confinement, O_NOFOLLOW, regular
-    /// files only) as a duplicate of that very descriptor, to stream from.
+    /// Open `path` for a download by `user`: counted as a running transfer (the guard), opened
+    /// through the share (confinement, regular files only) and, for users subject to the
+    /// passwords, checked against the very file opened; then duplicated, to stream from.
     async fn open_download(
         &self,
         user: &FtpUser,
         path: &Path,
     ) -> Result<(std::fs::File, BusyGuard)> {
         let path = text(path)?.to_owned();
-        self.check_read(user, &path)?;
         let busy = self.busy.start();
+        let trusted = user.can_write;
+        let access = self.access.clone();
         let file = self
             .blocking(move |s| {
-                let f = s.open_file(&path).map_err(share_error)?;
+                let f = if trusted {
+                    s.open_file(&path).map_err(share_error)?
+                } else {
+                    access
+                        .open_file(s, &path, &Keys::default())
+                        .map_err(|e| match e {
+                            ReadError::Locked => protected(),
+                            ReadError::Share(e) => share_error(e),
+                        })?
+                };
                 f.as_file().try_clone().map_err(Error::from)
             })
             .await?;

@@ -6,7 +6,7 @@
 use std::io;
 use std::sync::Arc;
 
-use meshfs_core::access::{Access, Keys, MAX_AUTH_FAILURES};
+use meshfs_core::access::{self, Access, Keys, MAX_AUTH_FAILURES};
 use meshfs_core::events::Events;
 use meshfs_core::proto::{self, Code, MAX_READ, PROTO_VERSION, Request};
 use meshfs_core::{Share, ShareError, ShareFile};
@@ -33,6 +33,9 @@ pub(crate) struct Session {
     keys: Keys,
     open: Option<OpenFile>,
 }
+
+/// The answer to a request that needs a password not proven yet.
+const PASSWORD_REQUIRED: &str = "password required (use auth)";
 
 /// What to do after a request.
 enum Next {
@@ -100,17 +103,30 @@ impl Session {
         self.conn.flush().await
     }
 
-    /// Does this connection's proven passwords allow `req`? Content needs the file's (or the
-    /// share's) password; browsing needs the share's.
+    /// Does this connection's proven passwords allow `req`? Browsing needs the share's
+    /// password; content (`open`, `pread`, `hash`) is checked by [`Session::open_checked`]
+    /// against the file actually opened.
     fn permitted(&self, req: &Request<'_>) -> bool {
         match req {
-            Request::Open(path) | Request::Hash(path) | Request::Pread { path, .. } => {
-                self.access.may_read(&self.share, path, &self.keys)
-            }
             Request::Stat(_) | Request::List(_) | Request::Ls(_) | Request::Subscribe(_) => {
                 self.access.may_browse(&self.keys)
             }
             _ => true,
+        }
+    }
+
+    /// Open `path` for this connection: the file's rule checked on the file opened.
+    fn open_checked(&mut self, path: &str) -> Option<ShareFile> {
+        match self.access.open_file(&self.share, path, &self.keys) {
+            Ok(file) => Some(file),
+            Err(access::ReadError::Locked) => {
+                self.error(Code::Denied, PASSWORD_REQUIRED);
+                None
+            }
+            Err(access::ReadError::Share(e)) => {
+                self.share_error(e);
+                None
+            }
         }
     }
 
@@ -134,7 +150,7 @@ impl Session {
             }
         };
         if !self.permitted(&req) {
-            self.error(Code::Denied, "password required (use auth)");
+            self.error(Code::Denied, PASSWORD_REQUIRED);
             return Ok(Next::Continue);
         }
         match req {
@@ -149,14 +165,9 @@ impl Session {
             Request::Open(path) => {
                 if self.open.is_some() {
                     self.error(Code::AlreadyOpen, "a file is already open");
-                } else {
-                    match self.share.open_file(path) {
-                        Ok(file) => {
-                            self.open = Some(OpenFile { file, pos: 0 });
-                            self.conn.status(0, "OK");
-                        }
-                        Err(e) => self.share_error(e),
-                    }
+                } else if let Some(file) = self.open_checked(path) {
+                    self.open = Some(OpenFile { file, pos: 0 });
+                    self.conn.status(0, "OK");
                 }
             }
             Request::Read(size) => {
@@ -185,14 +196,13 @@ impl Session {
                     self.error(Code::NotOpen, "no file is open");
                 }
             }
-            Request::Pread { offset, size, path } => match self.share.open_file(path) {
-                Ok(file) => {
+            Request::Pread { offset, size, path } => {
+                if let Some(file) = self.open_checked(path) {
                     let len = file.len()?;
                     let n = size.min(MAX_READ).min(len.saturating_sub(offset));
                     self.conn.data(file.as_file(), offset, n).await?;
                 }
-                Err(e) => self.share_error(e),
-            },
+            }
             Request::Stat(path) => match self.share.stat(path) {
                 Ok(entry) => {
                     self.conn.status(0, "OK");
@@ -229,9 +239,11 @@ impl Session {
                 }
             }
             Request::Hash(path) => {
+                let Some(file) = self.open_checked(path) else {
+                    return Ok(Next::Continue);
+                };
                 let share = self.share.clone();
-                let path = path.to_owned();
-                let hash = tokio::task::spawn_blocking(move || share.hash(&path))
+                let hash = tokio::task::spawn_blocking(move || share.hash_file(&file))
                     .await
                     .map_err(io::Error::other)?;
                 match hash {
