@@ -29,7 +29,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::client::{Client, ClientError, Credentials};
+use crate::client::{Client, ClientError, Credentials, NodeInfo};
+use crate::share::Entry;
 
 /// Timeouts and limits of one node's pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,11 +160,51 @@ impl Pool {
         lock(&self.inner.idle).len()
     }
 
+    /// `hello`: the node's name and version.
+    pub async fn hello(&self) -> Result<NodeInfo, ClientError> {
+        self.run(async |c| c.hello().await).await
+    }
+
+    /// `stat <path>`.
+    pub async fn stat(&self, path: &str) -> Result<Entry, ClientError> {
+        let path = path.to_owned();
+        self.run(async move |c| c.stat(&path).await).await
+    }
+
+    /// `stat <path>`, keeping the connection to read the file with (see [`Pool::run_leased`]).
+    pub async fn stat_leased(&self, path: &str) -> Result<(Entry, Lease), ClientError> {
+        let path = path.to_owned();
+        self.run_leased(async move |c| c.stat(&path).await).await
+    }
+
+    /// `ls <dir>`: a whole directory with metadata in one round trip.
+    pub async fn ls(&self, dir: &str) -> Result<Vec<Entry>, ClientError> {
+        let dir = dir.to_owned();
+        self.run(async move |c| c.ls(&dir).await).await
+    }
+
+    /// `pread <offset> <size> <path>`: at most `size` bytes (fewer at end of file).
+    pub async fn pread(&self, path: &str, offset: u64, size: u64) -> Result<Vec<u8>, ClientError> {
+        let path = path.to_owned();
+        self.run(async move |c| {
+            let mut buf = Vec::with_capacity(size as usize);
+            c.pread(&path, offset, size, &mut buf).await?;
+            Ok(buf)
+        })
+        .await
+    }
+
     /// Run `op` on a pooled connection and give the connection back; when a reused connection
     /// turns out dead, run `op` once more on a fresh one.
     ///
     /// `op` must read every reply it asks for, also when it fails with a node's error
     /// ([`ClientError::Remote`]), since such a connection is kept.
+    ///
+    /// Where the caller's future must be `Send` (a spawned task, an axum handler), let `op`
+    /// own what it captures (`let p = path.to_owned(); pool.run(async move |c|
+    /// c.stat(&p).await)`): with today's compiler an async closure that captures a borrowed
+    /// value makes the future fail `Send` ("implementation of `Send` is not general enough").
+    /// The typed methods above already do this.
     pub async fn run<T>(
         &self,
         op: impl AsyncFnMut(&mut Client) -> Result<T, ClientError>,

@@ -357,3 +357,113 @@ impl StorageBackend<FtpUser> for ShareStorage {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! FTP downloads against a parent folder swapped for a symlink (out of the share, or onto
+    //! a protected folder), before the request and between the share's resolve and the read.
+
+    use super::*;
+    use std::os::unix::fs::symlink;
+    use tokio::io::AsyncReadExt;
+
+    fn fixture() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("share");
+        for (folder, text) in [
+            (root.join("pub"), "public"),
+            (root.join("priv"), "secret"),
+            (dir.path().join("outside"), "escape"),
+        ] {
+            std::fs::create_dir_all(&folder).unwrap();
+            std::fs::write(folder.join("clip.mp4"), text).unwrap();
+        }
+        (dir, root)
+    }
+
+    fn swap_pub(root: &Path, target: &Path) {
+        if !root.join("pub").is_symlink() {
+            std::fs::rename(root.join("pub"), root.join("pub.old")).unwrap();
+            symlink(target, root.join("pub")).unwrap();
+        }
+    }
+
+    fn storage(share: &Share) -> ShareStorage {
+        let access = Access::open();
+        access.protect_file("priv/clip.mp4", "pw").unwrap();
+        ShareStorage {
+            share: share.clone(),
+            access,
+            busy: Busy::default(),
+        }
+    }
+
+    fn anonymous() -> FtpUser {
+        FtpUser {
+            name: "anonymous".into(),
+            can_write: false,
+        }
+    }
+
+    async fn download(s: &ShareStorage, path: &str) -> Result<Vec<u8>> {
+        let mut reader = s.get(&anonymous(), Path::new(path), 0).await?;
+        let mut out = Vec::new();
+        reader.read_to_end(&mut out).await?;
+        let mut via_get_into = Vec::new();
+        s.get_into(&anonymous(), Path::new(path), 0, &mut via_get_into)
+            .await?;
+        assert_eq!(out, via_get_into);
+        Ok(out)
+    }
+
+    #[tokio::test]
+    async fn download_with_a_parent_swapped_before_the_request_fails_closed() {
+        let (dir, root) = fixture();
+        for share in [
+            Share::open(&root).unwrap(),
+            Share::open_walking(&root).unwrap(),
+        ] {
+            let s = storage(&share);
+            assert_eq!(download(&s, "pub/clip.mp4").await.unwrap(), b"public");
+            swap_pub(&root, &dir.path().join("outside"));
+            let e = download(&s, "pub/clip.mp4").await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+            std::fs::remove_file(root.join("pub")).unwrap();
+            symlink("priv", root.join("pub")).unwrap();
+            let e = download(&s, "pub/clip.mp4").await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+            std::fs::remove_file(root.join("pub")).unwrap();
+            std::fs::rename(root.join("pub.old"), root.join("pub")).unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn download_with_a_parent_swapped_after_resolving_reads_what_was_resolved() {
+        for to_protected in [false, true] {
+            let (dir, root) = fixture();
+            for share in [
+                Share::open(&root).unwrap(),
+                Share::open_walking(&root).unwrap(),
+            ] {
+                let s = storage(&share);
+                let target = if to_protected {
+                    PathBuf::from("priv")
+                } else {
+                    dir.path().join("outside")
+                };
+                let r = root.clone();
+                share.set_resolve_hook(Some(Arc::new(move |_: &str| swap_pub(&r, &target))));
+                let mut reader = s
+                    .get(&anonymous(), Path::new("pub/clip.mp4"), 0)
+                    .await
+                    .unwrap();
+                let mut out = Vec::new();
+                reader.read_to_end(&mut out).await.unwrap();
+                assert_eq!(out, b"public", "to protected: {to_protected}");
+                share.set_resolve_hook(None);
+                std::fs::remove_file(root.join("pub")).unwrap();
+                std::fs::rename(root.join("pub.old"), root.join("pub")).unwrap();
+            }
+        }
+    }
+}

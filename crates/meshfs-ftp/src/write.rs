@@ -200,4 +200,67 @@ mod tests {
             Err(WriteError::Share(ShareError::NotAFile)) | Err(WriteError::Io(_))
         ));
     }
+
+    /// Uploads, folders, deletes and renames against a parent folder swapped for a symlink
+    /// out of the share: before the request they are refused; after the share resolved the
+    /// parent, they act in the folder that was resolved, never outside.
+    #[tokio::test]
+    async fn parent_swapped_for_a_symlink_never_leads_a_write_outside() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("share");
+        let outside = dir.path().join("outside");
+        fs::create_dir_all(root.join("pub")).unwrap();
+        fs::create_dir_all(&outside).unwrap();
+        fs::write(outside.join("victim"), b"keep").unwrap();
+        let swap = {
+            let (root, outside) = (root.clone(), outside.clone());
+            move || {
+                if !root.join("pub").is_symlink() {
+                    fs::rename(root.join("pub"), root.join("pub.old")).unwrap();
+                    symlink(&outside, root.join("pub")).unwrap();
+                }
+            }
+        };
+        let restore = || {
+            fs::remove_file(root.join("pub")).unwrap();
+            fs::rename(root.join("pub.old"), root.join("pub")).unwrap();
+        };
+        let untouched = || {
+            let names: Vec<_> = fs::read_dir(&outside)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(names, ["victim"]);
+            assert_eq!(fs::read(outside.join("victim")).unwrap(), b"keep");
+        };
+        for share in [
+            Share::open(&root).unwrap(),
+            Share::open_walking(&root).unwrap(),
+        ] {
+            swap();
+            assert!(upload(&share, "pub/new", &b"x"[..]).await.is_err());
+            assert!(make_dir(&share, "pub/d").is_err());
+            assert!(delete(&share, "pub/victim").is_err());
+            assert!(rename(&share, "pub/victim", "stolen").is_err());
+            untouched();
+            restore();
+
+            let hook_swap = swap.clone();
+            share.set_resolve_hook(Some(std::sync::Arc::new(move |_: &str| hook_swap())));
+            upload(&share, "pub/new", &b"mine"[..]).await.unwrap();
+            assert_eq!(fs::read(root.join("pub.old/new")).unwrap(), b"mine");
+            untouched();
+            restore();
+            delete(&share, "pub/victim").unwrap_err(); // resolved inside: no such file there
+            untouched();
+            restore();
+            make_dir(&share, "pub/d").unwrap();
+            assert!(root.join("pub.old/d").is_dir());
+            untouched();
+            restore();
+            share.set_resolve_hook(None);
+            fs::remove_file(root.join("pub/new")).unwrap();
+            fs::remove_dir(root.join("pub/d")).unwrap();
+        }
+    }
 }

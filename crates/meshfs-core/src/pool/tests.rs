@@ -84,7 +84,7 @@ fn config(max_connections: usize) -> PoolConfig {
 }
 
 async fn hello(pool: &Pool) -> Result<String, ClientError> {
-    pool.run(async |c| c.hello().await.map(|i| i.name)).await
+    pool.hello().await.map(|i| i.name)
 }
 
 /// Wait (bounded) until `cond` holds.
@@ -303,4 +303,30 @@ async fn run_leased_keeps_the_connection_and_futures_are_send() {
     assert_eq!((pools.get(&addr).in_use(), pools.get(&addr).idle()), (0, 1));
     assert!(pools.remove(&addr).is_some());
     assert_eq!(pools.get(&addr).idle(), 0, "a new pool after remove");
+}
+
+/// Compiles only if the pool's futures are `Send` in the ways callers use them: spawned
+/// tasks and axum handlers (see [`Pool::run`]'s note on captures).
+#[allow(dead_code)]
+fn futures_are_send_where_callers_need_it(pool: Pool, path: &'static str, n: u64) {
+    let p = pool.clone();
+    tokio::spawn(async move {
+        let owned = String::from("x");
+        let borrowed: &str = &owned;
+        p.stat(borrowed).await?;
+        p.ls(borrowed).await?;
+        p.pread(borrowed, n, n).await?;
+        p.hello().await?;
+        p.stat_leased(path).await.map(drop)
+    });
+    tokio::spawn(async move {
+        let owned = path.to_owned();
+        pool.run(async move |c| c.stat(&owned).await).await?;
+        pool.run(async move |c| {
+            let mut b = Vec::new();
+            c.pread("x", n, n, &mut b).await?;
+            Ok(b)
+        })
+        .await
+    });
 }

@@ -31,6 +31,8 @@ pub struct Options {
     pub access: Option<Access>,
     /// Watch the share and serve `subscribe`, keeping this many events.
     pub events: Option<usize>,
+    /// Serve this share of `root` (one the test keeps a handle on) instead of a fresh one.
+    pub share: Option<Share>,
 }
 
 pub fn start(root: &Path, options: Options) -> TestServer {
@@ -39,7 +41,7 @@ pub fn start(root: &Path, options: Options) -> TestServer {
         .enable_all()
         .build()
         .unwrap();
-    let share = Share::open(root).unwrap();
+    let share = options.share.unwrap_or_else(|| Share::open(root).unwrap());
     let mut server = rt
         .block_on(FileServer::bind("127.0.0.1:0", share, options.config))
         .unwrap();

@@ -158,15 +158,6 @@ pub struct ThisNode<'a> {
 }
 
 impl GroupArgs {
-    /// The group chat of a node whose file server listens on `server` (on the interface
-    /// discovery uses) and its port, or why there is none.
-    pub fn chat(&self, server: SocketAddr) -> Result<(Group, u16), &'static str> {
-        if self.no_discovery {
-            return Err("discovery is off on this node (--no-discovery)");
-        }
-        Ok((self.group.group(Some(server.ip())), self.group.chat_port))
-    }
-
     /// The node's [`Access`]: the share password (file, environment or prompt) and the
     /// passwords of offered files. Call before the file server starts.
     pub fn access(&self) -> anyhow::Result<Access> {

@@ -41,7 +41,7 @@ pub struct Args {
     #[arg(long, env = "MESHFS_MQTT")]
     pub mqtt: Option<meshfs_mqtt::BrokerAddr>,
     #[command(flatten)]
-    pub web: meshfs_web::WebArgs,
+    pub web: super::web::WebArgs,
     #[command(flatten)]
     pub registry: super::registry::JoinArgs,
     #[command(flatten)]
@@ -106,13 +106,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .web
         .start(
             &args.listen,
-            meshfs_web::LocalNode {
+            super::web::LocalNode {
                 name: &name,
                 share: &share,
                 access: &access,
                 file_server: addr,
                 // With discovery on, the page shows the group chat.
-                group: args.group.chat(addr),
+                group: &args.group,
             },
             shutdown.clone(),
             &tracker,
