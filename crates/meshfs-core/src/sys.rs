@@ -203,3 +203,12 @@ pub(crate) fn read_dir(fd: OwnedFd) -> io::Result<Vec<Vec<u8>>> {
     unsafe { libc::closedir(dir) };
     result.map(|()| out)
 }
+
+/// `fstatvfs`: the size and free space of the file system holding `fd`.
+pub(crate) fn fstatvfs(fd: BorrowedFd<'_>) -> io::Result<libc::statvfs> {
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `st` is a valid out-pointer; the kernel fills it on success.
+    check(unsafe { libc::fstatvfs(fd.as_raw_fd(), st.as_mut_ptr()) })?;
+    // SAFETY: initialised by the successful call above.
+    Ok(unsafe { st.assume_init() })
+}

@@ -5,8 +5,8 @@
 
 use std::net::SocketAddr;
 
-use meshfs_core::Share;
 use meshfs_core::access::Access;
+use meshfs_core::{Peers, Share};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -30,6 +30,8 @@ pub struct WebConfig {
     pub file_server: String,
     /// Other nodes to show, by file-server address (`host:port`).
     pub nodes: Vec<String>,
+    /// The node's peer table: every node in it is shown too, as it comes.
+    pub peers: Peers,
     /// The LAN group chat, or why the page shows none.
     pub chat: ChatSetting,
 }
@@ -37,10 +39,9 @@ pub struct WebConfig {
 /// A running web UI.
 #[derive(Debug, Clone)]
 pub struct WebHandle {
-    /// Where it listens.
+    /// Where it listens. (The nodes it shows come from the [`Peers`] it was given: there
+    /// is no other way in.)
     pub addr: SocketAddr,
-    /// The nodes it shows; discovery adds to it with [`NodeDirectory::add`].
-    pub nodes: NodeDirectory,
 }
 
 /// Why the web UI could not start.
@@ -66,12 +67,14 @@ pub async fn start(
         access,
         file_server,
         nodes: others,
+        peers,
         chat,
     } = config;
     let nodes = NodeDirectory::new(&name, &file_server);
     for node in &others {
         nodes.add(node);
     }
+    tracker.spawn(nodes.clone().follow_peers(peers, shutdown.clone()));
     let error = |source| StartError {
         addr: addr.clone(),
         source,
@@ -84,5 +87,5 @@ pub async fn start(
     let local = server.local_addr().map_err(error)?;
     tracker.spawn(server.run(shutdown, tracker.clone()));
     tracing::info!(addr = %local, "web UI ready");
-    Ok(WebHandle { addr: local, nodes })
+    Ok(WebHandle { addr: local })
 }

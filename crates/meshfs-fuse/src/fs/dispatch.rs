@@ -20,6 +20,7 @@ use super::{MeshFs, component};
 use crate::error::errno;
 use crate::inodes::{self, Inode, InodeTable};
 use crate::readahead::CHUNK;
+use crate::requests;
 
 /// Callbacks that would write, each answered `EROFS`: `fn name(argument types…) -> Reply;`
 /// (the request and the reply are implied). fuser's defaults would answer `ENOSYS`, which
@@ -95,7 +96,8 @@ impl Filesystem for MeshFs {
                 }
                 let shared = self.shared.clone();
                 self.spawn(async move {
-                    match shared.nodes.get(node).pool.stat(&child).await {
+                    let pool = &shared.nodes.get(node).pool;
+                    match requests::stat(pool, &child).await {
                         Ok(e) => {
                             let ino = shared.inodes.lookup(node, &child);
                             shared.cache.attrs.insert(ino, e.clone());

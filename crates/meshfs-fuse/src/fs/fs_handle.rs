@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::Shared;
 use crate::nodes::NotAdded;
-use crate::pool::NodePool;
+use meshfs_core::Pool;
 
 /// A handle on the filesystem from outside its callbacks.
 #[derive(Debug, Clone)]
@@ -42,7 +42,7 @@ impl FsHandle {
     }
 
     /// Show a node (see [`crate::nodes::Nodes::add`]); returns its index and folder name.
-    pub fn add_node(&self, name: &str, pool: NodePool) -> Result<(usize, String), NotAdded> {
+    pub fn add_node(&self, name: &str, pool: Pool) -> Result<(usize, String), NotAdded> {
         let (node, folder) = self
             .0
             .nodes

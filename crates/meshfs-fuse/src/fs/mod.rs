@@ -36,6 +36,7 @@ use crate::error::errno;
 use crate::inodes::InodeTable;
 use crate::nodes::{Node, Nodes};
 use crate::readahead::Budget;
+use crate::requests;
 
 pub use fs_handle::{FsHandle, Stale};
 
@@ -119,7 +120,7 @@ impl Shared {
             return Ok(e);
         }
         let node = self.nodes.get(node);
-        match node.pool.stat(path).await {
+        match requests::stat(&node.pool, path).await {
             Ok(e) => {
                 self.cache.attrs.insert(ino, e.clone());
                 Ok(e)
@@ -138,7 +139,7 @@ impl Shared {
             return Ok(l);
         }
         let node = self.nodes.get(node);
-        match node.pool.ls(path).await {
+        match requests::ls(&node.pool, path).await {
             Ok(entries) => {
                 let entries = Arc::new(entries);
                 self.cache.dirs.insert(ino, entries.clone());

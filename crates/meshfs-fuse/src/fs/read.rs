@@ -9,12 +9,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use fuser::{Errno, ReplyData};
+use meshfs_core::ClientError;
 use meshfs_core::proto::MAX_READ;
 
 use super::Shared;
 use crate::error::errno;
 use crate::nodes::Node;
 use crate::readahead::{CHUNK, Chunk, ReadAhead, Source};
+use crate::requests;
 
 /// An open file: where it lives and how it is being read.
 #[derive(Debug)]
@@ -41,6 +43,12 @@ impl OpenFile {
                 shared.budget.clone(),
             )),
         }
+    }
+
+    /// One `pread` of at most `size` bytes at `offset` (fewer at end of file, or where the
+    /// node caps a reply).
+    async fn pread(&self, offset: u64, size: u64) -> Result<Vec<u8>, ClientError> {
+        requests::pread(&self.node.pool, &self.path, offset, size).await
     }
 
     fn discard(&self, chunk: &Arc<Chunk>) {
@@ -84,8 +92,7 @@ impl Shared {
 
     /// Fetch one read-ahead chunk and hand it to whoever waits on it.
     async fn fetch_chunk(&self, file: &OpenFile, chunk: &Chunk) {
-        let pool = &file.node.pool;
-        let res = match pool.pread(&file.path, chunk.start(), CHUNK).await {
+        let res = match file.pread(chunk.start(), CHUNK).await {
             Ok(data) => {
                 file.size
                     .fetch_max(chunk.start() + data.len() as u64, Ordering::Relaxed);
@@ -103,11 +110,10 @@ impl Shared {
     /// cap one reply (at 16 MiB, or less), and a short reply in the middle of a file would
     /// read as end of file to the kernel.
     async fn pread(&self, file: &OpenFile, offset: u64, size: u64) -> Result<Vec<u8>, Errno> {
-        let pool = &file.node.pool;
         let mut out: Vec<u8> = Vec::new();
         while (out.len() as u64) < size {
             let pos = offset + out.len() as u64;
-            let data = match pool.pread(&file.path, pos, size - out.len() as u64).await {
+            let data = match file.pread(pos, size - out.len() as u64).await {
                 Ok(data) => data,
                 Err(e) => {
                     tracing::debug!(path = %file.path, offset = pos, error = %e, "read failed");

@@ -101,6 +101,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             );
         }
     }
+    // The node's one peer table: discovery writes it, the web UI shows it.
+    let peers = meshfs_core::Peers::default();
     // Web UI (issue 9): its address is the second stdout line, right after readiness.
     let web = args
         .web
@@ -111,8 +113,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 share: &share,
                 access: &access,
                 file_server: addr,
+                peers: &peers,
                 // With discovery on, the page shows the group chat.
-                group: &args.group,
+                group: if args.group.no_discovery {
+                    Err("discovery is off on this node (--no-discovery)")
+                } else {
+                    Ok((
+                        args.group.group.group(Some(addr.ip())),
+                        args.group.group.chat_port,
+                    ))
+                },
             },
             shutdown.clone(),
             &tracker,
@@ -159,13 +169,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         web: web.as_ref().map(|w| w.addr.port()),
         share: &share,
         access: &access,
-        // Discovered nodes show up in the web UI.
-        on_peer_up: web.as_ref().map(|w| {
-            let nodes = w.nodes.clone();
-            Box::new(move |p: &meshfs_group::Peer| {
-                nodes.add(&p.addr.to_string());
-            }) as super::group::PeerHook
-        }),
+        // Discovered nodes go into the peer table (until discovery writes into it itself).
+        on_peer_up: Some(Box::new(move |p: &meshfs_group::Peer| {
+            peers.hello(meshfs_core::Peer {
+                name: p.name.clone(),
+                id: p.id.clone(),
+                addr: p.addr,
+                web: p.web,
+                source: meshfs_core::peers::Source::Multicast,
+                last_seen: p.last_seen,
+            });
+        })),
     };
     args.group.start(this, shutdown.clone(), &tracker).await?;
 

@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use meshfs_core::NodeAddr;
 use super::group::GroupAddr;
+use meshfs_core::NodeAddr;
 use meshfs_group::probe::{Answers, probe};
 
 #[derive(clap::Args)]

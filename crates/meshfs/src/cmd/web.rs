@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::anyhow;
 use meshfs_core::{NodeAddr, Share};
 use meshfs_group::chat::{GroupChat, MAX_MESSAGE};
+use meshfs_group::socket::Group;
 use meshfs_web::{ChatRoom, ChatSend, ChatSetting, WebConfig, WebHandle};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -42,8 +43,11 @@ pub struct LocalNode<'a> {
     pub access: &'a meshfs_core::access::Access,
     /// Where its file server listens (as bound).
     pub file_server: SocketAddr,
-    /// Its LAN group flags: with discovery on, the page shows the group chat.
-    pub group: &'a super::group::GroupArgs,
+    /// Its peer table: the page shows every node in it.
+    pub peers: &'a meshfs_core::Peers,
+    /// Its LAN group and chat port, or why there is none (discovery off): with a group, the
+    /// page shows the group chat.
+    pub group: Result<(Group, u16), &'a str>,
 }
 
 impl WebArgs {
@@ -83,7 +87,8 @@ impl WebArgs {
             access: local.access.clone(),
             file_server: loopback_for(local.file_server).to_string(),
             nodes: self.nodes.iter().map(NodeAddr::to_string).collect(),
-            chat: chat_for(local.group, local.file_server, &shutdown, tracker),
+            peers: local.peers.clone(),
+            chat: chat_for(local.group, &shutdown, tracker),
         };
         match meshfs_web::start(config, shutdown, tracker).await {
             Ok(web) => Ok(Some(web)),
@@ -96,20 +101,17 @@ impl WebArgs {
     }
 }
 
-/// The group chat of a node whose file server listens on `file_server`: on with discovery,
-/// on the same interface discovery uses. Received messages go into the room until
-/// `shutdown`.
+/// The group chat of a node: on with discovery, on the same interface discovery uses.
+/// Received messages go into the room until `shutdown`.
 fn chat_for(
-    group: &super::group::GroupArgs,
-    file_server: SocketAddr,
+    group: Result<(Group, u16), &str>,
     shutdown: &CancellationToken,
     tracker: &TaskTracker,
 ) -> ChatSetting {
-    if group.no_discovery {
-        return ChatSetting::Off("discovery is off on this node (--no-discovery)".into());
-    }
-    let g = group.group.group(Some(file_server.ip()));
-    let port = group.group.chat_port;
+    let (g, port) = match group {
+        Ok(g) => g,
+        Err(why) => return ChatSetting::Off(why.into()),
+    };
     let chat = match GroupChat::join(&g, port) {
         Ok(chat) => Arc::new(chat),
         Err(e) => {
