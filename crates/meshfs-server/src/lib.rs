@@ -22,6 +22,7 @@ use meshfs_core::Share;
 use meshfs_core::accept::{Door, accept_loop};
 use meshfs_core::access::Access;
 use meshfs_core::events::Events;
+use meshfs_core::retention::DiskStatus;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -57,6 +58,7 @@ pub struct FileServer {
     config: Arc<Config>,
     events: Option<Events>,
     access: Access,
+    disk: Option<DiskStatus>,
 }
 
 impl FileServer {
@@ -69,12 +71,19 @@ impl FileServer {
             config: Arc::new(config),
             events: None,
             access: Access::open(),
+            disk: None,
         })
     }
 
     /// Enforce these passwords (`auth`); without it nothing is protected.
     pub fn with_access(mut self, access: Access) -> FileServer {
         self.access = access;
+        self
+    }
+
+    /// Say `disk=full` in `hello` while `disk` says so.
+    pub fn with_disk(mut self, disk: DiskStatus) -> FileServer {
+        self.disk = Some(disk);
         self
     }
 
@@ -97,7 +106,8 @@ impl FileServer {
             max_connections: self.config.max_connections,
             refusal: b"9 too many connections\n",
         };
-        let (share, config, events, access) = (self.share, self.config, self.events, self.access);
+        let (share, config, events, access, disk) =
+            (self.share, self.config, self.events, self.access, self.disk);
         accept_loop(&self.listener, door, &shutdown, &tracker, |stream, peer| {
             let _ = stream.set_nodelay(true);
             let session = Session::new(
@@ -106,6 +116,7 @@ impl FileServer {
                 config.clone(),
                 events.clone(),
                 access.clone(),
+                disk.clone(),
             );
             let shutdown = shutdown.clone();
             async move {

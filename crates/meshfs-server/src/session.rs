@@ -9,6 +9,7 @@ use std::sync::Arc;
 use meshfs_core::access::{self, Access, Keys, MAX_AUTH_FAILURES};
 use meshfs_core::events::Events;
 use meshfs_core::proto::{self, Code, MAX_READ, PROTO_VERSION, Request};
+use meshfs_core::retention::DiskStatus;
 use meshfs_core::{Share, ShareError, ShareFile};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -28,6 +29,8 @@ pub(crate) struct Session {
     share: Share,
     config: Arc<Config>,
     events: Option<Events>,
+    /// Whether the share's disk is full, for `hello`.
+    disk: Option<DiskStatus>,
     access: Access,
     /// Passwords this connection has proven with `auth`.
     keys: Keys,
@@ -50,6 +53,7 @@ impl Session {
         config: Arc<Config>,
         events: Option<Events>,
         access: Access,
+        disk: Option<DiskStatus>,
     ) -> Session {
         Session {
             conn,
@@ -57,6 +61,7 @@ impl Session {
             config,
             events,
             access,
+            disk,
             keys: Keys::default(),
             open: None,
         }
@@ -88,12 +93,13 @@ impl Session {
                 }
                 Err(ReadError::Io(e)) => return Err(e),
             };
-            if let Ok(Request::Subscribe(since)) = Request::parse(&line)
+            if let Ok(Request::Subscribe { since, reasons }) = Request::parse(&line)
                 && let Some(events) = self.events.clone()
                 && self.access.may_browse(&self.keys)
             {
                 // The connection now carries events until the client leaves.
-                return subscription::serve(&mut self.conn, &events, since, &shutdown).await;
+                return subscription::serve(&mut self.conn, &events, since, reasons, &shutdown)
+                    .await;
             }
             match self.handle(&line).await? {
                 Next::Continue => {}
@@ -108,7 +114,7 @@ impl Session {
     /// against the file actually opened.
     fn permitted(&self, req: &Request<'_>) -> bool {
         match req {
-            Request::Stat(_) | Request::List(_) | Request::Ls(_) | Request::Subscribe(_) => {
+            Request::Stat(_) | Request::List(_) | Request::Ls(_) | Request::Subscribe { .. } => {
                 self.access.may_browse(&self.keys)
             }
             _ => true,
@@ -155,11 +161,20 @@ impl Session {
         }
         match req {
             Request::Hello => {
-                let text = format!(
+                let mut text = format!(
                     "meshfs {} node={} proto={PROTO_VERSION}",
                     meshfs_core::VERSION,
                     self.config.name
                 );
+                // Words old clients ignore: `subscribe … reasons` is understood here, and
+                // the share's disk is full (the node still serves).
+                if self.events.is_some() {
+                    text.push_str(" events=reasons");
+                }
+                if let Some(word) = self.disk.as_ref().and_then(|d| d.hello_word()) {
+                    text.push(' ');
+                    text.push_str(word);
+                }
                 self.conn.status(0, &text);
             }
             Request::Open(path) => {
@@ -266,7 +281,7 @@ impl Session {
                     }
                 }
             }
-            Request::Subscribe(_) => {
+            Request::Subscribe { .. } => {
                 self.error(Code::BadRequest, "this node does not watch its share")
             }
             Request::Help => {
