@@ -71,7 +71,16 @@ pub enum Request<'a> {
     Ls(&'a str),
     Hash(&'a str),
     Auth(&'a str),
-    Subscribe(Option<u64>),
+    /// `pake <base64>[ <path>]`: start a password proof (see [`crate::pake`]).
+    Pake(&'a str),
+    /// `pake-confirm <base64>`: finish it.
+    PakeConfirm(&'a str),
+    /// `subscribe [SINCE] [reasons]`: `reasons` asks for `KIND:REASON` on the event lines
+    /// meshfs itself caused (protocols.md §1).
+    Subscribe {
+        since: Option<u64>,
+        reasons: bool,
+    },
     Quit,
     Help,
 }
@@ -135,13 +144,24 @@ impl<'a> Request<'a> {
             "ls" => Request::Ls(path(arg)),
             "hash" => Request::Hash(need(arg)?),
             "auth" => Request::Auth(arg.unwrap_or("")),
-            "subscribe" => match arg.map(str::trim).filter(|s| !s.is_empty()) {
-                None => Request::Subscribe(None),
-                Some(s) => Request::Subscribe(Some(
-                    s.parse()
-                        .map_err(|_| BadRequest("malformed sequence number"))?,
-                )),
-            },
+            "pake" => Request::Pake(need(arg)?),
+            "pake-confirm" => Request::PakeConfirm(need(arg)?),
+            "subscribe" => {
+                let (mut since, mut reasons) = (None, false);
+                for word in arg.unwrap_or("").split_whitespace() {
+                    if word == "reasons" && !reasons {
+                        reasons = true;
+                    } else if since.is_none() && !reasons {
+                        since = Some(
+                            word.parse()
+                                .map_err(|_| BadRequest("malformed sequence number"))?,
+                        );
+                    } else {
+                        return Err(BadRequest("usage: subscribe [<since>] [reasons]"));
+                    }
+                }
+                Request::Subscribe { since, reasons }
+            }
             "quit" => Request::Quit,
             "help" => Request::Help,
             "" => return Err(BadRequest("empty request")),
@@ -163,8 +183,11 @@ stat <path>                  size, modified, mode and type lines, then one empty
 pread <offset> <size> <path> read at an offset without open: 0 <n> then n bytes
 hash <path>                  BLAKE3 of the whole file
 hello                        node name, version and protocol
-auth <password>              unlock a protected share or file
-subscribe [<since>]          stream <seq> <kind> <path> file events
+auth <password>              unlock a protected share or file (in clear: only over TLS, or
+                             on a node started with --allow-plaintext-auth)
+pake <msg> [<path>]          prove a password without sending it (over TLS; SPAKE2)
+pake-confirm <msg>           finish the proof
+subscribe [<since>] [reasons]  stream <seq> <kind> <path> file events
 quit                         close the connection
 help                         this text
 ";
@@ -293,8 +316,43 @@ mod tests {
         );
         assert_eq!(
             Request::parse(b"subscribe 7"),
-            Ok(Request::Subscribe(Some(7)))
+            Ok(Request::Subscribe {
+                since: Some(7),
+                reasons: false
+            })
         );
+        assert_eq!(
+            Request::parse(b"subscribe 7 reasons"),
+            Ok(Request::Subscribe {
+                since: Some(7),
+                reasons: true
+            })
+        );
+        assert_eq!(
+            Request::parse(b"subscribe reasons"),
+            Ok(Request::Subscribe {
+                since: None,
+                reasons: true
+            })
+        );
+        assert!(Request::parse(b"subscribe reasons 7").is_err());
+        assert!(Request::parse(b"subscribe 7 8").is_err());
+        assert_eq!(
+            Request::parse(b"subscribe"),
+            Ok(Request::Subscribe {
+                since: None,
+                reasons: false
+            })
+        );
+        assert_eq!(
+            Request::parse(b"PAKE QUFB clips/a b.mp4"),
+            Ok(Request::Pake("QUFB clips/a b.mp4"))
+        );
+        assert_eq!(
+            Request::parse(b"pake-confirm QUFB"),
+            Ok(Request::PakeConfirm("QUFB"))
+        );
+        assert!(Request::parse(b"pake").is_err() && Request::parse(b"pake-confirm ").is_err());
         assert!(Request::parse(b"read").is_err());
         assert!(Request::parse(b"read -1").is_err());
         assert!(Request::parse(b"frobnicate").is_err());

@@ -98,6 +98,13 @@ pub(crate) fn mkdirat(dir: BorrowedFd<'_>, name: &CStr, mode: libc::mode_t) -> i
     check(unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), mode) }).map(drop)
 }
 
+/// `mkfifoat(dir, name, mode)` (tests make FIFOs to prove a share never blocks on one).
+#[cfg(test)]
+pub(crate) fn mkfifoat(dir: BorrowedFd<'_>, name: &CStr, mode: libc::mode_t) -> io::Result<()> {
+    // SAFETY: valid C string and a borrowed, open descriptor.
+    check(unsafe { libc::mkfifoat(dir.as_raw_fd(), name.as_ptr(), mode) }).map(drop)
+}
+
 /// `unlinkat(dir, name, flags)` (`AT_REMOVEDIR` for a folder). Never follows `name`.
 pub(crate) fn unlinkat(dir: BorrowedFd<'_>, name: &CStr, flags: libc::c_int) -> io::Result<()> {
     // SAFETY: valid C string and a borrowed, open descriptor.
