@@ -10,17 +10,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use meshfs_core::accept::{Door, accept_loop};
 use meshfs_core::proto::{MAX_LINE, PROTO_VERSION};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::ROLE_CLUSTER;
 use crate::workers::Workers;
 
-/// Connections served at once; more wait in the kernel's backlog.
+/// Connections served at once; more are refused.
 const MAX_CONNECTIONS: usize = 4096;
 
 /// A bound master.
@@ -50,37 +50,26 @@ impl Master {
         self.listener.local_addr()
     }
 
-    /// Serve until `shutdown`.
+    /// Serve until `shutdown`. Over [`MAX_CONNECTIONS`], a client is told
+    /// `9 too many connections` and closed (the node-wide overload rule of
+    /// [`meshfs_core::accept`]), as a file server would.
     pub async fn run(self, shutdown: CancellationToken, tracker: TaskTracker) {
-        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         let hello = Arc::new(format!(
             "meshfs {} node={} proto={PROTO_VERSION} {ROLE_CLUSTER}",
             meshfs_core::VERSION,
             self.name
         ));
-        loop {
-            let permit = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                p = slots.clone().acquire_owned() => p,
-            };
-            let Ok(permit) = permit else { return };
-            let stream = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                accepted = self.listener.accept() => match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                },
-            };
-            let workers = self.workers.clone();
+        let door = Door {
+            name: "cluster master",
+            max_connections: MAX_CONNECTIONS,
+            refusal: b"9 too many connections\n",
+        };
+        let (workers, idle) = (self.workers, self.idle_timeout);
+        accept_loop(&self.listener, door, &shutdown, &tracker, |stream, _| {
+            let workers = workers.clone();
             let hello = hello.clone();
-            let idle = self.idle_timeout;
             let shutdown = shutdown.clone();
-            tracker.spawn(async move {
-                let _permit = permit;
+            async move {
                 tokio::select! {
                     _ = shutdown.cancelled() => {}
                     r = session(stream, &workers, &hello, idle) => {
@@ -89,8 +78,9 @@ impl Master {
                         }
                     }
                 }
-            });
-        }
+            }
+        })
+        .await;
     }
 }
 

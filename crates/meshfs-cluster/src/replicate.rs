@@ -13,12 +13,13 @@
 //! - `resync` from a peer (it restarted, or its event log overflowed): walk its listing again,
 //!   but only to pull newer versions of files we have: a file we lack may be one we deleted.
 //!
-//! Writes into the share are confined like every other write: paths are normalised by
-//! `Share::normalize`, existing parent folders resolved by `Share::resolve`. Download leftovers
-//! (`.part`, `.part.resume`) and FTP upload temporaries are never propagated.
+//! Writes into the share are confined like every other write: `Share` creates and opens the
+//! parent folder beneath its root, the download lands by name inside that open folder
+//! (`transfer::download_into`), deletions go through `Share::remove_file`/`remove_dir`. No
+//! `std::fs` call here. Download leftovers and temporary files (`transfer::is_leftover`) are
+//! never propagated.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use meshfs_core::events::EventKind;
@@ -63,13 +64,9 @@ enum Want {
     NewerOnly,
 }
 
-/// Paths that are transient by-products of transfers, never propagated.
+/// Paths that are transient by-products of transfers and uploads, never propagated.
 fn transient(path: &str) -> bool {
-    let name = path.rsplit('/').next().unwrap_or(path);
-    name.starts_with(".meshfs-upload-")
-        || name.ends_with(".part")
-        || name.ends_with(".part.resume")
-        || name.ends_with(".part.resume.tmp")
+    transfer::is_leftover(path.rsplit('/').next().unwrap_or(path))
 }
 
 impl Replicator {
@@ -240,18 +237,15 @@ impl Replicator {
                 return Ok(false);
             }
         }
-        let dest = self.local_path(path)?;
+        let (dir, name) = self.share.parent_dir_creating(path)?;
         let src = RemotePath {
             addr: peer.to_owned(),
             path: path.to_owned(),
         };
-        if let Err(e) = transfer::download(&src, &dest, &DownloadOptions::default(), &()).await {
+        let opts = DownloadOptions::default();
+        if let Err(e) = transfer::download_into(&src, &dir, &name, &opts, &()).await {
             // No half-copies left in the share: the next event or catch-up starts over.
-            let part = transfer::part_path(&dest);
-            let mut record = part.clone().into_os_string();
-            record.push(".resume");
-            let _ = std::fs::remove_file(&part);
-            let _ = std::fs::remove_file(&record);
+            transfer::discard_partial(&dir, &name);
             return Err(e.into());
         }
         tracing::info!(%peer, %path, "pulled");
@@ -273,11 +267,10 @@ impl Replicator {
             Err(ShareError::NotFound) => return Ok(()),
             Err(e) => return Err(e.into()),
         };
-        let target = self.local_path(path)?;
         let removed = match local.kind {
-            Kind::File => std::fs::remove_file(&target),
+            Kind::File => self.share.remove_file(path),
             // Only empty folders: files inside get their own events.
-            Kind::Dir => std::fs::remove_dir(&target),
+            Kind::Dir => self.share.remove_dir(path),
         };
         match removed {
             Ok(()) => tracing::info!(%peer, %path, "deleted"),
@@ -286,34 +279,10 @@ impl Replicator {
         Ok(())
     }
 
-    /// The confined local path for `path`, creating missing parent folders.
-    fn local_path(&self, path: &str) -> Result<PathBuf, SyncError> {
-        let rel = Share::normalize(path)?;
-        let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel.as_str()));
-        if name.is_empty() {
-            return Err(ShareError::Denied("the share's root").into());
-        }
-        Ok(self.ensure_dir(parent)?.join(name))
-    }
-
-    /// Make sure folder `dir` exists in the share (creating it and its parents, confined);
-    /// returns its resolved path.
-    fn ensure_dir(&self, dir: &str) -> Result<PathBuf, SyncError> {
-        let rel = Share::normalize(dir)?;
-        match self.share.stat(&rel) {
-            Ok(e) if e.kind == Kind::Dir => return Ok(self.share.resolve(&rel)?),
-            Ok(_) => return Err(ShareError::NotADir.into()),
-            Err(ShareError::NotFound) => {}
-            Err(e) => return Err(e.into()),
-        }
-        let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel.as_str()));
-        let parent = self.ensure_dir(parent)?;
-        match std::fs::create_dir(parent.join(name)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e.into()),
-        }
-        Ok(self.share.resolve(&rel)?)
+    /// Make sure folder `dir` exists in the share (creating it and its parents, confined).
+    fn ensure_dir(&self, dir: &str) -> Result<(), SyncError> {
+        self.share.create_dir_all(dir)?;
+        Ok(())
     }
 }
 
@@ -325,22 +294,87 @@ mod tests {
     fn transient_names() {
         assert!(transient("a/b.mp4.part"));
         assert!(transient("b.mp4.part.resume"));
-        assert!(transient("x/.meshfs-upload-12-3"));
+        assert!(transient("x/.meshfs-tmp-12-3"));
         assert!(!transient("clips/a.mp4"));
     }
 
     #[test]
-    fn local_paths_are_confined_and_parents_created() {
+    fn local_folders_are_confined_and_parents_created() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("share")).unwrap();
         std::os::unix::fs::symlink(dir.path(), dir.path().join("share/up")).unwrap();
-        let r = Replicator::new(Share::open(dir.path().join("share")).unwrap());
-        let p = r.local_path("a/b/c.txt").unwrap();
-        assert!(p.ends_with("share/a/b/c.txt"));
+        let share = Share::open(dir.path().join("share")).unwrap();
+        let r = Replicator::new(share.clone());
+        let (folder, name) = share.parent_dir_creating("a/b/c.txt").unwrap();
+        assert!(folder.path().ends_with("share/a/b") && name == "c.txt");
         assert!(dir.path().join("share/a/b").is_dir());
-        assert!(r.local_path("../x").is_err());
-        assert!(r.local_path("up/x").is_err());
-        assert!(r.local_path("up/new/x").is_err());
+        assert!(share.parent_dir_creating("../x").is_err());
+        assert!(share.parent_dir_creating("up/x").is_err());
+        assert!(r.ensure_dir("up/new").is_err());
         assert!(!dir.path().join("new").exists());
+    }
+
+    /// A peer serving `clips/a.mp4`; our share has `clips/` too, and `outside/` lies beside it.
+    async fn peer_and_local() -> (tempfile::TempDir, String, CancellationToken) {
+        let dir = tempfile::tempdir().unwrap();
+        for d in ["peer/clips", "local/clips", "outside"] {
+            std::fs::create_dir_all(dir.path().join(d)).unwrap();
+        }
+        std::fs::write(dir.path().join("peer/clips/a.mp4"), b"pulled").unwrap();
+        let server = meshfs_server::FileServer::bind(
+            "127.0.0.1:0",
+            Share::open(dir.path().join("peer")).unwrap(),
+            meshfs_server::Config::default(),
+        )
+        .await
+        .unwrap();
+        let addr = server.local_addr().unwrap().to_string();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(server.run(shutdown.clone(), TaskTracker::new()));
+        (dir, addr, shutdown)
+    }
+
+    fn swap_clips(local: &std::path::Path, outside: &std::path::Path) {
+        if !local.join("clips").is_symlink() {
+            std::fs::rename(local.join("clips"), local.join("clips.old")).unwrap();
+            std::os::unix::fs::symlink(outside, local.join("clips")).unwrap();
+        }
+    }
+
+    /// Replication into a share whose folder was swapped for a symlink out of it: before the
+    /// pull it is refused; right after the share resolved the folder, the file lands in the
+    /// folder that was resolved. Nothing is ever written outside.
+    #[tokio::test]
+    async fn a_pull_into_a_folder_swapped_for_a_symlink_never_writes_outside() {
+        for walking in [false, true] {
+            let (dir, peer, shutdown) = peer_and_local().await;
+            let (local, outside) = (dir.path().join("local"), dir.path().join("outside"));
+            let share = if walking {
+                Share::open_walking(&local).unwrap()
+            } else {
+                Share::open(&local).unwrap()
+            };
+            let r = Replicator::new(share.clone());
+
+            swap_clips(&local, &outside);
+            assert!(r.pull(&peer, "clips/a.mp4", Want::Changed).await.is_err());
+            assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+            std::fs::remove_file(local.join("clips")).unwrap();
+            std::fs::rename(local.join("clips.old"), local.join("clips")).unwrap();
+
+            let (l, o) = (local.clone(), outside.clone());
+            share.set_resolve_hook(Some(Arc::new(move |_: &str| swap_clips(&l, &o))));
+            r.pull(&peer, "clips/a.mp4", Want::Changed).await.unwrap();
+            assert_eq!(
+                std::fs::read_dir(&outside).unwrap().count(),
+                0,
+                "walk {walking}"
+            );
+            assert_eq!(
+                std::fs::read(local.join("clips.old/a.mp4")).unwrap(),
+                b"pulled"
+            );
+            shutdown.cancel();
+        }
     }
 }

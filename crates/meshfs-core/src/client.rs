@@ -1,7 +1,7 @@
 //! `Client`: one connection to a node's file server, speaking protocols.md §1.
 //!
 //! Every read from the socket is bounded in size (status and listing lines are capped at
-//! [`MAX_LINE`](crate::proto::MAX_LINE)) and in time (a peer that stalls mid-reply yields
+//! [`MAX_LINE`]) and in time (a peer that stalls mid-reply yields
 //! [`ClientError::Timeout`] instead of a hang). Requests can be pipelined: [`Client::send`] queues
 //! a request without waiting, and replies are read in order.
 
@@ -82,9 +82,61 @@ pub struct Client {
     out: Vec<u8>,
 }
 
+/// What a client proves to a node on every new connection: for now the share password
+/// (`auth`); the node's TLS identity and ours will be added here, so every consumer that
+/// carries `Credentials` gets them without a change of its own.
+///
+/// `Debug` never shows the secret.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Credentials {
+    password: Option<String>,
+}
+
+impl Credentials {
+    /// Nothing to prove (an open node).
+    pub fn none() -> Credentials {
+        Credentials::default()
+    }
+
+    /// Prove `password` with `auth` after connecting.
+    pub fn password(password: impl Into<String>) -> Credentials {
+        Credentials {
+            password: Some(password.into()),
+        }
+    }
+
+    /// True when there is nothing to prove.
+    pub fn is_empty(&self) -> bool {
+        self.password.is_none()
+    }
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .finish()
+    }
+}
+
 impl Client {
-    /// Connect to `addr` (`host:port`).
+    /// Connect to `addr` (`host:port`) with nothing to prove.
     pub async fn connect(addr: &str) -> Result<Client> {
+        Client::connect_with(addr, &Credentials::none()).await
+    }
+
+    /// Connect to `addr` (`host:port`) and prove `credentials`. Every connection meshfs makes
+    /// goes through here (directly, or through [`Pool`](crate::pool::Pool)), so the TLS layer
+    /// wraps this one function.
+    pub async fn connect_with(addr: &str, credentials: &Credentials) -> Result<Client> {
+        let mut client = Client::connect_tcp(addr).await?;
+        if let Some(password) = &credentials.password {
+            client.auth(password).await?;
+        }
+        Ok(client)
+    }
+
+    async fn connect_tcp(addr: &str) -> Result<Client> {
         let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => s,
             Ok(Err(source)) => {

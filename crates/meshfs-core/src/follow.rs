@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::client::{Client, ClientError, Subscription};
+use crate::client::{Client, ClientError, Credentials, NodeInfo, Subscription};
 use crate::events::{Event, StreamLine};
 
 /// What the follower has to say.
@@ -23,11 +23,25 @@ pub enum Notice {
 /// Follows one node at `addr`.
 pub struct Follower {
     addr: String,
+    /// Proven on every (re)connection.
+    credentials: Credentials,
     since: Option<u64>,
     sub: Option<Subscription>,
     backoff: Duration,
-    /// Set once the first connection failed, so failures are reported once per outage.
-    reported_down: bool,
+    /// What the last failure reported was, so failures are reported once per outage: a node
+    /// that stops answering after refusing `subscribe` (or the reverse) is a new outage.
+    reported_down: Option<Outage>,
+    /// The `hello` answer of the latest connection attempt (`None` when it failed before).
+    hello: Option<NodeInfo>,
+}
+
+/// Why the link is down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outage {
+    /// The node did not answer `hello`.
+    Unreachable,
+    /// The node answered `hello`, then the subscription failed (refused, say).
+    Refused,
 }
 
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
@@ -38,11 +52,19 @@ impl Follower {
     pub fn new(addr: impl Into<String>, since: Option<u64>) -> Follower {
         Follower {
             addr: addr.into(),
+            credentials: Credentials::none(),
             since,
             sub: None,
             backoff: MIN_BACKOFF,
-            reported_down: false,
+            reported_down: None,
+            hello: None,
         }
+    }
+
+    /// Prove `credentials` on every connection (a protected node's events).
+    pub fn with_credentials(mut self, credentials: Credentials) -> Follower {
+        self.credentials = credentials;
+        self
     }
 
     /// The last event delivered (what a reconnection resumes after).
@@ -50,11 +72,22 @@ impl Follower {
         self.since
     }
 
+    /// What the node said in `hello` on the latest connection attempt: set from
+    /// [`Notice::Connected`] on, and at a [`Notice::Disconnected`] when the node answered
+    /// `hello` but the subscription failed (the web UI shows such a node online, without
+    /// events); `None` when the node did not answer.
+    pub fn hello(&self) -> Option<&NodeInfo> {
+        self.hello.as_ref()
+    }
+
     async fn connect(&mut self) -> Result<String, ClientError> {
-        let mut client = Client::connect(&self.addr).await?;
+        self.hello = None;
+        let mut client = Client::connect_with(&self.addr, &self.credentials).await?;
         let info = client.hello().await?;
+        let name = info.name.clone();
+        self.hello = Some(info);
         self.sub = Some(client.subscribe(self.since).await?);
-        Ok(info.name)
+        Ok(name)
     }
 
     /// Wait for the next notice. Never fails: outages are notices too.
@@ -64,14 +97,18 @@ impl Follower {
                 match self.connect().await {
                     Ok(name) => {
                         self.backoff = MIN_BACKOFF;
-                        self.reported_down = false;
+                        self.reported_down = None;
                         return Notice::Connected { name };
                     }
                     Err(e) => {
+                        let outage = match self.hello {
+                            Some(_) => Outage::Refused,
+                            None => Outage::Unreachable,
+                        };
                         tokio::time::sleep(self.backoff).await;
                         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
-                        if !self.reported_down {
-                            self.reported_down = true;
+                        if self.reported_down != Some(outage) {
+                            self.reported_down = Some(outage);
                             return Notice::Disconnected {
                                 error: e.to_string(),
                             };
@@ -89,7 +126,8 @@ impl Follower {
                 }
                 Err(e) => {
                     self.sub = None;
-                    self.reported_down = true;
+                    self.hello = None;
+                    self.reported_down = Some(Outage::Unreachable);
                     return Notice::Disconnected {
                         error: e.to_string(),
                     };

@@ -1,27 +1,56 @@
 //! The meshfs core: what every door (file server, FTP, HTTP, FUSE, directory peer, chat) calls.
 //!
+//! - [`accept`]: the accept loop every TCP door runs, with the one overload rule;
 //! - [`access`]: passwords protecting the share or single files;
-//! - [`share`]: one folder, confined paths, list/stat/open/read-at, BLAKE3 hash;
+//! - [`share`]: one folder, every path resolved once beneath its root: list/stat/open/read-at,
+//!   BLAKE3 hash, and confined changes;
+//! - [`dir`]: an open folder and the one temporary-file-then-rename writer;
 //! - [`mime`]: media types by file extension;
 //! - [`proto`]: the file-server protocol's codes, request parser and reply formats;
 //! - [`events`]: the share's numbered change log (inotify), replay and live subscription;
 //! - [`follow`]: a reconnecting subscription to a remote node's events;
-//! - [`client`]: one connection to a node's file server;
-//! - [`remote`]: naming remote files (`meshfs://HOST:PORT/PATH`);
-//! - [`transfer`]: crash-proof downloads to `.part` with resume and verification.
+//! - [`client`]: one connection to a node's file server, and the [`Credentials`] it proves;
+//! - [`pool`]: the connections to one node, shared by every request a door makes to it;
+//! - [`peers`]: the one table of known nodes, fed by every discovery, with an up/down watch;
+//! - [`retention`]: deleting the oldest complete files before the disk fills, and the disk's state;
+//! - [`remote`]: naming nodes ([`NodeAddr`]) and remote files (`meshfs://HOST:PORT/PATH`);
+//! - [`transfer`]: crash-proof downloads to `.part` with resume and verification;
+//! - [`identity`]: a node's or user's key pair, self-signed certificate and [`NodeId`];
+//! - [`tls`]: TLS 1.3 configurations that trust a node by its pinned ID;
+//! - [`known_nodes`]: the user's pins of node names to IDs (trust on first use, like SSH);
+//! - [`pake`]: a password proof (SPAKE2) bound to the TLS session, so no password is sent;
+//! - [`stream`]: a connection in clear or in TLS behind one reader/writer;
+//! - [`trust`]: a client process's policy (TLS with pins, or `--plaintext`).
 
+pub mod accept;
 pub mod access;
 pub mod client;
+pub mod dir;
 pub mod events;
 pub mod follow;
+pub mod identity;
+pub mod known_nodes;
 pub mod mime;
+pub mod pake;
+pub mod peers;
+pub mod pool;
 pub mod proto;
 pub mod remote;
+pub mod retention;
 pub mod share;
+pub mod stream;
+mod sys;
+pub mod tls;
 pub mod transfer;
+pub mod trust;
 
-pub use client::{Client, ClientError};
-pub use remote::RemotePath;
+pub use client::{Client, ClientError, Credentials};
+pub use dir::Dir;
+pub use identity::{Identity, NodeId};
+pub use known_nodes::KnownNodes;
+pub use peers::{Peer, PeerEvent, Peers};
+pub use pool::{Lease, Pool, PoolConfig, Pools};
+pub use remote::{NodeAddr, RemotePath};
 pub use share::{Entry, Kind, Share, ShareError, ShareFile};
 
 /// The meshfs version, as `hello` announces it.

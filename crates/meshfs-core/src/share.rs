@@ -1,32 +1,44 @@
 //! `Share`: one folder served by a node, and the only code in meshfs that decides what a
 //! path may reach.
 //!
-//! Every door (file server, FTP, HTTP, FUSE, peer `GET_FILE`) hands the path it received to
-//! [`Share`] and gets back either metadata, a listing, an open [`ShareFile`] or a
-//! [`ShareError`] that maps onto the file-server protocol's codes. Adapters never call
-//! `std::fs` themselves.
+//! Every door (file server, FTP, HTTP, FUSE, peer `GET_FILE`, cluster replication) hands the
+//! path it received to [`Share`] and gets back either metadata, a listing, an open
+//! [`ShareFile`], a [`Dir`] to change, or a [`ShareError`] that maps onto the file-server
+//! protocol's codes. Adapters never call `std::fs` on shared paths.
 //!
 //! Confinement rules, checked on every call (never cached, so a symlink created after start is
 //! judged when it is used):
 //! - NUL bytes and `..` components are refused outright (code 2);
 //! - a leading `/` is ignored and empty or `.` components are skipped, so `/a//b/./c` is `a/b/c`;
-//! - the joined path is canonicalised (all symlinks resolved) and must still lie under the
-//!   canonical root, otherwise it is refused (code 2);
-//! - the resolved file is then opened with `O_NOFOLLOW | O_NONBLOCK`, so a last component swapped
-//!   for a symlink between the check and the open fails instead of escaping, and a FIFO or device
-//!   can never block the caller; anything that is not a regular file is refused (code 7).
+//! - the path is resolved *once*, relative to the root folder held open, into an open
+//!   descriptor ([`resolve`]): symlinks are followed while they stay inside the share, and any
+//!   step that would leave it is refused (code 2). What is then read, listed, checked against a
+//!   password or changed is that descriptor, never the path again, so nothing swapped in
+//!   between a check and a use (a parent folder replaced by a symlink, say) can escape;
+//! - files are opened `O_NONBLOCK`, so a FIFO or device can never block the caller; anything
+//!   that is not a regular file is refused (code 7);
+//! - changes ([`Share::create_dir`], [`Share::remove_file`], [`Share::rename`],
+//!   [`Share::new_file`]…) resolve the parent folder beneath the root and act on the last
+//!   component inside it without following it (see [`crate::dir`]).
 //!
 //! All methods block on the file system; async callers decide whether to run them inline (cheap
 //! metadata calls) or on a blocking thread (listings, hashing).
 
-use std::fs::{self, File, Metadata, OpenOptions};
-use std::io::{self, Read};
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+mod resolve;
+
+use std::ffi::OsStr;
+use std::fs::{self, File, Metadata};
+use std::io;
+use std::os::fd::AsFd;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::dir::{Dir, TempFile};
 use crate::proto::Code;
+use crate::sys;
+use resolve::{Resolved, Resolver};
 
 /// Longest path (in bytes) a request may name; Linux's own `PATH_MAX`.
 pub const MAX_PATH_LEN: usize = 4096;
@@ -66,6 +78,21 @@ impl ShareError {
             Some(libc::EACCES) | Some(libc::EPERM) => ShareError::Denied("not readable"),
             // O_NOFOLLOW on a symlink: it was swapped in after we resolved the path.
             Some(libc::ELOOP) => ShareError::Denied("symbolic link"),
+            Some(libc::EXDEV) => ShareError::Denied("outside the share"),
+            _ => ShareError::Io(err),
+        }
+    }
+
+    /// Classify an OS error met while changing the share.
+    fn from_write(err: io::Error) -> ShareError {
+        match err.raw_os_error() {
+            Some(libc::ENOENT) => ShareError::NotFound,
+            Some(libc::EACCES) | Some(libc::EPERM) => ShareError::Denied("not writable"),
+            Some(libc::EISDIR) => ShareError::NotAFile,
+            Some(libc::ENOTDIR) => ShareError::NotADir,
+            Some(libc::EINVAL) if err.kind() == io::ErrorKind::InvalidInput => {
+                ShareError::Denied("not a file name")
+            }
             _ => ShareError::Io(err),
         }
     }
@@ -92,20 +119,22 @@ pub struct Entry {
 }
 
 impl Entry {
-    fn from_metadata(name: String, md: &Metadata) -> Option<Entry> {
-        let kind = if md.is_file() {
-            Kind::File
-        } else if md.is_dir() {
-            Kind::Dir
-        } else {
-            return None;
+    fn from_stat(name: String, st: &libc::stat) -> Option<Entry> {
+        let kind = match st.st_mode & libc::S_IFMT {
+            libc::S_IFREG => Kind::File,
+            libc::S_IFDIR => Kind::Dir,
+            _ => return None,
         };
         Some(Entry {
             name,
             kind,
-            size: if kind == Kind::File { md.len() } else { 0 },
-            mtime_ns: md.mtime().saturating_mul(1_000_000_000) + md.mtime_nsec(),
-            mode: md.permissions().mode() & 0o7777,
+            size: if kind == Kind::File {
+                st.st_size as u64
+            } else {
+                0
+            },
+            mtime_ns: st.st_mtime.saturating_mul(1_000_000_000) + st.st_mtime_nsec,
+            mode: st.st_mode & 0o7777,
         })
     }
 
@@ -138,6 +167,8 @@ pub struct ShareFile {
     file: File,
     /// The path relative to the share, normalised (`a/b/c`).
     path: String,
+    /// Where it really lies, when the resolution already knew (see [`Share::canonical_of`]).
+    canonical: Option<String>,
 }
 
 impl ShareFile {
@@ -196,24 +227,70 @@ impl ContentId {
 /// How many recent BLAKE3 results the share remembers.
 const HASH_CACHE_LEN: usize = 256;
 
+/// Called after every resolution beneath the root, before its result is used (tests only:
+/// they swap folders for symlinks there, to prove nothing is resolved twice).
+#[cfg(any(test, feature = "testing"))]
+pub type ResolveHook = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// One served folder. Cheap to clone (an `Arc` inside).
 #[derive(Debug, Clone)]
 pub struct Share {
     inner: Arc<ShareInner>,
 }
 
-#[derive(Debug)]
 struct ShareInner {
-    /// Canonical absolute path of the root: every resolved path must start with it.
-    root: PathBuf,
+    /// The root folder held open, and how paths are resolved beneath it.
+    resolver: Resolver,
     /// Recently computed hashes, most recent last. Small and linear on purpose.
     hashes: Mutex<Vec<(ContentId, blake3::Hash)>>,
+    #[cfg(any(test, feature = "testing"))]
+    hook: Mutex<Option<ResolveHook>>,
+}
+
+impl std::fmt::Debug for ShareInner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Share")
+            .field("root", &self.resolver.root())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A new file being written into the share: a hidden temporary file in the target's folder,
+/// renamed over the target by [`NewFile::persist`], removed if dropped before.
+#[derive(Debug)]
+pub struct NewFile {
+    temp: TempFile,
+    name: String,
+}
+
+impl NewFile {
+    /// The temporary file, to write to.
+    pub fn file(&self) -> &File {
+        self.temp.file()
+    }
+
+    /// `fsync`, then rename over the target, atomically.
+    pub fn persist(self) -> Result<(), ShareError> {
+        self.temp
+            .persist(&self.name)
+            .map_err(ShareError::from_write)
+    }
 }
 
 impl Share {
     /// Serve `dir`, which must exist and be a directory.
     pub fn open(dir: impl AsRef<Path>) -> io::Result<Share> {
-        let root = fs::canonicalize(dir.as_ref())?;
+        Self::open_with(dir.as_ref(), true)
+    }
+
+    /// Serve `dir` resolving every path by the component walk, even where `openat2` exists
+    /// (the fallback, tested on kernels that have `openat2`).
+    pub fn open_walking(dir: impl AsRef<Path>) -> io::Result<Share> {
+        Self::open_with(dir.as_ref(), false)
+    }
+
+    fn open_with(dir: &Path, openat2: bool) -> io::Result<Share> {
+        let root = fs::canonicalize(dir)?;
         if !fs::metadata(&root)?.is_dir() {
             return Err(io::Error::new(
                 io::ErrorKind::NotADirectory,
@@ -222,15 +299,28 @@ impl Share {
         }
         Ok(Share {
             inner: Arc::new(ShareInner {
-                root,
+                resolver: Resolver::new(root, openat2)?,
                 hashes: Mutex::new(Vec::new()),
+                #[cfg(any(test, feature = "testing"))]
+                hook: Mutex::new(None),
             }),
         })
     }
 
     /// The canonical root folder.
     pub fn root(&self) -> &Path {
-        &self.inner.root
+        self.inner.resolver.root()
+    }
+
+    /// Whether paths are resolved with `openat2` (else by the walk).
+    pub fn uses_openat2(&self) -> bool {
+        self.inner.resolver.uses_openat2()
+    }
+
+    /// Run `hook` after every resolution, with the share-relative path resolved.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn set_resolve_hook(&self, hook: Option<ResolveHook>) {
+        *self.inner.hook.lock().unwrap_or_else(|e| e.into_inner()) = hook;
     }
 
     /// Normalise a requested path into its components, refusing what can never be valid.
@@ -258,81 +348,102 @@ impl Share {
         Ok(out)
     }
 
-    /// Resolve a requested path to an absolute path inside the share with every symlink
-    /// followed, or refuse it. The path must exist.
-    pub fn resolve(&self, path: &str) -> Result<PathBuf, ShareError> {
-        let rel = Self::normalize(path)?;
-        let root = &self.inner.root;
-        let canonical = fs::canonicalize(root.join(&rel)).map_err(ShareError::from_os)?;
-        if !canonical.starts_with(root) {
-            return Err(ShareError::Denied("outside the share"));
+    /// Resolve the normalised `rel` beneath the root and open it with `flags`: the one place
+    /// a path becomes a descriptor.
+    fn open_beneath(&self, rel: &str, flags: libc::c_int) -> Result<Resolved, ShareError> {
+        let resolved = self.inner.resolver.open(rel, flags)?;
+        #[cfg(any(test, feature = "testing"))]
+        {
+            let hook = self
+                .inner
+                .hook
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            if let Some(hook) = hook {
+                hook(rel);
+            }
         }
-        Ok(canonical)
+        Ok(resolved)
+    }
+
+    /// Resolve a requested path to an absolute path inside the share with every symlink
+    /// followed, or refuse it. The path must exist. Only for naming (a set of folders seen,
+    /// a message): reaching it again by this path would resolve it a second time.
+    pub fn resolve(&self, path: &str) -> Result<PathBuf, ShareError> {
+        let rel = self.canonical_relative(path)?;
+        Ok(self.root().join(rel))
     }
 
     /// The path a requested path really names once every symlink is followed, relative to
     /// the root (`a/b/c`; empty for the root). Used to apply per-file rules to every name that
     /// leads to a file, links included.
     pub fn canonical_relative(&self, path: &str) -> Result<String, ShareError> {
-        let abs = self.resolve(path)?;
-        let rel = abs
-            .strip_prefix(&self.inner.root)
-            .map_err(|_| ShareError::Denied("outside the share"))?;
-        rel.to_str().map(str::to_owned).ok_or(ShareError::NotFound)
+        let rel = Self::normalize(path)?;
+        let resolved = self.open_beneath(&rel, libc::O_PATH)?;
+        self.inner.resolver.canonical(&resolved)
+    }
+
+    /// Where an open file of this share really lies, relative to the root: the name its
+    /// per-file rules are keyed by. Refused when that cannot be told (the file was moved out
+    /// of the share or deleted since it was opened).
+    pub fn canonical_of(&self, file: &ShareFile) -> Result<String, ShareError> {
+        match &file.canonical {
+            Some(c) => Ok(c.clone()),
+            None => self.inner.resolver.canonical_of(file.file.as_fd()),
+        }
     }
 
     /// Metadata of a file or directory.
     pub fn stat(&self, path: &str) -> Result<Entry, ShareError> {
-        let abs = self.resolve(path)?;
-        let md = fs::metadata(&abs).map_err(ShareError::from_os)?;
-        let name = Self::normalize(path)?
-            .rsplit('/')
-            .next()
-            .unwrap_or_default()
-            .to_owned();
-        Entry::from_metadata(name, &md).ok_or(ShareError::NotAFile)
+        let rel = Self::normalize(path)?;
+        let resolved = self.open_beneath(&rel, libc::O_PATH)?;
+        let st = sys::fstatat(resolved.fd.as_fd(), c"", libc::AT_EMPTY_PATH)
+            .map_err(ShareError::from_os)?;
+        let name = rel.rsplit('/').next().unwrap_or_default().to_owned();
+        Entry::from_stat(name, &st).ok_or(ShareError::NotAFile)
     }
 
     /// Entries of a directory, sorted by name. Entries that cannot be named on the wire (not
     /// UTF-8, or holding a line break), symlinks that leave the share and special files are
     /// left out: a listing only shows what can be opened.
     pub fn list(&self, dir: &str) -> Result<Vec<Entry>, ShareError> {
-        let abs = self.resolve(dir)?;
-        let md = fs::metadata(&abs).map_err(ShareError::from_os)?;
-        if !md.is_dir() {
-            return Err(ShareError::NotADir);
-        }
+        let rel = Self::normalize(dir)?;
+        let resolved = self.open_dir_fd(&rel)?;
+        let dir_fd = resolved.fd.try_clone()?;
         let mut entries = Vec::new();
-        for item in fs::read_dir(&abs).map_err(ShareError::from_os)? {
-            let item = item?;
-            let Ok(name) = item.file_name().into_string() else {
-                tracing::debug!(dir = %abs.display(), "skipping a name that is not UTF-8");
+        for item in sys::read_dir(dir_fd).map_err(ShareError::from_os)? {
+            let Ok(name) = String::from_utf8(item) else {
+                tracing::debug!(dir = %rel, "skipping a name that is not UTF-8");
                 continue;
             };
             if name.contains(['\n', '\r']) {
                 continue;
             }
-            let Ok(file_type) = item.file_type() else {
+            let Ok(cname) = sys::cstr(OsStr::new(&name)) else {
                 continue;
             };
-            let md = if file_type.is_symlink() {
-                // Judge the link by where it leads, as `open` would.
-                match fs::canonicalize(item.path()) {
-                    Ok(target) if target.starts_with(&self.inner.root) => {
-                        match fs::metadata(&target) {
-                            Ok(md) => md,
-                            Err(_) => continue,
-                        }
-                    }
-                    _ => continue,
-                }
-            } else {
-                match item.metadata() {
-                    Ok(md) => md,
+            let Ok(mut st) = sys::fstatat(resolved.fd.as_fd(), &cname, libc::AT_SYMLINK_NOFOLLOW)
+            else {
+                continue;
+            };
+            if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+                // Judge the link by where it leads, as `open` would: beneath the root.
+                let link = if rel.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{rel}/{name}")
+                };
+                let target = self.inner.resolver.open(&link, libc::O_PATH).and_then(|r| {
+                    sys::fstatat(r.fd.as_fd(), c"", libc::AT_EMPTY_PATH)
+                        .map_err(ShareError::from_os)
+                });
+                match target {
+                    Ok(t) => st = t,
                     Err(_) => continue,
                 }
-            };
-            if let Some(entry) = Entry::from_metadata(name, &md) {
+            }
+            if let Some(entry) = Entry::from_stat(name, &st) {
                 entries.push(entry);
             }
         }
@@ -342,19 +453,17 @@ impl Share {
 
     /// Open a regular file for reading.
     pub fn open_file(&self, path: &str) -> Result<ShareFile, ShareError> {
-        let abs = self.resolve(path)?;
-        let file = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(&abs)
-            .map_err(ShareError::from_os)?;
+        let rel = Self::normalize(path)?;
+        let resolved = self.open_beneath(&rel, libc::O_RDONLY | libc::O_NONBLOCK)?;
+        let file = File::from(resolved.fd);
         let md = file.metadata()?;
         if !md.is_file() {
             return Err(ShareError::NotAFile);
         }
         Ok(ShareFile {
             file,
-            path: Self::normalize(path)?,
+            path: rel,
+            canonical: resolved.canonical,
         })
     }
 
@@ -363,19 +472,25 @@ impl Share {
     /// do not re-read it.
     pub fn hash(&self, path: &str) -> Result<blake3::Hash, ShareError> {
         let file = self.open_file(path)?;
+        self.hash_file(&file)
+    }
+
+    /// BLAKE3 of a file already opened (and checked) through this share.
+    pub fn hash_file(&self, file: &ShareFile) -> Result<blake3::Hash, ShareError> {
         let id = ContentId::of(&file.metadata()?);
         if let Some(hash) = self.cached_hash(id) {
             return Ok(hash);
         }
         let mut hasher = blake3::Hasher::new();
-        let mut reader = &file.file;
         let mut buf = vec![0u8; 1 << 20];
+        let mut pos = 0u64;
         loop {
-            let n = reader.read(&mut buf)?;
+            let n = file.read_at(&mut buf, pos)?;
             if n == 0 {
                 break;
             }
             hasher.update(&buf[..n]);
+            pos += n as u64;
         }
         let hash = hasher.finalize();
         // Only remember the result if the file did not change while we read it.
@@ -392,6 +507,126 @@ impl Share {
     fn cached_hash(&self, id: ContentId) -> Option<blake3::Hash> {
         let cache = self.inner.hashes.lock().unwrap_or_else(|e| e.into_inner());
         cache.iter().rev().find(|(k, _)| *k == id).map(|(_, h)| *h)
+    }
+
+    /// The folder that holds `path`, opened beneath the root, and `path`'s last component —
+    /// what every change acts on. The root itself has no name and cannot be replaced, removed
+    /// or renamed; names a listing could not show (line breaks) are refused too.
+    pub fn parent_dir(&self, path: &str) -> Result<(Dir, String), ShareError> {
+        let (parent, name) = Self::split_target(path)?;
+        Ok((self.open_dir(&parent)?, name))
+    }
+
+    /// Like [`Share::parent_dir`], creating missing parent folders (confined, one at a time).
+    pub fn parent_dir_creating(&self, path: &str) -> Result<(Dir, String), ShareError> {
+        let (parent, name) = Self::split_target(path)?;
+        Ok((self.create_dir_all(&parent)?, name))
+    }
+
+    fn split_target(path: &str) -> Result<(String, String), ShareError> {
+        let rel = Self::normalize(path)?;
+        let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel.as_str()));
+        if name.is_empty() {
+            return Err(ShareError::Denied("the share's root"));
+        }
+        if name.contains(['\n', '\r']) {
+            return Err(ShareError::Denied("line break in a name"));
+        }
+        Ok((parent.to_owned(), name.to_owned()))
+    }
+
+    /// Open the folder `rel` (normalised) beneath the root: resolved to an `O_PATH`
+    /// descriptor first, so nothing but a folder is ever really opened (no device, no FIFO).
+    fn open_dir_fd(&self, rel: &str) -> Result<Resolved, ShareError> {
+        let resolved = self.open_beneath(rel, libc::O_PATH)?;
+        let st = sys::fstatat(resolved.fd.as_fd(), c"", libc::AT_EMPTY_PATH)
+            .map_err(ShareError::from_os)?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+            return Err(ShareError::NotADir);
+        }
+        let fd = sys::openat(
+            resolved.fd.as_fd(),
+            c".",
+            libc::O_RDONLY | libc::O_DIRECTORY,
+            0,
+        )
+        .map_err(ShareError::from_os)?;
+        Ok(Resolved {
+            fd,
+            canonical: resolved.canonical,
+        })
+    }
+
+    fn open_dir(&self, rel: &str) -> Result<Dir, ShareError> {
+        let resolved = self.open_dir_fd(rel)?;
+        let shown = match &resolved.canonical {
+            Some(c) => self.root().join(c),
+            None => self.root().join(rel),
+        };
+        Ok(Dir::from_fd(resolved.fd, shown))
+    }
+
+    /// Open the folder `dir` of the share, creating it and any missing parents.
+    pub fn create_dir_all(&self, dir: &str) -> Result<Dir, ShareError> {
+        let rel = Self::normalize(dir)?;
+        match self.open_dir(&rel) {
+            Ok(d) => return Ok(d),
+            Err(ShareError::NotFound) => {}
+            Err(e) => return Err(e),
+        }
+        let (parent, name) = Self::split_target(&rel)?;
+        let parent = self.create_dir_all(&parent)?;
+        match parent.create_dir(&name) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(ShareError::from_write(e)),
+        }
+        // Never through a link: a link swapped in for the new folder fails here.
+        parent.open_dir(&name).map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) | Some(libc::ENOTDIR) => ShareError::NotADir,
+            _ => ShareError::from_write(e),
+        })
+    }
+
+    /// Create the folder `path` (its parent must exist).
+    pub fn create_dir(&self, path: &str) -> Result<(), ShareError> {
+        let (dir, name) = self.parent_dir(path)?;
+        dir.create_dir(&name).map_err(ShareError::from_write)
+    }
+
+    /// Remove the file `path` (a symlink itself, never what it leads to).
+    pub fn remove_file(&self, path: &str) -> Result<(), ShareError> {
+        let (dir, name) = self.parent_dir(path)?;
+        dir.remove_file(&name).map_err(ShareError::from_write)
+    }
+
+    /// Remove the empty folder `path`.
+    pub fn remove_dir(&self, path: &str) -> Result<(), ShareError> {
+        let (dir, name) = self.parent_dir(path)?;
+        dir.remove_dir(&name).map_err(ShareError::from_write)
+    }
+
+    /// Rename `from` to `to`, both inside the share, replacing what `to` named.
+    pub fn rename(&self, from: &str, to: &str) -> Result<(), ShareError> {
+        let (from_dir, from_name) = self.parent_dir(from)?;
+        let (to_dir, to_name) = self.parent_dir(to)?;
+        from_dir
+            .rename(&from_name, &to_dir, &to_name)
+            .map_err(ShareError::from_write)
+    }
+
+    /// Start writing a new version of the file `path`: a hidden temporary file in its folder
+    /// that [`NewFile::persist`] renames over it. A folder (or a link to one) at `path` is
+    /// refused; a link to a file is replaced, never written through.
+    pub fn new_file(&self, path: &str) -> Result<NewFile, ShareError> {
+        let (dir, name) = self.parent_dir(path)?;
+        if let Ok(st) = dir.stat(&name, true)
+            && st.st_mode & libc::S_IFMT == libc::S_IFDIR
+        {
+            return Err(ShareError::NotAFile);
+        }
+        let temp = dir.temp_file().map_err(ShareError::from_write)?;
+        Ok(NewFile { temp, name })
     }
 }
 
@@ -425,34 +660,194 @@ mod tests {
         ));
     }
 
+    /// The same share opened both ways: `openat2` (where the kernel has it) and the walk.
+    fn both(dir: &Path) -> [Share; 2] {
+        let walking = Share::open_walking(dir.join("share")).unwrap();
+        assert!(!walking.uses_openat2());
+        [Share::open(dir.join("share")).unwrap(), walking]
+    }
+
+    fn read_all(f: &ShareFile) -> Vec<u8> {
+        let mut buf = vec![0u8; 64];
+        let n = f.read_at(&mut buf, 0).unwrap();
+        buf.truncate(n);
+        buf
+    }
+
     #[test]
     fn symlinks_inside_are_followed_outside_refused() {
-        let (dir, share) = share();
-        symlink("sub/b.txt", dir.path().join("share/inside")).unwrap();
-        symlink(dir.path().join("secret"), dir.path().join("share/outside")).unwrap();
-        let mut buf = [0u8; 3];
-        let f = share.open_file("inside").unwrap();
-        assert_eq!(f.read_at(&mut buf, 0).unwrap(), 3);
-        assert_eq!(&buf, b"bee");
-        assert!(matches!(
-            share.open_file("outside"),
-            Err(ShareError::Denied(_))
-        ));
-        let names: Vec<_> = share
-            .list("")
-            .unwrap()
-            .into_iter()
-            .map(|e| e.name)
-            .collect();
-        assert_eq!(names, ["a.txt", "inside", "sub"]);
+        let (dir, _) = share();
+        let root = dir.path().join("share");
+        symlink("sub/b.txt", root.join("inside")).unwrap();
+        symlink(dir.path().join("secret"), root.join("outside")).unwrap();
+        symlink(root.join("sub/b.txt"), root.join("absolute_inside")).unwrap();
+        symlink("../secret", root.join("dotdot_out")).unwrap();
+        symlink("sub/../a.txt", root.join("dotdot_in")).unwrap();
+        // Out through `..` and back in by the root's own name: refused (it passes outside).
+        symlink("../share/a.txt", root.join("out_and_in")).unwrap();
+        symlink("sub", root.join("subdir")).unwrap();
+        symlink("loop", root.join("loop")).unwrap();
+        symlink("/proc/self/root/etc/passwd", root.join("magic")).unwrap();
+        for share in both(dir.path()) {
+            let walk = !share.uses_openat2();
+            for ok in ["inside", "absolute_inside", "subdir/b.txt", "dotdot_in"] {
+                let f = share
+                    .open_file(ok)
+                    .unwrap_or_else(|e| panic!("{ok} ({walk}): {e}"));
+                assert!(!read_all(&f).is_empty());
+            }
+            assert_eq!(read_all(&share.open_file("inside").unwrap()), b"bee");
+            assert_eq!(read_all(&share.open_file("dotdot_in").unwrap()), b"hello");
+            for bad in ["outside", "dotdot_out", "out_and_in", "loop", "magic"] {
+                assert!(
+                    matches!(share.open_file(bad), Err(ShareError::Denied(_))),
+                    "{bad} (walk: {walk}): {:?}",
+                    share.open_file(bad)
+                );
+            }
+            assert!(matches!(
+                share.open_file("missing"),
+                Err(ShareError::NotFound)
+            ));
+            assert!(matches!(
+                share.open_file("a.txt/x"),
+                Err(ShareError::NotFound)
+            ));
+            assert!(matches!(share.open_file("sub"), Err(ShareError::NotAFile)));
+            assert!(matches!(share.list("a.txt"), Err(ShareError::NotADir)));
+            let names: Vec<_> = share
+                .list("")
+                .unwrap()
+                .into_iter()
+                .map(|e| e.name)
+                .collect();
+            assert_eq!(
+                names,
+                [
+                    "a.txt",
+                    "absolute_inside",
+                    "dotdot_in",
+                    "inside",
+                    "sub",
+                    "subdir"
+                ]
+            );
+            assert_eq!(share.canonical_relative("inside").unwrap(), "sub/b.txt");
+            assert_eq!(share.canonical_relative("subdir").unwrap(), "sub");
+            assert_eq!(share.canonical_relative("").unwrap(), "");
+            let f = share.open_file("absolute_inside").unwrap();
+            assert_eq!(share.canonical_of(&f).unwrap(), "sub/b.txt");
+            assert_eq!(share.stat("subdir").unwrap().kind, Kind::Dir);
+            assert_eq!(share.stat("inside").unwrap().size, 3);
+        }
+    }
+
+    /// A parent folder swapped for a symlink out of the share right after a path was
+    /// resolved: what was resolved is what is used, never the path again.
+    #[test]
+    fn a_parent_swapped_after_resolving_never_escapes() {
+        let (dir, _) = share();
+        let root = dir.path().join("share");
+        fs::create_dir(dir.path().join("elsewhere")).unwrap();
+        fs::write(dir.path().join("elsewhere/b.txt"), b"out").unwrap();
+        for share in both(dir.path()) {
+            let (root2, outside) = (root.clone(), dir.path().join("elsewhere"));
+            let swap = move || {
+                if root2.join("sub").is_dir() && !root2.join("sub").is_symlink() {
+                    fs::rename(root2.join("sub"), root2.join("sub.old")).unwrap();
+                    symlink(&outside, root2.join("sub")).unwrap();
+                }
+            };
+            share.set_resolve_hook(Some(Arc::new(move |_: &str| swap())));
+            // Resolved before the swap: the file inside, whatever the path names now.
+            let f = share.open_file("sub/b.txt").unwrap();
+            assert_eq!(read_all(&f), b"bee");
+            // Once swapped, the path leads out and is refused.
+            assert!(matches!(
+                share.open_file("sub/b.txt"),
+                Err(ShareError::Denied(_))
+            ));
+            // A write resolved before a swap lands in the folder that was judged.
+            share.set_resolve_hook(None);
+            fs::remove_file(root.join("sub")).unwrap();
+            fs::rename(root.join("sub.old"), root.join("sub")).unwrap();
+            let (root2, outside) = (root.clone(), dir.path().join("elsewhere"));
+            share.set_resolve_hook(Some(Arc::new(move |_: &str| {
+                if !root2.join("sub").is_symlink() {
+                    fs::rename(root2.join("sub"), root2.join("sub.old")).unwrap();
+                    symlink(&outside, root2.join("sub")).unwrap();
+                }
+            })));
+            let new = share.new_file("sub/new.txt").unwrap();
+            new.persist().unwrap();
+            assert!(root.join("sub.old/new.txt").exists());
+            assert!(!dir.path().join("elsewhere/new.txt").exists());
+            assert!(matches!(
+                share.create_dir("sub/x"),
+                Err(ShareError::Denied(_))
+            ));
+            share.set_resolve_hook(None);
+            fs::remove_file(root.join("sub")).unwrap();
+            fs::rename(root.join("sub.old"), root.join("sub")).unwrap();
+            fs::remove_file(root.join("sub/new.txt")).unwrap();
+        }
+    }
+
+    #[test]
+    fn confined_changes() {
+        let (dir, _) = share();
+        let root = dir.path().join("share");
+        symlink(dir.path(), root.join("up")).unwrap();
+        symlink(dir.path().join("secret"), root.join("secretlink")).unwrap();
+        for share in both(dir.path()) {
+            share.create_dir("new").unwrap();
+            assert!(share.create_dir("new").is_err());
+            share.rename("new", "sub/renamed").unwrap();
+            assert!(root.join("sub/renamed").is_dir());
+            share.remove_dir("sub/renamed").unwrap();
+            assert!(matches!(
+                share.remove_dir("sub/renamed"),
+                Err(ShareError::NotFound)
+            ));
+            assert!(matches!(
+                share.create_dir("up/x"),
+                Err(ShareError::Denied(_))
+            ));
+            assert!(matches!(
+                share.remove_file("up/secret"),
+                Err(ShareError::Denied(_))
+            ));
+            assert!(matches!(share.create_dir(""), Err(ShareError::Denied(_))));
+            assert!(matches!(
+                share.create_dir("a\nb"),
+                Err(ShareError::Denied(_))
+            ));
+            let d = share.create_dir_all("x/y/z").unwrap();
+            assert!(d.path().ends_with("share/x/y/z"));
+            assert!(share.create_dir_all("up/evil").is_err());
+            assert!(!dir.path().join("evil").exists());
+            let mut f = share
+                .new_file("x/y/z/f")
+                .unwrap()
+                .file()
+                .try_clone()
+                .unwrap();
+            std::io::Write::write_all(&mut f, b"gone").unwrap();
+            assert!(!root.join("x/y/z/f").exists(), "dropped unpersisted");
+            assert_eq!(fs::read_dir(root.join("x/y/z")).unwrap().count(), 0);
+            assert!(matches!(share.new_file("sub"), Err(ShareError::NotAFile)));
+            fs::remove_dir_all(root.join("x")).unwrap();
+        }
+        let share = Share::open(&root).unwrap();
+        // A link is removed itself, never what it leads to.
+        share.remove_file("secretlink").unwrap();
+        assert!(dir.path().join("secret").exists());
     }
 
     #[test]
     fn fifo_is_refused_without_blocking() {
-        let (dir, share) = share();
-        let fifo = dir.path().join("share/pipe");
-        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let (_dir, share) = share();
+        sys::mkfifoat(share.inner.resolver.root_fd(), c"pipe", 0o600).unwrap();
         assert!(matches!(share.open_file("pipe"), Err(ShareError::NotAFile)));
     }
 

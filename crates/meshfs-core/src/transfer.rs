@@ -11,16 +11,23 @@
 //! was written (the prefix re-hashed from disk, the rest hashed as it streams) must match the
 //! node's `hash`, and only then is `DEST.part` renamed to `DEST`.
 //!
+//! Every file is reached by name inside the destination's folder held open ([`Dir`]), never
+//! through a symlink, so a download into a share ([`download_into`] with a folder the share
+//! resolved) stays in the folder that was judged; [`download`] opens the folder of a path of
+//! the user's choosing. The record is written with the one temporary-file writer
+//! ([`TempFile`]).
+//!
 //! Network, disk and hashing overlap: the network side pipelines `read` requests, and a
 //! dedicated writer thread writes and hashes the chunks while the next ones arrive.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Seek, SeekFrom, Write};
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::client::{Client, ClientError};
+use crate::dir::{self, Dir, TempFile};
 use crate::remote::RemotePath;
 use crate::share::Kind;
 
@@ -45,6 +52,8 @@ pub struct DownloadOptions {
     /// Longest wait for the node at any step; a node that stalls longer fails the download
     /// (the `.part` is kept for a resume).
     pub io_timeout: Duration,
+    /// What to prove to the node on each connection the download opens.
+    pub credentials: crate::client::Credentials,
 }
 
 impl Default for DownloadOptions {
@@ -56,6 +65,7 @@ impl Default for DownloadOptions {
             window: 4,
             rate_limit: None,
             io_timeout: crate::client::IO_TIMEOUT,
+            credentials: crate::client::Credentials::none(),
         }
     }
 }
@@ -118,11 +128,30 @@ pub fn part_path(dest: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-fn record_path(dest: &Path) -> PathBuf {
-    let mut s = dest.as_os_str().to_owned();
-    s.push(".part.resume");
-    PathBuf::from(s)
+/// `NAME.part`: the bytes received so far.
+pub fn part_name(name: &str) -> String {
+    format!("{name}.part")
 }
+
+/// `NAME.part.resume`: what the `.part` was started against.
+pub fn record_name(name: &str) -> String {
+    format!("{name}.part.resume")
+}
+
+/// True for the name of a download's by-product (a `.part`, its record, or a temporary file
+/// of the record's atomic write): not content, never worth propagating.
+pub fn is_leftover(name: &str) -> bool {
+    name.ends_with(".part") || name.ends_with(".part.resume") || dir::is_temp_name(name)
+}
+
+/// Remove what an interrupted download of `name` left in `dir` (its `.part` and record).
+pub fn discard_partial(dir: &Dir, name: &str) {
+    let _ = dir.remove_file(&part_name(name));
+    let _ = dir.remove_file(&record_name(name));
+}
+
+/// Longest record read back (it holds a URL, a size and a time).
+const MAX_RECORD: u64 = 16 << 10;
 
 /// Identity of the remote file a `.part` was started against.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,30 +184,44 @@ impl ResumeRecord {
         })
     }
 
-    fn load(path: &Path) -> Option<ResumeRecord> {
-        let text = fs::read_to_string(path).ok()?;
+    fn load(dir: &Dir, name: &str) -> Option<ResumeRecord> {
+        let file = dir
+            .open_file(name, libc::O_RDONLY | libc::O_NONBLOCK)
+            .ok()?;
+        let mut text = String::new();
+        file.take(MAX_RECORD).read_to_string(&mut text).ok()?;
         Self::decode(&text)
     }
 
     /// Write atomically: a crash leaves either the old record or the new one.
-    fn store(&self, path: &Path) -> io::Result<()> {
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
-        fs::write(&tmp, self.encode())?;
-        fs::rename(&tmp, path)
+    fn store(&self, dir: &Dir, name: &str) -> io::Result<()> {
+        TempFile::write_all_to(dir, name, self.encode().as_bytes())
     }
 }
 
-/// Download `src` to `dest`, resuming an earlier attempt when possible.
+/// Download `src` to `dest` (a path of the user's choosing), resuming an earlier attempt
+/// when possible.
 pub async fn download(
     src: &RemotePath,
     dest: &Path,
     opts: &DownloadOptions,
     progress: &dyn Progress,
 ) -> Result<Outcome, TransferError> {
+    let (dir, name) = Dir::open_parent(dest).map_err(local(dest))?;
+    download_into(src, &dir, &name, opts, progress).await
+}
+
+/// Download `src` to `name` inside the open folder `dir` (a share hands out folders it
+/// resolved beneath its root: [`crate::Share::parent_dir_creating`]).
+pub async fn download_into(
+    src: &RemotePath,
+    dir: &Dir,
+    name: &str,
+    opts: &DownloadOptions,
+    progress: &dyn Progress,
+) -> Result<Outcome, TransferError> {
     let started = Instant::now();
-    let mut client = Client::connect(&src.addr).await?;
+    let mut client = Client::connect_with(&src.addr, &opts.credentials).await?;
     client.set_timeout(opts.io_timeout);
     let entry = client.stat(&src.path).await?;
     if entry.kind == Kind::Dir {
@@ -189,27 +232,33 @@ pub async fn download(
     let remote_hash = opts.verify.then(|| {
         let src = src.clone();
         let timeout = opts.io_timeout;
+        let credentials = opts.credentials.clone();
         tokio::spawn(async move {
-            let mut client = Client::connect(&src.addr).await?;
+            let mut client = Client::connect_with(&src.addr, &credentials).await?;
             // Hashing a large file takes the node a while: allow for it.
             client.set_timeout(timeout.max(crate::client::IO_TIMEOUT));
             client.hash(&src.path).await
         })
     });
 
-    let part = part_path(dest);
-    let record_file = record_path(dest);
+    let part_file = part_name(name);
+    let record_file = record_name(name);
+    let part = dir.display_path(&part_file);
     let record = ResumeRecord {
         source: src.to_string(),
         size: entry.size,
         mtime_ns: entry.mtime_ns,
     };
     let (mut offset, mut restarted) = (0, false);
-    let on_disk = fs::metadata(&part).map(|m| m.len()).ok();
+    let on_disk = dir
+        .stat(&part_file, false)
+        .ok()
+        .filter(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG)
+        .map(|st| st.st_size as u64);
     if let Some(len) = on_disk {
-        if ResumeRecord::load(&record_file).as_ref() == Some(&record)
+        if ResumeRecord::load(dir, &record_file).as_ref() == Some(&record)
             && len <= entry.size
-            && tail_matches(&mut client, &src.path, &part, len).await?
+            && tail_matches(&mut client, &src.path, dir, &part_file, len).await?
         {
             offset = len;
         } else {
@@ -217,16 +266,24 @@ pub async fn download(
             tracing::info!(part = %part.display(), "remote file changed or partial file damaged: starting over");
         }
     }
-    if offset == 0 {
-        File::create(&part).map_err(local(&part))?;
-        record.store(&record_file).map_err(local(&record_file))?;
-    }
+    let file = if offset == 0 {
+        let file = dir
+            .open_file(&part_file, libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC)
+            .map_err(local(&part))?;
+        record
+            .store(dir, &record_file)
+            .map_err(local(&dir.display_path(&record_file)))?;
+        file
+    } else {
+        dir.open_file(&part_file, libc::O_RDWR)
+            .map_err(local(&part))?
+    };
     progress.start(entry.size, offset);
 
-    let writer = Writer::spawn(&part, offset, opts.verify, opts.sync, opts.window)?;
+    let writer = Writer::spawn(file, &part, offset, opts.verify, opts.sync, opts.window)?;
     let received = stream_to(&mut client, &src.path, offset, opts, &writer, progress).await;
     // A failed write (disk full, say) is the root cause of a stopped stream: report it first.
-    let local_hash = writer.finish()?;
+    let (local_hash, size) = writer.finish()?;
     let received = received?;
 
     if let Some(task) = remote_hash {
@@ -238,17 +295,16 @@ pub async fn download(
             .map(|h| h.to_hex().to_string())
             .unwrap_or_default();
         if local_hex != remote {
-            let _ = fs::remove_file(&part);
-            let _ = fs::remove_file(&record_file);
+            discard_partial(dir, name);
             return Err(TransferError::HashMismatch {
                 local: local_hex,
                 remote,
             });
         }
     }
-    let size = fs::metadata(&part).map_err(local(&part))?.len();
-    fs::rename(&part, dest).map_err(local(dest))?;
-    let _ = fs::remove_file(&record_file);
+    dir.rename(&part_file, dir, name)
+        .map_err(local(&dir.display_path(name)))?;
+    let _ = dir.remove_file(&record_file);
     let _ = client.quit().await;
     Ok(Outcome {
         size,
@@ -263,7 +319,8 @@ pub async fn download(
 async fn tail_matches(
     client: &mut Client,
     path: &str,
-    part: &Path,
+    dir: &Dir,
+    part: &str,
     len: u64,
 ) -> Result<bool, TransferError> {
     let k = len.min(TAIL_CHECK);
@@ -271,9 +328,9 @@ async fn tail_matches(
         return Ok(true);
     }
     let mut mine = vec![0u8; k as usize];
-    File::open(part)
+    dir.open_file(part, libc::O_RDONLY)
         .and_then(|f| f.read_exact_at(&mut mine, len - k))
-        .map_err(local(part))?;
+        .map_err(local(&dir.display_path(part)))?;
     let mut theirs = Vec::with_capacity(k as usize);
     client.pread(path, len - k, k, &mut theirs).await?;
     Ok(mine == theirs)
@@ -329,23 +386,20 @@ struct Writer {
     tx: tokio::sync::mpsc::Sender<Vec<u8>>,
     /// Buffers the thread is done with, for reuse.
     spare: std::sync::Mutex<std::sync::mpsc::Receiver<Vec<u8>>>,
-    handle: std::thread::JoinHandle<io::Result<Option<blake3::Hash>>>,
+    /// The hash (if verifying) and the final size.
+    handle: std::thread::JoinHandle<io::Result<(Option<blake3::Hash>, u64)>>,
     part: PathBuf,
 }
 
 impl Writer {
     fn spawn(
+        mut file: File,
         part: &Path,
         offset: u64,
         verify: bool,
         sync: bool,
         window: usize,
     ) -> Result<Writer, TransferError> {
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(part)
-            .map_err(local(part))?;
         // Drop any bytes past the verified prefix, then append from there.
         file.set_len(offset).map_err(local(part))?;
         file.seek(SeekFrom::Start(offset)).map_err(local(part))?;
@@ -368,7 +422,8 @@ impl Writer {
                 if sync {
                     file.sync_data()?;
                 }
-                Ok(hasher.map(|h| h.finalize()))
+                let size = file.metadata()?.len();
+                Ok((hasher.map(|h| h.finalize()), size))
             })
             .map_err(local(part))?;
         Ok(Writer {
@@ -398,8 +453,9 @@ impl Writer {
         Ok(())
     }
 
-    /// Wait for every chunk to be written; the hash of the whole file if verifying.
-    fn finish(self) -> Result<Option<blake3::Hash>, TransferError> {
+    /// Wait for every chunk to be written; the hash of the whole file if verifying, and its
+    /// size.
+    fn finish(self) -> Result<(Option<blake3::Hash>, u64), TransferError> {
         drop(self.tx);
         let part = self.part;
         match self.handle.join() {
@@ -450,6 +506,8 @@ mod tests {
     #[test]
     fn part_names() {
         assert_eq!(part_path(Path::new("/x/a.mp4")), Path::new("/x/a.mp4.part"));
-        assert_eq!(record_path(Path::new("a")), Path::new("a.part.resume"));
+        assert_eq!(record_name("a"), "a.part.resume");
+        assert!(is_leftover("a.part") && is_leftover("a.part.resume"));
+        assert!(is_leftover(".meshfs-tmp-1-2") && !is_leftover("a.mp4"));
     }
 }

@@ -85,7 +85,7 @@ impl FtpArgs {
             .local_addr()
             .map_err(|source| StartError::Bind { addr, source })?;
         tracing::info!(addr = %local, "FTP ready");
-        tracker.spawn(server.run(shutdown, tracker.clone()));
+        tracker.spawn(server.run(shutdown));
         Ok(Some(local))
     }
 }

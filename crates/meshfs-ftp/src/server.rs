@@ -9,17 +9,16 @@ use std::time::Duration;
 use libunftp::ServerBuilder;
 use libunftp::options::{PassiveHost, SiteMd5};
 use meshfs_core::Share;
+use meshfs_core::accept::{Door, accept_loop};
 use meshfs_core::access::Access;
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::busy::Busy;
 use crate::relay::{self, BindOn};
 use crate::storage::ShareStorage;
-use crate::users::{Login, Users};
+use crate::users::{FtpUser, Login, Users};
 
 const GREETING: &str = "meshfs FTP ready";
 
@@ -81,80 +80,43 @@ impl FtpServer {
     /// running (the caller bounds that wait by its grace period) and the sessions have had
     /// [`LINGER`] to report the end of their transfers. Idle sessions are not waited for
     /// longer: they end with the process.
-    pub async fn run(self, shutdown: CancellationToken, tracker: TaskTracker) {
-        let sessions = Arc::new(Semaphore::new(self.config.max_sessions));
+    pub async fn run(self, shutdown: CancellationToken) {
+        // Sessions are not in the node's tracker: an idle session must not hold the node's
+        // shutdown. Transfers are counted by `busy` instead.
         let open_sessions = TaskTracker::new();
         let login = Arc::new(Login::new(self.config.users.clone()));
-        loop {
-            let (stream, peer) = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                accepted = self.listener.accept() => match accepted {
-                    Ok(conn) => conn,
-                    Err(e) => {
-                        // Out of descriptors, say: back off instead of spinning.
-                        tracing::warn!(error = %e, "FTP accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                },
-            };
-            let Ok(permit) = sessions.clone().try_acquire_owned() else {
-                tracker.spawn(refuse(stream));
-                continue;
-            };
-            // The address the client reached: passive ports are offered there.
-            let local = match stream.local_addr() {
-                Ok(a) => a.ip(),
-                Err(_) => continue,
-            };
-            let passive_host = match local {
-                std::net::IpAddr::V4(v4) => PassiveHost::Ip(v4),
-                std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                    Some(v4) => PassiveHost::Ip(v4),
-                    None => PassiveHost::FromConnection,
-                },
-            };
-            let storage = ShareStorage {
-                share: self.share.clone(),
-                access: self.config.access.clone(),
-                busy: self.busy.clone(),
-            };
-            let built = ServerBuilder::with_user_detail_provider(
-                Box::new(move || storage.clone()),
-                login.clone(),
-            )
-            .authenticator(login.clone())
-            .greeting(GREETING)
-            .passive_ports(self.config.passive_ports.clone())
-            .idle_session_timeout(self.config.idle_timeout.as_secs().max(1))
-            .sitemd5(SiteMd5::None)
-            .passive_host(passive_host)
-            .binder(BindOn(local))
-            .build();
-            let server = match built {
-                Ok(server) => server,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot build an FTP session");
-                    continue;
-                }
-            };
-            tracing::debug!(%peer, "FTP session");
-            // Not in the node's tracker: an idle session must not hold the node's shutdown.
-            // Transfers are counted by `busy` instead.
-            open_sessions.spawn(async move {
-                let _permit = permit;
-                let stream = match relay::relay(stream).await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::warn!(%peer, error = %e, "cannot relay an FTP session");
+        let door = Door {
+            name: "FTP",
+            max_connections: self.config.max_sessions,
+            refusal: b"421 Too many connections, try again later\r\n",
+        };
+        let (share, config, busy) = (&self.share, &self.config, &self.busy);
+        accept_loop(
+            &self.listener,
+            door,
+            &shutdown,
+            &open_sessions,
+            |stream, peer| {
+                let session = session(stream, share, config, busy, &login);
+                async move {
+                    let Some((stream, server)) = session else {
                         return;
+                    };
+                    tracing::debug!(%peer, "FTP session");
+                    let stream = match relay::relay(stream).await {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::warn!(%peer, error = %e, "cannot relay an FTP session");
+                            return;
+                        }
+                    };
+                    if let Err(e) = server.service(stream).await {
+                        tracing::debug!(%peer, error = %e, "FTP session ended with an error");
                     }
-                };
-                if let Err(e) = server.service(stream).await {
-                    tracing::debug!(%peer, error = %e, "FTP session ended with an error");
                 }
-            });
-        }
+            },
+        )
+        .await;
         drop(self.listener);
         let running = self.busy.count();
         if running > 0 {
@@ -166,10 +128,43 @@ impl FtpServer {
     }
 }
 
-async fn refuse(mut stream: TcpStream) {
-    let _ = tokio::time::timeout(
-        Duration::from_secs(1),
-        stream.write_all(b"421 Too many connections, try again later\r\n"),
-    )
-    .await;
+/// A libunftp server for one connection, its passive ports offered on the address the
+/// client reached.
+fn session(
+    stream: TcpStream,
+    share: &Share,
+    config: &FtpConfig,
+    busy: &Busy,
+    login: &Arc<Login>,
+) -> Option<(TcpStream, libunftp::Server<ShareStorage, FtpUser>)> {
+    let local = stream.local_addr().ok()?.ip();
+    let passive_host = match local {
+        std::net::IpAddr::V4(v4) => PassiveHost::Ip(v4),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => PassiveHost::Ip(v4),
+            None => PassiveHost::FromConnection,
+        },
+    };
+    let storage = ShareStorage {
+        share: share.clone(),
+        access: config.access.clone(),
+        busy: busy.clone(),
+    };
+    let built =
+        ServerBuilder::with_user_detail_provider(Box::new(move || storage.clone()), login.clone())
+            .authenticator(login.clone())
+            .greeting(GREETING)
+            .passive_ports(config.passive_ports.clone())
+            .idle_session_timeout(config.idle_timeout.as_secs().max(1))
+            .sitemd5(SiteMd5::None)
+            .passive_host(passive_host)
+            .binder(BindOn(local))
+            .build();
+    match built {
+        Ok(server) => Some((stream, server)),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build an FTP session");
+            None
+        }
+    }
 }

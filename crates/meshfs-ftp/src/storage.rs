@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use meshfs_core::access::{Access, Keys};
+use meshfs_core::access::{Access, Keys, ReadError};
 use meshfs_core::share::{Entry, Kind, Share, ShareError};
 use tokio::io::{AsyncRead, AsyncSeekExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use unftp_core::storage::{
@@ -137,29 +137,30 @@ impl ShareStorage {
         }
     }
 
-    /// May `user` read the content of `path`?
-    fn check_read(&self, user: &FtpUser, path: &str) -> Result<()> {
-        if user.can_write || self.access.may_read(&self.share, path, &Keys::default()) {
-            Ok(())
-        } else {
-            Err(protected())
-        }
-    }
-
-    /// Open `path` for a download by `user`: checked for reading, counted as a running
-    /// transfer (the guard), and opened through the share (confinement, O_NOFOLLOW, regular
-    /// files only) as a duplicate of that very descriptor, to stream from.
+    /// Open `path` for a download by `user`: counted as a running transfer (the guard), opened
+    /// through the share (confinement, regular files only) and, for users subject to the
+    /// passwords, checked against the very file opened; then duplicated, to stream from.
     async fn open_download(
         &self,
         user: &FtpUser,
         path: &Path,
     ) -> Result<(std::fs::File, BusyGuard)> {
         let path = text(path)?.to_owned();
-        self.check_read(user, &path)?;
         let busy = self.busy.start();
+        let trusted = user.can_write;
+        let access = self.access.clone();
         let file = self
             .blocking(move |s| {
-                let f = s.open_file(&path).map_err(share_error)?;
+                let f = if trusted {
+                    s.open_file(&path).map_err(share_error)?
+                } else {
+                    access
+                        .open_file(s, &path, &Keys::default())
+                        .map_err(|e| match e {
+                            ReadError::Locked => protected(),
+                            ReadError::Share(e) => share_error(e),
+                        })?
+                };
                 f.as_file().try_clone().map_err(Error::from)
             })
             .await?;
@@ -354,5 +355,130 @@ impl StorageBackend<FtpUser> for ShareStorage {
             Kind::File => Err(Error::from(ErrorKind::PermanentDirectoryNotAvailable)),
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! FTP downloads against a parent folder swapped for a symlink (out of the share, or onto
+    //! a protected folder), before the request and between the share's resolve and the read.
+
+    use super::*;
+    use std::os::unix::fs::symlink;
+    use tokio::io::AsyncReadExt;
+
+    fn fixture() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("share");
+        for (folder, text) in [
+            (root.join("pub"), "public"),
+            (root.join("priv"), "secret"),
+            (dir.path().join("outside"), "escape"),
+        ] {
+            std::fs::create_dir_all(&folder).unwrap();
+            std::fs::write(folder.join("clip.mp4"), text).unwrap();
+        }
+        (dir, root)
+    }
+
+    fn swap_pub(root: &Path, target: &Path) {
+        if !root.join("pub").is_symlink() {
+            std::fs::rename(root.join("pub"), root.join("pub.old")).unwrap();
+            symlink(target, root.join("pub")).unwrap();
+        }
+    }
+
+    fn storage(share: &Share) -> ShareStorage {
+        let access = Access::open();
+        access.protect_file("priv/clip.mp4", "pw").unwrap();
+        ShareStorage {
+            share: share.clone(),
+            access,
+            busy: Busy::default(),
+        }
+    }
+
+    fn anonymous() -> FtpUser {
+        FtpUser {
+            name: "anonymous".into(),
+            can_write: false,
+        }
+    }
+
+    async fn download(s: &ShareStorage, path: &str) -> Result<Vec<u8>> {
+        let mut reader = s.get(&anonymous(), Path::new(path), 0).await?;
+        let mut out = Vec::new();
+        reader.read_to_end(&mut out).await?;
+        let mut via_get_into = Vec::new();
+        s.get_into(&anonymous(), Path::new(path), 0, &mut via_get_into)
+            .await?;
+        assert_eq!(out, via_get_into);
+        Ok(out)
+    }
+
+    #[tokio::test]
+    async fn download_with_a_parent_swapped_before_the_request_fails_closed() {
+        let (dir, root) = fixture();
+        for share in [
+            Share::open(&root).unwrap(),
+            Share::open_walking(&root).unwrap(),
+        ] {
+            let s = storage(&share);
+            assert_eq!(download(&s, "pub/clip.mp4").await.unwrap(), b"public");
+            swap_pub(&root, &dir.path().join("outside"));
+            let e = download(&s, "pub/clip.mp4").await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+            std::fs::remove_file(root.join("pub")).unwrap();
+            symlink("priv", root.join("pub")).unwrap();
+            let e = download(&s, "pub/clip.mp4").await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+            std::fs::remove_file(root.join("pub")).unwrap();
+            std::fs::rename(root.join("pub.old"), root.join("pub")).unwrap();
+        }
+    }
+
+    /// The swap happens on the `k`-th resolution of the download: a door that resolved the
+    /// path twice (checked, then opened) is caught between the two by one of `k = 1, 2`.
+    #[tokio::test]
+    async fn download_with_a_parent_swapped_after_resolving_reads_what_was_resolved() {
+        for to_protected in [false, true] {
+            for k in [1, 2] {
+                let (dir, root) = fixture();
+                for share in [
+                    Share::open(&root).unwrap(),
+                    Share::open_walking(&root).unwrap(),
+                ] {
+                    let s = storage(&share);
+                    let target = if to_protected {
+                        PathBuf::from("priv")
+                    } else {
+                        dir.path().join("outside")
+                    };
+                    let (r, calls) = (root.clone(), std::sync::atomic::AtomicUsize::new(0));
+                    share.set_resolve_hook(Some(Arc::new(move |_: &str| {
+                        if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == k {
+                            swap_pub(&r, &target);
+                        }
+                    })));
+                    let got = match s.get(&anonymous(), Path::new("pub/clip.mp4"), 0).await {
+                        Ok(mut reader) => {
+                            let mut out = Vec::new();
+                            reader.read_to_end(&mut out).await.unwrap();
+                            out
+                        }
+                        Err(_) => Vec::new(),
+                    };
+                    let case = format!("to protected: {to_protected}, swap at {k}");
+                    assert!(got != b"escape" && got != b"secret", "{case}: leaked");
+                    // One resolution: the file resolved is the one read.
+                    assert_eq!(got, b"public", "{case}");
+                    share.set_resolve_hook(None);
+                    if root.join("pub").is_symlink() {
+                        std::fs::remove_file(root.join("pub")).unwrap();
+                        std::fs::rename(root.join("pub.old"), root.join("pub")).unwrap();
+                    }
+                }
+            }
+        }
     }
 }

@@ -1,35 +1,24 @@
 //! Confined writes into a share: upload, delete, make and remove folders, rename.
 //!
-//! `Share` is read-only on purpose; FTP is the first door that writes. These functions confine
-//! paths exactly as `Share` does, by letting it do the deciding: the request path is normalised
-//! with [`Share::normalize`] (so `..` and NUL are refused and a leading `/` means the share's
-//! root), its *parent folder* is resolved with [`Share::resolve`] (every symlink followed; it
-//! must exist and still lie inside the share), and the operation then acts on the last
-//! component *inside that resolved folder* without following it: `unlink`, `rmdir`, `rename` and
-//! `O_CREAT|O_EXCL` never follow a final symlink, so a link pointing out of the share is removed
-//! or replaced itself, never what it points to.
+//! `Share` decides everything: the request path is normalised (so `..` and NUL are refused
+//! and a leading `/` means the share's root), its *parent folder* is resolved once beneath the
+//! share's root into an open folder, and the operation acts on the last component inside that
+//! very folder without following it (`unlinkat`, `renameat`, `mkdirat`, `O_EXCL`): a link
+//! pointing out of the share is removed or replaced itself, never what it points to, and a
+//! parent folder swapped for a symlink after the resolve changes nothing.
 //!
-//! Uploads are atomic: bytes go to a hidden temporary file in the same folder, which is renamed
-//! over the destination only once the whole upload arrived and reached the disk. A cut
-//! upload leaves the old file (or nothing) and removes the temporary file.
-//!
-//! Not guarded: a local process swapping a parent folder for a symlink between the resolve and
-//! the operation (the same window as `Share`'s own resolve-then-open for folders).
+//! Uploads are atomic: bytes go to a hidden temporary file in the same folder
+//! ([`meshfs_core::dir::TempFile`]), which is renamed over the destination only once the whole
+//! upload arrived and reached the disk. A cut upload leaves the old file (or nothing) and
+//! removes the temporary file.
 
-use std::fs::{self, OpenOptions};
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use meshfs_core::share::{Kind, Share, ShareError};
+use meshfs_core::share::{Share, ShareError};
 use tokio::io::{AsyncRead, AsyncWriteExt, BufReader};
 
 /// Buffer between the data connection and the file of an upload.
 const UPLOAD_BUF: usize = 256 * 1024;
-
-/// Prefix of temporary upload files (hidden, and recognisable by whoever cleans up).
-pub const TEMP_PREFIX: &str = ".meshfs-upload-";
 
 /// Why a write was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -42,40 +31,14 @@ pub enum WriteError {
     Io(#[from] io::Error),
 }
 
-/// A path to be written: the resolved folder that will hold it and the name inside it.
-#[derive(Debug)]
-pub struct Target {
-    /// Canonical folder inside the share.
-    pub dir: PathBuf,
-    /// Last component, never empty, `.` or `..`.
-    pub name: String,
-}
-
-impl Target {
-    /// Confine `path` (relative to the share, or absolute meaning from its root).
-    pub fn resolve(share: &Share, path: &str) -> Result<Target, WriteError> {
-        let rel = Share::normalize(path)?;
-        let (parent, name) = match rel.rsplit_once('/') {
-            Some((parent, name)) => (parent, name),
-            None => ("", rel.as_str()),
-        };
-        // The root itself has no name and cannot be replaced, removed or renamed. Names that a
-        // listing could not show (line breaks) are not created either.
-        if name.is_empty() || name.contains(['\n', '\r']) {
-            return Err(WriteError::BadName);
-        }
-        if share.stat(parent)?.kind != Kind::Dir {
-            return Err(ShareError::NotADir.into());
-        }
-        let dir = share.resolve(parent)?;
-        Ok(Target {
-            dir,
-            name: name.to_owned(),
-        })
-    }
-
-    pub fn path(&self) -> PathBuf {
-        self.dir.join(&self.name)
+/// The share's refusal of a name (the root, a line break, not one component) is FTP's
+/// "file name not allowed".
+fn refusal(e: ShareError) -> WriteError {
+    match e {
+        ShareError::Denied("the share's root")
+        | ShareError::Denied("line break in a name")
+        | ShareError::Denied("not a file name") => WriteError::BadName,
+        e => WriteError::Share(e),
     }
 }
 
@@ -84,109 +47,47 @@ pub async fn upload<R>(share: &Share, path: &str, input: R) -> Result<u64, Write
 where
     R: AsyncRead + Unpin,
 {
-    let target = Target::resolve(share, path)?;
-    if target.path().is_dir() {
-        return Err(ShareError::NotAFile.into());
-    }
-    let temp = TempFile::create(&target.dir)?;
-    let mut file = tokio::fs::File::from_std(temp.file.try_clone()?);
+    let new = share.new_file(path).map_err(refusal)?;
+    let mut file = tokio::fs::File::from_std(new.file().try_clone()?);
     let mut input = BufReader::with_capacity(UPLOAD_BUF, input);
     let written = tokio::io::copy_buf(&mut input, &mut file).await?;
     file.flush().await?;
-    file.sync_data().await?;
     drop(file);
-    temp.commit(&target.path())?;
+    // `persist` syncs, then renames; run it off the async threads.
+    tokio::task::spawn_blocking(move || new.persist())
+        .await
+        .map_err(io::Error::other)?
+        .map_err(refusal)?;
     Ok(written)
 }
 
 /// Delete a file (or a symlink itself).
 pub fn delete(share: &Share, path: &str) -> Result<(), WriteError> {
-    let target = Target::resolve(share, path)?;
-    fs::remove_file(target.path()).map_err(os_error)
+    share.remove_file(path).map_err(refusal)
 }
 
 /// Create a folder.
 pub fn make_dir(share: &Share, path: &str) -> Result<(), WriteError> {
-    let target = Target::resolve(share, path)?;
-    fs::create_dir(target.path()).map_err(os_error)
+    share.create_dir(path).map_err(refusal)
 }
 
 /// Remove an empty folder.
 pub fn remove_dir(share: &Share, path: &str) -> Result<(), WriteError> {
-    let target = Target::resolve(share, path)?;
-    fs::remove_dir(target.path()).map_err(os_error)
+    share.remove_dir(path).map_err(refusal)
 }
 
 /// Rename within the share.
 pub fn rename(share: &Share, from: &str, to: &str) -> Result<(), WriteError> {
-    let from = Target::resolve(share, from)?;
-    let to = Target::resolve(share, to)?;
-    fs::rename(from.path(), to.path()).map_err(os_error)
-}
-
-fn os_error(e: io::Error) -> WriteError {
-    match e.raw_os_error() {
-        Some(libc::ENOENT) => ShareError::NotFound.into(),
-        Some(libc::EACCES) | Some(libc::EPERM) => ShareError::Denied("not writable").into(),
-        Some(libc::EISDIR) => ShareError::NotAFile.into(),
-        Some(libc::ENOTDIR) => ShareError::NotADir.into(),
-        _ => WriteError::Io(e),
-    }
-}
-
-/// A temporary upload file, removed unless committed (also when the upload task is dropped
-/// mid-transfer).
-struct TempFile {
-    path: PathBuf,
-    file: fs::File,
-    committed: bool,
-}
-
-impl TempFile {
-    fn create(dir: &Path) -> Result<TempFile, WriteError> {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        loop {
-            let n = NEXT.fetch_add(1, Ordering::Relaxed);
-            let path = dir.join(format!("{TEMP_PREFIX}{}-{n}", std::process::id()));
-            match OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o644)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                .open(&path)
-            {
-                Ok(file) => {
-                    return Ok(TempFile {
-                        path,
-                        file,
-                        committed: false,
-                    });
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(os_error(e)),
-            }
-        }
-    }
-
-    fn commit(mut self, dest: &Path) -> Result<(), WriteError> {
-        fs::rename(&self.path, dest).map_err(os_error)?;
-        self.committed = true;
-        Ok(())
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.committed {
-            let _ = fs::remove_file(&self.path);
-        }
-    }
+    share.rename(from, to).map_err(refusal)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use meshfs_core::dir::TEMP_PREFIX;
+    use std::fs;
     use std::os::unix::fs::symlink;
+    use std::path::Path;
 
     fn setup() -> (tempfile::TempDir, Share) {
         let dir = tempfile::tempdir().unwrap();
@@ -298,5 +199,68 @@ mod tests {
             delete(&share, "sub"),
             Err(WriteError::Share(ShareError::NotAFile)) | Err(WriteError::Io(_))
         ));
+    }
+
+    /// Uploads, folders, deletes and renames against a parent folder swapped for a symlink
+    /// out of the share: before the request they are refused; after the share resolved the
+    /// parent, they act in the folder that was resolved, never outside.
+    #[tokio::test]
+    async fn parent_swapped_for_a_symlink_never_leads_a_write_outside() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("share");
+        let outside = dir.path().join("outside");
+        fs::create_dir_all(root.join("pub")).unwrap();
+        fs::create_dir_all(&outside).unwrap();
+        fs::write(outside.join("victim"), b"keep").unwrap();
+        let swap = {
+            let (root, outside) = (root.clone(), outside.clone());
+            move || {
+                if !root.join("pub").is_symlink() {
+                    fs::rename(root.join("pub"), root.join("pub.old")).unwrap();
+                    symlink(&outside, root.join("pub")).unwrap();
+                }
+            }
+        };
+        let restore = || {
+            fs::remove_file(root.join("pub")).unwrap();
+            fs::rename(root.join("pub.old"), root.join("pub")).unwrap();
+        };
+        let untouched = || {
+            let names: Vec<_> = fs::read_dir(&outside)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(names, ["victim"]);
+            assert_eq!(fs::read(outside.join("victim")).unwrap(), b"keep");
+        };
+        for share in [
+            Share::open(&root).unwrap(),
+            Share::open_walking(&root).unwrap(),
+        ] {
+            swap();
+            assert!(upload(&share, "pub/new", &b"x"[..]).await.is_err());
+            assert!(make_dir(&share, "pub/d").is_err());
+            assert!(delete(&share, "pub/victim").is_err());
+            assert!(rename(&share, "pub/victim", "stolen").is_err());
+            untouched();
+            restore();
+
+            let hook_swap = swap.clone();
+            share.set_resolve_hook(Some(std::sync::Arc::new(move |_: &str| hook_swap())));
+            upload(&share, "pub/new", &b"mine"[..]).await.unwrap();
+            assert_eq!(fs::read(root.join("pub.old/new")).unwrap(), b"mine");
+            untouched();
+            restore();
+            delete(&share, "pub/victim").unwrap_err(); // resolved inside: no such file there
+            untouched();
+            restore();
+            make_dir(&share, "pub/d").unwrap();
+            assert!(root.join("pub.old/d").is_dir());
+            untouched();
+            restore();
+            share.set_resolve_hook(None);
+            fs::remove_file(root.join("pub/new")).unwrap();
+            fs::remove_dir(root.join("pub/d")).unwrap();
+        }
     }
 }

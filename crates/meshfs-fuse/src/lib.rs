@@ -2,8 +2,10 @@
 //! `DIR/<node-name>/<path>`, read fast enough to play a video from another node.
 //!
 //! - [`inodes`]: inode numbers ⇄ (node, path);
-//! - [`nodes`]: the nodes shown (given, or discovered while mounted), never renumbered;
-//! - [`pool`]: per-node connection pools (parallel requests, fast failure, reconnection);
+//! - [`nodes`]: the nodes shown (given, or discovered while mounted), never renumbered, each
+//!   with its `meshfs_core::Pool` (parallel requests, fast failure, reconnection);
+//! - [`peers`]: node folders kept in step with a `meshfs_core::Peers` watch (discovery);
+//! - [`requests`]: the requests made of a node, each on its pool;
 //! - [`cache`]: short-lived attributes and listings;
 //! - [`readahead`]: sequential read-ahead with a doubling window, off for random reads;
 //! - [`fs`]: the `fuser::Filesystem` tying them together;
@@ -21,18 +23,20 @@ pub mod events;
 pub mod fs;
 pub mod inodes;
 pub mod nodes;
-pub mod pool;
+pub mod peers;
 pub mod readahead;
+pub mod requests;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use fuser::{BackgroundSession, MountOption, SessionACL};
+use meshfs_core::{Pool, PoolConfig};
 
 pub use error::MountError;
 pub use fs::{FsConfig, FsHandle, MeshFs};
 pub use nodes::{Node, NotAdded};
-pub use pool::{NodePool, PoolConfig};
+pub use peers::{FolderChange, PeerFolders};
 
 /// Everything tunable about a mount.
 #[derive(Debug, Clone, Copy)]
@@ -53,7 +57,14 @@ impl Default for MountOptions {
                 max_readahead: readahead::DEFAULT_MAX_WINDOW,
                 readahead_budget: readahead::DEFAULT_BUDGET,
             },
-            pool: PoolConfig::default(),
+            pool: PoolConfig {
+                // A player waits on reads: a stalled node must answer EIO in seconds.
+                request_timeout: Duration::from_secs(5),
+                // Keep every connection the bound allows: the kernel reads several files at
+                // once, each with read-ahead in flight.
+                max_idle: 8,
+                ..PoolConfig::default()
+            },
             allow_other: false,
             live_events: true,
         }
@@ -66,9 +77,9 @@ impl Default for MountOptions {
 pub async fn connect_nodes(addrs: &[String], config: PoolConfig) -> Vec<Node> {
     let mut tasks = Vec::new();
     for addr in addrs {
-        let pool = NodePool::new(addr.clone(), config);
+        let pool = Pool::new(addr.clone(), config);
         tasks.push(tokio::spawn(async move {
-            let name = match pool.hello().await {
+            let name = match requests::hello(&pool).await {
                 Ok(info) => info.name,
                 Err(e) => {
                     tracing::warn!(addr = %pool.addr(), error = %e, "node unreachable: named after its address");
@@ -147,7 +158,7 @@ impl Mount {
     /// Show the node at `addr` (called `name`, e.g. from its announcement) under the root;
     /// returns its folder name, or `None` if it is shown already (or too many nodes were).
     pub fn add_node(&self, name: &str, addr: &str) -> Option<String> {
-        let pool = NodePool::new(addr, self.pool);
+        let pool = Pool::new(addr, self.pool);
         match self.fs.add_node(&nodes::folder_name(name, addr), pool) {
             Ok((node, folder)) => {
                 if let Some(live) = &self.live {

@@ -9,14 +9,14 @@
 use std::sync::{Arc, RwLock};
 
 use crate::inodes::MAX_NODES;
-use crate::pool::NodePool;
+use meshfs_core::Pool;
 
 /// One node shown under the mount root.
 #[derive(Debug)]
 pub struct Node {
     /// Folder name under the mount root (the node's name from `hello`).
     pub name: String,
-    pub pool: NodePool,
+    pub pool: Pool,
 }
 
 #[derive(Debug)]
@@ -74,7 +74,7 @@ impl Nodes {
     pub fn add(
         &self,
         name: &str,
-        pool: NodePool,
+        pool: Pool,
         register: impl FnOnce(usize),
     ) -> Result<(usize, String), NotAdded> {
         let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
@@ -149,10 +149,10 @@ pub fn folder_name(name: &str, addr: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pool::PoolConfig;
+    use meshfs_core::PoolConfig;
 
-    fn pool(addr: &str) -> NodePool {
-        NodePool::new(addr, PoolConfig::default())
+    fn pool(addr: &str) -> Pool {
+        Pool::new(addr, PoolConfig::default())
     }
 
     #[test]

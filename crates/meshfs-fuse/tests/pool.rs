@@ -1,10 +1,11 @@
-//! The per-node pool against a real file server (in-process, loopback): requests work, a
-//! restarted node is reached again through a fresh connection, a node that is down fails fast.
+//! The mount's node requests on `meshfs_core::Pool`, against a real file server (in-process,
+//! loopback): requests work, a restarted node is reached again through a fresh connection, a
+//! node that is down fails fast, a silent one times out.
 
 use std::time::{Duration, Instant};
 
-use meshfs_core::{Kind, Share};
-use meshfs_fuse::{NodePool, PoolConfig};
+use meshfs_core::{Kind, Pool, PoolConfig, Share};
+use meshfs_fuse::requests::{hello, ls, pread, stat};
 use meshfs_server::{Config, FileServer};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -43,6 +44,7 @@ fn config() -> PoolConfig {
         request_timeout: Duration::from_secs(2),
         down_hold: Duration::from_millis(300),
         max_connections: 4,
+        max_idle: 4,
     }
 }
 
@@ -54,38 +56,38 @@ async fn requests_survive_a_node_restart_and_fail_fast_while_it_is_down() {
     let share = Share::open(dir.path()).unwrap();
     let node = start(&share, "127.0.0.1:0").await;
     let addr = node.addr.clone();
-    let pool = NodePool::new(addr.clone(), config());
+    let pool = Pool::new(addr.clone(), config());
 
-    assert_eq!(pool.stat("d/f.bin").await.unwrap().size, 10);
-    let listing = pool.ls("d").await.unwrap();
+    assert_eq!(stat(&pool, "d/f.bin").await.unwrap().size, 10);
+    let listing = ls(&pool, "d").await.unwrap();
     assert_eq!(listing.len(), 1);
     assert_eq!(listing[0].kind, Kind::File);
-    assert_eq!(pool.pread("d/f.bin", 3, 4).await.unwrap(), b"3456");
-    assert_eq!(pool.pread("d/f.bin", 8, 100).await.unwrap(), b"89");
-    let missing = pool.stat("nope").await.unwrap_err();
+    assert_eq!(pread(&pool, "d/f.bin", 3, 4).await.unwrap(), b"3456");
+    assert_eq!(pread(&pool, "d/f.bin", 8, 100).await.unwrap(), b"89");
+    let missing = stat(&pool, "nope").await.unwrap_err();
     assert!(
         !missing.is_connection(),
         "a node's answer is not a connection error"
     );
     assert_eq!(
-        pool.pread("d/f.bin", 0, 1).await.unwrap(),
+        pread(&pool, "d/f.bin", 0, 1).await.unwrap(),
         b"0",
         "the connection stayed usable"
     );
 
     // Down: the first request finds the pooled connection dead and cannot reconnect.
     stop(node).await;
-    assert!(pool.stat("d/f.bin").await.unwrap_err().is_connection());
+    assert!(stat(&pool, "d/f.bin").await.unwrap_err().is_connection());
     // Held down: the next one fails without even trying.
     let start_at = Instant::now();
-    assert!(pool.stat("d/f.bin").await.is_err());
+    assert!(stat(&pool, "d/f.bin").await.is_err());
     assert!(start_at.elapsed() < Duration::from_millis(100));
 
     // Back on the same port: after the hold, requests succeed on a fresh connection.
     let node = start(&share, &addr).await;
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        match pool.pread("d/f.bin", 0, 10).await {
+        match pread(&pool, "d/f.bin", 0, 10).await {
             Ok(data) => {
                 assert_eq!(data, b"0123456789");
                 break;
@@ -104,12 +106,12 @@ async fn a_restart_between_requests_is_invisible_to_the_caller() {
     let share = Share::open(dir.path()).unwrap();
     let node = start(&share, "127.0.0.1:0").await;
     let addr = node.addr.clone();
-    let pool = NodePool::new(addr.clone(), config());
-    assert_eq!(pool.pread("f", 0, 3).await.unwrap(), b"abc");
+    let pool = Pool::new(addr.clone(), config());
+    assert_eq!(pread(&pool, "f", 0, 3).await.unwrap(), b"abc");
     stop(node).await;
     let node = start(&share, &addr).await;
     // The pooled connection is dead; the pool retries once on a new one, without an error.
-    assert_eq!(pool.pread("f", 0, 3).await.unwrap(), b"abc");
+    assert_eq!(pread(&pool, "f", 0, 3).await.unwrap(), b"abc");
     stop(node).await;
 }
 
@@ -123,9 +125,9 @@ async fn a_node_that_never_answers_times_out() {
             held.push(conn);
         }
     });
-    let pool = NodePool::new(addr, config());
+    let pool = Pool::new(addr, config());
     let start_at = Instant::now();
-    let e = pool.hello().await.unwrap_err();
+    let e = hello(&pool).await.unwrap_err();
     assert!(e.is_connection(), "{e}");
     let took = start_at.elapsed();
     assert!(

@@ -55,12 +55,44 @@ pub enum Answer<T> {
     Failed(u8),
 }
 
+/// What a client sends as the course's optional date field, right after each operation name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Stamp {
+    /// No date field (the course's first version).
+    #[default]
+    None,
+    /// This `DD/MM/YYYY HH:MM:SS` text with every operation.
+    Fixed(String),
+    /// The local time when each operation is sent (`--date`), which directories of the
+    /// course's later version require.
+    LocalNow,
+}
+
+impl Stamp {
+    /// The field to send now, if any.
+    pub fn field(&self) -> Option<String> {
+        match self {
+            Stamp::None => None,
+            Stamp::Fixed(date) => Some(date.clone()),
+            Stamp::LocalNow => Some(local_date(chrono::Local::now())),
+        }
+    }
+}
+
+/// `DD/MM/YYYY HH:MM:SS`, the course's shape (see [`crate::wire::is_date`]).
+pub fn local_date<Tz: chrono::TimeZone>(at: chrono::DateTime<Tz>) -> String
+where
+    Tz::Offset: std::fmt::Display,
+{
+    at.format("%d/%m/%Y %H:%M:%S").to_string()
+}
+
 /// Talks to one directory server.
 #[derive(Debug, Clone)]
 pub struct DirectoryClient {
     addr: String,
     timeout: Duration,
-    date: Option<String>,
+    date: Stamp,
     max_listing_bytes: usize,
 }
 
@@ -70,7 +102,7 @@ impl DirectoryClient {
         DirectoryClient {
             addr: addr.into(),
             timeout: Duration::from_secs(10),
-            date: None,
+            date: Stamp::None,
             max_listing_bytes: MAX_LISTING_BYTES,
         }
     }
@@ -81,8 +113,8 @@ impl DirectoryClient {
         self
     }
 
-    /// Send this `DD/MM/YYYY HH:MM:SS` stamp with every operation (the course's later variant).
-    pub fn with_date(mut self, date: Option<String>) -> DirectoryClient {
+    /// Send this date field with every operation (the course's later variant).
+    pub fn with_date(mut self, date: Stamp) -> DirectoryClient {
         self.date = date;
         self
     }
@@ -105,8 +137,8 @@ impl DirectoryClient {
     ) -> Result<(u8, FieldReader<TcpStream>), ClientError> {
         let mut msg = Vec::with_capacity(64);
         push_field(&mut msg, op.name())?;
-        if let Some(date) = &self.date {
-            push_field(&mut msg, date)?;
+        if let Some(date) = self.date.field() {
+            push_field(&mut msg, &date)?;
         }
         for arg in args {
             push_field(&mut msg, arg)?;
@@ -196,5 +228,20 @@ impl DirectoryClient {
             files.push(budget.take(reader.read_field().await?)?);
         }
         Ok(Answer::Ok(files))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn dates_have_the_course_shape() {
+        let at = chrono::Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
+        assert_eq!(local_date(at), "02/01/2026 03:04:05");
+        let now = Stamp::LocalNow.field().unwrap();
+        assert!(crate::wire::is_date(&now), "{now}");
+        assert_eq!(Stamp::None.field(), None);
     }
 }

@@ -1,11 +1,13 @@
 //! The client side of the peer `GET_FILE`: download a file from another peer into a local
-//! path, atomically. Bytes go to a temporary file beside the destination, renamed over it only
-//! once every announced byte arrived and was synced; any failure removes the temporary file, so
-//! a failed `GET_FILE` leaves nothing behind.
+//! path, atomically. Bytes go to a temporary file beside the destination (core's one
+//! [`TempFile`] writer), renamed over it only once every announced byte arrived and was synced;
+//! any failure removes the temporary file, so a failed `GET_FILE` leaves nothing behind.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
+
+use meshfs_core::dir::{Dir, TempFile};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -32,20 +34,6 @@ pub enum FetchError {
     Name(#[from] SendError),
     #[error("I/O error: {0}")]
     Io(#[from] io::Error),
-}
-
-/// Removes the temporary file unless the download completed.
-struct TempFile {
-    path: PathBuf,
-    keep: bool,
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.keep {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
 }
 
 /// Fetch `remote` from the peer at `addr` into `dest`. `progress(done, total)` is called as
@@ -78,21 +66,9 @@ pub async fn get_file(
     }
     let size = reader.read_number(u64::MAX).await?;
 
-    let name = dest.file_name().ok_or_else(|| {
-        io::Error::new(io::ErrorKind::InvalidInput, "destination has no file name")
-    })?;
-    let mut temp_name = std::ffi::OsString::from(".");
-    temp_name.push(name);
-    temp_name.push(format!(".part-{}", std::process::id()));
-    let mut temp = TempFile {
-        path: dest.with_file_name(temp_name),
-        keep: false,
-    };
-    let mut out = tokio::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&temp.path)
-        .await?;
+    let (dir, name) = Dir::open_parent(dest)?;
+    let temp: TempFile = dir.temp_file()?;
+    let mut out = tokio::fs::File::from_std(temp.file().try_clone()?);
 
     let body = reader.inner_mut();
     let mut buf = vec![0u8; 64 * 1024];
@@ -111,9 +87,10 @@ pub async fn get_file(
         progress(got, size);
     }
     out.flush().await?;
-    out.sync_all().await?;
     drop(out);
-    tokio::fs::rename(&temp.path, dest).await?;
-    temp.keep = true;
+    // `persist` syncs, then renames: off the async threads.
+    tokio::task::spawn_blocking(move || temp.persist(&name))
+        .await
+        .map_err(io::Error::other)??;
     Ok(size)
 }

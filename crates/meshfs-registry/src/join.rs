@@ -129,6 +129,7 @@ pub async fn start(
         user,
         peer: peer_addr,
         share,
+        unpublishable: Unpublishable::default(),
     };
     tracker.spawn(member.stay_joined(live, shutdown, on_joined));
     Ok(Some(peer_addr))
@@ -151,6 +152,37 @@ struct Member {
     user: String,
     peer: SocketAddr,
     share: Share,
+    unpublishable: Unpublishable,
+}
+
+/// Most names [`Unpublishable`] remembers; past that, one last warning says so.
+const MAX_REPORTED: usize = 10_000;
+
+/// The share's names the directory cannot hold, each logged once per run however often the
+/// share is walked again.
+#[derive(Default)]
+struct Unpublishable {
+    logged: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl Unpublishable {
+    fn report(&self, path: &str) {
+        let mut logged = self.logged.lock().unwrap_or_else(|e| e.into_inner());
+        if logged.len() > MAX_REPORTED || logged.contains(path) {
+            return;
+        }
+        if logged.len() == MAX_REPORTED {
+            logged.insert(String::new());
+            tracing::warn!("more names cannot be published; not logging them");
+            return;
+        }
+        logged.insert(path.to_owned());
+        tracing::warn!(
+            path,
+            bytes = path.len(),
+            "not published in the directory: a name there holds at most {MAX_FIELD} bytes"
+        );
+    }
 }
 
 impl Member {
@@ -203,7 +235,14 @@ impl Member {
     async fn join_with_backoff(&self, shutdown: &CancellationToken) -> Option<Published> {
         let mut backoff = FIRST_BACKOFF;
         loop {
-            match join_once(&self.client, &self.user, self.peer.port(), &self.share).await {
+            let joined = join_once(
+                &self.client,
+                &self.user,
+                self.peer.port(),
+                &self.share,
+                &self.unpublishable,
+            );
+            match joined.await {
                 Ok(published) => return Some(published),
                 Err(e) => {
                     tracing::warn!(registry = self.client.addr(), error = %e, retry_in = ?backoff, "cannot join the directory");
@@ -269,6 +308,7 @@ impl Member {
             }
             EventKind::Created | EventKind::Modified | EventKind::Closed => {
                 if !publishable_name(path) {
+                    self.unpublishable.report(path);
                     return Ok(());
                 }
                 let share = self.share.clone();
@@ -324,6 +364,7 @@ async fn join_once(
     user: &str,
     port: u16,
     share: &Share,
+    unpublishable: &Unpublishable,
 ) -> Result<Published, AttemptError> {
     expect(
         "REGISTER",
@@ -348,9 +389,13 @@ async fn join_once(
         }
     };
     let walk_share = share.clone();
-    let files = tokio::task::spawn_blocking(move || publishable_files(&walk_share))
+    let walk = tokio::task::spawn_blocking(move || publishable_files(&walk_share))
         .await
         .unwrap_or_default();
+    for name in &walk.unpublishable {
+        unpublishable.report(name);
+    }
+    let files = walk.files;
     let present: BTreeSet<&str> = files.iter().map(|(name, _)| name.as_str()).collect();
     for gone in listed
         .iter()
@@ -372,17 +417,26 @@ async fn join_once(
     Ok(published)
 }
 
-/// Whether a path of the share can be named in the directory: at most 256 bytes, no white
-/// space or control characters (registry.md: file names have no spaces).
+/// Whether a path of the share can be named in the directory: a field carries any UTF-8
+/// text without NUL (which no file name holds) of at most 256 bytes. Spaces are fine; the
+/// share already leaves out names that are not UTF-8 or hold line breaks.
 fn publishable_name(path: &str) -> bool {
-    !path.is_empty()
-        && path.len() <= MAX_FIELD
-        && !path.chars().any(|c| c.is_whitespace() || c.is_control())
+    !path.is_empty() && path.len() <= MAX_FIELD && !path.contains('\0')
 }
 
-/// Every regular file of the share that can be named in the directory (relative path, no
-/// spaces, at most 256 bytes), with its size; at most [`MAX_PUBLISHED`].
-pub fn publishable_files(share: &Share) -> Vec<(String, u64)> {
+/// What a walk of the share found.
+#[derive(Debug, Default)]
+pub struct ShareWalk {
+    /// Every regular file that can be named in the directory, with its size, sorted; at most
+    /// [`MAX_PUBLISHED`].
+    pub files: Vec<(String, u64)>,
+    /// Files whose path cannot be (longer than a field).
+    pub unpublishable: Vec<String>,
+}
+
+/// Walk the share for the files to publish (relative paths).
+pub fn publishable_files(share: &Share) -> ShareWalk {
+    let mut unpublishable = Vec::new();
     let mut out = Vec::new();
     let mut dirs = vec![(String::new(), 0usize)];
     // Folders already walked, by real path: a symlink to an ancestor is not a new folder.
@@ -409,7 +463,7 @@ pub fn publishable_files(share: &Share) -> Vec<(String, u64)> {
                 Kind::Dir => {}
                 Kind::File => {
                     if !publishable_name(&path) {
-                        tracing::debug!(%path, "not publishable in the directory");
+                        unpublishable.push(path);
                         continue;
                     }
                     out.push((path, entry.size));
@@ -418,12 +472,73 @@ pub fn publishable_files(share: &Share) -> Vec<(String, u64)> {
                             max = MAX_PUBLISHED,
                             "share too large: publishing only the first files"
                         );
-                        return out;
+                        out.sort();
+                        return ShareWalk {
+                            files: out,
+                            unpublishable,
+                        };
                     }
                 }
             }
         }
     }
     out.sort();
-    out
+    ShareWalk {
+        files: out,
+        unpublishable,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// Collects what tracing writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn each_unpublishable_name_is_logged_once() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let long = "d/".repeat(130);
+        tracing::subscriber::with_default(subscriber, || {
+            let reported = Unpublishable::default();
+            // As a share walked again and again (rejoins) and events about the same file.
+            for _ in 0..3 {
+                reported.report(&long);
+                reported.report("other/too/long");
+            }
+        });
+        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            log.matches("not published in the directory").count(),
+            2,
+            "{log}"
+        );
+        assert_eq!(log.matches(long.as_str()).count(), 1, "{log}");
+    }
+
+    #[test]
+    fn names_with_spaces_are_publishable() {
+        assert!(publishable_name("front door/clip 1.mp4"));
+        assert!(publishable_name(&"x".repeat(MAX_FIELD)));
+        assert!(!publishable_name(&"x".repeat(MAX_FIELD + 1)));
+        assert!(!publishable_name(""));
+    }
 }

@@ -5,14 +5,14 @@
 //! - [`wire`]: NUL-terminated fields, bounded (256 bytes, 2 s of silence);
 //! - [`op`]: the operations, their fields and result codes;
 //! - [`store`]: what the directory remembers, behind a trait; [`sqlite`]: the embedded store
-//!   (`commit`: its group-committing writer thread);
+//!   (`commit`: its group-committing writer thread); [`postgres`]: the store several instances
+//!   share;
 //! - [`server`]: the directory server (`meshfs registry`);
 //! - [`client`]: a client of the directory;
 //! - [`peer`]: the peer `GET_FILE` listener, serving from a `Share`; [`fetch`]: its client;
 //! - [`join`]: a node registering, connecting and publishing its share by itself;
 //! - [`shell`] and [`messages`]: the course's interactive client (`meshfs shell`).
 
-mod accept;
 pub mod client;
 mod commit;
 pub mod describe;
@@ -21,14 +21,16 @@ pub mod join;
 pub mod messages;
 pub mod op;
 pub mod peer;
+pub mod postgres;
 pub mod server;
 pub mod shell;
 pub mod sqlite;
 pub mod store;
 pub mod wire;
 
-pub use client::{Answer, ClientError, DirectoryClient};
+pub use client::{Answer, ClientError, DirectoryClient, Stamp};
 pub use join::{JoinArgs, Joined};
+pub use postgres::{PostgresConfig, PostgresStore};
 pub use server::{DirectoryServer, ServerConfig};
 pub use sqlite::SqliteStore;
 pub use store::{ConnectedUser, Store, StoreError};

@@ -132,13 +132,15 @@ pub enum RequestError {
     BadName(FieldError),
     #[error("{op}: {err}")]
     Field { op: Operation, err: FieldError },
+    #[error("{op} without the date field this directory requires")]
+    NoDate { op: Operation },
 }
 
 impl RequestError {
     pub fn code(&self) -> u8 {
         match self {
             RequestError::Unknown(_) | RequestError::BadName(_) => UNKNOWN_OPERATION,
-            RequestError::Field { op, .. } => op.error_code(),
+            RequestError::Field { op, .. } | RequestError::NoDate { op } => op.error_code(),
         }
     }
 }
@@ -148,6 +150,15 @@ impl Request {
     pub async fn read<R: AsyncRead + Unpin>(
         reader: &mut FieldReader<R>,
     ) -> Result<Request, RequestError> {
+        Request::read_dated(reader, false).await
+    }
+
+    /// [`Request::read`], refusing requests without the date field when `date_required` (a
+    /// directory of the course's later version, whose clients all send it).
+    pub async fn read_dated<R: AsyncRead + Unpin>(
+        reader: &mut FieldReader<R>,
+        date_required: bool,
+    ) -> Result<Request, RequestError> {
         let name = reader.read_field().await.map_err(RequestError::BadName)?;
         let op = Operation::from_name(&name)
             .ok_or_else(|| RequestError::Unknown(name.chars().take(64).collect()))?;
@@ -156,6 +167,8 @@ impl Request {
         let first = reader.read_field().await.map_err(field_err)?;
         let date = if is_date(&first) {
             Some(first)
+        } else if date_required {
+            return Err(RequestError::NoDate { op });
         } else {
             args.push(first);
             None
@@ -199,6 +212,19 @@ mod tests {
         assert_eq!(parse(b"DELETE\0alice\0").await.unwrap_err().code(), 4);
         assert_eq!(parse(b"REGISTER\0al").await.unwrap_err().code(), 2);
         assert_eq!(parse(b"LIST_USERS\0\xff\0").await.unwrap_err().code(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_required_date_is_required() {
+        let mut dated = FieldReader::new(
+            &b"REGISTER\x0001/02/2026 10:20:30\x00bob\x00"[..],
+            Duration::from_secs(1),
+        );
+        let r = Request::read_dated(&mut dated, true).await.unwrap();
+        assert_eq!(r.args, ["bob"]);
+        let mut bare = FieldReader::new(&b"REGISTER\0bob\0"[..], Duration::from_secs(1));
+        let e = Request::read_dated(&mut bare, true).await.unwrap_err();
+        assert_eq!(e.code(), 2);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::accept::accept_loop;
+use meshfs_core::accept::{Door, accept_loop};
 use tokio_util::task::TaskTracker;
 
 use crate::wire::{FieldReader, SERVER_SILENCE, push_field, write_all_within};
@@ -42,7 +42,7 @@ pub struct PeerConfig {
     pub silence: Duration,
     /// A reader that takes no bytes for this long is dropped.
     pub write_timeout: Duration,
-    /// Transfers served at once; further peers wait in the listen backlog.
+    /// Transfers served at once; further peers are closed at once ([`meshfs_core::accept`]).
     pub max_connections: usize,
 }
 
@@ -80,22 +80,19 @@ impl PeerServer {
     /// its next chunk once `shutdown` is cancelled.
     pub async fn run(self, shutdown: CancellationToken, tracker: TaskTracker) {
         let (share, config) = (self.share, self.config);
-        let max = config.max_connections;
-        accept_loop(
-            &self.listener,
-            max,
-            &shutdown,
-            &tracker,
-            "GET_FILE",
-            |stream, peer| {
-                let (share, config, shutdown) = (share.clone(), config.clone(), shutdown.clone());
-                async move {
-                    if let Err(e) = serve(stream, share, &config, shutdown).await {
-                        tracing::debug!(%peer, error = %e, "GET_FILE ended with an error");
-                    }
+        let door = Door {
+            name: "GET_FILE",
+            max_connections: config.max_connections,
+            refusal: b"",
+        };
+        accept_loop(&self.listener, door, &shutdown, &tracker, |stream, peer| {
+            let (share, config, shutdown) = (share.clone(), config.clone(), shutdown.clone());
+            async move {
+                if let Err(e) = serve(stream, share, &config, shutdown).await {
+                    tracing::debug!(%peer, error = %e, "GET_FILE ended with an error");
                 }
-            },
-        )
+            }
+        })
         .await;
     }
 }

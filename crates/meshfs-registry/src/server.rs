@@ -16,7 +16,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::accept::accept_loop;
+use meshfs_core::accept::{Door, accept_loop};
 use tokio_util::task::TaskTracker;
 
 use crate::op::{OK, Operation, Request, RequestError};
@@ -32,8 +32,12 @@ pub struct ServerConfig {
     pub request_deadline: Duration,
     /// Longest time a client may take to read its reply.
     pub reply_timeout: Duration,
-    /// Connections handled at once; further clients wait in the listen backlog.
+    /// Connections handled at once; further clients are closed at once (the node-wide overload
+    /// rule of [`meshfs_core::accept`]).
     pub max_connections: usize,
+    /// Answer requests without the course's date field with their error code, as the
+    /// course's later directories do (`--require-date`; to test clients against).
+    pub require_date: bool,
 }
 
 impl Default for ServerConfig {
@@ -43,6 +47,7 @@ impl Default for ServerConfig {
             request_deadline: Duration::from_secs(10),
             reply_timeout: Duration::from_secs(10),
             max_connections: 1024,
+            require_date: false,
         }
     }
 }
@@ -75,8 +80,13 @@ impl DirectoryServer {
     /// Serve until `shutdown` is cancelled; each connection is a task on `tracker`.
     pub async fn run(self, shutdown: CancellationToken, tracker: TaskTracker) {
         let (store, config) = (self.store, self.config);
-        let max = config.max_connections;
-        accept_loop(&self.listener, max, &shutdown, &tracker, "directory", |stream, peer| {
+        let door = Door {
+            name: "directory",
+            max_connections: config.max_connections,
+            // The protocol's replies are per operation, read after the request: nothing to say.
+            refusal: b"",
+        };
+        accept_loop(&self.listener, door, &shutdown, &tracker, |stream, peer| {
             let (store, config) = (store.clone(), config.clone());
             async move {
                 if let Err(e) = serve(stream, peer, store, &config).await {
@@ -99,7 +109,7 @@ async fn serve(
     let (read, mut write) = stream.into_split();
     let mut reader = FieldReader::new(read, config.silence);
     reader.set_deadline(Some(tokio::time::Instant::now() + config.request_deadline));
-    let reply = match Request::read(&mut reader).await {
+    let reply = match Request::read_dated(&mut reader, config.require_date).await {
         // An IPv4 client of a dual-stack socket is recorded as IPv4, as peers will dial it.
         Ok(request) => execute(store, request, peer.ip().to_canonical()).await,
         Err(e) => {
@@ -166,7 +176,7 @@ fn run_on_store(store: &dyn Store, request: &Request, ip: IpAddr) -> Option<Vec<
         }
         Operation::Disconnect => done(store.disconnect(&a[0], date)),
         Operation::Publish => {
-            if !valid_name(&a[1]) {
+            if a[1].is_empty() {
                 return None;
             }
             done(store.publish(&a[0], &a[1], &a[2], date))
@@ -199,8 +209,10 @@ fn run_on_store(store: &dyn Store, request: &Request, ip: IpAddr) -> Option<Vec<
     }
 }
 
-/// User and file names: not empty, no white space or control characters (the shell splits
-/// commands on spaces, and registry.md says file names have none).
+/// User names: not empty, no white space or control characters (the shell splits commands on
+/// spaces, and they appear in the log). File names may be anything a field carries but empty:
+/// nodes publish their files' real names, spaces included, and the shell escapes control
+/// characters when it prints them.
 fn valid_name(name: &str) -> bool {
     !name.is_empty() && !name.chars().any(|c| c.is_whitespace() || c.is_control())
 }

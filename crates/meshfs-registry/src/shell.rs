@@ -17,7 +17,7 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWrite, AsyncWr
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::client::{Answer, DirectoryClient};
+use crate::client::{Answer, DirectoryClient, Stamp};
 use crate::fetch::{FetchError, get_file};
 use crate::messages::{self, message};
 use crate::op::Operation;
@@ -41,6 +41,8 @@ pub struct ShellConfig {
     pub prompt: bool,
     /// Give up on the directory or a peer after this much silence.
     pub timeout: Duration,
+    /// The date field sent after each operation name (`--date`: the local time).
+    pub date: Stamp,
 }
 
 /// A running peer listener, stopped on `DISCONNECT` and `QUIT`.
@@ -81,7 +83,9 @@ enum Next {
 impl<W: AsyncWrite + Unpin> Shell<W> {
     pub fn new(config: ShellConfig, out: W) -> Shell<W> {
         Shell {
-            client: DirectoryClient::new(config.registry.clone()).with_timeout(config.timeout),
+            client: DirectoryClient::new(config.registry.clone())
+                .with_timeout(config.timeout)
+                .with_date(config.date.clone()),
             config,
             out,
             connected: None,
@@ -186,7 +190,8 @@ impl<W: AsyncWrite + Unpin> Shell<W> {
                     Ok(users) => {
                         self.say(message(Operation::ListUsers, 0)).await?;
                         for u in users {
-                            self.say(&format!("{} {} {}", u.name, u.ip, u.port)).await?;
+                            let (name, ip) = (printable(&u.name), printable(&u.ip));
+                            self.say(&format!("{name} {ip} {}", u.port)).await?;
                         }
                     }
                     Err(code) => self.say(message(Operation::ListUsers, code)).await?,
@@ -199,7 +204,7 @@ impl<W: AsyncWrite + Unpin> Shell<W> {
                     Ok(files) => {
                         self.say(message(Operation::ListContent, 0)).await?;
                         for f in files {
-                            self.say(&f).await?;
+                            self.say(&printable(&f)).await?;
                         }
                     }
                     Err(code) => self.say(message(Operation::ListContent, code)).await?,
@@ -351,6 +356,25 @@ impl<W: AsyncWrite + Unpin> Shell<W> {
     }
 }
 
+/// `text` with its control characters escaped (`\n`, `\u{1b}`): names come from other peers
+/// through the directory, and a newline or a terminal escape sequence in one must not forge
+/// lines or drive the user's terminal.
+fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
 /// Discard input up to and including the next newline (after an over-long line).
 async fn skip_rest_of_line<R: AsyncBufRead + Unpin>(input: &mut R) -> io::Result<()> {
     loop {
@@ -364,5 +388,17 @@ async fn skip_rest_of_line<R: AsyncBufRead + Unpin>(input: &mut R) -> io::Result
         }
         let n = buf.len();
         input.consume(n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(printable("clip 1.mp4"), "clip 1.mp4");
+        assert_eq!(printable("a\nLIST_USERS OK"), "a\\nLIST_USERS OK");
+        assert_eq!(printable("\u{1b}[2J"), "\\u{1b}[2J");
     }
 }

@@ -103,7 +103,10 @@ async fn every_operation_and_result_code() {
         [0]
     );
     assert_eq!(call(a, &["PUBLISH", "alice", "f1", "again"]).await, [3]);
-    assert_eq!(call(a, &["PUBLISH", "alice", "has space", "d"]).await, [4]);
+    // File names are real names, spaces included; only an empty one is refused.
+    assert_eq!(call(a, &["PUBLISH", "alice", "has space", "d"]).await, [0]);
+    assert_eq!(call(a, &["DELETE", "alice", "has space"]).await, [0]);
+    assert_eq!(call(a, &["PUBLISH", "alice", "", "d"]).await, [4]);
     assert_eq!(
         d.store.file_info("alice", "f1").unwrap().unwrap().0,
         "first file"

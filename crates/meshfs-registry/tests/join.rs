@@ -115,10 +115,14 @@ async fn a_node_publishes_its_share_serves_it_and_disconnects() {
     let (dir, share) = share();
     let mut node = join(addr, "cam", share).await;
     let joined = node.wait_joined(Duration::from_secs(10)).await;
-    assert_eq!(joined.files, 2);
+    assert_eq!(joined.files, 3, "every file, the name with a space too");
     assert_eq!(
         client.list_content("viewer", "cam").await.unwrap(),
-        Answer::Ok(vec!["cam1/clip.mp4".into(), "notes.txt".into()])
+        Answer::Ok(vec![
+            "cam1/clip.mp4".into(),
+            "has space.txt".into(),
+            "notes.txt".into()
+        ])
     );
     assert_eq!(
         store.file_info("cam", "notes.txt").unwrap().unwrap().0,
@@ -176,7 +180,7 @@ async fn a_node_retries_until_the_directory_is_up() {
     let (addr, _store, _stop) = directory_at(&port.to_string(), &state.path().join("db")).await;
     let joined = node.wait_joined(Duration::from_secs(15)).await;
     assert_eq!(joined.registry, addr.to_string());
-    assert_eq!(joined.files, 2);
+    assert_eq!(joined.files, 3, "every file, the name with a space too");
     node.stop().await;
 }
 
@@ -245,7 +249,7 @@ async fn a_node_follows_its_share_as_files_come_and_go() {
         &client,
         "viewer",
         "live",
-        &["cam1/clip.mp4", "notes.txt"],
+        &["cam1/clip.mp4", "has space.txt", "notes.txt"],
         within,
     )
     .await;
@@ -256,7 +260,12 @@ async fn a_node_follows_its_share_as_files_come_and_go() {
         &client,
         "viewer",
         "live",
-        &["cam1/clip.mp4", "cam1/new.mp4", "notes.txt"],
+        &[
+            "cam1/clip.mp4",
+            "cam1/new.mp4",
+            "has space.txt",
+            "notes.txt",
+        ],
         within,
     )
     .await;
@@ -283,16 +292,36 @@ async fn a_node_follows_its_share_as_files_come_and_go() {
         &client,
         "viewer",
         "live",
-        &["cam1/clip.mp4", "kept.mp4"],
+        &["cam1/clip.mp4", "has space.txt", "kept.mp4"],
         within,
     )
     .await;
     std::fs::remove_dir_all(root.join("cam1")).unwrap();
-    wait_listing(&client, "viewer", "live", &["kept.mp4"], within).await;
-    // A name the directory cannot hold is left out.
+    wait_listing(
+        &client,
+        "viewer",
+        "live",
+        &["has space.txt", "kept.mp4"],
+        within,
+    )
+    .await;
+    // A name with spaces is published as it is; a path longer than a field is left out.
+    std::fs::create_dir_all(root.join("y".repeat(200))).unwrap();
+    std::fs::write(
+        root.join(format!("{}/{}", "y".repeat(200), "z".repeat(60))),
+        b"x",
+    )
+    .unwrap();
     std::fs::write(root.join("with space.mp4"), b"x").unwrap();
     std::fs::write(root.join("z.txt"), b"z").unwrap();
-    wait_listing(&client, "viewer", "live", &["kept.mp4", "z.txt"], within).await;
+    wait_listing(
+        &client,
+        "viewer",
+        "live",
+        &["has space.txt", "kept.mp4", "with space.mp4", "z.txt"],
+        within,
+    )
+    .await;
     watched.node.stop().await;
 }
 
@@ -308,7 +337,7 @@ async fn changes_made_while_the_directory_is_down_are_caught_up() {
         &client,
         "viewer",
         "flaky",
-        &["cam1/clip.mp4", "notes.txt"],
+        &["cam1/clip.mp4", "has space.txt", "notes.txt"],
         within,
     )
     .await;
@@ -343,7 +372,7 @@ async fn changes_made_while_the_directory_is_down_are_caught_up() {
         &client,
         "viewer",
         "flaky",
-        &["cam1/clip.mp4", "while-down.txt"],
+        &["cam1/clip.mp4", "has space.txt", "while-down.txt"],
         within,
     )
     .await;
@@ -363,11 +392,21 @@ fn the_walk_skips_unpublishable_names_and_symlink_loops() {
         b"too long",
     )
     .unwrap();
-    let files = meshfs_registry::join::publishable_files(&share);
-    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    let walk = meshfs_registry::join::publishable_files(&share);
+    let names: Vec<&str> = walk.files.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
         names,
-        ["alias.txt", "cam1/clip.mp4", "notes.txt", &"x".repeat(250)]
+        [
+            "alias.txt",
+            "cam1/clip.mp4",
+            "has space.txt",
+            "notes.txt",
+            &"x".repeat(250)
+        ]
     );
-    assert_eq!(files[2].1, 12);
+    assert_eq!(walk.files[3].1, 12);
+    assert_eq!(
+        walk.unpublishable,
+        [format!("{}/{}", "y".repeat(200), "z".repeat(60))]
+    );
 }

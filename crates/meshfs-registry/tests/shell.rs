@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use meshfs_core::Share;
 use meshfs_registry::shell::{MAX_LINE, Shell, ShellConfig};
-use meshfs_registry::{DirectoryServer, ServerConfig, SqliteStore};
+use meshfs_registry::{DirectoryServer, ServerConfig, SqliteStore, Stamp};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -18,6 +18,7 @@ async fn run(registry: &str, prompt: bool, input: &[u8]) -> String {
         peer_listen: "127.0.0.1:0".into(),
         prompt,
         timeout: Duration::from_secs(5),
+        date: Stamp::None,
     };
     let mut out = Vec::new();
     Shell::new(config, &mut out).run(input).await.unwrap();

@@ -1,35 +1,50 @@
-//! The LAN group chat (seed 004, protocols.md §4) in the page: the node joins the chat's
-//! multicast group when discovery is on, keeps the last [`HISTORY`] messages, and passes
-//! every new one to open pages as an SSE `chat` event on `/api/events`. `POST /api/chat`
-//! sends one message as one raw UTF-8 datagram, exactly as `meshfs chat` and the seed's
-//! Python scripts do, so they all talk to each other.
+//! The LAN group chat (seed 004, protocols.md §4) in the page: a [`ChatRoom`] keeps the last
+//! [`HISTORY`] messages and passes every new one to open pages as an SSE `chat` event on
+//! `/api/events`; `POST /api/chat` sends one message.
+//!
+//! The web UI does not speak the group's wire format itself: the binary joins the chat's
+//! multicast group (when discovery is on), hands each received message to
+//! [`ChatRoom::publish`], and gives the room a [`ChatSend`] that sends one message as one raw
+//! UTF-8 datagram, exactly as `meshfs chat` and the seed's Python scripts do. So this crate
+//! needs no LAN-group code, and the room is testable without a socket.
 //!
 //! Messages are kept as the group chat shows them (`<ip> :> <text>`, one line per line,
-//! control characters replaced by [`display`](meshfs_group::chat::display)); the page puts
-//! them into the DOM as text only.
+//! control characters already replaced by the sender side); the page puts them into the DOM
+//! as text only.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::HeaderMap;
-use meshfs_group::chat::{GroupChat, MAX_MESSAGE};
-use meshfs_group::socket::Group;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
-use tokio_util::sync::CancellationToken;
 
 use crate::error::WebError;
 use crate::json_body;
 use crate::state::AppState;
 
-/// Messages kept for pages that open later (each at most [`MAX_MESSAGE`] bytes).
+/// Messages kept for pages that open later.
 pub const HISTORY: usize = 200;
+
+/// The group chat's longest message (seed 004), told to pages while the chat is off (when
+/// on, the room's own [`ChatRoom::max_bytes`]).
+const MAX_MESSAGE: usize = 1400;
+
+/// Sends one message to the group (implemented by the binary over the LAN group's chat).
+pub trait ChatSend: Send + Sync + 'static {
+    fn send<'a>(
+        &'a self,
+        text: &'a str,
+    ) -> Pin<Box<dyn Future<Output = std::io::Result<()>> + Send + 'a>>;
+}
 
 /// One chat message as pages receive it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -63,11 +78,13 @@ struct History {
     next_id: u64,
 }
 
-/// The node's seat in the group chat.
+/// The node's seat in the group chat: its history, its live fan-out, and how to send.
 pub struct ChatRoom {
-    chat: GroupChat,
+    sender: Box<dyn ChatSend>,
     /// `GROUP:PORT`, shown on the page.
     pub group: String,
+    /// Longest message the group carries, in UTF-8 bytes.
+    pub max_bytes: usize,
     history: Mutex<History>,
     tx: broadcast::Sender<ChatMessage>,
 }
@@ -81,38 +98,20 @@ impl std::fmt::Debug for ChatRoom {
 }
 
 impl ChatRoom {
-    /// Join the chat of `group` on `port`.
-    pub fn join(group: &Group, port: u16) -> std::io::Result<Arc<ChatRoom>> {
-        Ok(Arc::new(ChatRoom {
-            chat: GroupChat::join(group, port)?,
-            group: format!("{}:{port}", group.addr),
+    /// A room for the chat of `group` (`GROUP:PORT`) whose messages are at most `max_bytes`
+    /// and go out through `sender`.
+    pub fn new(group: String, max_bytes: usize, sender: impl ChatSend) -> Arc<ChatRoom> {
+        Arc::new(ChatRoom {
+            sender: Box::new(sender),
+            group,
+            max_bytes,
             history: Mutex::default(),
             tx: broadcast::channel(HISTORY).0,
-        }))
+        })
     }
 
-    /// Receive messages until `shutdown`.
-    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
-        loop {
-            let got = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                got = self.chat.recv() => got,
-            };
-            match got {
-                Ok((ip, lines)) => self.publish(ip, lines),
-                Err(e) => {
-                    tracing::debug!(error = %e, "chat socket error");
-                    // Never spin on a socket that keeps failing.
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-                    }
-                }
-            }
-        }
-    }
-
-    fn publish(&self, ip: IpAddr, lines: Vec<String>) {
+    /// A message received from `ip`, as display lines (`<ip> :> <text>`).
+    pub fn publish(&self, ip: IpAddr, lines: Vec<String>) {
         let time_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
@@ -140,7 +139,7 @@ impl ChatRoom {
 
     /// Send one message to the group.
     pub async fn send(&self, text: &str) -> std::io::Result<()> {
-        self.chat.send(text).await
+        self.sender.send(text).await
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, History> {
@@ -170,7 +169,7 @@ pub async fn status(State(state): State<AppState>) -> Json<ChatJson> {
             enabled: true,
             group: Some(room.group.clone()),
             reason: None,
-            max_bytes: MAX_MESSAGE,
+            max_bytes: room.max_bytes,
             messages: room.subscribe().0,
         },
         ChatSetting::Off(why) => ChatJson {
@@ -199,22 +198,22 @@ pub async fn send(
         ChatSetting::Off(why) => return Err(WebError::NotFound(format!("no group chat: {why}"))),
     };
     let SendBody { text } = json_body::parse(&headers, body, r#"{"text": "…"}"#)?;
-    check_text(&text)?;
+    check_text(&text, room.max_bytes)?;
     room.send(&text)
         .await
         .map_err(|e| WebError::Unreachable(format!("cannot send to the group: {e}")))?;
     Ok(Json(serde_json::json!({ "ok": true })))
 }
 
-/// A message the group chat can carry: not empty, at most [`MAX_MESSAGE`] bytes, no control
-/// characters but newlines and tabs.
-fn check_text(text: &str) -> Result<(), WebError> {
+/// A message the group chat can carry: not empty, at most `max` bytes, no control characters
+/// but newlines and tabs.
+fn check_text(text: &str, max: usize) -> Result<(), WebError> {
     if text.trim().is_empty() {
         return Err(WebError::BadRequest("empty message".into()));
     }
-    if text.len() > MAX_MESSAGE {
+    if text.len() > max {
         return Err(WebError::TooLarge(format!(
-            "a message is at most {MAX_MESSAGE} bytes of UTF-8 ({} given)",
+            "a message is at most {max} bytes of UTF-8 ({} given)",
             text.len()
         )));
     }
@@ -233,17 +232,24 @@ fn check_text(text: &str) -> Result<(), WebError> {
 mod tests {
     use super::*;
 
+    /// A sender that sends nothing.
+    struct Nowhere;
+
+    impl ChatSend for Nowhere {
+        fn send<'a>(
+            &'a self,
+            _: &'a str,
+        ) -> Pin<Box<dyn Future<Output = std::io::Result<()>> + Send + 'a>> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
     /// The history keeps the last [`HISTORY`] messages in order; a subscriber gets the
     /// history, then each later message exactly once.
     #[tokio::test]
     async fn history_is_bounded_and_subscribers_miss_nothing() {
-        let group = Group {
-            addr: std::net::Ipv4Addr::new(239, 255, 250, 1),
-            iface: std::net::Ipv4Addr::LOCALHOST,
-            ttl: 1,
-        };
-        // Port 0: a private port nobody sends to; messages are published by hand.
-        let room = ChatRoom::join(&group, 0).unwrap();
+        // Messages are published by hand; nothing is sent.
+        let room = ChatRoom::new("239.255.250.1:0".into(), MAX_MESSAGE, Nowhere);
         let ip: IpAddr = "10.1.2.3".parse().unwrap();
         for i in 0..HISTORY + 50 {
             room.publish(ip, vec![format!("10.1.2.3 :> m{i}")]);
@@ -261,15 +267,15 @@ mod tests {
 
     #[test]
     fn message_checks() {
-        assert!(check_text("coucou !\nsecond line").is_ok());
-        assert!(check_text(&"é".repeat(MAX_MESSAGE / 2)).is_ok());
+        assert!(check_text("coucou !\nsecond line", MAX_MESSAGE).is_ok());
+        assert!(check_text(&"é".repeat(MAX_MESSAGE / 2), MAX_MESSAGE).is_ok());
         assert!(matches!(
-            check_text(&"é".repeat(MAX_MESSAGE / 2 + 1)),
+            check_text(&"é".repeat(MAX_MESSAGE / 2 + 1), MAX_MESSAGE),
             Err(WebError::TooLarge(_))
         ));
         for bad in ["", "  \n", "a\x1b[2J", "a\0b"] {
             assert!(
-                matches!(check_text(bad), Err(WebError::BadRequest(_))),
+                matches!(check_text(bad, MAX_MESSAGE), Err(WebError::BadRequest(_))),
                 "{bad:?}"
             );
         }

@@ -4,10 +4,11 @@
 //! ([`Client`](meshfs_core::Client) `stat`/`ls`/`pread`).
 //!
 //! # Starting it
-//! `meshfs node` flattens [`WebArgs`] (`--web ADDR`, `--no-web`, `--node URL`…) and calls
-//! [`WebArgs::start`]. The default address is `0.0.0.0:8044`; when `--listen` asks for port 0
-//! (tests, several nodes on one machine) the UI also takes port 0 on the `--listen` host. The
-//! node prints `web http://ADDR/` as its second stdout line.
+//! The binary (`meshfs node`, its `--web ADDR`, `--no-web`, `--node URL` flags) fills a
+//! [`WebConfig`] and calls [`start`]; this crate parses no flags. The default address is
+//! `0.0.0.0:8044`; when `--listen` asks for port 0 (tests, several nodes on one machine) the
+//! UI also takes port 0 on the `--listen` host. The node prints `web http://ADDR/` as its
+//! second stdout line.
 //!
 //! # Pages
 //! One HTML page with its script and style built into the binary (`assets/`), routed by the
@@ -68,7 +69,8 @@
 //!
 //! # Chat
 //! With discovery on, the node joins the group chat (protocols.md §4, `--chat-port`) and
-//! keeps its last 200 messages; with `--no-discovery` the page shows no chat.
+//! keeps its last 200 messages; with `--no-discovery` the page shows no chat. The binary
+//! holds the chat's socket and hands this crate a [`ChatRoom`] (see `chat.rs`).
 //!
 //! # Events
 //! The feed follows each node's `subscribe` (protocols.md §1). A node whose file server does
@@ -78,29 +80,30 @@
 //! a feed every page may open.
 
 mod api;
-mod args;
 mod assets;
 mod chat;
 mod client;
 mod error;
-mod events;
+mod feed;
 mod files;
 mod json_body;
 mod login;
 mod nodes;
 mod paths;
-mod pool;
 mod range;
 mod server;
 mod session;
 mod source;
+mod start;
 mod state;
 mod throttle;
+mod watch;
 
-pub use args::{DEFAULT_WEB, LocalNode, StartError, WebArgs, WebHandle};
+pub use chat::{ChatMessage, ChatRoom, ChatSend, ChatSetting};
 pub use error::WebError;
-pub use events::{FileEvent, SubscribeLine, parse_line};
+pub use feed::FileEvent;
 pub use meshfs_core::mime::content_type;
 pub use nodes::{Events, NodeDirectory, NodeInfo, Status};
 pub use range::{RangeRequest, parse_range};
 pub use server::{WebServer, router};
+pub use start::{StartError, WebConfig, WebHandle, start};

@@ -10,7 +10,6 @@
 //! connection); the session then reaches it through connections that said it.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Json;
@@ -21,13 +20,13 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use meshfs_core::access::Keys;
 use meshfs_core::proto::Code;
+use meshfs_core::{Credentials, Pool};
 use serde::{Deserialize, Serialize};
 
 use crate::error::WebError;
 use crate::json_body;
-use crate::pool::Pool;
 use crate::session::clear_cookie;
-use crate::state::AppState;
+use crate::state::{AppState, pool_config};
 
 #[cfg(doc)]
 use crate::{session::Sessions, throttle::Throttle};
@@ -77,7 +76,7 @@ enum Proven {
     /// One of this node's passwords (proven again on the session's own keys).
     Local(String),
     /// A remote node's, with the pool whose connection proved it.
-    Remote(String, Arc<Pool>),
+    Remote(String, Pool),
 }
 
 /// `POST /api/login` with `{"password": "…"}` (this node) or `{"password": "…", "node": "…"}`.
@@ -117,7 +116,8 @@ pub async fn login(
             if password.is_empty() {
                 None
             } else {
-                let pool = Arc::new(Pool::with_password(&addr, password));
+                let password = Credentials::password(password);
+                let pool = Pool::with_credentials(&addr, pool_config(), password);
                 remote_login(&pool)
                     .await?
                     .then_some(Proven::Remote(addr, pool))
@@ -175,7 +175,7 @@ pub async fn logout(
 
 /// Prove a remote node's password on a new connection of `pool` (kept for the session's
 /// requests). `Ok(false)`: the node refused the password.
-async fn remote_login(pool: &Arc<Pool>) -> Result<bool, WebError> {
+async fn remote_login(pool: &Pool) -> Result<bool, WebError> {
     match pool.fresh().await {
         Ok(mut conn) => {
             conn.done();

@@ -1,14 +1,20 @@
 //! `NodeDirectory`: the nodes the web UI shows, and what it last learned about each.
 //!
-//! The UI starts with this node and the `--node` addresses; discovery (multicast, the central
-//! directory) can feed more at run time through [`NodeDirectory::add`]. Each node is known by
-//! its file-server address; its name is the one it gives in `hello` (until then, the address).
-//! URLs accept either, so a link keeps working before and after the name is learned.
+//! The UI starts with this node and the `--node` addresses, then shows every node of the
+//! node's one peer table ([`Peers`], meshfs-core: fed by multicast, DNS-SD, static peers and
+//! the directory) as it comes ([`NodeDirectory::follow_peers`]). This is a view, not a second
+//! table: it keeps only what the page shows beside each address — status, events, version,
+//! the last error — as the node watchers (`watch.rs`) learn it. Each node is known by its
+//! file-server address; its name is the one it gives in `hello` (until then, the address).
+//! URLs accept either, so a link keeps working before and after the name is learned. A node
+//! that leaves the table stays listed, shown offline by its watcher.
 
 use std::sync::{Arc, RwLock};
 
+use meshfs_core::{PeerEvent, Peers};
 use serde::Serialize;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 /// Most nodes one directory holds: a LAN of 2–50 nodes, with room to spare.
 pub const MAX_NODES: usize = 1024;
@@ -150,6 +156,32 @@ impl NodeDirectory {
         });
     }
 
+    /// Show every node of `peers`, now and as they come, until `shutdown`.
+    pub async fn follow_peers(self, peers: Peers, shutdown: CancellationToken) {
+        let mut changes = peers.watch();
+        for peer in changes.snapshot() {
+            self.add(&peer.addr.to_string());
+        }
+        loop {
+            let event = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                e = changes.next() => e,
+            };
+            match event {
+                // A node at a new address is shown there; its old address goes offline.
+                PeerEvent::Up(peer) | PeerEvent::Changed { new: peer, .. } => {
+                    self.add(&peer.addr.to_string());
+                }
+                PeerEvent::Resync(all) => {
+                    for peer in all {
+                        self.add(&peer.addr.to_string());
+                    }
+                }
+                PeerEvent::Down { .. } => {}
+            }
+        }
+    }
+
     /// A receiver that wakes on every change.
     pub fn watch(&self) -> watch::Receiver<u64> {
         self.changed.subscribe()
@@ -159,6 +191,41 @@ impl NodeDirectory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Nodes already in the peer table and those that come later are shown.
+    #[tokio::test]
+    async fn peers_feed_the_directory() {
+        let peer = |name: &str, port: u16| meshfs_core::Peer {
+            name: name.into(),
+            id: "1".into(),
+            addr: std::net::SocketAddr::from(([10, 0, 0, 9], port)),
+            web: None,
+            source: meshfs_core::peers::Source::Multicast,
+            last_seen: std::time::Instant::now(),
+        };
+        let peers = Peers::default();
+        peers.hello(peer("early", 4044));
+        let dir = NodeDirectory::new("me", "127.0.0.1:1");
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(dir.clone().follow_peers(peers.clone(), stop.clone()));
+        let mut changes = dir.watch();
+        let shown = async |dir: &NodeDirectory, changes: &mut watch::Receiver<u64>, addr| {
+            let wait = async {
+                while dir.find(addr).is_none() {
+                    changes.changed().await.unwrap();
+                }
+            };
+            tokio::time::timeout(std::time::Duration::from_secs(5), wait)
+                .await
+                .unwrap_or_else(|_| panic!("{addr} not shown"));
+        };
+        // Shown from the table's snapshot; then a node that comes later.
+        shown(&dir, &mut changes, "10.0.0.9:4044").await;
+        peers.hello(peer("late", 4045));
+        shown(&dir, &mut changes, "10.0.0.9:4045").await;
+        stop.cancel();
+        task.await.unwrap();
+    }
 
     #[test]
     fn add_find_rename() {

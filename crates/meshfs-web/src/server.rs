@@ -12,10 +12,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::chat::ChatSetting;
 use crate::error::WebError;
-use crate::events::{self, EventHub};
+use crate::feed::{self, EventHub};
 use crate::nodes::NodeDirectory;
-use crate::pool::Pools;
 use crate::state::{AppState, Limits};
+use crate::watch;
 use crate::{api, assets, chat, files, json_body, login};
 
 /// Every route of the UI (see the crate docs for the API).
@@ -27,7 +27,7 @@ pub fn router(state: AppState) -> Router {
         .route("/favicon.svg", get(assets::favicon))
         .route("/favicon.ico", get(assets::favicon))
         .route("/api/nodes", get(api::nodes))
-        .route("/api/events", get(events::feed))
+        .route("/api/events", get(feed::feed))
         .route("/api/ls/{*rest}", get(api::ls))
         .route("/api/stat/{*rest}", get(api::stat))
         .route("/api/session", get(login::session))
@@ -89,7 +89,7 @@ impl WebServer {
             share: self.share,
             access: self.access,
             nodes: self.nodes,
-            pools: Pools::default(),
+            pools: meshfs_core::Pools::new(crate::state::pool_config()),
             hub: EventHub::default(),
             shutdown: shutdown.clone(),
             limits: Limits::default(),
@@ -97,10 +97,7 @@ impl WebServer {
             throttle: Default::default(),
             chat: self.chat,
         };
-        if let ChatSetting::On(room) = &state.chat {
-            tracker.spawn(room.clone().run(shutdown.clone()));
-        }
-        events::spawn_watchers(state.clone(), tracker);
+        watch::spawn_watchers(state.clone(), tracker);
         // The client's address is what failed logins are counted by.
         let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
         if let Err(e) = axum::serve(self.listener, app)
@@ -149,7 +146,7 @@ mod tests {
             share,
             access: meshfs_core::access::Access::open(),
             nodes: NodeDirectory::new("me", "127.0.0.1:1"),
-            pools: Pools::default(),
+            pools: meshfs_core::Pools::new(crate::state::pool_config()),
             hub: EventHub::default(),
             shutdown: CancellationToken::new(),
             limits: Limits::new(1, 1),

@@ -24,7 +24,7 @@ use axum::http::{HeaderMap, header};
 use meshfs_core::access::Keys;
 
 use crate::client::client_key;
-use crate::pool::Pool;
+use meshfs_core::Pool;
 
 /// Name of the session cookie.
 pub const COOKIE: &str = "meshfs_session";
@@ -91,12 +91,12 @@ pub const MAX_REMOTE: usize = 64;
 #[derive(Debug, Clone, Default)]
 pub struct Grant {
     pub keys: Keys,
-    pub remote: HashMap<String, Arc<Pool>>,
+    pub remote: HashMap<String, Pool>,
 }
 
 impl Grant {
     /// Add a remote node's authenticated pool (replacing an older one for that node).
-    pub fn add_remote(&mut self, addr: &str, pool: Arc<Pool>) {
+    pub fn add_remote(&mut self, addr: &str, pool: Pool) {
         if !self.remote.contains_key(addr) && self.remote.len() >= MAX_REMOTE {
             return;
         }
@@ -265,7 +265,7 @@ mod tests {
 
     fn with_remote(addr: &str) -> impl FnOnce(&mut Grant) {
         let addr = addr.to_owned();
-        move |g: &mut Grant| g.add_remote(&addr, Arc::new(Pool::new(&addr)))
+        move |g: &mut Grant| g.add_remote(&addr, Pool::new(&addr, Default::default()))
     }
 
     #[test]

@@ -2,17 +2,16 @@
 //! server through [`Client`] — behind one small interface (stat, list, open, read at).
 //!
 //! Local calls block on the file system, so they run on tokio's blocking threads. Remote calls
-//! borrow a pooled connection; a pooled connection that fails before any byte of the reply (the
-//! node closed it while it was idle) is retried once on a fresh one.
+//! go through the node's [`Pool`] (meshfs-core's, shared with every door): a pooled connection
+//! found dead (the node closed it while it was idle) is retried once on a fresh one.
 
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use meshfs_core::access::{Access, Keys};
-use meshfs_core::{Client, ClientError, Entry, Kind, Share, ShareFile};
+use meshfs_core::{Entry, Kind, Lease, Pool, Share, ShareFile};
 
 use crate::error::WebError;
-use crate::pool::{Pool, Pooled};
 
 /// Largest chunk read at once (one `pread`, one blocking read, one HTTP body frame).
 pub const CHUNK: u64 = 256 << 10;
@@ -26,37 +25,7 @@ pub enum Source {
     /// This node's share, with its passwords and the ones the request's session proved:
     /// whatever a password protects and the session has not unlocked is `401` (log in).
     Local(Share, Access, Keys),
-    Remote(Arc<Pool>),
-}
-
-/// Run `$op` (an expression using the client `$c`) on a pooled connection, retrying once on a
-/// fresh connection when a reused one fails at the connection level.
-macro_rules! with_conn {
-    ($pool:expr, |$c:ident| $op:expr) => {{
-        let mut conn = $pool.get().await?;
-        let first = {
-            let $c: &mut Client = conn.client();
-            $op
-        };
-        match first {
-            Ok(v) => {
-                conn.done();
-                Ok::<_, ClientError>((v, conn))
-            }
-            Err(e) if conn.reused && e.is_connection() => {
-                tracing::debug!(addr = $pool.addr(), error = %e, "stale pooled connection");
-                drop(conn);
-                let mut conn = $pool.fresh().await?;
-                let v = {
-                    let $c: &mut Client = conn.client();
-                    $op
-                }?;
-                conn.done();
-                Ok((v, conn))
-            }
-            Err(e) => Err(e),
-        }
-    }};
+    Remote(Pool),
 }
 
 impl Source {
@@ -70,8 +39,8 @@ impl Source {
                 blocking(move || share.stat(&path).map_err(WebError::from)).await
             }
             Source::Remote(pool) => {
-                let (entry, _conn) = with_conn!(pool, |c| c.stat(path).await)?;
-                Ok(entry)
+                let path = path.to_owned();
+                Ok(pool.run(async move |c| c.stat(&path).await).await?)
             }
         }
     }
@@ -85,7 +54,10 @@ impl Source {
                 let path = path.to_owned();
                 blocking(move || share.list(&path).map_err(WebError::from)).await?
             }
-            Source::Remote(pool) => with_conn!(pool, |c| c.ls(path).await)?.0,
+            Source::Remote(pool) => {
+                let path = path.to_owned();
+                pool.run(async move |c| c.ls(&path).await).await?
+            }
         };
         let truncated = entries.len() > MAX_LIST;
         entries.truncate(MAX_LIST);
@@ -114,7 +86,8 @@ impl Source {
                 .await
             }
             Source::Remote(pool) => {
-                let (entry, conn) = with_conn!(pool, |c| c.stat(path).await)?;
+                let owned = path.to_owned();
+                let (entry, conn) = pool.run_leased(async move |c| c.stat(&owned).await).await?;
                 if entry.kind != Kind::File {
                     return Err(WebError::IsDir(path.to_owned()));
                 }
@@ -166,7 +139,7 @@ pub enum Reader {
     Local(Arc<ShareFile>),
     /// The connection stays with the reader for the whole response (one `pread` at a time).
     Remote {
-        conn: Pooled,
+        conn: Lease,
         path: String,
     },
 }
@@ -240,8 +213,7 @@ mod tests {
         let share = Share::open(dir.path()).unwrap();
         let first = server(&share, "127.0.0.1:0").await;
         let addr = first.0.clone();
-        let pool = Arc::new(Pool::new(&addr));
-        let src = Source::Remote(pool.clone());
+        let src = Source::Remote(Pool::new(&addr, crate::state::pool_config()));
         assert_eq!(src.stat("a.txt").await.unwrap().size, 5);
 
         // The node restarts on the same address: the pooled connection is dead, the request

@@ -3,15 +3,14 @@
 
 use std::sync::Arc;
 
-use meshfs_core::Share;
+use meshfs_core::{PoolConfig, Pools, Share};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::chat::ChatSetting;
 use crate::error::WebError;
-use crate::events::EventHub;
+use crate::feed::EventHub;
 use crate::nodes::{NodeDirectory, NodeInfo};
-use crate::pool::Pools;
 use crate::session::{Grant, Sessions};
 use crate::source::Source;
 use crate::throttle::Throttle;
@@ -41,6 +40,16 @@ pub struct AppState {
 pub const MAX_FILE_STREAMS: usize = 256;
 /// Most event feeds open at once.
 pub const MAX_FEEDS: usize = 128;
+
+/// How the web reaches remote nodes: a file body holds its connection for as long as the
+/// browser reads, so the per-node bound leaves room for every body at once plus metadata
+/// requests beside them; otherwise meshfs-core's defaults (2 s connect, 15 s per wait).
+pub fn pool_config() -> PoolConfig {
+    PoolConfig {
+        max_connections: MAX_FILE_STREAMS + 32,
+        ..PoolConfig::default()
+    }
+}
 
 /// Permits for long-lived responses; a request beyond them gets `503`.
 #[derive(Debug, Clone)]

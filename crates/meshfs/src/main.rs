@@ -58,6 +58,10 @@ enum Command {
     FtpPasswd(cmd::ftp_passwd::Args),
     /// Run a cluster master (seed 002): hands each client the next healthy worker.
     Cluster(cmd::cluster::Args),
+    /// Print this user's ID (or with --node this machine's node ID), as others pin it.
+    Id(cmd::id::Args),
+    /// Pin a node's ID ahead of time (NAME ID), list the pins, or --forget one.
+    Trust(cmd::trust::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -95,6 +99,8 @@ fn main() -> std::process::ExitCode {
             Command::Offer(args) => cmd::offer::run(args).await,
             Command::FtpPasswd(args) => cmd::ftp_passwd::run(args),
             Command::Cluster(args) => cmd::cluster::run(args).await,
+            Command::Id(args) => cmd::id::run(args),
+            Command::Trust(args) => cmd::trust::run(args),
         }
     });
     // Do not wait for stray blocking tasks (a hash of a huge file, say) at exit.

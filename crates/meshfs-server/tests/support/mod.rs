@@ -6,7 +6,7 @@ use std::path::Path;
 use meshfs_core::Share;
 use meshfs_core::access::Access;
 use meshfs_core::events::{Events, WatchGuard};
-use meshfs_server::{Config, FileServer};
+use meshfs_server::{Config, FileServer, Transport};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -28,9 +28,12 @@ impl Drop for TestServer {
 #[derive(Default)]
 pub struct Options {
     pub config: Config,
+    pub transport: Transport,
     pub access: Option<Access>,
     /// Watch the share and serve `subscribe`, keeping this many events.
     pub events: Option<usize>,
+    /// Serve this share of `root` (one the test keeps a handle on) instead of a fresh one.
+    pub share: Option<Share>,
 }
 
 pub fn start(root: &Path, options: Options) -> TestServer {
@@ -39,13 +42,14 @@ pub fn start(root: &Path, options: Options) -> TestServer {
         .enable_all()
         .build()
         .unwrap();
-    let share = Share::open(root).unwrap();
+    let share = options.share.unwrap_or_else(|| Share::open(root).unwrap());
     let mut server = rt
         .block_on(FileServer::bind("127.0.0.1:0", share, options.config))
         .unwrap();
     if let Some(access) = options.access {
         server = server.with_access(access);
     }
+    server = server.with_transport(options.transport);
     let watched = options.events.map(|capacity| {
         let events = Events::new(capacity);
         let guard = events.watch(root).unwrap();

@@ -6,8 +6,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use meshfs_cluster::{Master, Workers};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 #[derive(clap::Args)]
 #[command(after_help = "\
@@ -40,6 +38,9 @@ fn worker_addr(s: &str) -> anyhow::Result<String> {
     meshfs_cluster::node_addr(s).map_err(anyhow::Error::msg)
 }
 
+/// How long a stopping master lets its sessions finish.
+const GRACE: Duration = Duration::from_secs(2);
+
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let addrs = args
         .workers
@@ -61,20 +62,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     workers
         .check_all(interval.max(Duration::from_secs(1)))
         .await;
-    let stop = crate::signals::terminate();
-    let shutdown = CancellationToken::new();
-    let tracker = TaskTracker::new();
-    tracker.spawn(master.run(shutdown.clone(), tracker.clone()));
-    tracker.spawn({
+    let life = crate::signals::Lifetime::new();
+    (life.tracker).spawn(master.run(life.shutdown.clone(), life.tracker.clone()));
+    (life.tracker).spawn({
         let workers = workers.clone();
-        let shutdown = shutdown.clone();
+        let shutdown = life.shutdown.clone();
         async move { workers.check_forever(interval, shutdown).await }
     });
     println!("meshfs cluster {} on {addr}", args.name);
     tracing::info!(%addr, workers = workers.len(), healthy = workers.healthy().len(), "cluster master ready");
-    stop.await;
-    shutdown.cancel();
-    tracker.close();
-    let _ = tokio::time::timeout(Duration::from_secs(2), tracker.wait()).await;
+    life.run_until_signal(GRACE).await;
     Ok(())
 }

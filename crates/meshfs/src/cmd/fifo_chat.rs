@@ -35,7 +35,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         hub,
         fifo: args.fifo.unwrap_or_else(chat::default_fifo),
     };
-    let shutdown = super::hub::stop_on_signals()?;
+    let shutdown = crate::signals::cancel_on_signal();
     let end = chat::run(&config, tokio::io::stdin(), tokio::io::stdout(), shutdown).await?;
     tracing::debug!(?end, "chat ended");
     Ok(())

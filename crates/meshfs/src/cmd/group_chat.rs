@@ -199,7 +199,8 @@ async fn command(args: &GroupChatArgs, chat: &GroupChat, line: &str) -> anyhow::
 }
 
 /// Download one file, authenticating with `MESHFS_PASSWORD` (or a prompt on the terminal)
-/// when the node refuses it. Written to `DEST.part`, renamed when complete.
+/// when the node refuses it. Written to a hidden temporary file beside DEST (removed if the
+/// download fails), renamed over DEST when complete.
 async fn fetch(addr: &str, path: &str, dest: &std::path::Path) -> anyhow::Result<u64> {
     use meshfs_core::proto::Code;
     let mut c = Client::connect(addr).await?;
@@ -217,14 +218,12 @@ async fn fetch(addr: &str, path: &str, dest: &std::path::Path) -> anyhow::Result
         }
         r => r?,
     }
-    let part = {
-        let mut s = dest.as_os_str().to_owned();
-        s.push(".part");
-        PathBuf::from(s)
-    };
-    let mut file = tokio::fs::File::create(&part)
-        .await
-        .with_context(|| format!("cannot create {}", part.display()))?;
+    let (dir, name) = meshfs_core::Dir::open_parent(dest)
+        .with_context(|| format!("cannot write {}", dest.display()))?;
+    let temp = dir
+        .temp_file()
+        .with_context(|| format!("cannot create a file beside {}", dest.display()))?;
+    let mut file = tokio::fs::File::from_std(temp.file().try_clone()?);
     let mut buf = Vec::with_capacity(1 << 20);
     let mut total = 0u64;
     loop {
@@ -236,8 +235,10 @@ async fn fetch(addr: &str, path: &str, dest: &std::path::Path) -> anyhow::Result
         file.write_all(&buf).await?;
         total += n;
     }
-    file.sync_all().await?;
+    file.flush().await?;
+    drop(file);
     let _ = c.close().await;
-    tokio::fs::rename(&part, dest).await?;
+    // `persist` syncs, then renames over DEST: off the async threads.
+    tokio::task::spawn_blocking(move || temp.persist(&name)).await??;
     Ok(total)
 }

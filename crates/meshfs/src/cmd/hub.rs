@@ -11,7 +11,6 @@ use std::time::Duration;
 use anyhow::Context;
 use meshfs_hub::clients::ClientLimits;
 use meshfs_hub::{Hub, HubConfig, Mode};
-use tokio_util::sync::CancellationToken;
 
 #[derive(clap::Args)]
 #[command(after_help = "\
@@ -94,29 +93,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if args.group {
         hub = hub.with_bridge(group_bridge(&args.group_addr)?);
     }
-    let shutdown = stop_on_signals()?;
+    let shutdown = crate::signals::cancel_on_signal();
     let _ = writeln!(std::io::stdout().lock(), "{}", hub.path().display());
     tracing::info!(fifo = %hub.path().display(), "hub ready");
     hub.run(shutdown).await.context("hub failed")?;
     Ok(())
-}
-
-/// A token cancelled by the first SIGINT or SIGTERM. The handlers are in place when this returns,
-/// so a signal sent right after the readiness line still stops the process cleanly (FIFO removed).
-pub(crate) fn stop_on_signals() -> anyhow::Result<CancellationToken> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-    let token = CancellationToken::new();
-    let stop = token.clone();
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = int.recv() => tracing::info!("SIGINT received, stopping"),
-            _ = term.recv() => tracing::info!("SIGTERM received, stopping"),
-        }
-        stop.cancel();
-    });
-    Ok(token)
 }
 
 /// Join the group chat and link it to the hub: one task sends what FIFO clients say, one hands

@@ -7,21 +7,23 @@
 //! `node down FOLDER` as discovered nodes come and go, and unmounts cleanly on SIGINT or
 //! SIGTERM. Unmounted from outside (`fusermount3 -u DIR`), it exits 0 too.
 
-use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use meshfs_core::RemotePath;
-use meshfs_core::remote::DEFAULT_PORT;
-use meshfs_fuse::{Mount, MountOptions, PoolConfig};
+use meshfs_core::peers::{Peer, Peers, Source};
+use meshfs_core::{NodeAddr, PoolConfig};
+use meshfs_fuse::{FolderChange, MountOptions, PeerFolders};
 use meshfs_group::args::DnsSdArgs;
 use meshfs_group::discovery::{self, Change, Discovery};
 use meshfs_group::{GroupAddr, dnssd};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+
+use crate::signals::Lifetime;
+
+/// How long discovery may take to stop (a browser says no `bye`: its tasks end at once).
+const DISCOVERY_GRACE: Duration = Duration::from_secs(1);
 
 #[derive(clap::Args)]
 #[command(after_help = "\
@@ -39,7 +41,7 @@ pub struct Args {
     /// node announces on the LAN group. Repeatable, or several separated by commas. Given
     /// nodes stay shown even when they are down (their folder answers EIO).
     #[arg(long = "node", value_name = "URL", value_delimiter = ',')]
-    pub nodes: Vec<String>,
+    pub nodes: Vec<NodeAddr>,
     /// Show only the --node nodes: do not listen for nodes on the LAN group.
     #[arg(long)]
     pub no_discovery: bool,
@@ -77,37 +79,19 @@ pub struct Args {
     pub allow_other: bool,
 }
 
-/// `host:port` of a node given on the command line.
-fn node_addr(s: &str) -> anyhow::Result<String> {
-    if s.starts_with("meshfs://") {
-        return Ok(s.parse::<RemotePath>()?.addr);
-    }
-    anyhow::ensure!(
-        !s.is_empty() && !s.contains('/'),
-        "{s:?} is not a node address"
-    );
-    let has_port = s
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-        && !s.ends_with(']');
-    Ok(if has_port {
-        s.to_owned()
-    } else {
-        format!("{s}:{DEFAULT_PORT}")
-    })
-}
-
-/// `host:port` of a node given by name: a host name that resolves, else the node that
-/// answers to that name on the LAN group.
-async fn resolve(s: &str, args: &Args) -> anyhow::Result<String> {
-    let addr = node_addr(s)?;
-    let bare = !s.starts_with("meshfs://") && !s.contains(':');
-    if !bare || args.no_discovery || tokio::net::lookup_host(&addr).await.is_ok() {
+/// `host:port` of a node given on the command line: a host name that resolves, else (a bare
+/// word, see [`NodeAddr::lookup_name`]) the node that answers to that name on the LAN group.
+async fn resolve(node: &NodeAddr, args: &Args) -> anyhow::Result<String> {
+    let addr = node.to_string();
+    let Some(name) = node.lookup_name() else {
+        return Ok(addr);
+    };
+    if args.no_discovery || tokio::net::lookup_host(&addr).await.is_ok() {
         return Ok(addr);
     }
-    let found = super::target::find_node(&args.group, &args.dnssd, s, Duration::from_secs(1))
+    let found = super::target::find_node(&args.group, &args.dnssd, name, Duration::from_secs(1))
         .await
-        .with_context(|| format!("{s:?} is no host name"))?;
+        .with_context(|| format!("{name:?} is no host name"))?;
     Ok(found.to_string())
 }
 
@@ -129,7 +113,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         connect_timeout: args.connect_timeout,
         request_timeout: args.timeout,
         max_connections: args.connections as usize,
-        ..PoolConfig::default()
+        // Keep every connection the bound allows (several files read at once, read-ahead).
+        max_idle: args.connections as usize,
+        ..options.pool
     };
     options.allow_other = args.allow_other;
     options.live_events = !args.no_events;
@@ -138,7 +124,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let rt = tokio::runtime::Handle::current();
     let dir = args.dir.clone();
     // Handlers in place before the ready line: a signal right after it still unmounts cleanly.
-    let mut stop = std::pin::pin!(crate::signals::terminate());
+    let mut life = Lifetime::new();
     let mut mount =
         tokio::task::spawn_blocking(move || meshfs_fuse::mount(&dir, nodes, &options, rt))
             .await
@@ -151,13 +137,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let _ = std::io::stdout().flush();
     tracing::info!(dir = %args.dir.display(), nodes = ?mount.folders(), "mounted");
 
-    let shutdown = CancellationToken::new();
-    let tracker = TaskTracker::new();
-    let mut changes = if args.no_discovery {
+    let peers = Peers::default();
+    let mut watch = if args.no_discovery {
         None
     } else {
-        match discover(&args, &shutdown, &tracker) {
-            Ok(rx) => Some(rx),
+        match discover(&args, &peers, &life) {
+            Ok(()) => Some(peers.watch()),
             // A network without multicast still mounts the nodes it was given.
             Err(e) if !addrs.is_empty() => {
                 tracing::warn!(error = %e, "LAN discovery off: only the --node nodes are shown");
@@ -171,22 +156,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         // As discovery will name them: `localhost:4044` is announced as `127.0.0.1:4044`.
         given.extend(tokio::net::lookup_host(a).await.into_iter().flatten());
     }
-    let mut discovered = Discovered {
-        given,
-        by_name: HashMap::new(),
-    };
+    let mut folders = PeerFolders::new(given);
+    if let Some(w) = &watch {
+        report(folders.resync(&mount, w.snapshot()));
+    }
     let ended_outside = loop {
         tokio::select! {
-            _ = &mut stop => break false,
+            _ = life.signalled() => break false,
             _ = mount.ended() => break true,
-            Some(change) = async { changes.as_mut()?.recv().await } => {
-                discovered.apply(&mount, change);
+            Some(event) = async { Some(watch.as_mut()?.next().await) } => {
+                report(folders.apply(&mount, event));
             }
         }
     };
     // Stop listening to the group (its `bye` names no listed node: a mount is a browser).
-    shutdown.cancel();
-    tracker.close();
+    life.shut_down(DISCOVERY_GRACE).await;
     if ended_outside {
         tracing::info!("unmounted from outside");
         return Ok(());
@@ -199,13 +183,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// Listen on the LAN group as a browser (port 0: every node answers at once, nobody lists us),
-/// and browse DNS-SD beside it (networks that drop our group), and hand the nodes that come
-/// and go to the mount.
-fn discover(
-    args: &Args,
-    shutdown: &CancellationToken,
-    tracker: &TaskTracker,
-) -> anyhow::Result<tokio::sync::mpsc::UnboundedReceiver<Change>> {
+/// and browse DNS-SD beside it (networks that drop our group), and keep `peers` up to date
+/// with the nodes that come and go.
+///
+/// The group's discovery keeps a table of its own and reports its changes through a callback;
+/// until it feeds a core [`Peers`] itself, this callback copies its ups and downs into `peers`
+/// (a node that restarted or moved arrives as a hello of its name with a new id or address,
+/// which `Peers` reports as `Changed`).
+fn discover(args: &Args, peers: &Peers, life: &Lifetime) -> anyhow::Result<()> {
+    let (shutdown, tracker) = (&life.shutdown, &life.tracker);
     let group = args.group.group(None);
     let iface = group.iface;
     let config = discovery::Config {
@@ -218,13 +204,22 @@ fn discover(
         multicast: true,
         static_peers: Vec::new(),
     };
-    // Unbounded but small: only peers coming and going are sent, and the peer table is
-    // bounded (meshfs_group::peers::MAX_PEERS).
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let on_change = Arc::new(move |c: &Change| {
-        if matches!(c, Change::PeerUp(_) | Change::PeerDown { .. }) {
-            let _ = tx.send(c.clone());
+    let table = peers.clone();
+    let on_change = Arc::new(move |c: &Change| match c {
+        Change::PeerUp(p) => {
+            table.hello(Peer {
+                name: p.name.clone(),
+                id: p.id.clone(),
+                addr: p.addr,
+                web: p.web,
+                source: Source::Multicast,
+                last_seen: p.last_seen,
+            });
         }
+        Change::PeerDown { name, .. } => {
+            table.remove(name);
+        }
+        _ => {}
     });
     let d = Discovery::start(config, on_change, shutdown.clone(), tracker)
         .context("cannot listen on the LAN group (use --no-discovery with --node)")?;
@@ -240,66 +235,50 @@ fn discover(
             tracing::warn!(error = %e, "DNS-SD off: nodes are found on the multicast group only");
         }
     }
-    Ok(rx)
+    Ok(())
 }
 
-/// The discovered nodes the mount shows.
-struct Discovered {
-    /// Addresses given with --node: shown for good, whatever discovery says.
-    given: Vec<std::net::SocketAddr>,
-    /// Announced name → address, to hide a node when it says `bye` or falls silent.
-    by_name: HashMap<String, String>,
-}
-
-impl Discovered {
-    fn apply(&mut self, mount: &Mount, change: Change) {
+/// Report a node folder that appeared or left: `node up FOLDER ADDR`, `node down FOLDER`
+/// (scripts and tests wait for these lines).
+fn report(changes: Vec<FolderChange>) {
+    for change in changes {
         match change {
-            Change::PeerUp(peer) => {
-                if self.given.contains(&peer.addr) {
-                    return;
-                }
-                let addr = peer.addr.to_string();
-                // The same name at another address (restarted with a new lease, no `bye`):
-                // discovery sends no PeerDown for the old one. Hide it, so the node keeps its
-                // folder instead of leaving a dead one beside a `NAME-2`.
-                if let Some(old) = self.by_name.get(&peer.name).filter(|old| **old != addr)
-                    && mount.hide_node(old).is_some()
-                {
-                    tracing::info!(peer = %peer.name, %old, %addr, "node moved");
-                }
-                if let Some(folder) = mount.add_node(&peer.name, &addr) {
-                    println!("node up {folder} {addr}");
-                    let _ = std::io::stdout().flush();
-                    tracing::info!(%folder, %addr, "node discovered");
-                }
-                self.by_name.insert(peer.name, addr);
-            }
-            Change::PeerDown { name, why } => {
-                let Some(addr) = self.by_name.remove(&name) else {
-                    return;
-                };
-                if let Some(folder) = mount.hide_node(&addr) {
-                    println!("node down {folder}");
-                    let _ = std::io::stdout().flush();
-                    tracing::info!(%folder, why, "node gone");
-                }
-            }
-            _ => {}
+            FolderChange::Up { folder, addr } => println!("node up {folder} {addr}"),
+            FolderChange::Down { folder } => println!("node down {folder}"),
         }
+        let _ = std::io::stdout().flush();
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::node_addr;
+    use super::*;
+    use clap::Parser;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        mount: Args,
+    }
+
+    fn nodes(arg: &str) -> Result<Vec<String>, String> {
+        Cli::try_parse_from(["mount", "/mnt", "--node", arg])
+            .map(|c| c.mount.nodes.iter().map(NodeAddr::to_string).collect())
+            .map_err(|e| e.to_string())
+    }
 
     #[test]
-    fn node_addresses_take_the_default_port() {
-        assert_eq!(node_addr("cam1").unwrap(), "cam1:4044");
-        assert_eq!(node_addr("10.0.0.7:5000").unwrap(), "10.0.0.7:5000");
-        assert_eq!(node_addr("meshfs://h:7/").unwrap(), "h:7");
-        assert_eq!(node_addr("meshfs://h").unwrap(), "h:4044");
-        assert!(node_addr("a/b").is_err());
-        assert!(node_addr("").is_err());
+    fn node_flags_follow_the_node_address_rules() {
+        assert_eq!(nodes("cam1").unwrap(), ["cam1:4044"]);
+        assert_eq!(
+            nodes("10.0.0.7:5000,cam2").unwrap(),
+            ["10.0.0.7:5000", "cam2:4044"]
+        );
+        assert_eq!(nodes("meshfs://h:7/").unwrap(), ["h:7"]);
+        assert_eq!(nodes("meshfs://h").unwrap(), ["h:4044"]);
+        for bad in ["cam2:notaport", "meshfs://h/clips", "a/b", ""] {
+            let e = nodes(bad).expect_err(bad);
+            assert!(e.contains("is not a node address"), "{bad}: {e}");
+        }
     }
 }

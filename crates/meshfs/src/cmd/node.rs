@@ -8,8 +8,6 @@ use anyhow::Context;
 use meshfs_core::Share;
 use meshfs_core::events::Events;
 use meshfs_server::{Config, FileServer};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 #[derive(clap::Args)]
 #[command(after_help = "\
@@ -43,7 +41,7 @@ pub struct Args {
     #[arg(long, env = "MESHFS_MQTT")]
     pub mqtt: Option<meshfs_mqtt::BrokerAddr>,
     #[command(flatten)]
-    pub web: meshfs_web::WebArgs,
+    pub web: super::web::WebArgs,
     #[command(flatten)]
     pub registry: meshfs_registry::JoinArgs,
     #[command(flatten)]
@@ -85,9 +83,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     server = server.with_access(access.clone());
     let addr = server.local_addr()?;
 
-    let stop = crate::signals::terminate();
-    let shutdown = CancellationToken::new();
-    let tracker = TaskTracker::new();
+    let life = crate::signals::Lifetime::new();
+    let (shutdown, tracker) = (life.shutdown.clone(), life.tracker.clone());
     tracker.spawn(server.run(shutdown.clone(), tracker.clone()));
     println!(
         "meshfs node {name} serving {} on {addr}",
@@ -104,18 +101,28 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             );
         }
     }
+    // The node's one peer table: discovery writes it, the web UI shows it.
+    let peers = meshfs_core::Peers::default();
     // Web UI (issue 9): its address is the second stdout line, right after readiness.
     let web = args
         .web
         .start(
             &args.listen,
-            meshfs_web::LocalNode {
+            super::web::LocalNode {
                 name: &name,
                 share: &share,
                 access: &access,
                 file_server: addr,
+                peers: &peers,
                 // With discovery on, the page shows the group chat.
-                group: &args.group,
+                group: if args.group.no_discovery {
+                    Err("discovery is off on this node (--no-discovery)")
+                } else {
+                    Ok((
+                        args.group.group.group(Some(addr.ip())),
+                        args.group.group.chat_port,
+                    ))
+                },
             },
             shutdown.clone(),
             &tracker,
@@ -163,25 +170,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         web: web.as_ref().map(|w| w.addr.port()),
         share: &share,
         access: &access,
-        // Discovered nodes show up in the web UI.
-        on_peer_up: web.as_ref().map(|w| {
-            let nodes = w.nodes.clone();
-            Box::new(move |p: &meshfs_group::Peer| {
-                nodes.add(&p.addr.to_string());
-            }) as meshfs_group::args::PeerHook
-        }),
+        // Discovered nodes go into the peer table (until discovery writes into it itself).
+        on_peer_up: Some(Box::new(move |p: &meshfs_group::Peer| {
+            peers.hello(meshfs_core::Peer {
+                name: p.name.clone(),
+                id: p.id.clone(),
+                addr: p.addr,
+                web: p.web,
+                source: meshfs_core::peers::Source::Multicast,
+                last_seen: p.last_seen,
+            });
+        })),
     };
     args.group.start(this, shutdown.clone(), &tracker).await?;
 
-    stop.await;
-    shutdown.cancel();
-    tracker.close();
-    if tokio::time::timeout(args.grace, tracker.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(grace = ?args.grace, "requests still running after the grace period: closing them");
-    }
+    life.run_until_signal(args.grace).await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use meshfs_core::NodeAddr;
 use meshfs_group::GroupAddr;
 use meshfs_group::probe::{Answers, probe};
 
@@ -20,10 +21,10 @@ pub struct PeersArgs {
     pub group: GroupAddr,
     #[command(flatten)]
     pub dnssd: meshfs_group::args::DnsSdArgs,
-    /// Also ask this node's file server directly (repeatable); unreachable ones are reported
-    /// on stderr.
+    /// Also ask this node's file server directly (repeatable; HOST[:PORT], port 4044 by
+    /// default); unreachable ones are reported on stderr.
     #[arg(long, value_name = "HOST:PORT")]
-    pub peer: Vec<String>,
+    pub peer: Vec<NodeAddr>,
     /// How long to listen for answers.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub wait: Duration,
@@ -48,42 +49,26 @@ async fn ask(group: &GroupAddr, wait: Duration) -> anyhow::Result<Answers> {
 
 pub async fn peers(args: PeersArgs) -> anyhow::Result<()> {
     use meshfs_group::discovery::{POLL_TIMEOUT, poll_hello};
-    // The group and DNS-SD are asked at once, for the same wait.
-    let dnssd = async {
+    // The group and DNS-SD are asked at once, for the same wait; a node heard both ways is
+    // listed once, at the address its hello came from.
+    let (peers, group_error) = super::target::ask_lan(&args.group, &args.dnssd, args.wait).await;
+    if let Some(e) = group_error {
+        // A network without a route for our group may still carry mDNS: say so, list the rest.
         if args.dnssd.no_dnssd {
-            return Vec::new();
+            return Err(e.into());
         }
-        let ifaces = meshfs_group::dnssd::Interfaces::of(args.group.group(None).iface);
-        meshfs_group::dnssd::browse(args.dnssd.dnssd_port, ifaces, args.wait)
-            .await
-            .inspect_err(|e| tracing::warn!(error = %e, "DNS-SD not asked"))
-            .unwrap_or_default()
-    };
-    let (answers, by_dnssd) = tokio::join!(ask(&args.group, args.wait), dnssd);
-    // A network without a route for our group may still carry mDNS: say so, list the rest.
-    let mut answers = match answers {
-        Err(e) if !args.dnssd.no_dnssd => {
-            eprintln!("multicast group not asked: {e}");
-            Answers::default()
-        }
-        a => a?,
-    };
-    // A node heard both ways is listed once, at the address its hello came from.
-    for p in by_dnssd {
-        if !answers.peers.iter().any(|q| q.name == p.name) {
-            answers.peers.push(p);
-        }
+        eprintln!("multicast group not asked: {e}");
     }
-    answers.peers.sort_by(|a, b| a.name.cmp(&b.name));
     let now = Instant::now();
     let mut listed: Vec<(String, std::net::SocketAddr)> = Vec::new();
-    for p in answers.peers {
+    for p in peers.list() {
         let age = now.saturating_duration_since(p.last_seen).as_secs();
         println!("{} {} {age}s", p.name, p.addr);
         listed.push((p.name, p.addr));
     }
     for target in &args.peer {
-        match tokio::time::timeout(POLL_TIMEOUT, poll_hello(target)).await {
+        let target = target.to_string();
+        match tokio::time::timeout(POLL_TIMEOUT, poll_hello(&target)).await {
             Ok(Ok(found)) if listed.contains(&found) => {}
             Ok(Ok((name, addr))) => {
                 println!("{name} {addr} 0s");

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use meshfs_core::Share;
+use meshfs_registry::Stamp;
 use meshfs_registry::shell::{Shell, ShellConfig};
 
 #[derive(clap::Args)]
@@ -18,7 +19,8 @@ Commands (one per line):
 
 Examples:
   meshfs shell --registry 10.0.0.1:4050
-  meshfs shell --registry 127.0.0.1:4050 --share ~/videos < script.txt")]
+  meshfs shell --registry 127.0.0.1:4050 --share ~/videos < script.txt
+  meshfs shell --registry 10.0.0.1:4050 --date     a directory that requires the date")]
 pub struct Args {
     /// The central directory, HOST:PORT.
     #[arg(long, env = "MESHFS_REGISTRY", value_name = "HOST:PORT")]
@@ -32,6 +34,10 @@ pub struct Args {
     /// Give up on the directory or a peer after this much silence.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+    /// Send the local time (DD/MM/YYYY HH:MM:SS) after every operation name, as the
+    /// directories of the course's later version require.
+    #[arg(long)]
+    pub date: bool,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -44,6 +50,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         peer_listen: args.peer_listen,
         prompt: interactive,
         timeout: args.timeout,
+        date: if args.date {
+            Stamp::LocalNow
+        } else {
+            Stamp::None
+        },
     };
     let mut shell = Shell::new(config, tokio::io::stdout());
     if std::io::stderr().is_terminal() {

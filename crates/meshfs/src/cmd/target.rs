@@ -1,11 +1,16 @@
 //! What file commands accept as a remote file: `meshfs://HOST[:PORT]/PATH`, `HOST:PORT/PATH`,
-//! or `NAME:PATH` for a node found by name on the LAN group (seed 004's discovery).
+//! or `NAME:PATH` for a node found by name on the LAN group (seed 004's discovery); and
+//! [`find_node`], which finds a node by name for them and for `mount`/`watch`.
+//!
+//! The node part of every form follows [`NodeAddr`]'s rules, the ones every flag naming a
+//! node follows.
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context;
-use meshfs_core::RemotePath;
+use meshfs_core::peers::{Peer, Peers, Source};
+use meshfs_core::{NodeAddr, RemotePath};
 use meshfs_group::args::{DnsSdArgs, GroupAddr};
 use meshfs_group::dnssd;
 use meshfs_group::probe::probe;
@@ -28,24 +33,26 @@ impl FromStr for Target {
         if s.starts_with("meshfs://") {
             return s.parse().map(Target::Url).map_err(|e| e.to_string());
         }
+        if s.contains("://") {
+            return Err(format!(
+                "{s:?}: only meshfs://HOST[:PORT]/PATH URLs are understood (or NAME:PATH)"
+            ));
+        }
+        // `HOST:PORT/PATH` or `[V6]:PORT/PATH` (a port is all digits) is a URL without its
+        // scheme; its node part is a node address like any other.
+        let (authority, path) = s.split_once('/').unwrap_or((s, ""));
+        let port = authority.rsplit_once(':').map_or("", |(_, p)| p);
+        if authority.starts_with('[')
+            || (!port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()))
+        {
+            let node: NodeAddr = authority.parse().map_err(|e| format!("{e}"))?;
+            return Ok(Target::Url(RemotePath::new(&node, path)));
+        }
         let Some((head, rest)) = s.split_once(':') else {
             return Err(format!(
                 "{s:?} names no node: use meshfs://HOST[:PORT]/PATH or NAME:PATH"
             ));
         };
-        if rest.starts_with("//") {
-            return Err(format!(
-                "{s:?}: only meshfs://HOST[:PORT]/PATH URLs are understood (or NAME:PATH)"
-            ));
-        }
-        // `HOST:PORT/PATH` (a port is all digits) is a URL without its scheme.
-        let port = rest.split('/').next().unwrap_or("");
-        if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) {
-            return format!("meshfs://{s}")
-                .parse()
-                .map(Target::Url)
-                .map_err(|e: meshfs_core::remote::BadUrl| e.to_string());
-        }
         if head.is_empty() || head.contains(['/', ' ']) {
             return Err(format!(
                 "{s:?}: expected NAME:PATH with a node name before ':'"
@@ -79,21 +86,33 @@ impl Lookup {
             Target::Named { node, path } => (node, path),
         };
         let addr = find_node(&self.group, &self.dnssd, node, self.lookup_wait).await?;
-        Ok(RemotePath {
-            addr: addr.to_string(),
-            path: path.clone(),
-        })
+        Ok(RemotePath::new(&NodeAddr::from(addr), path))
+    }
+
+    /// The node `addr` names: itself, unless it is a bare word that does not resolve as a host
+    /// name, which is then looked up as a node's name on the LAN (as `mount --node` does).
+    pub async fn node(&self, addr: &NodeAddr) -> anyhow::Result<NodeAddr> {
+        let Some(name) = addr.lookup_name() else {
+            return Ok(addr.clone());
+        };
+        if tokio::net::lookup_host(addr.to_string()).await.is_ok() {
+            return Ok(addr.clone());
+        }
+        let found = find_node(&self.group, &self.dnssd, name, self.lookup_wait)
+            .await
+            .with_context(|| format!("{name:?} is no host name"))?;
+        Ok(NodeAddr::from(found))
     }
 }
 
-/// The file server of the node called `name`: asks the LAN group and DNS-SD at once, for
-/// `wait`; the group's answer wins (it names the address the node's hello came from).
-pub async fn find_node(
+/// Ask the LAN group and DNS-SD at once, for `wait`, who is there. A node heard both ways is
+/// one peer, at the address its group hello came from. DNS-SD errors are logged; the group's
+/// error is returned beside what DNS-SD found, for the caller to judge.
+pub async fn ask_lan(
     group: &GroupAddr,
     dnssd: &DnsSdArgs,
-    name: &str,
     wait: Duration,
-) -> anyhow::Result<std::net::SocketAddr> {
+) -> (Peers, Option<std::io::Error>) {
     let g = group.group(None);
     let by_dnssd = async {
         if dnssd.no_dnssd {
@@ -105,22 +124,49 @@ pub async fn find_node(
             .unwrap_or_default()
     };
     let (answers, by_dnssd) = tokio::join!(probe(&g, group.group_port, wait), by_dnssd);
-    let from_group = match answers {
-        Ok(a) => a.addr_of(name),
-        Err(e) => {
-            tracing::warn!(error = %e, "multicast group not asked");
-            None
-        }
+    let peers = Peers::default();
+    let heard = |p: meshfs_group::Peer, source| Peer {
+        name: p.name,
+        id: p.id,
+        addr: p.addr,
+        web: p.web,
+        source,
+        last_seen: p.last_seen,
     };
-    from_group
-        .or_else(|| by_dnssd.iter().find(|p| p.name == name).map(|p| p.addr))
-        .with_context(|| {
-            format!(
-                "no node named {name:?} answered on the LAN group or DNS-SD within {} \
-                 (multicast blocked? use meshfs://HOST:PORT/PATH)",
-                humantime::format_duration(wait)
-            )
-        })
+    // DNS-SD first, so the group's answer for a node of the same name replaces it.
+    for p in by_dnssd {
+        peers.hello(heard(p, Source::DnsSd));
+    }
+    match answers {
+        Ok(answers) => {
+            for p in answers.peers {
+                peers.hello(heard(p, Source::Multicast));
+            }
+            (peers, None)
+        }
+        Err(e) => (peers, Some(e)),
+    }
+}
+
+/// The file server of the node called `name`: asks the LAN group and DNS-SD at once, for
+/// `wait`; the group's answer wins (it names the address the node's hello came from).
+pub async fn find_node(
+    group: &GroupAddr,
+    dnssd: &DnsSdArgs,
+    name: &str,
+    wait: Duration,
+) -> anyhow::Result<std::net::SocketAddr> {
+    let (peers, group_error) = ask_lan(group, dnssd, wait).await;
+    if let Some(e) = group_error {
+        tracing::warn!(error = %e, "multicast group not asked");
+    }
+    peers.find(name).map(|p| p.addr).with_context(|| {
+        format!(
+            "no node named {name:?} answered on the LAN group or DNS-SD within {} \
+             (multicast blocked? use meshfs://HOST:PORT/PATH)",
+            humantime::format_duration(wait)
+        )
+    })
 }
 
 #[cfg(test)]
@@ -142,5 +188,11 @@ mod tests {
         assert!("nocolon".parse::<Target>().is_err());
         assert!(":x".parse::<Target>().is_err());
         assert!("http://x/y".parse::<Target>().is_err());
+        let t: Target = "[::1]:7/x".parse().unwrap();
+        assert!(matches!(t, Target::Url(ref u) if u.addr == "[::1]:7" && u.path == "x"));
+        let e = "cam2:0/x".parse::<Target>().unwrap_err();
+        assert!(e.contains("is not a node address"), "{e}");
+        let t: Target = "meshfs://h:5/".parse().unwrap();
+        assert!(matches!(t, Target::Url(ref u) if u.addr == "h:5" && u.path.is_empty()));
     }
 }

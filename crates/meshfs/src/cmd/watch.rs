@@ -3,7 +3,7 @@
 //! Events go to stdout, one per line; connection notices go to stderr (`connected to NAME`,
 //! `lost NAME: …, reconnecting`), so stdout stays a clean feed for scripts.
 
-use meshfs_core::RemotePath;
+use meshfs_core::NodeAddr;
 use meshfs_core::events::Event;
 use meshfs_core::follow::{Follower, Notice};
 use tokio::io::AsyncWriteExt;
@@ -19,14 +19,17 @@ event it printed, so nothing is repeated and a lost range shows as `resync`.
 
 Examples:
   meshfs watch meshfs://cam1.local meshfs://cam2.local
+  meshfs watch cam1 10.0.0.7:4044          (a name no DNS knows is asked of the LAN group)
   meshfs watch --json meshfs://cam1.local | jq -r 'select(.kind==\"closed\") | .path'")]
 pub struct Args {
-    /// Nodes to follow (meshfs://HOST[:PORT]; a path, if given, is ignored).
+    /// Nodes to follow: HOST[:PORT], meshfs://HOST[:PORT], or a node's NAME.
     #[arg(required = true)]
-    pub nodes: Vec<RemotePath>,
+    pub nodes: Vec<NodeAddr>,
     /// One JSON object per line.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub lookup: super::target::Lookup,
 }
 
 /// Format one event line.
@@ -50,18 +53,22 @@ fn format_event(node: &str, event: &Event, json: bool) -> String {
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let (tx, mut rx) = mpsc::channel::<String>(1024);
-    for node in args.nodes {
+    let mut addrs = Vec::with_capacity(args.nodes.len());
+    for node in &args.nodes {
+        addrs.push(args.lookup.node(node).await?.to_string());
+    }
+    for addr in addrs {
         let tx = tx.clone();
         let json = args.json;
         tokio::spawn(async move {
-            let mut follower = Follower::new(node.addr.clone(), None);
+            let mut follower = Follower::new(addr.clone(), None);
             // Until the node says its name, call it by its address.
-            let mut name = node.addr.clone();
+            let mut name = addr.clone();
             loop {
                 match follower.next().await {
                     Notice::Connected { name: n } => {
                         name = n;
-                        eprintln!("connected to {name} ({})", node.addr);
+                        eprintln!("connected to {name} ({addr})");
                     }
                     Notice::Disconnected { error } => {
                         eprintln!("lost {name}: {error}; reconnecting");
@@ -90,6 +97,37 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 stdout.flush().await?;
             }
             _ = &mut stop => return Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: super::Args,
+    }
+
+    #[test]
+    fn nodes_follow_the_node_address_rules() {
+        let cli = Cli::try_parse_from(["watch", "cam2", "10.0.0.7:5000", "meshfs://[::1]:7/"]);
+        let nodes: Vec<String> = cli
+            .unwrap()
+            .args
+            .nodes
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(nodes, ["cam2:4044", "10.0.0.7:5000", "[::1]:7"]);
+        for bad in ["meshfs://h/clips", "cam2:notaport"] {
+            let e = Cli::try_parse_from(["watch", bad])
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(e.contains("is not a node address"), "{bad}: {e}");
         }
     }
 }

@@ -1,0 +1,606 @@
+//! `Peers`: the one table of the nodes this node knows, however it learned of them (multicast
+//! hellos, DNS-SD, static `--peer`/`--node`s polled with `hello`, the central directory), and
+//! the one place the web's node list, the mount, `find_node` and the cluster read them from.
+//!
+//! Rules:
+//! - **one entry per node process**: entries are keyed by name *and* node id (today the
+//!   process id of a node's hellos; the trust issue puts the TLS node ID there). A hello of a
+//!   known name with a new id is, by default ([`SameName::Replace`]), that node restarted, and
+//!   replaces the old entry; with [`SameName::Keep`] (for ids that prove an identity) both
+//!   stay, and [`Peers::find_all`] shows the conflict;
+//! - **bounded** ([`MAX_PEERS`]): anyone on the LAN can announce names; hellos of further new
+//!   nodes are refused ([`Seen::Full`]), refreshes of known ones never are;
+//! - **a late answer never rolls back a restart** ([`Peers::touch`] refreshes only the very
+//!   process at the very address it asked), and only the process that said hello may say
+//!   `bye` for it;
+//! - **expiry**: entries silent longer than the caller's limit go ([`Peers::expire`]);
+//! - **a watch with no gap**: [`Peers::watch`] takes the snapshot and subscribes under the
+//!   table's lock, and every change is broadcast under that same lock, so a watcher sees each
+//!   change exactly once after its snapshot, in order. A watcher that falls behind gets the
+//!   whole table again ([`PeerEvent::Resync`]) rather than a silent hole.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::broadcast;
+
+use crate::remote::NodeAddr;
+
+/// Most peers kept; hellos of further new nodes are dropped (and logged by the caller).
+pub const MAX_PEERS: usize = 1024;
+/// Silence after which a peer is forgotten (protocols.md §4).
+pub const DEFAULT_EXPIRY: Duration = Duration::from_secs(90);
+/// Changes a watcher may fall behind by before it is resynchronised.
+const WATCH_BACKLOG: usize = 256;
+
+/// How a peer was first heard of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// A hello on the LAN group.
+    Multicast,
+    /// A `_meshfs._tcp` service resolved by DNS-SD.
+    DnsSd,
+    /// An address given on the command line (`--peer`, `--node`), answering `hello`.
+    Static,
+    /// The central directory.
+    Directory,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Multicast => "multicast",
+            Source::DnsSd => "dns-sd",
+            Source::Static => "static",
+            Source::Directory => "directory",
+        }
+    }
+}
+
+/// One known node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub name: String,
+    /// Node id: today the process id from its hellos (`static:ADDR` for a static peer learned
+    /// over TCP); tomorrow its TLS node ID.
+    pub id: String,
+    /// Its file server.
+    pub addr: SocketAddr,
+    /// Its web UI's port, when it announced one.
+    pub web: Option<u16>,
+    /// How it was first heard of (kept when heard again another way).
+    pub source: Source,
+    pub last_seen: Instant,
+}
+
+impl Peer {
+    /// Its file server as a [`NodeAddr`].
+    pub fn node_addr(&self) -> NodeAddr {
+        NodeAddr::from(self.addr)
+    }
+}
+
+/// What a hello changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// A node not known before, or known under another id or address (restarted, moved).
+    New,
+    /// A refresh of a known peer.
+    Known,
+    /// Ignored: the table is full.
+    Full,
+}
+
+/// What a hello of a known name with a new node id means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SameName {
+    /// The node restarted (ids are process ids): the new entry replaces the old one.
+    #[default]
+    Replace,
+    /// Another node claims the name (ids are identities): both are kept, a conflict.
+    Keep,
+}
+
+/// Why a peer left the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gone {
+    /// It said `bye` (or DNS-SD said goodbye).
+    Bye,
+    /// It stayed silent too long.
+    Expired,
+    /// Removed by hand (a static peer that stopped answering).
+    Removed,
+}
+
+impl Gone {
+    /// `bye`, `expired`, `removed`: the word `peer down NAME WHY` lines use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Gone::Bye => "bye",
+            Gone::Expired => "expired",
+            Gone::Removed => "removed",
+        }
+    }
+}
+
+/// A change of the table, as [`Peers::watch`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerEvent {
+    /// A node is known now.
+    Up(Peer),
+    /// A known node restarted (new id), moved (new address) or changed its web port: drop
+    /// what was keyed by `old`'s address.
+    Changed {
+        old: Peer,
+        new: Peer,
+    },
+    Down {
+        peer: Peer,
+        why: Gone,
+    },
+    /// The watcher fell behind and missed changes: this is the whole table now, replacing
+    /// everything the watcher knew.
+    Resync(Vec<Peer>),
+}
+
+/// The table itself: plain data, every rule, no locking (see [`Peers`] for the shared handle).
+#[derive(Debug, Default)]
+struct Table {
+    /// (name, id) → peer.
+    entries: HashMap<(String, String), Peer>,
+    same_name: SameName,
+}
+
+impl Table {
+    fn named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Peer> + 'a {
+        self.entries.values().filter(move |p| p.name == name)
+    }
+
+    fn hello(&mut self, peer: Peer, changes: &mut Vec<PeerEvent>) -> Seen {
+        let key = (peer.name.clone(), peer.id.clone());
+        if let Some(known) = self.entries.get_mut(&key) {
+            known.last_seen = known.last_seen.max(peer.last_seen);
+            if known.addr == peer.addr && known.web == peer.web {
+                return Seen::Known;
+            }
+            let old = known.clone();
+            known.addr = peer.addr;
+            known.web = peer.web;
+            let new = known.clone();
+            let moved = old.addr != new.addr;
+            changes.push(PeerEvent::Changed { old, new });
+            return if moved { Seen::New } else { Seen::Known };
+        }
+        let earlier: Vec<(String, String)> = match self.same_name {
+            SameName::Replace => self
+                .named(&peer.name)
+                .map(|p| (p.name.clone(), p.id.clone()))
+                .collect(),
+            SameName::Keep => Vec::new(),
+        };
+        if earlier.is_empty() && self.entries.len() >= MAX_PEERS {
+            return Seen::Full;
+        }
+        // A restart: the new process inherits how the node was first heard of.
+        let old = earlier
+            .iter()
+            .filter_map(|k| self.entries.remove(k))
+            .max_by_key(|p| p.last_seen);
+        let mut peer = peer;
+        match old {
+            Some(old) => {
+                peer.source = old.source;
+                changes.push(PeerEvent::Changed {
+                    old,
+                    new: peer.clone(),
+                });
+            }
+            None => changes.push(PeerEvent::Up(peer.clone())),
+        }
+        self.entries.insert(key, peer);
+        Seen::New
+    }
+
+    fn touch(&mut self, name: &str, id: &str, addr: SocketAddr, now: Instant) -> bool {
+        match self.entries.get_mut(&(name.to_owned(), id.to_owned())) {
+            Some(known) if known.addr == addr => {
+                known.last_seen = known.last_seen.max(now);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn take(
+        &mut self,
+        keys: Vec<(String, String)>,
+        why: Gone,
+        changes: &mut Vec<PeerEvent>,
+    ) -> Vec<Peer> {
+        let mut gone: Vec<Peer> = keys.iter().filter_map(|k| self.entries.remove(k)).collect();
+        gone.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
+        for peer in &gone {
+            changes.push(PeerEvent::Down {
+                peer: peer.clone(),
+                why,
+            });
+        }
+        gone
+    }
+
+    fn list(&self) -> Vec<Peer> {
+        let mut v: Vec<Peer> = self.entries.values().cloned().collect();
+        v.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
+        v
+    }
+}
+
+/// The shared table of known nodes. Cheap to clone; every clone is the same table.
+#[derive(Debug, Clone)]
+pub struct Peers {
+    table: Arc<Mutex<Table>>,
+    /// Changes, sent under the table's lock (so they are in order, and a watch's snapshot and
+    /// subscription meet with no gap).
+    changes: broadcast::Sender<PeerEvent>,
+}
+
+impl Default for Peers {
+    fn default() -> Self {
+        Peers::new(SameName::default())
+    }
+}
+
+impl Peers {
+    /// An empty table; `same_name` says what a known name with a new id means.
+    pub fn new(same_name: SameName) -> Peers {
+        Peers {
+            table: Arc::new(Mutex::new(Table {
+                entries: HashMap::new(),
+                same_name,
+            })),
+            changes: broadcast::channel(WATCH_BACKLOG).0,
+        }
+    }
+
+    /// Lock the table, apply `f`, broadcast what it changed.
+    fn change<T>(&self, f: impl FnOnce(&mut Table, &mut Vec<PeerEvent>) -> T) -> T {
+        let mut table = self.lock();
+        let mut changes = Vec::new();
+        let out = f(&mut table, &mut changes);
+        for c in changes {
+            // No watcher: nothing to tell.
+            let _ = self.changes.send(c);
+        }
+        out
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Record a sign of life.
+    pub fn hello(&self, peer: Peer) -> Seen {
+        self.change(|t, c| t.hello(peer, c))
+    }
+
+    /// A poll answered for `name`, asked of the process `id` at `addr`: refresh it only if the
+    /// table still holds that very process there. The answer may come long after the question
+    /// (a poll waits up to its timeout): if the node restarted meanwhile (a hello of a new id
+    /// or address landed), the old snapshot must not roll the entry back. Never adds. False
+    /// when nothing was refreshed.
+    pub fn touch(&self, name: &str, id: &str, addr: SocketAddr, now: Instant) -> bool {
+        self.lock().touch(name, id, addr, now)
+    }
+
+    /// A `bye`: forget `name` at once, if it is the same process that said hello.
+    pub fn bye(&self, name: &str, id: &str) -> Option<Peer> {
+        let key = (name.to_owned(), id.to_owned());
+        self.change(|t, c| t.take(vec![key], Gone::Bye, c).pop())
+    }
+
+    /// Forget every entry called `name`, whatever its id (a static peer that stopped
+    /// answering).
+    pub fn remove(&self, name: &str) -> Vec<Peer> {
+        self.change(|t, c| {
+            let keys = t
+                .named(name)
+                .map(|p| (p.name.clone(), p.id.clone()))
+                .collect();
+            t.take(keys, Gone::Removed, c)
+        })
+    }
+
+    /// Forget peers silent for longer than `after`; returns them.
+    pub fn expire(&self, now: Instant, after: Duration) -> Vec<Peer> {
+        self.change(|t, c| {
+            let keys = t
+                .entries
+                .values()
+                .filter(|p| now.saturating_duration_since(p.last_seen) > after)
+                .map(|p| (p.name.clone(), p.id.clone()))
+                .collect();
+            t.take(keys, Gone::Expired, c)
+        })
+    }
+
+    /// The node called `name` (the most recently heard, if several claim it).
+    pub fn find(&self, name: &str) -> Option<Peer> {
+        self.lock().named(name).max_by_key(|p| p.last_seen).cloned()
+    }
+
+    /// Every entry called `name`: more than one is a conflict ([`SameName::Keep`]).
+    pub fn find_all(&self, name: &str) -> Vec<Peer> {
+        let mut v: Vec<Peer> = self.lock().named(name).cloned().collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+
+    /// The node whose file server is at `addr`.
+    pub fn find_addr(&self, addr: SocketAddr) -> Option<Peer> {
+        self.lock()
+            .entries
+            .values()
+            .find(|p| p.addr == addr)
+            .cloned()
+    }
+
+    /// All peers, sorted by name (then id).
+    pub fn list(&self) -> Vec<Peer> {
+        self.lock().list()
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lock().entries.is_empty()
+    }
+
+    /// The table now, and every change after it, with no gap and no overlap.
+    pub fn watch(&self) -> PeerWatch {
+        let table = self.lock();
+        PeerWatch {
+            snapshot: table.list(),
+            changes: self.changes.subscribe(),
+            peers: self.clone(),
+        }
+    }
+}
+
+/// A view of [`Peers`] kept current: [`PeerWatch::snapshot`] first, then [`PeerWatch::next`].
+#[derive(Debug)]
+pub struct PeerWatch {
+    snapshot: Vec<Peer>,
+    changes: broadcast::Receiver<PeerEvent>,
+    peers: Peers,
+}
+
+impl PeerWatch {
+    /// The table when the watch began (sorted by name); changes after it come from `next`.
+    pub fn snapshot(&self) -> &[Peer] {
+        &self.snapshot
+    }
+
+    /// The next change. Never ends (the watch holds the table alive); a watcher that fell
+    /// more than a backlog behind gets [`PeerEvent::Resync`].
+    pub async fn next(&mut self) -> PeerEvent {
+        match self.changes.recv().await {
+            Ok(event) => event,
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                let table = self.peers.lock();
+                self.changes = self.peers.changes.subscribe();
+                PeerEvent::Resync(table.list())
+            }
+            Err(broadcast::error::RecvError::Closed) => {
+                unreachable!("the watch holds a sender through its Peers")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(name: &str, id: &str, at: Instant) -> Peer {
+        Peer {
+            name: name.into(),
+            id: id.into(),
+            addr: "127.0.0.1:4044".parse().unwrap(),
+            web: None,
+            source: Source::Multicast,
+            last_seen: at,
+        }
+    }
+
+    /// The change a watcher sees next, or a failure if there is none.
+    async fn next(w: &mut PeerWatch) -> PeerEvent {
+        tokio::time::timeout(Duration::from_secs(5), w.next())
+            .await
+            .expect("a change")
+    }
+
+    #[test]
+    fn hello_bye_expiry() {
+        let t0 = Instant::now();
+        let p = Peers::default();
+        assert_eq!(p.hello(peer("a", "1", t0)), Seen::New);
+        assert_eq!(p.hello(peer("a", "1", t0)), Seen::Known);
+        assert_eq!(p.hello(peer("a", "2", t0)), Seen::New, "restart");
+        assert_eq!(p.find_all("a").len(), 1, "a restart replaces");
+        assert_eq!(p.hello(peer("b", "1", t0)), Seen::New);
+        assert!(
+            p.bye("a", "1").is_none(),
+            "old process cannot say bye for the new one"
+        );
+        assert!(p.bye("a", "2").is_some());
+        p.hello(peer("c", "1", t0 + Duration::from_secs(50)));
+        let gone = p.expire(t0 + Duration::from_secs(91), DEFAULT_EXPIRY);
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].name, "b");
+        assert_eq!(p.list().len(), 1);
+        assert_eq!(p.remove("c").len(), 1);
+        assert!(p.is_empty());
+    }
+
+    #[test]
+    fn a_late_poll_answer_never_rolls_back_a_restart() {
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_secs(10);
+        let p = Peers::default();
+        let old = peer("a", "1", t0);
+        assert!(
+            !p.touch("a", "1", old.addr, t1),
+            "unknown: nothing to touch"
+        );
+        assert!(p.find("a").is_none(), "touch never adds");
+        p.hello(old.clone());
+        assert!(p.touch("a", "1", old.addr, t1));
+        assert_eq!(p.find("a").unwrap().last_seen, t1);
+
+        // The node restarted (new id) while a poll of the old process was out.
+        assert_eq!(p.hello(peer("a", "2", t1)), Seen::New);
+        assert!(!p.touch("a", "1", old.addr, t1 + Duration::from_secs(1)));
+        let now = p.find("a").unwrap();
+        assert_eq!((now.id.as_str(), now.last_seen), ("2", t1));
+        assert!(p.bye("a", "2").is_some());
+
+        // Same id, another address: not the entry the poll asked about either.
+        p.hello(old.clone());
+        let moved = Peer {
+            addr: "127.0.0.2:4044".parse().unwrap(),
+            ..peer("a", "1", t1)
+        };
+        assert_eq!(p.hello(moved.clone()), Seen::New, "moved");
+        assert!(!p.touch("a", "1", old.addr, t1 + Duration::from_secs(2)));
+        assert_eq!(p.find("a").unwrap(), moved);
+        assert_eq!(p.find_addr(moved.addr).unwrap().name, "a");
+        assert!(p.find_addr(old.addr).is_none());
+    }
+
+    #[test]
+    fn bounded() {
+        let t0 = Instant::now();
+        let p = Peers::default();
+        for i in 0..MAX_PEERS {
+            assert_eq!(p.hello(peer(&format!("n{i}"), "1", t0)), Seen::New);
+        }
+        assert_eq!(p.hello(peer("extra", "1", t0)), Seen::Full);
+        assert_eq!(p.len(), MAX_PEERS);
+        // A known node may still restart, and refresh.
+        assert_eq!(p.hello(peer("n0", "2", t0)), Seen::New);
+        assert_eq!(p.hello(peer("n1", "1", t0)), Seen::Known);
+        assert_eq!(p.len(), MAX_PEERS);
+    }
+
+    #[test]
+    fn two_identities_under_one_name_are_a_conflict_when_ids_are_identities() {
+        let t0 = Instant::now();
+        let p = Peers::new(SameName::Keep);
+        let mut other = peer("cam", "id-B", t0 + Duration::from_secs(1));
+        other.addr = "10.0.0.9:4044".parse().unwrap();
+        assert_eq!(p.hello(peer("cam", "id-A", t0)), Seen::New);
+        assert_eq!(p.hello(other.clone()), Seen::New);
+        let both = p.find_all("cam");
+        assert_eq!(both.len(), 2, "{both:?}");
+        assert_eq!((both[0].id.as_str(), both[1].id.as_str()), ("id-A", "id-B"));
+        assert_eq!(p.find("cam").unwrap(), other, "the most recently heard");
+        assert_eq!(p.remove("cam").len(), 2);
+    }
+
+    #[tokio::test]
+    async fn the_watch_sees_every_change_after_its_snapshot_once() {
+        let t0 = Instant::now();
+        let p = Peers::default();
+        p.hello(peer("a", "1", t0));
+        let mut w = p.watch();
+        assert_eq!(w.snapshot().len(), 1);
+        p.hello(peer("a", "1", t0 + Duration::from_secs(1))); // a refresh: no change
+        p.hello(peer("b", "1", t0));
+        assert!(matches!(next(&mut w).await, PeerEvent::Up(b) if b.name == "b"));
+        // A restart is one change from the old process to the new one, keeping the source.
+        let mut restarted = peer("a", "2", t0);
+        restarted.source = Source::DnsSd;
+        p.hello(restarted);
+        match next(&mut w).await {
+            PeerEvent::Changed { old, new } => {
+                assert_eq!((old.id.as_str(), new.id.as_str()), ("1", "2"));
+                assert_eq!(new.source, Source::Multicast);
+            }
+            e => panic!("{e:?}"),
+        }
+        // A new web port is a change too, though the hello says Known.
+        let mut web = peer("b", "1", t0);
+        web.web = Some(8044);
+        assert_eq!(p.hello(web), Seen::Known);
+        assert!(
+            matches!(next(&mut w).await, PeerEvent::Changed { new, .. } if new.web == Some(8044))
+        );
+        p.bye("b", "1");
+        assert!(
+            matches!(next(&mut w).await, PeerEvent::Down { peer, why: Gone::Bye } if peer.name == "b")
+        );
+        p.expire(t0 + Duration::from_secs(100), DEFAULT_EXPIRY);
+        assert!(matches!(
+            next(&mut w).await,
+            PeerEvent::Down {
+                why: Gone::Expired,
+                ..
+            }
+        ));
+        assert!(p.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_watcher_that_falls_behind_is_resynchronised() {
+        let t0 = Instant::now();
+        let p = Peers::default();
+        let mut w = p.watch();
+        for i in 0..WATCH_BACKLOG + 10 {
+            p.hello(peer(&format!("n{i}"), "1", t0));
+        }
+        match next(&mut w).await {
+            PeerEvent::Resync(all) => assert_eq!(all.len(), WATCH_BACKLOG + 10),
+            e => panic!("{e:?}"),
+        }
+        p.hello(peer("late", "1", t0));
+        assert!(matches!(next(&mut w).await, PeerEvent::Up(l) if l.name == "late"));
+    }
+
+    #[test]
+    fn watches_start_where_their_snapshot_ends_under_concurrent_hellos() {
+        // Hellos race with watches started on other threads: every watcher's snapshot plus
+        // its changes must add up to the final table, with no name missing or repeated.
+        let p = Peers::default();
+        let t0 = Instant::now();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let writer = {
+            let p = p.clone();
+            std::thread::spawn(move || {
+                for i in 0..200 {
+                    p.hello(peer(&format!("n{i}"), "1", t0));
+                }
+            })
+        };
+        let watches: Vec<PeerWatch> = (0..20).map(|_| p.watch()).collect();
+        writer.join().unwrap();
+        for mut w in watches {
+            let mut names: Vec<String> = w.snapshot().iter().map(|p| p.name.clone()).collect();
+            while names.len() < 200 {
+                match rt.block_on(next(&mut w)) {
+                    PeerEvent::Up(p) => names.push(p.name),
+                    e => panic!("{e:?}"),
+                }
+            }
+            names.sort();
+            names.dedup();
+            assert_eq!(names.len(), 200);
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! The FUSE filesystem: kernel requests in, node requests out.
+//!
+//! FUSE callbacks are synchronous and arrive on one dispatch thread, so anything that talks to
+//! a node is spawned on the tokio runtime and replies from there: many requests (reads of
+//! several files, read-ahead chunks, `stat`s) are in flight at once and a slow node never
+//! blocks the others. Only answers known locally (the root, fresh cache hits) reply inline.
+//!
+//! The mount is read-only by construction (`ro` mount option) and by answer: every writing
+//! operation that could still reach us gets `EROFS`.
+//!
+//! - this file: the state shared by the callbacks and their tasks, and the cached `stat`/`ls`;
+//! - [`attr`]: what the kernel is told about a folder or file (owner, mode, times);
+//! - [`handles`]: open file and directory handles;
+//! - [`listing`]: directory listings, and one filler for `readdir` and `readdirplus`;
+//! - [`read`]: reads, served from read-ahead chunks or straight from the node;
+//! - [`fs_handle`]: [`FsHandle`], the filesystem seen from outside its callbacks;
+//! - [`dispatch`]: the `fuser::Filesystem` callbacks themselves.
+
+mod attr;
+mod dispatch;
+mod fs_handle;
+mod handles;
+mod listing;
+mod read;
+
+use std::ffi::OsStr;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fuser::Errno;
+use meshfs_core::Entry;
+
+use crate::cache::MetaCache;
+use crate::error::errno;
+use crate::inodes::InodeTable;
+use crate::nodes::{Node, Nodes};
+use crate::readahead::Budget;
+use crate::requests;
+
+pub use fs_handle::{FsHandle, Stale};
+
+/// Tunables of the filesystem.
+#[derive(Debug, Clone, Copy)]
+pub struct FsConfig {
+    /// How long the kernel and our cache trust attributes and listings.
+    pub ttl: Duration,
+    /// Largest read-ahead window per open file.
+    pub max_readahead: u64,
+    /// Most read-ahead chunks (1 MiB each) held by the whole mount at once.
+    pub readahead_budget: usize,
+}
+
+/// State shared by the dispatch thread and the tasks it spawns.
+#[derive(Debug)]
+struct Shared {
+    nodes: Nodes,
+    inodes: InodeTable,
+    cache: MetaCache,
+    config: FsConfig,
+    attrs: attr::Attrs,
+    handles: handles::Handles,
+    budget: Arc<Budget>,
+}
+
+/// The meshfs FUSE filesystem.
+#[derive(Debug)]
+pub struct MeshFs {
+    shared: Arc<Shared>,
+    rt: tokio::runtime::Handle,
+    /// Dropped with the filesystem, which tells the mount owner the session ended.
+    _alive: tokio::sync::oneshot::Sender<()>,
+}
+
+impl MeshFs {
+    pub fn new(
+        nodes: Vec<Node>,
+        config: FsConfig,
+        rt: tokio::runtime::Handle,
+        alive: tokio::sync::oneshot::Sender<()>,
+    ) -> MeshFs {
+        let shared = Shared {
+            inodes: InodeTable::new(),
+            nodes: Nodes::default(),
+            cache: MetaCache::new(config.ttl),
+            config,
+            attrs: attr::Attrs::now(),
+            handles: handles::Handles::default(),
+            budget: Budget::new(config.readahead_budget),
+        };
+        let fs = MeshFs {
+            shared: Arc::new(shared),
+            rt,
+            _alive: alive,
+        };
+        for node in nodes {
+            let _ = fs.handle().add_node(&node.name, node.pool);
+        }
+        fs
+    }
+
+    /// A handle on the filesystem, for code outside the FUSE callbacks.
+    pub fn handle(&self) -> FsHandle {
+        FsHandle(self.shared.clone())
+    }
+
+    fn spawn(&self, f: impl Future<Output = ()> + Send + 'static) {
+        self.rt.spawn(f);
+    }
+}
+
+impl Shared {
+    fn ttl(&self) -> Duration {
+        self.config.ttl
+    }
+
+    /// Attributes of `path` on `node` (inode `ino`), from the cache when fresh.
+    async fn stat(&self, ino: u64, node: usize, path: &str) -> Result<Entry, Errno> {
+        if let Some(e) = self.cache.attrs.get(&ino) {
+            return Ok(e);
+        }
+        let node = self.nodes.get(node);
+        match requests::stat(&node.pool, path).await {
+            Ok(e) => {
+                self.cache.attrs.insert(ino, e.clone());
+                Ok(e)
+            }
+            Err(err) => {
+                self.cache.attrs.remove(&ino);
+                tracing::debug!(node = %node.name, path, error = %err, "stat failed");
+                Err(errno(&err, Errno::EIO))
+            }
+        }
+    }
+
+    /// The listing of directory `path` on `node` (inode `ino`), from the cache when fresh.
+    async fn list(&self, ino: u64, node: usize, path: &str) -> Result<Arc<Vec<Entry>>, Errno> {
+        if let Some(l) = self.cache.dirs.get(&ino) {
+            return Ok(l);
+        }
+        let node = self.nodes.get(node);
+        match requests::ls(&node.pool, path).await {
+            Ok(entries) => {
+                let entries = Arc::new(entries);
+                self.cache.dirs.insert(ino, entries.clone());
+                Ok(entries)
+            }
+            Err(err) => {
+                tracing::debug!(node = %node.name, path, error = %err, "ls failed");
+                Err(errno(&err, Errno::ENOTDIR))
+            }
+        }
+    }
+
+    /// The kernel dropped `n` lookups of `ino`: once it holds none, forget all about it.
+    fn forget(&self, ino: u64, n: u64) {
+        if self.inodes.forget(ino, n) {
+            self.handles.forget_inode(ino);
+            self.cache.attrs.remove(&ino);
+            self.cache.dirs.remove(&ino);
+        }
+    }
+}
+
+/// A name the protocol can carry as one path component (no separators, no line breaks).
+fn component(name: &OsStr) -> Option<&str> {
+    let s = name.to_str()?;
+    let bad = s.is_empty() || s == "." || s == ".." || s.contains(['/', '\n', '\r', '\0']);
+    (!bad).then_some(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_components_reach_the_protocol() {
+        assert_eq!(component(OsStr::new("clip.mp4")), Some("clip.mp4"));
+        assert_eq!(component(OsStr::new("with space")), Some("with space"));
+        for bad in ["", ".", "..", "a/b", "x\nstat /etc", "cr\r", "nul\0"] {
+            assert_eq!(component(OsStr::new(bad)), None, "{bad:?}");
+        }
+        use std::os::unix::ffi::OsStrExt;
+        assert_eq!(component(OsStr::from_bytes(b"\xff")), None, "not UTF-8");
+    }
+}

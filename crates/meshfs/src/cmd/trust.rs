@@ -1,0 +1,55 @@
+//! `meshfs trust`: pin a node's ID ahead of time, re-pin it after a reinstall, list or forget.
+//!
+//! Clients pin a node's ID the first time they meet its name (trust on first use, like SSH);
+//! pinning ahead of time, with the ID read from `meshfs id --node` on the node itself, closes
+//! even that first window. A changed key is refused until the user re-pins it here.
+
+use anyhow::Context;
+use meshfs_core::{KnownNodes, NodeId};
+
+#[derive(clap::Args)]
+#[command(after_help = "\
+The pins live in $XDG_CONFIG_HOME/meshfs/known_nodes (default ~/.config/meshfs/known_nodes),
+one `NAME ID` per line.
+
+Examples:
+  meshfs trust                       list the pinned nodes
+  meshfs trust cam1 ABCD-EFGH-…      pin cam1 (read the ID with `meshfs id --node` on cam1)
+  meshfs trust --forget cam1         drop the pin: the next contact pins again")]
+pub struct Args {
+    /// The node's name (as `meshfs peers` and `hello` give it).
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+    /// The node's ID (base32 groups as `meshfs id` prints them, or sha256//BASE64).
+    #[arg(value_name = "ID", requires = "name", conflicts_with = "forget")]
+    pub id: Option<NodeId>,
+    /// Drop the pin of NAME.
+    #[arg(long, requires = "name")]
+    pub forget: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let path = KnownNodes::default_path()
+        .context("neither XDG_CONFIG_HOME nor HOME is set: cannot find known_nodes")?;
+    let mut known = KnownNodes::load(&path)?;
+    match (args.name, args.id) {
+        (Some(name), _) if args.forget => match known.forget(&name)? {
+            Some(old) => println!("forgot {name} {old}"),
+            None => println!("{name} was not pinned"),
+        },
+        (Some(name), Some(id)) => match known.trust(&name, id)? {
+            Some(old) => println!("pinned {name} {id} (was {old})"),
+            None => println!("pinned {name} {id}"),
+        },
+        (Some(name), None) => match known.get(&name) {
+            Some(id) => println!("{name} {id}"),
+            None => anyhow::bail!("{name} is not pinned (give its ID to pin it)"),
+        },
+        (None, _) => {
+            for (name, id) in known.pins() {
+                println!("{name} {id}");
+            }
+        }
+    }
+    Ok(())
+}
