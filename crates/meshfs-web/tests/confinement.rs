@@ -148,7 +148,6 @@ async fn files_with_a_parent_swapped_out_of_the_share_after_resolving_send_what_
 /// `source.rs` opens through `Access::open_file` (one resolution, checked on the file
 /// opened), a folder swapped onto a protected one between the two serves the protected file.
 #[tokio::test]
-#[ignore = "web/src/source.rs still checks then opens; switch it to Access::open_file"]
 async fn files_with_a_parent_swapped_onto_a_protected_folder_after_the_check_fail_closed() {
     for walking in [false, true] {
         let (_dir, root) = fixture();

@@ -72,7 +72,9 @@ fn doors_depend_on_the_core_alone_and_only_the_binary_parses_flags() {
             }
         }
         if name != "meshfs" && deps.iter().any(|d| d == "clap") {
-            broken.push(format!("{name} depends on clap: flags belong in the binary"));
+            broken.push(format!(
+                "{name} depends on clap: flags belong in the binary"
+            ));
         }
     }
     assert!(broken.is_empty(), "layering broken:\n{}", broken.join("\n"));
