@@ -20,8 +20,9 @@ pub const MAX_AUTH_FAILURES: u32 = 5;
 /// digests live only in memory).
 const DIGEST_CONTEXT: &str = "meshfs 2026-11 password digest v1";
 
-/// A keyed digest of a password; `blake3::Hash` compares in constant time.
-fn digest(password: &str) -> blake3::Hash {
+/// A keyed digest of a password; `blake3::Hash` compares in constant time. Clients derive the
+/// same digest to prove a password with `pake` ([`crate::pake::Secret::from_password`]).
+pub(crate) fn digest(password: &str) -> blake3::Hash {
     blake3::Hash::from_bytes(blake3::derive_key(DIGEST_CONTEXT, password.as_bytes()))
 }
 
@@ -46,6 +47,17 @@ impl Keys {
     /// Failed attempts so far.
     pub fn failures(&self) -> u32 {
         self.failures
+    }
+
+    /// Count a failed attempt (a `pake` proof counts as one from its start, so a client that
+    /// stops after seeing the node's confirmation still spent a guess).
+    pub fn fail(&mut self) {
+        self.failures += 1;
+    }
+
+    /// Take back the failure counted for an attempt that then succeeded.
+    pub fn unfail(&mut self) {
+        self.failures = self.failures.saturating_sub(1);
     }
 
     fn holds(&self, h: &blake3::Hash) -> bool {
@@ -116,6 +128,35 @@ impl Access {
             keys.failures += 1;
         }
         ok
+    }
+
+    /// The password a `pake` proof for `scope` runs against: `""` is the share's password, a
+    /// path is that file's own. `None` when no such password is set.
+    pub fn pake_secret(&self, scope: &str) -> Option<crate::pake::Secret> {
+        self.scope_digest(scope)
+            .map(|d| crate::pake::Secret::from_digest(d.as_bytes()))
+    }
+
+    /// A `pake` proof for `scope` succeeded: its password joins `keys`. False when the scope
+    /// has no password (any more).
+    pub fn grant(&self, scope: &str, keys: &mut Keys) -> bool {
+        let Some(d) = self.scope_digest(scope) else {
+            return false;
+        };
+        if !keys.holds(&d) {
+            keys.proven.push(d);
+        }
+        true
+    }
+
+    fn scope_digest(&self, scope: &str) -> Option<blake3::Hash> {
+        let r = self.read();
+        if scope.is_empty() {
+            r.share
+        } else {
+            let rel = Share::normalize(scope).ok()?;
+            r.files.get(&rel).copied()
+        }
     }
 
     /// May a connection holding `keys` see the share at all (list, stat)?
@@ -279,5 +320,30 @@ mod tests {
             std::fs::remove_file(root.join("pub")).unwrap();
             std::fs::rename(root.join("pub.old"), root.join("pub")).unwrap();
         }
+    }
+
+    /// A `pake` proof runs against the digest `Access` keeps: the client's secret, derived
+    /// from the password, matches the node's, derived from the digest; a grant unlocks what
+    /// `auth` would have.
+    #[test]
+    fn pake_secrets_match_the_kept_passwords() {
+        use crate::pake::Secret;
+        let access = Access::open();
+        assert!(access.pake_secret("").is_none());
+        access.set_share_password("whole");
+        access.protect_file("clips/a.mp4", "own").unwrap();
+        assert_eq!(access.pake_secret(""), Some(Secret::from_password("whole")));
+        assert_eq!(
+            access.pake_secret("/clips//a.mp4"),
+            Some(Secret::from_password("own"))
+        );
+        assert!(access.pake_secret("clips/b.mp4").is_none());
+        let mut keys = Keys::default();
+        keys.fail();
+        assert!(access.grant("", &mut keys));
+        keys.unfail();
+        assert_eq!(keys.failures(), 0);
+        assert!(access.may_browse(&keys));
+        assert!(!access.grant("clips/b.mp4", &mut keys));
     }
 }

@@ -1,7 +1,7 @@
 //! `Client`: one connection to a node's file server, speaking protocols.md §1.
 //!
 //! Every read from the socket is bounded in size (status and listing lines are capped at
-//! [`MAX_LINE`](crate::proto::MAX_LINE)) and in time (a peer that stalls mid-reply yields
+//! [`MAX_LINE`]) and in time (a peer that stalls mid-reply yields
 //! [`ClientError::Timeout`] instead of a hang). Requests can be pipelined: [`Client::send`] queues
 //! a request without waiting, and replies are read in order.
 

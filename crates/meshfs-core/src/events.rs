@@ -81,6 +81,40 @@ impl fmt::Display for EventKind {
     }
 }
 
+/// Why a change happened, when meshfs itself made it (a user's or a camera's own changes
+/// carry none). Old clients never see it: the plain `subscribe` line is unchanged, and only a
+/// subscriber that asks (`subscribe [SINCE] reasons`, protocols.md §1) gets `KIND:REASON`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// The node's retention rules removed the file (`deleted:retention`).
+    Retention,
+    /// Replication kept a second version under a conflict name (`created:conflict`).
+    Conflict,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Retention => "retention",
+            Reason::Conflict => "conflict",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Reason> {
+        Some(match s {
+            "retention" => Reason::Retention,
+            "conflict" => Reason::Conflict,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One numbered change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
@@ -88,10 +122,35 @@ pub struct Event {
     pub kind: EventKind,
     /// Relative to the share; empty for `resync`.
     pub path: String,
+    /// Set when meshfs made the change itself, and why.
+    pub reason: Option<Reason>,
+}
+
+impl Event {
+    /// An event without a reason (what the watcher sees of everyone's changes).
+    pub fn new(seq: u64, kind: EventKind, path: impl Into<String>) -> Event {
+        Event {
+            seq,
+            kind,
+            path: path.into(),
+            reason: None,
+        }
+    }
+
+    /// The wire form for a subscriber that asked for reasons: `<seq> <kind>[:<reason>] <path>`.
+    pub fn line_with_reason(&self) -> String {
+        match self.reason {
+            Some(r) if !self.path.is_empty() => {
+                format!("{} {}:{} {}", self.seq, self.kind, r, self.path)
+            }
+            _ => self.to_string(),
+        }
+    }
 }
 
 impl fmt::Display for Event {
-    /// The wire form, `<seq> <kind> <path>` (`<seq> resync` without a path).
+    /// The wire form every client understands, `<seq> <kind> <path>` (`<seq> resync` without
+    /// a path): the reason is left out.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.path.is_empty() {
             write!(f, "{} {}", self.seq, self.kind)
@@ -109,7 +168,8 @@ pub enum StreamLine {
 }
 
 impl StreamLine {
-    /// Parse `<seq> <kind> [<path>]` or `<seq> ping`.
+    /// Parse `<seq> <kind>[:<reason>] [<path>]` or `<seq> ping`. A reason this version does
+    /// not know is dropped, the event kept.
     pub fn parse(line: &str) -> Option<StreamLine> {
         let (seq, rest) = line.split_once(' ')?;
         let seq = seq.parse().ok()?;
@@ -117,10 +177,15 @@ impl StreamLine {
             return Some(StreamLine::Ping(seq));
         }
         let (kind, path) = rest.split_once(' ').unwrap_or((rest, ""));
+        let (kind, reason) = match kind.split_once(':') {
+            Some((kind, reason)) => (kind, Reason::parse(reason)),
+            None => (kind, None),
+        };
         Some(StreamLine::Event(Event {
             seq,
             kind: EventKind::parse(kind)?,
             path: path.to_owned(),
+            reason,
         }))
     }
 }
@@ -154,7 +219,15 @@ struct Log {
     next_seq: u64,
     /// Last `modified` (or `created`) emitted per path, for coalescing.
     recent: HashMap<String, Instant>,
+    /// Reasons announced by [`Events::annotate`] for a change about to be seen, and when.
+    notes: HashMap<(EventKind, String), (Reason, Instant)>,
 }
+
+/// How long an announced reason waits for its change to be seen.
+const NOTE_TTL: Duration = Duration::from_secs(30);
+
+/// Most reasons waiting at once (a change that never came must not pile up).
+const MAX_NOTES: usize = 4096;
 
 /// Keeps the OS watcher alive; dropping it stops watching.
 pub struct WatchGuard {
@@ -176,6 +249,7 @@ impl Events {
                     capacity: capacity.max(1),
                     next_seq: start,
                     recent: HashMap::new(),
+                    notes: HashMap::new(),
                 }),
                 live,
             }),
@@ -228,6 +302,26 @@ impl Events {
         self.inner.log.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Say why the next `kind` event for `path` is about to happen, before making the change
+    /// (meshfs's own deletions and conflict copies): the watcher sees the change like any
+    /// other, and the event it logs carries `reason`. Forgotten after [`NOTE_TTL`].
+    pub fn annotate(&self, kind: EventKind, path: &str, reason: Reason) {
+        let mut log = self.lock();
+        if log.notes.len() >= MAX_NOTES {
+            log.notes.retain(|_, (_, at)| at.elapsed() < NOTE_TTL);
+            if log.notes.len() >= MAX_NOTES {
+                return;
+            }
+        }
+        log.notes
+            .insert((kind, path.to_owned()), (reason, Instant::now()));
+    }
+
+    /// Take back an announced reason whose change did not happen (the removal failed).
+    pub fn forget(&self, kind: EventKind, path: &str) {
+        self.lock().notes.remove(&(kind, path.to_owned()));
+    }
+
     /// Record an event and deliver it to live subscribers.
     pub fn push(&self, kind: EventKind, path: String) {
         let mut log = self.lock();
@@ -250,10 +344,19 @@ impl Events {
         } else {
             log.recent.remove(&path);
         }
+        let reason = if log.notes.is_empty() {
+            None
+        } else {
+            log.notes
+                .remove(&(kind, path.clone()))
+                .filter(|(_, at)| at.elapsed() < NOTE_TTL)
+                .map(|(r, _)| r)
+        };
         let event = Event {
             seq: log.next_seq,
             kind,
             path,
+            reason,
         };
         log.next_seq += 1;
         if log.events.len() >= log.capacity {
@@ -281,11 +384,7 @@ impl Events {
         };
         let oldest = log.events.front().map_or(log.next_seq, |e| e.seq);
         let replay = if since > last || since + 1 < oldest {
-            vec![Event {
-                seq: last,
-                kind: EventKind::Resync,
-                path: String::new(),
-            }]
+            vec![Event::new(last, EventKind::Resync, "")]
         } else {
             let skip = log.events.partition_point(|e| e.seq <= since);
             log.events.iter().skip(skip).cloned().collect()
@@ -516,15 +615,54 @@ mod tests {
     }
 
     #[test]
+    fn annotated_changes_carry_their_reason_once() {
+        let ev = Events::new(100);
+        let mut rx = ev.subscribe(None).live;
+        ev.annotate(EventKind::Deleted, "old.mp4", Reason::Retention);
+        ev.push(EventKind::Created, "old.mp4".into());
+        ev.push(EventKind::Deleted, "old.mp4".into());
+        ev.push(EventKind::Deleted, "old.mp4".into());
+        let got: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert_eq!(got[0].reason, None);
+        assert_eq!(got[1].reason, Some(Reason::Retention));
+        assert_eq!(got[2].reason, None);
+        // The plain line never shows it; the opted-in one does.
+        assert_eq!(
+            got[1].to_string(),
+            format!("{} deleted old.mp4", got[1].seq)
+        );
+        assert_eq!(
+            got[1].line_with_reason(),
+            format!("{} deleted:retention old.mp4", got[1].seq)
+        );
+        ev.annotate(EventKind::Deleted, "x", Reason::Retention);
+        ev.forget(EventKind::Deleted, "x");
+        ev.push(EventKind::Deleted, "x".into());
+        assert_eq!(rx.try_recv().unwrap().reason, None);
+    }
+
+    #[test]
     fn stream_lines_parse() {
         assert_eq!(StreamLine::parse("7 ping"), Some(StreamLine::Ping(7)));
         assert_eq!(
             StreamLine::parse("8 created a b.mp4"),
+            Some(StreamLine::Event(Event::new(
+                8,
+                EventKind::Created,
+                "a b.mp4"
+            )))
+        );
+        let retained = StreamLine::parse("10 deleted:retention a b.mp4");
+        assert_eq!(
+            retained,
             Some(StreamLine::Event(Event {
-                seq: 8,
-                kind: EventKind::Created,
-                path: "a b.mp4".into()
+                reason: Some(Reason::Retention),
+                ..Event::new(10, EventKind::Deleted, "a b.mp4")
             }))
+        );
+        assert_eq!(
+            StreamLine::parse("11 deleted:future a"),
+            Some(StreamLine::Event(Event::new(11, EventKind::Deleted, "a")))
         );
         assert_eq!(
             StreamLine::parse("9 resync")

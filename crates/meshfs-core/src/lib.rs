@@ -12,6 +12,7 @@
 //! - [`client`]: one connection to a node's file server, and the [`Credentials`] it proves;
 //! - [`pool`]: the connections to one node, shared by every request a door makes to it;
 //! - [`peers`]: the one table of known nodes, fed by every discovery, with an up/down watch;
+//! - [`retention`]: deleting the oldest complete files before the disk fills, and the disk's state;
 //! - [`remote`]: naming nodes ([`NodeAddr`]) and remote files (`meshfs://HOST:PORT/PATH`);
 //! - [`transfer`]: crash-proof downloads to `.part` with resume and verification;
 //! - [`identity`]: a node's or user's key pair, self-signed certificate and [`NodeId`];
@@ -35,6 +36,7 @@ pub mod peers;
 pub mod pool;
 pub mod proto;
 pub mod remote;
+pub mod retention;
 pub mod share;
 pub mod stream;
 mod sys;

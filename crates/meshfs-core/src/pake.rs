@@ -36,8 +36,9 @@
 //! [`NodeId`]. The node counts a failure when it answers `pake` and takes it back when the
 //! confirmation verifies, so a client that stops after learning confirmB still spent a guess.
 //!
-//! The password enters SPAKE2 as a [`Secret`] (a BLAKE3 key derivation of it), so the node
-//! keeps a password-equivalent for this protocol only, not the password itself.
+//! The password enters SPAKE2 as a [`Secret`] (a BLAKE3 key derivation of the keyed digest
+//! [`Access`](crate::access::Access) keeps), so the node holds no password, only a
+//! password-equivalent for this protocol.
 //!
 //! [`MAX_AUTH_FAILURES`]: crate::access::MAX_AUTH_FAILURES
 
@@ -84,9 +85,15 @@ pub enum PakeError {
 pub struct Secret([u8; 32]);
 
 impl Secret {
-    /// Derive from a password (what both sides do).
+    /// Derive from a password (what a client does; the node derives the same from the digest
+    /// it keeps, [`crate::access::Access::pake_secret`]).
     pub fn from_password(password: &str) -> Secret {
-        Secret(blake3::derive_key(CONTEXT, password.as_bytes()))
+        Secret::from_digest(crate::access::digest(password).as_bytes())
+    }
+
+    /// Derive from a password's keyed digest (`access`).
+    pub(crate) fn from_digest(digest: &[u8; 32]) -> Secret {
+        Secret(blake3::derive_key(CONTEXT, digest))
     }
 }
 

@@ -71,6 +71,10 @@ pub enum Request<'a> {
     Ls(&'a str),
     Hash(&'a str),
     Auth(&'a str),
+    /// `pake <base64>[ <path>]`: start a password proof (see [`crate::pake`]).
+    Pake(&'a str),
+    /// `pake-confirm <base64>`: finish it.
+    PakeConfirm(&'a str),
     Subscribe(Option<u64>),
     Quit,
     Help,
@@ -135,6 +139,8 @@ impl<'a> Request<'a> {
             "ls" => Request::Ls(path(arg)),
             "hash" => Request::Hash(need(arg)?),
             "auth" => Request::Auth(arg.unwrap_or("")),
+            "pake" => Request::Pake(need(arg)?),
+            "pake-confirm" => Request::PakeConfirm(need(arg)?),
             "subscribe" => match arg.map(str::trim).filter(|s| !s.is_empty()) {
                 None => Request::Subscribe(None),
                 Some(s) => Request::Subscribe(Some(
@@ -163,7 +169,10 @@ stat <path>                  size, modified, mode and type lines, then one empty
 pread <offset> <size> <path> read at an offset without open: 0 <n> then n bytes
 hash <path>                  BLAKE3 of the whole file
 hello                        node name, version and protocol
-auth <password>              unlock a protected share or file
+auth <password>              unlock a protected share or file (in clear: only over TLS, or
+                             on a node started with --allow-plaintext-auth)
+pake <msg> [<path>]          prove a password without sending it (over TLS; SPAKE2)
+pake-confirm <msg>           finish the proof
 subscribe [<since>]          stream <seq> <kind> <path> file events
 quit                         close the connection
 help                         this text
@@ -295,6 +304,15 @@ mod tests {
             Request::parse(b"subscribe 7"),
             Ok(Request::Subscribe(Some(7)))
         );
+        assert_eq!(
+            Request::parse(b"PAKE QUFB clips/a b.mp4"),
+            Ok(Request::Pake("QUFB clips/a b.mp4"))
+        );
+        assert_eq!(
+            Request::parse(b"pake-confirm QUFB"),
+            Ok(Request::PakeConfirm("QUFB"))
+        );
+        assert!(Request::parse(b"pake").is_err() && Request::parse(b"pake-confirm ").is_err());
         assert!(Request::parse(b"read").is_err());
         assert!(Request::parse(b"read -1").is_err());
         assert!(Request::parse(b"frobnicate").is_err());

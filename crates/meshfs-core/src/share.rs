@@ -846,10 +846,8 @@ mod tests {
 
     #[test]
     fn fifo_is_refused_without_blocking() {
-        let (dir, share) = share();
-        let fifo = dir.path().join("share/pipe");
-        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let (_dir, share) = share();
+        sys::mkfifoat(share.inner.resolver.root_fd(), c"pipe", 0o600).unwrap();
         assert!(matches!(share.open_file("pipe"), Err(ShareError::NotAFile)));
     }
 

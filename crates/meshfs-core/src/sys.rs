@@ -98,6 +98,13 @@ pub(crate) fn mkdirat(dir: BorrowedFd<'_>, name: &CStr, mode: libc::mode_t) -> i
     check(unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), mode) }).map(drop)
 }
 
+/// `mkfifoat(dir, name, mode)` (tests make FIFOs to prove a share never blocks on one).
+#[cfg(test)]
+pub(crate) fn mkfifoat(dir: BorrowedFd<'_>, name: &CStr, mode: libc::mode_t) -> io::Result<()> {
+    // SAFETY: valid C string and a borrowed, open descriptor.
+    check(unsafe { libc::mkfifoat(dir.as_raw_fd(), name.as_ptr(), mode) }).map(drop)
+}
+
 /// `unlinkat(dir, name, flags)` (`AT_REMOVEDIR` for a folder). Never follows `name`.
 pub(crate) fn unlinkat(dir: BorrowedFd<'_>, name: &CStr, flags: libc::c_int) -> io::Result<()> {
     // SAFETY: valid C string and a borrowed, open descriptor.
@@ -202,4 +209,13 @@ pub(crate) fn read_dir(fd: OwnedFd) -> io::Result<Vec<Vec<u8>>> {
     // SAFETY: `dir` came from fdopendir and is closed exactly once.
     unsafe { libc::closedir(dir) };
     result.map(|()| out)
+}
+
+/// `fstatvfs`: the size and free space of the file system holding `fd`.
+pub(crate) fn fstatvfs(fd: BorrowedFd<'_>) -> io::Result<libc::statvfs> {
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `st` is a valid out-pointer; the kernel fills it on success.
+    check(unsafe { libc::fstatvfs(fd.as_raw_fd(), st.as_mut_ptr()) })?;
+    // SAFETY: initialised by the successful call above.
+    Ok(unsafe { st.assume_init() })
 }

@@ -26,12 +26,12 @@ use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, OtherError,
-    ServerConfig, SignatureScheme,
+    CertificateError, DigitallySignedStruct, DistinguishedName, OtherError, SignatureScheme,
 };
 
 use crate::identity::{Identity, NodeId};
 
+pub use rustls::{ClientConfig, ServerConfig};
 pub use tokio_rustls::{TlsAcceptor, TlsConnector, client, server};
 
 /// The first byte of a TLS handshake record (a ClientHello starts every TLS connection).

@@ -198,11 +198,9 @@ async fn feed(
     loop {
         let event = match live.recv().await {
             Ok(event) => event,
-            Err(RecvError::Lagged(_)) => Event {
-                seq: position.unwrap_or_default(),
-                kind: EventKind::Resync,
-                path: String::new(),
-            },
+            Err(RecvError::Lagged(_)) => {
+                Event::new(position.unwrap_or_default(), EventKind::Resync, "")
+            }
             Err(RecvError::Closed) => return,
         };
         position = Some(event.seq);

@@ -1,9 +1,10 @@
-//! `Connection`: frames the file-server protocol on one TCP stream.
+//! `Connection`: frames the file-server protocol on one connection, in clear or in TLS.
 //!
 //! Requests are lines of at most [`MAX_LINE`] bytes; replies are queued in a write buffer and
 //! flushed only when no complete request is left in the read buffer, so a client that pipelines
 //! a hundred `stat`s gets one `write` back, not a hundred. File payloads are flushed behind the
-//! queued replies and then sent with `sendfile`.
+//! queued replies and then sent with `sendfile` in clear; inside TLS the bytes must pass through
+//! the cipher in user space, so they are read in chunks and written through it.
 
 use std::fs::File;
 use std::io;
@@ -11,8 +12,8 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use meshfs_core::proto::MAX_LINE;
+use meshfs_core::stream::Stream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::sendfile::send_file;
@@ -20,6 +21,8 @@ use crate::sendfile::send_file;
 /// Payloads up to this size are copied into the write buffer (keeping pipelined replies in one
 /// write); larger ones go out with `sendfile`.
 const INLINE_PAYLOAD: u64 = 64 << 10;
+/// Inside TLS, payloads are read and encrypted this much at a time.
+const TLS_CHUNK: usize = 256 << 10;
 
 /// Why no request line could be read.
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +37,7 @@ pub enum ReadError {
 
 #[derive(Debug)]
 pub struct Connection {
-    stream: TcpStream,
+    stream: Stream,
     rbuf: BytesMut,
     wbuf: Vec<u8>,
     /// Longest wait for a peer to accept bytes we write.
@@ -42,7 +45,7 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub fn new(stream: TcpStream, write_timeout: Duration) -> Connection {
+    pub fn new(stream: Stream, write_timeout: Duration) -> Connection {
         Connection {
             stream,
             // Small to start with: an idle connection should cost little (10k of them are a
@@ -51,6 +54,16 @@ impl Connection {
             wbuf: Vec::new(),
             write_timeout,
         }
+    }
+
+    /// True inside TLS.
+    pub fn is_tls(&self) -> bool {
+        self.stream.is_tls()
+    }
+
+    /// The TLS session's exported keying material (`None` in clear).
+    pub fn binding(&self) -> Option<[u8; 32]> {
+        self.stream.binding().and_then(Result::ok)
     }
 
     /// Position of the end of the next complete line in the read buffer, if any.
@@ -200,11 +213,40 @@ impl Connection {
             }
         }
         self.flush().await?;
-        let sent = send_file(&self.stream, file, offset, n, self.write_timeout).await?;
+        let Some(tcp) = self.stream.plain() else {
+            return self.copy_through(file, offset, n).await;
+        };
+        let sent = send_file(tcp, file, offset, n, self.write_timeout).await?;
         if sent < n {
             return Err(shrank());
         }
         Ok(())
+    }
+
+    /// Send `n` bytes of `file` at `offset` through the stream (TLS: no `sendfile`), a chunk
+    /// at a time so memory stays bounded.
+    async fn copy_through(&mut self, file: &File, offset: u64, n: u64) -> io::Result<()> {
+        let mut buf = vec![0u8; TLS_CHUNK.min(n as usize)];
+        let mut done = 0u64;
+        while done < n {
+            let want = buf.len().min((n - done) as usize);
+            let got = read_full_at(file, &mut buf[..want], offset + done)?;
+            if got < want {
+                return Err(shrank());
+            }
+            let write = self.stream.write_all(&buf[..want]);
+            match tokio::time::timeout(self.write_timeout, write).await {
+                Ok(r) => r?,
+                Err(_) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "peer stopped reading",
+                    ));
+                }
+            }
+            done += want as u64;
+        }
+        self.stream.flush().await
     }
 }
 

@@ -4,6 +4,12 @@
 //! [`connection`] frames lines and payloads. The server owns no files: it calls
 //! [`meshfs_core::Share`] for everything.
 //!
+//! TLS shares the port: with [`Transport::tls`] set, a connection whose first byte opens a TLS
+//! handshake (0x16, which no text command starts with) is served inside TLS, any other in
+//! clear, so `nc` and the seeds' clients keep working while meshfs programs encrypt.
+//! [`Transport::require_tls`] limits clear text to `hello`, `help` and `quit`;
+//! [`Transport::plaintext_auth`] decides whether `auth <password>` is accepted in clear.
+//!
 //! Shutdown: when the token is cancelled, the accept loop stops and every session closes as soon
 //! as its current request is answered. The caller waits on the [`TaskTracker`] for up to its
 //! grace period.
@@ -18,11 +24,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use meshfs_core::Share;
 use meshfs_core::accept::{Door, accept_loop};
 use meshfs_core::access::Access;
 use meshfs_core::events::Events;
-use tokio::net::TcpListener;
+use meshfs_core::stream::{Stream, opens_with_tls};
+use meshfs_core::tls::TlsAcceptor;
+use meshfs_core::{NodeId, Share};
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -50,6 +58,46 @@ impl Default for Config {
     }
 }
 
+/// What the server speaks and accepts in clear ([`FileServer::with_transport`]).
+#[derive(Debug, Clone)]
+pub struct Transport {
+    /// TLS on the same port (`None`: clear text only).
+    pub tls: Option<Tls>,
+    /// Refuse every request in clear but `hello`, `help` and `quit` (`--require-tls`).
+    pub require_tls: bool,
+    /// Accept `auth <password>` in clear, where anyone on the LAN can read the password
+    /// (`--allow-plaintext-auth`; inside TLS `auth` is always accepted).
+    pub plaintext_auth: bool,
+}
+
+impl Default for Transport {
+    /// Clear text as before TLS (the binary turns TLS on and `plaintext_auth` off).
+    fn default() -> Self {
+        Transport {
+            tls: None,
+            require_tls: false,
+            plaintext_auth: true,
+        }
+    }
+}
+
+/// The node's TLS side: built from its identity with [`meshfs_core::tls::server_config`].
+#[derive(Clone)]
+pub struct Tls {
+    pub config: Arc<meshfs_core::tls::ServerConfig>,
+    /// The node's ID, which `pake` proofs are bound to.
+    pub id: NodeId,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls").field("id", &self.id).finish()
+    }
+}
+
+/// Longest TLS handshake (after the first byte arrived).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A bound file server, ready to [`run`](FileServer::run).
 pub struct FileServer {
     listener: TcpListener,
@@ -57,6 +105,7 @@ pub struct FileServer {
     config: Arc<Config>,
     events: Option<Events>,
     access: Access,
+    transport: Arc<Transport>,
 }
 
 impl FileServer {
@@ -69,12 +118,19 @@ impl FileServer {
             config: Arc::new(config),
             events: None,
             access: Access::open(),
+            transport: Arc::new(Transport::default()),
         })
     }
 
     /// Enforce these passwords (`auth`); without it nothing is protected.
     pub fn with_access(mut self, access: Access) -> FileServer {
         self.access = access;
+        self
+    }
+
+    /// Speak TLS beside the text protocol, and set what is accepted in clear.
+    pub fn with_transport(mut self, transport: Transport) -> FileServer {
+        self.transport = Arc::new(transport);
         self
     }
 
@@ -98,23 +154,62 @@ impl FileServer {
             refusal: b"9 too many connections\n",
         };
         let (share, config, events, access) = (self.share, self.config, self.events, self.access);
-        accept_loop(&self.listener, door, &shutdown, &tracker, |stream, peer| {
-            let _ = stream.set_nodelay(true);
-            let session = Session::new(
-                Connection::new(stream, config.idle_timeout),
-                share.clone(),
-                config.clone(),
-                events.clone(),
-                access.clone(),
-            );
+        let transport = self.transport;
+        accept_loop(&self.listener, door, &shutdown, &tracker, |tcp, peer| {
+            let _ = tcp.set_nodelay(true);
+            let (share, config, events, access) =
+                (share.clone(), config.clone(), events.clone(), access.clone());
+            let transport = transport.clone();
             let shutdown = shutdown.clone();
             async move {
-                tracing::debug!(%peer, "connected");
+                let stream = tokio::select! {
+                    s = open_stream(tcp, &config, &transport) => s,
+                    _ = shutdown.cancelled() => return,
+                };
+                let stream = match stream {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::debug!(%peer, error = %e, "no session");
+                        return;
+                    }
+                };
+                tracing::debug!(%peer, tls = stream.is_tls(), client = ?stream.peer_id(), "connected");
+                let conn = Connection::new(stream, config.idle_timeout);
+                let session = Session::new(conn, share, config, transport, events, access);
                 if let Err(e) = session.run(shutdown).await {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
                 }
             }
         })
         .await;
+    }
+}
+
+/// The connection as the client opens it: TLS when its first byte is a handshake record and
+/// the node has TLS, else clear text. A client not admitted by the TLS configuration (mutual
+/// TLS, `--allow`) ends here with an error.
+async fn open_stream(tcp: TcpStream, config: &Config, transport: &Transport) -> io::Result<Stream> {
+    let Some(tls) = &transport.tls else {
+        return Ok(Stream::Plain(tcp));
+    };
+    let sniff = tokio::time::timeout(config.idle_timeout, opens_with_tls(&tcp)).await;
+    match sniff {
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "idle before the first byte",
+        )),
+        Ok(Err(e)) => Err(e),
+        Ok(Ok(false)) => Ok(Stream::Plain(tcp)),
+        Ok(Ok(true)) => {
+            let accept = TlsAcceptor::from(tls.config.clone()).accept(tcp);
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
+                Ok(Ok(s)) => Ok(Stream::TlsServer(Box::new(s))),
+                Ok(Err(e)) => {
+                    tracing::info!(error = %e, "TLS handshake refused");
+                    Err(e)
+                }
+                Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "TLS handshake")),
+            }
+        }
     }
 }

@@ -8,14 +8,15 @@ use std::sync::Arc;
 
 use meshfs_core::access::{self, Access, Keys, MAX_AUTH_FAILURES};
 use meshfs_core::events::Events;
+use meshfs_core::pake::{self, NodeProof, PakeError};
 use meshfs_core::proto::{self, Code, MAX_READ, PROTO_VERSION, Request};
 use meshfs_core::{Share, ShareError, ShareFile};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::Config;
 use crate::connection::{Connection, ReadError};
 use crate::subscription;
+use crate::{Config, Transport};
 
 /// The file a client opened with `open`, and where its next `read` starts.
 struct OpenFile {
@@ -27,15 +28,25 @@ pub(crate) struct Session {
     conn: Connection,
     share: Share,
     config: Arc<Config>,
+    transport: Arc<Transport>,
     events: Option<Events>,
     access: Access,
-    /// Passwords this connection has proven with `auth`.
+    /// Passwords this connection has proven with `auth` or `pake`.
     keys: Keys,
     open: Option<OpenFile>,
+    /// A `pake` proof answered and waiting for `pake-confirm`.
+    pake: Option<NodeProof>,
 }
 
 /// The answer to a request that needs a password not proven yet.
 const PASSWORD_REQUIRED: &str = "password required (use auth)";
+/// The answer to requests in clear on a node started with `--require-tls`.
+const TLS_REQUIRED: &str =
+    "this node requires TLS (meshfs clients speak it unless told --plaintext)";
+/// The answer to `auth` in clear without `--allow-plaintext-auth`.
+const AUTH_IN_CLEAR: &str = "auth in clear refused: the password would cross the network \
+    readable; connect with TLS (meshfs clients do, and prove it with pake), or start the node \
+    with --allow-plaintext-auth";
 
 /// What to do after a request.
 enum Next {
@@ -48,6 +59,7 @@ impl Session {
         conn: Connection,
         share: Share,
         config: Arc<Config>,
+        transport: Arc<Transport>,
         events: Option<Events>,
         access: Access,
     ) -> Session {
@@ -55,10 +67,12 @@ impl Session {
             conn,
             share,
             config,
+            transport,
             events,
             access,
             keys: Keys::default(),
             open: None,
+            pake: None,
         }
     }
 
@@ -88,8 +102,9 @@ impl Session {
                 }
                 Err(ReadError::Io(e)) => return Err(e),
             };
-            if let Ok(Request::Subscribe(since)) = Request::parse(&line)
+            if let Ok(req @ Request::Subscribe(since)) = Request::parse(&line)
                 && let Some(events) = self.events.clone()
+                && !self.needs_tls(&req)
                 && self.access.may_browse(&self.keys)
             {
                 // The connection now carries events until the client leaves.
@@ -101,6 +116,13 @@ impl Session {
             }
         }
         self.conn.flush().await
+    }
+
+    /// True when `req` arrived in clear on a node that requires TLS for it.
+    fn needs_tls(&self, req: &Request<'_>) -> bool {
+        self.transport.require_tls
+            && !self.conn.is_tls()
+            && !matches!(req, Request::Hello | Request::Help | Request::Quit)
     }
 
     /// Does this connection's proven passwords allow `req`? Browsing needs the share's
@@ -149,6 +171,10 @@ impl Session {
                 return Ok(Next::Continue);
             }
         };
+        if self.needs_tls(&req) {
+            self.error(Code::Denied, TLS_REQUIRED);
+            return Ok(Next::Continue);
+        }
         if !self.permitted(&req) {
             self.error(Code::Denied, PASSWORD_REQUIRED);
             return Ok(Next::Continue);
@@ -252,7 +278,9 @@ impl Session {
                 }
             }
             Request::Auth(password) => {
-                if !self.access.is_protected() {
+                if !self.conn.is_tls() && !self.transport.plaintext_auth {
+                    self.error(Code::Denied, AUTH_IN_CLEAR);
+                } else if !self.access.is_protected() {
                     self.error(Code::BadRequest, "this node has no password");
                 } else if self.access.authenticate(password, &mut self.keys) {
                     self.conn.status(0, "OK");
@@ -266,6 +294,8 @@ impl Session {
                     }
                 }
             }
+            Request::Pake(arg) => return Ok(self.pake_start(arg)),
+            Request::PakeConfirm(arg) => return Ok(self.pake_confirm(arg)),
             Request::Subscribe(_) => {
                 self.error(Code::BadRequest, "this node does not watch its share")
             }
@@ -280,5 +310,79 @@ impl Session {
             }
         }
         Ok(Next::Continue)
+    }
+
+    /// `pake <msg>[ <path>]`: answer the first half of a password proof (see
+    /// [`meshfs_core::pake`]). Counted as a failed attempt until confirmed.
+    fn pake_start(&mut self, arg: &str) -> Next {
+        self.pake = None;
+        let (Some(binding), Some(tls)) = (self.conn.binding(), &self.transport.tls) else {
+            self.error(
+                Code::Denied,
+                "pake needs TLS (its proof is bound to the TLS session)",
+            );
+            return Next::Continue;
+        };
+        let node = tls.id;
+        let request = match pake::Request::parse(arg) {
+            Ok(r) => r,
+            Err(e) => {
+                self.error(Code::BadRequest, &e.to_string());
+                return Next::Continue;
+            }
+        };
+        let Some(secret) = self.access.pake_secret(&request.scope) else {
+            if request.scope.is_empty() {
+                self.error(Code::BadRequest, "this node has no password");
+            } else {
+                self.error(Code::NotFound, "no password protects that path");
+            }
+            return Next::Continue;
+        };
+        if self.keys.failures() >= MAX_AUTH_FAILURES {
+            self.error(Code::AuthFailed, "too many failed attempts");
+            return Next::Close;
+        }
+        let binding = pake::Binding {
+            session: binding,
+            node,
+        };
+        match NodeProof::respond(&secret, &binding, &request) {
+            Ok((proof, reply)) => {
+                self.keys.fail();
+                self.pake = Some(proof);
+                self.conn.status(0, &reply);
+            }
+            Err(e) => self.error(Code::BadRequest, &e.to_string()),
+        }
+        Next::Continue
+    }
+
+    /// `pake-confirm <msg>`: the client's half; on success the password is proven.
+    fn pake_confirm(&mut self, arg: &str) -> Next {
+        let Some(proof) = self.pake.take() else {
+            self.error(Code::NotOpen, "no pake in progress");
+            return Next::Continue;
+        };
+        match proof.confirm(arg) {
+            Ok(scope) => {
+                self.keys.unfail();
+                if self.access.grant(&scope, &mut self.keys) {
+                    self.conn.status(0, "OK");
+                } else {
+                    self.error(Code::AuthFailed, "authentication failed");
+                }
+            }
+            Err(PakeError::Failed | PakeError::Malformed(_) | PakeError::NodeNotProven) => {
+                self.error(Code::AuthFailed, "authentication failed");
+                if self.keys.failures() >= MAX_AUTH_FAILURES {
+                    tracing::warn!(
+                        "closing a connection after {MAX_AUTH_FAILURES} failed password proofs"
+                    );
+                    return Next::Close;
+                }
+            }
+        }
+        Next::Continue
     }
 }

@@ -39,11 +39,7 @@ fn queue_event(conn: &mut Connection, event: &Event) {
 
 /// Events after `after` were dropped for this subscriber.
 fn resync(after: u64) -> Event {
-    Event {
-        seq: after,
-        kind: EventKind::Resync,
-        path: String::new(),
-    }
+    Event::new(after, EventKind::Resync, "")
 }
 
 fn queue_ping(conn: &mut Connection, position: u64) {

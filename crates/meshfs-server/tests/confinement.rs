@@ -8,6 +8,7 @@ use std::net::TcpStream;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use meshfs_core::Share;
@@ -110,28 +111,52 @@ fn parent_swapped_for_a_symlink_before_the_request_fails_closed() {
     }
 }
 
+/// A hook that swaps `pub` on the `k`-th resolution only: a door that resolved a path twice
+/// (checked, then opened) would be caught between the two by one of `k = 1, 2`.
+fn swap_on(k: usize, root: &Path, target: PathBuf) -> meshfs_core::share::ResolveHook {
+    let calls = AtomicUsize::new(0);
+    let root = root.to_owned();
+    Arc::new(move |_: &str| {
+        if calls.fetch_add(1, Ordering::SeqCst) + 1 == k {
+            swap_pub(&root, &target);
+        }
+    })
+}
+
 #[test]
 fn parent_swapped_between_resolve_and_use_serves_only_what_was_resolved() {
     for walking in [false, true] {
         for to_protected in [false, true] {
-            let (dir, root) = fixture();
-            let (server, share) = serve(&root, walking);
-            let target = if to_protected {
-                PathBuf::from("priv")
-            } else {
-                dir.path().join("outside")
-            };
-            let r = root.clone();
-            share.set_resolve_hook(Some(Arc::new(move |_: &str| swap_pub(&r, &target))));
-            let (status, payload) = ask(&server.addr, "pread 0 6 pub/clip.mp4");
-            assert_eq!(
-                (status.as_str(), payload.as_slice()),
-                ("0 6", &b"public"[..]),
-                "walk {walking}, to protected {to_protected}"
-            );
-            // The path now leads elsewhere, and is judged there.
-            let (status, _) = ask(&server.addr, "pread 0 6 pub/clip.mp4");
-            assert!(status.starts_with("2 "), "{status}");
+            for k in [1, 2] {
+                let (dir, root) = fixture();
+                let (server, share) = serve(&root, walking);
+                let target = if to_protected {
+                    PathBuf::from("priv")
+                } else {
+                    dir.path().join("outside")
+                };
+                share.set_resolve_hook(Some(swap_on(k, &root, target)));
+                let case = format!("walk {walking}, to protected {to_protected}, swap at {k}");
+                for request in ["pread 0 6 pub/clip.mp4", "hash pub/clip.mp4"] {
+                    let (status, payload) = ask(&server.addr, request);
+                    assert!(
+                        payload != b"escape" && payload != b"secret",
+                        "{case}: {request} leaked"
+                    );
+                    if request.starts_with("hash") {
+                        let leaked = [b"escape", b"secret"]
+                            .map(|t| format!("0 {}", blake3::hash(t).to_hex()));
+                        assert!(!leaked.contains(&status), "{case}: {request} leaked");
+                    } else {
+                        // One resolution per request: the file resolved is the one served.
+                        assert_eq!(
+                            (status.as_str(), payload.as_slice()),
+                            ("0 6", &b"public"[..]),
+                            "{case}"
+                        );
+                    }
+                }
+            }
         }
     }
 }

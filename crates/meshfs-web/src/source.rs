@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use meshfs_core::access::{Access, Keys};
+use meshfs_core::access::{Access, Keys, ReadError};
 use meshfs_core::{Entry, Kind, Lease, Pool, Share, ShareFile};
 
 use crate::error::WebError;
@@ -68,15 +68,19 @@ impl Source {
     pub async fn open(&self, path: &str) -> Result<(Reader, Entry), WebError> {
         match self {
             Source::Local(share, access, keys) => {
-                if !access.may_read(share, path, keys) {
-                    return Err(WebError::Unauthorized(
-                        "this file is protected by a password",
-                    ));
-                }
-                let share = share.clone();
+                // One resolution: the password rule is judged on the file actually opened, so
+                // a folder swapped for a symlink after a check cannot unlock another file.
+                let (share, access, keys) = (share.clone(), access.clone(), keys.clone());
                 let path = path.to_owned();
                 blocking(move || {
-                    let file = share.open_file(&path)?;
+                    let file = access
+                        .open_file(&share, &path, &keys)
+                        .map_err(|e| match e {
+                            ReadError::Locked => {
+                                WebError::Unauthorized("this file is protected by a password")
+                            }
+                            ReadError::Share(e) => WebError::from(e),
+                        })?;
                     let md = file
                         .metadata()
                         .map_err(|e| WebError::Internal(e.to_string()))?;

@@ -6,7 +6,7 @@ use std::path::Path;
 use meshfs_core::Share;
 use meshfs_core::access::Access;
 use meshfs_core::events::{Events, WatchGuard};
-use meshfs_server::{Config, FileServer};
+use meshfs_server::{Config, FileServer, Transport};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -28,6 +28,7 @@ impl Drop for TestServer {
 #[derive(Default)]
 pub struct Options {
     pub config: Config,
+    pub transport: Transport,
     pub access: Option<Access>,
     /// Watch the share and serve `subscribe`, keeping this many events.
     pub events: Option<usize>,
@@ -48,6 +49,7 @@ pub fn start(root: &Path, options: Options) -> TestServer {
     if let Some(access) = options.access {
         server = server.with_access(access);
     }
+    server = server.with_transport(options.transport);
     let watched = options.events.map(|capacity| {
         let events = Events::new(capacity);
         let guard = events.watch(root).unwrap();

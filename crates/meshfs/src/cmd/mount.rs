@@ -19,8 +19,11 @@ use meshfs_fuse::{FolderChange, MountOptions, PeerFolders};
 use meshfs_group::args::DnsSdArgs;
 use meshfs_group::discovery::{self, Change, Discovery};
 use meshfs_group::{GroupAddr, dnssd};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+
+use crate::signals::Lifetime;
+
+/// How long discovery may take to stop (a browser says no `bye`: its tasks end at once).
+const DISCOVERY_GRACE: Duration = Duration::from_secs(1);
 
 #[derive(clap::Args)]
 #[command(after_help = "\
@@ -121,7 +124,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let rt = tokio::runtime::Handle::current();
     let dir = args.dir.clone();
     // Handlers in place before the ready line: a signal right after it still unmounts cleanly.
-    let mut stop = std::pin::pin!(crate::signals::terminate());
+    let mut life = Lifetime::new();
     let mut mount =
         tokio::task::spawn_blocking(move || meshfs_fuse::mount(&dir, nodes, &options, rt))
             .await
@@ -134,13 +137,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let _ = std::io::stdout().flush();
     tracing::info!(dir = %args.dir.display(), nodes = ?mount.folders(), "mounted");
 
-    let shutdown = CancellationToken::new();
-    let tracker = TaskTracker::new();
     let peers = Peers::default();
     let mut watch = if args.no_discovery {
         None
     } else {
-        match discover(&args, &peers, &shutdown, &tracker) {
+        match discover(&args, &peers, &life) {
             Ok(()) => Some(peers.watch()),
             // A network without multicast still mounts the nodes it was given.
             Err(e) if !addrs.is_empty() => {
@@ -161,7 +162,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     let ended_outside = loop {
         tokio::select! {
-            _ = &mut stop => break false,
+            _ = life.signalled() => break false,
             _ = mount.ended() => break true,
             Some(event) = async { Some(watch.as_mut()?.next().await) } => {
                 report(folders.apply(&mount, event));
@@ -169,8 +170,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     // Stop listening to the group (its `bye` names no listed node: a mount is a browser).
-    shutdown.cancel();
-    tracker.close();
+    life.shut_down(DISCOVERY_GRACE).await;
     if ended_outside {
         tracing::info!("unmounted from outside");
         return Ok(());
@@ -190,12 +190,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 /// until it feeds a core [`Peers`] itself, this callback copies its ups and downs into `peers`
 /// (a node that restarted or moved arrives as a hello of its name with a new id or address,
 /// which `Peers` reports as `Changed`).
-fn discover(
-    args: &Args,
-    peers: &Peers,
-    shutdown: &CancellationToken,
-    tracker: &TaskTracker,
-) -> anyhow::Result<()> {
+fn discover(args: &Args, peers: &Peers, life: &Lifetime) -> anyhow::Result<()> {
+    let (shutdown, tracker) = (&life.shutdown, &life.tracker);
     let group = args.group.group(None);
     let iface = group.iface;
     let config = discovery::Config {

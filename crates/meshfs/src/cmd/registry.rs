@@ -14,7 +14,9 @@ Examples:
   meshfs registry                              directory on 0.0.0.0:4050, state in ~/.local/state/meshfs
   meshfs registry --listen 127.0.0.1:0         any free port on loopback (printed at start)
   meshfs registry --state /var/lib/meshfs      keep the directory's database there
-  RUST_LOG=warn meshfs registry                silence the per-operation log")]
+  RUST_LOG=warn meshfs registry                silence the per-operation log
+  meshfs registry --store postgres://meshfs@db/meshfs
+                                               one of several instances sharing a PostgreSQL")]
 pub struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "0.0.0.0:4050", env = "MESHFS_REGISTRY_LISTEN")]
@@ -23,6 +25,18 @@ pub struct Args {
     /// ~/.local/state/meshfs).
     #[arg(long, env = "MESHFS_STATE")]
     pub state: Option<PathBuf>,
+    /// Keep the directory in PostgreSQL instead of SQLite under --state, so that several
+    /// instances serve one directory: postgres://USER[:PASSWORD]@HOST[:PORT]/DB.
+    #[arg(
+        long,
+        env = "MESHFS_REGISTRY_STORE",
+        value_name = "postgres://USER@HOST/DB"
+    )]
+    pub store: Option<String>,
+    /// Answer operations without the course's date field (DD/MM/YYYY HH:MM:SS after the
+    /// operation name) with their error code, as the course's later directories do.
+    #[arg(long)]
+    pub require_date: bool,
     /// On SIGINT/SIGTERM, let operations in flight finish for at most this long.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub grace: Duration,
@@ -40,7 +54,33 @@ pub fn default_state_dir() -> anyhow::Result<PathBuf> {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let state = match args.state {
+    let (store, location) = match args.store {
+        Some(url) => open_postgres(url).await?,
+        None => open_sqlite(args.state).await?,
+    };
+    let config = ServerConfig {
+        require_date: args.require_date,
+        ..ServerConfig::default()
+    };
+    let server = DirectoryServer::bind(&args.listen, store, config)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = server.local_addr()?;
+
+    let life = crate::signals::Lifetime::new();
+    (life.tracker).spawn(server.run(life.shutdown.clone(), life.tracker.clone()));
+    println!("s> init server {addr}");
+    tracing::info!(%addr, store = %location, "directory ready");
+
+    life.run_until_signal(args.grace).await;
+    Ok(())
+}
+
+type Opened = (Arc<dyn meshfs_registry::Store>, String);
+
+/// The embedded store: one SQLite file under the state directory.
+async fn open_sqlite(state: Option<PathBuf>) -> anyhow::Result<Opened> {
+    let state = match state {
         Some(dir) => dir,
         None => default_state_dir()?,
     };
@@ -51,16 +91,20 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let store = tokio::task::spawn_blocking(move || SqliteStore::open(&opening))
         .await?
         .with_context(|| format!("cannot open the directory database {}", db.display()))?;
-    let server = DirectoryServer::bind(&args.listen, Arc::new(store), ServerConfig::default())
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let addr = server.local_addr()?;
+    Ok((Arc::new(store), db.display().to_string()))
+}
 
-    let life = crate::signals::Lifetime::new();
-    (life.tracker).spawn(server.run(life.shutdown.clone(), life.tracker.clone()));
-    println!("s> init server {addr}");
-    tracing::info!(%addr, db = %db.display(), "directory ready");
-
-    life.run_until_signal(args.grace).await;
-    Ok(())
+/// The shared store; the schema is created or migrated before the first operation.
+async fn open_postgres(url: String) -> anyhow::Result<Opened> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        anyhow::bail!(
+            "--store takes postgres://USER[:PASSWORD]@HOST[:PORT]/DB (without it: SQLite under --state)"
+        );
+    }
+    let config = meshfs_registry::PostgresConfig::new(url);
+    let store = tokio::task::spawn_blocking(move || meshfs_registry::PostgresStore::open(config))
+        .await?
+        // The URL may hold a password: never in a message.
+        .context("cannot open the directory's PostgreSQL database")?;
+    Ok((Arc::new(store), "PostgreSQL".to_owned()))
 }

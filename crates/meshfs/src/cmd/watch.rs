@@ -100,3 +100,34 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: super::Args,
+    }
+
+    #[test]
+    fn nodes_follow_the_node_address_rules() {
+        let cli = Cli::try_parse_from(["watch", "cam2", "10.0.0.7:5000", "meshfs://[::1]:7/"]);
+        let nodes: Vec<String> = cli
+            .unwrap()
+            .args
+            .nodes
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(nodes, ["cam2:4044", "10.0.0.7:5000", "[::1]:7"]);
+        for bad in ["meshfs://h/clips", "cam2:notaport"] {
+            let e = Cli::try_parse_from(["watch", bad])
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(e.contains("is not a node address"), "{bad}: {e}");
+        }
+    }
+}
