@@ -4,14 +4,24 @@
 //! [`MAX_LINE`]) and in time (a peer that stalls mid-reply yields
 //! [`ClientError::Timeout`] instead of a hang). Requests can be pipelined: [`Client::send`] queues
 //! a request without waiting, and replies are read in order.
+//!
+//! A connection is made by [`Client::connect_with`] under the caller's [`Credentials`]: with a
+//! TLS [`Trust`] it speaks TLS, checks the node's key against the user's pins (pinning on
+//! first use) and proves passwords with `pake`, never sending them; with the plaintext policy
+//! (`--plaintext`, and the default for libraries given none) it speaks in clear and uses `auth`.
 
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
+use crate::identity::NodeId;
+use crate::known_nodes::KnownNodesError;
+use crate::pake::{self, ClientProof, PakeError, Secret};
 use crate::proto::{self, Code, MAX_LINE};
 use crate::share::Entry;
+use crate::stream::Stream;
+use crate::trust::{HandshakeError, Trust, TrustError};
 
 /// How long a connection attempt may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -43,6 +53,20 @@ pub enum ClientError {
     Remote { code: u8, message: String },
     #[error("protocol error from {addr}: {what}")]
     Protocol { addr: String, what: String },
+    /// The node's key is not the one pinned for it (or the pins cannot be read or written).
+    #[error("{addr}: {source}")]
+    Trust {
+        addr: String,
+        #[source]
+        source: TrustError,
+    },
+    /// The TLS handshake failed: not a TLS node (older than TLS), or refused our certificate.
+    #[error("TLS with {addr} failed: {source} (a node older than TLS? use --plaintext)")]
+    Tls {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl ClientError {
@@ -57,7 +81,7 @@ impl ClientError {
     /// True when the error says nothing about the request, only about the connection, so a
     /// retry on a new connection may succeed.
     pub fn is_connection(&self) -> bool {
-        !matches!(self, ClientError::Remote { .. })
+        !matches!(self, ClientError::Remote { .. } | ClientError::Trust { .. })
     }
 }
 
@@ -70,42 +94,68 @@ pub struct NodeInfo {
     pub name: String,
     pub version: String,
     pub proto: u32,
+    /// It understands `subscribe … reasons` (`events=reasons`).
+    pub reasons: bool,
+    /// Its disk is full (`disk=full`); it still serves.
+    pub disk_full: bool,
 }
 
 /// One connection to a file server.
 #[derive(Debug)]
 pub struct Client {
-    stream: BufReader<TcpStream>,
+    stream: BufReader<Stream>,
     addr: String,
     timeout: Duration,
     /// Requests queued by [`Client::send`] but not yet written.
     out: Vec<u8>,
 }
 
-/// What a client proves to a node on every new connection: for now the share password
-/// (`auth`); the node's TLS identity and ours will be added here, so every consumer that
-/// carries `Credentials` gets them without a change of its own.
+/// How a client meets a node on every new connection: the [`Trust`] policy (TLS with pinned
+/// keys, or clear text), the node name the address is expected to be (its pin is then checked
+/// in the handshake), and the share password to prove. Every consumer that carries
+/// `Credentials` (pools, downloads, followers) gets all three.
 ///
 /// `Debug` never shows the secret.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Credentials {
     password: Option<String>,
+    trust: Trust,
+    node: Option<String>,
 }
 
 impl Credentials {
-    /// Nothing to prove (an open node).
+    /// Nothing to prove (an open node), in clear unless given a [`Trust`].
     pub fn none() -> Credentials {
         Credentials::default()
     }
 
-    /// Prove `password` with `auth` after connecting.
+    /// Prove `password` after connecting (`pake` inside TLS, `auth` in clear).
     pub fn password(password: impl Into<String>) -> Credentials {
         Credentials {
             password: Some(password.into()),
+            ..Credentials::default()
         }
     }
 
-    /// True when there is nothing to prove.
+    /// Meet nodes under `trust` (the binary gives every command the user's).
+    pub fn with_trust(mut self, trust: Trust) -> Credentials {
+        self.trust = trust;
+        self
+    }
+
+    /// The address is node `name`: its pinned key is demanded in the handshake, and a key
+    /// seen for the first time is pinned under this name.
+    pub fn expecting(mut self, name: impl Into<String>) -> Credentials {
+        self.node = Some(name.into());
+        self
+    }
+
+    /// The trust policy.
+    pub fn trust(&self) -> &Trust {
+        &self.trust
+    }
+
+    /// True when there is no password to prove.
     pub fn is_empty(&self) -> bool {
         self.password.is_none()
     }
@@ -115,6 +165,8 @@ impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Credentials")
             .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .field("trust", &self.trust)
+            .field("node", &self.node)
             .finish()
     }
 }
@@ -128,15 +180,85 @@ impl Client {
     /// Connect to `addr` (`host:port`) and prove `credentials`. Every connection meshfs makes
     /// goes through here (directly, or through [`Pool`](crate::pool::Pool)), so the TLS layer
     /// wraps this one function.
+    ///
+    /// Under a TLS policy: the handshake demands the key pinned for the expected node name (or
+    /// seen at this address before); when nothing was pinned yet, the key is pinned under that
+    /// name, or under the name `hello` gives. A changed key is [`ClientError::Trust`].
     pub async fn connect_with(addr: &str, credentials: &Credentials) -> Result<Client> {
-        let mut client = Client::connect_tcp(addr).await?;
+        let tcp = Client::connect_tcp(addr).await?;
+        let trust = &credentials.trust;
+        if trust.is_plaintext() {
+            let mut client = Client::over(Stream::Plain(tcp), addr);
+            if let Some(password) = &credentials.password {
+                client.auth(password).await?;
+            }
+            return Ok(client);
+        }
+        let node = credentials.node.as_deref();
+        let handshake = tokio::time::timeout(CONNECT_TIMEOUT, trust.handshake(tcp, addr, node));
+        let (stream, checked) = match handshake.await {
+            Ok(Ok(pair)) => pair,
+            Ok(Err(HandshakeError::Trust(source))) => {
+                return Err(ClientError::Trust {
+                    addr: addr.to_owned(),
+                    source,
+                });
+            }
+            Ok(Err(HandshakeError::Io(source))) => {
+                return Err(ClientError::Tls {
+                    addr: addr.to_owned(),
+                    source,
+                });
+            }
+            Err(_) => {
+                return Err(ClientError::Connect {
+                    addr: addr.to_owned(),
+                    source: std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake"),
+                });
+            }
+        };
+        let mut client = Client::over(stream, addr);
+        if !checked {
+            let id = client
+                .peer_id()
+                .ok_or_else(|| client.protocol("no node certificate"))?;
+            let name = match node {
+                Some(n) => n.to_owned(),
+                None => client.hello().await?.name,
+            };
+            trust
+                .admit(addr, &name, id)
+                .map_err(|e: KnownNodesError| ClientError::Trust {
+                    addr: addr.to_owned(),
+                    source: e.into(),
+                })?;
+        }
         if let Some(password) = &credentials.password {
             client.auth(password).await?;
         }
         Ok(client)
     }
 
-    async fn connect_tcp(addr: &str) -> Result<Client> {
+    fn over(stream: Stream, addr: &str) -> Client {
+        Client {
+            stream: BufReader::with_capacity(256 << 10, stream),
+            addr: addr.to_owned(),
+            timeout: IO_TIMEOUT,
+            out: Vec::new(),
+        }
+    }
+
+    /// True inside TLS.
+    pub fn is_tls(&self) -> bool {
+        self.stream.get_ref().is_tls()
+    }
+
+    /// The node's ID (inside TLS; checked against the pins by [`Client::connect_with`]).
+    pub fn peer_id(&self) -> Option<NodeId> {
+        self.stream.get_ref().peer_id()
+    }
+
+    async fn connect_tcp(addr: &str) -> Result<TcpStream> {
         let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => s,
             Ok(Err(source)) => {
@@ -153,12 +275,7 @@ impl Client {
             }
         };
         let _ = stream.set_nodelay(true);
-        Ok(Client {
-            stream: BufReader::with_capacity(256 << 10, stream),
-            addr: addr.to_owned(),
-            timeout: IO_TIMEOUT,
-            out: Vec::new(),
-        })
+        Ok(stream)
     }
 
     /// Change the per-wait timeout.
@@ -333,6 +450,8 @@ impl Client {
             name: String::new(),
             version: String::new(),
             proto: 0,
+            reasons: false,
+            disk_full: false,
         };
         let mut words = text.split(' ');
         if words.next() != Some("meshfs") {
@@ -344,6 +463,10 @@ impl Client {
                 info.name = name.to_owned();
             } else if let Some(p) = w.strip_prefix("proto=") {
                 info.proto = p.parse().unwrap_or(0);
+            } else if w == "events=reasons" {
+                info.reasons = true;
+            } else if w == "disk=full" {
+                info.disk_full = true;
             }
         }
         Ok(info)
@@ -436,9 +559,36 @@ impl Client {
         Ok(n)
     }
 
-    /// `auth <password>`.
+    /// Prove the share's password: `pake` inside TLS (the password never leaves this
+    /// process), `auth <password>` in clear.
     pub async fn auth(&mut self, password: &str) -> Result<()> {
-        self.send(&format!("auth {password}"));
+        self.auth_for("", password).await
+    }
+
+    /// Prove the password of `scope` (`""`: the share's; a path: that file's own, as offered
+    /// files have). In clear, `auth` tries the password against all of them.
+    pub async fn auth_for(&mut self, scope: &str, password: &str) -> Result<()> {
+        if !self.is_tls() {
+            self.send(&format!("auth {password}"));
+            return self.status().await.map(drop);
+        }
+        let (session, node) = match (self.stream.get_ref().binding(), self.peer_id()) {
+            (Some(Ok(session)), Some(node)) => (session, node),
+            _ => return Err(self.protocol("TLS session without keying material")),
+        };
+        let binding = pake::Binding { session, node };
+        let (proof, arg) = ClientProof::start(&Secret::from_password(password), &binding, scope);
+        self.send(&format!("{} {arg}", pake::REQUEST));
+        let reply = self.status().await?;
+        let confirm = proof.finish(&reply).map_err(|e| match e {
+            // Wrong password, or a node that is not the one whose key we checked: send nothing.
+            PakeError::NodeNotProven => ClientError::Remote {
+                code: Code::AuthFailed.as_u8(),
+                message: e.to_string(),
+            },
+            other => self.protocol(other.to_string()),
+        })?;
+        self.send(&format!("{} {confirm}", pake::CONFIRM));
         self.status().await.map(drop)
     }
 
@@ -460,11 +610,25 @@ pub const SUBSCRIPTION_SILENCE: Duration = Duration::from_secs(35);
 
 impl Client {
     /// `subscribe [<since>]`: from now on this connection only carries events.
-    pub async fn subscribe(mut self, since: Option<u64>) -> Result<Subscription> {
-        match since {
-            Some(s) => self.send(&format!("subscribe {s}")),
-            None => self.send("subscribe"),
+    pub async fn subscribe(self, since: Option<u64>) -> Result<Subscription> {
+        self.subscribe_with(since, false).await
+    }
+
+    /// `subscribe [<since>] [reasons]`: with `reasons`, events meshfs caused itself carry why
+    /// (only for a node whose `hello` says `events=reasons`).
+    pub async fn subscribe_with(
+        mut self,
+        since: Option<u64>,
+        reasons: bool,
+    ) -> Result<Subscription> {
+        let mut line = String::from("subscribe");
+        if let Some(s) = since {
+            line.push_str(&format!(" {s}"));
         }
+        if reasons {
+            line.push_str(" reasons");
+        }
+        self.send(&line);
         self.status().await?;
         self.set_timeout(SUBSCRIPTION_SILENCE);
         Ok(Subscription { client: self })

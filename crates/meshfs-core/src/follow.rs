@@ -85,8 +85,10 @@ impl Follower {
         let mut client = Client::connect_with(&self.addr, &self.credentials).await?;
         let info = client.hello().await?;
         let name = info.name.clone();
+        // Ask for reasons (`deleted:retention`) from nodes that give them.
+        let reasons = info.reasons;
         self.hello = Some(info);
-        self.sub = Some(client.subscribe(self.since).await?);
+        self.sub = Some(client.subscribe_with(self.since, reasons).await?);
         Ok(name)
     }
 

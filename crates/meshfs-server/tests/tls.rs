@@ -365,3 +365,100 @@ fn a_man_in_the_middle_gets_no_proof_through() {
         assert!(reply.starts_with("2 password required"), "{reply}");
     });
 }
+
+/// The client side as meshfs commands use it: `Client`, `Pool` and downloads under a TLS
+/// `Trust` pin the node on first use, prove the password with `pake`, and refuse an impostor
+/// under the pinned name.
+#[test]
+fn clients_pin_on_first_use_and_refuse_an_impostor() {
+    use meshfs_core::client::{Client, ClientError, Credentials};
+    use meshfs_core::pool::{Pool, PoolConfig};
+    use meshfs_core::transfer::{self, DownloadOptions};
+    use meshfs_core::trust::Trust;
+    use meshfs_core::{KnownNodes, RemotePath};
+
+    let dir = share();
+    let access = Access::open();
+    access.set_share_password("s3cret");
+    let (srv, node) = tls_node(dir.path(), ClientAuth::Offer, Some(access.clone()), |_| {});
+    let (impostor, fake) = tls_node(dir.path(), ClientAuth::Offer, Some(access), |_| {});
+    let home = tempfile::tempdir().unwrap();
+    let known_path = home.path().join("known_nodes");
+    let user = Identity::generate("me").unwrap();
+    let trust = Trust::tls(Some(user), KnownNodes::load(&known_path).unwrap());
+    let creds = Credentials::password("s3cret").with_trust(trust.clone());
+    rt().block_on(async {
+        let mut c = Client::connect_with(&srv.addr, &creds).await.unwrap();
+        assert!(c.is_tls());
+        assert_eq!(c.peer_id(), Some(node.id()));
+        assert!(c.ls("").await.is_ok(), "the password was proven");
+        let pins = std::fs::read_to_string(&known_path).unwrap();
+        assert!(pins.contains(&format!("cam1 {}", node.id())), "{pins}");
+
+        // A pool and a download reuse the pin (checked in the handshake now).
+        let pool = Pool::with_credentials(&srv.addr, PoolConfig::default(), creds.clone());
+        let entry = pool.run(async |c| c.stat("big.bin").await).await.unwrap();
+        assert_eq!(entry.size, 3 << 20);
+        let src: RemotePath = format!("meshfs://{}/big.bin", srv.addr).parse().unwrap();
+        let dest = home.path().join("big.bin");
+        let opts = DownloadOptions {
+            credentials: creds.clone(),
+            ..DownloadOptions::default()
+        };
+        transfer::download(&src, &dest, &opts, &()).await.unwrap();
+        assert!(
+            std::fs::read(&dest).unwrap() == std::fs::read(dir.path().join("big.bin")).unwrap()
+        );
+
+        // Another key answering as cam1: refused, naming both keys and the fix.
+        let err = Client::connect_with(&impostor.addr, &creds)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ClientError::Trust { .. }), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains(&node.id().to_string())
+                && text.contains(&fake.id().to_string())
+                && text.contains("meshfs trust cam1"),
+            "{text}"
+        );
+        // Expected by name, the impostor fails in the handshake already.
+        let by_name = creds.clone().expecting("cam1");
+        let err = Client::connect_with(&impostor.addr, &by_name)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ClientError::Trust { .. }), "{err}");
+
+        // A wrong password is an authentication failure, not a broken node.
+        let wrong = Credentials::password("nope").with_trust(trust.clone());
+        let err = Client::connect_with(&srv.addr, &wrong).await.unwrap_err();
+        assert_eq!(
+            err.remote_code(),
+            Some(meshfs_core::proto::Code::AuthFailed),
+            "{err}"
+        );
+
+        // --plaintext still reaches the node through the text protocol.
+        let mut old = Client::connect_with(&srv.addr, &Credentials::none())
+            .await
+            .unwrap();
+        assert!(!old.is_tls());
+        assert_eq!(old.hello().await.unwrap().name, "cam1");
+    });
+}
+
+/// A node older than TLS: a TLS client says to use --plaintext.
+#[test]
+fn a_node_without_tls_gets_a_hint() {
+    use meshfs_core::client::{Client, ClientError, Credentials};
+    use meshfs_core::trust::Trust;
+    let dir = share();
+    let srv = support::start(dir.path(), Options::default());
+    let creds =
+        Credentials::none().with_trust(Trust::tls(None, meshfs_core::KnownNodes::in_memory()));
+    rt().block_on(async {
+        let err = Client::connect_with(&srv.addr, &creds).await.unwrap_err();
+        assert!(matches!(err, ClientError::Tls { .. }), "{err}");
+        assert!(err.to_string().contains("--plaintext"), "{err}");
+    });
+}
