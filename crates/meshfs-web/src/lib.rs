@@ -89,6 +89,7 @@
 //! node with a share password refuses `subscribe` to connections without it, this one's own
 //! watcher included: its events are `unavailable` too, which also keeps its file names out of
 //! a feed every page may open.
+#![forbid(unsafe_code)]
 
 mod api;
 mod assets;
