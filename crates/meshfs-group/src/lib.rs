@@ -12,6 +12,7 @@
 //! - [`chat`]: the raw UTF-8 group chat.
 //!
 //! The crate takes plain configs; the flags that build them live in the `meshfs` binary.
+#![forbid(unsafe_code)]
 
 pub mod announce;
 pub mod chat;

@@ -31,9 +31,10 @@ pub struct Args {
     /// Node name shown to other nodes (default: the host name).
     #[arg(long, env = "MESHFS_NAME")]
     pub name: Option<String>,
-    /// Folder of the node's lasting state: its key and certificate (STATE/identity), made on
-    /// first start. [default: $XDG_STATE_HOME/meshfs, else ~/.local/state/meshfs; a system
-    /// service: /var/lib/meshfs]
+    /// The node's state folder: its key and certificate (the node ID) live in STATE/identity,
+    /// made on first start, the key mode 600 [default: $XDG_STATE_HOME/meshfs, else
+    /// ~/.local/state/meshfs; a system service: /var/lib/meshfs; `meshfs id --node` prints
+    /// the ID].
     #[arg(long, value_name = "DIR", env = "MESHFS_STATE")]
     pub state: Option<PathBuf>,
     /// Close connections idle for this long (e.g. 10m, 30s).
@@ -69,15 +70,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let share =
         Share::open(&args.dir).with_context(|| format!("cannot serve {}", args.dir.display()))?;
     let name = args.name.unwrap_or_else(super::id::host_name);
-    // The node's key pair: its ID is what clients pin and announcements carry.
+    // Who this node is (issue 15): its key pair and certificate, made once. The web UI's
+    // HTTPS presents it; the node ID (the hash of its public key) is what clients pin and
+    // announcements carry.
     let identity_dir = super::id::node_identity_dir(args.state)?;
-    let identity =
-        meshfs_core::Identity::load_or_create(&identity_dir, &name).with_context(|| {
-            format!(
-                "cannot load the node's identity in {}",
-                identity_dir.display()
-            )
-        })?;
+    let identity = meshfs_core::Identity::load_or_create(&identity_dir, &name)
+        .context("cannot load the node's identity (--state chooses its folder)")?;
     let node_id = identity.id();
     // Share and offer passwords (seed 004), read before serving: the prompt comes first.
     let access = args.group.access()?;
@@ -131,6 +129,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             &args.listen,
             super::web::LocalNode {
                 name: &name,
+                identity: &identity,
                 share: &share,
                 access: &access,
                 file_server: addr,
@@ -150,7 +149,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         )
         .await?;
     if let Some(web) = &web {
-        println!("web http://{}/", web.addr);
+        println!("{}", super::web::web_line(web));
     }
     // FTP door (seed 002): its address is printed right after the node's other address lines.
     if let Some(ftp) = args
@@ -212,6 +211,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// A busy node holds one descriptor per connection: lift the soft limit towards the hard one.
+#[allow(unsafe_code)] // getrlimit/setrlimit, which std does not wrap
 fn raise_fd_limit(want: u64) {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
