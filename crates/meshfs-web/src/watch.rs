@@ -181,6 +181,8 @@ mod tests {
             sessions: Default::default(),
             throttle: Default::default(),
             chat: Default::default(),
+            node_id: None,
+            https: Default::default(),
         };
         let tasks = TaskTracker::new();
         spawn_watchers(state.clone(), tasks.clone());

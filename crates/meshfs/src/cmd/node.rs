@@ -25,6 +25,11 @@ pub struct Args {
     /// Node name shown to other nodes (default: the host name).
     #[arg(long, env = "MESHFS_NAME")]
     pub name: Option<String>,
+    /// The node's state folder: its key and certificate (the node ID) live in STATE/identity,
+    /// made on first start, the key mode 600 [default: $XDG_STATE_HOME/meshfs, else
+    /// ~/.local/state/meshfs; `meshfs id --node` prints the ID].
+    #[arg(long, value_name = "DIR", env = "MESHFS_STATE")]
+    pub state: Option<PathBuf>,
     /// Close connections idle for this long (e.g. 10m, 30s).
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     pub idle_timeout: Duration,
@@ -58,6 +63,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let share =
         Share::open(&args.dir).with_context(|| format!("cannot serve {}", args.dir.display()))?;
     let name = args.name.unwrap_or_else(host_name);
+    // Who this node is (issue 15): its key pair and certificate, made once. The web UI's
+    // HTTPS presents it; the node ID is the hash of its public key.
+    let identity_dir = super::id::node_identity_dir(args.state)?;
+    let identity = meshfs_core::Identity::load_or_create(&identity_dir, &name)
+        .context("cannot load the node's identity (--state chooses its folder)")?;
     // Share and offer passwords (seed 004), read before serving: the prompt comes first.
     let access = args.group.access()?;
     raise_fd_limit(args.max_connections as u64 + 256);
@@ -110,6 +120,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             &args.listen,
             super::web::LocalNode {
                 name: &name,
+                identity: &identity,
                 share: &share,
                 access: &access,
                 file_server: addr,
@@ -129,7 +140,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         )
         .await?;
     if let Some(web) = &web {
-        println!("web http://{}/", web.addr);
+        println!("{}", super::web::web_line(web));
     }
     // FTP door (seed 002): its address is printed right after the node's other address lines.
     if let Some(ftp) = args
