@@ -645,6 +645,43 @@ mod tests {
         }
     }
 
+    /// What discovery hears goes into the caller's table (no copy of its own), tagged with how
+    /// it was heard; a bye and expiry are that table's `Down`s.
+    #[tokio::test]
+    async fn discovery_writes_the_callers_table() {
+        use meshfs_core::peers::{Gone, PeerEvent};
+        let (d, _seen, stop, tracker) = recording();
+        let mut watch = d.peers().clone().watch();
+        let next = async |w: &mut meshfs_core::peers::PeerWatch| {
+            tokio::time::timeout(Duration::from_secs(5), w.next())
+                .await
+                .expect("a change")
+        };
+        d.heard(peer("1", "127.0.0.1:4044"), "test");
+        match next(&mut watch).await {
+            PeerEvent::Up(p) => assert_eq!((p.name.as_str(), p.source), ("a", Source::Multicast)),
+            e => panic!("{e:?}"),
+        }
+        // A late static poll answer keeps how it was first heard.
+        assert!(d.answered(
+            Peer {
+                source: Source::Static,
+                ..peer("1", "127.0.0.1:4044")
+            },
+            "test"
+        ));
+        assert_eq!(d.peers().find("a").unwrap().source, Source::Multicast);
+        assert!(d.gone("a", "1", "bye"));
+        assert!(matches!(
+            next(&mut watch).await,
+            PeerEvent::Down { why: Gone::Bye, .. }
+        ));
+        assert!(d.peers().is_empty());
+        stop.cancel();
+        tracker.close();
+        tracker.wait().await;
+    }
+
     #[tokio::test]
     async fn a_late_poll_answer_keeps_the_restarted_process() {
         let (d, seen, stop, tracker) = recording();
