@@ -16,6 +16,7 @@
 //! it, they keep no table of their own.
 //!
 //! The crate takes plain configs; the flags that build them live in the `meshfs` binary.
+#![forbid(unsafe_code)]
 
 pub mod announce;
 pub mod chat;

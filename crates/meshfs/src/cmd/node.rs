@@ -199,6 +199,7 @@ fn host_name() -> String {
 }
 
 /// A busy node holds one descriptor per connection: lift the soft limit towards the hard one.
+#[allow(unsafe_code)] // getrlimit/setrlimit, which std does not wrap
 fn raise_fd_limit(want: u64) {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
