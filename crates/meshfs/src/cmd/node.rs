@@ -25,6 +25,11 @@ pub struct Args {
     /// Node name shown to other nodes (default: the host name).
     #[arg(long, env = "MESHFS_NAME")]
     pub name: Option<String>,
+    /// The node's state folder: its key and certificate (the node ID) live in STATE/identity,
+    /// made on first start, the key mode 600 [default: $XDG_STATE_HOME/meshfs, else
+    /// ~/.local/state/meshfs; `meshfs id --node` prints the ID].
+    #[arg(long, value_name = "DIR", env = "MESHFS_STATE")]
+    pub state: Option<PathBuf>,
     /// Close connections idle for this long (e.g. 10m, 30s).
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     pub idle_timeout: Duration,
@@ -50,6 +55,8 @@ pub struct Args {
     pub cluster: meshfs_cluster::PeerArgs,
     #[command(flatten)]
     pub group: meshfs_group::GroupArgs,
+    #[command(flatten)]
+    pub tls: super::node_tls::TlsArgs,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -58,6 +65,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let share =
         Share::open(&args.dir).with_context(|| format!("cannot serve {}", args.dir.display()))?;
     let name = args.name.unwrap_or_else(host_name);
+    // Who this node is (issue 15): its key pair and certificate, made once. The web UI's
+    // HTTPS presents it; the node ID is the hash of its public key.
+    let identity_dir = super::id::node_identity_dir(args.state)?;
+    let identity = meshfs_core::Identity::load_or_create(&identity_dir, &name)
+        .context("cannot load the node's identity (--state chooses its folder)")?;
     // Share and offer passwords (seed 004), read before serving: the prompt comes first.
     let access = args.group.access()?;
     raise_fd_limit(args.max_connections as u64 + 256);
@@ -81,6 +93,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         server = server.with_events(events.clone());
     }
     server = server.with_access(access.clone());
+    server = server.with_transport(args.tls.transport(&identity)?);
     let addr = server.local_addr()?;
 
     let life = crate::signals::Lifetime::new();
@@ -90,7 +103,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "meshfs node {name} serving {} on {addr}",
         share.root().display()
     );
-    tracing::info!(%name, %addr, dir = %share.root().display(), "node ready");
+    tracing::info!(%name, %addr, dir = %share.root().display(), id = %identity.id(), "node ready");
     if let Some(broker) = args.mqtt {
         if watch.is_some() {
             let bridge = meshfs_mqtt::Bridge::new(broker, name.clone(), events.clone());
