@@ -213,7 +213,12 @@ async fn fetch(addr: &str, path: &str, dest: &std::path::Path) -> anyhow::Result
                 }
                 None => bail!("{path} is protected: set MESHFS_PASSWORD"),
             };
-            c.auth(&p).await.context("password refused")?;
+            // An offered file has a password of its own; else it is the share's.
+            let proven = match c.auth_for(path, &p).await {
+                Err(e) if e.remote_code() == Some(Code::NotFound) => c.auth(&p).await,
+                r => r,
+            };
+            proven.context("password refused")?;
             c.open(path).await?;
         }
         r => r?,
