@@ -13,6 +13,23 @@
 //! - `resync` from a peer (it restarted, or its event log overflowed): walk its listing again,
 //!   but only to pull newer versions of files we have: a file we lack may be one we deleted.
 //!
+//! Archive replicas (`--archive`): everything above but the deletions. A camera's retention
+//! (or its owner) deleting a clip never empties the archive, which has its own retention.
+//!
+//! Conflicts: a local file is replaced only if it is a version known to be in step with a
+//! peer (we pulled it, or found it identical to the peer's: [`Replicator`] remembers each
+//! file's size and modification time then). A local file that differs and is *not* known to
+//! be in step was written here while the peer wrote its own: two writers of one path at once.
+//! Both versions are kept: the newer (by modification time, ties broken by hash) keeps the
+//! name, the other goes under `NAME.sync-conflict-YYYYMMDD-HHMMSS-HASH7.ext` (Syncthing's
+//! convention: the date is that version's modification time in UTC, the id the first seven
+//! hex digits of its BLAKE3), logged as a warning and announced as `created:conflict`. Both
+//! nodes decide alike, so they converge on the same two files. A local file still being
+//! written here (modified since its last `closed`, or open for writing) is never replaced:
+//! its `closed` will propagate it. Only versions seen since this node started are known to be
+//! in step, so a file that changed on both sides while a node was down also becomes a
+//! conflict copy, never a silent loss.
+//!
 //! Writes into the share are confined like every other write: `Share` creates and opens the
 //! parent folder beneath its root, the download lands by name inside that open folder
 //! (`transfer::download_into`), deletions go through `Share::remove_file`/`remove_dir`. No
@@ -21,9 +38,12 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, UNIX_EPOCH};
 
-use meshfs_core::events::EventKind;
+use meshfs_core::dir::TEMP_PREFIX;
+use meshfs_core::events::{EventKind, Events, Reason};
 use meshfs_core::follow::{Follower, Notice};
+use meshfs_core::retention::writers::{Seen, Tracked, open_for_writing};
 use meshfs_core::transfer::{self, DownloadOptions};
 use meshfs_core::{Client, Entry, Kind, RemotePath, Share, ShareError};
 use tokio_util::sync::CancellationToken;
@@ -31,6 +51,9 @@ use tokio_util::task::TaskTracker;
 
 /// Most entries walked in one catch-up of one peer.
 const MAX_WALK: usize = 100_000;
+
+/// Most file versions remembered as in step with a peer.
+const MAX_SYNCED: usize = 200_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -51,6 +74,15 @@ pub struct Replicator {
     /// One lock per path, so two peers announcing the same file do not download it twice into
     /// the same `.part`.
     locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    /// Never propagate a deletion (`--archive`).
+    archive: bool,
+    /// This share's own event log: reasons for conflict copies, and (once started) which
+    /// files are being written here.
+    events: Option<Events>,
+    writing: Option<Tracked>,
+    /// Size and modification time of local files known to be in step with a peer: the only
+    /// versions a peer's may replace.
+    synced: Arc<Mutex<HashMap<String, (u64, i64)>>>,
 }
 
 /// When to pull a file the peer has.
@@ -74,13 +106,34 @@ impl Replicator {
         Replicator {
             share,
             locks: Arc::default(),
+            archive: false,
+            events: None,
+            writing: None,
+            synced: Arc::default(),
         }
+    }
+
+    /// An archive replica copies new and changed files but never deletes.
+    pub fn archive(mut self, on: bool) -> Replicator {
+        self.archive = on;
+        self
+    }
+
+    /// The share's own event log (when it is watched): conflict copies are announced in it,
+    /// and files it reports as being written are never replaced.
+    pub fn with_events(mut self, events: Events) -> Replicator {
+        self.events = Some(events);
+        self
     }
 
     /// Follow every peer (`host:port`) until `shutdown`.
     pub fn start(&self, peers: Vec<String>, shutdown: CancellationToken, tracker: &TaskTracker) {
+        let mut this = self.clone();
+        if let Some(events) = &self.events {
+            this.writing = Some(Tracked::follow(events, None, shutdown.clone(), tracker));
+        }
         for peer in peers {
-            let me = self.clone();
+            let me = this.clone();
             let shutdown = shutdown.clone();
             tracker.spawn(async move {
                 tokio::select! {
@@ -116,6 +169,10 @@ impl Replicator {
                 Notice::Event(e) => match e.kind {
                     EventKind::Created | EventKind::Closed => {
                         self.pull(&peer, &e.path, Want::Changed).await
+                    }
+                    EventKind::Deleted if self.archive => {
+                        tracing::debug!(%peer, path = %e.path, "archive: deletion not propagated");
+                        Ok(())
                     }
                     EventKind::Deleted => self.delete(&peer, &e.path).await,
                     EventKind::Modified => Ok(()),
@@ -225,16 +282,26 @@ impl Replicator {
             }
             _ => {}
         }
-        if let Some(l) = &local
-            && l.size == remote.size
-        {
-            let share = self.share.clone();
-            let p = path.to_owned();
-            let ours = tokio::task::spawn_blocking(move || share.hash(&p))
-                .await
-                .map_err(std::io::Error::other)??;
-            if ours.to_hex().as_str() == client.hash(path).await? {
+        let mut theirs = None;
+        if let Some(l) = &local {
+            if l.size == remote.size {
+                let hash = client.hash(path).await?;
+                if self.local_hash(path).await? == hash {
+                    self.mark_synced(path);
+                    return Ok(false);
+                }
+                theirs = Some(hash);
+            }
+            if self.being_written_here(path) {
+                tracing::debug!(%peer, %path, "being written here: its close will propagate it");
                 return Ok(false);
+            }
+            if !self.is_synced(path, l) {
+                let theirs = match theirs {
+                    Some(h) => h,
+                    None => client.hash(path).await?,
+                };
+                return self.keep_both(peer, path, l, remote, theirs).await;
             }
         }
         let (dir, name) = self.share.parent_dir_creating(path)?;
@@ -248,8 +315,138 @@ impl Replicator {
             transfer::discard_partial(&dir, &name);
             return Err(e.into());
         }
+        self.mark_synced(path);
         tracing::info!(%peer, %path, "pulled");
         Ok(true)
+    }
+
+    /// BLAKE3 (hex) of a local file, on the blocking pool.
+    async fn local_hash(&self, path: &str) -> Result<String, SyncError> {
+        let share = self.share.clone();
+        let p = path.to_owned();
+        let hash = tokio::task::spawn_blocking(move || share.hash(&p))
+            .await
+            .map_err(std::io::Error::other)??;
+        Ok(hash.to_hex().to_string())
+    }
+
+    /// Two versions of `path`, ours (`local`, not known to be in step) and the peer's
+    /// (`remote`, BLAKE3 `theirs`): keep both, the older under a conflict name.
+    async fn keep_both(
+        &self,
+        peer: &str,
+        path: &str,
+        local: &Entry,
+        remote: &Entry,
+        theirs: String,
+    ) -> Result<bool, SyncError> {
+        let ours = self.local_hash(path).await?;
+        if ours == theirs {
+            self.mark_synced(path);
+            return Ok(false);
+        }
+        let ours_win = (local.mtime_ns, &ours) > (remote.mtime_ns, &theirs);
+        let (dir, name) = self.share.parent_dir_creating(path)?;
+        let (loser_mtime, loser_hash) = if ours_win {
+            (remote.mtime_ns, &theirs)
+        } else {
+            (local.mtime_ns, &ours)
+        };
+        let conflict = conflict_name(&name, loser_mtime, loser_hash);
+        let conflict_path = match path.rsplit_once('/') {
+            Some((parent, _)) => format!("{parent}/{conflict}"),
+            None => conflict.clone(),
+        };
+        let src = RemotePath {
+            addr: peer.to_owned(),
+            path: path.to_owned(),
+        };
+        let opts = DownloadOptions::default();
+        // Theirs lands under the conflict name, or a temporary one first when it wins.
+        let landing = if ours_win {
+            conflict.clone()
+        } else {
+            format!("{TEMP_PREFIX}conflict-{}", &theirs[..16])
+        };
+        self.announce(&conflict_path);
+        if let Err(e) = transfer::download_into(&src, &dir, &landing, &opts, &()).await {
+            transfer::discard_partial(&dir, &landing);
+            self.unannounce(&conflict_path);
+            return Err(e.into());
+        }
+        if !ours_win {
+            // Ours steps aside, theirs takes the name: two renames in one folder, so the
+            // name is missing for an instant only (a peer's deletion waits for a `stat`).
+            let moved = dir
+                .rename(&name, &dir, &conflict)
+                .and_then(|()| dir.rename(&landing, &dir, &name));
+            if let Err(e) = moved {
+                let _ = dir.remove_file(&landing);
+                self.unannounce(&conflict_path);
+                return Err(e.into());
+            }
+        }
+        self.mark_synced(path);
+        self.mark_synced(&conflict_path);
+        tracing::warn!(
+            %peer,
+            %path,
+            kept = %conflict_path,
+            "conflict: {path} was written here and on {peer} at once; both versions kept, the \
+             older as {conflict}"
+        );
+        Ok(true)
+    }
+
+    /// Tell the share's log that the conflict copy about to appear is one.
+    fn announce(&self, path: &str) {
+        if let Some(events) = &self.events {
+            events.annotate(EventKind::Created, path, Reason::Conflict);
+        }
+    }
+
+    fn unannounce(&self, path: &str) {
+        if let Some(events) = &self.events {
+            events.forget(EventKind::Created, path);
+        }
+    }
+
+    /// Whether `path` is being written here: reported modified since its last close, or held
+    /// open for writing by some process.
+    fn being_written_here(&self, path: &str) -> bool {
+        if let Some(w) = &self.writing
+            && w.lock().seen(path) == Some(Seen::Modified)
+        {
+            return true;
+        }
+        let Ok((dir, name)) = self.share.parent_dir(path) else {
+            return false;
+        };
+        let Ok(st) = dir.stat(&name, false) else {
+            return false;
+        };
+        open_for_writing(self.share.root()).contains(&(st.st_dev, st.st_ino))
+    }
+
+    fn synced(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, i64)>> {
+        self.synced.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Remember the local version of `path` as in step with the peers.
+    fn mark_synced(&self, path: &str) {
+        let Ok(e) = self.share.stat(path) else {
+            return;
+        };
+        let mut synced = self.synced();
+        if synced.len() >= MAX_SYNCED && !synced.contains_key(path) {
+            // Forgetting only makes a later difference a conflict copy, never a loss.
+            synced.clear();
+        }
+        synced.insert(path.to_owned(), (e.size, e.mtime_ns));
+    }
+
+    fn is_synced(&self, path: &str, local: &Entry) -> bool {
+        self.synced().get(path) == Some(&(local.size, local.mtime_ns))
     }
 
     /// Delete `path` here once `peer` confirms it is gone there.
@@ -272,6 +469,7 @@ impl Replicator {
             // Only empty folders: files inside get their own events.
             Kind::Dir => self.share.remove_dir(path),
         };
+        self.synced().remove(path);
         match removed {
             Ok(()) => tracing::info!(%peer, %path, "deleted"),
             Err(e) => tracing::debug!(%path, error = %e, "not deleted"),
@@ -286,9 +484,61 @@ impl Replicator {
     }
 }
 
+/// Syncthing's conflict name for a version of `name` modified at `mtime_ns` with BLAKE3
+/// `hash` (hex): `NAME.sync-conflict-YYYYMMDD-HHMMSS-HASH7.ext`.
+pub fn conflict_name(name: &str, mtime_ns: i64, hash: &str) -> String {
+    let (stem, ext) = match name.rfind('.') {
+        Some(i) if i > 0 => name.split_at(i),
+        _ => (name, ""),
+    };
+    // Stay well within a file name's 255 bytes.
+    let mut stem = stem;
+    while stem.len() + ext.len() > 200 {
+        let mut cut = stem.len() - 1;
+        while !stem.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        stem = &stem[..cut];
+    }
+    let when = UNIX_EPOCH + Duration::from_nanos(mtime_ns.max(0) as u64);
+    let digits: String = humantime::format_rfc3339_seconds(when)
+        .to_string()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    let id: String = hash.chars().take(7).collect();
+    format!(
+        "{stem}.sync-conflict-{}-{}-{id}{ext}",
+        &digits[..8],
+        &digits[8..14]
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn conflict_names_follow_syncthing() {
+        let t = 1_780_000_000_000_000_000; // 2026-05-28T20:26:40Z
+        assert_eq!(
+            conflict_name("clip.mp4", t, "abcdef0123"),
+            "clip.sync-conflict-20260528-202640-abcdef0.mp4"
+        );
+        assert_eq!(
+            conflict_name("README", t, "abcdef0123"),
+            "README.sync-conflict-20260528-202640-abcdef0"
+        );
+        assert_eq!(
+            conflict_name(".hidden", t, "abcdef0123"),
+            ".hidden.sync-conflict-20260528-202640-abcdef0"
+        );
+        assert_eq!(
+            conflict_name("a.tar.gz", t, "abcdef0123"),
+            "a.tar.sync-conflict-20260528-202640-abcdef0.gz"
+        );
+        assert!(conflict_name(&"é".repeat(120), t, "ab").len() < 255);
+    }
 
     #[test]
     fn transient_names() {

@@ -94,6 +94,10 @@ pub struct NodeInfo {
     pub name: String,
     pub version: String,
     pub proto: u32,
+    /// It understands `subscribe … reasons` (`events=reasons`).
+    pub reasons: bool,
+    /// Its disk is full (`disk=full`); it still serves.
+    pub disk_full: bool,
 }
 
 /// One connection to a file server.
@@ -446,6 +450,8 @@ impl Client {
             name: String::new(),
             version: String::new(),
             proto: 0,
+            reasons: false,
+            disk_full: false,
         };
         let mut words = text.split(' ');
         if words.next() != Some("meshfs") {
@@ -457,6 +463,10 @@ impl Client {
                 info.name = name.to_owned();
             } else if let Some(p) = w.strip_prefix("proto=") {
                 info.proto = p.parse().unwrap_or(0);
+            } else if w == "events=reasons" {
+                info.reasons = true;
+            } else if w == "disk=full" {
+                info.disk_full = true;
             }
         }
         Ok(info)
@@ -600,11 +610,25 @@ pub const SUBSCRIPTION_SILENCE: Duration = Duration::from_secs(35);
 
 impl Client {
     /// `subscribe [<since>]`: from now on this connection only carries events.
-    pub async fn subscribe(mut self, since: Option<u64>) -> Result<Subscription> {
-        match since {
-            Some(s) => self.send(&format!("subscribe {s}")),
-            None => self.send("subscribe"),
+    pub async fn subscribe(self, since: Option<u64>) -> Result<Subscription> {
+        self.subscribe_with(since, false).await
+    }
+
+    /// `subscribe [<since>] [reasons]`: with `reasons`, events meshfs caused itself carry why
+    /// (only for a node whose `hello` says `events=reasons`).
+    pub async fn subscribe_with(
+        mut self,
+        since: Option<u64>,
+        reasons: bool,
+    ) -> Result<Subscription> {
+        let mut line = String::from("subscribe");
+        if let Some(s) = since {
+            line.push_str(&format!(" {s}"));
         }
+        if reasons {
+            line.push_str(" reasons");
+        }
+        self.send(&line);
         self.status().await?;
         self.set_timeout(SUBSCRIPTION_SILENCE);
         Ok(Subscription { client: self })

@@ -75,7 +75,12 @@ pub enum Request<'a> {
     Pake(&'a str),
     /// `pake-confirm <base64>`: finish it.
     PakeConfirm(&'a str),
-    Subscribe(Option<u64>),
+    /// `subscribe [SINCE] [reasons]`: `reasons` asks for `KIND:REASON` on the event lines
+    /// meshfs itself caused (protocols.md §1).
+    Subscribe {
+        since: Option<u64>,
+        reasons: bool,
+    },
     Quit,
     Help,
 }
@@ -141,13 +146,22 @@ impl<'a> Request<'a> {
             "auth" => Request::Auth(arg.unwrap_or("")),
             "pake" => Request::Pake(need(arg)?),
             "pake-confirm" => Request::PakeConfirm(need(arg)?),
-            "subscribe" => match arg.map(str::trim).filter(|s| !s.is_empty()) {
-                None => Request::Subscribe(None),
-                Some(s) => Request::Subscribe(Some(
-                    s.parse()
-                        .map_err(|_| BadRequest("malformed sequence number"))?,
-                )),
-            },
+            "subscribe" => {
+                let (mut since, mut reasons) = (None, false);
+                for word in arg.unwrap_or("").split_whitespace() {
+                    if word == "reasons" && !reasons {
+                        reasons = true;
+                    } else if since.is_none() && !reasons {
+                        since = Some(
+                            word.parse()
+                                .map_err(|_| BadRequest("malformed sequence number"))?,
+                        );
+                    } else {
+                        return Err(BadRequest("usage: subscribe [<since>] [reasons]"));
+                    }
+                }
+                Request::Subscribe { since, reasons }
+            }
             "quit" => Request::Quit,
             "help" => Request::Help,
             "" => return Err(BadRequest("empty request")),
@@ -173,7 +187,7 @@ auth <password>              unlock a protected share or file (in clear: only ov
                              on a node started with --allow-plaintext-auth)
 pake <msg> [<path>]          prove a password without sending it (over TLS; SPAKE2)
 pake-confirm <msg>           finish the proof
-subscribe [<since>]          stream <seq> <kind> <path> file events
+subscribe [<since>] [reasons]  stream <seq> <kind> <path> file events
 quit                         close the connection
 help                         this text
 ";
@@ -302,7 +316,33 @@ mod tests {
         );
         assert_eq!(
             Request::parse(b"subscribe 7"),
-            Ok(Request::Subscribe(Some(7)))
+            Ok(Request::Subscribe {
+                since: Some(7),
+                reasons: false
+            })
+        );
+        assert_eq!(
+            Request::parse(b"subscribe 7 reasons"),
+            Ok(Request::Subscribe {
+                since: Some(7),
+                reasons: true
+            })
+        );
+        assert_eq!(
+            Request::parse(b"subscribe reasons"),
+            Ok(Request::Subscribe {
+                since: None,
+                reasons: true
+            })
+        );
+        assert!(Request::parse(b"subscribe reasons 7").is_err());
+        assert!(Request::parse(b"subscribe 7 8").is_err());
+        assert_eq!(
+            Request::parse(b"subscribe"),
+            Ok(Request::Subscribe {
+                since: None,
+                reasons: false
+            })
         );
         assert_eq!(
             Request::parse(b"PAKE QUFB clips/a b.mp4"),

@@ -38,7 +38,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Notify;
-use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -47,7 +46,7 @@ use crate::events::{EventKind, Events, Reason};
 use crate::share::{Share, ShareError};
 pub use disk::{DiskStatus, DiskUsage};
 pub use rules::{BadRule, Glob, Limit, Rule, Rules, parse_age, parse_size};
-use writers::{Seen, Writers};
+use writers::{Seen, Tracked};
 
 /// Most files (and folders) one check walks; beyond it the rest waits for the next check.
 const MAX_WALK: usize = 200_000;
@@ -87,7 +86,8 @@ struct Inner {
     events: Option<Events>,
     rules: Rules,
     disk: DiskStatus,
-    writers: Mutex<Writers>,
+    /// Replaced by the live one when [`Retention::start`] follows the events.
+    writers: Mutex<Tracked>,
     /// Dry runs report each path once.
     reported: Mutex<HashSet<String>>,
 }
@@ -122,29 +122,8 @@ impl Retention {
     pub fn start(&self, report: Report, shutdown: CancellationToken, tracker: &TaskTracker) {
         let wake = Arc::new(Notify::new());
         if let Some(events) = &self.inner.events {
-            let mut live = events.subscribe(None).live;
-            let (me, wake, shutdown) = (self.clone(), wake.clone(), shutdown.clone());
-            tracker.spawn(async move {
-                loop {
-                    let event = tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        e = live.recv() => e,
-                    };
-                    match event {
-                        Ok(e) => {
-                            me.writers().note(&e);
-                            if e.kind == EventKind::Closed {
-                                wake.notify_one();
-                            }
-                        }
-                        Err(RecvError::Lagged(_)) => {
-                            me.writers().forget();
-                            wake.notify_one();
-                        }
-                        Err(RecvError::Closed) => return,
-                    }
-                }
-            });
+            let tracked = Tracked::follow(events, Some(wake.clone()), shutdown.clone(), tracker);
+            *self.inner.writers.lock().unwrap_or_else(|e| e.into_inner()) = tracked;
         }
         let me = self.clone();
         tracker.spawn(async move {
@@ -176,8 +155,12 @@ impl Retention {
         });
     }
 
-    fn writers(&self) -> std::sync::MutexGuard<'_, Writers> {
-        self.inner.writers.lock().unwrap_or_else(|e| e.into_inner())
+    fn writers(&self) -> Tracked {
+        self.inner
+            .writers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The share's root folder, opened beneath itself.
@@ -362,7 +345,8 @@ impl Retention {
         if open.contains(&(st.st_dev, st.st_ino)) {
             return kept("open for writing");
         }
-        match self.writers().seen(&file.path) {
+        let seen = self.writers().lock().seen(&file.path);
+        match seen {
             Some(Seen::Modified) => return kept("modified since its last close"),
             Some(Seen::Created | Seen::Closed) => {}
             None => {
@@ -522,6 +506,7 @@ mod tests {
         );
         let mut live = events.subscribe(None).live;
         r.writers()
+            .lock()
             .note(&crate::events::Event::new(1, EventKind::Modified, "a.mp4"));
         let done: Vec<_> = r.check().unwrap().into_iter().map(|d| d.path).collect();
         assert_eq!(done, ["b.mp4"]);
@@ -533,6 +518,7 @@ mod tests {
             ("b.mp4", Some(Reason::Retention))
         );
         r.writers()
+            .lock()
             .note(&crate::events::Event::new(2, EventKind::Closed, "a.mp4"));
         assert_eq!(r.check().unwrap()[0].path, "a.mp4");
     }

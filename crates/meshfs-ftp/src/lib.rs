@@ -10,8 +10,8 @@
 //! We accept connections ourselves (rather than `Server::listen`) so that the node can bind
 //! port 0 and print the real address, cap the number of sessions, and drain transfers on
 //! shutdown: stop accepting, wait for running transfers within the node's grace period.
+#![forbid(unsafe_code)]
 
-mod args;
 mod busy;
 mod relay;
 mod server;
@@ -19,7 +19,6 @@ mod storage;
 pub mod users;
 pub mod write;
 
-pub use args::{FtpArgs, StartError};
 pub use relay::MAX_COMMAND_LINE;
 pub use server::{FtpConfig, FtpServer};
 pub use users::{FtpUser, Users, UsersError, hash_password};

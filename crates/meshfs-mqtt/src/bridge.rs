@@ -157,13 +157,17 @@ impl Bridge {
 
 /// The JSON payload of one event.
 pub(crate) fn payload(node: &str, event: &Event) -> String {
-    serde_json::json!({
+    let mut value = serde_json::json!({
         "node": node,
         "seq": event.seq,
         "kind": event.kind.as_str(),
         "path": event.path,
-    })
-    .to_string()
+    });
+    // Only when meshfs made the change itself (`"retention"`, `"conflict"`).
+    if let Some(reason) = event.reason {
+        value["reason"] = reason.as_str().into();
+    }
+    value.to_string()
 }
 
 /// Publish the replay, then live events, in order; a lag becomes a `resync` event.

@@ -12,6 +12,7 @@
 //! - [`peer`]: the peer `GET_FILE` listener, serving from a `Share`; [`fetch`]: its client;
 //! - [`join`]: a node registering, connecting and publishing its share by itself;
 //! - [`shell`] and [`messages`]: the course's interactive client (`meshfs shell`).
+#![forbid(unsafe_code)]
 
 pub mod client;
 mod commit;
@@ -29,7 +30,7 @@ pub mod store;
 pub mod wire;
 
 pub use client::{Answer, ClientError, DirectoryClient, Stamp};
-pub use join::{JoinArgs, Joined};
+pub use join::{JoinConfig, Joined};
 pub use postgres::{PostgresConfig, PostgresStore};
 pub use server::{DirectoryServer, ServerConfig};
 pub use sqlite::SqliteStore;

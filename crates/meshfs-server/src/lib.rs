@@ -13,6 +13,7 @@
 //! Shutdown: when the token is cancelled, the accept loop stops and every session closes as soon
 //! as its current request is answered. The caller waits on the [`TaskTracker`] for up to its
 //! grace period.
+#![deny(unsafe_code)]
 
 mod connection;
 mod sendfile;
@@ -27,6 +28,7 @@ use std::time::Duration;
 use meshfs_core::accept::{Door, accept_loop};
 use meshfs_core::access::Access;
 use meshfs_core::events::Events;
+use meshfs_core::retention::DiskStatus;
 use meshfs_core::stream::accept;
 use meshfs_core::tls::TlsAcceptor;
 use meshfs_core::{NodeId, Share};
@@ -102,6 +104,7 @@ pub struct FileServer {
     config: Arc<Config>,
     events: Option<Events>,
     access: Access,
+    disk: Option<DiskStatus>,
     transport: Arc<Transport>,
 }
 
@@ -115,6 +118,7 @@ impl FileServer {
             config: Arc::new(config),
             events: None,
             access: Access::open(),
+            disk: None,
             transport: Arc::new(Transport::default()),
         })
     }
@@ -122,6 +126,12 @@ impl FileServer {
     /// Enforce these passwords (`auth`); without it nothing is protected.
     pub fn with_access(mut self, access: Access) -> FileServer {
         self.access = access;
+        self
+    }
+
+    /// Say `disk=full` in `hello` while `disk` says so.
+    pub fn with_disk(mut self, disk: DiskStatus) -> FileServer {
+        self.disk = Some(disk);
         self
     }
 
@@ -151,11 +161,17 @@ impl FileServer {
             refusal: b"9 too many connections\n",
         };
         let (share, config, events, access) = (self.share, self.config, self.events, self.access);
+        let disk = self.disk;
         let transport = self.transport;
         accept_loop(&self.listener, door, &shutdown, &tracker, |tcp, peer| {
             let _ = tcp.set_nodelay(true);
-            let (share, config, events, access) =
-                (share.clone(), config.clone(), events.clone(), access.clone());
+            let (share, config, events, access, disk) = (
+                share.clone(),
+                config.clone(),
+                events.clone(),
+                access.clone(),
+                disk.clone(),
+            );
             let transport = transport.clone();
             let shutdown = shutdown.clone();
             async move {
@@ -173,7 +189,7 @@ impl FileServer {
                 };
                 tracing::debug!(%peer, tls = stream.is_tls(), client = ?stream.peer_id(), "connected");
                 let conn = Connection::new(stream, config.idle_timeout);
-                let session = Session::new(conn, share, config, transport, events, access);
+                let session = Session::new(conn, share, config, transport, events, access, disk);
                 if let Err(e) = session.run(shutdown).await {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
                 }

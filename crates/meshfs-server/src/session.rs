@@ -10,6 +10,7 @@ use meshfs_core::access::{self, Access, Keys, MAX_AUTH_FAILURES};
 use meshfs_core::events::Events;
 use meshfs_core::pake::{self, NodeProof, PakeError};
 use meshfs_core::proto::{self, Code, MAX_READ, PROTO_VERSION, Request};
+use meshfs_core::retention::DiskStatus;
 use meshfs_core::{Share, ShareError, ShareFile};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -30,6 +31,8 @@ pub(crate) struct Session {
     config: Arc<Config>,
     transport: Arc<Transport>,
     events: Option<Events>,
+    /// Whether the share's disk is full, for `hello`.
+    disk: Option<DiskStatus>,
     access: Access,
     /// Passwords this connection has proven with `auth` or `pake`.
     keys: Keys,
@@ -62,6 +65,7 @@ impl Session {
         transport: Arc<Transport>,
         events: Option<Events>,
         access: Access,
+        disk: Option<DiskStatus>,
     ) -> Session {
         Session {
             conn,
@@ -70,6 +74,7 @@ impl Session {
             transport,
             events,
             access,
+            disk,
             keys: Keys::default(),
             open: None,
             pake: None,
@@ -102,13 +107,14 @@ impl Session {
                 }
                 Err(ReadError::Io(e)) => return Err(e),
             };
-            if let Ok(req @ Request::Subscribe(since)) = Request::parse(&line)
+            if let Ok(req @ Request::Subscribe { since, reasons }) = Request::parse(&line)
                 && let Some(events) = self.events.clone()
                 && !self.needs_tls(&req)
                 && self.access.may_browse(&self.keys)
             {
                 // The connection now carries events until the client leaves.
-                return subscription::serve(&mut self.conn, &events, since, &shutdown).await;
+                return subscription::serve(&mut self.conn, &events, since, reasons, &shutdown)
+                    .await;
             }
             match self.handle(&line).await? {
                 Next::Continue => {}
@@ -130,7 +136,7 @@ impl Session {
     /// against the file actually opened.
     fn permitted(&self, req: &Request<'_>) -> bool {
         match req {
-            Request::Stat(_) | Request::List(_) | Request::Ls(_) | Request::Subscribe(_) => {
+            Request::Stat(_) | Request::List(_) | Request::Ls(_) | Request::Subscribe { .. } => {
                 self.access.may_browse(&self.keys)
             }
             _ => true,
@@ -181,11 +187,20 @@ impl Session {
         }
         match req {
             Request::Hello => {
-                let text = format!(
+                let mut text = format!(
                     "meshfs {} node={} proto={PROTO_VERSION}",
                     meshfs_core::VERSION,
                     self.config.name
                 );
+                // Words old clients ignore: `subscribe … reasons` is understood here, and
+                // the share's disk is full (the node still serves).
+                if self.events.is_some() {
+                    text.push_str(" events=reasons");
+                }
+                if let Some(word) = self.disk.as_ref().and_then(|d| d.hello_word()) {
+                    text.push(' ');
+                    text.push_str(word);
+                }
                 self.conn.status(0, &text);
             }
             Request::Open(path) => {
@@ -296,7 +311,7 @@ impl Session {
             }
             Request::Pake(arg) => return Ok(self.pake_start(arg)),
             Request::PakeConfirm(arg) => return Ok(self.pake_confirm(arg)),
-            Request::Subscribe(_) => {
+            Request::Subscribe { .. } => {
                 self.error(Code::BadRequest, "this node does not watch its share")
             }
             Request::Help => {

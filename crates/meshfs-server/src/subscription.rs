@@ -32,8 +32,13 @@ enum Wake {
     Shutdown,
 }
 
-fn queue_event(conn: &mut Connection, event: &Event) {
-    let line = format!("{event}\n");
+/// One event line: `KIND:REASON` only for a subscriber that asked (`subscribe … reasons`).
+fn queue_event(conn: &mut Connection, event: &Event, reasons: bool) {
+    let line = if reasons {
+        event.line_with_reason() + "\n"
+    } else {
+        format!("{event}\n")
+    };
     conn.queue(line.as_bytes());
 }
 
@@ -51,6 +56,7 @@ pub(crate) async fn serve(
     conn: &mut Connection,
     events: &Events,
     since: Option<u64>,
+    reasons: bool,
     shutdown: &CancellationToken,
 ) -> io::Result<()> {
     let subscribed = events.subscribe(since);
@@ -60,7 +66,7 @@ pub(crate) async fn serve(
     conn.status(0, "OK");
     queue_ping(conn, position);
     for event in &subscribed.replay {
-        queue_event(conn, event);
+        queue_event(conn, event, reasons);
     }
     conn.flush().await?;
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
@@ -74,16 +80,16 @@ pub(crate) async fn serve(
         match wake {
             Wake::Event(Ok(event)) => {
                 position = event.seq;
-                queue_event(conn, &event);
+                queue_event(conn, &event, reasons);
                 // Drain what is already waiting so a burst goes out in few writes.
                 for _ in 0..BATCH {
                     match rx.try_recv() {
                         Ok(event) => {
                             position = event.seq;
-                            queue_event(conn, &event);
+                            queue_event(conn, &event, reasons);
                         }
                         Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {
-                            queue_event(conn, &resync(position));
+                            queue_event(conn, &resync(position), reasons);
                         }
                         Err(_) => break,
                     }
@@ -91,7 +97,7 @@ pub(crate) async fn serve(
             }
             Wake::Event(Err(RecvError::Lagged(missed))) => {
                 tracing::debug!(missed, "slow subscriber: sending resync");
-                queue_event(conn, &resync(position));
+                queue_event(conn, &resync(position), reasons);
             }
             Wake::Event(Err(RecvError::Closed)) | Wake::Gone | Wake::Shutdown => return Ok(()),
             Wake::Ping => queue_ping(conn, position),

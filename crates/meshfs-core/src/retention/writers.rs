@@ -13,8 +13,14 @@
 use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::events::{Event, EventKind};
+use tokio::sync::Notify;
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::events::{Event, EventKind, Events};
 
 /// What the event log last said of a path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +79,54 @@ impl Writers {
     /// What the log last said of `path`, if anything.
     pub fn seen(&self, path: &str) -> Option<Seen> {
         self.paths.get(path).copied()
+    }
+}
+
+/// [`Writers`] kept up to date from a share's live events, shared with whoever asks.
+#[derive(Clone, Default)]
+pub struct Tracked {
+    inner: Arc<Mutex<Writers>>,
+}
+
+impl Tracked {
+    /// Follow `events` until `shutdown` (subscribed before returning: nothing is missed),
+    /// waking `on_closed` (if any) whenever a file is `closed` or events were lost.
+    pub fn follow(
+        events: &Events,
+        on_closed: Option<Arc<Notify>>,
+        shutdown: CancellationToken,
+        tracker: &TaskTracker,
+    ) -> Tracked {
+        let me = Tracked::default();
+        let mut live = events.subscribe(None).live;
+        let tracked = me.clone();
+        tracker.spawn(async move {
+            loop {
+                let event = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    e = live.recv() => e,
+                };
+                let wake = match event {
+                    Ok(e) => {
+                        tracked.lock().note(&e);
+                        e.kind == EventKind::Closed
+                    }
+                    Err(RecvError::Lagged(_)) => {
+                        tracked.lock().forget();
+                        true
+                    }
+                    Err(RecvError::Closed) => return,
+                };
+                if let (true, Some(n)) = (wake, &on_closed) {
+                    n.notify_one();
+                }
+            }
+        });
+        me
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, Writers> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

@@ -48,13 +48,13 @@ pub struct Args {
     #[command(flatten)]
     pub web: super::web::WebArgs,
     #[command(flatten)]
-    pub registry: meshfs_registry::JoinArgs,
+    pub registry: super::registry::JoinArgs,
     #[command(flatten)]
-    pub ftp: meshfs_ftp::FtpArgs,
+    pub ftp: super::ftp::FtpArgs,
     #[command(flatten)]
-    pub cluster: meshfs_cluster::PeerArgs,
+    pub cluster: super::cluster::PeerArgs,
     #[command(flatten)]
-    pub group: meshfs_group::GroupArgs,
+    pub group: super::group::GroupArgs,
     #[command(flatten)]
     pub tls: super::node_tls::TlsArgs,
 }
@@ -123,6 +123,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             &args.listen,
             super::web::LocalNode {
                 name: &name,
+                identity: &identity,
                 share: &share,
                 access: &access,
                 file_server: addr,
@@ -142,7 +143,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         )
         .await?;
     if let Some(web) = &web {
-        println!("web http://{}/", web.addr);
+        println!("{}", super::web::web_line(web));
     }
     // FTP door (seed 002): its address is printed right after the node's other address lines.
     if let Some(ftp) = args
@@ -159,25 +160,24 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         println!("ftp {ftp}");
     }
     // Cluster worker (seed 002): pull the peers' changes into this share.
-    args.cluster
-        .start(&share, shutdown.clone(), &tracker)
-        .map_err(anyhow::Error::msg)?;
+    args.cluster.start(&share, shutdown.clone(), &tracker)?;
     // Central directory (seed 003): GET_FILE listener, then register/connect/publish in the
     // background; prints a second line once joined.
-    let joined = |j: &meshfs_registry::Joined| println!("meshfs node {j}");
-    meshfs_registry::join::start(
-        args.registry,
-        &name,
-        share.clone(),
-        // Follow the share's events when it is watched.
-        watch.as_ref().map(|_| events.clone()),
-        shutdown.clone(),
-        tracker.clone(),
-        joined,
-    )
-    .await?;
+    if let Some(join) = args.registry.config(&name) {
+        let joined = |j: &meshfs_registry::Joined| println!("meshfs node {j}");
+        meshfs_registry::join::start(
+            join,
+            share.clone(),
+            // Follow the share's events when it is watched.
+            watch.as_ref().map(|_| events.clone()),
+            shutdown.clone(),
+            tracker.clone(),
+            joined,
+        )
+        .await?;
+    }
     // LAN discovery and offers (seed 004): multicast announcements, static --peer polls.
-    let this = meshfs_group::ThisNode {
+    let this = super::group::ThisNode {
         name: &name,
         server: addr,
         web: web.as_ref().map(|w| w.addr.port()),
@@ -212,6 +212,7 @@ fn host_name() -> String {
 }
 
 /// A busy node holds one descriptor per connection: lift the soft limit towards the hard one.
+#[allow(unsafe_code)] // getrlimit/setrlimit, which std does not wrap
 fn raise_fd_limit(want: u64) {
     let mut lim = libc::rlimit {
         rlim_cur: 0,

@@ -32,22 +32,24 @@ pub struct Args {
     pub lookup: super::target::Lookup,
 }
 
-/// Format one event line.
+/// Format one event line: the kind reads `deleted:retention` (JSON: `"reason"`) when meshfs
+/// itself made the change.
 fn format_event(node: &str, event: &Event, json: bool) -> String {
     if json {
-        let mut line = serde_json::json!({
+        let mut value = serde_json::json!({
             "node": node,
             "seq": event.seq,
             "kind": event.kind.as_str(),
             "path": event.path,
-        })
-        .to_string();
+        });
+        if let Some(reason) = event.reason {
+            value["reason"] = reason.as_str().into();
+        }
+        let mut line = value.to_string();
         line.push('\n');
         line
-    } else if event.path.is_empty() {
-        format!("{node} {} {}\n", event.seq, event.kind)
     } else {
-        format!("{node} {} {} {}\n", event.seq, event.kind, event.path)
+        format!("{node} {}\n", event.line_with_reason())
     }
 }
 
