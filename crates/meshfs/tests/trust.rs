@@ -136,7 +136,10 @@ fn cli_pins_on_first_use_and_refuses_a_changed_key() {
     std::fs::create_dir_all(&share).unwrap();
     std::fs::write(share.join("a.txt"), b"hello").unwrap();
     let (s1, s2) = (home.path().join("s1"), home.path().join("s2"));
-    let (id1, id2) = (node_id(home.path(), &s1, false), node_id(home.path(), &s2, false));
+    let (id1, id2) = (
+        node_id(home.path(), &s1, false),
+        node_id(home.path(), &s2, false),
+    );
 
     let (node, addr) = node_in(home.path(), &s1, &share, &[]);
     let out = meshfs(home.path(), &["ls", &format!("meshfs://{addr}/")]);
@@ -156,10 +159,16 @@ fn cli_pins_on_first_use_and_refuses_a_changed_key() {
         "{err}"
     );
     assert!(err.contains(&format!("meshfs trust cam1 {id2}")), "{err}");
-    assert!(out.stdout.is_empty(), "nothing may be read from a refused node");
+    assert!(
+        out.stdout.is_empty(),
+        "nothing may be read from a refused node"
+    );
 
     // In clear, no key is checked (the user asked for it).
-    let out = meshfs(home.path(), &["cat", "--plaintext", &format!("meshfs://{addr}/a.txt")]);
+    let out = meshfs(
+        home.path(),
+        &["cat", "--plaintext", &format!("meshfs://{addr}/a.txt")],
+    );
     assert_success(&out);
     assert_eq!(out.stdout, b"hello");
 
@@ -203,7 +212,11 @@ with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10) as ra
     let mut lines = text.lines();
     assert_eq!(lines.next(), Some("TLSv1.3"), "{text}");
     assert!(lines.next().unwrap().contains("node=cam1"), "{text}");
-    assert_eq!(lines.next(), Some("0 OK"), "--require-tls serves TLS: {text}");
+    assert_eq!(
+        lines.next(),
+        Some("0 OK"),
+        "--require-tls serves TLS: {text}"
+    );
 
     if !Path::new("/usr/bin/openssl").exists() {
         eprintln!("SKIPPED the openssl half: /usr/bin/openssl is absent");
@@ -217,7 +230,10 @@ with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10) as ra
     );
     let out = Command::new("sh").args(["-c", &pipeline]).output().unwrap();
     let text = stdout(&out);
-    assert!(text.contains("0 meshfs") && text.contains("node=cam1"), "{text}");
+    assert!(
+        text.contains("0 meshfs") && text.contains("node=cam1"),
+        "{text}"
+    );
     let pin = node_id(home.path(), &state, true);
     let hash = text.lines().last().unwrap().trim();
     assert_eq!(format!("sha256//{hash}"), pin, "{text}");
