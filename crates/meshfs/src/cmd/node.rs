@@ -183,17 +183,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         web: web.as_ref().map(|w| w.addr.port()),
         share: &share,
         access: &access,
-        // Discovered nodes go into the peer table (until discovery writes into it itself).
-        on_peer_up: Some(Box::new(move |p: &meshfs_group::Peer| {
-            peers.hello(meshfs_core::Peer {
-                name: p.name.clone(),
-                id: p.id.clone(),
-                addr: p.addr,
-                web: p.web,
-                source: meshfs_core::peers::Source::Multicast,
-                last_seen: p.last_seen,
-            });
-        })),
+        peers: &peers,
     };
     args.group.start(this, shutdown.clone(), &tracker).await?;
 
