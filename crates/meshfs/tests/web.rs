@@ -1480,7 +1480,8 @@ fn concurrent_remote_logins_are_throttled_before_the_node_answers() {
     let tmp = tempfile::tempdir().unwrap();
     let slow = slow_refusing_file_server();
     let node = slow.addr.clone();
-    let a = web_node(tmp.path(), "cama", &["--node", &node]);
+    // The slow fake node speaks the text protocol only.
+    let a = web_node(tmp.path(), "cama", &["--node", &node, "--plaintext"]);
     wait_until(Duration::from_secs(10), "the remote node listed", || {
         get(&a.https, "/api/nodes").text().contains(&node)
     });
