@@ -55,6 +55,8 @@ pub struct Args {
     pub cluster: super::cluster::PeerArgs,
     #[command(flatten)]
     pub group: super::group::GroupArgs,
+    #[command(flatten)]
+    pub tls: super::node_tls::TlsArgs,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -91,6 +93,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         server = server.with_events(events.clone());
     }
     server = server.with_access(access.clone());
+    server = server.with_transport(args.tls.transport(&identity)?);
     let addr = server.local_addr()?;
 
     let life = crate::signals::Lifetime::new();
@@ -100,7 +103,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "meshfs node {name} serving {} on {addr}",
         share.root().display()
     );
-    tracing::info!(%name, %addr, dir = %share.root().display(), "node ready");
+    tracing::info!(%name, %addr, dir = %share.root().display(), id = %identity.id(), "node ready");
     if let Some(broker) = args.mqtt {
         if watch.is_some() {
             let bridge = meshfs_mqtt::Bridge::new(broker, name.clone(), events.clone());
