@@ -62,6 +62,8 @@ pub struct Args {
     pub cluster: super::cluster::PeerArgs,
     #[command(flatten)]
     pub group: super::group::GroupArgs,
+    #[command(flatten)]
+    pub tls: super::node_tls::TlsArgs,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -100,6 +102,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         server = server.with_events(events.clone());
     }
     server = server.with_access(access.clone());
+    server = server.with_transport(args.tls.transport(&identity)?);
     let addr = server.local_addr()?;
 
     let life = crate::signals::Lifetime::new();
@@ -191,17 +194,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         web: web.as_ref().map(|w| w.addr.port()),
         share: &share,
         access: &access,
-        // Discovered nodes go into the peer table (until discovery writes into it itself).
-        on_peer_up: Some(Box::new(move |p: &meshfs_group::Peer| {
-            peers.hello(meshfs_core::Peer {
-                name: p.name.clone(),
-                id: p.id.clone(),
-                addr: p.addr,
-                web: p.web,
-                source: meshfs_core::peers::Source::Multicast,
-                last_seen: p.last_seen,
-            });
-        })),
+        peers: &peers,
     };
     args.group.start(this, shutdown.clone(), &tracker).await?;
 
