@@ -13,6 +13,7 @@ pub mod node;
 pub mod offer;
 pub mod peers;
 pub mod registry;
+pub mod retain;
 pub mod shell;
 pub mod target;
 pub mod trust;

@@ -50,6 +50,8 @@ pub struct Args {
     pub cluster: meshfs_cluster::PeerArgs,
     #[command(flatten)]
     pub group: meshfs_group::GroupArgs,
+    #[command(flatten)]
+    pub retain: super::retain::RetainArgs,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -81,6 +83,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         server = server.with_events(events.clone());
     }
     server = server.with_access(access.clone());
+    // Retention (issue 16); it also measures the disk, which `hello` reports when full.
+    let retention = args
+        .retain
+        .retention(&share, watch.as_ref().map(|_| events.clone()));
+    server = server.with_disk(retention.disk());
     let addr = server.local_addr()?;
 
     let life = crate::signals::Lifetime::new();
@@ -183,6 +190,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         })),
     };
     args.group.start(this, shutdown.clone(), &tracker).await?;
+    // Last, so that `--dry-run` lines follow every address line on stdout.
+    super::retain::start(&retention, shutdown.clone(), &tracker);
 
     life.run_until_signal(args.grace).await;
     tracing::info!("stopped");
