@@ -6,13 +6,11 @@
 //! - [`assignment`]: the client side: given any node URL, follow a master's assignment;
 //! - [`replicate`]: on each worker, pull its peers' changes so the workers converge.
 
-mod args;
 pub mod assignment;
 pub mod master;
 pub mod replicate;
 pub mod workers;
 
-pub use args::{PeerArgs, node_addr};
 pub use assignment::{AssignError, follow};
 pub use master::Master;
 pub use replicate::Replicator;

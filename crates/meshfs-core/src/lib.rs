@@ -10,6 +10,7 @@
 //! - [`events`]: the share's numbered change log (inotify), replay and live subscription;
 //! - [`follow`]: a reconnecting subscription to a remote node's events;
 //! - [`client`]: one connection to a node's file server, and the [`Credentials`] it proves;
+//! - [`secret`]: [`Password`](secret::Password), which never prints itself;
 //! - [`pool`]: the connections to one node, shared by every request a door makes to it;
 //! - [`peers`]: the one table of known nodes, fed by every discovery, with an up/down watch;
 //! - [`retention`]: deleting the oldest complete files before the disk fills, and the disk's state;
@@ -37,6 +38,7 @@ pub mod pool;
 pub mod proto;
 pub mod remote;
 pub mod retention;
+pub mod secret;
 pub mod share;
 pub mod stream;
 mod sys;

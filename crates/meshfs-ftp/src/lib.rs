@@ -11,7 +11,6 @@
 //! port 0 and print the real address, cap the number of sessions, and drain transfers on
 //! shutdown: stop accepting, wait for running transfers within the node's grace period.
 
-mod args;
 mod busy;
 mod relay;
 mod server;
@@ -19,7 +18,6 @@ mod storage;
 pub mod users;
 pub mod write;
 
-pub use args::{FtpArgs, StartError};
 pub use relay::MAX_COMMAND_LINE;
 pub use server::{FtpConfig, FtpServer};
 pub use users::{FtpUser, Users, UsersError, hash_password};

@@ -10,21 +10,26 @@
 //! - [`dnssd`]: DNS-SD `_meshfs._tcp` beside the group (Avahi/Bonjour see us; mDNS-only LANs).
 //! - [`probe`]: one-shot questions to the group (`meshfs peers`, `meshfs offers`).
 //! - [`chat`]: the raw UTF-8 group chat.
-//! - [`args`] / [`password`]: the `meshfs node` flags and where passwords come from.
+//!
+//! The crate takes plain configs; the flags that build them live in the `meshfs` binary.
 
 pub mod announce;
-pub mod args;
 pub mod chat;
 pub mod discovery;
 pub mod dnssd;
 pub mod offers;
-pub mod password;
 pub mod peers;
 pub mod probe;
 pub mod socket;
 
 pub use announce::{Announcement, Ignored};
-pub use args::{GroupAddr, GroupArgs, ThisNode};
 pub use discovery::{Change, Discovery};
 pub use offers::{Offer, Offers};
 pub use peers::{Peer, Peers};
+
+/// The group's address (protocols.md §4).
+pub const GROUP_ADDR: std::net::Ipv4Addr = std::net::Ipv4Addr::new(239, 255, 40, 44);
+/// The announcement port.
+pub const ANNOUNCE_PORT: u16 = 4046;
+/// The chat port.
+pub const CHAT_PORT: u16 = 4045;

@@ -39,17 +39,15 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// First wait after a failed attempt.
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 
-/// Command-line options of a node that joins a directory (flattened into `meshfs node`).
-#[derive(Debug, Clone, clap::Args)]
-pub struct JoinArgs {
-    /// Join the central directory at HOST:PORT (seed 003): register, connect, publish the share.
-    #[arg(long, env = "MESHFS_REGISTRY", value_name = "HOST:PORT")]
-    pub registry: Option<String>,
-    /// User name in the directory (default: the node name).
-    #[arg(long, env = "MESHFS_USER")]
-    pub user: Option<String>,
-    /// Address of the peer GET_FILE listener announced to the directory (port 0: any free port).
-    #[arg(long, default_value = "0.0.0.0:0", env = "MESHFS_PEER_LISTEN")]
+/// How a node joins a directory (`meshfs node --registry`, built by the binary's flags).
+#[derive(Debug, Clone)]
+pub struct JoinConfig {
+    /// The directory, `HOST:PORT`.
+    pub registry: String,
+    /// The node's user name in the directory.
+    pub user: String,
+    /// Address of the peer `GET_FILE` listener announced to the directory (port 0: any free
+    /// port).
     pub peer_listen: String,
 }
 
@@ -86,23 +84,22 @@ impl fmt::Display for Joined {
     }
 }
 
-/// Start the peer listener and the join task on `tracker`, if `args` names a directory.
-/// With `events` (the share's change log), the task keeps the directory up to date as files
-/// come and go. `on_joined` is called once the share is published. Returns the peer
-/// listener's address.
+/// Start the peer listener and the join task on `tracker`. With `events` (the share's change
+/// log), the task keeps the directory up to date as files come and go. `on_joined` is called
+/// once the share is published. Returns the peer listener's address.
 pub async fn start(
-    args: JoinArgs,
-    default_user: &str,
+    config: JoinConfig,
     share: Share,
     events: Option<Events>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     on_joined: impl FnOnce(&Joined) + Send + 'static,
-) -> Result<Option<SocketAddr>, JoinError> {
-    let Some(registry) = args.registry else {
-        return Ok(None);
-    };
-    let user = args.user.unwrap_or_else(|| default_user.to_owned());
+) -> Result<SocketAddr, JoinError> {
+    let JoinConfig {
+        registry,
+        user,
+        peer_listen,
+    } = config;
     if user.is_empty()
         || user.len() > MAX_FIELD
         || user.contains(char::is_whitespace)
@@ -110,14 +107,14 @@ pub async fn start(
     {
         return Err(JoinError::BadUser(user));
     }
-    let peer = PeerServer::bind(&args.peer_listen, share.clone(), PeerConfig::default())
+    let peer = PeerServer::bind(&peer_listen, share.clone(), PeerConfig::default())
         .await
         .map_err(|source| JoinError::Listen {
-            addr: args.peer_listen.clone(),
+            addr: peer_listen.clone(),
             source,
         })?;
     let peer_addr = peer.local_addr().map_err(|source| JoinError::Listen {
-        addr: args.peer_listen.clone(),
+        addr: peer_listen,
         source,
     })?;
     tracker.spawn(peer.run(shutdown.clone(), tracker.clone()));
@@ -132,7 +129,7 @@ pub async fn start(
         unpublishable: Unpublishable::default(),
     };
     tracker.spawn(member.stay_joined(live, shutdown, on_joined));
-    Ok(Some(peer_addr))
+    Ok(peer_addr)
 }
 
 /// What the directory lists for this node: file name → size when published by this run (None

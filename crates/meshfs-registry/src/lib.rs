@@ -29,7 +29,7 @@ pub mod store;
 pub mod wire;
 
 pub use client::{Answer, ClientError, DirectoryClient, Stamp};
-pub use join::{JoinArgs, Joined};
+pub use join::{JoinConfig, Joined};
 pub use postgres::{PostgresConfig, PostgresStore};
 pub use server::{DirectoryServer, ServerConfig};
 pub use sqlite::SqliteStore;

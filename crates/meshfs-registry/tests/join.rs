@@ -10,7 +10,7 @@ use meshfs_core::events::Events;
 use meshfs_registry::client::Answer;
 use meshfs_registry::fetch::get_file;
 use meshfs_registry::{
-    DirectoryClient, DirectoryServer, JoinArgs, Joined, ServerConfig, SqliteStore,
+    DirectoryClient, DirectoryServer, JoinConfig, Joined, ServerConfig, SqliteStore,
 };
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -51,17 +51,16 @@ async fn join(registry: SocketAddr, user: &str, share: Share) -> Node {
 }
 
 async fn join_with(registry: SocketAddr, user: &str, share: Share, events: Option<Events>) -> Node {
-    let args = JoinArgs {
-        registry: Some(registry.to_string()),
-        user: Some(user.to_owned()),
+    let config = JoinConfig {
+        registry: registry.to_string(),
+        user: user.to_owned(),
         peer_listen: "127.0.0.1:0".into(),
     };
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     let (tx, joined) = tokio::sync::oneshot::channel();
     meshfs_registry::join::start(
-        args,
-        "unused",
+        config,
         share,
         events,
         shutdown.clone(),
@@ -71,7 +70,6 @@ async fn join_with(registry: SocketAddr, user: &str, share: Share, events: Optio
         },
     )
     .await
-    .unwrap()
     .expect("a peer listener");
     Node {
         shutdown,

@@ -2,6 +2,7 @@
 //! under `cmd/` and is a thin layer over the library crates.
 
 mod cmd;
+mod password;
 mod signals;
 
 use clap::{Parser, Subcommand};

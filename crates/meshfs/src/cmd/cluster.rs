@@ -1,11 +1,18 @@
 //! `meshfs cluster`: a master that spreads clients over worker nodes round-robin (seed 002).
 //! Prints `meshfs cluster NAME on ADDR` on stdout once the first health check is done.
+//! Also `meshfs node --cluster-peer` ([`PeerArgs`]), which makes a node a worker that keeps in
+//! step with its peers.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use meshfs_cluster::{Master, Workers};
+use meshfs_cluster::{Master, Replicator, Workers};
+use meshfs_core::Share;
+use meshfs_core::events::Events;
+use meshfs_core::remote::{DEFAULT_PORT, RemotePath};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 #[derive(clap::Args)]
 #[command(after_help = "\
@@ -35,7 +42,69 @@ pub struct Args {
 }
 
 fn worker_addr(s: &str) -> anyhow::Result<String> {
-    meshfs_cluster::node_addr(s).map_err(anyhow::Error::msg)
+    node_addr(s).map_err(anyhow::Error::msg)
+}
+
+/// `meshfs node --cluster-peer URL…`, flattened into `meshfs node`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PeerArgs {
+    /// Another worker of the same cluster (repeat for each): files added, replaced or deleted
+    /// there are pulled here (BLAKE3-verified) or deleted here. HOST[:PORT] or meshfs://HOST[:PORT].
+    #[arg(long = "cluster-peer", value_name = "URL")]
+    pub peers: Vec<String>,
+    /// Make this node an archive of its --cluster-peers: new and changed files are copied,
+    /// deletions never are (the archive keeps what the cameras' retention removed; give it
+    /// its own --retain/--keep-free).
+    #[arg(long, requires = "peers")]
+    pub archive: bool,
+}
+
+impl PeerArgs {
+    /// Start following the peers, if any. `events` (the share's own log, when watched)
+    /// announces conflict copies and tells which files are being written here.
+    pub fn start(
+        self,
+        share: &Share,
+        events: Option<Events>,
+        shutdown: CancellationToken,
+        tracker: &TaskTracker,
+    ) -> anyhow::Result<()> {
+        if self.peers.is_empty() {
+            return Ok(());
+        }
+        let peers = self
+            .peers
+            .iter()
+            .map(|p| node_addr(p))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(anyhow::Error::msg)?;
+        let mut replicator = Replicator::new(share.clone()).archive(self.archive);
+        if let Some(events) = events {
+            replicator = replicator.with_events(events);
+        }
+        replicator.start(peers, shutdown, tracker);
+        Ok(())
+    }
+}
+
+/// `host:port` of a node given as `meshfs://HOST[:PORT]`, `HOST:PORT` or `HOST`.
+fn node_addr(s: &str) -> Result<String, String> {
+    if s.starts_with("meshfs://") {
+        let url: RemotePath = s.parse().map_err(|e| format!("{e}"))?;
+        if !url.path.is_empty() {
+            return Err(format!("{s}: a node, not a path inside it"));
+        }
+        return Ok(url.addr);
+    }
+    if s.is_empty() || s.contains(['/', ' ']) {
+        return Err(format!(
+            "{s:?} is not a node address (HOST[:PORT] or meshfs://HOST[:PORT])"
+        ));
+    }
+    Ok(match s.rsplit_once(':') {
+        Some((_, port)) if port.parse::<u16>().is_ok() => s.to_owned(),
+        _ => format!("{s}:{DEFAULT_PORT}"),
+    })
 }
 
 /// How long a stopping master lets its sessions finish.
@@ -73,4 +142,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!(%addr, workers = workers.len(), healthy = workers.healthy().len(), "cluster master ready");
     life.run_until_signal(GRACE).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_addresses() {
+        assert_eq!(node_addr("pi1").unwrap(), "pi1:4044");
+        assert_eq!(node_addr("pi1:4100").unwrap(), "pi1:4100");
+        assert_eq!(node_addr("meshfs://pi1:4100").unwrap(), "pi1:4100");
+        assert_eq!(node_addr("meshfs://pi1/").unwrap(), "pi1:4044");
+        assert!(node_addr("meshfs://pi1/clips").is_err());
+        assert!(node_addr("a b").is_err());
+    }
 }

@@ -8,9 +8,9 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::group::GroupAddr;
 use anyhow::{Context, bail};
 use meshfs_core::Client;
-use meshfs_group::GroupAddr;
 use meshfs_group::chat::{GroupChat, MAX_MESSAGE};
 use meshfs_group::probe::{offer_for, probe};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -206,14 +206,12 @@ async fn fetch(addr: &str, path: &str, dest: &std::path::Path) -> anyhow::Result
     let mut c = Client::connect(addr).await?;
     match c.open(path).await {
         Err(e) if e.remote_code() == Some(Code::Denied) => {
-            let p = match meshfs_group::password::from_env() {
+            let p = match crate::password::from_env()? {
                 Some(p) => p,
-                None if std::io::stdin().is_terminal() => {
-                    meshfs_group::password::prompt("password: ")?
-                }
+                None if std::io::stdin().is_terminal() => crate::password::prompt("password: ")?,
                 None => bail!("{path} is protected: set MESHFS_PASSWORD"),
             };
-            c.auth(&p).await.context("password refused")?;
+            c.auth(p.expose()).await.context("password refused")?;
             c.open(path).await?;
         }
         r => r?,

@@ -35,7 +35,7 @@ pub struct Args {
     #[arg(long)]
     pub group: bool,
     #[command(flatten)]
-    pub group_addr: meshfs_group::args::GroupAddr,
+    pub group_addr: super::group::GroupAddr,
     /// The hub's FIFO, created at start (it must not exist) and removed at exit
     /// [default: /tmp/meshfs-hub-<pid>].
     #[arg(long)]
@@ -103,7 +103,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 /// Join the group chat and link it to the hub: one task sends what FIFO clients say, one hands
 /// the group's messages (shown as `<ip> :> <text>`) to the hub. Our own datagrams come back to
 /// us (multicast loop): the most recent texts we sent are remembered so their echo is dropped.
-fn group_bridge(addr: &meshfs_group::args::GroupAddr) -> anyhow::Result<meshfs_hub::Bridge> {
+fn group_bridge(addr: &super::group::GroupAddr) -> anyhow::Result<meshfs_hub::Bridge> {
     use std::collections::VecDeque;
     use std::sync::{Arc, Mutex};
 

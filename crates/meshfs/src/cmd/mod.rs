@@ -3,8 +3,10 @@
 pub mod cluster;
 pub mod fifo_chat;
 pub mod files;
+pub mod ftp;
 pub mod ftp_passwd;
 pub mod get;
+pub mod group;
 pub mod group_chat;
 pub mod hub;
 pub mod id;

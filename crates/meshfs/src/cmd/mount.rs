@@ -16,10 +16,10 @@ use anyhow::Context;
 use meshfs_core::peers::{Peer, Peers, Source};
 use meshfs_core::{NodeAddr, PoolConfig};
 use meshfs_fuse::{FolderChange, MountOptions, PeerFolders};
-use meshfs_group::args::DnsSdArgs;
 use meshfs_group::discovery::{self, Change, Discovery};
-use meshfs_group::{GroupAddr, dnssd};
+use meshfs_group::dnssd;
 
+use super::group::{DnsSdArgs, GroupAddr};
 use crate::signals::Lifetime;
 
 /// How long discovery may take to stop (a browser says no `bye`: its tasks end at once).

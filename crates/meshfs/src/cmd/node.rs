@@ -43,13 +43,13 @@ pub struct Args {
     #[command(flatten)]
     pub web: super::web::WebArgs,
     #[command(flatten)]
-    pub registry: meshfs_registry::JoinArgs,
+    pub registry: super::registry::JoinArgs,
     #[command(flatten)]
-    pub ftp: meshfs_ftp::FtpArgs,
+    pub ftp: super::ftp::FtpArgs,
     #[command(flatten)]
-    pub cluster: meshfs_cluster::PeerArgs,
+    pub cluster: super::cluster::PeerArgs,
     #[command(flatten)]
-    pub group: meshfs_group::GroupArgs,
+    pub group: super::group::GroupArgs,
     #[command(flatten)]
     pub retain: super::retain::RetainArgs,
 }
@@ -153,25 +153,29 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         println!("ftp {ftp}");
     }
     // Cluster worker (seed 002): pull the peers' changes into this share.
-    args.cluster
-        .start(&share, shutdown.clone(), &tracker)
-        .map_err(anyhow::Error::msg)?;
-    // Central directory (seed 003): GET_FILE listener, then register/connect/publish in the
-    // background; prints a second line once joined.
-    let joined = |j: &meshfs_registry::Joined| println!("meshfs node {j}");
-    meshfs_registry::join::start(
-        args.registry,
-        &name,
-        share.clone(),
-        // Follow the share's events when it is watched.
+    args.cluster.start(
+        &share,
         watch.as_ref().map(|_| events.clone()),
         shutdown.clone(),
-        tracker.clone(),
-        joined,
-    )
-    .await?;
+        &tracker,
+    )?;
+    // Central directory (seed 003): GET_FILE listener, then register/connect/publish in the
+    // background; prints a second line once joined.
+    if let Some(join) = args.registry.config(&name) {
+        let joined = |j: &meshfs_registry::Joined| println!("meshfs node {j}");
+        meshfs_registry::join::start(
+            join,
+            share.clone(),
+            // Follow the share's events when it is watched.
+            watch.as_ref().map(|_| events.clone()),
+            shutdown.clone(),
+            tracker.clone(),
+            joined,
+        )
+        .await?;
+    }
     // LAN discovery and offers (seed 004): multicast announcements, static --peer polls.
-    let this = meshfs_group::ThisNode {
+    let this = super::group::ThisNode {
         name: &name,
         server: addr,
         web: web.as_ref().map(|w| w.addr.port()),

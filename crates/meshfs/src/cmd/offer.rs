@@ -1,6 +1,6 @@
 //! `meshfs offer PATH`: announce a file of the local node to the LAN group.
 
-use meshfs_group::GroupAddr;
+use super::group::GroupAddr;
 use meshfs_group::probe::offer_for;
 
 #[derive(clap::Args)]

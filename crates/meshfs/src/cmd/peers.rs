@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use super::group::GroupAddr;
 use meshfs_core::NodeAddr;
-use meshfs_group::GroupAddr;
 use meshfs_group::probe::{Answers, probe};
 
 #[derive(clap::Args)]
@@ -20,7 +20,7 @@ pub struct PeersArgs {
     #[command(flatten)]
     pub group: GroupAddr,
     #[command(flatten)]
-    pub dnssd: meshfs_group::args::DnsSdArgs,
+    pub dnssd: super::group::DnsSdArgs,
     /// Also ask this node's file server directly (repeatable; HOST[:PORT], port 4044 by
     /// default); unreachable ones are reported on stderr.
     #[arg(long, value_name = "HOST:PORT")]

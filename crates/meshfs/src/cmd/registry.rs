@@ -1,12 +1,13 @@
 //! `meshfs registry`: the central directory server of seed 003 (registry.md). Prints
 //! `s> init server <ip>:<port>` on stdout when ready, which scripts and tests wait for.
+//! Also the flags of a node joining a directory ([`JoinArgs`], flattened into `meshfs node`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use meshfs_registry::{DirectoryServer, ServerConfig, SqliteStore};
+use meshfs_registry::{DirectoryServer, JoinConfig, ServerConfig, SqliteStore};
 
 #[derive(clap::Args)]
 #[command(after_help = "\
@@ -40,6 +41,32 @@ pub struct Args {
     /// On SIGINT/SIGTERM, let operations in flight finish for at most this long.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub grace: Duration,
+}
+
+/// Flags of a node that joins a directory (flattened into `meshfs node`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct JoinArgs {
+    /// Join the central directory at HOST:PORT (seed 003): register, connect, publish the share.
+    #[arg(long, env = "MESHFS_REGISTRY", value_name = "HOST:PORT")]
+    pub registry: Option<String>,
+    /// User name in the directory (default: the node name).
+    #[arg(long, env = "MESHFS_USER")]
+    pub user: Option<String>,
+    /// Address of the peer GET_FILE listener announced to the directory (port 0: any free port).
+    #[arg(long, default_value = "0.0.0.0:0", env = "MESHFS_PEER_LISTEN")]
+    pub peer_listen: String,
+}
+
+impl JoinArgs {
+    /// What the node joins as, if `--registry` names a directory; the user defaults to the
+    /// node's name.
+    pub fn config(self, node_name: &str) -> Option<JoinConfig> {
+        Some(JoinConfig {
+            registry: self.registry?,
+            user: self.user.unwrap_or_else(|| node_name.to_owned()),
+            peer_listen: self.peer_listen,
+        })
+    }
 }
 
 /// `$XDG_STATE_HOME/meshfs`, else `~/.local/state/meshfs`.

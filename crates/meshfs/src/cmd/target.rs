@@ -8,10 +8,10 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use super::group::{DnsSdArgs, GroupAddr};
 use anyhow::Context;
 use meshfs_core::peers::{Peer, Peers, Source};
 use meshfs_core::{NodeAddr, RemotePath};
-use meshfs_group::args::{DnsSdArgs, GroupAddr};
 use meshfs_group::dnssd;
 use meshfs_group::probe::probe;
 

@@ -1,4 +1,5 @@
-//! Command-line options of the FTP door, flattened into `meshfs node`.
+//! The FTP door's flags on `meshfs node` (`--ftp`, `--ftp-users`, `--ftp-passive-ports`), and
+//! starting the door from them with a plain [`FtpConfig`].
 
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
@@ -6,12 +7,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use meshfs_core::Share;
 use meshfs_core::access::Access;
+use meshfs_ftp::{FtpConfig, FtpServer, Users};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-
-use crate::{FtpConfig, FtpServer, Users};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct FtpArgs {
@@ -39,18 +40,6 @@ fn parse_ports(s: &str) -> Result<RangeInclusive<u16>, String> {
     Ok(lo..=hi)
 }
 
-/// Why the FTP door could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("{0}")]
-    Users(#[from] crate::UsersError),
-    #[error("cannot listen for FTP on {addr}: {source}")]
-    Bind {
-        addr: String,
-        source: std::io::Error,
-    },
-}
-
 impl FtpArgs {
     /// Start the FTP server if `--ftp` was given; returns its address.
     pub async fn start(
@@ -60,7 +49,7 @@ impl FtpArgs {
         idle_timeout: Duration,
         shutdown: CancellationToken,
         tracker: &TaskTracker,
-    ) -> Result<Option<SocketAddr>, StartError> {
+    ) -> anyhow::Result<Option<SocketAddr>> {
         let Some(addr) = self.ftp else {
             return Ok(None);
         };
@@ -77,13 +66,10 @@ impl FtpArgs {
         };
         let server = FtpServer::bind(&addr, share.clone(), config)
             .await
-            .map_err(|source| StartError::Bind {
-                addr: addr.clone(),
-                source,
-            })?;
+            .with_context(|| format!("cannot listen for FTP on {addr}"))?;
         let local = server
             .local_addr()
-            .map_err(|source| StartError::Bind { addr, source })?;
+            .with_context(|| format!("cannot listen for FTP on {addr}"))?;
         tracing::info!(addr = %local, "FTP ready");
         tracker.spawn(server.run(shutdown));
         Ok(Some(local))

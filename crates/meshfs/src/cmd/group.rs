@@ -1,29 +1,24 @@
-//! Command-line flags: [`GroupAddr`] (where the group is, shared by `meshfs node`, `peers`,
-//! `offers`, `offer` and `chat`) and [`GroupArgs`] (what `meshfs node` adds: discovery,
-//! static peers, passwords, offers), with the few steps the node runs with them.
+//! The LAN group's flags (seed 004): [`GroupAddr`] (where the group is, shared by `meshfs
+//! node`, `peers`, `offers`, `offer`, `chat`, `hub` and `mount`), [`DnsSdArgs`], and
+//! [`GroupArgs`] (what `meshfs node` adds: discovery, static peers, passwords, offers), with
+//! the steps the node runs with them. meshfs-group itself takes plain configs
+//! (`discovery::Config`, `dnssd::Config`, `socket::Group`).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use meshfs_core::Share;
 use meshfs_core::access::Access;
+use meshfs_group::discovery::{self, Discovery};
+use meshfs_group::socket::Group;
+use meshfs_group::{ANNOUNCE_PORT, CHAT_PORT, GROUP_ADDR, dnssd};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::discovery::{self, Discovery};
-use crate::dnssd;
 use crate::password;
-use crate::peers::DEFAULT_EXPIRY;
-use crate::socket::Group;
-
-/// The group's address (protocols.md §4).
-pub const GROUP_ADDR: Ipv4Addr = Ipv4Addr::new(239, 255, 40, 44);
-/// The announcement port.
-pub const ANNOUNCE_PORT: u16 = 4046;
-/// The chat port.
-pub const CHAT_PORT: u16 = 4045;
 
 /// Where the multicast group is.
 #[derive(clap::Args, Debug, Clone)]
@@ -145,19 +140,8 @@ impl OfferArg {
     }
 }
 
-/// A setup failure of the group side of a node.
-#[derive(Debug, thiserror::Error)]
-pub enum GroupError {
-    #[error("cannot read the password: {0}")]
-    Password(#[source] std::io::Error),
-    #[error("cannot offer {path}: {why}")]
-    Offer { path: String, why: String },
-    #[error("cannot join the multicast group: {0}")]
-    Socket(#[source] std::io::Error),
-}
-
 /// A callback for peers that come up.
-pub type PeerHook = Box<dyn Fn(&crate::Peer) + Send + Sync>;
+pub type PeerHook = Box<dyn Fn(&meshfs_group::Peer) + Send + Sync>;
 
 /// The node discovery runs for.
 pub struct ThisNode<'a> {
@@ -176,29 +160,27 @@ pub struct ThisNode<'a> {
 impl GroupArgs {
     /// The node's [`Access`]: the share password (file, environment or prompt) and the
     /// passwords of offered files. Call before the file server starts.
-    pub fn access(&self) -> Result<Access, GroupError> {
+    pub fn access(&self) -> anyhow::Result<Access> {
         let access = Access::open();
+        let read = "cannot read the password";
         let share_password = if let Some(f) = &self.password_file {
-            Some(password::from_file(f).map_err(GroupError::Password)?)
-        } else if let Some(p) = password::from_env() {
+            Some(password::from_file(f).context(read)?)
+        } else if let Some(p) = password::from_env().context(read)? {
             Some(p)
         } else if self.password {
-            Some(password::prompt("share password: ").map_err(GroupError::Password)?)
+            Some(password::prompt("share password: ").context(read)?)
         } else {
             None
         };
         if let Some(p) = share_password {
-            access.set_share_password(&p);
+            access.set_share_password(p.expose());
         }
         for o in self.offer.iter().map(|o| OfferArg::parse(o)) {
             if let Some(f) = &o.password_file {
-                let p = password::from_file(f).map_err(GroupError::Password)?;
+                let p = password::from_file(f).context(read)?;
                 access
-                    .protect_file(&o.path, &p)
-                    .map_err(|e| GroupError::Offer {
-                        path: o.path.clone(),
-                        why: e.to_string(),
-                    })?;
+                    .protect_file(&o.path, p.expose())
+                    .with_context(|| format!("cannot offer {}", o.path))?;
             }
         }
         Ok(access)
@@ -211,7 +193,7 @@ impl GroupArgs {
         node: ThisNode<'_>,
         shutdown: CancellationToken,
         tracker: &TaskTracker,
-    ) -> Result<Option<Discovery>, GroupError> {
+    ) -> anyhow::Result<Option<Discovery>> {
         let ThisNode {
             name,
             server,
@@ -225,23 +207,15 @@ impl GroupArgs {
             .iter()
             .map(|o| {
                 let o = OfferArg::parse(o);
-                let entry = share.stat(&o.path).map_err(|e| GroupError::Offer {
-                    path: o.path.clone(),
-                    why: e.to_string(),
-                })?;
+                let cannot = || format!("cannot offer {}", o.path);
+                let entry = share.stat(&o.path).with_context(cannot)?;
                 if entry.kind != meshfs_core::Kind::File {
-                    return Err(GroupError::Offer {
-                        path: o.path,
-                        why: "not a regular file".into(),
-                    });
+                    anyhow::bail!("{}: not a regular file", cannot());
                 }
-                let path = Share::normalize(&o.path).map_err(|e| GroupError::Offer {
-                    path: o.path.clone(),
-                    why: e.to_string(),
-                })?;
+                let path = Share::normalize(&o.path).with_context(cannot)?;
                 Ok((path, entry.size))
             })
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<anyhow::Result<Vec<_>>>()?;
         if self.no_discovery && self.peer.is_empty() {
             if self.show_peers {
                 use std::io::Write;
@@ -260,6 +234,7 @@ impl GroupArgs {
             multicast: !self.no_discovery,
             static_peers: self.peer.clone(),
         };
+        let iface = config.group.iface;
         let show = self.show_peers;
         let on_change: Arc<dyn Fn(&discovery::Change) + Send + Sync> =
             Arc::new(move |c: &discovery::Change| {
@@ -284,16 +259,16 @@ impl GroupArgs {
                     ..config
                 };
                 Discovery::start(config, on_change, shutdown.clone(), tracker)
-                    .map_err(GroupError::Socket)?
+                    .context("cannot join the multicast group")?
             }
-            Err(e) => return Err(GroupError::Socket(e)),
+            Err(e) => return Err(e).context("cannot join the multicast group"),
         };
         // DNS-SD after the group: its peers land in the same table. Never fatal, never waited
         // for: mDNS probing takes most of a second and the node is already serving.
         if !self.no_discovery && !self.dnssd.no_dnssd {
             let config = dnssd::Config {
                 port: self.dnssd.dnssd_port,
-                interfaces: dnssd::Interfaces::of(d.config().group.iface),
+                interfaces: dnssd::Interfaces::of(iface),
                 server,
                 web,
             };
@@ -304,10 +279,7 @@ impl GroupArgs {
         for (path, size) in offers {
             d.offer(&path, size, access.is_file_protected(&path))
                 .await
-                .map_err(|e| GroupError::Offer {
-                    path: path.clone(),
-                    why: e.to_string(),
-                })?;
+                .with_context(|| format!("cannot offer {path}"))?;
         }
         Ok(Some(d))
     }
@@ -326,7 +298,7 @@ impl Default for GroupArgs {
             no_discovery: false,
             dnssd: DnsSdArgs::default(),
             peer: Vec::new(),
-            peer_expiry: DEFAULT_EXPIRY,
+            peer_expiry: meshfs_group::peers::DEFAULT_EXPIRY,
             show_peers: false,
             password_file: None,
             password: false,
