@@ -24,7 +24,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::client::{Answer, ClientError, DirectoryClient};
+use crate::client::{Answer, ClientError, DirectoryClient, Stamp};
 use crate::describe::describe;
 use crate::op::{OK, Refusal};
 use crate::peer::{PeerConfig, PeerServer};
@@ -49,6 +49,9 @@ pub struct JoinConfig {
     /// Address of the peer `GET_FILE` listener announced to the directory (port 0: any free
     /// port).
     pub peer_listen: String,
+    /// The date field sent after each operation name (`--date`: the local time), which the
+    /// course's later directories require.
+    pub date: Stamp,
 }
 
 /// Why a node could not start joining.
@@ -99,6 +102,7 @@ pub async fn start(
         registry,
         user,
         peer_listen,
+        date,
     } = config;
     if user.is_empty()
         || user.len() > MAX_FIELD
@@ -118,7 +122,9 @@ pub async fn start(
         source,
     })?;
     tracker.spawn(peer.run(shutdown.clone(), tracker.clone()));
-    let client = DirectoryClient::new(registry).with_timeout(Duration::from_secs(5));
+    let client = DirectoryClient::new(registry)
+        .with_timeout(Duration::from_secs(5))
+        .with_date(date);
     // Subscribe before the first listing of the share, so no change falls in between.
     let live = events.map(|e| e.subscribe(None).live);
     let member = Member {

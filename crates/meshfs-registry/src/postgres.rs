@@ -7,8 +7,8 @@
 //! nothing and is run again, a bounded number of times. Unique constraints back the rules that
 //! matter most: the same name registered on two instances at once gets exactly one
 //! `REGISTER OK` (the other sees the name on its retry). Listings without a date stamp only
-//! read: they run `REPEATABLE READ READ ONLY`, one snapshot for their two queries, and never
-//! make writers retry.
+//! read: each is one statement, which PostgreSQL runs as its own transaction on one snapshot
+//! (one round trip, no `BEGIN`/`COMMIT`), and never makes writers retry.
 //!
 //! Durability, compared with [`crate::sqlite`]: the SQLite store commits the operations that
 //! arrive together in one transaction (`commit.rs`) so they share one fsync. Here each
@@ -228,7 +228,7 @@ impl Drop for PostgresStore {
 enum Mode {
     /// Writes: `SERIALIZABLE`, retried on serialization failures.
     Write,
-    /// Listings without a stamp: one `REPEATABLE READ READ ONLY` snapshot.
+    /// Inspection (`last_date`, `file_info`): one `REPEATABLE READ READ ONLY` snapshot.
     Read,
 }
 
@@ -244,6 +244,10 @@ struct Statements {
     delete: Statement,
     list_users: Statement,
     list_content: Statement,
+    /// `LIST_USERS` without a stamp, checks and listing in one statement.
+    list_users_read: Statement,
+    /// `LIST_CONTENT` without a stamp, checks and listing in one statement.
+    list_content_read: Statement,
 }
 
 impl Statements {
@@ -275,6 +279,23 @@ impl Statements {
             c.prepare("SELECT name, ip, port FROM meshfs_users WHERE connected ORDER BY name"),
             c.prepare("SELECT name FROM meshfs_files WHERE user_id = $1 ORDER BY name"),
         )?;
+        // No row: no such user. A row whose first column is false: not connected.
+        let (list_users_read, list_content_read) = tokio::try_join!(
+            c.prepare(
+                "SELECT me.connected, l.name, l.ip, l.port
+                 FROM (SELECT connected FROM meshfs_users WHERE name = $1) me
+                 LEFT JOIN meshfs_users l ON me.connected AND l.connected
+                 ORDER BY l.name"
+            ),
+            // Then: second column false, no such target; third NULL, nothing to list.
+            c.prepare(
+                "SELECT me.connected, t.id IS NOT NULL, f.name
+                 FROM (SELECT connected FROM meshfs_users WHERE name = $1) me
+                 LEFT JOIN meshfs_users t ON t.name = $2
+                 LEFT JOIN meshfs_files f ON me.connected AND t.connected AND f.user_id = t.id
+                 ORDER BY f.name"
+            ),
+        )?;
         Ok(Statements {
             user,
             register,
@@ -286,6 +307,8 @@ impl Statements {
             delete,
             list_users,
             list_content,
+            list_users_read,
+            list_content_read,
         })
     }
 }
@@ -457,6 +480,38 @@ impl Pool {
         }
     }
 
+    /// Run `op`, one read-only statement, outside any transaction (a statement sees one
+    /// snapshot). Reads change nothing, so one that failed on a connection PostgreSQL had
+    /// closed is tried once more on a new one.
+    async fn read<T, F>(&self, op: F) -> Outcome<T>
+    where
+        F: AsyncFn(&Client, &Statements) -> Result<Result<T, Refusal>, tokio_postgres::Error>,
+    {
+        let limit = self.config.op_timeout;
+        let reading = async {
+            let mut attempt = 1;
+            loop {
+                let mut lease = self.lease().await?;
+                let Conn { client, statements } = lease.conn.as_mut().expect("leased");
+                match op(client, statements).await {
+                    Ok(outcome) => {
+                        lease.clean = true;
+                        return Ok(outcome);
+                    }
+                    Err(e) if attempt < 2 && (e.is_closed() || client.is_closed()) => {
+                        attempt += 1;
+                    }
+                    Err(e) => return Err(PgError::Db(e)),
+                }
+            }
+        };
+        match tokio::time::timeout(limit, reading).await {
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Err(PgError::Timeout(limit).into()),
+        }
+    }
+
     async fn attempt<T, F>(&self, mode: Mode, op: &F) -> Result<Result<T, Refusal>, Failure>
     where
         F: AsyncFn(
@@ -552,6 +607,18 @@ async fn stamp(
     Ok(())
 }
 
+/// A `LIST_USERS` entry from the columns name, ip, port starting at `first`.
+fn connected(row: &tokio_postgres::Row, first: usize) -> ConnectedUser {
+    ConnectedUser {
+        name: row.get(first),
+        ip: row.get::<_, Option<String>>(first + 1).unwrap_or_default(),
+        port: row
+            .get::<_, Option<i32>>(first + 2)
+            .and_then(|p| u16::try_from(p).ok())
+            .unwrap_or_default(),
+    }
+}
+
 /// `?` for the refusal half of an operation's result.
 macro_rules! refuse {
     ($checked:expr) => {
@@ -636,38 +703,51 @@ impl Store for PostgresStore {
     }
 
     fn list_users(&self, user: &str, date: Date) -> Outcome<Vec<ConnectedUser>> {
-        let mode = if date.is_some() {
-            Mode::Write
-        } else {
-            Mode::Read
-        };
-        self.run(mode, async |tx, st| {
+        if date.is_none() {
+            return self.block_on(self.pool.read(async |c, st| {
+                let rows = c.query(&st.list_users_read, &[&user]).await?;
+                let Some(first) = rows.first() else {
+                    return Ok(Err(Refusal::NoSuchUser));
+                };
+                if !first.get::<_, bool>(0) {
+                    return Ok(Err(Refusal::NotConnected));
+                }
+                Ok(Ok(rows.iter().map(|r| connected(r, 1)).collect()))
+            }));
+        }
+        self.run(Mode::Write, async |tx, st| {
             let row = refuse!(connected_user(tx, st, user).await?);
             stamp(tx, st, row.id, date).await?;
             let users = tx
                 .query(&st.list_users, &[])
                 .await?
                 .iter()
-                .map(|r| ConnectedUser {
-                    name: r.get(0),
-                    ip: r.get::<_, Option<String>>(1).unwrap_or_default(),
-                    port: r
-                        .get::<_, Option<i32>>(2)
-                        .and_then(|p| u16::try_from(p).ok())
-                        .unwrap_or_default(),
-                })
+                .map(|r| connected(r, 0))
                 .collect();
             Ok(Ok(users))
         })
     }
 
     fn list_content(&self, user: &str, target: &str, date: Date) -> Outcome<Vec<String>> {
-        let mode = if date.is_some() {
-            Mode::Write
-        } else {
-            Mode::Read
-        };
-        self.run(mode, async |tx, st| {
+        if date.is_none() {
+            return self.block_on(self.pool.read(async |c, st| {
+                let rows = c.query(&st.list_content_read, &[&user, &target]).await?;
+                let Some(first) = rows.first() else {
+                    return Ok(Err(Refusal::NoSuchUser));
+                };
+                if !first.get::<_, bool>(0) {
+                    return Ok(Err(Refusal::NotConnected));
+                }
+                if !first.get::<_, bool>(1) {
+                    return Ok(Err(Refusal::NoSuchTarget));
+                }
+                Ok(Ok(rows
+                    .iter()
+                    .filter_map(|r| r.get::<_, Option<String>>(2))
+                    .collect()))
+            }));
+        }
+        self.run(Mode::Write, async |tx, st| {
             let row = refuse!(connected_user(tx, st, user).await?);
             let Some(target) = user_row(tx, st, target).await? else {
                 return Ok(Err(Refusal::NoSuchTarget));

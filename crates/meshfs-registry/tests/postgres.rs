@@ -81,6 +81,18 @@ fn course_rules(s: &dyn Store) {
     // A disconnected user's files are kept, and hidden.
     assert!(s.list_content("b", "a", None).unwrap().unwrap().is_empty());
     assert_eq!(s.list_users("a", None).unwrap(), Err(Refusal::NotConnected));
+    assert_eq!(
+        s.list_content("a", "b", None).unwrap(),
+        Err(Refusal::NotConnected)
+    );
+    assert_eq!(
+        s.list_users("ghost", None).unwrap(),
+        Err(Refusal::NoSuchUser)
+    );
+    assert_eq!(
+        s.list_content("ghost", "b", None).unwrap(),
+        Err(Refusal::NoSuchUser)
+    );
     assert_eq!(s.connect("a", LOCAL, 3, None).unwrap(), Ok(()));
     assert_eq!(
         s.list_content("b", "a", None).unwrap().unwrap(),

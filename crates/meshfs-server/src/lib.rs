@@ -13,6 +13,7 @@
 //! Shutdown: when the token is cancelled, the accept loop stops and every session closes as soon
 //! as its current request is answered. The caller waits on the [`TaskTracker`] for up to its
 //! grace period.
+#![deny(unsafe_code)]
 
 mod connection;
 mod sendfile;

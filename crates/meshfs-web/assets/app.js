@@ -10,6 +10,7 @@ const state = {
   sort: { key: 'name', dir: 1 },
   filter: '',
   live: false,        // is any node's event feed live?
+  session: null,      // a promise of the last /api/session
 };
 
 // ---- small DOM helpers -------------------------------------------------------------------
@@ -132,8 +133,15 @@ function failure(err) {
 // ---- password login -----------------------------------------------------------------
 
 // The login form shown in place of what a password protects (on this node or, through it, on
-// another node); on success the view reloads.
-function loginForm(route, err) {
+// another node); on success the view reloads. Over plain HTTP there is no form: passwords are
+// taken over HTTPS only, and the page says where to go instead.
+async function loginForm(route, err) {
+  const s = await state.session;
+  if (!sameRoute(route)) return;
+  if (!s.secure) {
+    loginOverHttps(route, err, s);
+    return;
+  }
   const message = el('p', { id: 'login-error', class: 'error', role: 'alert' });
   const password = el('input', {
     id: 'password', type: 'password', autocomplete: 'current-password', required: true,
@@ -170,11 +178,46 @@ function loginForm(route, err) {
   password.focus();
 }
 
-// Is this browser logged in? Shows the Log out button when it is.
-async function loadSession() {
-  let s = { logged_in: false };
-  try { s = await getJson('/api/session'); } catch (_) { /* keep the button hidden */ }
-  document.getElementById('logout').hidden = !s.logged_in;
+// Why a plain HTTP page shows no login form, and the way to the HTTPS one (same address and
+// port) with the node's ID to compare.
+function loginOverHttps(route, err, s) {
+  const https = 'https://' + location.host + location.pathname + location.search + location.hash;
+  const why = s.https
+    ? [
+      'Passwords are taken over HTTPS only: anyone on the network can read plain HTTP. ',
+      el('a', { id: 'https-link', href: https }, 'Log in over HTTPS'),
+      '. Your browser will warn that it does not know the certificate: it is the node\'s own, ' +
+      'made by the node itself. Before going on, check that the node ID below is the one ' +
+      '`meshfs id --node` prints on the node.',
+    ]
+    : [
+      'This node serves its web page without HTTPS (it was started with --no-web-tls), and ' +
+      'passwords are never taken over plain HTTP: use the meshfs commands, or restart the node ' +
+      'without --no-web-tls.',
+    ];
+  show(
+    el('h1', {}, route.node + ':/' + route.path),
+    el('p', { class: 'muted' }, String(err.message || err)),
+    el('p', { id: 'login-https', class: 'notice' }, ...why),
+    s.node_id ? el('p', {}, 'Node ID: ', el('code', { class: 'node-id' }, s.node_id)) : null);
+}
+
+// Is this browser logged in? Shows the Log out button when it is, and this node's ID.
+function loadSession() {
+  state.session = (async () => {
+    let s = { logged_in: false, secure: location.protocol === 'https:', https: false };
+    try { s = await getJson('/api/session'); } catch (_) { /* keep the button hidden */ }
+    document.getElementById('logout').hidden = !s.logged_in;
+    const id = document.getElementById('node-id');
+    id.hidden = !s.node_id;
+    if (s.node_id) {
+      document.getElementById('node-id-value').textContent = s.node_id;
+      id.title = "This node's ID (the hash of its key): compare it with `meshfs id --node` on the node. " +
+        'curl checks it with --pinnedpubkey ' + s.pin;
+    }
+    return s;
+  })();
+  return state.session;
 }
 
 async function logout() {
@@ -196,11 +239,12 @@ function renderNodes() {
       el('td', {}, badge(n.status)),
       el('td', {}, badge(n.events)),
       el('td', {}, n.version || ''),
+      el('td', {}, n.id ? el('code', { class: 'node-id', title: n.id }, n.id.slice(0, 9) + '…') : ''),
       el('td', { class: 'muted' }, n.error || '')));
   show(
     el('h1', {}, 'Nodes'),
     el('table', { id: 'nodes' },
-      el('thead', {}, el('tr', {}, ['Name', 'Address', 'Status', 'Events', 'Version', ''].map((h) => el('th', {}, h)))),
+      el('thead', {}, el('tr', {}, ['Name', 'Address', 'Status', 'Events', 'Version', 'ID', ''].map((h) => el('th', {}, h)))),
       el('tbody', {}, rows)));
 }
 

@@ -3,7 +3,11 @@
 // private multicast group on loopback). Headless Debian chromium driven by playwright-core.
 //
 // Environment (set by the Rust test):
-//   WEB_URL     the node's UI, e.g. http://127.0.0.1:1234/
+//   WEB_URL     the node's UI over HTTPS, e.g. https://127.0.0.1:1234/
+//   HTTP_URL    the same port over plain HTTP, e.g. http://127.0.0.1:1234/
+//   NODE_ID     the node's ID as `meshfs id --node` prints it
+//   SPKI        base64 SHA-256 of the node's public key (the pin): the only key Chromium
+//               accepts without a CA (--ignore-certificate-errors-spki-list)
 //   NODE        the node's name; its share holds notes.txt
 //   PASSWORD    the share password
 //   FILE_PASSWORD  the password of secret.txt, offered behind its own password
@@ -18,6 +22,9 @@ import path from 'node:path';
 import readline from 'node:readline';
 
 const WEB = env('WEB_URL');
+const HTTP = env('HTTP_URL');
+const NODE_ID = env('NODE_ID');
+const SPKI = env('SPKI');
 const NODE = env('NODE');
 const PASSWORD = env('PASSWORD');
 const FILE_PASSWORD = env('FILE_PASSWORD');
@@ -53,7 +60,7 @@ function pythonReceiver() {
   return { child, until };
 }
 
-const { context, close } = await launch();
+const { context, close } = await launch([`--ignore-certificate-errors-spki-list=${SPKI}`]);
 const problems = [];
 let receiver = null;
 let failed = false;
@@ -73,8 +80,22 @@ try {
   });
   fs.mkdirSync(OUT, { recursive: true });
 
-  // 1. The protected node's folder asks for the password.
-  await page.goto(WEB + '#/ls/' + encodeURIComponent(NODE) + '/');
+  // 0. Over plain HTTP: no form, but why, the way to HTTPS and the node's ID.
+  await page.goto(HTTP + '#/ls/' + encodeURIComponent(NODE) + '/');
+  await page.locator('#login-https').waitFor({ timeout: 10000 });
+  check((await page.locator('form#login').count()) === 0, 'plain HTTP: no login form');
+  check((await page.locator('#login-https').textContent()).includes('HTTPS only'), 'plain HTTP: the page says passwords go over HTTPS only');
+  const link = await page.locator('#https-link').getAttribute('href');
+  check(link === WEB + '#/ls/' + encodeURIComponent(NODE) + '/', 'plain HTTP: links to the same page over HTTPS: ' + link);
+  check((await page.locator('#login-https ~ p code').textContent()) === NODE_ID, 'plain HTTP: shows the node ID');
+  await page.screenshot({ path: path.join(OUT, 'http.png') });
+
+  // 1. Over HTTPS (the link above): the header shows the node ID; the protected node's
+  // folder asks for the password.
+  await page.locator('#https-link').click();
+  await page.waitForURL((u) => u.protocol === 'https:', { timeout: 10000 });
+  await page.locator('#node-id-value', { hasText: NODE_ID }).waitFor({ timeout: 10000 });
+  check(await page.locator('#node-id').isVisible(), 'the header shows the node ID');
   await page.locator('form#login').waitFor({ timeout: 10000 });
   check((await page.locator('#rows').count()) === 0, 'protected folder shows the login form, not a listing');
   check(await page.locator('#logout').isHidden(), 'no Log out button before logging in');
@@ -96,6 +117,7 @@ try {
   const cookies = await context.cookies(WEB);
   const session = cookies.find((c) => c.name === 'meshfs_session');
   check(session && session.httpOnly && session.sameSite === 'Strict', 'cookie is HttpOnly, SameSite=Strict');
+  check(session.secure, 'cookie is Secure (never sent over plain HTTP)');
 
   // 4. A file with its own password asks for it on its page, even with the share unlocked.
   await page.goto(WEB + '#/file/' + encodeURIComponent(NODE) + '/secret.txt');

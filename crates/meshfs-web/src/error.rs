@@ -39,13 +39,27 @@ pub enum WebError {
     Internal(String),
     #[error("busy: {0}; try again soon")]
     Busy(&'static str),
+    /// A password sent over plain HTTP (`true`: this port also speaks HTTPS).
+    #[error("{}", https_required(*.0))]
+    HttpsRequired(bool),
+}
+
+/// Why a login over plain HTTP is refused, and where to log in instead.
+fn https_required(offered: bool) -> &'static str {
+    if offered {
+        "passwords are taken over HTTPS only (anyone on the network can read plain HTTP): \
+         open this page as https:// at the same address and port"
+    } else {
+        "passwords are taken over HTTPS only (anyone on the network can read plain HTTP), \
+         and this node serves its web UI without HTTPS (--no-web-tls)"
+    }
 }
 
 impl WebError {
     pub fn status(&self) -> StatusCode {
         match self {
             WebError::NotFound(_) | WebError::IsDir(_) => StatusCode::NOT_FOUND,
-            WebError::Forbidden(_) => StatusCode::FORBIDDEN,
+            WebError::Forbidden(_) | WebError::HttpsRequired(_) => StatusCode::FORBIDDEN,
             WebError::Unauthorized(_) | WebError::WrongPassword => StatusCode::UNAUTHORIZED,
             WebError::LockedOut(_) => StatusCode::TOO_MANY_REQUESTS,
             WebError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,

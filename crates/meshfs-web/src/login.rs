@@ -8,8 +8,12 @@
 //! login answers with a new session token ([`Sessions::login`]).
 //! With `"node"` naming a remote node, the password is proven to that node (`auth` on a new
 //! connection); the session then reaches it through connections that said it.
+//!
+//! Passwords are taken over HTTPS only: over plain HTTP, which anyone on the LAN reads, a
+//! login is refused before its body is read ([`WebError::HttpsRequired`]), and the session
+//! JSON says so (`secure`, `https`), so the page explains where the form is instead of
+//! showing it. Over HTTPS the session cookie is `Secure`.
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use axum::Json;
@@ -25,8 +29,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::WebError;
 use crate::json_body;
+use crate::listener::{Conn, Https};
 use crate::session::clear_cookie;
 use crate::state::{AppState, pool_config};
+use crate::transport::Transport;
 
 #[cfg(doc)]
 use crate::{session::Sessions, throttle::Throttle};
@@ -51,23 +57,40 @@ pub struct SessionJson {
     pub logged_in: bool,
     /// May it list this node's share (false while a share password is not given)?
     pub may_browse: bool,
+    /// This node's ID, as `meshfs id --node` prints it (to compare).
+    pub node_id: Option<String>,
+    /// The same hash in the form `curl --pinnedpubkey` takes (`sha256//BASE64`).
+    pub pin: Option<String>,
+    /// Did this request come over HTTPS? The login form is offered only then.
+    pub secure: bool,
+    /// Does this port speak HTTPS (where a plain HTTP page sends those who would log in)?
+    pub https: bool,
 }
 
-fn session_json(state: &AppState, logged_in: bool, keys: &Keys) -> SessionJson {
+fn session_json(state: &AppState, logged_in: bool, keys: &Keys, via: Transport) -> SessionJson {
     SessionJson {
         protected: state.access.is_protected(),
         logged_in,
         may_browse: state.access.may_browse(keys),
+        node_id: state.node_id.map(|id| id.to_string()),
+        pin: state.node_id.map(|id| id.pinned_pubkey()),
+        secure: via.secure,
+        https: state.https != Https::Off,
     }
 }
 
 /// `GET /api/session`.
-pub async fn session(State(state): State<AppState>, headers: HeaderMap) -> Json<SessionJson> {
+pub async fn session(
+    State(state): State<AppState>,
+    via: Transport,
+    headers: HeaderMap,
+) -> Json<SessionJson> {
     let keys = state.sessions.grant(&headers).keys;
     Json(session_json(
         &state,
         state.sessions.is_live(&headers),
         &keys,
+        via,
     ))
 }
 
@@ -82,11 +105,15 @@ enum Proven {
 /// `POST /api/login` with `{"password": "…"}` (this node) or `{"password": "…", "node": "…"}`.
 pub async fn login(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<Conn>,
+    via: Transport,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, WebError> {
-    let ip = peer.ip();
+    if !via.secure {
+        return Err(WebError::HttpsRequired(state.https != Https::Off));
+    }
+    let ip = peer.addr.ip();
     // Counted from here: a remote node's round trip below cannot be raced by more guesses.
     // Dropped without a verdict (bad request, unreachable node), the attempt is given back.
     let attempt = state
@@ -155,8 +182,8 @@ pub async fn login(
         .ok_or_else(|| WebError::Internal("no randomness for a session token".into()))?;
     attempt.succeeded();
     tracing::info!(%ip, "web login");
-    let mut response = Json(session_json(&state, true, &grant.keys)).into_response();
-    set_cookie(&mut response, &token.cookie());
+    let mut response = Json(session_json(&state, true, &grant.keys, via)).into_response();
+    set_cookie(&mut response, &token.cookie(via.secure));
     Ok(response)
 }
 
@@ -164,12 +191,13 @@ pub async fn login(
 /// other `POST`s, so a foreign page's plain form cannot log a browser out.
 pub async fn logout(
     State(state): State<AppState>,
+    via: Transport,
     headers: HeaderMap,
 ) -> Result<Response, WebError> {
     json_body::require_json(&headers)?;
     state.sessions.end(&headers);
-    let mut response = Json(session_json(&state, false, &Keys::default())).into_response();
-    set_cookie(&mut response, &clear_cookie());
+    let mut response = Json(session_json(&state, false, &Keys::default(), via)).into_response();
+    set_cookie(&mut response, &clear_cookie(via.secure));
     Ok(response)
 }
 

@@ -55,6 +55,9 @@ pub struct NodeInfo {
     pub version: Option<String>,
     /// The last error met talking to the node, for the status column.
     pub error: Option<String>,
+    /// The node's ID (the hash of its key, as `meshfs id --node` prints it) when known: this
+    /// node's own, and another's once a connection to it showed its key.
+    pub id: Option<String>,
 }
 
 /// The set of known nodes. Cheap to clone; every clone sees the same set.
@@ -76,6 +79,7 @@ impl NodeDirectory {
             events: Events::Unknown,
             version: Some(meshfs_core::VERSION.to_owned()),
             error: None,
+            id: None,
         };
         NodeDirectory {
             nodes: Arc::new(RwLock::new(vec![local])),
@@ -107,6 +111,7 @@ impl NodeDirectory {
                 events: Events::Unknown,
                 version: None,
                 error: None,
+                id: None,
             });
         }
         self.bump();

@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use meshfs_core::Share;
+use meshfs_core::tls::{TlsAcceptor, TlsError};
+use meshfs_core::{Identity, NodeId, Share};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -13,10 +14,10 @@ use tokio_util::task::TaskTracker;
 use crate::chat::ChatSetting;
 use crate::error::WebError;
 use crate::feed::{self, EventHub};
+use crate::listener::{self, Conn, Https, WebListener};
 use crate::nodes::NodeDirectory;
 use crate::state::{AppState, Limits};
-use crate::watch;
-use crate::{api, assets, chat, files, json_body, login};
+use crate::{api, assets, chat, files, json_body, login, transport, watch};
 
 /// Every route of the UI (see the crate docs for the API).
 pub fn router(state: AppState) -> Router {
@@ -38,17 +39,34 @@ pub fn router(state: AppState) -> Router {
         .route("/files/{*rest}", get(files::serve))
         .fallback(|| async { WebError::NotFound("no such page".into()) })
         .layer(DefaultBodyLimit::max(json_body::MAX_BODY))
+        // Outermost: plain HTTP's rules apply before anything else sees the request.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            transport::layer,
+        ))
         .with_state(state)
 }
 
 /// A bound, not yet running, web UI.
-#[derive(Debug)]
 pub struct WebServer {
     listener: TcpListener,
     share: Share,
     access: meshfs_core::access::Access,
     nodes: NodeDirectory,
     chat: ChatSetting,
+    /// The node's ID and, unless HTTPS is off, the TLS side made from its certificate.
+    identity: Option<(NodeId, Option<TlsAcceptor>)>,
+    https: Https,
+}
+
+impl std::fmt::Debug for WebServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebServer")
+            .field("listener", &self.listener)
+            .field("id", &self.identity.as_ref().map(|(id, _)| id))
+            .field("https", &self.https)
+            .finish_non_exhaustive()
+    }
 }
 
 impl WebServer {
@@ -64,7 +82,25 @@ impl WebServer {
             access: meshfs_core::access::Access::open(),
             nodes,
             chat: ChatSetting::default(),
+            identity: None,
+            https: Https::Off,
         })
+    }
+
+    /// Serve HTTPS with the node's certificate as `https` says (alone or beside plain
+    /// HTTP), and show the node's ID; without this, plain HTTP only and no ID.
+    pub fn with_identity(
+        mut self,
+        identity: &Identity,
+        https: Https,
+    ) -> Result<WebServer, TlsError> {
+        let acceptor = match https {
+            Https::Off => None,
+            Https::Offer | Https::Only => Some(listener::acceptor(identity)?),
+        };
+        self.identity = Some((identity.id(), acceptor));
+        self.https = https;
+        Ok(self)
     }
 
     /// Protect what these passwords protect: the page asks for them (`/api/login`).
@@ -83,6 +119,11 @@ impl WebServer {
         self.listener.local_addr()
     }
 
+    /// Which protocols it will speak.
+    pub fn https(&self) -> Https {
+        self.https
+    }
+
     /// Serve until `shutdown`; the node watchers run on `tracker`.
     pub async fn run(self, shutdown: CancellationToken, tracker: TaskTracker) {
         let state = AppState {
@@ -96,11 +137,23 @@ impl WebServer {
             sessions: Default::default(),
             throttle: Default::default(),
             chat: self.chat,
+            node_id: self.identity.as_ref().map(|(id, _)| *id),
+            https: self.https,
         };
-        watch::spawn_watchers(state.clone(), tracker);
-        // The client's address is what failed logins are counted by.
-        let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(e) = axum::serve(self.listener, app)
+        watch::spawn_watchers(state.clone(), tracker.clone());
+        let acceptor = self.identity.and_then(|(_, acceptor)| acceptor);
+        let listener = match WebListener::start(self.listener, acceptor, shutdown.clone(), &tracker)
+        {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "web UI not started");
+                return;
+            }
+        };
+        // The client's address is what failed logins are counted by; whether it came over
+        // TLS decides what it may do.
+        let app = router(state).into_make_service_with_connect_info::<Conn>();
+        if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await
         {
@@ -153,6 +206,8 @@ mod tests {
             sessions: Default::default(),
             throttle: Default::default(),
             chat: Default::default(),
+            node_id: None,
+            https: Https::Off,
         };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -68,19 +68,28 @@ impl Token {
             .find_map(|(_, value)| Token::parse(value.trim()))
     }
 
-    /// `Set-Cookie` for this token.
-    pub fn cookie(&self) -> String {
+    /// `Set-Cookie` for this token; `secure` (over HTTPS) adds `Secure`, so the browser
+    /// never sends it over plain HTTP.
+    pub fn cookie(&self, secure: bool) -> String {
         format!(
-            "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+            "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{}",
             self.0,
-            SESSION_TTL.as_secs()
+            SESSION_TTL.as_secs(),
+            secure_attr(secure)
         )
     }
 }
 
 /// `Set-Cookie` that makes the browser forget the session.
-pub fn clear_cookie() -> String {
-    format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0")
+pub fn clear_cookie(secure: bool) -> String {
+    format!(
+        "{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0{}",
+        secure_attr(secure)
+    )
+}
+
+fn secure_attr(secure: bool) -> &'static str {
+    if secure { "; Secure" } else { "" }
 }
 
 /// Most remote nodes one session holds a password for.
@@ -238,9 +247,15 @@ mod tests {
         let b = Token::random().unwrap();
         assert_ne!(a, b);
         assert_eq!(a.0.len(), 64);
-        let cookie = a.cookie();
+        let cookie = a.cookie(false);
         assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
         assert!(cookie.contains("Path=/"));
+        // Over HTTPS the browser is told never to send it in clear.
+        assert!(!cookie.contains("Secure"));
+        assert!(a.cookie(true).ends_with("; Secure"));
+        assert!(
+            clear_cookie(true).ends_with("; Secure") && !clear_cookie(false).contains("Secure")
+        );
         let value = &cookie[..cookie.find(';').unwrap()];
         let h = with_cookie(&format!("other=1; {value}; x=y"));
         assert_eq!(Token::from_headers(&h), Some(a.clone()));
@@ -286,7 +301,7 @@ mod tests {
         assert!(sessions.grant_of(&first, t0).is_none());
 
         let live = sessions.login(&HeaderMap::new(), ip(1), |_| {}).unwrap().0;
-        let h = with_cookie(&live.cookie());
+        let h = with_cookie(&live.cookie(true));
         assert!(sessions.is_live(&h));
         sessions.end(&h);
         assert!(!sessions.is_live(&h));

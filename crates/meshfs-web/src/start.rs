@@ -6,11 +6,12 @@
 use std::net::SocketAddr;
 
 use meshfs_core::access::Access;
-use meshfs_core::{Peers, Share};
+use meshfs_core::{Identity, Peers, Share};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::chat::ChatSetting;
+use crate::listener::Https;
 use crate::nodes::NodeDirectory;
 use crate::server::WebServer;
 
@@ -34,6 +35,11 @@ pub struct WebConfig {
     pub peers: Peers,
     /// The LAN group chat, or why the page shows none.
     pub chat: ChatSetting,
+    /// The node's key and certificate: HTTPS is served with them and the page shows its ID.
+    /// `None`: plain HTTP only, no ID (and so no login form).
+    pub identity: Option<Identity>,
+    /// Which protocols the port speaks when there is an identity.
+    pub https: Https,
 }
 
 /// A running web UI.
@@ -42,6 +48,8 @@ pub struct WebHandle {
     /// Where it listens. (The nodes it shows come from the [`Peers`] it was given: there
     /// is no other way in.)
     pub addr: SocketAddr,
+    /// What it speaks there.
+    pub https: Https,
 }
 
 /// Why the web UI could not start.
@@ -52,6 +60,13 @@ pub struct StartError {
     pub addr: String,
     #[source]
     pub source: std::io::Error,
+}
+
+impl StartError {
+    /// True when the address could not be bound (rather than the TLS side made).
+    pub fn is_bind(&self) -> bool {
+        self.source.kind() != std::io::ErrorKind::InvalidData
+    }
 }
 
 /// Bind the web UI and run it on `tracker` until `shutdown`.
@@ -69,8 +84,14 @@ pub async fn start(
         nodes: others,
         peers,
         chat,
+        identity,
+        https,
     } = config;
     let nodes = NodeDirectory::new(&name, &file_server);
+    if let Some(identity) = &identity {
+        let id = identity.id().to_string();
+        nodes.update(&file_server, |n| n.id = Some(id));
+    }
     for node in &others {
         nodes.add(node);
     }
@@ -79,13 +100,25 @@ pub async fn start(
         addr: addr.clone(),
         source,
     };
-    let server = WebServer::bind(&addr, share, nodes.clone())
+    let mut server = WebServer::bind(&addr, share, nodes.clone())
         .await
         .map_err(error)?
         .with_access(access)
         .with_chat(chat);
+    if let Some(identity) = &identity {
+        server = server
+            .with_identity(identity, https)
+            .map_err(|e| error(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
+    }
     let local = server.local_addr().map_err(error)?;
+    let https = server.https();
     tracker.spawn(server.run(shutdown, tracker.clone()));
-    tracing::info!(addr = %local, "web UI ready");
-    Ok(WebHandle { addr: local })
+    match &identity {
+        Some(identity) => tracing::info!(
+            addr = %local, ?https, id = %identity.id(), pin = %identity.id().pinned_pubkey(),
+            "web UI ready"
+        ),
+        None => tracing::info!(addr = %local, "web UI ready (plain HTTP, no identity)"),
+    }
+    Ok(WebHandle { addr: local, https })
 }

@@ -3,13 +3,14 @@
 
 use std::sync::Arc;
 
-use meshfs_core::{PoolConfig, Pools, Share};
+use meshfs_core::{NodeId, PoolConfig, Pools, Share};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::chat::ChatSetting;
 use crate::error::WebError;
 use crate::feed::EventHub;
+use crate::listener::Https;
 use crate::nodes::{NodeDirectory, NodeInfo};
 use crate::session::{Grant, Sessions};
 use crate::source::Source;
@@ -34,6 +35,10 @@ pub struct AppState {
     pub throttle: Throttle,
     /// The LAN group chat (on when discovery is on).
     pub chat: ChatSetting,
+    /// This node's ID, shown on the page to compare with `meshfs id --node`.
+    pub node_id: Option<NodeId>,
+    /// Which protocols the port speaks (the login form is offered over HTTPS only).
+    pub https: Https,
 }
 
 /// Most file responses streaming at once (each may hold a connection to a remote node).

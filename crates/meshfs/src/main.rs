@@ -1,5 +1,6 @@
 //! `meshfs`: one binary for every role a node plays. Each subcommand lives in its own module
 //! under `cmd/` and is a thin layer over the library crates.
+#![deny(unsafe_code)]
 
 mod cmd;
 mod password;

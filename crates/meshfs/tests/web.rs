@@ -16,7 +16,22 @@ use common::{Proc, named_node, node_addr, pattern, spawn, wait_until};
 struct WebNode {
     proc: Proc,
     addr: String,
+    /// `host:port`, spoken to in plain HTTP.
     web: String,
+    /// The same port as `https://host:port`: [`http`] speaks TLS to it.
+    https: String,
+}
+
+impl WebNode {
+    fn new(proc: Proc, addr: String, web: String) -> WebNode {
+        let https = format!("https://{web}");
+        WebNode {
+            proc,
+            addr,
+            web,
+            https,
+        }
+    }
 }
 
 fn web_node(dir: &Path, name: &str, extra: &[&str]) -> WebNode {
@@ -29,7 +44,7 @@ fn web_node(dir: &Path, name: &str, extra: &[&str]) -> WebNode {
         web.starts_with("127.0.0.1:"),
         "web UI should follow --listen's host: {web}"
     );
-    WebNode { proc, addr, web }
+    WebNode::new(proc, addr, web)
 }
 
 /// The web UI's address, from the line a node prints after its readiness line
@@ -65,7 +80,9 @@ impl Resp {
 }
 
 /// Send one raw request (the target is sent byte for byte, so hostile paths arrive as
-/// written) and read the whole response.
+/// written) and read the whole response. `addr` is `host:port` (plain HTTP) or
+/// `https://host:port` (TLS, accepting the node's key whatever it is: the tests of the key
+/// itself pin it with curl).
 fn http(addr: &str, method: &str, target: &str, headers: &[(&str, &str)]) -> Resp {
     http_body(addr, method, target, headers, b"")
 }
@@ -78,8 +95,7 @@ fn http_body(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Resp {
-    let mut s = TcpStream::connect(addr).expect("connect to the web UI");
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let (addr, mut s) = connect(addr);
     let mut req = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -92,8 +108,32 @@ fn http_body(
     req.extend_from_slice(body);
     s.write_all(&req).unwrap();
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("read the response");
+    match s.read_to_end(&mut raw) {
+        Ok(_) => {}
+        // A TLS peer closing without close_notify, after the whole response.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
+        Err(e) => panic!("read the response: {e}"),
+    }
     parse_response(&raw)
+}
+
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+/// A connection to the web UI at `addr` (see [`http`]), and its `host:port`.
+fn connect(addr: &str) -> (&str, Box<dyn ReadWrite>) {
+    let (host, tls) = match addr.strip_prefix("https://") {
+        Some(host) => (host, true),
+        None => (addr, false),
+    };
+    let tcp = TcpStream::connect(host).expect("connect to the web UI");
+    tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    if !tls {
+        return (host, Box::new(tcp));
+    }
+    let config = meshfs_core::tls::client_config(None, None).unwrap();
+    let conn = rustls::ClientConnection::new(config, meshfs_core::tls::server_name(host)).unwrap();
+    (host, Box::new(rustls::StreamOwned::new(conn, tcp)))
 }
 
 fn parse_response(raw: &[u8]) -> Resp {
@@ -744,7 +784,7 @@ fn logged_web_node(dir: &Path, name: &str, extra: &[&str], log: &Path) -> WebNod
     );
     let addr = node_addr(&proc.next_line(Duration::from_secs(20)));
     let web = web_addr(&proc);
-    WebNode { proc, addr, web }
+    WebNode::new(proc, addr, web)
 }
 
 const JSON: (&str, &str) = ("Content-Type", "application/json");
@@ -781,7 +821,8 @@ fn session_cookie(r: &Resp) -> String {
         "token of 128+ bits: {set}"
     );
     let attrs: Vec<&str> = parts.collect();
-    for want in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+    // Logins are over HTTPS: the browser must never send the cookie in clear.
+    for want in ["HttpOnly", "SameSite=Strict", "Path=/", "Secure"] {
         assert!(attrs.contains(&want), "{want} missing: {set}");
     }
     pair.to_owned()
@@ -825,7 +866,7 @@ fn password_login_with_a_cookie_session() {
         "/api/stat/cam1/clip.mp4",
         "/files/cam1/clip.mp4",
     ] {
-        let r = get(&n.web, target);
+        let r = get(&n.https, target);
         assert_eq!(r.status, 401, "{target}: {}", r.text());
         assert_eq!(r.header("content-type"), Some("application/json"));
         assert!(r.text().contains(r#""login":true"#), "{}", r.text());
@@ -833,26 +874,26 @@ fn password_login_with_a_cookie_session() {
         assert_eq!(r.header("www-authenticate"), Some("Form realm=\"meshfs\""));
     }
     assert_eq!(
-        http(&n.web, "HEAD", "/files/cam1/clip.mp4", &[]).status,
+        http(&n.https, "HEAD", "/files/cam1/clip.mp4", &[]).status,
         401
     );
-    let s = get(&n.web, "/api/session").text();
+    let s = get(&n.https, "/api/session").text();
     assert!(
         s.contains(r#""protected":true"#) && s.contains(r#""logged_in":false"#),
         "{s}"
     );
     // The node list is never protected (it holds no file).
-    assert_eq!(get(&n.web, "/api/nodes").status, 200);
+    assert_eq!(get(&n.https, "/api/nodes").status, 200);
 
     // A wrong password: 401, no cookie.
-    let r = login(&n.web, wrong, None);
+    let r = login(&n.https, wrong, None);
     assert_eq!(r.status, 401);
     assert!(r.text().contains("wrong password"), "{}", r.text());
     assert!(r.header("set-cookie").is_none());
 
     // Bad bodies: not JSON, malformed (not echoed), too large.
     let r = http_body(
-        &n.web,
+        &n.https,
         "POST",
         "/api/login",
         &[("Content-Type", "application/x-www-form-urlencoded")],
@@ -860,7 +901,7 @@ fn password_login_with_a_cookie_session() {
     );
     assert_eq!(r.status, 415, "{}", r.text());
     let r = http_body(
-        &n.web,
+        &n.https,
         "POST",
         "/api/login",
         &[JSON],
@@ -869,43 +910,63 @@ fn password_login_with_a_cookie_session() {
     assert_eq!(r.status, 400);
     assert!(!r.text().contains("12345678"), "{}", r.text());
     let huge = format!(r#"{{"password":"{}"}}"#, "x".repeat(64 << 10));
-    let r = http_body(&n.web, "POST", "/api/login", &[JSON], huge.as_bytes());
+    let r = http_body(&n.https, "POST", "/api/login", &[JSON], huge.as_bytes());
     assert_eq!(r.status, 413, "{}", r.text());
 
-    // The right password: a session cookie that unlocks the share.
+    // Over plain HTTP no password is taken (403, said why), and the page is told so.
     let r = login(&n.web, password, None);
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.text().contains("HTTPS only"), "{}", r.text());
+    assert!(r.header("set-cookie").is_none());
+    let s = get(&n.web, "/api/session").text();
+    assert!(
+        s.contains(r#""secure":false"#) && s.contains(r#""https":true"#),
+        "{s}"
+    );
+    assert!(
+        get(&n.https, "/api/session")
+            .text()
+            .contains(r#""secure":true"#)
+    );
+
+    // The right password: a session cookie that unlocks the share.
+    let r = login(&n.https, password, None);
     assert_eq!(r.status, 200, "{}", r.text());
     let cookie = session_cookie(&r);
+    // The same cookie over plain HTTP is ignored: the request is anonymous.
+    assert_eq!(get_with(&n.web, "/api/ls/cam1/", &cookie).status, 401);
+    let s = get_with(&n.web, "/api/session", &cookie).text();
+    assert!(s.contains(r#""logged_in":false"#), "{s}");
     assert!(r.text().contains(r#""may_browse":true"#), "{}", r.text());
-    let ls = get_with(&n.web, "/api/ls/cam1/", &cookie);
+    let ls = get_with(&n.https, "/api/ls/cam1/", &cookie);
     assert_eq!(ls.status, 200);
     assert!(ls.text().contains(r#""name":"clip.mp4""#));
-    let file = get_with(&n.web, "/files/cam1/clip.mp4", &cookie);
+    let file = get_with(&n.https, "/files/cam1/clip.mp4", &cookie);
     assert_eq!(file.status, 200);
     assert!(file.body == data, "the file's bytes");
     let part = http(
-        &n.web,
+        &n.https,
         "GET",
         "/files/cam1/clip.mp4",
         &[("Cookie", &cookie), ("Range", "bytes=1000-1999")],
     );
     assert_eq!(part.status, 206);
     assert_eq!(part.body, &data[1000..2000]);
-    let s = get_with(&n.web, "/api/session", &cookie).text();
+    let s = get_with(&n.https, "/api/session", &cookie).text();
     assert!(s.contains(r#""logged_in":true"#), "{s}");
     // A made-up token unlocks nothing.
     let forged = format!("meshfs_session={}", "a".repeat(64));
-    assert_eq!(get_with(&n.web, "/api/ls/cam1/", &forged).status, 401);
+    assert_eq!(get_with(&n.https, "/api/ls/cam1/", &forged).status, 401);
 
     // Logout is JSON only (a foreign page's form cannot log the browser out), then ends the
     // session and clears the cookie.
     let form = [("Cookie", cookie.as_str()), ("Content-Type", "text/plain")];
-    let out = http_body(&n.web, "POST", "/api/logout", &form, b"{}");
+    let out = http_body(&n.https, "POST", "/api/logout", &form, b"{}");
     assert_eq!(out.status, 415, "{}", out.text());
     assert!(out.header("set-cookie").is_none());
-    assert_eq!(get_with(&n.web, "/api/ls/cam1/", &cookie).status, 200);
+    assert_eq!(get_with(&n.https, "/api/ls/cam1/", &cookie).status, 200);
     let out = http_body(
-        &n.web,
+        &n.https,
         "POST",
         "/api/logout",
         &[("Cookie", &cookie), JSON],
@@ -918,18 +979,18 @@ fn password_login_with_a_cookie_session() {
         "{:?}",
         out.header("set-cookie")
     );
-    assert_eq!(get_with(&n.web, "/api/ls/cam1/", &cookie).status, 401);
+    assert_eq!(get_with(&n.https, "/api/ls/cam1/", &cookie).status, 401);
     assert_eq!(
-        get_with(&n.web, "/files/cam1/clip.mp4", &cookie).status,
+        get_with(&n.https, "/files/cam1/clip.mp4", &cookie).status,
         401
     );
 
     // Rate limit: after five failures from this address, even the right password is refused.
     for i in 1..=5 {
-        let r = login(&n.web, &format!("{wrong}{i}"), None);
+        let r = login(&n.https, &format!("{wrong}{i}"), None);
         assert_eq!(r.status, 401, "failure {i}");
     }
-    let r = login(&n.web, password, None);
+    let r = login(&n.https, password, None);
     assert_eq!(r.status, 429, "{}", r.text());
     let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry), "{retry}");
@@ -947,6 +1008,179 @@ fn password_login_with_a_cookie_session() {
     }
 }
 
+/// A command run with its user and state folders under `home` (`XDG_CONFIG_HOME`,
+/// `XDG_STATE_HOME`): a key of its own, and pins kept out of the runner's folders (a fresh key
+/// under a name other tests use would otherwise be pinned there, and refused next time).
+fn at_home(home: &Path, args: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(common::bin());
+    cmd.args(args)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_STATE_HOME", home.join("state"));
+    cmd
+}
+
+/// A web node at `home` (see [`at_home`]) serving `dir` as `name`, `extra` flags after it.
+fn web_node_at_home(home: &Path, dir: &Path, name: &str, extra: &[String]) -> WebNode {
+    let mut args = vec!["node", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"];
+    args.extend(["--name", name]);
+    args.extend(extra.iter().map(String::as_str));
+    let proc = common::spawn_piped(at_home(home, &args).stderr(std::process::Stdio::inherit()));
+    let addr = node_addr(&proc.next_line(Duration::from_secs(20)));
+    let web = web_addr(&proc);
+    WebNode::new(proc, addr, web)
+}
+
+/// `meshfs id --node` at `home` (`--curl`: the pin form).
+fn node_id_at_home(home: &Path, curl: bool) -> String {
+    let mut args = vec!["id", "--node"];
+    if curl {
+        args.push("--curl");
+    }
+    let out = at_home(home, &args).output().expect("run meshfs id");
+    common::assert_success(&out);
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// `curl -k --pinnedpubkey PIN URL`, with its output.
+fn curl_pinned(pin: &str, url: &str, extra: &[&str]) -> std::process::Output {
+    std::process::Command::new("curl")
+        .args(["-sS", "-k", "--max-time", "20", "--pinnedpubkey", pin])
+        .args(extra)
+        .arg(url)
+        .output()
+        .expect("run curl")
+}
+
+/// The web UI's HTTPS presents the node's own key: curl pinned to the ID `meshfs id --node`
+/// prints gets through (and the page's session and node list show that ID), curl pinned to
+/// another key is refused; a login over HTTPS sets a `Secure` cookie, one over plain HTTP on
+/// the same port is refused.
+#[test]
+fn https_presents_the_nodes_own_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share");
+    std::fs::create_dir_all(&share).unwrap();
+    std::fs::write(share.join("clip.mp4"), b"clip bytes").unwrap();
+    std::fs::write(tmp.path().join("pw"), "pinned-pass-77\n").unwrap();
+    let home = tmp.path().join("home");
+    let pw = tmp.path().join("pw");
+    let extra = ["--no-discovery", "--password-file", pw.to_str().unwrap()].map(String::from);
+    let n = web_node_at_home(&home, &share, "cam1", &extra);
+    let (id, pin) = (node_id_at_home(&home, false), node_id_at_home(&home, true));
+    assert!(pin.starts_with("sha256//"), "{pin}");
+
+    let out = curl_pinned(&pin, &format!("{}/api/session", n.https), &[]);
+    common::assert_success(&out);
+    let session = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        session.contains(&format!(r#""node_id":"{id}""#))
+            && session.contains(&format!(r#""pin":"{pin}""#)),
+        "{session}"
+    );
+    assert!(session.contains(r#""secure":true"#), "{session}");
+    let nodes = get(&n.https, "/api/nodes").text();
+    assert!(nodes.contains(&format!(r#""id":"{id}""#)), "{nodes}");
+
+    // Another key's pin: curl refuses the connection (CURLE_SSL_PINNEDPUBKEYNOTMATCH).
+    let other = node_id_at_home(&tmp.path().join("other"), true);
+    assert_ne!(other, pin);
+    let out = curl_pinned(&other, &format!("{}/api/session", n.https), &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(90),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty());
+
+    // Login: over HTTPS with a Secure cookie; the same request in clear is refused.
+    let login_args = [
+        "-i",
+        "-H",
+        "Content-Type: application/json",
+        "--data-binary",
+        r#"{"password":"pinned-pass-77"}"#,
+    ];
+    let out = curl_pinned(&pin, &format!("{}/api/login", n.https), &login_args);
+    common::assert_success(&out);
+    let reply = String::from_utf8_lossy(&out.stdout);
+    let set_cookie = reply
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .unwrap_or_else(|| panic!("no Set-Cookie: {reply}"));
+    assert!(set_cookie.trim_end().ends_with("; Secure"), "{set_cookie}");
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "20"])
+        .args(login_args)
+        .arg(format!("http://{}/api/login", n.web))
+        .output()
+        .unwrap();
+    let reply = String::from_utf8_lossy(&out.stdout);
+    assert!(reply.starts_with("HTTP/1.1 403"), "{reply}");
+    assert!(reply.contains("HTTPS only"), "{reply}");
+    assert!(
+        !reply.to_ascii_lowercase().contains("set-cookie"),
+        "{reply}"
+    );
+}
+
+/// `--web-tls`: HTTPS only, announced as `web https://…`; a plain request is redirected to
+/// the same URL over HTTPS. `--no-web-tls`: plain HTTP only, and no login at all.
+#[test]
+fn web_tls_only_and_no_web_tls() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (args, addr) = (
+        [
+            "node",
+            tmp.path().to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        ["--name", "cam1", "--no-discovery"],
+    );
+    let (proc, _) = spawn(&[&args[..], &addr[..], &["--web-tls"]].concat());
+    let line = proc.next_line(Duration::from_secs(10));
+    let web = line
+        .strip_prefix("web https://")
+        .and_then(|s| s.strip_suffix('/'))
+        .unwrap_or_else(|| panic!("unexpected web line {line:?}"))
+        .to_owned();
+    let r = get(&web, "/api/ls/cam1/?x=1");
+    assert_eq!(r.status, 307, "{}", r.text());
+    assert_eq!(
+        r.header("location"),
+        Some(format!("https://{web}/api/ls/cam1/?x=1").as_str())
+    );
+    let r = get(&format!("https://{web}"), "/api/session");
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains(r#""secure":true"#), "{}", r.text());
+    drop(proc);
+
+    let (proc, _) = spawn(&[&args[..], &addr[..], &["--no-web-tls"]].concat());
+    let line = proc.next_line(Duration::from_secs(10));
+    let web = line
+        .strip_prefix("web http://")
+        .and_then(|s| s.strip_suffix('/'))
+        .unwrap_or_else(|| panic!("unexpected web line {line:?}"))
+        .to_owned();
+    let s = get(&web, "/api/session").text();
+    assert!(
+        s.contains(r#""https":false"#) && s.contains(r#""node_id":""#),
+        "{s}"
+    );
+    let r = login(&web, "anything", None);
+    assert_eq!(r.status, 403);
+    assert!(r.text().contains("--no-web-tls"), "{}", r.text());
+    // No TLS spoken there.
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-k", "--max-time", "20"])
+        .arg(format!("https://{web}/"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    drop(proc);
+}
+
 /// An offered file's own password unlocks that file only; the rest of the share is open.
 #[test]
 fn an_offered_files_password_unlocks_only_that_file() {
@@ -961,34 +1195,34 @@ fn an_offered_files_password_unlocks_only_that_file() {
     let log = tmp.path().join("node.log");
     let n = logged_web_node(&share, "cam1", &["--no-discovery", "--offer", &offer], &log);
 
-    assert_eq!(get(&n.web, "/api/ls/cam1/clips").status, 200);
+    assert_eq!(get(&n.https, "/api/ls/cam1/clips").status, 200);
     assert_eq!(
-        get(&n.web, "/files/cam1/clips/open.mp4").text(),
+        get(&n.https, "/files/cam1/clips/open.mp4").text(),
         "an open clip"
     );
     for target in ["/files/cam1/clips/secret.mp4", "/files/cam1/alias.mp4"] {
-        let r = get(&n.web, target);
+        let r = get(&n.https, target);
         assert_eq!(r.status, 401, "{target}");
         assert!(!r.text().contains("the secret clip"));
     }
-    let s = get(&n.web, "/api/session").text();
+    let s = get(&n.https, "/api/session").text();
     assert!(s.contains(r#""may_browse":true"#), "{s}");
 
-    let r = login(&n.web, "file-only-pass", None);
+    let r = login(&n.https, "file-only-pass", None);
     assert_eq!(r.status, 200, "{}", r.text());
     let cookie = session_cookie(&r);
     assert_eq!(
-        get_with(&n.web, "/files/cam1/clips/secret.mp4", &cookie).text(),
+        get_with(&n.https, "/files/cam1/clips/secret.mp4", &cookie).text(),
         "the secret clip"
     );
     assert_eq!(
-        get_with(&n.web, "/files/cam1/alias.mp4", &cookie).status,
+        get_with(&n.https, "/files/cam1/alias.mp4", &cookie).status,
         200
     );
     // A wrong password on a live session leaves the session as it was.
-    assert_eq!(login(&n.web, "nope", Some(&cookie)).status, 401);
+    assert_eq!(login(&n.https, "nope", Some(&cookie)).status, 401);
     assert_eq!(
-        get_with(&n.web, "/files/cam1/clips/secret.mp4", &cookie).status,
+        get_with(&n.https, "/files/cam1/clips/secret.mp4", &cookie).status,
         200
     );
 }
@@ -1015,15 +1249,15 @@ fn a_remote_nodes_password_is_proven_through_this_node() {
     let log = tmp.path().join("a.log");
     let mut a = logged_web_node(&a_dir, "cama", &["--no-discovery", "--node", &b.addr], &log);
     wait_until(Duration::from_secs(10), "node b named camb", || {
-        get(&a.web, "/api/nodes")
+        get(&a.https, "/api/nodes")
             .text()
             .contains(r#""name":"camb""#)
     });
 
-    let r = get(&a.web, "/api/ls/camb/clips");
+    let r = get(&a.https, "/api/ls/camb/clips");
     assert_eq!(r.status, 401, "{}", r.text());
     assert!(r.text().contains(r#""login":true"#), "{}", r.text());
-    assert_eq!(get(&a.web, "/files/camb/clips/clip.mp4").status, 401);
+    assert_eq!(get(&a.https, "/files/camb/clips/clip.mp4").status, 401);
 
     let remote_login = |password: &str, node: &str| {
         let body = format!(
@@ -1031,7 +1265,7 @@ fn a_remote_nodes_password_is_proven_through_this_node() {
             json_string(password),
             json_string(node)
         );
-        http_body(&a.web, "POST", "/api/login", &[JSON], body.as_bytes())
+        http_body(&a.https, "POST", "/api/login", &[JSON], body.as_bytes())
     };
     // A password is one protocol line to the node: no line breaks smuggled in.
     let r = remote_login("x\nstat clips/clip.mp4", "camb");
@@ -1047,14 +1281,14 @@ fn a_remote_nodes_password_is_proven_through_this_node() {
     let r = remote_login(password, "camb");
     assert_eq!(r.status, 200, "{}", r.text());
     let cookie = session_cookie(&r);
-    let ls = get_with(&a.web, "/api/ls/camb/clips", &cookie);
+    let ls = get_with(&a.https, "/api/ls/camb/clips", &cookie);
     assert_eq!(ls.status, 200, "{}", ls.text());
     assert!(ls.text().contains(r#""name":"clip.mp4""#));
-    let file = get_with(&a.web, "/files/camb/clips/clip.mp4", &cookie);
+    let file = get_with(&a.https, "/files/camb/clips/clip.mp4", &cookie);
     assert_eq!(file.status, 200);
     assert!(file.body == data, "the remote file's bytes");
     let part = http(
-        &a.web,
+        &a.https,
         "GET",
         "/files/camb/clips/clip.mp4",
         &[("Cookie", &cookie), ("Range", "bytes=-1000")],
@@ -1062,18 +1296,21 @@ fn a_remote_nodes_password_is_proven_through_this_node() {
     assert_eq!(part.status, 206);
     assert_eq!(part.body, &data[data.len() - 1000..]);
     // Other browsers are not let in by this session's connections.
-    assert_eq!(get(&a.web, "/files/camb/clips/clip.mp4").status, 401);
-    assert_eq!(get(&a.web, "/api/ls/camb/clips").status, 401);
+    assert_eq!(get(&a.https, "/files/camb/clips/clip.mp4").status, 401);
+    assert_eq!(get(&a.https, "/api/ls/camb/clips").status, 401);
 
     let out = http_body(
-        &a.web,
+        &a.https,
         "POST",
         "/api/logout",
         &[("Cookie", &cookie), JSON],
         b"{}",
     );
     assert_eq!(out.status, 200);
-    assert_eq!(get_with(&a.web, "/api/ls/camb/clips", &cookie).status, 401);
+    assert_eq!(
+        get_with(&a.https, "/api/ls/camb/clips", &cookie).status,
+        401
+    );
 
     a.proc.signal(libc::SIGTERM);
     a.proc.wait_exit(Duration::from_secs(20));
@@ -1107,26 +1344,35 @@ fn each_login_mints_a_new_session_token() {
         &log,
     );
 
-    let r = login(&n.web, "pass-for-a", None);
+    let r = login(&n.https, "pass-for-a", None);
     assert_eq!(r.status, 200, "{}", r.text());
     let t1 = session_cookie(&r);
-    assert_eq!(get_with(&n.web, "/files/cam1/a.mp4", &t1).text(), "clip a");
-    assert_eq!(get_with(&n.web, "/files/cam1/b.mp4", &t1).status, 401);
+    assert_eq!(
+        get_with(&n.https, "/files/cam1/a.mp4", &t1).text(),
+        "clip a"
+    );
+    assert_eq!(get_with(&n.https, "/files/cam1/b.mp4", &t1).status, 401);
 
-    let r = login(&n.web, "pass-for-b", Some(&t1));
+    let r = login(&n.https, "pass-for-b", Some(&t1));
     assert_eq!(r.status, 200, "{}", r.text());
     let t2 = session_cookie(&r);
     assert_ne!(t1, t2, "a login must not keep the token it came with");
-    assert_eq!(get_with(&n.web, "/files/cam1/a.mp4", &t2).text(), "clip a");
-    assert_eq!(get_with(&n.web, "/files/cam1/b.mp4", &t2).text(), "clip b");
+    assert_eq!(
+        get_with(&n.https, "/files/cam1/a.mp4", &t2).text(),
+        "clip a"
+    );
+    assert_eq!(
+        get_with(&n.https, "/files/cam1/b.mp4", &t2).text(),
+        "clip b"
+    );
     for target in ["/files/cam1/a.mp4", "/files/cam1/b.mp4"] {
         assert_eq!(
-            get_with(&n.web, target, &t1).status,
+            get_with(&n.https, target, &t1).status,
             401,
             "old token: {target}"
         );
     }
-    let s = get_with(&n.web, "/api/session", &t1).text();
+    let s = get_with(&n.https, "/api/session", &t1).text();
     assert!(s.contains(r#""logged_in":false"#), "{s}");
 }
 
@@ -1203,13 +1449,13 @@ fn concurrent_remote_logins_are_throttled_before_the_node_answers() {
     let node = slow.addr.clone();
     let a = web_node(tmp.path(), "cama", &["--node", &node]);
     wait_until(Duration::from_secs(10), "the remote node listed", || {
-        get(&a.web, "/api/nodes").text().contains(&node)
+        get(&a.https, "/api/nodes").text().contains(&node)
     });
 
     let (tx, rx) = std::sync::mpsc::channel();
     let guessers: Vec<_> = (0..GUESSES)
         .map(|i| {
-            let (web, node, tx) = (a.web.clone(), node.clone(), tx.clone());
+            let (web, node, tx) = (a.https.clone(), node.clone(), tx.clone());
             std::thread::spawn(move || {
                 let body = format!(r#"{{"password":"guess-{i}","node":"{node}"}}"#);
                 let r = http_body(&web, "POST", "/api/login", &[JSON], body.as_bytes());
@@ -1248,7 +1494,7 @@ fn concurrent_remote_logins_are_throttled_before_the_node_answers() {
     assert_eq!(slow.auths(), reached, "no guess got through later");
     // The failures locked the address out.
     let body = format!(r#"{{"password":"one-more","node":"{node}"}}"#);
-    let r = http_body(&a.web, "POST", "/api/login", &[JSON], body.as_bytes());
+    let r = http_body(&a.https, "POST", "/api/login", &[JSON], body.as_bytes());
     assert_eq!(r.status, 429, "{}", r.text());
     assert_eq!(slow.auths(), reached);
 }
@@ -1264,7 +1510,7 @@ fn group_web_node(net: &Group, dir: &Path, name: &str, extra: &[&str]) -> WebNod
     args.extend(extra.iter().map(|s| s.to_string()));
     let (proc, addr) = named_node(dir, name, &args);
     let web = web_addr(&proc);
-    WebNode { proc, addr, web }
+    WebNode::new(proc, addr, web)
 }
 
 /// The chat through the HTTP API: a Python datagram shows up in the SSE feed and in
@@ -1353,8 +1599,11 @@ fn group_chat_over_http_and_sse() {
     assert_eq!(r.status, 404, "{}", r.text());
 }
 
-/// In a real browser: a protected node's page shows the login form, a wrong password is
-/// refused, the right one shows the listing; an offered file's page asks for that file's own
+/// In a real browser: over plain HTTP a protected node's page offers no login form but a
+/// link to the same page over HTTPS and the node's ID; over HTTPS (Chromium trusting exactly
+/// the node's key, `--ignore-certificate-errors-spki-list`) the header shows the ID
+/// `meshfs id --node` prints, the page shows the login form, a wrong password is
+/// refused, the right one shows the listing (the cookie `Secure`); an offered file's page asks for that file's own
 /// password, which unlocks it; the chat panel shows a Python message (its HTML
 /// as text), and a message typed on the page reaches a Python receiver
 /// (`crates/meshfs-web/e2e/login_chat.mjs`).
@@ -1373,19 +1622,23 @@ fn browser_login_and_chat() {
     let pw_file = tmp.path().join("pw");
     let offer = format!("secret.txt:{}", tmp.path().join("file-pw").display());
     let net = Group::new(BLOCK);
-    let n = group_web_node(
-        &net,
-        &share,
-        "camp",
-        &[
+    let home = tmp.path().join("home");
+    let mut args = net.args();
+    args.extend(
+        [
             "--password-file",
             pw_file.to_str().unwrap(),
             "--offer",
             &offer,
-        ],
+        ]
+        .map(String::from),
     );
+    let n = web_node_at_home(&home, &share, "camp", &args);
+    let (node_id, pin) = (node_id_at_home(&home, false), node_id_at_home(&home, true));
+    let spki = pin.strip_prefix("sha256//").unwrap();
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("web-e2e-login-chat");
-    let url = format!("http://{}/", n.web);
+    let url = format!("https://{}/", n.web);
+    let http_url = format!("http://{}/", n.web);
     let chat_port = net.chat.to_string();
     let py = python_dir();
     run_browser_script(
@@ -1394,6 +1647,9 @@ fn browser_login_and_chat() {
         &chromium,
         &[
             ("WEB_URL", url.as_ref()),
+            ("HTTP_URL", http_url.as_ref()),
+            ("NODE_ID", node_id.as_ref()),
+            ("SPKI", spki.as_ref()),
             ("NODE", "camp".as_ref()),
             ("PASSWORD", "browser-pass-42".as_ref()),
             ("FILE_PASSWORD", "file-pass-7".as_ref()),

@@ -25,6 +25,11 @@ pub struct Args {
     /// Node name shown to other nodes (default: the host name).
     #[arg(long, env = "MESHFS_NAME")]
     pub name: Option<String>,
+    /// The node's state folder: its key and certificate (the node ID) live in STATE/identity,
+    /// made on first start, the key mode 600 [default: $XDG_STATE_HOME/meshfs, else
+    /// ~/.local/state/meshfs; `meshfs id --node` prints the ID].
+    #[arg(long, value_name = "DIR", env = "MESHFS_STATE")]
+    pub state: Option<PathBuf>,
     /// Close connections idle for this long (e.g. 10m, 30s).
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     pub idle_timeout: Duration,
@@ -60,6 +65,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let share =
         Share::open(&args.dir).with_context(|| format!("cannot serve {}", args.dir.display()))?;
     let name = args.name.unwrap_or_else(host_name);
+    // Who this node is (issue 15): its key pair and certificate, made once. The web UI's
+    // HTTPS presents it; the node ID is the hash of its public key.
+    let identity_dir = super::id::node_identity_dir(args.state)?;
+    let identity = meshfs_core::Identity::load_or_create(&identity_dir, &name)
+        .context("cannot load the node's identity (--state chooses its folder)")?;
     // Share and offer passwords (seed 004), read before serving: the prompt comes first.
     let access = args.group.access()?;
     raise_fd_limit(args.max_connections as u64 + 256);
@@ -117,6 +127,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             &args.listen,
             super::web::LocalNode {
                 name: &name,
+                identity: &identity,
                 share: &share,
                 access: &access,
                 file_server: addr,
@@ -136,7 +147,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         )
         .await?;
     if let Some(web) = &web {
-        println!("web http://{}/", web.addr);
+        println!("{}", super::web::web_line(web));
     }
     // FTP door (seed 002): its address is printed right after the node's other address lines.
     if let Some(ftp) = args
@@ -181,17 +192,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         web: web.as_ref().map(|w| w.addr.port()),
         share: &share,
         access: &access,
-        // Discovered nodes go into the peer table (until discovery writes into it itself).
-        on_peer_up: Some(Box::new(move |p: &meshfs_group::Peer| {
-            peers.hello(meshfs_core::Peer {
-                name: p.name.clone(),
-                id: p.id.clone(),
-                addr: p.addr,
-                web: p.web,
-                source: meshfs_core::peers::Source::Multicast,
-                last_seen: p.last_seen,
-            });
-        })),
+        peers: &peers,
     };
     args.group.start(this, shutdown.clone(), &tracker).await?;
     // Last, so that `--dry-run` lines follow every address line on stdout.
@@ -212,6 +213,7 @@ fn host_name() -> String {
 }
 
 /// A busy node holds one descriptor per connection: lift the soft limit towards the hard one.
+#[allow(unsafe_code)] // getrlimit/setrlimit, which std does not wrap
 fn raise_fd_limit(want: u64) {
     let mut lim = libc::rlimit {
         rlim_cur: 0,

@@ -55,6 +55,10 @@ pub struct JoinArgs {
     /// Address of the peer GET_FILE listener announced to the directory (port 0: any free port).
     #[arg(long, default_value = "0.0.0.0:0", env = "MESHFS_PEER_LISTEN")]
     pub peer_listen: String,
+    /// Send the local time (DD/MM/YYYY HH:MM:SS) after every operation name, as the
+    /// directories of the course's later version require.
+    #[arg(long, requires = "registry")]
+    pub date: bool,
 }
 
 impl JoinArgs {
@@ -65,6 +69,11 @@ impl JoinArgs {
             registry: self.registry?,
             user: self.user.unwrap_or_else(|| node_name.to_owned()),
             peer_listen: self.peer_listen,
+            date: if self.date {
+                meshfs_registry::Stamp::LocalNow
+            } else {
+                meshfs_registry::Stamp::None
+            },
         })
     }
 }

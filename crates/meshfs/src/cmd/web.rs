@@ -1,7 +1,14 @@
-//! The web UI's flags on `meshfs node` (`--web`, `--no-web`, `--node`) and the glue that
-//! starts it: the address chosen from `--listen`, the node's own file server on loopback,
-//! and the LAN group chat joined here (the web crate is handed a [`ChatRoom`], it knows no
-//! LAN-group code).
+//! The web UI's flags on `meshfs node` (`--web`, `--no-web`, `--node`, `--web-tls`,
+//! `--no-web-tls`) and the glue that starts it: the address chosen from `--listen`, the
+//! node's own file server on loopback, its identity for HTTPS, and the LAN group chat joined
+//! here (the web crate is handed a [`ChatRoom`], it knows no LAN-group code).
+//!
+//! HTTPS by default, beside plain HTTP on the same port: a camera owner's `http://cam1:8044/`
+//! keeps working for what no password protects, while the login form is offered only at
+//! `https://cam1:8044/`, with the node's own certificate (self-signed: the browser warns once;
+//! the page and `meshfs id --node` show the ID to compare, `curl --pinnedpubkey` checks it).
+//! `--web-tls` serves HTTPS only (plain requests are redirected); `--no-web-tls` plain HTTP
+//! only, and so no login at all.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
@@ -12,7 +19,7 @@ use anyhow::anyhow;
 use meshfs_core::{NodeAddr, Share};
 use meshfs_group::chat::{GroupChat, MAX_MESSAGE};
 use meshfs_group::socket::Group;
-use meshfs_web::{ChatRoom, ChatSend, ChatSetting, WebConfig, WebHandle};
+use meshfs_web::{ChatRoom, ChatSend, ChatSetting, Https, WebConfig, WebHandle};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -33,12 +40,23 @@ pub struct WebArgs {
     /// repeatable.
     #[arg(long = "node", value_name = "URL")]
     pub nodes: Vec<NodeAddr>,
+    /// Serve the web UI over HTTPS only, with the node's certificate (plain HTTP requests are
+    /// redirected). By default its port speaks both: HTTPS, where the login form is, and
+    /// plain HTTP for what no password protects.
+    #[arg(long, conflicts_with_all = ["no_web", "no_web_tls"])]
+    pub web_tls: bool,
+    /// Serve the web UI over plain HTTP only. Passwords are never taken over plain HTTP, so
+    /// the page then offers no login: protected files are out of its reach.
+    #[arg(long, conflicts_with = "no_web")]
+    pub no_web_tls: bool,
 }
 
 /// The node a web UI belongs to.
 pub struct LocalNode<'a> {
     /// Its name (the first entry of the node list).
     pub name: &'a str,
+    /// Its key and certificate: the web UI's HTTPS, and the ID the page shows.
+    pub identity: &'a meshfs_core::Identity,
     pub share: &'a Share,
     pub access: &'a meshfs_core::access::Access,
     /// Where its file server listens (as bound).
@@ -51,6 +69,17 @@ pub struct LocalNode<'a> {
 }
 
 impl WebArgs {
+    /// What the web UI's port speaks.
+    pub fn https(&self) -> Https {
+        if self.web_tls {
+            Https::Only
+        } else if self.no_web_tls {
+            Https::Off
+        } else {
+            Https::Offer
+        }
+    }
+
     /// Where to listen, given the file server's requested `--listen`; `None` with `--no-web`.
     pub fn bind_addr(&self, listen: &str) -> Option<String> {
         if self.no_web {
@@ -89,10 +118,12 @@ impl WebArgs {
             nodes: self.nodes.iter().map(NodeAddr::to_string).collect(),
             peers: local.peers.clone(),
             chat: chat_for(local.group, &shutdown, tracker),
+            identity: Some(local.identity.clone()),
+            https: self.https(),
         };
         match meshfs_web::start(config, shutdown, tracker).await {
             Ok(web) => Ok(Some(web)),
-            Err(e) if self.web.is_none() => {
+            Err(e) if self.web.is_none() && e.is_bind() => {
                 tracing::warn!(addr = %e.addr, error = %e.source, "web UI not started: address in use? (--web ADDR or --no-web)");
                 Ok(None)
             }
@@ -159,6 +190,18 @@ async fn receive(chat: Arc<GroupChat>, room: Arc<ChatRoom>, shutdown: Cancellati
             }
         }
     }
+}
+
+/// The line a node prints for its web UI: `web http://ADDR/`, or `web https://ADDR/` when it
+/// speaks HTTPS only. (With both, the plain URL keeps the line scripts know; the page links
+/// to HTTPS.)
+pub fn web_line(web: &WebHandle) -> String {
+    let scheme = if web.https == Https::Only {
+        "https"
+    } else {
+        "http"
+    };
+    format!("web {scheme}://{}/", web.addr)
 }
 
 /// The file server as this process can reach it: `0.0.0.0` and `::` become loopback.
