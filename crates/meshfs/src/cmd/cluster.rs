@@ -38,6 +38,10 @@ pub struct Args {
     /// Close client connections idle for this long.
     #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
     pub idle_timeout: Duration,
+    /// State folder holding the key and certificate the master's TLS presents, as
+    /// `meshfs node --state` [default: $XDG_STATE_HOME/meshfs, else ~/.local/state/meshfs].
+    #[arg(long, value_name = "DIR", env = "MESHFS_STATE")]
+    pub state: Option<std::path::PathBuf>,
 }
 
 /// `meshfs node --cluster-peer URL…`, flattened into `meshfs node`.
@@ -91,6 +95,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     )
     .await
     .with_context(|| format!("cannot listen on {}", args.listen))?;
+    // TLS with this machine's node identity, as `meshfs node` has it (clients speak TLS).
+    let identity = meshfs_core::Identity::load_or_create(
+        &super::id::node_identity_dir(args.state.clone())?,
+        &args.name,
+    )
+    .context("cannot load the node's identity (--state chooses its folder)")?;
+    let tls = meshfs_core::tls::server_config(&identity, meshfs_core::tls::ClientAuth::Offer)?;
+    let master = master.with_tls(tls);
     let addr = master.local_addr()?;
     // First check before announcing readiness, so the first assignments are already right.
     workers

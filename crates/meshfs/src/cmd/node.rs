@@ -57,6 +57,8 @@ pub struct Args {
     pub group: super::group::GroupArgs,
     #[command(flatten)]
     pub retain: super::retain::RetainArgs,
+    #[command(flatten)]
+    pub tls: super::node_tls::TlsArgs,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -93,6 +95,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         server = server.with_events(events.clone());
     }
     server = server.with_access(access.clone());
+    server = server.with_transport(args.tls.transport(&identity)?);
     // Retention (issue 16); it also measures the disk, which `hello` reports when full.
     let retention = args
         .retain
@@ -107,7 +110,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "meshfs node {name} serving {} on {addr}",
         share.root().display()
     );
-    tracing::info!(%name, %addr, dir = %share.root().display(), "node ready");
+    tracing::info!(%name, %addr, dir = %share.root().display(), id = %identity.id(), "node ready");
     if let Some(broker) = args.mqtt {
         if watch.is_some() {
             let bridge = meshfs_mqtt::Bridge::new(broker, name.clone(), events.clone());
