@@ -95,7 +95,7 @@ pub struct GroupArgs {
     /// A node to poll over the file-server protocol, for networks that drop multicast
     /// (repeatable).
     #[arg(long, value_name = "HOST:PORT")]
-    pub peer: Vec<String>,
+    pub peer: Vec<meshfs_core::NodeAddr>,
     /// Forget peers silent for this long.
     #[arg(long, default_value = "90s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub peer_expiry: Duration,
@@ -230,7 +230,7 @@ impl GroupArgs {
             announce_port: self.group.group_port,
             expiry: self.peer_expiry,
             multicast: !self.no_discovery,
-            static_peers: self.peer.clone(),
+            static_peers: self.peer.iter().map(ToString::to_string).collect(),
         };
         let show = self.show_peers;
         let on_change: discovery::OnChange = Arc::new(move |c: &discovery::Change| {
@@ -297,5 +297,26 @@ mod tests {
         let o = OfferArg::parse("clips/a.mp4:/etc/pw");
         assert_eq!(o.path, "clips/a.mp4");
         assert_eq!(o.password_file, Some("/etc/pw".into()));
+    }
+
+    /// `--peer` follows the one set of node address rules.
+    #[test]
+    fn peer_is_a_node_address() {
+        #[derive(clap::Parser)]
+        struct Node {
+            #[command(flatten)]
+            group: GroupArgs,
+        }
+        let parse = |p: &str| {
+            <Node as clap::Parser>::try_parse_from(["node", "--peer", p])
+                .map(|n| n.group.peer[0].to_string())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(parse("cam2").unwrap(), "cam2:4044");
+        assert_eq!(parse("[::1]:4100").unwrap(), "[::1]:4100");
+        for bad in ["cam2:notaport", "meshfs://cam2/clips"] {
+            let e = parse(bad).expect_err(bad);
+            assert!(e.contains("is not a node address"), "{bad}: {e}");
+        }
     }
 }
