@@ -192,7 +192,6 @@ fn first_contact() -> Credentials {
 /// Breaks if: the pin is not checked for `meshfs ls`/`get` (the proxy's key is accepted), the
 /// error stops naming both IDs, or the client sends anything worth having to a wrong key.
 #[test]
-#[ignore = "needs `meshfs node`/`get` over TLS from branch trust (issue 15); passes on main + trust"]
 fn mitm_with_another_key_is_refused_by_pinned_commands() {
     let pw = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(pw.path(), format!("{MARKER}\n")).unwrap();
@@ -243,7 +242,6 @@ fn mitm_with_another_key_is_refused_by_pinned_commands() {
 
 /// Breaks if: `meshfs get` falls back to clear text, or a password crosses the wire.
 #[test]
-#[ignore = "needs `meshfs node`/`get` over TLS from branch trust (issue 15); passes on main + trust"]
 fn passive_capture_of_a_tls_get_holds_no_file_bytes_and_no_password() {
     let pw = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(pw.path(), format!("{MARKER}\n")).unwrap();
@@ -289,7 +287,6 @@ fn passive_capture_of_a_tls_get_holds_no_file_bytes_and_no_password() {
 /// Breaks if: the node stops speaking standard TLS 1.3 that third-party clients accept, or the
 /// node ID stops being the SHA-256 of the served certificate's public key.
 #[test]
-#[ignore = "needs `meshfs node`/`get` over TLS from branch trust (issue 15); passes on main + trust"]
 fn openssl_and_python_speak_tls_to_the_file_server() {
     let lab = Lab::start(&[]);
 
@@ -387,7 +384,6 @@ fn ask_plain(addr: &str, requests: &[&str]) -> Vec<String> {
 /// Breaks if: TLS on the port costs the text protocol its old clients, or `--require-tls`
 /// still serves files in clear.
 #[test]
-#[ignore = "needs `meshfs node`/`get` over TLS from branch trust (issue 15); passes on main + trust"]
 fn clear_text_works_on_the_same_port_unless_require_tls() {
     let lab = Lab::start(&[]);
     // `ls` last: its entries follow its status line (as do `stat`'s fields).
