@@ -5,6 +5,7 @@
 //! - [`master`]: the master's listener (`hello`, `assign`, `help`, `quit`);
 //! - [`assignment`]: the client side: given any node URL, follow a master's assignment;
 //! - [`replicate`]: on each worker, pull its peers' changes so the workers converge.
+#![forbid(unsafe_code)]
 
 pub mod assignment;
 pub mod master;

@@ -12,8 +12,10 @@ use std::time::Duration;
 
 use meshfs_core::accept::{Door, accept_loop};
 use meshfs_core::proto::{MAX_LINE, PROTO_VERSION};
+use meshfs_core::stream::{Stream, accept};
+use meshfs_core::tls::TlsAcceptor;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -29,6 +31,8 @@ pub struct Master {
     name: String,
     workers: Arc<Workers>,
     idle_timeout: Duration,
+    /// TLS beside clear text on the same port (clients speak TLS by default).
+    tls: Option<TlsAcceptor>,
 }
 
 impl Master {
@@ -43,7 +47,14 @@ impl Master {
             name,
             workers,
             idle_timeout,
+            tls: None,
         })
+    }
+
+    /// Speak TLS (with the machine's node certificate) beside clear text.
+    pub fn with_tls(mut self, config: Arc<meshfs_core::tls::ServerConfig>) -> Master {
+        self.tls = Some(TlsAcceptor::from(config));
+        self
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -64,15 +75,19 @@ impl Master {
             max_connections: MAX_CONNECTIONS,
             refusal: b"9 too many connections\n",
         };
-        let (workers, idle) = (self.workers, self.idle_timeout);
-        accept_loop(&self.listener, door, &shutdown, &tracker, |stream, _| {
+        let (workers, idle, tls) = (self.workers, self.idle_timeout, self.tls);
+        accept_loop(&self.listener, door, &shutdown, &tracker, |tcp, _| {
             let workers = workers.clone();
             let hello = hello.clone();
             let shutdown = shutdown.clone();
+            let tls = tls.clone();
             async move {
                 tokio::select! {
                     _ = shutdown.cancelled() => {}
-                    r = session(stream, &workers, &hello, idle) => {
+                    r = async {
+                        let stream = accept(tcp, tls.as_ref(), idle).await?;
+                        session(stream, &workers, &hello, idle).await
+                    } => {
                         if let Err(e) = r {
                             tracing::debug!(error = %e, "master session ended");
                         }
@@ -85,13 +100,8 @@ impl Master {
 }
 
 /// Serve one connection.
-async fn session(
-    stream: TcpStream,
-    workers: &Workers,
-    hello: &str,
-    idle: Duration,
-) -> io::Result<()> {
-    let (read, mut write) = stream.into_split();
+async fn session(stream: Stream, workers: &Workers, hello: &str, idle: Duration) -> io::Result<()> {
+    let (read, mut write) = tokio::io::split(stream);
     let mut read = BufReader::new(read);
     let mut line = Vec::new();
     loop {

@@ -1,4 +1,9 @@
 //! The master's workers: round-robin over the healthy ones, health checked with `hello`.
+//!
+//! A fixed list, not fed by the core's `Peers` table of discovered nodes: which nodes serve a
+//! cluster is configuration (`--worker`), not discovery. A node that appears on the LAN has not
+//! agreed to take a cluster's clients, nor does it hold the cluster's files; and the
+//! round-robin cursor is an index into this list, which must not shift as nodes come and go.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};

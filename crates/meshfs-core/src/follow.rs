@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::client::{Client, ClientError, Credentials, NodeInfo, Subscription};
 use crate::events::{Event, StreamLine};
+use crate::identity::NodeId;
 
 /// What the follower has to say.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +34,8 @@ pub struct Follower {
     reported_down: Option<Outage>,
     /// The `hello` answer of the latest connection attempt (`None` when it failed before).
     hello: Option<NodeInfo>,
+    /// The node's ID as its TLS handshake showed it, on the latest connection.
+    peer_id: Option<NodeId>,
 }
 
 /// Why the link is down.
@@ -58,6 +61,7 @@ impl Follower {
             backoff: MIN_BACKOFF,
             reported_down: None,
             hello: None,
+            peer_id: None,
         }
     }
 
@@ -80,10 +84,17 @@ impl Follower {
         self.hello.as_ref()
     }
 
+    /// The node's ID (its key, checked against the pins when connecting) as of the latest
+    /// connection that got as far as `hello`; `None` in clear text (web UI: the node list).
+    pub fn peer_id(&self) -> Option<NodeId> {
+        self.peer_id
+    }
+
     async fn connect(&mut self) -> Result<String, ClientError> {
         self.hello = None;
         let mut client = Client::connect_with(&self.addr, &self.credentials).await?;
         let info = client.hello().await?;
+        self.peer_id = client.peer_id();
         let name = info.name.clone();
         // Ask for reasons (`deleted:retention`) from nodes that give them.
         let reasons = info.reasons;

@@ -22,6 +22,7 @@
 //! - [`pake`]: a password proof (SPAKE2) bound to the TLS session, so no password is sent;
 //! - [`stream`]: a connection in clear or in TLS behind one reader/writer;
 //! - [`trust`]: a client process's policy (TLS with pins, or `--plaintext`).
+#![deny(unsafe_code)]
 
 pub mod accept;
 pub mod access;

@@ -25,6 +25,8 @@
 //! metadata calls) or on a blocking thread (listings, hashing).
 
 mod resolve;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::ffi::OsStr;
 use std::fs::{self, File, Metadata};

@@ -140,6 +140,39 @@ pub async fn opens_with_tls(tcp: &TcpStream) -> io::Result<bool> {
     Ok(n == 1 && tls::looks_like_tls(first[0]))
 }
 
+/// Longest TLS handshake once its first byte arrived.
+pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A server's side of a new connection on a port that speaks both ways: inside TLS when the
+/// client opens with a handshake and `tls` is given, else in clear. The first byte must come
+/// within `first_byte` (the door's idle timeout), the handshake within [`HANDSHAKE_TIMEOUT`]; a
+/// client the TLS configuration refuses (mutual TLS, `--allow`) ends here with an error.
+pub async fn accept(
+    tcp: TcpStream,
+    tls: Option<&tls::TlsAcceptor>,
+    first_byte: std::time::Duration,
+) -> io::Result<Stream> {
+    let Some(acceptor) = tls else {
+        return Ok(Stream::Plain(tcp));
+    };
+    match tokio::time::timeout(first_byte, opens_with_tls(&tcp)).await {
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "idle before the first byte",
+        )),
+        Ok(Err(e)) => Err(e),
+        Ok(Ok(false)) => Ok(Stream::Plain(tcp)),
+        Ok(Ok(true)) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+            Ok(Ok(s)) => Ok(Stream::TlsServer(Box::new(s))),
+            Ok(Err(e)) => {
+                tracing::info!(error = %e, "TLS handshake refused");
+                Err(e)
+            }
+            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "TLS handshake")),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@
 //!
 //! This is the only module of `meshfs-core` with `unsafe` code: everything above it
 //! ([`crate::dir`], the share's resolver) works with owned descriptors and checked names only.
+#![allow(unsafe_code)] // the crate's system calls std does not wrap; each call has a SAFETY comment
 
 use std::ffi::{CStr, CString, OsStr};
 use std::io;

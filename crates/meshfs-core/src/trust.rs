@@ -8,9 +8,16 @@
 //! key. Keys admitted this way are remembered per address for the life of the process, so
 //! later connections (a pool's, a download's second one) are checked in the handshake and skip
 //! the `hello`.
+//!
+//! The binary installs its command's policy once as the process default
+//! ([`Trust::install_process_default`]); [`Credentials`](crate::client::Credentials) made
+//! without an explicit `Trust` take it, so every door's client side (pools, followers,
+//! downloads, the web UI's remote nodes, the mount, cluster replication) speaks TLS without
+//! threading the policy through each library. Libraries and tests that install nothing stay in
+//! clear, as meshfs was before TLS.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rustls::ClientConfig;
 use tokio::net::TcpStream;
@@ -19,6 +26,9 @@ use crate::identity::{self, Identity, IdentityError, NodeId};
 use crate::known_nodes::{KnownNodes, KnownNodesError, Seen};
 use crate::stream::Stream;
 use crate::tls::{self, TlsError};
+
+/// The policy installed by the binary for this process.
+static PROCESS_DEFAULT: OnceLock<Trust> = OnceLock::new();
 
 /// Most addresses remembered (a process talking to more nodes forgets and asks `hello` again).
 const MAX_SEEN: usize = 4096;
@@ -71,14 +81,23 @@ impl PartialEq for Trust {
 impl Eq for Trust {}
 
 impl Default for Trust {
-    /// Clear text, as meshfs spoke before TLS: libraries and tests that are given no policy
-    /// keep working; the binary always gives one.
+    /// The process default ([`Trust::install_process_default`]), else clear text, as meshfs
+    /// spoke before TLS: libraries and tests given no policy keep working.
     fn default() -> Trust {
-        Trust::plaintext()
+        PROCESS_DEFAULT
+            .get()
+            .cloned()
+            .unwrap_or_else(Trust::plaintext)
     }
 }
 
 impl Trust {
+    /// Make `trust` what every connection of this process uses unless given another (once;
+    /// later calls are ignored and return false).
+    pub fn install_process_default(trust: Trust) -> bool {
+        PROCESS_DEFAULT.set(trust).is_ok()
+    }
+
     /// Speak the text protocol in clear (`--plaintext`, for nodes older than TLS).
     pub fn plaintext() -> Trust {
         Trust::build(true, None, KnownNodes::in_memory())

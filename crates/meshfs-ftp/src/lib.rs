@@ -13,6 +13,7 @@
 //! We accept connections ourselves (rather than `Server::listen`) so that the node can bind
 //! port 0 and print the real address, cap the number of sessions, and drain transfers on
 //! shutdown: stop accepting, wait for running transfers within the node's grace period.
+#![forbid(unsafe_code)]
 
 mod busy;
 mod relay;

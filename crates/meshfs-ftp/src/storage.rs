@@ -364,29 +364,9 @@ mod tests {
     //! a protected folder), before the request and between the share's resolve and the read.
 
     use super::*;
+    use meshfs_core::share::testing::{fixture, swap_pub};
     use std::os::unix::fs::symlink;
     use tokio::io::AsyncReadExt;
-
-    fn fixture() -> (tempfile::TempDir, PathBuf) {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("share");
-        for (folder, text) in [
-            (root.join("pub"), "public"),
-            (root.join("priv"), "secret"),
-            (dir.path().join("outside"), "escape"),
-        ] {
-            std::fs::create_dir_all(&folder).unwrap();
-            std::fs::write(folder.join("clip.mp4"), text).unwrap();
-        }
-        (dir, root)
-    }
-
-    fn swap_pub(root: &Path, target: &Path) {
-        if !root.join("pub").is_symlink() {
-            std::fs::rename(root.join("pub"), root.join("pub.old")).unwrap();
-            symlink(target, root.join("pub")).unwrap();
-        }
-    }
 
     fn storage(share: &Share) -> ShareStorage {
         let access = Access::open();

@@ -16,6 +16,7 @@
 //! Mounting uses fuser's pure-Rust mount (no libfuse at build time): as root it calls
 //! `mount(2)` itself, otherwise it needs `fusermount3` (Debian `fuse3`). To unmount from outside:
 //! `fusermount3 -u DIR` (the `meshfs mount` process then exits 0).
+#![deny(unsafe_code)]
 
 pub mod cache;
 pub mod error;
@@ -227,6 +228,7 @@ impl Drop for Mount {
 }
 
 /// `fusermount3 -u -z DIR`, or `umount2(MNT_DETACH)` where fusermount3 is missing.
+#[allow(unsafe_code)] // umount2(2), which std does not wrap
 fn lazy_unmount(dir: &Path) -> std::io::Result<()> {
     match std::process::Command::new("fusermount3")
         .arg("-u")

@@ -1,13 +1,14 @@
 //! The announcer/listener a node runs: says `hello` at start, every interval and by unicast to
 //! every node heard for the first time, `offer`s its offered files, says `bye` on shutdown,
-//! and keeps [`Peers`] and [`Offers`] from what it hears. Static `--peer`s (networks that drop
-//! multicast) are polled with the file-server `hello` instead.
+//! and keeps [`Offers`] and the caller's [`Peers`] (the core's one table of nodes, which the
+//! web UI, the mount and name lookups read) from what it hears. Static `--peer`s (networks
+//! that drop multicast) are polled with the file-server `hello` instead.
 //!
 //! Everything observable goes through one [`Change`] callback (the node prints them with
 //! `--show-peers`), so scripts and tests watch discovery without a side channel. Several tasks
-//! change the tables (multicast, DNS-SD, polls, expiry): the callback runs under the state
-//! lock, so changes reach it in the order they were made (never a `PeerDown` before the
-//! `PeerUp` it follows).
+//! change the tables (multicast, DNS-SD, polls, expiry): each change of the table is made, and
+//! its callback run, under discovery's state lock, so changes reach it in the order they were
+//! made (never a `PeerDown` before the `PeerUp` it follows).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -15,13 +16,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use meshfs_core::Client;
+use meshfs_core::peers::{Peer, Peers, Seen, Source};
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::announce::{Announcement, Ignored, MAX_DATAGRAM, random_id};
 use crate::offers::{Offer, Offers};
-use crate::peers::{Peer, Peers, Seen};
 use crate::socket::{self, Group};
 
 /// Longest interval between two hellos (protocols.md §4).
@@ -120,7 +121,6 @@ pub type OnChange = Arc<dyn Fn(&Change) + Send + Sync>;
 
 #[derive(Default)]
 struct State {
-    peers: Peers,
     offers: Offers,
     /// Our own offers, re-announced with every hello.
     own: Vec<Announcement>,
@@ -151,6 +151,8 @@ pub struct Discovery {
 struct Inner {
     config: Config,
     id: String,
+    /// The table discovery feeds, changed only with `state` locked (see the module doc).
+    peers: Peers,
     state: Mutex<State>,
     on_change: OnChange,
     /// `None` without multicast.
@@ -164,9 +166,11 @@ pub struct TooLong(pub String);
 
 impl Discovery {
     /// Bind the sockets and start the tasks on `tracker`; they stop on `shutdown` (saying
-    /// `bye` first).
+    /// `bye` first). What is heard goes into `peers`; discovery expires the entries there
+    /// after `config.expiry`, whoever added them.
     pub fn start(
         config: Config,
+        peers: Peers,
         on_change: OnChange,
         shutdown: CancellationToken,
         tracker: &TaskTracker,
@@ -183,6 +187,7 @@ impl Discovery {
             inner: Arc::new(Inner {
                 config,
                 id: random_id(),
+                peers,
                 state: Mutex::new(State::default()),
                 on_change,
                 sender,
@@ -251,9 +256,9 @@ impl Discovery {
         }
     }
 
-    /// Peers known now, sorted by name.
-    pub fn peers(&self) -> Vec<Peer> {
-        self.state().peers.list()
+    /// The table discovery feeds.
+    pub fn peers(&self) -> &Peers {
+        &self.inner.peers
     }
 
     /// The offers index.
@@ -277,7 +282,7 @@ impl Discovery {
 
     /// The peer known under `name`, if any.
     pub(crate) fn peer(&self, name: &str) -> Option<Peer> {
-        self.state().peers.get(name).cloned()
+        self.inner.peers.find(name)
     }
 
     /// A sign of life of `peer`, however it was heard (`how`, for the log): one table, so a
@@ -294,10 +299,9 @@ impl Discovery {
     /// peer was refreshed or added.
     pub(crate) fn answered(&self, peer: Peer, how: &str) -> bool {
         let mut st = self.state();
-        if st.peers.get(&peer.name).is_some() {
-            let fresh = st
-                .peers
-                .touch(&peer.name, &peer.id, peer.addr, peer.last_seen);
+        let peers = &self.inner.peers;
+        if peers.find(&peer.name).is_some() {
+            let fresh = peers.touch(&peer.name, &peer.id, peer.addr, peer.last_seen);
             if !fresh {
                 tracing::debug!(peer = %peer.name, how, "answer for an earlier process: ignored");
             }
@@ -307,9 +311,10 @@ impl Discovery {
         }
     }
 
-    /// [`Discovery::heard`] with the state locked: `on_change` runs before it is released.
-    fn heard_locked(&self, st: &mut State, peer: Peer, how: &str) -> Seen {
-        let seen = st.peers.hello(peer.clone());
+    /// [`Discovery::heard`] with the state locked (`_locked` proves it): the table changes,
+    /// and `on_change` runs, before it is released.
+    fn heard_locked(&self, _locked: &mut State, peer: Peer, how: &str) -> Seen {
+        let seen = self.inner.peers.hello(peer.clone());
         match seen {
             Seen::New => {
                 tracing::info!(peer = %peer.name, addr = %peer.addr, how, "peer up");
@@ -325,7 +330,7 @@ impl Discovery {
     /// (already gone, or another process by now).
     pub(crate) fn gone(&self, name: &str, id: &str, why: &'static str) -> bool {
         let mut st = self.state();
-        let gone = st.peers.bye(name, id).is_some();
+        let gone = self.inner.peers.bye(name, id).is_some();
         if gone {
             st.offers.drop_node(name);
             tracing::info!(peer = %name, why, "peer down");
@@ -413,7 +418,7 @@ impl Discovery {
             }
             let mut st = self.state();
             let now = Instant::now();
-            let gone = st.peers.expire(now, self.inner.config.expiry);
+            let gone = self.inner.peers.expire(now, self.inner.config.expiry);
             for p in &gone {
                 st.offers.drop_node(&p.name);
             }
@@ -488,6 +493,7 @@ impl Discovery {
                     id,
                     addr: SocketAddr::new(from.ip(), port),
                     web,
+                    source: Source::Multicast,
                     last_seen: Instant::now(),
                 };
                 if self.heard(peer, "multicast") == Seen::New && multicast {
@@ -539,21 +545,17 @@ impl Discovery {
             }
             match tokio::time::timeout(POLL_TIMEOUT, poll_hello(&target)).await {
                 Ok(Ok((name, addr))) => {
-                    let peer = {
-                        let st = self.state();
-                        // Keep the id of a peer also heard by multicast, so it is not "new".
-                        let id = st
-                            .peers
-                            .get(&name)
-                            .filter(|p| p.addr == addr)
-                            .map_or_else(|| format!("static:{addr}"), |p| p.id.clone());
-                        Peer {
-                            name,
-                            id,
-                            addr,
-                            web: None,
-                            last_seen: Instant::now(),
-                        }
+                    // Keep the id of a peer also heard by multicast, so it is not "new".
+                    let id = (self.inner.peers.find(&name))
+                        .filter(|p| p.addr == addr)
+                        .map_or_else(|| format!("static:{addr}"), |p| p.id);
+                    let peer = Peer {
+                        name,
+                        id,
+                        addr,
+                        web: None,
+                        source: Source::Static,
+                        last_seen: Instant::now(),
                     };
                     self.heard(peer, "static peer");
                 }
@@ -626,7 +628,8 @@ mod tests {
             static_peers: Vec::new(),
         };
         let (stop, tracker) = (CancellationToken::new(), TaskTracker::new());
-        let d = Discovery::start(config, on_change, stop.clone(), &tracker).unwrap();
+        let d =
+            Discovery::start(config, Peers::default(), on_change, stop.clone(), &tracker).unwrap();
         me.set(d.clone()).ok().unwrap();
         (d, seen, stop, tracker)
     }
@@ -637,8 +640,46 @@ mod tests {
             id: id.into(),
             addr: addr.parse().unwrap(),
             web: None,
+            source: Source::Multicast,
             last_seen: Instant::now(),
         }
+    }
+
+    /// What discovery hears goes into the caller's table (no copy of its own), tagged with how
+    /// it was heard; a bye and expiry are that table's `Down`s.
+    #[tokio::test]
+    async fn discovery_writes_the_callers_table() {
+        use meshfs_core::peers::{Gone, PeerEvent};
+        let (d, _seen, stop, tracker) = recording();
+        let mut watch = d.peers().clone().watch();
+        let next = async |w: &mut meshfs_core::peers::PeerWatch| {
+            tokio::time::timeout(Duration::from_secs(5), w.next())
+                .await
+                .expect("a change")
+        };
+        d.heard(peer("1", "127.0.0.1:4044"), "test");
+        match next(&mut watch).await {
+            PeerEvent::Up(p) => assert_eq!((p.name.as_str(), p.source), ("a", Source::Multicast)),
+            e => panic!("{e:?}"),
+        }
+        // A late static poll answer keeps how it was first heard.
+        assert!(d.answered(
+            Peer {
+                source: Source::Static,
+                ..peer("1", "127.0.0.1:4044")
+            },
+            "test"
+        ));
+        assert_eq!(d.peers().find("a").unwrap().source, Source::Multicast);
+        assert!(d.gone("a", "1", "bye"));
+        assert!(matches!(
+            next(&mut watch).await,
+            PeerEvent::Down { why: Gone::Bye, .. }
+        ));
+        assert!(d.peers().is_empty());
+        stop.cancel();
+        tracker.close();
+        tracker.wait().await;
     }
 
     #[tokio::test]

@@ -4,8 +4,9 @@
 //! but pass mDNS (many home routers and APs special-case 224.0.0.251:5353).
 //!
 //! mdns-sd runs its own thread; this module feeds what it resolves into the same [`Discovery`]
-//! (one [`Peers`](crate::Peers) table, one `PeerUp`, one `--show-peers` line), so a node heard
-//! both ways is one peer: the TXT record carries the process id of our multicast hellos.
+//! (one [`Peers`](meshfs_core::Peers) table, one `PeerUp`, one `--show-peers` line), so a
+//! node heard both ways is one peer: the TXT record carries the process id of our multicast
+//! hellos.
 //!
 //! Liveness: a DNS-SD goodbye removes the peer at once (`peer down NAME bye`). mDNS caches keep
 //! a silently dead service for its TTL (75 min for PTR records), so a peer known only through
@@ -21,12 +22,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mdns_sd::{DaemonEvent, IfKind, ResolvedService, ServiceDaemon, ServiceEvent, ServiceInfo};
+use meshfs_core::peers::{MAX_PEERS, Peer, Source};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::announce::valid_name;
 use crate::discovery::{Discovery, POLL_TIMEOUT, poll_hello};
-use crate::peers::{MAX_PEERS, Peer};
 
 /// Our service type.
 pub const SERVICE_TYPE: &str = "_meshfs._tcp.local.";
@@ -217,6 +218,7 @@ fn peer_of(s: &ResolvedService, known: Option<&Peer>) -> Result<Peer, &'static s
         id,
         addr,
         web,
+        source: Source::DnsSd,
         last_seen: Instant::now(),
     })
 }
@@ -617,6 +619,7 @@ mod tests {
             id: id.into(),
             addr: "10.0.0.9:4044".parse().unwrap(),
             web: None,
+            source: Source::DnsSd,
             last_seen: Instant::now(),
         }
     }

@@ -5,9 +5,10 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use meshfs_core::peers::{Peer, Peers, Source};
+
 use crate::announce::{Announcement, MAX_DATAGRAM, random_id};
 use crate::offers::{Offer, Offers};
-use crate::peers::{Peer, Peers};
 use crate::socket::{self, Group};
 
 /// What the group answered.
@@ -38,7 +39,7 @@ pub async fn probe(group: &Group, port: u16, wait: Duration) -> std::io::Result<
         SocketAddr::new(IpAddr::V4(group.addr), port),
     )
     .await?;
-    let (mut peers, mut offers) = (Peers::default(), Offers::default());
+    let (peers, mut offers) = (Peers::default(), Offers::default());
     let deadline = tokio::time::Instant::now() + wait;
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
     while let Ok(got) = tokio::time::timeout_at(deadline, s.recv_from(&mut buf)).await {
@@ -55,6 +56,7 @@ pub async fn probe(group: &Group, port: u16, wait: Duration) -> std::io::Result<
                     id,
                     addr: SocketAddr::new(from.ip(), port),
                     web,
+                    source: Source::Multicast,
                     last_seen: Instant::now(),
                 });
             }

@@ -2,6 +2,7 @@
 //!
 //! A plain `open` of a FIFO blocks until the other side opens it too, which would let one silent
 //! client freeze the hub. Everything here opens with `O_NONBLOCK` and waits in async code instead.
+#![allow(unsafe_code)] // mkfifo(2) and non-blocking opens, which std does not wrap
 
 use std::ffi::CString;
 use std::io;

@@ -8,6 +8,7 @@
 //! - [`clients`]: the table client → its FIFO, one bounded output queue per client;
 //! - [`hub`]: the server loop and its modes (`single`, `echo`, `broadcast`);
 //! - [`chat`]: the client that reads the keyboard and its FIFO at once.
+#![deny(unsafe_code)]
 
 pub mod chat;
 pub mod client_id;

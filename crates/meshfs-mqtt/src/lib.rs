@@ -11,6 +11,7 @@
 //! node's change log from there. The log (65,536 events by default) is the bounded buffer: an
 //! outage longer than that is published as a `resync` event. Consumers can drop duplicates by
 //! `seq`. The node never waits on the broker.
+#![forbid(unsafe_code)]
 
 mod bridge;
 mod url;

@@ -12,6 +12,7 @@
 //! - [`peer`]: the peer `GET_FILE` listener, serving from a `Share`; [`fetch`]: its client;
 //! - [`join`]: a node registering, connecting and publishing its share by itself;
 //! - [`shell`] and [`messages`]: the course's interactive client (`meshfs shell`).
+#![forbid(unsafe_code)]
 
 pub mod client;
 mod commit;

@@ -7,8 +7,8 @@
 //! nothing and is run again, a bounded number of times. Unique constraints back the rules that
 //! matter most: the same name registered on two instances at once gets exactly one
 //! `REGISTER OK` (the other sees the name on its retry). Listings without a date stamp only
-//! read: each is one statement (one round trip, one snapshot, no transaction to open and
-//! close), and never makes writers retry.
+//! read: each is one statement, which PostgreSQL runs as its own transaction on one snapshot
+//! (one round trip, no `BEGIN`/`COMMIT`), and never makes writers retry.
 //!
 //! Durability, compared with [`crate::sqlite`]: the SQLite store commits the operations that
 //! arrive together in one transaction (`commit.rs`) so they share one fsync. Here each
@@ -228,7 +228,7 @@ impl Drop for PostgresStore {
 enum Mode {
     /// Writes: `SERIALIZABLE`, retried on serialization failures.
     Write,
-    /// Listings without a stamp: one `REPEATABLE READ READ ONLY` snapshot.
+    /// Inspection (`last_date`, `file_info`): one `REPEATABLE READ READ ONLY` snapshot.
     Read,
 }
 

@@ -3,37 +3,16 @@
 //! the one sent, never the outside one.
 
 use std::net::SocketAddr;
-use std::os::unix::fs::symlink;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use meshfs_core::Share;
+use meshfs_core::share::testing::{fixture, swap_pub};
 use meshfs_registry::peer::{PeerConfig, PeerServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-
-fn fixture() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("share");
-    for (folder, text) in [
-        (root.join("pub"), "public"),
-        (dir.path().join("outside"), "escape"),
-    ] {
-        std::fs::create_dir_all(&folder).unwrap();
-        std::fs::write(folder.join("clip.mp4"), text).unwrap();
-    }
-    (dir, root)
-}
-
-fn swap_pub(root: &Path, target: &Path) {
-    if !root.join("pub").is_symlink() {
-        std::fs::rename(root.join("pub"), root.join("pub.old")).unwrap();
-        symlink(target, root.join("pub")).unwrap();
-    }
-}
 
 async fn serve(share: Share) -> (SocketAddr, CancellationToken) {
     let server = PeerServer::bind("127.0.0.1:0", share, PeerConfig::default())

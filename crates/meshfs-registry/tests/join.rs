@@ -409,3 +409,57 @@ fn the_walk_skips_unpublishable_names_and_symlink_loops() {
         [format!("{}/{}", "y".repeat(200), "z".repeat(60))]
     );
 }
+
+/// Collects what tracing writes, process-wide (each test is its own process under nextest).
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_too_long_to_publish_is_logged_once() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    // Another test of this binary may have set one first (cargo test runs them together).
+    if tracing::subscriber::set_global_default(subscriber).is_err() {
+        return;
+    }
+    let state = tempfile::tempdir().unwrap();
+    let (addr, _store, _stop) = directory_at("127.0.0.1:0", &state.path().join("db")).await;
+    let (client, watched) = viewer_and_watched_node(addr, "once").await;
+    let root = watched.root.clone();
+    let long = format!("{}/{}", "y".repeat(200), "z".repeat(60));
+    std::fs::create_dir_all(root.join("y".repeat(200))).unwrap();
+    // Created, written, closed, written again: several events about one unpublishable name.
+    for round in 0..3 {
+        std::fs::write(root.join(&long), vec![b'x'; round + 1]).unwrap();
+    }
+    std::fs::write(root.join("after.txt"), b"x").unwrap();
+    wait_listing(
+        &client,
+        "viewer",
+        "once",
+        &["after.txt", "cam1/clip.mp4", "has space.txt", "notes.txt"],
+        Duration::from_secs(10),
+    )
+    .await;
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert_eq!(
+        log.matches("not published in the directory").count(),
+        1,
+        "{log}"
+    );
+    watched.node.stop().await;
+}

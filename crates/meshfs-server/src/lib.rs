@@ -13,6 +13,7 @@
 //! Shutdown: when the token is cancelled, the accept loop stops and every session closes as soon
 //! as its current request is answered. The caller waits on the [`TaskTracker`] for up to its
 //! grace period.
+#![deny(unsafe_code)]
 
 mod connection;
 mod sendfile;
@@ -28,10 +29,10 @@ use meshfs_core::accept::{Door, accept_loop};
 use meshfs_core::access::Access;
 use meshfs_core::events::Events;
 use meshfs_core::retention::DiskStatus;
-use meshfs_core::stream::{Stream, opens_with_tls};
+use meshfs_core::stream::accept;
 use meshfs_core::tls::TlsAcceptor;
 use meshfs_core::{NodeId, Share};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -95,9 +96,6 @@ impl std::fmt::Debug for Tls {
         f.debug_struct("Tls").field("id", &self.id).finish()
     }
 }
-
-/// Longest TLS handshake (after the first byte arrived).
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A bound file server, ready to [`run`](FileServer::run).
 pub struct FileServer {
@@ -177,8 +175,9 @@ impl FileServer {
             let transport = transport.clone();
             let shutdown = shutdown.clone();
             async move {
+                let acceptor = transport.tls.as_ref().map(|t| TlsAcceptor::from(t.config.clone()));
                 let stream = tokio::select! {
-                    s = open_stream(tcp, &config, &transport) => s,
+                    s = accept(tcp, acceptor.as_ref(), config.idle_timeout) => s,
                     _ = shutdown.cancelled() => return,
                 };
                 let stream = match stream {
@@ -197,34 +196,5 @@ impl FileServer {
             }
         })
         .await;
-    }
-}
-
-/// The connection as the client opens it: TLS when its first byte is a handshake record and
-/// the node has TLS, else clear text. A client not admitted by the TLS configuration (mutual
-/// TLS, `--allow`) ends here with an error.
-async fn open_stream(tcp: TcpStream, config: &Config, transport: &Transport) -> io::Result<Stream> {
-    let Some(tls) = &transport.tls else {
-        return Ok(Stream::Plain(tcp));
-    };
-    let sniff = tokio::time::timeout(config.idle_timeout, opens_with_tls(&tcp)).await;
-    match sniff {
-        Err(_) => Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            "idle before the first byte",
-        )),
-        Ok(Err(e)) => Err(e),
-        Ok(Ok(false)) => Ok(Stream::Plain(tcp)),
-        Ok(Ok(true)) => {
-            let accept = TlsAcceptor::from(tls.config.clone()).accept(tcp);
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
-                Ok(Ok(s)) => Ok(Stream::TlsServer(Box::new(s))),
-                Ok(Err(e)) => {
-                    tracing::info!(error = %e, "TLS handshake refused");
-                    Err(e)
-                }
-                Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "TLS handshake")),
-            }
-        }
     }
 }

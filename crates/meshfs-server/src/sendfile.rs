@@ -3,6 +3,7 @@
 //! Large `read`/`pread` replies go straight from the page cache to the socket: no user-space
 //! buffer, no copy, which is how nginx and vsftpd serve files and what the transfer benchmark
 //! compares us against.
+#![allow(unsafe_code)] // sendfile(2), which std does not wrap
 
 use std::fs::File;
 use std::io;

@@ -13,32 +13,9 @@ use std::time::Duration;
 
 use meshfs_core::Share;
 use meshfs_core::access::Access;
+use meshfs_core::share::testing::{fixture, swap_pub};
 
 mod support;
-
-/// `<tmp>/share/{pub,priv}/clip.mp4` (`public`, `secret`, the latter protected) beside
-/// `<tmp>/outside/clip.mp4` (`escape`).
-fn fixture() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("share");
-    for (folder, text) in [
-        (root.join("pub"), "public"),
-        (root.join("priv"), "secret"),
-        (dir.path().join("outside"), "escape"),
-    ] {
-        std::fs::create_dir_all(&folder).unwrap();
-        std::fs::write(folder.join("clip.mp4"), text).unwrap();
-    }
-    (dir, root)
-}
-
-/// Replace `root/pub` by a symlink to `target` (the real folder moves to `pub.old`).
-fn swap_pub(root: &Path, target: &Path) {
-    if !root.join("pub").is_symlink() {
-        std::fs::rename(root.join("pub"), root.join("pub.old")).unwrap();
-        symlink(target, root.join("pub")).unwrap();
-    }
-}
 
 fn serve(root: &Path, walking: bool) -> (support::TestServer, Share) {
     let share = if walking {

@@ -8,7 +8,17 @@
 //! [`WebConfig`] and calls [`start`]; this crate parses no flags. The default address is
 //! `0.0.0.0:8044`; when `--listen` asks for port 0 (tests, several nodes on one machine) the
 //! UI also takes port 0 on the `--listen` host. The node prints `web http://ADDR/` as its
-//! second stdout line.
+//! second stdout line (`web https://ADDR/` with HTTPS only).
+//!
+//! # HTTPS
+//! Given the node's [`Identity`](meshfs_core::Identity) ([`WebConfig::identity`]), the port
+//! speaks HTTPS with the node's own certificate (TLS 1.3, rustls' ring provider, HTTP/1.1) and,
+//! by default ([`Https::Offer`]), plain HTTP beside it: the first byte of a connection tells a
+//! TLS ClientHello (0x16) from a request line (`listener.rs`). [`Https::Only`] redirects plain
+//! requests to HTTPS (`307`); [`Https::Off`] (or no identity) is plain HTTP only. Over plain
+//! HTTP no password is taken and no cookie honoured (`transport.rs`): anyone on the LAN reads
+//! it. The page shows the node ID (the SHA-256 of its key, as `meshfs id --node` prints it)
+//! so its owner can compare; `curl --pinnedpubkey` checks the same hash.
 //!
 //! # Pages
 //! One HTML page with its script and style built into the binary (`assets/`), routed by the
@@ -16,7 +26,8 @@
 //! name, size, date, type; filter box), `#/file/<node>/<path>` a file (download link, inline
 //! `<video>`, `<audio>` or `<img>`), and a live feed of file events beside them, with the LAN
 //! group chat under it when the node has discovery on. What a password protects shows a
-//! login form instead.
+//! login form instead over HTTPS; over plain HTTP, why there is none and a link to the same
+//! page over HTTPS. The header shows this node's ID.
 //!
 //! # HTTP API
 //! `<node>` is a node's name or its `host:port`; `<path>` is percent-encoded per segment.
@@ -27,13 +38,13 @@
 //!
 //! | request | answer |
 //! | --- | --- |
-//! | `GET /api/nodes` | `[{"name","addr","local","status":"online\|offline\|unknown","events":"live\|unavailable\|unknown","version","error"}]` |
+//! | `GET /api/nodes` | `[{"name","addr","local","status":"online\|offline\|unknown","events":"live\|unavailable\|unknown","version","error","id"}]` (`id`: the node ID when known, else `null`) |
 //! | `GET /api/ls/<node>/<path>` | `{"node","path","entries":[ENTRY…],"truncated"}` (at most 100,000 entries) |
 //! | `GET /api/stat/<node>/<path>` | `{"node","path",…ENTRY}` |
 //! | `GET /api/events` | Server-Sent Events: `nodes` (the node list, at once and on change), `file` (`{"node","seq","kind","path"}`), `resync` (`{"node"}`: reload), `chat` (`CHAT`: the recent messages at once, then each new one) |
 //! | `GET`/`HEAD /files/<node>/<path>` | the file's bytes; `?download=1` asks for `attachment` |
-//! | `GET /api/session` | `{"protected","logged_in","may_browse"}` |
-//! | `POST /api/login` `{"password","node"?}` | `200` + `Set-Cookie` (always a new token) and the session JSON; `401` wrong password; `429` (`Retry-After`) after 5 failures from one address, or while 5 of its attempts are in flight; `node` (a name or `host:port`, default this node) picks whose password it is |
+//! | `GET /api/session` | `{"protected","logged_in","may_browse","node_id","pin","secure","https"}`: `node_id` this node's ID, `pin` the same as `sha256//BASE64`, `secure` this request came over HTTPS, `https` this port speaks HTTPS |
+//! | `POST /api/login` `{"password","node"?}` | over plain HTTP `403` (passwords go over HTTPS only); `200` + `Set-Cookie` (always a new token) and the session JSON; `401` wrong password; `429` (`Retry-After`) after 5 failures from one address, or while 5 of its attempts are in flight; `node` (a name or `host:port`, default this node) picks whose password it is |
 //! | `POST /api/logout` (JSON) | `200`, the session ended and its cookie cleared |
 //! | `GET /api/chat` | `{"enabled","group":"ADDR:PORT","max_bytes":1400,"messages":[CHAT…]}`, or `{"enabled":false,"reason"}` |
 //! | `POST /api/chat` `{"text"}` | one datagram to the group (`413` over 1400 bytes, `400` empty or control characters, `404` no chat) |
@@ -54,7 +65,7 @@
 //! one file) answer `401` with `"login": true` until the browser logs in: `POST /api/login`
 //! checks the password with [`Access`](meshfs_core::access::Access) (keyed digests,
 //! constant-time comparison; never logged) and sets `meshfs_session` (256 random bits,
-//! `HttpOnly; SameSite=Strict; Path=/`, 12 h; sessions in memory, at most 1024, at most 16
+//! `HttpOnly; SameSite=Strict; Path=/; Secure`, 12 h; sessions in memory, at most 1024, at most 16
 //! per client address). A session unlocks exactly what its passwords unlock. Every
 //! successful login mints a new token (a second password given with a live cookie moves that
 //! session's grants to the new token and ends the old one), so a token planted before login
@@ -78,6 +89,7 @@
 //! node with a share password refuses `subscribe` to connections without it, this one's own
 //! watcher included: its events are `unavailable` too, which also keeps its file names out of
 //! a feed every page may open.
+#![forbid(unsafe_code)]
 
 mod api;
 mod assets;

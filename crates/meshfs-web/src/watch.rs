@@ -118,10 +118,19 @@ fn on_notice(
     }
 }
 
-/// Record the name and version the node gave in `hello`.
+/// Record the name and version the node gave in `hello`, and its ID when the connection
+/// showed its key (this node's own ID is known from the start and kept).
 fn learn(nodes: &NodeDirectory, addr: &str, follower: &Follower) {
     if let Some(info) = follower.hello() {
         nodes.learn_name(addr, &info.name, &info.version);
+    }
+    if let Some(id) = follower.peer_id() {
+        let id = id.to_string();
+        nodes.update(addr, |n| {
+            if !n.local {
+                n.id = Some(id);
+            }
+        });
     }
 }
 

@@ -12,37 +12,12 @@ use std::time::Duration;
 
 use meshfs_core::Share;
 use meshfs_core::access::Access;
+use meshfs_core::share::testing::{fixture, restore_pub, swap_pub};
 use meshfs_web::{NodeDirectory, WebServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-
-fn fixture() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("share");
-    for (folder, text) in [
-        (root.join("pub"), "public"),
-        (root.join("priv"), "secret"),
-        (dir.path().join("outside"), "escape"),
-    ] {
-        std::fs::create_dir_all(&folder).unwrap();
-        std::fs::write(folder.join("clip.mp4"), text).unwrap();
-    }
-    (dir, root)
-}
-
-fn swap_pub(root: &Path, target: &Path) {
-    if !root.join("pub").is_symlink() {
-        std::fs::rename(root.join("pub"), root.join("pub.old")).unwrap();
-        symlink(target, root.join("pub")).unwrap();
-    }
-}
-
-fn restore_pub(root: &Path) {
-    std::fs::remove_file(root.join("pub")).unwrap();
-    std::fs::rename(root.join("pub.old"), root.join("pub")).unwrap();
-}
 
 /// A hook that swaps `pub` for a symlink to `target` on the `k`-th resolution only.
 fn swap_on(k: usize, root: &Path, target: PathBuf) -> meshfs_core::share::ResolveHook {

@@ -1,5 +1,6 @@
 //! `meshfs`: one binary for every role a node plays. Each subcommand lives in its own module
 //! under `cmd/` and is a thin layer over the library crates.
+#![deny(unsafe_code)]
 
 mod cmd;
 mod password;
@@ -21,6 +22,10 @@ Logs go to stderr; set RUST_LOG=debug for more.";
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Speak to nodes in clear text instead of TLS (for nodes older than TLS): no encryption,
+    /// no check of the node's key, passwords sent readable with `auth`.
+    #[arg(long, global = true, env = "MESHFS_PLAINTEXT")]
+    plaintext: bool,
 }
 
 #[derive(Subcommand)]
@@ -82,6 +87,20 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    // Every command that connects to nodes meets them under the user's trust policy.
+    let connects = !matches!(
+        cli.command,
+        Command::Hub(_)
+            | Command::Registry(_)
+            | Command::Shell(_)
+            | Command::FtpPasswd(_)
+            | Command::Id(_)
+            | Command::Trust(_)
+    );
+    if connects && let Err(e) = cmd::trust::install(cli.plaintext) {
+        eprintln!("error: {e:#}");
+        return std::process::ExitCode::FAILURE;
+    }
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Node(args) => cmd::node::run(args).await,

@@ -1,6 +1,7 @@
 //! Where passwords come from: a file, the `MESHFS_PASSWORD` environment variable, or a prompt
 //! on the terminal — never a flag value, which `ps` shows to every user of the machine. The
 //! libraries only ever see the resulting [`Password`].
+#![allow(unsafe_code)] // termios calls for the no-echo prompt
 
 use std::io::{self, BufRead, Read, Write};
 use std::path::Path;

@@ -180,7 +180,14 @@ fn a_peer_that_stalls_mid_reply_times_out_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
     let out = meshfs(
-        &["get", "--timeout", "1s", &format!("meshfs://{addr}/x")],
+        // The fake peer speaks the text protocol only.
+        &[
+            "get",
+            "--plaintext",
+            "--timeout",
+            "1s",
+            &format!("meshfs://{addr}/x"),
+        ],
         dir.path(),
     );
     assert!(!out.status.success());

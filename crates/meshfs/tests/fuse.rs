@@ -523,7 +523,8 @@ fn stalled_and_garbled_peers_answer_eio_without_hanging_the_mount() {
     let (_n, good) = node(src.path(), "cam");
     let m = Mounted::new(
         &[&good, &stalled, &garbled, &nonsense],
-        &["--timeout", "2s", "--connect-timeout", "1s"],
+        // The fake peers speak the text protocol only (and stall or garble it).
+        &["--timeout", "2s", "--connect-timeout", "1s", "--plaintext"],
     );
     for peer in [&stalled, &garbled, &nonsense] {
         let folder = m.path(&peer.replace(':', "_"));

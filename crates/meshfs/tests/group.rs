@@ -22,7 +22,11 @@ const BLOCK: u8 = 100;
 /// A node in `net`, printing discovery on stdout; returns it and its file-server address.
 fn node(dir: &Path, name: &str, net: &Group, extra: &[&str]) -> (Proc, String) {
     std::fs::create_dir_all(dir).unwrap();
-    let mut args: Vec<String> = ["--no-web", "--show-peers"].map(String::from).to_vec();
+    // These tests prove passwords with `auth` over raw text connections, as the seeds' clients
+    // do: the node must accept it in clear.
+    let mut args: Vec<String> = ["--no-web", "--show-peers", "--allow-plaintext-auth"]
+        .map(String::from)
+        .to_vec();
     args.extend(net.args());
     args.extend(net.dnssd_args());
     args.extend(extra.iter().map(|s| s.to_string()));
@@ -510,7 +514,7 @@ fn share_password_from_a_file_or_the_environment() {
         "--name",
         "e",
     ])
-    .args(["--no-web", "--no-discovery"])
+    .args(["--no-web", "--no-discovery", "--allow-plaintext-auth"])
     .env("MESHFS_PASSWORD", "from-env")
     .stderr(Stdio::inherit());
     let e = spawn_piped(&mut cmd);
@@ -602,7 +606,7 @@ fn bad_offers_and_password_files_stop_the_node_with_a_clear_error() {
     for (extra, why) in cases {
         let out = Command::new(bin())
             .args(["node", share.to_str().unwrap(), "--listen", "127.0.0.1:0"])
-            .args(["--no-web", "--no-discovery"])
+            .args(["--no-web", "--no-discovery", "--allow-plaintext-auth"])
             .args(extra)
             .stdin(Stdio::null())
             .output()
@@ -671,7 +675,8 @@ fn passwords_never_reach_the_log() {
         "127.0.0.1:0",
         "--no-web",
     ])
-    .args(["--no-discovery", "--password-file", pw.to_str().unwrap()])
+    .args(["--no-discovery", "--allow-plaintext-auth"])
+    .args(["--password-file", pw.to_str().unwrap()])
     .args(["--offer", &format!("f.txt:{}", pw2.display())])
     .env("RUST_LOG", "trace")
     .stderr(std::fs::File::create(&log).unwrap());
@@ -711,6 +716,7 @@ fn password_prompt_on_a_terminal_does_not_echo() {
             "127.0.0.1:0",
             "--no-web",
             "--no-discovery",
+            "--allow-plaintext-auth",
             "--password",
         ],
     );

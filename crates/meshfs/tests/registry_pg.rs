@@ -232,3 +232,49 @@ fn a_postgres_restart_fails_operations_cleanly_and_instances_recover_by_themselv
         "the failed REGISTER left no trace"
     );
 }
+
+#[test]
+fn a_store_that_is_not_postgres_or_cannot_be_reached_stops_the_start_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = common::run(
+        &[
+            "registry",
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            "mysql://u@h/db",
+        ],
+        dir.path(),
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--store takes postgres://"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Nothing listens on a port just freed: refused at once, reported, no hang.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let started = Instant::now();
+    let out = common::run(
+        &[
+            "registry",
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            &format!("postgres://meshfs:secret@127.0.0.1:{port}/postgres"),
+        ],
+        dir.path(),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("cannot open the directory's PostgreSQL database"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("secret"), "the password leaked: {stderr}");
+    assert!(started.elapsed() < WAIT);
+}

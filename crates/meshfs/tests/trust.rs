@@ -99,3 +99,142 @@ fn trust_pins_lists_replaces_and_forgets() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("not a node ID"), "{}", stderr(&out));
 }
+
+/// `meshfs node` in the XDG home `home`, its identity in `state`; returns it and its address.
+fn node_in(home: &Path, state: &Path, share: &Path, extra: &[&str]) -> (common::Proc, String) {
+    let mut cmd = Command::new(bin());
+    cmd.args(["node", share.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .args(["--name", "cam1", "--no-web", "--no-discovery"])
+        .args(["--state", state.to_str().unwrap()])
+        .args(extra)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_STATE_HOME", home.join("state"))
+        .stderr(std::process::Stdio::inherit());
+    let proc = common::spawn_piped(&mut cmd);
+    let line = proc.next_line(std::time::Duration::from_secs(20));
+    (proc, common::node_addr(&line))
+}
+
+/// The ID `meshfs id --node` prints for `state`.
+fn node_id(home: &Path, state: &Path, curl: bool) -> String {
+    let mut args = vec!["id", "--node", "--state", state.to_str().unwrap()];
+    if curl {
+        args.push("--curl");
+    }
+    let out = meshfs(home, &args);
+    assert_success(&out);
+    stdout(&out).trim().to_owned()
+}
+
+/// Trust like SSH from the command line: the first `ls` pins the node, a node answering with
+/// another key under that name is refused with both IDs and the fix, `meshfs trust` re-pins,
+/// `--plaintext` still speaks in clear.
+#[test]
+fn cli_pins_on_first_use_and_refuses_a_changed_key() {
+    let home = tempfile::tempdir().unwrap();
+    let share = home.path().join("share");
+    std::fs::create_dir_all(&share).unwrap();
+    std::fs::write(share.join("a.txt"), b"hello").unwrap();
+    let (s1, s2) = (home.path().join("s1"), home.path().join("s2"));
+    let (id1, id2) = (
+        node_id(home.path(), &s1, false),
+        node_id(home.path(), &s2, false),
+    );
+
+    let (node, addr) = node_in(home.path(), &s1, &share, &[]);
+    let out = meshfs(home.path(), &["ls", &format!("meshfs://{addr}/")]);
+    assert_success(&out);
+    assert!(stdout(&out).contains("a.txt"), "{}", stdout(&out));
+    let pins = std::fs::read_to_string(home.path().join("config/meshfs/known_nodes")).unwrap();
+    assert!(pins.contains(&format!("cam1 {id1}")), "{pins}");
+    drop(node);
+
+    // Reinstalled (or an impostor): another key under the same name.
+    let (_node, addr) = node_in(home.path(), &s2, &share, &[]);
+    let out = meshfs(home.path(), &["cat", &format!("meshfs://{addr}/a.txt")]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("has changed") && err.contains(&id1) && err.contains(&id2),
+        "{err}"
+    );
+    assert!(err.contains(&format!("meshfs trust cam1 {id2}")), "{err}");
+    assert!(
+        out.stdout.is_empty(),
+        "nothing may be read from a refused node"
+    );
+
+    // In clear, no key is checked (the user asked for it).
+    let out = meshfs(
+        home.path(),
+        &["cat", "--plaintext", &format!("meshfs://{addr}/a.txt")],
+    );
+    assert_success(&out);
+    assert_eq!(out.stdout, b"hello");
+
+    assert_success(&meshfs(home.path(), &["trust", "cam1", &id2]));
+    let out = meshfs(home.path(), &["cat", &format!("meshfs://{addr}/a.txt")]);
+    assert_success(&out);
+    assert_eq!(out.stdout, b"hello");
+}
+
+/// Third-party TLS clients: Python's `ssl` and `openssl s_client` speak the protocol inside
+/// TLS 1.3, and the SHA-256 of the key openssl sees is the node ID's `--curl` form.
+#[test]
+fn third_party_tls_clients_interoperate() {
+    let home = tempfile::tempdir().unwrap();
+    let share = home.path().join("share");
+    std::fs::create_dir_all(&share).unwrap();
+    let state = home.path().join("s1");
+    let (_node, addr) = node_in(home.path(), &state, &share, &["--require-tls"]);
+    let (host, port) = addr.rsplit_once(':').unwrap();
+
+    let script = r#"
+import socket, ssl, sys
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10) as raw:
+    with ctx.wrap_socket(raw) as s:
+        s.sendall(b"hello\nls\n")
+        f = s.makefile("rb")
+        print(s.version())
+        print(f.readline().decode().strip())
+        print(f.readline().decode().strip())
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, host, port])
+        .output()
+        .expect("python3");
+    assert_success(&out);
+    let text = stdout(&out);
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("TLSv1.3"), "{text}");
+    assert!(lines.next().unwrap().contains("node=cam1"), "{text}");
+    assert_eq!(
+        lines.next(),
+        Some("0 OK"),
+        "--require-tls serves TLS: {text}"
+    );
+
+    if !Path::new("/usr/bin/openssl").exists() {
+        eprintln!("SKIPPED the openssl half: /usr/bin/openssl is absent");
+        return;
+    }
+    let pipeline = format!(
+        "printf 'hello\\nquit\\n' | timeout 10 openssl s_client -connect {addr} -tls1_3 -quiet 2>/dev/null; \
+         timeout 10 openssl s_client -connect {addr} -tls1_3 </dev/null 2>/dev/null \
+         | openssl x509 -pubkey -noout | openssl pkey -pubin -outform der \
+         | openssl dgst -sha256 -binary | base64"
+    );
+    let out = Command::new("sh").args(["-c", &pipeline]).output().unwrap();
+    let text = stdout(&out);
+    assert!(
+        text.contains("0 meshfs") && text.contains("node=cam1"),
+        "{text}"
+    );
+    let pin = node_id(home.path(), &state, true);
+    let hash = text.lines().last().unwrap().trim();
+    assert_eq!(format!("sha256//{hash}"), pin, "{text}");
+}

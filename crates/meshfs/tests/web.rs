@@ -1008,13 +1008,35 @@ fn password_login_with_a_cookie_session() {
     }
 }
 
-/// `meshfs id --node` of the state folder `state` (`--curl`: the pin form).
-fn node_id_of(state: &Path, curl: bool) -> String {
-    let mut args = vec!["id", "--node", "--state", state.to_str().unwrap()];
+/// A command run with its user and state folders under `home` (`XDG_CONFIG_HOME`,
+/// `XDG_STATE_HOME`): a key of its own, and pins kept out of the runner's folders (a fresh key
+/// under a name other tests use would otherwise be pinned there, and refused next time).
+fn at_home(home: &Path, args: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(common::bin());
+    cmd.args(args)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_STATE_HOME", home.join("state"));
+    cmd
+}
+
+/// A web node at `home` (see [`at_home`]) serving `dir` as `name`, `extra` flags after it.
+fn web_node_at_home(home: &Path, dir: &Path, name: &str, extra: &[String]) -> WebNode {
+    let mut args = vec!["node", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"];
+    args.extend(["--name", name]);
+    args.extend(extra.iter().map(String::as_str));
+    let proc = common::spawn_piped(at_home(home, &args).stderr(std::process::Stdio::inherit()));
+    let addr = node_addr(&proc.next_line(Duration::from_secs(20)));
+    let web = web_addr(&proc);
+    WebNode::new(proc, addr, web)
+}
+
+/// `meshfs id --node` at `home` (`--curl`: the pin form).
+fn node_id_at_home(home: &Path, curl: bool) -> String {
+    let mut args = vec!["id", "--node"];
     if curl {
         args.push("--curl");
     }
-    let out = common::run(&args, state.parent().unwrap());
+    let out = at_home(home, &args).output().expect("run meshfs id");
     common::assert_success(&out);
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
@@ -1040,19 +1062,11 @@ fn https_presents_the_nodes_own_key() {
     std::fs::create_dir_all(&share).unwrap();
     std::fs::write(share.join("clip.mp4"), b"clip bytes").unwrap();
     std::fs::write(tmp.path().join("pw"), "pinned-pass-77\n").unwrap();
-    let state = tmp.path().join("state");
+    let home = tmp.path().join("home");
     let pw = tmp.path().join("pw");
-    let n = web_node(
-        &share,
-        "cam1",
-        &[
-            "--state",
-            state.to_str().unwrap(),
-            "--password-file",
-            pw.to_str().unwrap(),
-        ],
-    );
-    let (id, pin) = (node_id_of(&state, false), node_id_of(&state, true));
+    let extra = ["--no-discovery", "--password-file", pw.to_str().unwrap()].map(String::from);
+    let n = web_node_at_home(&home, &share, "cam1", &extra);
+    let (id, pin) = (node_id_at_home(&home, false), node_id_at_home(&home, true));
     assert!(pin.starts_with("sha256//"), "{pin}");
 
     let out = curl_pinned(&pin, &format!("{}/api/session", n.https), &[]);
@@ -1068,7 +1082,7 @@ fn https_presents_the_nodes_own_key() {
     assert!(nodes.contains(&format!(r#""id":"{id}""#)), "{nodes}");
 
     // Another key's pin: curl refuses the connection (CURLE_SSL_PINNEDPUBKEYNOTMATCH).
-    let other = node_id_of(&tmp.path().join("other"), true);
+    let other = node_id_at_home(&tmp.path().join("other"), true);
     assert_ne!(other, pin);
     let out = curl_pinned(&other, &format!("{}/api/session", n.https), &[]);
     assert_eq!(
@@ -1108,6 +1122,39 @@ fn https_presents_the_nodes_own_key() {
         !reply.to_ascii_lowercase().contains("set-cookie"),
         "{reply}"
     );
+}
+
+/// The node list shows each node's ID: this node's own at once, another's once the web UI's
+/// connection to it (TLS, the client side's default) showed its key; each is the ID
+/// `meshfs id --node` prints on that node.
+#[test]
+#[ignore = "needs TLS by default on the client side (branch trust); passes on main + trust"]
+fn the_node_list_shows_each_nodes_id() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a_home, b_home) = (tmp.path().join("a"), tmp.path().join("b"));
+    for d in [&a_home, &b_home] {
+        std::fs::create_dir_all(d.join("share")).unwrap();
+    }
+    let b = web_node_at_home(
+        &b_home,
+        &b_home.join("share"),
+        "camb",
+        &["--no-discovery".into()],
+    );
+    let extra = ["--no-discovery", "--node", &b.addr].map(String::from);
+    let a = web_node_at_home(&a_home, &a_home.join("share"), "cama", &extra);
+    let (a_id, b_id) = (
+        node_id_at_home(&a_home, false),
+        node_id_at_home(&b_home, false),
+    );
+    assert_ne!(a_id, b_id);
+    let mut nodes = String::new();
+    wait_until(Duration::from_secs(10), "node b listed with its ID", || {
+        nodes = get(&a.web, "/api/nodes").text();
+        nodes.contains(&format!(r#""name":"camb","addr":"{}""#, b.addr))
+            && nodes.contains(&format!(r#""id":"{b_id}""#))
+    });
+    assert!(nodes.contains(&format!(r#""id":"{a_id}""#)), "{nodes}");
 }
 
 /// `--web-tls`: HTTPS only, announced as `web https://…`; a plain request is redirected to
@@ -1433,7 +1480,8 @@ fn concurrent_remote_logins_are_throttled_before_the_node_answers() {
     let tmp = tempfile::tempdir().unwrap();
     let slow = slow_refusing_file_server();
     let node = slow.addr.clone();
-    let a = web_node(tmp.path(), "cama", &["--node", &node]);
+    // The slow fake node speaks the text protocol only.
+    let a = web_node(tmp.path(), "cama", &["--node", &node, "--plaintext"]);
     wait_until(Duration::from_secs(10), "the remote node listed", || {
         get(&a.https, "/api/nodes").text().contains(&node)
     });
@@ -1608,21 +1656,19 @@ fn browser_login_and_chat() {
     let pw_file = tmp.path().join("pw");
     let offer = format!("secret.txt:{}", tmp.path().join("file-pw").display());
     let net = Group::new(BLOCK);
-    let state = tmp.path().join("state");
-    let n = group_web_node(
-        &net,
-        &share,
-        "camp",
-        &[
+    let home = tmp.path().join("home");
+    let mut args = net.args();
+    args.extend(
+        [
             "--password-file",
             pw_file.to_str().unwrap(),
             "--offer",
             &offer,
-            "--state",
-            state.to_str().unwrap(),
-        ],
+        ]
+        .map(String::from),
     );
-    let (node_id, pin) = (node_id_of(&state, false), node_id_of(&state, true));
+    let n = web_node_at_home(&home, &share, "camp", &args);
+    let (node_id, pin) = (node_id_at_home(&home, false), node_id_at_home(&home, true));
     let spki = pin.strip_prefix("sha256//").unwrap();
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("web-e2e-login-chat");
     let url = format!("https://{}/", n.web);

@@ -19,6 +19,7 @@ pub(super) struct Attrs {
 
 impl Attrs {
     /// Owned by the mounting user, started now.
+    #[allow(unsafe_code)] // getuid(2)/getgid(2), which std does not wrap
     pub(super) fn now() -> Attrs {
         // SAFETY: plain getters without failure modes.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };

@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use meshfs_cluster::{Master, Replicator, Workers};
-use meshfs_core::Share;
-use meshfs_core::remote::{DEFAULT_PORT, RemotePath};
+use meshfs_core::{NodeAddr, Share};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -28,7 +27,7 @@ pub struct Args {
     pub listen: String,
     /// A worker node: meshfs://HOST[:PORT] or HOST[:PORT] (repeat for each worker).
     #[arg(long = "worker", value_name = "URL", required = true)]
-    pub workers: Vec<String>,
+    pub workers: Vec<NodeAddr>,
     /// Name the master gives in `hello`.
     #[arg(long, default_value = "cluster")]
     pub name: String,
@@ -38,10 +37,10 @@ pub struct Args {
     /// Close client connections idle for this long.
     #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
     pub idle_timeout: Duration,
-}
-
-fn worker_addr(s: &str) -> anyhow::Result<String> {
-    node_addr(s).map_err(anyhow::Error::msg)
+    /// State folder holding the key and certificate the master's TLS presents, as
+    /// `meshfs node --state` [default: $XDG_STATE_HOME/meshfs, else ~/.local/state/meshfs].
+    #[arg(long, value_name = "DIR", env = "MESHFS_STATE")]
+    pub state: Option<std::path::PathBuf>,
 }
 
 /// `meshfs node --cluster-peer URL…`, flattened into `meshfs node`.
@@ -50,7 +49,7 @@ pub struct PeerArgs {
     /// Another worker of the same cluster (repeat for each): files added, replaced or deleted
     /// there are pulled here (BLAKE3-verified) or deleted here. HOST[:PORT] or meshfs://HOST[:PORT].
     #[arg(long = "cluster-peer", value_name = "URL")]
-    pub peers: Vec<String>,
+    pub peers: Vec<NodeAddr>,
 }
 
 impl PeerArgs {
@@ -64,47 +63,17 @@ impl PeerArgs {
         if self.peers.is_empty() {
             return Ok(());
         }
-        let peers = self
-            .peers
-            .iter()
-            .map(|p| node_addr(p))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(anyhow::Error::msg)?;
+        let peers = self.peers.iter().map(NodeAddr::to_string).collect();
         Replicator::new(share.clone()).start(peers, shutdown, tracker);
         Ok(())
     }
-}
-
-/// `host:port` of a node given as `meshfs://HOST[:PORT]`, `HOST:PORT` or `HOST`.
-fn node_addr(s: &str) -> Result<String, String> {
-    if s.starts_with("meshfs://") {
-        let url: RemotePath = s.parse().map_err(|e| format!("{e}"))?;
-        if !url.path.is_empty() {
-            return Err(format!("{s}: a node, not a path inside it"));
-        }
-        return Ok(url.addr);
-    }
-    if s.is_empty() || s.contains(['/', ' ']) {
-        return Err(format!(
-            "{s:?} is not a node address (HOST[:PORT] or meshfs://HOST[:PORT])"
-        ));
-    }
-    Ok(match s.rsplit_once(':') {
-        Some((_, port)) if port.parse::<u16>().is_ok() => s.to_owned(),
-        _ => format!("{s}:{DEFAULT_PORT}"),
-    })
 }
 
 /// How long a stopping master lets its sessions finish.
 const GRACE: Duration = Duration::from_secs(2);
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let addrs = args
-        .workers
-        .iter()
-        .map(|w| worker_addr(w))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let workers = Arc::new(Workers::new(addrs));
+    let workers = Arc::new(Workers::new(args.workers.iter().map(NodeAddr::to_string)));
     let interval = args.health_interval.max(Duration::from_millis(100));
     let master = Master::bind(
         &args.listen,
@@ -114,6 +83,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     )
     .await
     .with_context(|| format!("cannot listen on {}", args.listen))?;
+    // TLS with this machine's node identity, as `meshfs node` has it (clients speak TLS).
+    let identity = meshfs_core::Identity::load_or_create(
+        &super::id::node_identity_dir(args.state.clone())?,
+        &args.name,
+    )
+    .context("cannot load the node's identity (--state chooses its folder)")?;
+    let tls = meshfs_core::tls::server_config(&identity, meshfs_core::tls::ClientAuth::Offer)?;
+    let master = master.with_tls(tls);
     let addr = master.local_addr()?;
     // First check before announcing readiness, so the first assignments are already right.
     workers
@@ -135,14 +112,42 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
 
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        cluster: Args,
+    }
+
+    #[derive(clap::Parser)]
+    struct Node {
+        #[command(flatten)]
+        peers: PeerArgs,
+    }
+
+    /// `--worker` and `--cluster-peer` follow the one set of node address rules.
     #[test]
-    fn node_addresses() {
-        assert_eq!(node_addr("pi1").unwrap(), "pi1:4044");
-        assert_eq!(node_addr("pi1:4100").unwrap(), "pi1:4100");
-        assert_eq!(node_addr("meshfs://pi1:4100").unwrap(), "pi1:4100");
-        assert_eq!(node_addr("meshfs://pi1/").unwrap(), "pi1:4044");
-        assert!(node_addr("meshfs://pi1/clips").is_err());
-        assert!(node_addr("a b").is_err());
+    fn node_flags_are_node_addresses() {
+        let workers = |w: &str| {
+            Cli::try_parse_from(["cluster", "--worker", w])
+                .map(|c| c.cluster.workers[0].to_string())
+                .map_err(|e| e.to_string())
+        };
+        let peers = |p: &str| {
+            Node::try_parse_from(["node", "--cluster-peer", p])
+                .map(|n| n.peers.peers[0].to_string())
+                .map_err(|e| e.to_string())
+        };
+        for parse in [&workers as &dyn Fn(&str) -> Result<String, String>, &peers] {
+            assert_eq!(parse("pi1").unwrap(), "pi1:4044");
+            assert_eq!(parse("pi1:4100").unwrap(), "pi1:4100");
+            assert_eq!(parse("meshfs://pi1:4100").unwrap(), "pi1:4100");
+            assert_eq!(parse("meshfs://pi1/").unwrap(), "pi1:4044");
+            for bad in ["meshfs://pi1/clips", "a b", "pi1:notaport"] {
+                let e = parse(bad).expect_err(bad);
+                assert!(e.contains("is not a node address"), "{bad}: {e}");
+            }
+        }
     }
 }

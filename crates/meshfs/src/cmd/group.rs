@@ -10,11 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use meshfs_core::Peers;
 use meshfs_core::Share;
 use meshfs_core::access::Access;
 use meshfs_group::discovery::{self, Discovery};
 use meshfs_group::socket::Group;
-use meshfs_group::{ANNOUNCE_PORT, CHAT_PORT, GROUP_ADDR, dnssd};
+use meshfs_group::{ANNOUNCE_PORT, CHAT_PORT, GROUP_ADDR, dnssd, lan};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -94,7 +95,7 @@ pub struct GroupArgs {
     /// A node to poll over the file-server protocol, for networks that drop multicast
     /// (repeatable).
     #[arg(long, value_name = "HOST:PORT")]
-    pub peer: Vec<String>,
+    pub peer: Vec<meshfs_core::NodeAddr>,
     /// Forget peers silent for this long.
     #[arg(long, default_value = "90s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub peer_expiry: Duration,
@@ -140,9 +141,6 @@ impl OfferArg {
     }
 }
 
-/// A callback for peers that come up.
-pub type PeerHook = Box<dyn Fn(&meshfs_group::Peer) + Send + Sync>;
-
 /// The node discovery runs for.
 pub struct ThisNode<'a> {
     pub name: &'a str,
@@ -153,8 +151,8 @@ pub struct ThisNode<'a> {
     pub share: &'a Share,
     /// Its protection rules (from [`GroupArgs::access`]).
     pub access: &'a Access,
-    /// Called with every peer that comes up (the web UI adds it to its nodes).
-    pub on_peer_up: Option<PeerHook>,
+    /// The node's one table of peers, which discovery feeds (the web UI reads it).
+    pub peers: &'a Peers,
 }
 
 impl GroupArgs {
@@ -200,7 +198,7 @@ impl GroupArgs {
             web,
             share,
             access,
-            on_peer_up,
+            peers,
         } = node;
         let offers = self
             .offer
@@ -232,50 +230,32 @@ impl GroupArgs {
             announce_port: self.group.group_port,
             expiry: self.peer_expiry,
             multicast: !self.no_discovery,
-            static_peers: self.peer.clone(),
+            static_peers: self.peer.iter().map(ToString::to_string).collect(),
         };
-        let iface = config.group.iface;
         let show = self.show_peers;
-        let on_change: Arc<dyn Fn(&discovery::Change) + Send + Sync> =
-            Arc::new(move |c: &discovery::Change| {
-                // A reader that went away must not take discovery down with a panic.
-                if show {
-                    use std::io::Write;
-                    let _ = writeln!(std::io::stdout().lock(), "{c}");
-                }
-                if let (discovery::Change::PeerUp(p), Some(f)) = (c, &on_peer_up) {
-                    f(p);
-                }
-            });
-        // A node whose network refuses the group (no multicast route, say) still serves its
-        // files and polls its static peers.
-        let d = match Discovery::start(config.clone(), on_change.clone(), shutdown.clone(), tracker)
-        {
-            Ok(d) => d,
-            Err(e) if config.multicast => {
-                tracing::warn!(error = %e, "cannot join the multicast group: discovery off");
-                let config = discovery::Config {
-                    multicast: false,
-                    ..config
-                };
-                Discovery::start(config, on_change, shutdown.clone(), tracker)
-                    .context("cannot join the multicast group")?
+        let on_change: discovery::OnChange = Arc::new(move |c: &discovery::Change| {
+            // A reader that went away must not take discovery down with a panic.
+            if show {
+                use std::io::Write;
+                let _ = writeln!(std::io::stdout().lock(), "{c}");
             }
-            Err(e) => return Err(e).context("cannot join the multicast group"),
+        });
+        // DNS-SD beside the group (not with --no-discovery): its peers land in the same table.
+        let dnssd = (!self.no_discovery && !self.dnssd.no_dnssd).then(|| dnssd::Config {
+            port: self.dnssd.dnssd_port,
+            interfaces: dnssd::Interfaces::of(config.group.iface),
+            server,
+            web,
+        });
+        let lan = lan::Config {
+            discovery: config,
+            dnssd,
+            // A node whose network refuses the group still serves its files and polls its
+            // static peers.
+            without_group: true,
         };
-        // DNS-SD after the group: its peers land in the same table. Never fatal, never waited
-        // for: mDNS probing takes most of a second and the node is already serving.
-        if !self.no_discovery && !self.dnssd.no_dnssd {
-            let config = dnssd::Config {
-                port: self.dnssd.dnssd_port,
-                interfaces: dnssd::Interfaces::of(iface),
-                server,
-                web,
-            };
-            if let Err(e) = dnssd::start(&d, config, shutdown.clone(), tracker) {
-                tracing::warn!(error = %e, "DNS-SD off");
-            }
-        }
+        let d = lan::start(lan, peers, on_change, &shutdown, tracker)
+            .context("cannot join the multicast group")?;
         for (path, size) in offers {
             d.offer(&path, size, access.is_file_protected(&path))
                 .await
@@ -298,7 +278,7 @@ impl Default for GroupArgs {
             no_discovery: false,
             dnssd: DnsSdArgs::default(),
             peer: Vec::new(),
-            peer_expiry: meshfs_group::peers::DEFAULT_EXPIRY,
+            peer_expiry: meshfs_core::peers::DEFAULT_EXPIRY,
             show_peers: false,
             password_file: None,
             password: false,
@@ -317,5 +297,26 @@ mod tests {
         let o = OfferArg::parse("clips/a.mp4:/etc/pw");
         assert_eq!(o.path, "clips/a.mp4");
         assert_eq!(o.password_file, Some("/etc/pw".into()));
+    }
+
+    /// `--peer` follows the one set of node address rules.
+    #[test]
+    fn peer_is_a_node_address() {
+        #[derive(clap::Parser)]
+        struct Node {
+            #[command(flatten)]
+            group: GroupArgs,
+        }
+        let parse = |p: &str| {
+            <Node as clap::Parser>::try_parse_from(["node", "--peer", p])
+                .map(|n| n.group.peer[0].to_string())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(parse("cam2").unwrap(), "cam2:4044");
+        assert_eq!(parse("[::1]:4100").unwrap(), "[::1]:4100");
+        for bad in ["cam2:notaport", "meshfs://cam2/clips"] {
+            let e = parse(bad).expect_err(bad);
+            assert!(e.contains("is not a node address"), "{bad}: {e}");
+        }
     }
 }

@@ -211,7 +211,12 @@ async fn fetch(addr: &str, path: &str, dest: &std::path::Path) -> anyhow::Result
                 None if std::io::stdin().is_terminal() => crate::password::prompt("password: ")?,
                 None => bail!("{path} is protected: set MESHFS_PASSWORD"),
             };
-            c.auth(p.expose()).await.context("password refused")?;
+            // An offered file has a password of its own; else it is the share's.
+            let proven = match c.auth_for(path, p.expose()).await {
+                Err(e) if e.remote_code() == Some(Code::NotFound) => c.auth(p.expose()).await,
+                r => r,
+            };
+            proven.context("password refused")?;
             c.open(path).await?;
         }
         r => r?,

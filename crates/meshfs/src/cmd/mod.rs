@@ -12,6 +12,7 @@ pub mod hub;
 pub mod id;
 pub mod mount;
 pub mod node;
+pub mod node_tls;
 pub mod offer;
 pub mod peers;
 pub mod registry;

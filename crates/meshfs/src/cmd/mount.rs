@@ -13,11 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use meshfs_core::peers::{Peer, Peers, Source};
-use meshfs_core::{NodeAddr, PoolConfig};
+use meshfs_core::{NodeAddr, Peers, PoolConfig};
 use meshfs_fuse::{FolderChange, MountOptions, PeerFolders};
-use meshfs_group::discovery::{self, Change, Discovery};
-use meshfs_group::dnssd;
+use meshfs_group::{discovery, dnssd, lan};
 
 use super::group::{DnsSdArgs, GroupAddr};
 use crate::signals::Lifetime;
@@ -183,58 +181,36 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// Listen on the LAN group as a browser (port 0: every node answers at once, nobody lists us),
-/// and browse DNS-SD beside it (networks that drop our group), and keep `peers` up to date
-/// with the nodes that come and go.
-///
-/// The group's discovery keeps a table of its own and reports its changes through a callback;
-/// until it feeds a core [`Peers`] itself, this callback copies its ups and downs into `peers`
-/// (a node that restarted or moved arrives as a hello of its name with a new id or address,
-/// which `Peers` reports as `Changed`).
+/// and browse DNS-SD beside it (networks that drop our group), feeding `peers` with the nodes
+/// that come and go.
 fn discover(args: &Args, peers: &Peers, life: &Lifetime) -> anyhow::Result<()> {
-    let (shutdown, tracker) = (&life.shutdown, &life.tracker);
     let group = args.group.group(None);
     let iface = group.iface;
-    let config = discovery::Config {
-        name: "mount".into(),
-        port: 0,
-        web: None,
-        group,
-        announce_port: args.group.group_port,
-        expiry: args.peer_expiry,
-        multicast: true,
-        static_peers: Vec::new(),
-    };
-    let table = peers.clone();
-    let on_change = Arc::new(move |c: &Change| match c {
-        Change::PeerUp(p) => {
-            table.hello(Peer {
-                name: p.name.clone(),
-                id: p.id.clone(),
-                addr: p.addr,
-                web: p.web,
-                source: Source::Multicast,
-                last_seen: p.last_seen,
-            });
-        }
-        Change::PeerDown { name, .. } => {
-            table.remove(name);
-        }
-        _ => {}
-    });
-    let d = Discovery::start(config, on_change, shutdown.clone(), tracker)
-        .context("cannot listen on the LAN group (use --no-discovery with --node)")?;
-    if !args.dnssd.no_dnssd {
-        let config = dnssd::Config {
+    let config = lan::Config {
+        discovery: discovery::Config {
+            name: "mount".into(),
+            port: 0,
+            web: None,
+            group,
+            announce_port: args.group.group_port,
+            expiry: args.peer_expiry,
+            multicast: true,
+            static_peers: Vec::new(),
+        },
+        dnssd: (!args.dnssd.no_dnssd).then(|| dnssd::Config {
             port: args.dnssd.dnssd_port,
             interfaces: dnssd::Interfaces::of(iface),
             // Port 0: browse only, advertise nothing (a mount serves no files).
             server: std::net::SocketAddr::from((iface, 0)),
             web: None,
-        };
-        if let Err(e) = dnssd::start(&d, config, shutdown.clone(), tracker) {
-            tracing::warn!(error = %e, "DNS-SD off: nodes are found on the multicast group only");
-        }
-    }
+        }),
+        // The caller decides whether the given nodes are enough.
+        without_group: false,
+    };
+    // The mount follows `peers.watch()`: nothing to print per change.
+    let quiet: discovery::OnChange = Arc::new(|_: &discovery::Change| {});
+    lan::start(config, peers, quiet, &life.shutdown, &life.tracker)
+        .context("cannot listen on the LAN group (use --no-discovery with --node)")?;
     Ok(())
 }
 

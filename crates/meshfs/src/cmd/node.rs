@@ -55,6 +55,8 @@ pub struct Args {
     pub cluster: super::cluster::PeerArgs,
     #[command(flatten)]
     pub group: super::group::GroupArgs,
+    #[command(flatten)]
+    pub tls: super::node_tls::TlsArgs,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -91,6 +93,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         server = server.with_events(events.clone());
     }
     server = server.with_access(access.clone());
+    server = server.with_transport(args.tls.transport(&identity)?);
     let addr = server.local_addr()?;
 
     let life = crate::signals::Lifetime::new();
@@ -100,7 +103,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "meshfs node {name} serving {} on {addr}",
         share.root().display()
     );
-    tracing::info!(%name, %addr, dir = %share.root().display(), "node ready");
+    tracing::info!(%name, %addr, dir = %share.root().display(), id = %identity.id(), "node ready");
     if let Some(broker) = args.mqtt {
         if watch.is_some() {
             let bridge = meshfs_mqtt::Bridge::new(broker, name.clone(), events.clone());
@@ -181,17 +184,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         web: web.as_ref().map(|w| w.addr.port()),
         share: &share,
         access: &access,
-        // Discovered nodes go into the peer table (until discovery writes into it itself).
-        on_peer_up: Some(Box::new(move |p: &meshfs_group::Peer| {
-            peers.hello(meshfs_core::Peer {
-                name: p.name.clone(),
-                id: p.id.clone(),
-                addr: p.addr,
-                web: p.web,
-                source: meshfs_core::peers::Source::Multicast,
-                last_seen: p.last_seen,
-            });
-        })),
+        peers: &peers,
     };
     args.group.start(this, shutdown.clone(), &tracker).await?;
 
@@ -210,6 +203,7 @@ fn host_name() -> String {
 }
 
 /// A busy node holds one descriptor per connection: lift the soft limit towards the hard one.
+#[allow(unsafe_code)] // getrlimit/setrlimit, which std does not wrap
 fn raise_fd_limit(want: u64) {
     let mut lim = libc::rlimit {
         rlim_cur: 0,

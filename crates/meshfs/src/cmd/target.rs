@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::group::{DnsSdArgs, GroupAddr};
 use anyhow::Context;
-use meshfs_core::peers::{Peer, Peers, Source};
+use meshfs_core::Peers;
 use meshfs_core::{NodeAddr, RemotePath};
 use meshfs_group::dnssd;
 use meshfs_group::probe::probe;
@@ -125,22 +125,14 @@ pub async fn ask_lan(
     };
     let (answers, by_dnssd) = tokio::join!(probe(&g, group.group_port, wait), by_dnssd);
     let peers = Peers::default();
-    let heard = |p: meshfs_group::Peer, source| Peer {
-        name: p.name,
-        id: p.id,
-        addr: p.addr,
-        web: p.web,
-        source,
-        last_seen: p.last_seen,
-    };
     // DNS-SD first, so the group's answer for a node of the same name replaces it.
     for p in by_dnssd {
-        peers.hello(heard(p, Source::DnsSd));
+        peers.hello(p);
     }
     match answers {
         Ok(answers) => {
             for p in answers.peers {
-                peers.hello(heard(p, Source::Multicast));
+                peers.hello(p);
             }
             (peers, None)
         }

@@ -5,6 +5,7 @@
 //! even that first window. A changed key is refused until the user re-pins it here.
 
 use anyhow::Context;
+use meshfs_core::trust::Trust;
 use meshfs_core::{KnownNodes, NodeId};
 
 #[derive(clap::Args)]
@@ -51,5 +52,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// Install this process's policy for meeting nodes: TLS with the user's identity and pins, or
+/// clear text with `--plaintext`. Every connection the command makes, in whichever library,
+/// follows it.
+pub fn install(plaintext: bool) -> anyhow::Result<()> {
+    let trust = if plaintext {
+        Trust::plaintext()
+    } else {
+        Trust::for_user().context("cannot set up TLS to nodes (--plaintext speaks in clear)")?
+    };
+    Trust::install_process_default(trust);
     Ok(())
 }
