@@ -277,7 +277,10 @@ impl Replicator {
         match (&local, want) {
             (None, Want::NewerOnly) => return Ok(false),
             (Some(l), _) if l.kind == Kind::Dir => return Ok(false),
-            (Some(l), Want::MissingOrNewer | Want::NewerOnly) if l.mtime_ns >= remote.mtime_ns => {
+            // Strictly newer here: the peer pulls ours (or keeps both) instead. Equal times
+            // (file systems stamp at a few milliseconds' grain) go on to the comparison, so
+            // both sides of a conflict decide it alike.
+            (Some(l), Want::MissingOrNewer | Want::NewerOnly) if l.mtime_ns > remote.mtime_ns => {
                 return Ok(false);
             }
             _ => {}

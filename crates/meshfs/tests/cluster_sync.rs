@@ -147,3 +147,155 @@ fn workers_converge_on_uploads_deletions_and_after_an_outage() {
         leftovers(&all).is_empty()
     });
 }
+
+/// The event lines of `subscribe reasons` on the node at port `port`, as they come.
+fn subscribe_reasons(port: u16) -> std::sync::mpsc::Receiver<String> {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"subscribe reasons\n").unwrap();
+    common::lines_of(s)
+}
+
+/// `clip.mp4` and its one conflict copy in `dir`: (content, copy's name, copy's content).
+fn versions(dir: &Path) -> Option<(Vec<u8>, String, Vec<u8>)> {
+    let copies: Vec<String> = fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("clip.sync-conflict-"))
+        .collect();
+    let [copy] = copies.as_slice() else {
+        return None;
+    };
+    Some((
+        fs::read(dir.join("clip.mp4")).ok()?,
+        copy.clone(),
+        fs::read(dir.join(copy)).ok()?,
+    ))
+}
+
+#[test]
+fn two_writers_of_one_path_keep_both_versions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs: Vec<PathBuf> = (1..=2).map(|i| tmp.path().join(format!("w{i}"))).collect();
+    for d in &dirs {
+        fs::create_dir_all(d).unwrap();
+    }
+    let [p1, p2] = [free_tcp_port(), free_tcp_port()];
+    // Two recorders finish `clip.mp4` at once, one on each worker, before either worker can
+    // tell the other: w1 is up but cannot reach w2, which is down. (Writing both while both
+    // run races with the pull itself on a loaded machine; this is the same decision, always.)
+    let _w1 = start(&dirs[0], "w1", p1, &[p2], &[]);
+    let w1_events = subscribe_reasons(p1);
+    let (older, newer) = (data(200_000, 1), data(300_000, 2));
+    drop_file(&dirs[0], "clip.mp4", &older);
+    drop_file(&dirs[1], "clip.mp4", &newer);
+    let _w2 = start(&dirs[1], "w2", p2, &[p1], &[]);
+    let streams = [w1_events, subscribe_reasons(p2)];
+
+    wait_until(
+        "both versions on both workers",
+        Duration::from_secs(10),
+        || match (versions(&dirs[0]), versions(&dirs[1])) {
+            (Some(v1), Some(v2)) => {
+                v1 == v2 && ((v1.0 == newer && v1.2 == older) || (v1.0 == older && v1.2 == newer))
+            }
+            _ => false,
+        },
+    );
+    // One keeps the name (the newer; at equal times, the greater hash), the other becomes
+    // `NAME.sync-conflict-DATE-TIME-HASH7.ext`.
+    let (_, copy, kept) = versions(&dirs[0]).unwrap();
+    let hash = blake3::hash(&kept).to_hex();
+    let rest = copy
+        .strip_prefix("clip.sync-conflict-")
+        .and_then(|r| r.strip_suffix(".mp4"))
+        .unwrap();
+    let parts: Vec<&str> = rest.split('-').collect();
+    assert_eq!(parts.len(), 3, "{copy}");
+    assert!(parts[0].len() == 8 && parts[1].len() == 6, "{copy}");
+    assert!(
+        parts[..2]
+            .iter()
+            .all(|p| p.bytes().all(|b| b.is_ascii_digit()))
+    );
+    assert_eq!(parts[2], &hash.as_str()[..7], "{copy}");
+    // The copy's appearance says it is a conflict copy, on a worker that made it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let wanted = format!(" created:conflict {copy}");
+    'found: loop {
+        for s in &streams {
+            while let Ok(line) = s.try_recv() {
+                if line.ends_with(&wanted) {
+                    break 'found;
+                }
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "no {wanted:?} event");
+        // Lines arrive on their own threads; poll them briefly.
+        if let Ok(line) = streams[0].recv_timeout(Duration::from_millis(20))
+            && line.ends_with(&wanted)
+        {
+            break;
+        }
+    }
+    let all: Vec<&PathBuf> = dirs.iter().collect();
+    wait_until("no partial files", Duration::from_secs(10), || {
+        leftovers(&all).is_empty()
+    });
+}
+
+#[test]
+fn an_archive_keeps_what_the_camera_deletes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let [cam, archive, mirror] = ["cam", "archive", "mirror"].map(|n| {
+        let d = tmp.path().join(n);
+        fs::create_dir_all(&d).unwrap();
+        d
+    });
+    let [pc, pa, pm] = [free_tcp_port(), free_tcp_port(), free_tcp_port()];
+    let _cam = start(&cam, "cam", pc, &[], &[]);
+    let _archive = start(
+        &archive,
+        "archive",
+        pa,
+        &[pc],
+        &["--archive", "--retain", "30d"],
+    );
+    // The control: an ordinary worker, which does propagate deletions.
+    let _mirror = start(&mirror, "mirror", pm, &[pc], &[]);
+
+    drop_file(&cam, "a.mp4", &data(100_000, 1));
+    wait_until("a.mp4 copied", Duration::from_secs(10), || {
+        same(&cam.join("a.mp4"), &archive.join("a.mp4"))
+            && same(&cam.join("a.mp4"), &mirror.join("a.mp4"))
+    });
+    // The camera's clean-up deletes it, then records the next clip. Each worker handles its
+    // peer's events in order: once b.mp4 is there, the deletion was dealt with.
+    fs::remove_file(cam.join("a.mp4")).unwrap();
+    drop_file(&cam, "b.mp4", &data(50_000, 2));
+    wait_until(
+        "b.mp4 copied, a.mp4 gone from the mirror",
+        Duration::from_secs(10),
+        || {
+            same(&cam.join("b.mp4"), &archive.join("b.mp4"))
+                && same(&cam.join("b.mp4"), &mirror.join("b.mp4"))
+                && !mirror.join("a.mp4").exists()
+        },
+    );
+    assert_eq!(fs::read(archive.join("a.mp4")).unwrap(), data(100_000, 1));
+    // A changed file is copied again (no conflict copy: the archive's version was in step).
+    drop_file(&cam, "b.mp4", &data(60_000, 3));
+    wait_until(
+        "the new b.mp4 in the archive",
+        Duration::from_secs(10),
+        || same(&cam.join("b.mp4"), &archive.join("b.mp4")),
+    );
+    let names: Vec<_> = fs::read_dir(&archive)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.contains("sync-conflict")),
+        "{names:?}"
+    );
+}

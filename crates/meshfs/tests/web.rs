@@ -1128,7 +1128,6 @@ fn https_presents_the_nodes_own_key() {
 /// connection to it (TLS, the client side's default) showed its key; each is the ID
 /// `meshfs id --node` prints on that node.
 #[test]
-#[ignore = "needs TLS by default on the client side (branch trust); passes on main + trust"]
 fn the_node_list_shows_each_nodes_id() {
     let tmp = tempfile::tempdir().unwrap();
     let (a_home, b_home) = (tmp.path().join("a"), tmp.path().join("b"));

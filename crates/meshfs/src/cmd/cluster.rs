@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use meshfs_cluster::{Master, Replicator, Workers};
+use meshfs_core::events::Events;
 use meshfs_core::{NodeAddr, Share};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -50,13 +51,20 @@ pub struct PeerArgs {
     /// there are pulled here (BLAKE3-verified) or deleted here. HOST[:PORT] or meshfs://HOST[:PORT].
     #[arg(long = "cluster-peer", value_name = "URL")]
     pub peers: Vec<NodeAddr>,
+    /// Make this node an archive of its --cluster-peers: new and changed files are copied,
+    /// deletions never are (the archive keeps what the cameras' retention removed; give it
+    /// its own --retain/--keep-free).
+    #[arg(long, requires = "peers")]
+    pub archive: bool,
 }
 
 impl PeerArgs {
-    /// Start following the peers, if any.
+    /// Start following the peers, if any. `events` (the share's own log, when watched)
+    /// announces conflict copies and tells which files are being written here.
     pub fn start(
         self,
         share: &Share,
+        events: Option<Events>,
         shutdown: CancellationToken,
         tracker: &TaskTracker,
     ) -> anyhow::Result<()> {
@@ -64,7 +72,11 @@ impl PeerArgs {
             return Ok(());
         }
         let peers = self.peers.iter().map(NodeAddr::to_string).collect();
-        Replicator::new(share.clone()).start(peers, shutdown, tracker);
+        let mut replicator = Replicator::new(share.clone()).archive(self.archive);
+        if let Some(events) = events {
+            replicator = replicator.with_events(events);
+        }
+        replicator.start(peers, shutdown, tracker);
         Ok(())
     }
 }

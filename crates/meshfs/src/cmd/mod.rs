@@ -16,6 +16,7 @@ pub mod node_tls;
 pub mod offer;
 pub mod peers;
 pub mod registry;
+pub mod retain;
 pub mod shell;
 pub mod target;
 pub mod trust;

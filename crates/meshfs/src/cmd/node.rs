@@ -56,6 +56,8 @@ pub struct Args {
     #[command(flatten)]
     pub group: super::group::GroupArgs,
     #[command(flatten)]
+    pub retain: super::retain::RetainArgs,
+    #[command(flatten)]
     pub tls: super::node_tls::TlsArgs,
 }
 
@@ -94,6 +96,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     server = server.with_access(access.clone());
     server = server.with_transport(args.tls.transport(&identity)?);
+    // Retention (issue 16); it also measures the disk, which `hello` reports when full.
+    let retention = args
+        .retain
+        .retention(&share, watch.as_ref().map(|_| events.clone()));
+    server = server.with_disk(retention.disk());
     let addr = server.local_addr()?;
 
     let life = crate::signals::Lifetime::new();
@@ -161,7 +168,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         println!("ftp {ftp}");
     }
     // Cluster worker (seed 002): pull the peers' changes into this share.
-    args.cluster.start(&share, shutdown.clone(), &tracker)?;
+    args.cluster.start(
+        &share,
+        watch.as_ref().map(|_| events.clone()),
+        shutdown.clone(),
+        &tracker,
+    )?;
     // Central directory (seed 003): GET_FILE listener, then register/connect/publish in the
     // background; prints a second line once joined.
     if let Some(join) = args.registry.config(&name) {
@@ -187,6 +199,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         peers: &peers,
     };
     args.group.start(this, shutdown.clone(), &tracker).await?;
+    // Last, so that `--dry-run` lines follow every address line on stdout.
+    super::retain::start(&retention, shutdown.clone(), &tracker);
 
     life.run_until_signal(args.grace).await;
     tracing::info!("stopped");
