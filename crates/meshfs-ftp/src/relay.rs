@@ -1,4 +1,4 @@
-//! Bounding the FTP control channel.
+//! Bounding the FTP control channel, also inside TLS.
 //!
 //! libunftp's control-channel codec buffers a command until its line break with no limit, so a
 //! client sending an endless line would grow the node's memory without end. libunftp only
@@ -7,6 +7,18 @@
 //! refuses (`500`, then close) any line longer than [`MAX_COMMAND_LINE`]. Only the small control
 //! traffic takes this detour; data connections go straight to libunftp's passive listeners.
 //!
+//! Explicit FTPS (`AUTH TLS`, RFC 4217) would hide the lines from a relay that only copies
+//! bytes, and the bound would be gone for exactly the clients that ask for TLS (before they log
+//! in). So the relay terminates the control channel's TLS itself: it answers `AUTH TLS` (`234`),
+//! accepts the client's handshake with the node's certificate, and goes on passing whole,
+//! bounded plaintext lines to libunftp over the loopback connection. (Letting libunftp do the
+//! handshake behind a second TLS session on loopback was tried: libunftp switches to TLS only
+//! some time after sending `234`, and a ClientHello arriving before then is read as a command.)
+//! libunftp never learns the control channel is secure, so what depends on that is done here:
+//! `--ftp-require-tls` refuses `USER` and `PASS` in clear with `534`. `PBSZ`/`PROT P` and the
+//! encrypted data channels are libunftp's own (it has the same certificate), and it refuses
+//! transfers without `PROT P` when TLS is required.
+//!
 //! Because libunftp then sees a loopback connection, passive data ports are bound (by
 //! [`BindOn`]) on the address the client really reached, and `PASV` replies name that address.
 
@@ -14,17 +26,32 @@ use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::RangeInclusive;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use meshfs_core::tls::{ServerConfig, TlsAcceptor};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 /// Longest control line accepted: a command word and a path of up to 4096 bytes, with margin.
 pub const MAX_COMMAND_LINE: usize = 8192;
 
-/// Relay `outer` through a fresh loopback connection; returns libunftp's end of it.
-pub(crate) async fn relay(outer: TcpStream) -> io::Result<TcpStream> {
+/// How long the client's TLS handshake after `AUTH TLS` may take.
+const HANDSHAKE: Duration = Duration::from_secs(15);
+
+/// What the relay does about TLS on the control channel.
+#[derive(Clone)]
+pub(crate) struct RelayTls {
+    /// Presented to the FTP client (the node's certificate).
+    pub(crate) config: Arc<ServerConfig>,
+    /// Refuse `USER` and `PASS` before `AUTH TLS` (`--ftp-require-tls`).
+    pub(crate) required: bool,
+}
+
+/// Relay `outer` through a fresh loopback connection; returns libunftp's end of it. With
+/// `tls`, the relay answers `AUTH TLS` itself (see the module doc).
+pub(crate) async fn relay(outer: TcpStream, tls: Option<RelayTls>) -> io::Result<TcpStream> {
     let loopback: IpAddr = match outer.local_addr()?.ip() {
         IpAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
         IpAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
@@ -45,57 +72,183 @@ pub(crate) async fn relay(outer: TcpStream) -> io::Result<TcpStream> {
     let _ = ours.set_nodelay(true);
     let _ = theirs.set_nodelay(true);
     let _ = outer.set_nodelay(true);
-    tokio::spawn(pump(outer, ours));
+    tokio::spawn(pump(outer, ours, tls));
     Ok(theirs)
 }
 
-/// Copy both ways until either side closes, enforcing the line limit on the client's side.
-async fn pump(outer: TcpStream, inner: TcpStream) {
-    let (mut outer_r, mut outer_w) = outer.into_split();
-    let (mut inner_r, mut inner_w) = inner.into_split();
-    let mut down = Box::pin(tokio::io::copy(&mut inner_r, &mut outer_w));
-    let up = async {
-        let mut buf = vec![0u8; 4096];
-        let mut line = 0usize;
-        loop {
-            let n = outer_r.read(&mut buf).await?;
-            if n == 0 {
-                // The client is gone: let libunftp see it and close its side.
-                inner_w.shutdown().await?;
-                return Ok::<bool, io::Error>(false);
-            }
-            for &b in &buf[..n] {
-                line = if b == b'\n' { 0 } else { line + 1 };
-                if line > MAX_COMMAND_LINE {
-                    return Ok(true);
+/// How one phase of relaying ended.
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    /// Either side closed (or failed).
+    Closed,
+    /// The client sent a line longer than [`MAX_COMMAND_LINE`].
+    TooLong,
+    /// The client asked for `AUTH TLS` and was told `234`: its handshake comes next.
+    Upgrade,
+}
+
+/// The control channel's state as the relay sees it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// No FTPS on this server: every line goes to libunftp.
+    NoTls,
+    /// FTPS offered, not yet started (`required`: logins are refused until it is).
+    Clear { required: bool },
+    /// Inside TLS.
+    Secure,
+}
+
+/// Relay until either side closes, enforcing the line limit on the client's side, in clear
+/// and then, after `AUTH TLS`, inside TLS.
+async fn pump(mut outer: TcpStream, mut inner: TcpStream, tls: Option<RelayTls>) {
+    let phase = match &tls {
+        None => Phase::NoTls,
+        Some(t) => Phase::Clear {
+            required: t.required,
+        },
+    };
+    let end = shuttle(&mut outer, &mut inner, phase)
+        .await
+        .unwrap_or(End::Closed);
+    match (end, tls) {
+        (End::TooLong, _) => refuse(&mut outer).await,
+        (End::Upgrade, Some(tls)) => {
+            let accepted =
+                tokio::time::timeout(HANDSHAKE, TlsAcceptor::from(tls.config).accept(outer)).await;
+            let mut outer = match accepted {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "FTP client's TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!("FTP client's TLS handshake timed out");
+                    return;
+                }
+            };
+            match shuttle(&mut outer, &mut inner, Phase::Secure).await {
+                Ok(End::TooLong) => refuse(&mut outer).await,
+                _ => {
+                    let _ = outer.shutdown().await;
                 }
             }
-            inner_w.write_all(&buf[..n]).await?;
         }
-    };
-    let too_long = tokio::select! {
-        r = up => r.unwrap_or(false),
-        _ = &mut down => return,
-    };
-    if too_long {
-        drop(down);
-        tracing::info!("FTP client sent an overlong command line: closed");
-        let _ = tokio::time::timeout(
-            Duration::from_secs(2),
-            outer_w.write_all(b"500 Command line too long\r\n"),
-        )
-        .await;
-        // Lingering close: closing with unread input would reset the connection and could
-        // destroy the reply before the client reads it. Discard input briefly instead.
-        let _ = outer_w.shutdown().await;
-        let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            let mut sink = [0u8; 4096];
-            while matches!(outer_r.read(&mut sink).await, Ok(n) if n > 0) {}
-        })
-        .await;
-    } else {
-        let _ = tokio::time::timeout(Duration::from_secs(5), down).await;
+        _ => {}
     }
+}
+
+/// Copy both ways, passing the client's input on in whole lines of at most
+/// [`MAX_COMMAND_LINE`] bytes. With TLS offered, `AUTH TLS` is answered here and ends the phase
+/// with [`End::Upgrade`]; when TLS is required, `USER` and `PASS` in clear are refused here.
+async fn shuttle<O, I>(outer: &mut O, inner: &mut I, phase: Phase) -> io::Result<End>
+where
+    O: AsyncRead + AsyncWrite + Unpin,
+    I: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut up = vec![0u8; 4096];
+    let mut down = vec![0u8; 4096];
+    // The client's current, incomplete line.
+    let mut line: Vec<u8> = Vec::new();
+    loop {
+        tokio::select! {
+            r = outer.read(&mut up) => {
+                let n = r?;
+                if n == 0 {
+                    // The client is gone: let libunftp see it, pass on its last words.
+                    inner.shutdown().await?;
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(5),
+                        tokio::io::copy(inner, outer),
+                    )
+                    .await;
+                    return Ok(End::Closed);
+                }
+                let mut forward = Vec::new();
+                for (i, &b) in up[..n].iter().enumerate() {
+                    line.push(b);
+                    if b != b'\n' {
+                        if line.len() > MAX_COMMAND_LINE {
+                            return Ok(End::TooLong);
+                        }
+                        continue;
+                    }
+                    match (classify(&line), phase) {
+                        (Command::AuthTls, Phase::Clear { .. }) => {
+                            inner.write_all(&forward).await?;
+                            if i + 1 != n {
+                                // RFC 4217: the client waits for the reply before its
+                                // handshake; anything pipelined would be lost in the switch.
+                                return Err(io::Error::other("data pipelined after AUTH TLS"));
+                            }
+                            outer.write_all(b"234 AUTH TLS successful\r\n").await?;
+                            outer.flush().await?;
+                            return Ok(End::Upgrade);
+                        }
+                        (Command::AuthTls, Phase::Secure) => {
+                            outer.write_all(b"503 Already using TLS\r\n").await?;
+                        }
+                        (Command::Login, Phase::Clear { required: true }) => {
+                            outer
+                                .write_all(
+                                    b"534 This node requires TLS: send AUTH TLS first\r\n",
+                                )
+                                .await?;
+                        }
+                        _ => forward.extend_from_slice(&line),
+                    }
+                    line.clear();
+                }
+                inner.write_all(&forward).await?;
+            }
+            r = inner.read(&mut down) => {
+                let n = r?;
+                if n == 0 {
+                    return Ok(End::Closed);
+                }
+                outer.write_all(&down[..n]).await?;
+                outer.flush().await?;
+            }
+        }
+    }
+}
+
+/// The commands the relay itself cares about.
+#[derive(Debug, PartialEq, Eq)]
+enum Command {
+    AuthTls,
+    /// `USER` or `PASS`.
+    Login,
+    Other,
+}
+
+fn classify(line: &[u8]) -> Command {
+    let text = line.trim_ascii();
+    let word = text.split(|b| *b == b' ').next().unwrap_or_default();
+    if text.eq_ignore_ascii_case(b"AUTH TLS") {
+        Command::AuthTls
+    } else if word.eq_ignore_ascii_case(b"USER") || word.eq_ignore_ascii_case(b"PASS") {
+        Command::Login
+    } else {
+        Command::Other
+    }
+}
+
+/// Answer an overlong line with `500` and close.
+async fn refuse<O: AsyncRead + AsyncWrite + Unpin>(outer: &mut O) {
+    tracing::info!("FTP client sent an overlong command line: closed");
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        outer.write_all(b"500 Command line too long\r\n").await?;
+        outer.flush().await
+    })
+    .await;
+    // Lingering close: closing with unread input would reset the connection and could
+    // destroy the reply before the client reads it. Discard input briefly instead.
+    let _ = outer.shutdown().await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        let mut sink = [0u8; 4096];
+        while matches!(outer.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
 }
 
 /// Binds passive data ports on the address the client reached (not the relay's loopback).
@@ -134,4 +287,20 @@ fn random() -> u64 {
             .unwrap_or(0),
     );
     h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_the_relay_answers() {
+        assert_eq!(classify(b"AUTH TLS\r\n"), Command::AuthTls);
+        assert_eq!(classify(b"auth tls\n"), Command::AuthTls);
+        assert_eq!(classify(b"AUTH SSL\r\n"), Command::Other);
+        assert_eq!(classify(b"user alice\r\n"), Command::Login);
+        assert_eq!(classify(b"PASS\r\n"), Command::Login);
+        assert_eq!(classify(b"USERS\r\n"), Command::Other);
+        assert_eq!(classify(b"RETR a\r\n"), Command::Other);
+    }
 }

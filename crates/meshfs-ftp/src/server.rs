@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 use crate::busy::Busy;
 use crate::relay::{self, BindOn};
 use crate::storage::ShareStorage;
+use crate::tls::FtpTls;
 use crate::users::{FtpUser, Login, Users};
 
 const GREETING: &str = "meshfs FTP ready";
@@ -39,6 +40,8 @@ pub struct FtpConfig {
     pub max_sessions: usize,
     /// The node's share and file passwords: anonymous users are held to them.
     pub access: Access,
+    /// Offer explicit FTPS (`AUTH TLS`); `None`: plain FTP only.
+    pub tls: Option<FtpTls>,
 }
 
 impl Default for FtpConfig {
@@ -49,6 +52,7 @@ impl Default for FtpConfig {
             idle_timeout: Duration::from_secs(600),
             max_sessions: 1024,
             access: Access::open(),
+            tls: None,
         }
     }
 }
@@ -98,12 +102,13 @@ impl FtpServer {
             &open_sessions,
             |stream, peer| {
                 let session = session(stream, share, config, busy, &login);
+                let tls = config.tls.as_ref().map(FtpTls::relay);
                 async move {
                     let Some((stream, server)) = session else {
                         return;
                     };
                     tracing::debug!(%peer, "FTP session");
-                    let stream = match relay::relay(stream).await {
+                    let stream = match relay::relay(stream, tls).await {
                         Ok(s) => s,
                         Err(e) => {
                             tracing::warn!(%peer, error = %e, "cannot relay an FTP session");
@@ -150,7 +155,7 @@ fn session(
         access: config.access.clone(),
         busy: busy.clone(),
     };
-    let built =
+    let mut builder =
         ServerBuilder::with_user_detail_provider(Box::new(move || storage.clone()), login.clone())
             .authenticator(login.clone())
             .greeting(GREETING)
@@ -158,8 +163,15 @@ fn session(
             .idle_session_timeout(config.idle_timeout.as_secs().max(1))
             .sitemd5(SiteMd5::None)
             .passive_host(passive_host)
-            .binder(BindOn(local))
-            .build();
+            .binder(BindOn(local));
+    if let Some(tls) = &config.tls {
+        builder = builder
+            .ftps_manual::<std::path::PathBuf>(tls.server_config())
+            // The control channel's TLS is the relay's (it refuses logins in clear when
+            // required); data channels: no transfer without PROT P when required.
+            .ftps_required(false, tls.required);
+    }
+    let built = builder.build();
     match built {
         Ok(server) => Some((stream, server)),
         Err(e) => {

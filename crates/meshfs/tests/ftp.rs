@@ -582,3 +582,180 @@ fn passwords_of_the_node_hold_for_anonymous_ftp() {
     assert!(!out.status.success() && out.stdout.is_empty());
     assert_eq!(ok(&curl(&[&format!("{url}/hello.txt")])), "hello ftp\n");
 }
+
+// ---- Explicit FTPS (AUTH TLS, RFC 4217) with the node's certificate ----
+
+/// A node with FTP whose identity lives in `tmp/state`; returns it with the key's pin in the
+/// form `curl --pinnedpubkey` takes and the path of its certificate.
+fn ftps_node(tmp: &Path, share: &Path, extra: &[&str]) -> (FtpNode, String, std::path::PathBuf) {
+    let state = tmp.join("state");
+    let users = users_file(tmp);
+    let mut args = vec!["--state", state.to_str().unwrap(), "--ftp-tls"];
+    args.extend_from_slice(extra);
+    let node = ftp_node(share, &users, &args);
+    let pin = ok(&Command::new(common::bin())
+        .args(["id", "--node", "--curl", "--state", state.to_str().unwrap()])
+        .output()
+        .unwrap())
+    .trim()
+    .to_owned();
+    assert!(pin.starts_with("sha256//"), "{pin}");
+    (node, pin, state.join("identity/cert.pem"))
+}
+
+/// Python's `ftplib.FTP_TLS`: checks the node presents exactly its certificate (argv[2]),
+/// then logs in (argv[3], argv[4]; empty: anonymous), protects data, downloads argv[5] to
+/// stdout's first line, uploads argv[6] as argv[7] when given.
+const FTPS_SCRIPT: &str = r#"
+import ftplib, ssl, sys, io
+host, port = sys.argv[1].rsplit(":", 1)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+f = ftplib.FTP_TLS(context=ctx, timeout=30)
+f.connect(host, int(port))
+f.auth()
+want = ssl.PEM_cert_to_DER_cert(open(sys.argv[2]).read())
+assert f.sock.getpeercert(binary_form=True) == want, "not the node's certificate"
+print(f.sock.version(), flush=True)
+if sys.argv[3]:
+    f.login(sys.argv[3], sys.argv[4])
+else:
+    f.login()
+f.prot_p()
+data = io.BytesIO()
+f.retrbinary("RETR " + sys.argv[5], data.write)
+print(data.getvalue().decode().strip(), flush=True)
+if len(sys.argv) > 7:
+    try:
+        f.storbinary("STOR " + sys.argv[7], open(sys.argv[6], "rb"))
+    except ssl.SSLEOFError:
+        # libunftp closes an upload's data connection without TLS close_notify, which
+        # ftplib's unwrap() reports; the reply on the control channel is what counts.
+        f.voidresp()
+    print("stored", flush=True)
+f.quit()
+"#;
+
+#[test]
+fn ftps_curl_downloads_with_the_pinned_key() {
+    let (tmp, share) = setup();
+    let (node, pin, _) = ftps_node(tmp.path(), &share, &[]);
+    let url = format!("ftp://{}", node.ftp);
+    let tls = ["--ftp-ssl-reqd", "-k", "--pinnedpubkey", &pin];
+
+    let mut args = tls.to_vec();
+    let hello = format!("{url}/hello.txt");
+    args.push(&hello);
+    assert_eq!(ok(&curl(&args)), "hello ftp\n");
+
+    // A large file through a PROT P data channel arrives whole.
+    let dest = tmp.path().join("big.bin");
+    let big = format!("{url}/big.bin");
+    let mut args = tls.to_vec();
+    args.extend(["-o", dest.to_str().unwrap(), &big]);
+    ok(&curl(&args));
+    assert!(fs::read(&dest).unwrap() == fs::read(share.join("big.bin")).unwrap());
+
+    // Uploads inside TLS: see ftps_ftplib_downloads_and_uploads (curl's TLS uploads get an
+    // intermittent 426 from libunftp's data channel; not yet understood).
+
+    // Another key is not this node.
+    let wrong = format!("sha256//{}", "A".repeat(43) + "=");
+    let out = curl(&["--ftp-ssl-reqd", "-k", "--pinnedpubkey", &wrong, &hello]);
+    assert!(!out.status.success(), "a wrong pin must fail");
+
+    // Plain FTP still works beside FTPS (seed 002's cameras).
+    assert_eq!(ok(&curl(&[&hello])), "hello ftp\n");
+}
+
+#[test]
+fn ftps_ftplib_downloads_and_uploads() {
+    let (tmp, share) = setup();
+    let (node, _, cert) = ftps_node(tmp.path(), &share, &[]);
+    let src = tmp.path().join("py.bin");
+    fs::write(&src, pattern(100_000, 4)).unwrap();
+    let out = ok(&python(
+        FTPS_SCRIPT,
+        &[
+            &node.ftp,
+            cert.to_str().unwrap(),
+            "alice",
+            PASSWORD,
+            "hello.txt",
+            src.to_str().unwrap(),
+            "py.bin",
+        ],
+    ));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines, ["TLSv1.3", "hello ftp", "stored"], "{out}");
+    assert!(fs::read(share.join("py.bin")).unwrap() == fs::read(&src).unwrap());
+}
+
+#[test]
+fn ftp_require_tls_refuses_plain_logins() {
+    let (tmp, share) = setup();
+    let (node, pin, cert) = ftps_node(tmp.path(), &share, &["--ftp-require-tls"]);
+    let hello = format!("ftp://{}/hello.txt", node.ftp);
+
+    // Plain login: refused before the password is sent.
+    let out = python(
+        r#"
+import ftplib, sys
+host, port = sys.argv[1].rsplit(":", 1)
+f = ftplib.FTP()
+f.connect(host, int(port), timeout=30)
+try:
+    f.sendcmd("USER alice")
+    print("accepted")
+except ftplib.error_perm as e:
+    print(e)
+"#,
+        &[&node.ftp],
+    );
+    let said = ok(&out);
+    assert!(said.starts_with("534"), "{said}");
+    assert!(!curl(&[&hello]).status.success(), "plain curl must fail");
+
+    // With TLS, anonymous and alice both get through.
+    assert_eq!(
+        ok(&curl(&[
+            "--ftp-ssl-reqd",
+            "-k",
+            "--pinnedpubkey",
+            &pin,
+            &hello
+        ])),
+        "hello ftp\n"
+    );
+    let out = ok(&python(
+        FTPS_SCRIPT,
+        &[&node.ftp, cert.to_str().unwrap(), "", "", "hello.txt"],
+    ));
+    assert!(out.contains("hello ftp"), "{out}");
+}
+
+#[test]
+fn an_endless_command_line_is_cut_off_inside_tls() {
+    let (tmp, share) = setup();
+    let (node, _, _) = ftps_node(tmp.path(), &share, &[]);
+    let out = ok(&python(
+        r#"
+import ftplib, ssl, sys
+host, port = sys.argv[1].rsplit(":", 1)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+f = ftplib.FTP_TLS(context=ctx, timeout=30)
+f.connect(host, int(port))
+f.auth()
+try:
+    f.sock.sendall(b"A" * (1 << 20))
+except OSError:
+    pass
+print(f.file.readline().strip())
+"#,
+        &[&node.ftp],
+    ));
+    assert!(out.starts_with("500 "), "{out:?}");
+}

@@ -1,5 +1,7 @@
-//! The FTP door's flags on `meshfs node` (`--ftp`, `--ftp-users`, `--ftp-passive-ports`), and
-//! starting the door from them with a plain [`FtpConfig`].
+//! The FTP door's flags on `meshfs node` (`--ftp`, `--ftp-users`, `--ftp-passive-ports`,
+//! `--ftp-tls`, `--ftp-require-tls`), and starting the door from them. Explicit FTPS
+//! (`AUTH TLS`) with the node's certificate is offered on request; plain FTP stays allowed for
+//! the cameras of seed 002 unless `--ftp-require-tls`.
 
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
@@ -8,9 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use meshfs_core::Share;
 use meshfs_core::access::Access;
-use meshfs_ftp::{FtpConfig, FtpServer, Users};
+use meshfs_core::{Identity, Share};
+use meshfs_ftp::{FtpConfig, FtpServer, FtpTls, Users};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -26,6 +28,15 @@ pub struct FtpArgs {
     /// Ports offered for FTP passive data connections.
     #[arg(long, value_name = "LOW-HIGH", default_value = "49152-65535", value_parser = parse_ports)]
     pub ftp_passive_ports: RangeInclusive<u16>,
+    /// Offer explicit FTPS (`AUTH TLS`, `PROT P`) with the node's certificate, beside plain
+    /// FTP. Off by default: clients that try AUTH TLS whenever offered and check certificates
+    /// against a CA (lftp, some cameras) would fail on the node's self-signed one.
+    #[arg(long, requires = "ftp")]
+    pub ftp_tls: bool,
+    /// Refuse logins before `AUTH TLS` and data connections without `PROT P` (implies
+    /// --ftp-tls).
+    #[arg(long, requires = "ftp")]
+    pub ftp_require_tls: bool,
 }
 
 fn parse_ports(s: &str) -> Result<RangeInclusive<u16>, String> {
@@ -46,6 +57,7 @@ impl FtpArgs {
         self,
         share: &Share,
         access: &Access,
+        identity: &Identity,
         idle_timeout: Duration,
         shutdown: CancellationToken,
         tracker: &TaskTracker,
@@ -62,6 +74,14 @@ impl FtpArgs {
             passive_ports: self.ftp_passive_ports,
             idle_timeout,
             access: access.clone(),
+            tls: if self.ftp_tls || self.ftp_require_tls {
+                Some(
+                    FtpTls::new(identity, self.ftp_require_tls)
+                        .context("cannot set up FTPS with the node's certificate")?,
+                )
+            } else {
+                None
+            },
             ..FtpConfig::default()
         };
         let server = FtpServer::bind(&addr, share.clone(), config)

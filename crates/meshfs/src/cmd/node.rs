@@ -167,6 +167,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .start(
             &share,
             &access,
+            &identity,
             args.idle_timeout,
             shutdown.clone(),
             &tracker,
