@@ -19,8 +19,7 @@ Examples:
   meshfs node /srv/clips --state /var/lib/meshfs   as a system service: the key lives there
 
 The node's key and certificate are made on first start in STATE/identity (mode 0600); its ID,
-printed as `id ID` after the address lines and by `meshfs id --node`, is what clients pin.
-MESHFS_PASSWORD is this node's share password only (clients use MESHFS_CLIENT_PASSWORD).")]
+printed as `id ID` after the address lines and by `meshfs id --node`, is what clients pin.")]
 pub struct Args {
     /// Folder to serve (created if missing).
     #[arg(default_value = "share", env = "MESHFS_DIR")]
