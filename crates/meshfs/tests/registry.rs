@@ -4,13 +4,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use common::directory::{call, fields_of, try_call};
 use common::{Proc, spawn};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -51,37 +51,6 @@ fn joined_node(dir: &Path, user: &str, registry: &str) -> Proc {
             return proc;
         }
     }
-}
-
-/// One directory operation with NUL-terminated fields; the whole raw reply.
-fn try_call(addr: &str, fields: &[&str]) -> std::io::Result<Vec<u8>> {
-    let mut s = TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut msg = Vec::new();
-    for f in fields {
-        msg.extend_from_slice(f.as_bytes());
-        msg.push(0);
-    }
-    s.write_all(&msg)?;
-    s.shutdown(Shutdown::Write)?;
-    let mut reply = Vec::new();
-    s.read_to_end(&mut reply)?;
-    Ok(reply)
-}
-
-fn call(addr: &str, fields: &[&str]) -> Vec<u8> {
-    try_call(addr, fields).expect("directory operation")
-}
-
-/// The names in a `LIST_CONTENT` (or any) reply after its code and count.
-fn fields_of(reply: &[u8]) -> Vec<String> {
-    assert_eq!(reply.first(), Some(&0), "reply {reply:?}");
-    let mut fields: Vec<String> = reply[1..]
-        .split(|&b| b == 0)
-        .map(|f| String::from_utf8(f.to_vec()).unwrap())
-        .collect();
-    assert_eq!(fields.pop().as_deref(), Some(""), "reply ends with a NUL");
-    fields
 }
 
 #[test]

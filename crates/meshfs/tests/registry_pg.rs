@@ -10,11 +10,10 @@ mod common;
 mod pg;
 
 use std::collections::HashSet;
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpStream};
 use std::sync::{Arc, Barrier, mpsc};
 use std::time::{Duration, Instant};
 
+use common::directory::{call, fields_of, try_call};
 use common::{Proc, spawn};
 use pg::TempPostgres;
 
@@ -29,37 +28,6 @@ fn instance(db: &TempPostgres) -> (Proc, String) {
         .unwrap_or_else(|| panic!("unexpected readiness line {line:?}"))
         .to_owned();
     (proc, addr)
-}
-
-/// One directory operation with NUL-terminated fields; the whole raw reply.
-fn try_call(addr: &str, fields: &[&str]) -> std::io::Result<Vec<u8>> {
-    let mut s = TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(15)))?;
-    let mut msg = Vec::new();
-    for f in fields {
-        msg.extend_from_slice(f.as_bytes());
-        msg.push(0);
-    }
-    s.write_all(&msg)?;
-    s.shutdown(Shutdown::Write)?;
-    let mut reply = Vec::new();
-    s.read_to_end(&mut reply)?;
-    Ok(reply)
-}
-
-fn call(addr: &str, fields: &[&str]) -> Vec<u8> {
-    try_call(addr, fields).expect("directory operation")
-}
-
-/// The fields of a listing reply after its code (count first).
-fn fields_of(reply: &[u8]) -> Vec<String> {
-    assert_eq!(reply.first(), Some(&0), "reply {reply:?}");
-    let mut fields: Vec<String> = reply[1..]
-        .split(|&b| b == 0)
-        .map(|f| String::from_utf8(f.to_vec()).unwrap())
-        .collect();
-    assert_eq!(fields.pop().as_deref(), Some(""), "reply ends with a NUL");
-    fields
 }
 
 #[test]

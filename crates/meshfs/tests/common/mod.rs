@@ -7,6 +7,7 @@
 //! group or a cluster must name in advance.
 #![allow(dead_code)]
 
+pub mod directory;
 pub mod group;
 pub mod mount;
 pub mod ports;
