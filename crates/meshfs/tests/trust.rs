@@ -32,16 +32,15 @@ fn id_is_made_once_and_printed_both_ways() {
     let home = tempfile::tempdir().unwrap();
     let out = meshfs(home.path(), &["id"]);
     assert_success(&out);
-    // Two lines: the ID, then curl's pin of the same key.
-    let text = stdout(&out);
-    let (id, pin) = text.trim().split_once('\n').expect("two lines");
-    let id = id.to_owned();
+    // One line, the ID, so `$(meshfs id)` is it; --curl gives curl's pin of the same key.
+    let id = stdout(&out).trim().to_owned();
     assert_eq!(id.len(), 64, "{id}");
-    assert!(pin.starts_with("sha256//"), "{pin}");
-    assert_eq!(stdout(&meshfs(home.path(), &["id", "--curl"])).trim(), pin);
+    assert!(!id.contains('\n'), "{id}");
+    let pin = stdout(&meshfs(home.path(), &["id", "--curl"]));
+    assert!(pin.trim().starts_with("sha256//"), "{pin}");
     assert!(home.path().join("config/meshfs/key.pem").exists());
     // Stable across runs.
-    assert_eq!(stdout(&meshfs(home.path(), &["id", "--quiet"])).trim(), id);
+    assert_eq!(stdout(&meshfs(home.path(), &["id"])).trim(), id);
 
     // The node's ID is another key, kept in the state folder.
     let out = meshfs(home.path(), &["id", "--node", "--cert"]);
@@ -50,7 +49,6 @@ fn id_is_made_once_and_printed_both_ways() {
     let mut lines = text.lines();
     let node_id = lines.next().unwrap();
     assert_ne!(node_id, id);
-    assert!(lines.next().unwrap().starts_with("sha256//"));
     let cert = lines.next().unwrap();
     assert!(cert.ends_with("state/meshfs/identity/cert.pem"), "{cert}");
     assert!(Path::new(cert).exists());
@@ -136,19 +134,13 @@ fn a_node_keeps_its_key_in_its_state_folder_and_prints_its_id() {
     // `meshfs id --node --state` reads the same key; a restart keeps it.
     let out = meshfs(
         home.path(),
-        &[
-            "id",
-            "--node",
-            "--quiet",
-            "--state",
-            state.to_str().unwrap(),
-        ],
+        &["id", "--node", "--state", state.to_str().unwrap()],
     );
     assert_success(&out);
     assert_eq!(stdout(&out).trim(), id);
     assert_eq!(start(), id);
     // Without --state the node's key is another one, under $XDG_STATE_HOME/meshfs.
-    let default = meshfs(home.path(), &["id", "--node", "--quiet"]);
+    let default = meshfs(home.path(), &["id", "--node"]);
     assert_ne!(stdout(&default).trim(), id);
 }
 
@@ -170,8 +162,9 @@ fn node_in(home: &Path, state: &Path, share: &Path, extra: &[&str]) -> (common::
 /// The ID `meshfs id --node` prints for `state`.
 fn node_id(home: &Path, state: &Path, curl: bool) -> String {
     let mut args = vec!["id", "--node", "--state", state.to_str().unwrap()];
-    // `meshfs id` prints the ID and curl's pin: one of them alone.
-    args.push(if curl { "--curl" } else { "--quiet" });
+    if curl {
+        args.push("--curl");
+    }
     let out = meshfs(home, &args);
     assert_success(&out);
     stdout(&out).trim().to_owned()

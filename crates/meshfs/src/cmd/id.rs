@@ -1,9 +1,9 @@
 //! `meshfs id`: print the ID others pin for this user, or for this machine's node.
 //!
-//! The ID is what `meshfs trust NAME ID` takes on another machine and what `meshfs peers`
-//! shows, so reading it aloud or pasting it is how two people check a first contact. The second
-//! line is the same hash in the form `curl --pinnedpubkey` takes (`--curl` prints it alone,
-//! `--quiet` the ID alone, for scripts).
+//! The ID is what `meshfs trust NAME ID` takes on another machine and what a node prints at
+//! start and shows on its web page, so reading it aloud or pasting it is how two people check
+//! a first contact. It prints one line, so `$(meshfs id --node)` is the ID; `--curl` prints the
+//! same hash in the form `curl --pinnedpubkey` takes.
 
 use std::path::PathBuf;
 
@@ -16,13 +16,13 @@ The user's identity lives in $XDG_CONFIG_HOME/meshfs (default ~/.config/meshfs),
 STATE/identity (default $XDG_STATE_HOME/meshfs/identity, ~/.local/state/meshfs/identity);
 either is made on first use.
 
-Prints two lines: the ID (base32, in groups to read aloud) and the same hash as curl's
+Prints the ID (base32, in groups to read aloud); --curl prints the same hash as curl's
 `sha256//BASE64` pin.
 
 Examples:
   meshfs id                         this user's ID (what nodes started with --allow admit)
   meshfs id --node --state /var/lib/meshfs   the ID of the node run as a system service
-  meshfs id --node                  this machine's node ID (compare with `meshfs peers`)
+  meshfs id --node                  this machine's node ID (as the node prints it at start)
   curl --pinnedpubkey \"$(meshfs id --node --curl)\" -k https://cam1.local:8044/")]
 pub struct Args {
     /// Print the node's ID (as `meshfs node` uses it) instead of the user's.
@@ -32,11 +32,8 @@ pub struct Args {
     #[arg(long, value_name = "DIR", requires = "node")]
     pub state: Option<PathBuf>,
     /// Print only `sha256//BASE64`, the form `curl --pinnedpubkey` checks (the same hash).
-    #[arg(long, conflicts_with = "quiet")]
+    #[arg(long)]
     pub curl: bool,
-    /// Print only the ID.
-    #[arg(long, short)]
-    pub quiet: bool,
     /// Also print where the certificate is (PEM; browsers and `openssl` can read it).
     #[arg(long)]
     pub cert: bool,
@@ -67,10 +64,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let id = identity.id();
     if args.curl {
         println!("{}", id.pinned_pubkey());
-    } else if args.quiet {
-        println!("{id}");
     } else {
-        println!("{id}\n{}", id.pinned_pubkey());
+        println!("{id}");
     }
     if args.cert {
         println!("{}", dir.join(meshfs_core::identity::CERT_FILE).display());
