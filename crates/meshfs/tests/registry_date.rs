@@ -4,8 +4,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -32,18 +31,9 @@ fn dated_registry(state: &std::path::Path) -> (Proc, String) {
 
 /// One operation, with a date field after the operation name; the raw reply.
 fn dated_call(addr: &str, op: &str, fields: &[&str]) -> Vec<u8> {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut msg = Vec::new();
-    for f in [op, "06/12/2026 10:00:00"].iter().chain(fields) {
-        msg.extend_from_slice(f.as_bytes());
-        msg.push(0);
-    }
-    s.write_all(&msg).unwrap();
-    s.shutdown(Shutdown::Write).unwrap();
-    let mut reply = Vec::new();
-    s.read_to_end(&mut reply).unwrap();
-    reply
+    let mut all = vec![op, "06/12/2026 10:00:00"];
+    all.extend_from_slice(fields);
+    common::directory::call(addr, &all)
 }
 
 fn scripted_shell(registry: &str, extra: &[&str], script: &str) -> String {
