@@ -511,6 +511,19 @@ impl Client {
     /// `hash <path>`: BLAKE3 of the whole remote file, as 64 hex characters.
     pub async fn hash(&mut self, path: &str) -> Result<String> {
         self.send(&format!("hash {path}"));
+        self.hash_reply().await
+    }
+
+    /// `hash-prefix <size> <path>`: BLAKE3 of the remote file's first `size` bytes. A node
+    /// older than this request answers code 5 `unknown command`; one whose file holds fewer
+    /// bytes, code 5 too.
+    pub async fn hash_prefix(&mut self, path: &str, size: u64) -> Result<String> {
+        self.send(&format!("hash-prefix {size} {path}"));
+        self.hash_reply().await
+    }
+
+    /// `0 HEX` with 64 hex digits.
+    async fn hash_reply(&mut self) -> Result<String> {
         let text = self.status().await?;
         if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(self.protocol(format!("malformed hash {text:?}")));

@@ -70,6 +70,12 @@ pub enum Request<'a> {
     },
     Ls(&'a str),
     Hash(&'a str),
+    /// `hash-prefix <size> <path>`: BLAKE3 of the file's first `size` bytes, so a client that
+    /// copied a file still being written can verify the snapshot it took (protocols.md §1).
+    HashPrefix {
+        size: u64,
+        path: &'a str,
+    },
     Auth(&'a str),
     /// `pake <base64>[ <path>]`: start a password proof (see [`crate::pake`]).
     Pake(&'a str),
@@ -126,20 +132,14 @@ impl<'a> Request<'a> {
             "hello" => Request::Hello,
             "seek" => Request::Seek(number(arg)?),
             "pread" => {
-                let mut parts = need(arg)?.splitn(3, ' ');
-                let mut num = || -> Result<u64, BadRequest> {
-                    parts
-                        .next()
-                        .and_then(|s| s.parse().ok())
-                        .ok_or(BadRequest("usage: pread <offset> <size> <path>"))
-                };
-                let offset = num()?;
-                let size = num()?;
-                let path = parts
-                    .next()
-                    .filter(|p| !p.is_empty())
-                    .ok_or(BadRequest("usage: pread <offset> <size> <path>"))?;
+                const USAGE: BadRequest = BadRequest("usage: pread <offset> <size> <path>");
+                let ([offset, size], path) = numbers_then_path(need(arg)?).ok_or(USAGE)?;
                 Request::Pread { offset, size, path }
+            }
+            "hash-prefix" => {
+                const USAGE: BadRequest = BadRequest("usage: hash-prefix <size> <path>");
+                let ([size], path) = numbers_then_path(need(arg)?).ok_or(USAGE)?;
+                Request::HashPrefix { size, path }
             }
             "ls" => Request::Ls(path(arg)),
             "hash" => Request::Hash(need(arg)?),
@@ -171,6 +171,18 @@ impl<'a> Request<'a> {
     }
 }
 
+/// `N1 N2 … PATH`: `K` decimal numbers, then a path that may hold spaces (`pread`,
+/// `hash-prefix`).
+fn numbers_then_path<const K: usize>(arg: &str) -> Option<([u64; K], &str)> {
+    let mut parts = arg.splitn(K + 1, ' ');
+    let mut numbers = [0; K];
+    for n in &mut numbers {
+        *n = parts.next()?.parse().ok()?;
+    }
+    let path = parts.next().filter(|p| !p.is_empty())?;
+    Some((numbers, path))
+}
+
 /// The `help` text: one line per command, as the reply body.
 pub const HELP: &str = "\
 open <path>                  open a file for reading (one per connection)
@@ -182,6 +194,7 @@ ls [<dir>]                   <f|d> <size> <mtime-ns> <mode-octal> <name> lines, 
 stat <path>                  size, modified, mode and type lines, then one empty line
 pread <offset> <size> <path> read at an offset without open: 0 <n> then n bytes
 hash <path>                  BLAKE3 of the whole file
+hash-prefix <size> <path>    BLAKE3 of the file's first size bytes
 hello                        node name, version and protocol
 auth <password>              unlock a protected share or file (in clear: only over TLS, or
                              on a node started with --allow-plaintext-auth)
@@ -335,6 +348,16 @@ mod tests {
                 reasons: true
             })
         );
+        assert_eq!(
+            Request::parse(b"hash-prefix 10 x y"),
+            Ok(Request::HashPrefix {
+                size: 10,
+                path: "x y"
+            })
+        );
+        assert!(Request::parse(b"hash-prefix 10").is_err());
+        assert!(Request::parse(b"hash-prefix x y").is_err());
+        assert!(Request::parse(b"pread 1 y").is_err());
         assert!(Request::parse(b"subscribe reasons 7").is_err());
         assert!(Request::parse(b"subscribe 7 8").is_err());
         assert_eq!(

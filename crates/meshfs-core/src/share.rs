@@ -483,19 +483,42 @@ impl Share {
         if let Some(hash) = self.cached_hash(id) {
             return Ok(hash);
         }
-        let mut hasher = blake3::Hasher::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut pos = 0u64;
-        loop {
-            let n = file.read_at(&mut buf, pos)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            pos += n as u64;
+        let hash = hash_first(file, u64::MAX)?.0;
+        self.remember_hash(file, id, hash)?;
+        Ok(hash)
+    }
+
+    /// BLAKE3 of the first `len` bytes of `file`: what a client that took a snapshot of a
+    /// file still being written (a recording) compares its copy with. Never a byte past
+    /// `len`, even if the file grows meanwhile. `None` when the file holds fewer bytes (it
+    /// shrank or was replaced).
+    pub fn hash_prefix(
+        &self,
+        file: &ShareFile,
+        len: u64,
+    ) -> Result<Option<blake3::Hash>, ShareError> {
+        let id = ContentId::of(&file.metadata()?);
+        let whole = id.size == len;
+        if let Some(hash) = self.cached_hash(id).filter(|_| whole) {
+            return Ok(Some(hash));
         }
-        let hash = hasher.finalize();
-        // Only remember the result if the file did not change while we read it.
+        let (hash, read) = hash_first(file, len)?;
+        if read < len {
+            return Ok(None);
+        }
+        if whole {
+            self.remember_hash(file, id, hash)?;
+        }
+        Ok(Some(hash))
+    }
+
+    /// Cache `hash` as the content of `id`, unless the file changed while it was read.
+    fn remember_hash(
+        &self,
+        file: &ShareFile,
+        id: ContentId,
+        hash: blake3::Hash,
+    ) -> Result<(), ShareError> {
         if ContentId::of(&file.metadata()?) == id {
             let mut cache = self.inner.hashes.lock().unwrap_or_else(|e| e.into_inner());
             if cache.len() >= HASH_CACHE_LEN {
@@ -503,7 +526,7 @@ impl Share {
             }
             cache.push((id, hash));
         }
-        Ok(hash)
+        Ok(())
     }
 
     fn cached_hash(&self, id: ContentId) -> Option<blake3::Hash> {
@@ -630,6 +653,25 @@ impl Share {
         let temp = dir.temp_file().map_err(ShareError::from_write)?;
         Ok(NewFile { temp, name })
     }
+}
+
+/// BLAKE3 of `file` up to `limit` bytes (or its end), and how many bytes that was.
+fn hash_first(file: &ShareFile, limit: u64) -> io::Result<(blake3::Hash, u64)> {
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut pos = 0u64;
+    while pos < limit {
+        let want = buf
+            .len()
+            .min((limit - pos).try_into().unwrap_or(usize::MAX));
+        let n = file.read_at(&mut buf[..want], pos)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        pos += n as u64;
+    }
+    Ok((hasher.finalize(), pos))
 }
 
 #[cfg(test)]

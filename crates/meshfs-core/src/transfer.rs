@@ -2,43 +2,66 @@
 //!
 //! On disk, a download in progress is two files beside the destination:
 //! - `DEST.part`: the bytes received so far, always a prefix of the remote file;
-//! - `DEST.part.resume`: a small record naming the source and the remote size and mtime it was
-//!   started against, written atomically (temporary file, then rename).
+//! - `DEST.part.resume` ([`record`]): a small record naming the source and the remote size and
+//!   mtime it was started against, written atomically (temporary file, then rename).
 //!
 //! Run again after a crash (even `kill -9`), the download continues at the end of `DEST.part`
-//! if the record still matches the remote file, after comparing only the last
-//! [`TAIL_CHECK`] bytes with the remote; otherwise it starts over. At the end the BLAKE3 of what
-//! was written (the prefix re-hashed from disk, the rest hashed as it streams) must match the
-//! node's `hash`, and only then is `DEST.part` renamed to `DEST`.
+//! if the record still matches the remote file, or the remote file only grew (a recording),
+//! after comparing the last [`TAIL_CHECK`] bytes with the remote; otherwise it starts over.
+//!
+//! A file still being written is copied as it was when the download started: its length
+//! then is the snapshot taken, and the node's `hash-prefix` of that length is what the copy
+//! must match. With [`DownloadOptions::follow`] the download keeps fetching as the file grows
+//! until the node reports it `closed` ([`follow`]). At the end the BLAKE3 of what was written
+//! (the prefix re-hashed from disk, the rest hashed as it streams, [`writer`]) must match the
+//! node's, and only then is `DEST.part` renamed to `DEST`. When the bytes kept from an earlier
+//! run turn out not to match (the remote rewritten in place, the `.part` damaged), the download
+//! starts over once by itself. A dropped connection is retried with back-off, resuming
+//! ([`DownloadOptions::retries`]).
+//!
+//! Nothing is left behind that holds nothing: a download that fails before its first byte
+//! (an unreadable file, say) removes its empty `.part` and record.
 //!
 //! Every file is reached by name inside the destination's folder held open ([`Dir`]), never
 //! through a symlink, so a download into a share ([`download_into`] with a folder the share
 //! resolved) stays in the folder that was judged; [`download`] opens the folder of a path of
-//! the user's choosing. The record is written with the one temporary-file writer
-//! ([`TempFile`]).
-//!
-//! Network, disk and hashing overlap: the network side pipelines `read` requests, and a
-//! dedicated writer thread writes and hashes the chunks while the next ones arrive.
+//! the user's choosing.
 
-use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+mod follow;
+mod record;
+mod writer;
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::client::{Client, ClientError};
-use crate::dir::{self, Dir, TempFile};
+use crate::client::{Client, ClientError, Credentials};
+use crate::dir::{self, Dir};
+use crate::proto::Code;
 use crate::remote::RemotePath;
 use crate::share::Kind;
+use follow::{Change, Watch};
+use record::ResumeRecord;
+use writer::Writer;
 
 /// How many bytes at the end of an existing `.part` are compared with the remote before
 /// resuming (a crash can leave a torn last write).
 pub const TAIL_CHECK: u64 = 64 << 10;
 
+/// While following, how long to wait for an event before looking at the file anyway.
+const FOLLOW_POLL: Duration = Duration::from_secs(1);
+
+/// First wait before retrying a dropped connection; doubled each time up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(8);
+
 /// Tuning and safety knobs of a download.
 #[derive(Debug, Clone)]
 pub struct DownloadOptions {
-    /// Compare the BLAKE3 of the result with the node's `hash` (default on).
+    /// Compare the BLAKE3 of the result with the node's (default on).
     pub verify: bool,
     /// `fsync` the file before the final rename (default off, like `cp` and `curl`).
     pub sync: bool,
@@ -50,10 +73,19 @@ pub struct DownloadOptions {
     /// link with video streams.
     pub rate_limit: Option<u64>,
     /// Longest wait for the node at any step; a node that stalls longer fails the download
-    /// (the `.part` is kept for a resume).
+    /// (the `.part` is kept for a resume). While following, also how long the file may stay
+    /// unchanged and unclosed before the download ends with what it has.
     pub io_timeout: Duration,
     /// What to prove to the node on each connection the download opens.
-    pub credentials: crate::client::Credentials,
+    pub credentials: Credentials,
+    /// Keep fetching as the file grows until the node reports it `closed`, instead of
+    /// copying the length it had at the start.
+    pub follow: bool,
+    /// Refuse to replace an existing destination (`get` without `--force`). Off by default:
+    /// replication replaces files on purpose.
+    pub no_clobber: bool,
+    /// Times a dropped connection is retried (with back-off, resuming) before giving up.
+    pub retries: u32,
 }
 
 impl Default for DownloadOptions {
@@ -65,32 +97,78 @@ impl Default for DownloadOptions {
             window: 4,
             rate_limit: None,
             io_timeout: crate::client::IO_TIMEOUT,
-            credentials: crate::client::Credentials::none(),
+            credentials: Credentials::none(),
+            follow: false,
+            no_clobber: false,
+            retries: 0,
         }
     }
 }
 
 /// Told about a download's progress (the CLI draws a bar with it).
 pub trait Progress: Send + Sync {
-    /// The remote size, and how much of it was already on disk from an earlier attempt.
+    /// The remote size as known so far, and how much of it was already on disk from an
+    /// earlier attempt. Called again when a followed file grows, or after a retry.
     fn start(&self, _total: u64, _already: u64) {}
     /// `n` more bytes arrived.
     fn advance(&self, _n: u64) {}
+    /// The connection dropped (`error`); retry number `attempt` of `max` starts after `delay`.
+    fn retry(&self, _error: &TransferError, _attempt: u32, _max: u32, _delay: Duration) {}
 }
 
 impl Progress for () {}
+
+/// Why an earlier `.part` was thrown away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restart {
+    /// The remote file is another version than the one the `.part` was started against.
+    RemoteChanged,
+    /// The bytes kept did not match the remote's (its tail, or the final hash): the remote was
+    /// rewritten in place keeping its size and time, or the `.part` was damaged.
+    PartMismatch,
+}
+
+impl fmt::Display for Restart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Restart::RemoteChanged => "the remote file changed since the last attempt",
+            Restart::PartMismatch => {
+                "the bytes kept from the last attempt did not match the remote file (rewritten \
+                 in place, or the partial file damaged)"
+            }
+        })
+    }
+}
+
+/// What a finished download copied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// The whole file, which did not change during the download.
+    Complete,
+    /// The file grew during the download (it is still being written): a verified copy of
+    /// the length it had when the download started. `now` is its length at the end.
+    Snapshot { now: u64 },
+    /// Followed until the node reported the file closed by its writer.
+    Closed,
+    /// Followed until the file stayed unchanged, and not closed, for this long.
+    Idle(Duration),
+}
 
 /// What a finished download did.
 #[derive(Debug, Clone)]
 pub struct Outcome {
     /// Final size of the file.
     pub size: u64,
-    /// Bytes that crossed the network in this run.
+    /// Bytes that crossed the network in this run (those of an attempt that had to start over
+    /// included).
     pub received: u64,
     /// Bytes reused from an earlier, interrupted run.
     pub resumed_from: u64,
-    /// True when an earlier `.part` had to be thrown away (remote changed, or its tail differed).
-    pub restarted: bool,
+    /// Set when an earlier `.part` had to be thrown away, and why.
+    pub restarted: Option<Restart>,
+    /// Dropped connections retried.
+    pub retries: u32,
+    pub ending: Ending,
     pub elapsed: Duration,
 }
 
@@ -107,11 +185,37 @@ pub enum TransferError {
     },
     #[error("{0} is a directory, not a file")]
     IsDir(String),
+    #[error("{0} already exists: not replaced (use --force to replace it)")]
+    Exists(PathBuf),
     #[error(
-        "BLAKE3 mismatch (local {local}, remote {remote}): the remote file changed during the \
-         transfer; the partial file was removed, run again to start over"
+        "{0} shrank or was replaced during the transfer (fewer bytes than when it started); \
+         the partial file is kept, run again to start over"
     )]
-    HashMismatch { local: String, remote: String },
+    Shrank(String),
+    #[error(
+        "{0} was deleted on the node while being followed; the bytes received are kept in the \
+         partial file"
+    )]
+    Deleted(String),
+    #[error(
+        "BLAKE3 mismatch (local {local}, remote {remote}): the remote file was rewritten \
+         during the transfer; the partial file was removed, run again to start over"
+    )]
+    HashMismatch {
+        local: String,
+        remote: String,
+        /// Bytes of the copy that came from an earlier run (then worth one more try).
+        resumed_from: u64,
+        /// Bytes this attempt received, now thrown away.
+        received: u64,
+    },
+}
+
+impl TransferError {
+    /// True when the connection failed, not the request: a new connection may succeed.
+    pub fn is_connection(&self) -> bool {
+        matches!(self, TransferError::Remote(e) if e.is_connection())
+    }
 }
 
 fn local(path: &Path) -> impl FnOnce(io::Error) -> TransferError + '_ {
@@ -150,55 +254,6 @@ pub fn discard_partial(dir: &Dir, name: &str) {
     let _ = dir.remove_file(&record_name(name));
 }
 
-/// Longest record read back (it holds a URL, a size and a time).
-const MAX_RECORD: u64 = 16 << 10;
-
-/// Identity of the remote file a `.part` was started against.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct ResumeRecord {
-    source: String,
-    size: u64,
-    mtime_ns: i64,
-}
-
-impl ResumeRecord {
-    fn encode(&self) -> String {
-        format!(
-            "meshfs-resume 1\nsource {}\nsize {}\nmtime_ns {}\n",
-            self.source, self.size, self.mtime_ns
-        )
-    }
-
-    fn decode(text: &str) -> Option<ResumeRecord> {
-        let mut lines = text.lines();
-        if lines.next()? != "meshfs-resume 1" {
-            return None;
-        }
-        let source = lines.next()?.strip_prefix("source ")?.to_owned();
-        let size = lines.next()?.strip_prefix("size ")?.parse().ok()?;
-        let mtime_ns = lines.next()?.strip_prefix("mtime_ns ")?.parse().ok()?;
-        Some(ResumeRecord {
-            source,
-            size,
-            mtime_ns,
-        })
-    }
-
-    fn load(dir: &Dir, name: &str) -> Option<ResumeRecord> {
-        let file = dir
-            .open_file(name, libc::O_RDONLY | libc::O_NONBLOCK)
-            .ok()?;
-        let mut text = String::new();
-        file.take(MAX_RECORD).read_to_string(&mut text).ok()?;
-        Self::decode(&text)
-    }
-
-    /// Write atomically: a crash leaves either the old record or the new one.
-    fn store(&self, dir: &Dir, name: &str) -> io::Result<()> {
-        TempFile::write_all_to(dir, name, self.encode().as_bytes())
-    }
-}
-
 /// Download `src` to `dest` (a path of the user's choosing), resuming an earlier attempt
 /// when possible.
 pub async fn download(
@@ -213,6 +268,9 @@ pub async fn download(
 
 /// Download `src` to `name` inside the open folder `dir` (a share hands out folders it
 /// resolved beneath its root: [`crate::Share::parent_dir_creating`]).
+///
+/// Retries a dropped connection up to [`DownloadOptions::retries`] times, resuming; starts
+/// over once by itself when the bytes kept from an earlier run prove wrong.
 pub async fn download_into(
     src: &RemotePath,
     dir: &Dir,
@@ -221,25 +279,87 @@ pub async fn download_into(
     progress: &dyn Progress,
 ) -> Result<Outcome, TransferError> {
     let started = Instant::now();
+    let (mut retries, mut delay, mut resume, mut restarted) = (0, MIN_BACKOFF, true, None);
+    // Bytes received by attempts whose copy proved wrong: they crossed the network too.
+    let mut wasted = 0;
+    loop {
+        let res = attempt(src, dir, name, opts, progress, resume).await;
+        if res.is_err() {
+            discard_if_empty(dir, name);
+        }
+        match res {
+            Ok(mut outcome) => {
+                outcome.restarted = restarted.or(outcome.restarted);
+                outcome.received += wasted;
+                outcome.retries = retries;
+                outcome.elapsed = started.elapsed();
+                return Ok(outcome);
+            }
+            Err(TransferError::HashMismatch {
+                resumed_from,
+                received,
+                ..
+            }) if resumed_from > 0 => {
+                wasted += received;
+                tracing::info!(%src, "the bytes kept from the last attempt did not match: starting over");
+                (resume, restarted) = (false, Some(Restart::PartMismatch));
+            }
+            Err(e) if e.is_connection() && retries < opts.retries => {
+                retries += 1;
+                // The attempt that failed wrote a fresh `.part`: continuing it is safe.
+                resume = true;
+                progress.retry(&e, retries, opts.retries, delay);
+                tracing::info!(%src, error = %e, attempt = retries, "connection lost: retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(MAX_BACKOFF);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// A failed download that holds no byte leaves nothing behind (an unreadable file, a node
+/// that died before sending anything).
+fn discard_if_empty(dir: &Dir, name: &str) {
+    let part = part_name(name);
+    if dir
+        .stat(&part, false)
+        .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG && st.st_size == 0)
+    {
+        discard_partial(dir, name);
+    }
+}
+
+/// One connection's try at the download: continue the `.part` if `resume` allows and it
+/// still matches, fetch the rest, verify, rename into place.
+async fn attempt(
+    src: &RemotePath,
+    dir: &Dir,
+    name: &str,
+    opts: &DownloadOptions,
+    progress: &dyn Progress,
+    resume: bool,
+) -> Result<Outcome, TransferError> {
+    if opts.no_clobber && dir.exists(name).map_err(local(&dir.display_path(name)))? {
+        return Err(TransferError::Exists(dir.display_path(name)));
+    }
+    // Subscribe before the first look at the file, so its `closed` cannot slip by.
+    let mut watch = match opts.follow {
+        true => Some(Watch::start(src, &opts.credentials).await?),
+        false => None,
+    };
     let mut client = Client::connect_with(&src.addr, &opts.credentials).await?;
     client.set_timeout(opts.io_timeout);
     let entry = client.stat(&src.path).await?;
     if entry.kind == Kind::Dir {
         return Err(TransferError::IsDir(src.to_string()));
     }
+    // Opened before anything is created here: a file the node will not serve leaves nothing.
+    client.open(&src.path).await?;
+    let snapshot = entry.size;
     // Ask for the hash at once, on its own connection, so the node computes it while the
-    // bytes flow.
-    let remote_hash = opts.verify.then(|| {
-        let src = src.clone();
-        let timeout = opts.io_timeout;
-        let credentials = opts.credentials.clone();
-        tokio::spawn(async move {
-            let mut client = Client::connect_with(&src.addr, &credentials).await?;
-            // Hashing a large file takes the node a while: allow for it.
-            client.set_timeout(timeout.max(crate::client::IO_TIMEOUT));
-            client.hash(&src.path).await
-        })
-    });
+    // bytes flow. A followed file's length is only known at the end.
+    let remote_hash = (opts.verify && !opts.follow).then(|| spawn_remote_hash(src, opts, snapshot));
 
     let part_file = part_name(name);
     let record_file = record_name(name);
@@ -249,44 +369,63 @@ pub async fn download_into(
         size: entry.size,
         mtime_ns: entry.mtime_ns,
     };
-    let (mut offset, mut restarted) = (0, false);
+    let mut offset = 0;
+    let mut restarted = None;
     let on_disk = dir
         .stat(&part_file, false)
         .ok()
         .filter(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG)
         .map(|st| st.st_size as u64);
     if let Some(len) = on_disk {
-        if ResumeRecord::load(dir, &record_file).as_ref() == Some(&record)
-            && len <= entry.size
-            && tail_matches(&mut client, &src.path, dir, &part_file, len).await?
-        {
-            offset = len;
+        let earlier = ResumeRecord::load(dir, &record_file);
+        if !earlier.as_ref().is_some_and(|e| record.continues(e)) || len > entry.size {
+            restarted = Some(Restart::RemoteChanged);
+        } else if !resume || !tail_matches(&mut client, &src.path, dir, &part_file, len).await? {
+            restarted = Some(Restart::PartMismatch);
         } else {
-            restarted = true;
-            tracing::info!(part = %part.display(), "remote file changed or partial file damaged: starting over");
+            offset = len;
+        }
+        if let Some(why) = restarted {
+            tracing::info!(part = %part.display(), "{why}: starting over");
         }
     }
     let file = if offset == 0 {
-        let file = dir
-            .open_file(&part_file, libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC)
-            .map_err(local(&part))?;
-        record
-            .store(dir, &record_file)
-            .map_err(local(&dir.display_path(&record_file)))?;
-        file
+        dir.open_file(&part_file, libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC)
+            .map_err(local(&part))?
     } else {
         dir.open_file(&part_file, libc::O_RDWR)
             .map_err(local(&part))?
     };
+    // The record now names the version this `.part` continues.
+    record
+        .store(dir, &record_file)
+        .map_err(local(&dir.display_path(&record_file)))?;
     progress.start(entry.size, offset);
 
     let writer = Writer::spawn(file, &part, offset, opts.verify, opts.sync, opts.window)?;
-    let received = stream_to(&mut client, &src.path, offset, opts, &writer, progress).await;
+    let mut pace = Pace::new(opts.rate_limit);
+    let mut fetch = Fetch {
+        client: &mut client,
+        path: &src.path,
+        opts,
+        writer: &writer,
+        progress,
+        pace: &mut pace,
+    };
+    let mut received = fetch.range(offset, snapshot).await;
+    let mut ending = Ending::Complete;
+    if let (Ok(got), Some(watch)) = (&received, watch.as_mut()) {
+        received = fetch.follow(watch, snapshot).await.map(|(more, end)| {
+            ending = end;
+            got + more
+        });
+    }
     // A failed write (disk full, say) is the root cause of a stopped stream: report it first.
     let (local_hash, size) = writer.finish()?;
     let received = received?;
 
-    if let Some(task) = remote_hash {
+    if opts.verify {
+        let task = remote_hash.unwrap_or_else(|| spawn_remote_hash(src, opts, size));
         let remote = task
             .await
             .map_err(|e| io::Error::other(e.to_string()))
@@ -299,19 +438,60 @@ pub async fn download_into(
             return Err(TransferError::HashMismatch {
                 local: local_hex,
                 remote,
+                resumed_from: offset,
+                received,
             });
         }
+    }
+    if opts.no_clobber && dir.exists(name).map_err(local(&dir.display_path(name)))? {
+        return Err(TransferError::Exists(dir.display_path(name)));
     }
     dir.rename(&part_file, dir, name)
         .map_err(local(&dir.display_path(name)))?;
     let _ = dir.remove_file(&record_file);
+    if ending == Ending::Complete {
+        // Did the file grow (or change) while it was copied? Then what was saved is a
+        // snapshot, and the user is told so.
+        let now = client.stat(&src.path).await?;
+        if (now.size, now.mtime_ns) != (entry.size, entry.mtime_ns) {
+            ending = Ending::Snapshot { now: now.size };
+        }
+    }
     let _ = client.quit().await;
     Ok(Outcome {
         size,
         received,
         resumed_from: offset,
         restarted,
-        elapsed: started.elapsed(),
+        retries: 0,
+        ending,
+        elapsed: Duration::ZERO,
+    })
+}
+
+/// The node's BLAKE3 of the first `len` bytes of `src`, asked on a connection of its own.
+/// A node older than `hash-prefix` is asked for the whole file's hash instead.
+fn spawn_remote_hash(
+    src: &RemotePath,
+    opts: &DownloadOptions,
+    len: u64,
+) -> tokio::task::JoinHandle<Result<String, ClientError>> {
+    let src = src.clone();
+    let timeout = opts.io_timeout;
+    let credentials = opts.credentials.clone();
+    tokio::spawn(async move {
+        let mut client = Client::connect_with(&src.addr, &credentials).await?;
+        // Hashing a large file takes the node a while: allow for it.
+        client.set_timeout(timeout.max(crate::client::IO_TIMEOUT));
+        match client.hash_prefix(&src.path, len).await {
+            Err(ClientError::Remote { code, message })
+                if Code::from_u8(code) == Some(Code::BadRequest)
+                    && message.contains("unknown command") =>
+            {
+                client.hash(&src.path).await
+            }
+            other => other,
+        }
     })
 }
 
@@ -336,172 +516,125 @@ async fn tail_matches(
     Ok(mine == theirs)
 }
 
-/// Pipeline `read` requests from `offset` to the end of the file, handing chunks to `writer`.
-async fn stream_to(
-    client: &mut Client,
-    path: &str,
-    offset: u64,
-    opts: &DownloadOptions,
-    writer: &Writer,
-    progress: &dyn Progress,
-) -> Result<u64, TransferError> {
-    client.open(path).await?;
-    if offset > 0 {
-        client.seek(offset).await?;
-    }
-    // Under a rate limit, ask for small chunks one at a time so the pace is smooth.
-    let (chunk, window) = match opts.rate_limit {
-        Some(rate) => ((rate / 8).clamp(4096, opts.chunk), 1),
-        None => (opts.chunk, opts.window.max(1)),
-    };
-    let started = Instant::now();
-    let (mut in_flight, mut eof, mut received) = (0usize, false, 0u64);
-    while !eof || in_flight > 0 {
-        while !eof && in_flight < window {
-            client.send(&format!("read {chunk}"));
-            in_flight += 1;
-        }
-        let n = client.data_header(chunk).await?;
-        in_flight -= 1;
-        if n == 0 {
-            eof = true;
-            continue;
-        }
-        let mut buf = writer.buffer(chunk as usize);
-        client.payload_into(n, &mut buf).await?;
-        received += n;
-        progress.advance(n);
-        writer.write(buf).await?;
-        if let Some(rate) = opts.rate_limit {
-            let due = Duration::from_secs_f64(received as f64 / rate.max(1) as f64);
-            tokio::time::sleep_until((started + due).into()).await;
-        }
-    }
-    client.close().await?;
-    Ok(received)
+/// Keeps the received bytes under the rate limit, across every range of one attempt.
+struct Pace {
+    rate: Option<u64>,
+    started: Instant,
+    received: u64,
 }
 
-/// The thread that writes chunks to `.part` and hashes them, off the async runtime.
-struct Writer {
-    tx: tokio::sync::mpsc::Sender<Vec<u8>>,
-    /// Buffers the thread is done with, for reuse.
-    spare: std::sync::Mutex<std::sync::mpsc::Receiver<Vec<u8>>>,
-    /// The hash (if verifying) and the final size.
-    handle: std::thread::JoinHandle<io::Result<(Option<blake3::Hash>, u64)>>,
-    part: PathBuf,
-}
-
-impl Writer {
-    fn spawn(
-        mut file: File,
-        part: &Path,
-        offset: u64,
-        verify: bool,
-        sync: bool,
-        window: usize,
-    ) -> Result<Writer, TransferError> {
-        // Drop any bytes past the verified prefix, then append from there.
-        file.set_len(offset).map_err(local(part))?;
-        file.seek(SeekFrom::Start(offset)).map_err(local(part))?;
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(window.max(1));
-        let (spare_tx, spare_rx) = std::sync::mpsc::channel();
-        let handle = std::thread::Builder::new()
-            .name("meshfs-writer".into())
-            .spawn(move || {
-                let mut hasher = verify.then(blake3::Hasher::new);
-                if let Some(h) = hasher.as_mut() {
-                    hash_prefix(&file, offset, h)?;
-                }
-                while let Some(buf) = rx.blocking_recv() {
-                    file.write_all(&buf)?;
-                    if let Some(h) = hasher.as_mut() {
-                        h.update(&buf);
-                    }
-                    let _ = spare_tx.send(buf);
-                }
-                if sync {
-                    file.sync_data()?;
-                }
-                let size = file.metadata()?.len();
-                Ok((hasher.map(|h| h.finalize()), size))
-            })
-            .map_err(local(part))?;
-        Ok(Writer {
-            tx,
-            spare: std::sync::Mutex::new(spare_rx),
-            handle,
-            part: part.to_owned(),
-        })
-    }
-
-    /// An empty buffer with room for `cap` bytes, reused when possible.
-    fn buffer(&self, cap: usize) -> Vec<u8> {
-        let reused = self.spare.lock().ok().and_then(|rx| rx.try_recv().ok());
-        let mut buf = reused.unwrap_or_else(|| Vec::with_capacity(cap));
-        buf.clear();
-        buf
-    }
-
-    async fn write(&self, buf: Vec<u8>) -> Result<(), TransferError> {
-        if self.tx.send(buf).await.is_err() {
-            // The thread stopped early: its error is reported by `finish`.
-            return Err(TransferError::Local {
-                path: self.part.clone(),
-                source: io::Error::other("writer stopped"),
-            });
+impl Pace {
+    fn new(rate: Option<u64>) -> Pace {
+        Pace {
+            rate,
+            started: Instant::now(),
+            received: 0,
         }
-        Ok(())
     }
 
-    /// Wait for every chunk to be written; the hash of the whole file if verifying, and its
-    /// size.
-    fn finish(self) -> Result<(Option<blake3::Hash>, u64), TransferError> {
-        drop(self.tx);
-        let part = self.part;
-        match self.handle.join() {
-            Ok(res) => res.map_err(local(&part)),
-            Err(_) => Err(TransferError::Local {
-                path: part,
-                source: io::Error::other("writer thread panicked"),
-            }),
+    async fn account(&mut self, n: u64) {
+        self.received += n;
+        if let Some(rate) = self.rate {
+            let due = Duration::from_secs_f64(self.received as f64 / rate.max(1) as f64);
+            tokio::time::sleep_until((self.started + due).into()).await;
         }
     }
 }
 
-/// Hash the first `len` bytes of `file` (the part kept from an earlier run). Positional reads,
-/// so the file's append position is left alone.
-fn hash_prefix(file: &File, len: u64, hasher: &mut blake3::Hasher) -> io::Result<()> {
-    let mut buf = vec![0u8; 1 << 20];
-    let mut pos = 0;
-    while pos < len {
-        let want = buf.len().min((len - pos) as usize);
-        let n = file.read_at(&mut buf[..want], pos)?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "partial file shrank",
-            ));
+/// The open remote file and where its bytes go.
+struct Fetch<'a> {
+    client: &'a mut Client,
+    path: &'a str,
+    opts: &'a DownloadOptions,
+    writer: &'a Writer,
+    progress: &'a dyn Progress,
+    pace: &'a mut Pace,
+}
+
+impl Fetch<'_> {
+    /// Pipeline `read` requests for the bytes `from..to` of the open file (positioned at
+    /// `from`), handing them to the writer. Asks for no byte past `to`: a file still being
+    /// written is copied as it was. Fails if the file ends before `to`.
+    async fn range(&mut self, from: u64, to: u64) -> Result<u64, TransferError> {
+        if from > 0 {
+            self.client.seek(from).await?;
         }
-        hasher.update(&buf[..n]);
-        pos += n as u64;
+        // Under a rate limit, ask for small chunks one at a time so the pace is smooth.
+        let (chunk, window) = match self.opts.rate_limit {
+            Some(rate) => ((rate / 8).clamp(4096, self.opts.chunk), 1),
+            None => (self.opts.chunk, self.opts.window.max(1)),
+        };
+        // Sizes asked and not yet answered; `asked` is where the next request starts.
+        let mut in_flight = VecDeque::with_capacity(window);
+        let (mut asked, mut pos) = (from, from);
+        while pos < to {
+            while asked < to && in_flight.len() < window {
+                let n = chunk.min(to - asked);
+                self.client.send(&format!("read {n}"));
+                in_flight.push_back(n);
+                asked += n;
+            }
+            let want = in_flight.pop_front().unwrap_or(chunk);
+            let n = self.client.data_header(want).await?;
+            // A short reply moves every later request back by what it lacked.
+            asked -= want - n;
+            if n == 0 {
+                // The end of the file came before `to`: drain the replies still coming.
+                while let Some(want) = in_flight.pop_front() {
+                    let n = self.client.data_header(want).await?;
+                    let mut sink = Vec::new();
+                    self.client.payload_into(n, &mut sink).await?;
+                }
+                return Err(TransferError::Shrank(self.path.to_owned()));
+            }
+            let mut buf = self.writer.buffer(chunk as usize);
+            self.client.payload_into(n, &mut buf).await?;
+            pos += n;
+            self.progress.advance(n);
+            self.writer.write(buf).await?;
+            self.pace.account(n).await;
+        }
+        Ok(pos - from)
     }
-    Ok(())
+
+    /// Keep fetching from `pos` as the file grows, until the node reports it closed or it
+    /// stays unchanged for [`DownloadOptions::io_timeout`]. The bytes received, and how it
+    /// ended.
+    async fn follow(
+        &mut self,
+        watch: &mut Watch,
+        mut pos: u64,
+    ) -> Result<(u64, Ending), TransferError> {
+        let start = pos;
+        let idle_limit = self.opts.io_timeout;
+        let mut last_growth = Instant::now();
+        loop {
+            let change = watch.next(FOLLOW_POLL).await?;
+            if change == Some(Change::Deleted) {
+                return Err(TransferError::Deleted(self.path.to_owned()));
+            }
+            let size = self.client.stat(self.path).await?.size;
+            if size < pos {
+                return Err(TransferError::Shrank(self.path.to_owned()));
+            }
+            if size > pos {
+                self.progress.start(size, pos);
+                pos += self.range(pos, size).await?;
+                last_growth = Instant::now();
+            }
+            if change == Some(Change::Closed) {
+                return Ok((pos - start, Ending::Closed));
+            }
+            if last_growth.elapsed() >= idle_limit {
+                return Ok((pos - start, Ending::Idle(idle_limit)));
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn record_round_trip() {
-        let r = ResumeRecord {
-            source: "meshfs://h:1/a b".into(),
-            size: 5,
-            mtime_ns: -3,
-        };
-        assert_eq!(ResumeRecord::decode(&r.encode()), Some(r));
-        assert_eq!(ResumeRecord::decode("junk"), None);
-    }
 
     #[test]
     fn part_names() {

@@ -292,6 +292,23 @@ impl Session {
                     Err(e) => self.share_error(e),
                 }
             }
+            Request::HashPrefix { size, path } => {
+                let Some(file) = self.open_checked(path) else {
+                    return Ok(Next::Continue);
+                };
+                let share = self.share.clone();
+                let hash = tokio::task::spawn_blocking(move || share.hash_prefix(&file, size))
+                    .await
+                    .map_err(io::Error::other)?;
+                match hash {
+                    Ok(Some(h)) => self.conn.status(0, h.to_hex().as_str()),
+                    Ok(None) => self.error(
+                        Code::BadRequest,
+                        &format!("the file holds fewer than {size} bytes"),
+                    ),
+                    Err(e) => self.share_error(e),
+                }
+            }
             Request::Auth(password) => {
                 if !self.conn.is_tls() && !self.transport.plaintext_auth {
                     self.error(Code::Denied, AUTH_IN_CLEAR);

@@ -11,47 +11,95 @@ use std::time::{Duration, Instant};
 
 use common::{bin, node, pattern, run as meshfs, spawn, wait_until};
 
+/// A throttled `get` of a 40 MiB file, under way (4 MiB in its `.part`) when the node that
+/// serves it is killed with SIGKILL.
+struct KilledMidTransfer {
+    dir: tempfile::TempDir,
+    data: Vec<u8>,
+    addr: String,
+    url: String,
+    get: std::process::Child,
+}
+
+impl KilledMidTransfer {
+    fn run(seed: u64, retries: &str) -> KilledMidTransfer {
+        let dir = tempfile::tempdir().unwrap();
+        let share = dir.path().join("share");
+        std::fs::create_dir(&share).unwrap();
+        let data = pattern(40 << 20, seed);
+        std::fs::write(share.join("v.mp4"), &data).unwrap();
+        let (node, addr) = node(&share, &[]);
+        let url = format!("meshfs://{addr}/v.mp4");
+        let part = dir.path().join("v.mp4.part");
+        let get = Command::new(bin())
+            .args(["get", &url, "--limit-rate", "20M", "--retries", retries])
+            .current_dir(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_until(Duration::from_secs(20), "partial download", || {
+            std::fs::metadata(&part).is_ok_and(|m| m.len() >= 4 << 20)
+        });
+        drop(node); // SIGKILL of the node, while `get` is running
+        KilledMidTransfer {
+            dir,
+            data,
+            addr,
+            url,
+            get,
+        }
+    }
+
+    /// The node again, on the address it had.
+    fn restart_node(&self) -> common::Proc {
+        let share = self.dir.path().join("share");
+        let args = ["node", share.to_str().unwrap(), "--listen", &self.addr];
+        spawn(&[&args[..], &["--name", "n"]].concat()).0
+    }
+
+    fn saved(&self) -> Vec<u8> {
+        std::fs::read(self.dir.path().join("v.mp4")).unwrap()
+    }
+}
+
+/// Breaks if: `get` gives up on a dropped connection instead of retrying, or its retry
+/// starts over instead of resuming, or it does not say so.
 #[test]
-fn node_killed_mid_transfer_then_restarted_get_resumes() {
-    let dir = tempfile::tempdir().unwrap();
-    let share = dir.path().join("share");
-    std::fs::create_dir(&share).unwrap();
-    let data = pattern(40 << 20, 11);
-    std::fs::write(share.join("v.mp4"), &data).unwrap();
-    let (node1, addr) = node(&share, &[]);
-    let url = format!("meshfs://{addr}/v.mp4");
-    let part = dir.path().join("v.mp4.part");
-    let get = Command::new(bin())
-        .args(["get", &url, "--limit-rate", "20M"])
-        .current_dir(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_until(Duration::from_secs(20), "partial download", || {
-        std::fs::metadata(&part).is_ok_and(|m| m.len() >= 4 << 20)
-    });
-    drop(node1); // SIGKILL of the node
-    let out = get.wait_with_output().unwrap();
-    assert!(!out.status.success(), "get must fail when the node dies");
-    let kept = std::fs::metadata(&part).unwrap().len();
+fn node_killed_mid_transfer_and_restarted_get_retries_and_resumes_by_itself() {
+    let t = KilledMidTransfer::run(11, "8");
+    let _node = t.restart_node();
+    let out = t.get.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("retrying in"), "{err}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("resumed at byte"), "{text}");
+    assert!(text.contains("the connection dropped"), "{text}");
+    assert!(std::fs::read(t.dir.path().join("v.mp4")).unwrap() == t.data);
+}
+
+/// Breaks if: a `get` that could not finish throws its `.part` away.
+#[test]
+fn node_killed_mid_transfer_keeps_the_part_for_a_later_get() {
+    let mut t = KilledMidTransfer::run(13, "0");
+    assert!(
+        !t.get.wait().unwrap().success(),
+        "get must fail when the node dies"
+    );
+    let kept = std::fs::metadata(t.dir.path().join("v.mp4.part"))
+        .unwrap()
+        .len();
     assert!(kept > 0);
 
-    let (_node2, _) = spawn(&[
-        "node",
-        share.to_str().unwrap(),
-        "--listen",
-        &addr,
-        "--name",
-        "n",
-    ]);
-    let out = meshfs(&["get", &url], dir.path());
+    let _node = t.restart_node();
+    let out = meshfs(&["get", &t.url], t.dir.path());
     assert!(out.status.success(), "{out:?}");
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("resumed at byte"),
+        String::from_utf8_lossy(&out.stdout).contains(&format!("resumed at byte {kept}")),
         "{out:?}"
     );
-    assert!(std::fs::read(dir.path().join("v.mp4")).unwrap() == data);
+    assert!(t.saved() == t.data);
 }
 
 /// Mount a small tmpfs (root only); `None` when this machine does not allow it.
@@ -186,6 +234,8 @@ fn a_peer_that_stalls_mid_reply_times_out_with_a_clear_message() {
             "--plaintext",
             "--timeout",
             "1s",
+            "--retries",
+            "1",
             &format!("meshfs://{addr}/x"),
         ],
         dir.path(),
@@ -193,6 +243,10 @@ fn a_peer_that_stalls_mid_reply_times_out_with_a_clear_message() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("stalled"), "{err}");
+    assert!(
+        err.contains("retrying in"),
+        "a stall is retried once: {err}"
+    );
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "{:?}",
