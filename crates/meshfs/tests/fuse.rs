@@ -468,6 +468,33 @@ fn sigint_and_sigterm_unmount_cleanly_and_exit_zero() {
 }
 
 #[test]
+fn fusermount3_u_unmounts_quietly_and_the_mount_exits_zero() {
+    if !fuse_available() {
+        return;
+    }
+    let src = tempfile::tempdir().unwrap();
+    write(src.path(), "a.txt", b"a");
+    let (_n, addr) = node(src.path(), "cam");
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut m = Mounted::with_stderr(&[&addr], &[], log.reopen().unwrap());
+    assert_eq!(std::fs::read(m.path("cam/a.txt")).unwrap(), b"a");
+    // The unmount the README and `--help` document.
+    let out = Command::new("fusermount3")
+        .arg("-u")
+        .arg(&m.dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "fusermount3 -u: {out:?}");
+    let status = m.proc.as_mut().unwrap().wait_exit(Duration::from_secs(10));
+    assert!(status.success(), "exit status {status}");
+    assert!(!is_mounted(&m.dir));
+    let log = std::fs::read_to_string(log.path()).unwrap();
+    for bad in ["WARN", "ERROR", "unmount failed", "Invalid argument"] {
+        assert!(!log.contains(bad), "the mount logged {bad:?}:\n{log}");
+    }
+}
+
+#[test]
 fn an_unreachable_node_still_gets_a_folder_and_fails_with_eio() {
     if !fuse_available() {
         return;
