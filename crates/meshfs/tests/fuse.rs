@@ -422,9 +422,13 @@ fn tail_f_on_the_mount_survives_a_node_restart_and_continues_the_file() {
     drop(node_proc); // kill -9, then down for longer than every cache's TTL
     let down = Instant::now();
     while down.elapsed() < Duration::from_millis(1500) {
-        let size = f.metadata().expect("fstat of an open file while its node is down");
+        let size = f
+            .metadata()
+            .expect("fstat of an open file while its node is down");
         assert_eq!(size.len(), 14);
-        let n = f.read(&mut [0u8; 64]).expect("read at the end while the node is down");
+        let n = f
+            .read(&mut [0u8; 64])
+            .expect("read at the end while the node is down");
         assert_eq!(n, 0);
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use fuser::{Errno, ReplyData};
-use meshfs_core::{ClientError, Entry};
 use meshfs_core::proto::MAX_READ;
+use meshfs_core::{ClientError, Entry};
 
 use super::Shared;
 use crate::error::errno;
