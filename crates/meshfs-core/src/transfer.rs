@@ -270,8 +270,23 @@ pub async fn download(
 /// resolved beneath its root: [`crate::Share::parent_dir_creating`]).
 ///
 /// Retries a dropped connection up to [`DownloadOptions::retries`] times, resuming; starts
-/// over once by itself when the bytes kept from an earlier run prove wrong.
+/// over once by itself when the bytes kept from an earlier run prove wrong. A failure is
+/// counted in [`transfer_errors_total`](crate::metrics::Metrics::transfer_errors_total).
 pub async fn download_into(
+    src: &RemotePath,
+    dir: &Dir,
+    name: &str,
+    opts: &DownloadOptions,
+    progress: &dyn Progress,
+) -> Result<Outcome, TransferError> {
+    let result = download_uncounted(src, dir, name, opts, progress).await;
+    if result.is_err() {
+        crate::metrics::metrics().transfer_errors_total.inc();
+    }
+    result
+}
+
+async fn download_uncounted(
     src: &RemotePath,
     dir: &Dir,
     name: &str,
