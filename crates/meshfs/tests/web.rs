@@ -6,12 +6,12 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::group::{Group, python_dir};
 use common::web::*;
-use common::{Proc, named_node, node_addr, pattern, spawn, wait_until};
+use common::{named_node, node_addr, pattern, spawn, wait_until};
 
 #[test]
 fn ranges_head_and_validators() {
