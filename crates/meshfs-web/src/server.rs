@@ -18,7 +18,7 @@ use crate::feed::{self, EventHub};
 use crate::listener::{self, Conn, Https, WebListener};
 use crate::nodes::NodeDirectory;
 use crate::state::{AppState, Limits};
-use crate::{api, assets, chat, files, json_body, login, transport, watch, zip};
+use crate::{api, assets, chat, files, json_body, login, metrics, transport, watch, zip};
 
 /// Every route of the UI (see the crate docs for the API).
 pub fn router(state: AppState) -> Router {
@@ -39,8 +39,10 @@ pub fn router(state: AppState) -> Router {
         // `get` also answers HEAD; the handler then sends headers only.
         .route("/files/{*rest}", get(files::serve))
         .route("/api/zip/{*rest}", get(zip::serve))
+        .route("/metrics", get(metrics::serve))
         .fallback(|| async { WebError::NotFound("no such page".into()) })
         .layer(DefaultBodyLimit::max(json_body::MAX_BODY))
+        .layer(axum::middleware::from_fn(metrics::count))
         // Outermost: plain HTTP's rules apply before anything else sees the request.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
