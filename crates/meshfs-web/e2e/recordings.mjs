@@ -5,7 +5,8 @@
 //
 // Environment (set by the Rust test):
 //   WEB_URL     the UI of node LOCAL, e.g. http://127.0.0.1:1234/
-//   LOCAL       its name; LOCAL_DIR its share, holding notes.txt and an empty clips/ folder
+//   LOCAL       its name; LOCAL_DIR its share, holding notes.txt, an empty clips/ folder and
+//               big/, BIG files f00000… of 0, 1, 2… bytes
 //   OUT_DIR     where the screenshots and the downloaded zips go
 //   FULL_URL    (optional) the UI of a node whose disk is full
 //   CHROMIUM    the browser (default /usr/bin/chromium)
@@ -18,6 +19,7 @@ const LOCAL = env('LOCAL');
 const LOCAL_DIR = env('LOCAL_DIR');
 const OUT = env('OUT_DIR');
 const FULL = process.env.FULL_URL;
+const BIG = Number(env('BIG'));
 const N = encodeURIComponent(LOCAL);
 
 // The clips the test records, each one colour (a poster must show its own clip's colour).
@@ -140,6 +142,21 @@ await run(['--autoplay-policy=no-user-gesture-required'], async (context, proble
   check(true, 'the gallery stays chosen after a reload');
   await page.locator('#mode-table').click();
   await page.locator('#rows tr[data-name="cam-door.webm"]').waitFor({ timeout: 5000 });
+
+  // 1b. A big folder: only the rows on screen exist, and sorting and scrolling still reach
+  //     every entry.
+  await page.goto(WEB + '#/ls/' + N + '/big/');
+  await page.locator('#count', { hasText: `${BIG} of ${BIG}` }).waitFor({ timeout: 20000 });
+  const drawnRows = await page.locator('#rows tr').count();
+  check(drawnRows > 0 && drawnRows < 300, `${drawnRows} rows drawn for ${BIG} entries`);
+  await page.locator('#sort-size button').click();
+  await page.locator('#sort-size button').click();
+  const last = `f${String(BIG - 1).padStart(5, '0')}`;
+  check((await page.locator('#rows tr').first().getAttribute('data-name')) === last, `sorted by size, largest first (${last})`);
+  await page.evaluate(() => window.scrollTo(0, document.documentElement.scrollHeight));
+  await page.locator('#rows tr[data-name="f00000"]').waitFor({ timeout: 5000 });
+  check(true, 'scrolled to the end, the smallest file is drawn');
+  await page.evaluate(() => window.scrollTo(0, 0));
 
   // 2. The file page: the 160×120 clip fills the width; a text file is previewed; no "null".
   await page.goto(WEB + '#/file/' + N + '/clips/cam-front.webm');

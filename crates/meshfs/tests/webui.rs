@@ -11,9 +11,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use common::group::Group;
 use common::tmpfs::Tmpfs;
 use common::web::*;
-use common::{pattern, wait_until};
+use common::{named_node, pattern, wait_until};
 
 /// Check `zip` with Python's `zipfile` against `dir`: `testzip()` (every CRC) passes and the
 /// archive holds exactly `expected` (name in the archive → file under `dir`, or `None` for a
@@ -255,6 +256,15 @@ fn browser_recordings_ui() {
     let dir = tmp.path().join("share");
     fs::create_dir_all(dir.join("clips")).unwrap();
     fs::write(dir.join("notes.txt"), b"camera notes: <b>not markup</b>\n").unwrap();
+    const BIG: u64 = 5_000;
+    fs::create_dir_all(dir.join("big")).unwrap();
+    for i in 0..BIG {
+        File::create(dir.join(format!("big/f{i:05}")))
+            .unwrap()
+            .set_len(i)
+            .unwrap();
+    }
+    let big = BIG.to_string();
     let n = web_node(&dir, "cama", &[]);
     let full = full_disk_node(tmp.path());
     let full_url = full.as_ref().map(|(f, _)| format!("http://{}/", f.web));
@@ -266,6 +276,7 @@ fn browser_recordings_ui() {
         ("LOCAL", "cama".as_ref()),
         ("LOCAL_DIR", dir.as_os_str()),
         ("OUT_DIR", out.as_os_str()),
+        ("BIG", big.as_ref()),
     ];
     if let Some(u) = &full_url {
         env.push(("FULL_URL", u.as_ref()));
@@ -346,4 +357,46 @@ fn a_full_disk_shows_in_the_node_list() {
             .text()
             .contains("\"disk_full\":false")
     });
+}
+
+/// This test file's block of multicast groups (see `common::group`).
+const BLOCK: u8 = 230;
+
+/// The node list follows the peer table: a node that says `bye` (stopped) leaves it at once,
+/// one that goes silent (killed) once it expires; this node stays.
+#[test]
+fn nodes_that_say_bye_or_expire_leave_the_node_list() {
+    let tmp = tempfile::tempdir().unwrap();
+    let net = Group::new(BLOCK);
+    let group_node = |name: &str| {
+        let dir = tmp.path().join(name);
+        fs::create_dir_all(&dir).unwrap();
+        let mut args = net.args();
+        args.extend(net.dnssd_args());
+        args.extend(["--peer-expiry".to_owned(), "2s".to_owned()]);
+        let (proc, addr) = named_node(&dir, name, &args);
+        let web = web_addr(&proc);
+        WebNode::new(proc, addr, web)
+    };
+    let a = group_node("a");
+    let b = group_node("b");
+    let mut c = group_node("c");
+    let listed = |addr: &str| {
+        get(&a.web, "/api/nodes")
+            .text()
+            .contains(&format!("\"addr\":\"{addr}\""))
+    };
+    wait_until(Duration::from_secs(10), "b and c listed", || {
+        listed(&b.addr) && listed(&c.addr)
+    });
+    b.proc.signal(libc::SIGTERM);
+    wait_until(Duration::from_secs(5), "b (said bye) dropped", || {
+        !listed(&b.addr)
+    });
+    c.proc.child.kill().unwrap();
+    c.proc.child.wait().unwrap();
+    wait_until(Duration::from_secs(10), "c (expired) dropped", || {
+        !listed(&c.addr)
+    });
+    assert!(listed(&a.addr), "this node stays listed");
 }
