@@ -31,11 +31,7 @@ impl Place {
         let (share, home) = (top.path().join("share"), top.path().join("home"));
         std::fs::create_dir(&share).unwrap();
         std::fs::create_dir(&home).unwrap();
-        Place {
-            top,
-            share,
-            home,
-        }
+        Place { top, share, home }
     }
 
     /// Give the share and home (as they are now) to `nobody`.
@@ -57,7 +53,13 @@ impl Place {
             .arg(bin())
             .arg("node")
             .arg(&self.share)
-            .args(["--listen", "127.0.0.1:0", "--name", "unpriv", "--no-discovery"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--name",
+                "unpriv",
+                "--no-discovery",
+            ])
             .args(["--no-web", "--state"])
             .arg(self.home.join("state"))
             .env("HOME", &self.home)
@@ -65,12 +67,10 @@ impl Place {
             .stderr(Stdio::piped());
         let mut proc = spawn_piped(&mut cmd);
         let err = lines_of(proc.child.stderr.take().unwrap());
-        let ready = proc.lines.recv_timeout(WAIT).unwrap_or_else(|_| {
-            panic!(
-                "node not ready: {:?}",
-                err.try_iter().collect::<Vec<_>>()
-            )
-        });
+        let ready = proc
+            .lines
+            .recv_timeout(WAIT)
+            .unwrap_or_else(|_| panic!("node not ready: {:?}", err.try_iter().collect::<Vec<_>>()));
         let addr = node_addr(&ready);
         (proc, addr, err)
     }
@@ -200,4 +200,116 @@ fn the_inotify_watch_limit_costs_only_the_folders_beyond_it() {
         !log.iter().any(|l| l.contains("cannot watch the share")),
         "{log:#?}"
     );
+}
+
+/// `meshfs node ARGS` in `cwd`, expected to fail: its stderr, after checking that it said
+/// nothing on stdout (no readiness line for a node that does not serve).
+fn node_fails(cwd: &Path, args: &[&str]) -> String {
+    let out = Command::new(bin())
+        .arg("node")
+        .args(args)
+        .args(["--no-discovery", "--state"])
+        .arg(cwd.join(".state"))
+        .current_dir(cwd)
+        .env("XDG_CONFIG_HOME", cwd.join(".config"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        out.stdout.is_empty(),
+        "{:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    stderr
+}
+
+#[test]
+fn a_door_that_cannot_start_stops_the_node_before_it_serves_and_creates_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    // `--ftp cam1`: the folder taken as FTP's address.
+    let e = node_fails(t.path(), &["--listen", "127.0.0.1:0", "--ftp", "cam1"]);
+    assert!(e.contains("\"cam1\" is not an address"), "{e}");
+    assert!(e.contains("meshfs node cam1 --ftp"), "{e}");
+    assert!(!t.path().join("share").exists());
+    // An explicit web or FTP address that is taken.
+    let taken = common::RefusedPort::bind();
+    for door in ["--web", "--ftp"] {
+        let e = node_fails(
+            t.path(),
+            &["new", "--listen", "127.0.0.1:0", door, &taken.addr],
+        );
+        assert!(e.contains(&taken.addr), "{door}: {e}");
+        assert!(
+            !t.path().join("new").exists(),
+            "{door} left the share folder"
+        );
+    }
+}
+
+#[test]
+fn the_folder_to_serve_is_a_folder_and_only_its_last_part_is_created() {
+    let t = tempfile::tempdir().unwrap();
+    write(t.path().join("afile"));
+    let e = node_fails(t.path(), &["afile", "--listen", "127.0.0.1:0"]);
+    assert!(
+        e.contains("cannot serve afile: it is a file, not a folder"),
+        "{e}"
+    );
+    let e = node_fails(t.path(), &["clpis/day1", "--listen", "127.0.0.1:0"]);
+    assert!(e.contains("clpis does not exist"), "{e}");
+    assert!(!t.path().join("clpis").exists());
+
+    // A new folder is made, and said.
+    let mut cmd = Command::new(bin());
+    cmd.args([
+        "node",
+        "day1",
+        "--listen",
+        "127.0.0.1:0",
+        "--no-discovery",
+        "--no-web",
+    ])
+    .arg("--state")
+    .arg(t.path().join(".state"))
+    .current_dir(t.path())
+    .stderr(Stdio::piped());
+    let mut node = spawn_piped(&mut cmd);
+    let err = lines_of(node.child.stderr.take().unwrap());
+    node.lines.recv_timeout(WAIT).expect("readiness line");
+    assert!(t.path().join("day1").is_dir());
+    let log = stderr_of(node, err);
+    assert!(
+        log.iter()
+            .any(|l| l.contains("created the folder to serve")),
+        "{log:#?}"
+    );
+}
+
+#[test]
+fn doors_without_their_own_host_follow_listen() {
+    let t = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(bin());
+    cmd.args(["node", "share", "--listen", "127.0.0.1:0", "--no-discovery"])
+        .args([
+            "--ftp",
+            ":0",
+            "--registry",
+            "127.0.0.1:1",
+            "--peer-listen",
+            ":0",
+        ])
+        .arg("--state")
+        .arg(t.path().join(".state"))
+        .current_dir(t.path())
+        .stderr(Stdio::null());
+    let node = spawn_piped(&mut cmd);
+    let lines: Vec<String> = (0..4)
+        .map(|_| node.lines.recv_timeout(WAIT).unwrap())
+        .collect();
+    assert!(lines[0].ends_with(&format!(" on {}", node_addr(&lines[0]))));
+    assert!(node_addr(&lines[0]).starts_with("127.0.0.1:"), "{lines:?}");
+    assert!(lines[1].starts_with("web http://127.0.0.1:"), "{lines:?}");
+    assert!(lines[2].starts_with("ftp 127.0.0.1:"), "{lines:?}");
+    assert!(lines[3].starts_with("id "), "{lines:?}");
 }

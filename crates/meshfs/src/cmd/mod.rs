@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod cluster;
+pub mod door_addr;
 pub mod fifo_chat;
 pub mod files;
 pub mod ftp;
@@ -15,8 +16,10 @@ pub mod node;
 pub mod node_tls;
 pub mod offer;
 pub mod peers;
+pub mod ready;
 pub mod registry;
 pub mod retain;
+pub mod share_dir;
 pub mod shell;
 pub mod target;
 pub mod trust;
