@@ -54,11 +54,10 @@ fn parse_ports(s: &str) -> Result<RangeInclusive<u16>, String> {
 }
 
 impl FtpArgs {
-    /// Start the FTP server if `--ftp` was given, on the host of `listen` unless `--ftp`
-    /// names one; returns its address.
+    /// Start the FTP server if `--ftp` was given; returns its address. The node has put its
+    /// `--listen` host into an `--ftp` without one (`door_addr::on_listen_host`).
     pub async fn start(
         self,
-        listen: &str,
         share: &Share,
         access: &Access,
         identity: &Identity,
@@ -69,7 +68,6 @@ impl FtpArgs {
         let Some(addr) = self.ftp else {
             return Ok(None);
         };
-        let addr = super::door_addr::on_listen_host(&addr, listen);
         let users = match &self.ftp_users {
             Some(path) => Users::load(path)?,
             None => Users::default(),

@@ -210,10 +210,10 @@ async fn start(
         lines.push(super::web::web_line(web));
     }
     // FTP door (seed 002): its address is printed right after the node's other address lines.
-    if let Some(ftp) = args
-        .ftp
+    let mut ftp = args.ftp;
+    ftp.ftp = (ftp.ftp.as_deref()).map(|a| super::door_addr::on_listen_host(a, &args.listen));
+    if let Some(ftp) = ftp
         .start(
-            &args.listen,
             &share,
             &access,
             &identity,
