@@ -24,6 +24,12 @@ pub struct Args {
     /// Folder to serve (created if missing).
     #[arg(default_value = "share", env = "MESHFS_DIR")]
     pub dir: PathBuf,
+    /// Read the node's flags from this TOML file (keys are the flag names without `--`; flags
+    /// and environment win over it) [default: $XDG_CONFIG_HOME/meshfs/meshfs.toml, else
+    /// ~/.config/meshfs/meshfs.toml, if it exists; the packaged service passes
+    /// /etc/meshfs/meshfs.toml]. `meshfs config check` validates one.
+    #[arg(long, value_name = "FILE", env = "MESHFS_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Address of the file server.
     #[arg(long, default_value = "0.0.0.0:4044", env = "MESHFS_LISTEN")]
     pub listen: String,
@@ -177,6 +183,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     // The node's ID, after the address lines (the web line stays second).
     println!("id {node_id}");
+    // systemd (Type=notify): the doors with an address line are bound.
+    crate::notify::ready(&format!("serving {} on {addr}", share.root().display()));
+    crate::notify::start_watchdog(shutdown.clone(), &tracker);
     // Cluster worker (seed 002): pull the peers' changes into this share.
     args.cluster.start(
         &share,
