@@ -47,6 +47,7 @@
 //! | `POST /api/login` `{"password","node"?}` | over plain HTTP `403` (passwords go over HTTPS only); `200` + `Set-Cookie` (always a new token) and the session JSON; `401` wrong password; `429` (`Retry-After`) after 5 failures from one address, or while 5 of its attempts are in flight; `node` (a name or `host:port`, default this node) picks whose password it is |
 //! | `POST /api/logout` (JSON) | `200`, the session ended and its cookie cleared |
 //! | `GET /api/chat` | `{"enabled","group":"ADDR:PORT","max_bytes":1400,"messages":[CHAT…]}`, or `{"enabled":false,"reason"}` |
+//! | `GET /metrics` | the node's counters in Prometheus's text format (no password: no file names in it; README "Monitoring") |
 //! | `POST /api/chat` `{"text"}` | one datagram to the group (`413` over 1400 bytes, `400` empty or control characters, `404` no chat) |
 //!
 //! `ENTRY` is `{"name","type":"file\|dir","size","mtime_ms","mode","content_type"}`; `CHAT` is
@@ -101,6 +102,7 @@ mod files;
 mod json_body;
 mod listener;
 mod login;
+mod metrics;
 mod nodes;
 mod paths;
 mod range;

@@ -17,7 +17,7 @@ use crate::feed::{self, EventHub};
 use crate::listener::{self, Conn, Https, WebListener};
 use crate::nodes::NodeDirectory;
 use crate::state::{AppState, Limits};
-use crate::{api, assets, chat, files, json_body, login, transport, watch};
+use crate::{api, assets, chat, files, json_body, login, metrics, transport, watch};
 
 /// Every route of the UI (see the crate docs for the API).
 pub fn router(state: AppState) -> Router {
@@ -37,8 +37,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/chat", get(chat::status).post(chat::send))
         // `get` also answers HEAD; the handler then sends headers only.
         .route("/files/{*rest}", get(files::serve))
+        .route("/metrics", get(metrics::serve))
         .fallback(|| async { WebError::NotFound("no such page".into()) })
         .layer(DefaultBodyLimit::max(json_body::MAX_BODY))
+        .layer(axum::middleware::from_fn(metrics::count))
         // Outermost: plain HTTP's rules apply before anything else sees the request.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

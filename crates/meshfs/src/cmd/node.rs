@@ -116,10 +116,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .retention(&share, watch.as_ref().map(|_| events.clone()));
     server = server.with_disk(retention.disk());
     let addr = server.local_addr()?;
+    // What `/metrics` and `status` report (issue 21).
+    let counted = meshfs_core::metrics::metrics();
+    counted.set_node(&name, Some(node_id.to_string()));
+    if watch.is_some() {
+        counted.set_events(&events);
+    }
 
     let life = crate::signals::Lifetime::new();
     let (shutdown, tracker) = (life.shutdown.clone(), life.tracker.clone());
     tracker.spawn(server.run(shutdown.clone(), tracker.clone()));
+    tracker.spawn(counted.usage().follow(share.clone(), shutdown.clone()));
     println!(
         "meshfs node {name} serving {} on {addr}",
         share.root().display()
@@ -137,6 +144,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     // The node's one peer table: discovery writes it, the web UI shows it.
     let peers = meshfs_core::Peers::default();
+    counted.set_peers(&peers);
     // Web UI (issue 9): its address is the second stdout line, right after readiness.
     let web = args
         .web
