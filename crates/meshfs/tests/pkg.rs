@@ -55,8 +55,9 @@ fn flag_beats_environment_beats_file_beats_default() {
         ),
     )
     .unwrap();
-    // (flag, environment, expected name, expected folder)
-    let table: [(Option<(&str, String)>, Option<(&str, String)>, &str, String); 4] = [
+    // (flag, environment, expected name, expected folder); a source is a name and a folder.
+    type Source<'a> = Option<(&'a str, String)>;
+    let table: [(Source, Source, &str, String); 4] = [
         (None, None, "from-file", dir("file-share")),
         (
             None,
@@ -314,6 +315,10 @@ fn completions_and_man_pages_are_generated() {
     let page = std::fs::read_to_string(out_dir.path().join("meshfs-node.1")).unwrap();
     assert!(page.starts_with(".ie") || page.contains(".TH"), "{page}");
     assert!(page.contains("config"), "meshfs-node.1 lacks --config");
+    assert!(
+        !out_dir.path().join("meshfs-help.1").exists(),
+        "a page for `help`"
+    );
     // `generate` is for packaging: not in the help users read.
     let help = Command::new(bin()).arg("--help").output().unwrap();
     assert!(!String::from_utf8_lossy(&help.stdout).contains("generate"));
@@ -373,4 +378,100 @@ fn service_unit_exposure_is_at_most_2() {
     }
     let mount = std::fs::read_to_string(unit("meshfs-mount.service")).unwrap();
     assert!(mount.contains("fusermount3") && mount.contains("ExecStart=/usr/bin/meshfs mount "));
+}
+
+/// The amd64 package, built by `packaging/build-deb.sh` around this test's binary, installed
+/// by dpkg into a throw-away root (`dpkg --root`, maintainer scripts run chrootless), then
+/// started from there with the packaged configuration: it serves a file that a client
+/// downloads and verifies.
+#[test]
+fn package_installs_into_a_throwaway_root_and_serves() {
+    if Command::new("dpkg-deb").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: dpkg-deb is missing (Debian's dpkg): the package cannot be built");
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packaging/build-deb.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg("amd64")
+        .env("MESHFS_BIN", bin())
+        // xz takes minutes on a debug binary; what is tested is the package's contents.
+        .env("DEB_COMPRESSION", "none")
+        .env("OUT", work.path().join("debs"))
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let deb = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(deb.ends_with("_amd64.deb"), "{deb}");
+
+    let root = work.path().join("root");
+    std::fs::create_dir_all(root.join("var/lib/dpkg/info")).unwrap();
+    std::fs::create_dir_all(root.join("var/lib/dpkg/updates")).unwrap();
+    std::fs::write(root.join("var/lib/dpkg/status"), "").unwrap();
+    let dpkg = |args: &[&str]| {
+        Command::new("dpkg")
+            .arg(format!("--root={}", root.display()))
+            .args([
+                "--force-not-root",
+                "--force-script-chrootless",
+                "--log=/dev/null",
+            ])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // The throw-away root has no libc6 or adduser package: the host provides them.
+    assert_success(&dpkg(&["--force-depends", "-i", &deb]));
+    let status = String::from_utf8(dpkg(&["-s", "meshfs"]).stdout).unwrap();
+    assert!(status.contains("Status: install ok installed"), "{status}");
+    assert!(
+        status.contains("Conffiles:\n /etc/meshfs/meshfs.toml"),
+        "{status}"
+    );
+    for file in [
+        "usr/bin/meshfs",
+        "etc/meshfs/meshfs.toml",
+        "lib/systemd/system/meshfs.service",
+        "lib/systemd/system/meshfs-mount.service",
+        "usr/share/man/man1/meshfs-node.1.gz",
+        "usr/share/bash-completion/completions/meshfs",
+        "usr/share/zsh/vendor-completions/_meshfs",
+        "usr/share/fish/vendor_completions.d/meshfs.fish",
+        "usr/share/doc/meshfs/copyright",
+    ] {
+        assert!(root.join(file).is_file(), "{file} not installed");
+    }
+    assert!(
+        root.join("srv/meshfs").is_dir(),
+        "postinst made no /srv/meshfs"
+    );
+
+    // Start the installed binary on the installed configuration; the flags move what a
+    // test cannot use (the real /srv and /var/lib, port 4044) into the throw-away root.
+    let share = root.join("srv/meshfs");
+    let data = common::pattern(300_000, 17);
+    std::fs::write(share.join("clip.bin"), &data).unwrap();
+    let installed = root.join("usr/bin/meshfs");
+    let mut cmd = Command::new(&installed);
+    cmd.env("XDG_CONFIG_HOME", work.path().join("config"))
+        .args(["node", "--config"])
+        .arg(root.join("etc/meshfs/meshfs.toml"))
+        .arg(&share)
+        .arg("--state")
+        .arg(root.join("var/lib/meshfs"))
+        .args(QUIET);
+    let (_node, line) = start(&mut cmd);
+    let addr = node_addr(&line);
+    let got = work.path().join("got.bin");
+    let out = meshfs(work.path())
+        .args(["get", &format!("meshfs://{addr}/clip.bin")])
+        .arg(&got)
+        .output()
+        .unwrap();
+    assert_success(&out);
+    assert!(
+        std::fs::read(&got).unwrap() == data,
+        "downloaded bytes differ"
+    );
 }

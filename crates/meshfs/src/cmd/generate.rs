@@ -43,9 +43,15 @@ pub fn run(args: Args, mut command: Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `meshfs.1` and one page per visible subcommand, named as `man meshfs-node` finds it.
+/// `meshfs.1` and one page per visible subcommand, named as `man meshfs-node` finds it (no
+/// pages for clap's `help` subcommands: `man` is the help there).
 fn man_pages(command: &Command, dir: &Path) -> anyhow::Result<()> {
-    let mut command = command.clone();
+    fn without_help(command: Command) -> Command {
+        command
+            .disable_help_subcommand(true)
+            .mut_subcommands(without_help)
+    }
+    let mut command = without_help(command.clone());
     command.build();
     clap_mangen::generate_to(command, dir)
         .with_context(|| format!("cannot write man pages into {}", dir.display()))?;
