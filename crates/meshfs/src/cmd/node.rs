@@ -157,6 +157,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 access: &access,
                 file_server: addr,
                 peers: &peers,
+                disk: &retention.disk(),
                 // With discovery on, the page shows the group chat.
                 group: if args.group.no_discovery {
                     Err("discovery is off on this node (--no-discovery)")
