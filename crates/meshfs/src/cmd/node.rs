@@ -24,6 +24,12 @@ pub struct Args {
     /// Folder to serve (created if missing, its parent must exist).
     #[arg(default_value = "share", env = "MESHFS_DIR")]
     pub dir: PathBuf,
+    /// Read the node's flags from this TOML file (keys are the flag names without `--`; flags
+    /// and environment win over it) [default: $XDG_CONFIG_HOME/meshfs/meshfs.toml, else
+    /// ~/.config/meshfs/meshfs.toml, if it exists; the packaged service passes
+    /// /etc/meshfs/meshfs.toml]. `meshfs config check` validates one.
+    #[arg(long, value_name = "FILE", env = "MESHFS_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Address of the file server.
     #[arg(long, default_value = "0.0.0.0:4044", env = "MESHFS_LISTEN")]
     pub listen: String,
@@ -84,6 +90,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     out.ready(&started.lines);
+    // systemd (Type=notify): every door is bound.
+    crate::notify::ready(&started.status);
+    crate::notify::start_watchdog(life.shutdown.clone(), &life.tracker);
     tracing::info!(name = %started.name, addr = %started.addr, node_id = %started.node_id,
         dir = %dir.display(), "node ready");
     // Last, so that `--dry-run` lines follow every address line on stdout.
@@ -98,6 +107,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 struct Started {
     /// The readiness line, then the address lines (web, ftp) and `id ID`.
     lines: Vec<String>,
+    /// What systemd shows of the node (`serving DIR on ADDR`).
+    status: String,
     name: String,
     addr: std::net::SocketAddr,
     node_id: meshfs_core::NodeId,
@@ -192,6 +203,7 @@ async fn start(
                 access: &access,
                 file_server: addr,
                 peers: &peers,
+                disk: &retention.disk(),
                 // With discovery on, the page shows the group chat.
                 group: if args.group.no_discovery {
                     Err("discovery is off on this node (--no-discovery)")
@@ -263,6 +275,7 @@ async fn start(
     args.group.start(this, shutdown.clone(), &tracker).await?;
     Ok(Started {
         lines,
+        status: format!("serving {} on {addr}", share.root().display()),
         name,
         addr,
         node_id,
