@@ -816,18 +816,31 @@ fn a_listed_folder_of_small_files_costs_one_request_per_file_and_changes_still_s
     }
     let src = tempfile::tempdir().unwrap();
     let files = 20;
-    for i in 0..files {
-        write(src.path(), &format!("snaps/{i}.jpg"), &pattern(10_000, i));
-    }
+    write(src.path(), "snaps0/0.jpg", b"");
     let (_n, node_addr) = node(src.path(), "cam");
     let relay = CountingRelay::new(&node_addr);
     // A TTL far below the time the reads take: only the node's events can vouch for answers.
     let m = Mounted::new(&[&relay.addr], &["--plaintext", "--ttl", "50ms"]);
-    let snaps = m.path("cam/snaps");
-    // List, let every TTL pass (the kernel's and ours), read every file; count the requests.
-    let cycle = || {
-        assert_eq!(std::fs::read_dir(&snaps).unwrap().count(), files as usize);
-        std::thread::sleep(Duration::from_millis(100));
+    let names = |dir: &Path| std::fs::read_dir(dir).map_or(0, |d| d.count());
+    // A folder of files new to the kernel (nothing in its page cache): list it once its
+    // creation events are in, let every TTL pass (the kernel's and ours), then read every
+    // file and count the requests.
+    let mut round = 0;
+    let mut cycle = || {
+        round += 1;
+        for i in 0..files {
+            write(
+                src.path(),
+                &format!("snaps{round}/{i}.jpg"),
+                &pattern(10_000, i),
+            );
+        }
+        let snaps = m.path(&format!("cam/snaps{round}"));
+        assert!(eventually(Duration::from_secs(5), || names(&snaps) == files as usize));
+        std::thread::sleep(Duration::from_millis(100)); // the events of the writes are in
+        names(&m.path("cam"));
+        assert_eq!(names(&snaps), files as usize);
+        std::thread::sleep(Duration::from_millis(100)); // past every TTL
         relay.reset();
         for i in 0..files {
             let data = std::fs::read(snaps.join(format!("{i}.jpg"))).unwrap();
@@ -835,8 +848,8 @@ fn a_listed_folder_of_small_files_costs_one_request_per_file_and_changes_still_s
         }
         (relay.count("stat"), relay.count("ls"), relay.count("pread"))
     };
-    // The first cycles may run before the mount's event stream is up (nothing vouches for
-    // answers then): wait, at most 5 s, for the cycle the stream makes cheap.
+    // The first rounds may run before the mount's event stream is up (nothing vouches for
+    // answers then): wait, at most 5 s, for the round the stream makes cheap.
     let mut last = (0, 0, 0);
     assert!(
         eventually(Duration::from_secs(5), || {
@@ -845,9 +858,10 @@ fn a_listed_folder_of_small_files_costs_one_request_per_file_and_changes_still_s
         }),
         "requests (stat, ls, pread) for {files} listed files: {last:?}, not one pread each"
     );
+    let snaps = m.path(&format!("cam/snaps{round}"));
 
     // The events still make a change show at once, though the answers are trusted for long.
-    let changed = src.path().join("snaps/3.jpg");
+    let changed = src.path().join(format!("snaps{round}/3.jpg"));
     std::fs::write(&changed, pattern(10_000, 99)).unwrap();
     let later = std::time::SystemTime::now() + Duration::from_secs(10);
     File::options()
