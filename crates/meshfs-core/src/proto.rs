@@ -29,6 +29,10 @@ pub enum Code {
     BadRequest = 5,
     AuthFailed = 6,
     NotAFile = 7,
+    /// The share (or file) is protected and this connection has proven no password yet: a
+    /// client that has one proves it and asks again. Distinct from [`Code::Denied`], which no
+    /// password changes.
+    AuthRequired = 8,
     Internal = 9,
 }
 
@@ -43,6 +47,7 @@ impl Code {
             5 => Code::BadRequest,
             6 => Code::AuthFailed,
             7 => Code::NotAFile,
+            8 => Code::AuthRequired,
             9 => Code::Internal,
             _ => return None,
         })
@@ -81,6 +86,8 @@ pub enum Request<'a> {
         since: Option<u64>,
         reasons: bool,
     },
+    /// `status`: the node's state for `meshfs status` ([`crate::status`]).
+    Status,
     Quit,
     Help,
 }
@@ -162,6 +169,7 @@ impl<'a> Request<'a> {
                 }
                 Request::Subscribe { since, reasons }
             }
+            "status" => no_arg(arg).map(|_| Request::Status)?,
             "quit" => Request::Quit,
             "help" => Request::Help,
             "" => return Err(BadRequest("empty request")),
@@ -188,6 +196,8 @@ auth <password>              unlock a protected share or file (in clear: only ov
 pake <msg> [<path>]          prove a password without sending it (over TLS; SPAKE2)
 pake-confirm <msg>           finish the proof
 subscribe [<since>] [reasons]  stream <seq> <kind> <path> file events
+status                       key: value lines (uptime, share size, free space, last
+                             recording, connections), then one empty line
 quit                         close the connection
 help                         this text
 ";

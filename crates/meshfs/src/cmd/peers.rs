@@ -15,7 +15,9 @@ Examples:
   meshfs peers --peer 10.0.0.7:4044     also ask this node directly (networks without multicast)
   meshfs peers --no-dnssd               ask the group only, not DNS-SD (_meshfs._tcp)
 
-Prints nothing (and exits 0) when no node answers.")]
+Prints nothing (and exits 0) when no node answers. With --json, one array of objects:
+  name, addr (the file server, HOST:PORT), web (its web UI's port, or null), age_s (seconds
+  since last heard).")]
 pub struct PeersArgs {
     #[command(flatten)]
     pub group: GroupAddr,
@@ -26,21 +28,35 @@ pub struct PeersArgs {
     #[arg(long, value_name = "HOST:PORT")]
     pub peer: Vec<NodeAddr>,
     /// How long to listen for answers.
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, visible_alias = "lookup-wait", default_value = "1s", value_parser = humantime::parse_duration)]
     pub wait: Duration,
+    /// Print JSON (fields above) instead of lines.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(clap::Args)]
 #[command(after_help = "\
+Offers travel on the LAN group only: DNS-SD carries none, so --no-dnssd and --dnssd-port
+(accepted, as by every client command, for scripts that pass one set of flags) change nothing.
+With --json, one array of objects: node, url (what `meshfs get` takes), addr, path, size,
+protected (true when the file asks for its own password).
+
 Examples:
   meshfs offers                         files offered on the LAN: NODE URL SIZE open|protected
-  meshfs get $(meshfs offers | awk '$1==\"cam2\" {print $2; exit}')")]
+  meshfs get $(meshfs offers | awk '$1==\"cam2\" {print $2; exit}')
+  meshfs offers --json | jq -r '.[] | select(.protected|not) | .url'")]
 pub struct OffersArgs {
     #[command(flatten)]
     pub group: GroupAddr,
+    #[command(flatten)]
+    pub dnssd: super::group::DnsSdArgs,
     /// How long to listen for answers.
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, visible_alias = "lookup-wait", default_value = "1s", value_parser = humantime::parse_duration)]
     pub wait: Duration,
+    /// Print JSON (fields above) instead of lines.
+    #[arg(long)]
+    pub json: bool,
 }
 
 async fn ask(group: &GroupAddr, wait: Duration) -> anyhow::Result<Answers> {
@@ -60,32 +76,66 @@ pub async fn peers(args: PeersArgs) -> anyhow::Result<()> {
         eprintln!("multicast group not asked: {e}");
     }
     let now = Instant::now();
-    let mut listed: Vec<(String, std::net::SocketAddr)> = Vec::new();
-    for p in peers.list() {
-        let age = now.saturating_duration_since(p.last_seen).as_secs();
-        println!("{} {} {age}s", p.name, p.addr);
-        listed.push((p.name, p.addr));
-    }
+    // (name, addr, web port, age in seconds), in the order heard.
+    let mut listed: Vec<(String, std::net::SocketAddr, Option<u16>, u64)> = peers
+        .list()
+        .into_iter()
+        .map(|p| {
+            let age = now.saturating_duration_since(p.last_seen).as_secs();
+            (p.name, p.addr, p.web, age)
+        })
+        .collect();
     for target in &args.peer {
         let target = target.to_string();
         match tokio::time::timeout(POLL_TIMEOUT, poll_hello(&target)).await {
-            Ok(Ok(found)) if listed.contains(&found) => {}
             Ok(Ok((name, addr))) => {
-                println!("{name} {addr} 0s");
-                listed.push((name, addr));
+                if !listed.iter().any(|l| l.0 == name && l.1 == addr) {
+                    listed.push((name, addr, None, 0));
+                }
             }
             Ok(Err(e)) => eprintln!("{target}: {e}"),
             Err(_) => eprintln!("{target}: no answer within {POLL_TIMEOUT:?}"),
         }
     }
+    if args.json {
+        let all: Vec<_> = listed
+            .iter()
+            .map(|(name, addr, web, age)| {
+                serde_json::json!({"name": name, "addr": addr.to_string(), "web": web, "age_s": age})
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(all));
+        return Ok(());
+    }
+    for (name, addr, _, age) in &listed {
+        println!("{name} {addr} {age}s");
+    }
     Ok(())
 }
 
 pub async fn offers(args: OffersArgs) -> anyhow::Result<()> {
-    for o in ask(&args.group, args.wait).await?.offers {
-        print_offer(&o);
+    let offers = ask(&args.group, args.wait).await?.offers;
+    if args.json {
+        let all: Vec<_> = offers.iter().map(offer_json).collect();
+        println!("{}", serde_json::Value::Array(all));
+        return Ok(());
+    }
+    for o in &offers {
+        print_offer(o);
     }
     Ok(())
+}
+
+/// The JSON of one offer (the field names `offers --json` documents).
+fn offer_json(o: &meshfs_group::Offer) -> serde_json::Value {
+    serde_json::json!({
+        "node": o.node,
+        "url": o.url(),
+        "addr": o.addr.to_string(),
+        "path": o.path,
+        "size": o.size,
+        "protected": o.protected,
+    })
 }
 
 /// `NODE URL SIZE open|protected`, the format `meshfs offers` and the chat's `/offers` share.
