@@ -363,9 +363,15 @@ impl Events {
             log.events.pop_front();
         }
         log.events.push_back(event.clone());
+        crate::metrics::metrics().event(kind == EventKind::Closed);
         // Sent under the lock so that `subscribe` sees each event exactly once, either in the
         // replay or live. No receivers is fine.
         let _ = self.inner.live.send(event);
+    }
+
+    /// Live subscribers at this moment (file-server `subscribe`s, the MQTT bridge, …).
+    pub fn subscribers(&self) -> usize {
+        self.inner.live.receiver_count()
     }
 
     /// Subscribe: the latest sequence number at this instant, the events after `since` that are

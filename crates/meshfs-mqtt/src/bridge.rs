@@ -56,6 +56,7 @@ impl Bridge {
         // Everything up to this sequence number has been acknowledged by the broker.
         let mut acked: Option<u64> = None;
         let mut backoff = MIN_BACKOFF;
+        meshfs_core::metrics::metrics().mqtt.set(0);
         loop {
             match self.session(&mut acked, &shutdown).await {
                 Ended::Shutdown => return,
@@ -103,6 +104,8 @@ impl Bridge {
             }
         }
         tracing::info!(host = %self.broker.host, port = self.broker.port, "MQTT bridge connected");
+        // `meshfs_mqtt_connected` (issue 21): 1 until this session ends.
+        let link = Link::up();
 
         let subscribed = self.events.subscribe(*acked);
         // The first connection starts from now; later ones resume after the last PUBACK.
@@ -151,7 +154,24 @@ impl Bridge {
             }
         };
         feeder.abort();
+        drop(link);
         ended
+    }
+}
+
+/// The broker link's state in the node's metrics: up while held, down once dropped.
+struct Link;
+
+impl Link {
+    fn up() -> Link {
+        meshfs_core::metrics::metrics().mqtt.set(1);
+        Link
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        meshfs_core::metrics::metrics().mqtt.set(0);
     }
 }
 

@@ -2,10 +2,12 @@
 
 pub mod client;
 pub mod cluster;
+pub mod config;
 pub mod fifo_chat;
 pub mod files;
 pub mod ftp;
 pub mod ftp_passwd;
+pub mod generate;
 pub mod get;
 pub mod group;
 pub mod group_chat;

@@ -24,6 +24,12 @@ pub struct Args {
     /// Folder to serve (created if missing).
     #[arg(default_value = "share", env = "MESHFS_DIR")]
     pub dir: PathBuf,
+    /// Read the node's flags from this TOML file (keys are the flag names without `--`; flags
+    /// and environment win over it) [default: $XDG_CONFIG_HOME/meshfs/meshfs.toml, else
+    /// ~/.config/meshfs/meshfs.toml, if it exists; the packaged service passes
+    /// /etc/meshfs/meshfs.toml]. `meshfs config check` validates one.
+    #[arg(long, value_name = "FILE", env = "MESHFS_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Address of the file server.
     #[arg(long, default_value = "0.0.0.0:4044", env = "MESHFS_LISTEN")]
     pub listen: String,
@@ -110,10 +116,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .retention(&share, watch.as_ref().map(|_| events.clone()));
     server = server.with_disk(retention.disk());
     let addr = server.local_addr()?;
+    // What `/metrics` and `status` report (issue 21).
+    let counted = meshfs_core::metrics::metrics();
+    counted.set_node(&name, Some(node_id.to_string()));
+    if watch.is_some() {
+        counted.set_events(&events);
+    }
 
     let life = crate::signals::Lifetime::new();
     let (shutdown, tracker) = (life.shutdown.clone(), life.tracker.clone());
     tracker.spawn(server.run(shutdown.clone(), tracker.clone()));
+    tracker.spawn(counted.usage().follow(share.clone(), shutdown.clone()));
     println!(
         "meshfs node {name} serving {} on {addr}",
         share.root().display()
@@ -131,6 +144,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     // The node's one peer table: discovery writes it, the web UI shows it.
     let peers = meshfs_core::Peers::default();
+    counted.set_peers(&peers);
     // Web UI (issue 9): its address is the second stdout line, right after readiness.
     let web = args
         .web
@@ -143,6 +157,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 access: &access,
                 file_server: addr,
                 peers: &peers,
+                disk: &retention.disk(),
                 // With discovery on, the page shows the group chat.
                 group: if args.group.no_discovery {
                     Err("discovery is off on this node (--no-discovery)")
@@ -177,6 +192,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     // The node's ID, after the address lines (the web line stays second).
     println!("id {node_id}");
+    // systemd (Type=notify): the doors with an address line are bound.
+    crate::notify::ready(&format!("serving {} on {addr}", share.root().display()));
+    crate::notify::start_watchdog(shutdown.clone(), &tracker);
     // Cluster worker (seed 002): pull the peers' changes into this share.
     args.cluster.start(
         &share,

@@ -66,6 +66,8 @@ pub struct LocalNode<'a> {
     /// Its LAN group and chat port, or why there is none (discovery off): with a group, the
     /// page shows the group chat.
     pub group: Result<(Group, u16), &'a str>,
+    /// Its disk as retention measures it: the page says when it is full.
+    pub disk: &'a meshfs_core::retention::DiskStatus,
 }
 
 impl WebArgs {
@@ -120,6 +122,7 @@ impl WebArgs {
             chat: chat_for(local.group, &shutdown, tracker),
             identity: Some(local.identity.clone()),
             https: self.https(),
+            disk: local.disk.clone(),
         };
         match meshfs_web::start(config, shutdown, tracker).await {
             Ok(web) => Ok(Some(web)),
