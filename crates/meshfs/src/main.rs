@@ -56,6 +56,8 @@ enum Command {
     Shell(cmd::shell::Args),
     /// List the nodes on the LAN (asks the multicast group).
     Peers(cmd::peers::PeersArgs),
+    /// One line per node found: version, uptime, share, free space, last recording, warnings.
+    Status(cmd::status::Args),
     /// List the files nodes offer on the LAN.
     Offers(cmd::peers::OffersArgs),
     /// Offer a file of the local node to the LAN group.
@@ -115,6 +117,7 @@ fn main() -> std::process::ExitCode {
             Command::Registry(args) => cmd::registry::run(args).await,
             Command::Shell(args) => cmd::shell::run(args).await,
             Command::Peers(args) => cmd::peers::peers(args).await,
+            Command::Status(args) => cmd::status::run(args).await,
             Command::Offers(args) => cmd::peers::offers(args).await,
             Command::Offer(args) => cmd::offer::run(args).await,
             Command::FtpPasswd(args) => cmd::ftp_passwd::run(args),

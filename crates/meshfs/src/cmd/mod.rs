@@ -19,6 +19,7 @@ pub mod peers;
 pub mod registry;
 pub mod retain;
 pub mod shell;
+pub mod status;
 pub mod target;
 pub mod trust;
 pub mod watch;

@@ -128,7 +128,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!(%name, %addr, %node_id, dir = %share.root().display(), "node ready");
     if let Some(broker) = args.mqtt {
         if watch.is_some() {
-            let bridge = meshfs_mqtt::Bridge::new(broker, name.clone(), events.clone());
+            let bridge = meshfs_mqtt::Bridge::new(broker, name.clone(), events.clone())
+                .with_node_id(&node_id.to_string());
             tracker.spawn(bridge.run(shutdown.clone()));
         } else {
             tracing::warn!(
