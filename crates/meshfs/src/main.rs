@@ -60,6 +60,8 @@ enum Command {
     Shell(cmd::shell::Args),
     /// List the nodes on the LAN (asks the multicast group).
     Peers(cmd::peers::PeersArgs),
+    /// One line per node found: version, uptime, share, free space, last recording, warnings.
+    Status(cmd::status::Args),
     /// List the files nodes offer on the LAN.
     Offers(cmd::peers::OffersArgs),
     /// Offer a file of the local node to the LAN group.
@@ -132,6 +134,7 @@ fn main() -> std::process::ExitCode {
             Command::Registry(args) => cmd::registry::run(args).await,
             Command::Shell(args) => cmd::shell::run(args).await,
             Command::Peers(args) => cmd::peers::peers(args).await,
+            Command::Status(args) => cmd::status::run(args).await,
             Command::Offers(args) => cmd::peers::offers(args).await,
             Command::Offer(args) => cmd::offer::run(args).await,
             Command::FtpPasswd(args) => cmd::ftp_passwd::run(args),
@@ -202,9 +205,13 @@ fn init_logging(default_level: &str) {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    // Colour only for a person at a terminal: a journal, a file or a pipe gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .with_target(false)
         .init();
 }
