@@ -239,7 +239,8 @@ function renderNodes() {
       el('td', {}, badge(n.status)),
       el('td', {}, badge(n.events)),
       el('td', {}, n.version || ''),
-      el('td', {}, n.id ? el('code', { class: 'node-id', title: n.id }, n.id.slice(0, 9) + '…') : ''),
+      el('td', {}, n.id ? el('code', { class: 'node-id', title: n.id }, n.id.slice(0, 9) + '…') : '',
+        n.conflict ? el('span', { class: 'conflict', title: 'other nodes announce this name with another ID: pin one with meshfs trust ' + n.conflict + ' ID' }, ' ⚠ ' + n.conflict + ' claimed twice') : ''),
       el('td', { class: 'muted' }, n.error || '')));
   show(
     el('h1', {}, 'Nodes'),

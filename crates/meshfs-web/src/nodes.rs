@@ -11,7 +11,7 @@
 
 use std::sync::{Arc, RwLock};
 
-use meshfs_core::{PeerEvent, Peers};
+use meshfs_core::{Peer, PeerEvent, Peers};
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -56,8 +56,13 @@ pub struct NodeInfo {
     /// The last error met talking to the node, for the status column.
     pub error: Option<String>,
     /// The node's ID (the hash of its key, as `meshfs id --node` prints it) when known: this
-    /// node's own, and another's once a connection to it showed its key.
+    /// node's own, another's as it announced it on the LAN, and as a connection to it
+    /// showed its key.
     pub id: Option<String>,
+    /// A name this node announces that other nodes (with other IDs) announce too: never
+    /// resolved at random (issue 15), so the page marks it; `meshfs trust NAME ID` chooses
+    /// for `NAME:PATH`.
+    pub conflict: Option<String>,
 }
 
 /// The set of known nodes. Cheap to clone; every clone sees the same set.
@@ -80,6 +85,7 @@ impl NodeDirectory {
             version: Some(meshfs_core::VERSION.to_owned()),
             error: None,
             id: None,
+            conflict: None,
         };
         NodeDirectory {
             nodes: Arc::new(RwLock::new(vec![local])),
@@ -112,6 +118,7 @@ impl NodeDirectory {
                 version: None,
                 error: None,
                 id: None,
+                conflict: None,
             });
         }
         self.bump();
@@ -161,11 +168,32 @@ impl NodeDirectory {
         });
     }
 
+    /// Show `peer`, with the ID it announced, and mark the name it shares with other
+    /// nodes of the table (each node claiming it, since the table changed for all).
+    fn show_peer(&self, peers: &Peers, peer: &Peer) {
+        self.add(&peer.addr.to_string());
+        self.mark_claims(peers, &peer.name);
+    }
+
+    /// Mark (or unmark) every node of `peers` announcing `name`, and record the ID each
+    /// announced where none is known yet.
+    fn mark_claims(&self, peers: &Peers, name: &str) {
+        let contested = peers.conflict(name).len() > 1;
+        for p in peers.find_all(name) {
+            self.update(&p.addr.to_string(), |n| {
+                n.conflict = contested.then(|| name.to_owned());
+                if n.id.is_none() {
+                    n.id = p.node_id.map(|id| id.to_string());
+                }
+            });
+        }
+    }
+
     /// Show every node of `peers`, now and as they come, until `shutdown`.
     pub async fn follow_peers(self, peers: Peers, shutdown: CancellationToken) {
         let mut changes = peers.watch();
         for peer in changes.snapshot() {
-            self.add(&peer.addr.to_string());
+            self.show_peer(&peers, peer);
         }
         loop {
             let event = tokio::select! {
@@ -175,14 +203,15 @@ impl NodeDirectory {
             match event {
                 // A node at a new address is shown there; its old address goes offline.
                 PeerEvent::Up(peer) | PeerEvent::Changed { new: peer, .. } => {
-                    self.add(&peer.addr.to_string());
+                    self.show_peer(&peers, &peer);
                 }
                 PeerEvent::Resync(all) => {
                     for peer in all {
-                        self.add(&peer.addr.to_string());
+                        self.show_peer(&peers, &peer);
                     }
                 }
-                PeerEvent::Down { .. } => {}
+                // The others of its name may no longer be contested.
+                PeerEvent::Down { peer, .. } => self.mark_claims(&peers, &peer.name),
             }
         }
     }
@@ -203,6 +232,7 @@ mod tests {
         let peer = |name: &str, port: u16| meshfs_core::Peer {
             name: name.into(),
             id: "1".into(),
+            node_id: None,
             addr: std::net::SocketAddr::from(([10, 0, 0, 9], port)),
             web: None,
             source: meshfs_core::peers::Source::Multicast,
@@ -228,6 +258,39 @@ mod tests {
         shown(&dir, &mut changes, "10.0.0.9:4044").await;
         peers.hello(peer("late", 4045));
         shown(&dir, &mut changes, "10.0.0.9:4045").await;
+
+        // Another node announcing "late" with another ID: both are marked, each shows the ID
+        // it announced; when one leaves, the other is no longer marked.
+        let (a, b) = (
+            meshfs_core::NodeId::from_bytes([1; 32]),
+            meshfs_core::NodeId::from_bytes([2; 32]),
+        );
+        let mut first = peer("late", 4045);
+        first.node_id = Some(a);
+        peers.hello(first);
+        let mut second = peer("late", 4046);
+        (second.id, second.node_id) = ("2".into(), Some(b));
+        peers.hello(second);
+        let marked = |addr: &str| dir.find(addr).and_then(|n| n.conflict);
+        let wait = async {
+            while marked("10.0.0.9:4045").is_none() || marked("10.0.0.9:4046").is_none() {
+                changes.changed().await.unwrap();
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(5), wait)
+            .await
+            .expect("both claims marked");
+        assert_eq!(marked("10.0.0.9:4046").as_deref(), Some("late"));
+        assert_eq!(dir.find("10.0.0.9:4046").unwrap().id, Some(b.to_string()));
+        peers.bye("late", "2");
+        let wait = async {
+            while marked("10.0.0.9:4045").is_some() {
+                changes.changed().await.unwrap();
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(5), wait)
+            .await
+            .expect("unmarked once alone");
         stop.cancel();
         task.await.unwrap();
     }

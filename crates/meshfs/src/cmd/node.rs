@@ -67,7 +67,9 @@ pub struct Args {
     pub tls: super::node_tls::TlsArgs,
 }
 
-pub async fn run(args: Args) -> anyhow::Result<()> {
+/// Run a node; `plaintext` (the global `--plaintext`) makes its own connections to other
+/// nodes speak in clear.
+pub async fn run(args: Args, plaintext: bool) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("cannot create {}", args.dir.display()))?;
     let share =
@@ -80,6 +82,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let identity = meshfs_core::Identity::load_or_create(&identity_dir, &name)
         .context("cannot load the node's identity (--state chooses its folder)")?;
     let node_id = identity.id();
+    super::trust::install_as(plaintext, Some(&identity))?;
     // Share and offer passwords (seed 004), read before serving: the prompt comes first.
     let access = args.group.access()?;
     raise_fd_limit(args.max_connections as u64 + 256);
@@ -202,6 +205,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     // LAN discovery and offers (seed 004): multicast announcements, static --peer polls.
     let this = super::group::ThisNode {
         name: &name,
+        node_id,
         server: addr,
         web: web.as_ref().map(|w| w.addr.port()),
         share: &share,

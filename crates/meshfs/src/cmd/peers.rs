@@ -10,10 +10,14 @@ use meshfs_group::probe::{Answers, probe};
 #[derive(clap::Args)]
 #[command(after_help = "\
 Examples:
-  meshfs peers                          nodes on the LAN: NAME ADDRESS AGE
+  meshfs peers                          nodes on the LAN: NAME ADDRESS AGE ID [conflict]
   meshfs peers --group-iface 10.0.0.2   ask through one interface
   meshfs peers --peer 10.0.0.7:4044     also ask this node directly (networks without multicast)
   meshfs peers --no-dnssd               ask the group only, not DNS-SD (_meshfs._tcp)
+
+ID is the node's ID as it announced it (`meshfs id --node` on the node; `-` for a node too old
+to announce one). `conflict` marks a name that several nodes with different IDs announce:
+`NAME:PATH` then goes only to the one pinned with `meshfs trust NAME ID`.
 
 Prints nothing (and exits 0) when no node answers.")]
 pub struct PeersArgs {
@@ -63,22 +67,37 @@ pub async fn peers(args: PeersArgs) -> anyhow::Result<()> {
     let mut listed: Vec<(String, std::net::SocketAddr)> = Vec::new();
     for p in peers.list() {
         let age = now.saturating_duration_since(p.last_seen).as_secs();
-        println!("{} {} {age}s", p.name, p.addr);
+        let conflict = !peers.conflict(&p.name).is_empty();
+        println!("{}", line(&p.name, p.addr, age, p.node_id, conflict));
         listed.push((p.name, p.addr));
     }
     for target in &args.peer {
         let target = target.to_string();
         match tokio::time::timeout(POLL_TIMEOUT, poll_hello(&target)).await {
-            Ok(Ok(found)) if listed.contains(&found) => {}
-            Ok(Ok((name, addr))) => {
-                println!("{name} {addr} 0s");
-                listed.push((name, addr));
+            Ok(Ok(found)) if listed.contains(&(found.name.clone(), found.addr)) => {}
+            Ok(Ok(found)) => {
+                println!("{}", line(&found.name, found.addr, 0, found.node_id, false));
+                listed.push((found.name, found.addr));
             }
             Ok(Err(e)) => eprintln!("{target}: {e}"),
             Err(_) => eprintln!("{target}: no answer within {POLL_TIMEOUT:?}"),
         }
     }
     Ok(())
+}
+
+/// One line of `meshfs peers`: `NAME ADDRESS AGEs ID`, and ` conflict` when other nodes
+/// claim the name.
+fn line(
+    name: &str,
+    addr: std::net::SocketAddr,
+    age: u64,
+    id: Option<meshfs_core::NodeId>,
+    conflict: bool,
+) -> String {
+    let id = id.map_or_else(|| "-".to_owned(), |i| i.to_string());
+    let mark = if conflict { " conflict" } else { "" };
+    format!("{name} {addr} {age}s {id}{mark}")
 }
 
 pub async fn offers(args: OffersArgs) -> anyhow::Result<()> {
