@@ -4,7 +4,7 @@
 //! asks for `assign` and returns the worker's URL (same path) and a connection to it. Plain nodes
 //! cost nothing extra: the connection that said `hello` is returned for reuse.
 
-use meshfs_core::{Client, ClientError, RemotePath};
+use meshfs_core::{Client, ClientError, Credentials, RemotePath};
 
 use crate::ROLE_CLUSTER;
 
@@ -18,10 +18,14 @@ pub enum AssignError {
     BadAnswer { master: String, answer: String },
 }
 
-/// Connect to the node `url` names, or to the worker its master assigns; returns the URL that
-/// was finally reached and a connection to it on which `hello` was said.
-pub async fn follow(url: &RemotePath) -> Result<(RemotePath, Client), AssignError> {
-    let mut client = Client::connect(&url.addr).await?;
+/// Connect to the node `url` names, or to the worker its master assigns, proving `credentials`
+/// to each (a cluster's workers share one password); returns the URL that was finally reached
+/// and a connection to it on which `hello` was said.
+pub async fn follow(
+    url: &RemotePath,
+    credentials: &Credentials,
+) -> Result<(RemotePath, Client), AssignError> {
+    let mut client = Client::connect_with(&url.addr, credentials).await?;
     client.send("hello");
     let hello = client.status().await?;
     if !hello.split(' ').any(|w| w == ROLE_CLUSTER) {
@@ -50,7 +54,7 @@ pub async fn follow(url: &RemotePath) -> Result<(RemotePath, Client), AssignErro
         .parse()
         .map_err(|_| bad())?;
     tracing::debug!(master = %url.addr, worker = %assigned.addr, "assigned");
-    let mut client = Client::connect(&assigned.addr).await?;
+    let mut client = Client::connect_with(&assigned.addr, credentials).await?;
     client.hello().await?;
     Ok((assigned, client))
 }

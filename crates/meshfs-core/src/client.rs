@@ -474,7 +474,9 @@ impl Client {
 
     /// `stat <path>`.
     pub async fn stat(&mut self, path: &str) -> Result<Entry> {
-        self.send(&format!("stat {path}"));
+        // `stat` needs an argument: the share's root is `/` (an empty one is a bad request).
+        let wire = if path.is_empty() { "/" } else { path };
+        self.send(&format!("stat {wire}"));
         self.status().await?;
         let lines = self.lines_until_empty().await?;
         let name = path.trim_end_matches('/').rsplit('/').next().unwrap_or("");

@@ -29,6 +29,10 @@ pub enum Code {
     BadRequest = 5,
     AuthFailed = 6,
     NotAFile = 7,
+    /// The share (or file) is protected and this connection has proven no password yet: a
+    /// client that has one proves it and asks again. Distinct from [`Code::Denied`], which no
+    /// password changes.
+    AuthRequired = 8,
     Internal = 9,
 }
 
@@ -43,6 +47,7 @@ impl Code {
             5 => Code::BadRequest,
             6 => Code::AuthFailed,
             7 => Code::NotAFile,
+            8 => Code::AuthRequired,
             9 => Code::Internal,
             _ => return None,
         })

@@ -29,7 +29,7 @@ pub enum MountError {
 pub fn errno(e: &ClientError, not_a_file: Errno) -> Errno {
     match e.remote_code() {
         Some(Code::NotFound) => Errno::ENOENT,
-        Some(Code::Denied) | Some(Code::AuthFailed) => Errno::EACCES,
+        Some(Code::Denied | Code::AuthRequired | Code::AuthFailed) => Errno::EACCES,
         Some(Code::NotAFile) => not_a_file,
         Some(Code::BadRequest) => Errno::EINVAL,
         _ => Errno::EIO,

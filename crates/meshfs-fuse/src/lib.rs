@@ -195,6 +195,15 @@ impl Mount {
         let _ = (&mut self.ended).await;
     }
 
+    /// Whether the session already ended by itself (the filesystem was dropped by its
+    /// thread, which only happens once the kernel unmounted it).
+    fn ended_by_itself(&mut self) -> bool {
+        matches!(
+            self.ended.try_recv(),
+            Err(tokio::sync::oneshot::error::TryRecvError::Closed)
+        )
+    }
+
     /// Unmount (blocking). If the mount is busy (a process works inside it), detach it lazily:
     /// it disappears from the namespace now and goes away when the last user leaves.
     pub fn unmount(mut self) -> Result<(), MountError> {
@@ -206,6 +215,16 @@ impl Mount {
         let Some(session) = self.session.take() else {
             return Ok(());
         };
+        if self.ended_by_itself() {
+            // Unmounted from outside (`fusermount3 -u DIR`): the kernel already let go, and
+            // there is nothing left to unmount. fuser 0.18 would still try (its "is it
+            // mounted?" poll reads `POLLERR`, which means *gone*, as *mounted*), failing with
+            // `EINVAL` — or, worse, unmounting whatever was mounted on DIR since. So the
+            // session is not dropped: its thread has ended; what stays is one closed
+            // `/dev/fuse` descriptor, and the process ends right after in `meshfs mount`.
+            std::mem::forget(session);
+            return Ok(());
+        }
         match session.umount_and_join() {
             Ok(()) => Ok(()),
             Err(e) => {

@@ -150,7 +150,7 @@ pub async fn offer_for(
     let entry = c.stat(path).await.map_err(err)?;
     let protected = match c.pread(path, 0, 0, &mut Vec::new()).await {
         Ok(_) => false,
-        Err(e) if e.remote_code() == Some(meshfs_core::proto::Code::Denied) => true,
+        Err(e) if e.remote_code() == Some(meshfs_core::proto::Code::AuthRequired) => true,
         Err(e) => return Err(err(e)),
     };
     let _ = c.quit().await;

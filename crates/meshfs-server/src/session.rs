@@ -42,7 +42,8 @@ pub(crate) struct Session {
 }
 
 /// The answer to a request that needs a password not proven yet.
-const PASSWORD_REQUIRED: &str = "password required (use auth)";
+const PASSWORD_REQUIRED: &str = "password required: this share is protected (meshfs \
+    clients: --password-file FILE or MESHFS_CLIENT_PASSWORD; the text protocol: auth PASSWORD)";
 /// The answer to requests in clear on a node started with `--require-tls`.
 const TLS_REQUIRED: &str =
     "this node requires TLS (meshfs clients speak it unless told --plaintext)";
@@ -148,7 +149,7 @@ impl Session {
         match self.access.open_file(&self.share, path, &self.keys) {
             Ok(file) => Some(file),
             Err(access::ReadError::Locked) => {
-                self.error(Code::Denied, PASSWORD_REQUIRED);
+                self.error(Code::AuthRequired, PASSWORD_REQUIRED);
                 None
             }
             Err(access::ReadError::Share(e)) => {
@@ -182,7 +183,7 @@ impl Session {
             return Ok(Next::Continue);
         }
         if !self.permitted(&req) {
-            self.error(Code::Denied, PASSWORD_REQUIRED);
+            self.error(Code::AuthRequired, PASSWORD_REQUIRED);
             return Ok(Next::Continue);
         }
         match req {

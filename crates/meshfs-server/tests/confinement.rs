@@ -83,7 +83,10 @@ fn parent_swapped_for_a_symlink_before_the_request_fails_closed() {
             "hash pub/clip.mp4",
         ] {
             let (status, _) = ask(&server.addr, request);
-            assert_eq!(status, "2 password required (use auth)", "{request}");
+            assert!(
+                status.starts_with("8 password required:"),
+                "{request}: {status}"
+            );
         }
     }
 }

@@ -74,6 +74,9 @@ fn fixture() -> tempfile::TempDir {
     dir
 }
 
+/// The answer to a request that needs the share's password (code 8, protocols.md §1).
+const LOCKED: &[u8] = b"8 password required: this share is protected (meshfs clients: --password-file FILE or MESHFS_CLIENT_PASSWORD; the text protocol: auth PASSWORD)\n";
+
 #[test]
 fn seed_commands_byte_for_byte() {
     let dir = fixture();
@@ -463,27 +466,11 @@ fn protected_file_needs_auth() {
     std::os::unix::fs::symlink("clips/a.mp4", dir.path().join("alias.mp4")).unwrap();
     let srv = start_with_access(dir.path(), access);
     let mut s = connect(&srv.addr);
-    exchange(
-        &mut s,
-        b"open clips/a.mp4\n",
-        b"2 password required (use auth)\n",
-    );
-    exchange(
-        &mut s,
-        b"pread 0 1 /clips//a.mp4\n",
-        b"2 password required (use auth)\n",
-    );
-    exchange(
-        &mut s,
-        b"hash clips/a.mp4\n",
-        b"2 password required (use auth)\n",
-    );
+    exchange(&mut s, b"open clips/a.mp4\n", LOCKED);
+    exchange(&mut s, b"pread 0 1 /clips//a.mp4\n", LOCKED);
+    exchange(&mut s, b"hash clips/a.mp4\n", LOCKED);
     // Another name for the same file is no way around its password.
-    exchange(
-        &mut s,
-        b"pread 0 1 alias.mp4\n",
-        b"2 password required (use auth)\n",
-    );
+    exchange(&mut s, b"pread 0 1 alias.mp4\n", LOCKED);
     // Browsing and other files stay open.
     exchange(&mut s, b"list clips\n", b"0 OK\na.mp4\n\n\n");
     exchange(&mut s, b"pread 0 5 hello.txt\n", b"0 5\nhello");
@@ -492,11 +479,7 @@ fn protected_file_needs_auth() {
     exchange(&mut s, b"pread 0 1 clips/a.mp4\n", b"0 1\n\x07");
     // Proven passwords belong to the connection, not the client's address.
     let mut other = connect(&srv.addr);
-    exchange(
-        &mut other,
-        b"open clips/a.mp4\n",
-        b"2 password required (use auth)\n",
-    );
+    exchange(&mut other, b"open clips/a.mp4\n", LOCKED);
 }
 
 #[test]
@@ -506,13 +489,9 @@ fn five_failed_auth_attempts_close_the_connection() {
     access.set_share_password("whole share");
     let srv = start_with_access(dir.path(), access);
     let mut s = connect(&srv.addr);
-    exchange(&mut s, b"list\n", b"2 password required (use auth)\n");
-    exchange(
-        &mut s,
-        b"stat hello.txt\n",
-        b"2 password required (use auth)\n",
-    );
-    exchange(&mut s, b"subscribe\n", b"2 password required (use auth)\n");
+    exchange(&mut s, b"list\n", LOCKED);
+    exchange(&mut s, b"stat hello.txt\n", LOCKED);
+    exchange(&mut s, b"subscribe\n", LOCKED);
     for _ in 0..4 {
         exchange(&mut s, b"auth nope\n", b"6 authentication failed\n");
     }

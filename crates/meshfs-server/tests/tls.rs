@@ -204,7 +204,7 @@ fn auth_in_clear_is_refused_unless_allowed() {
                 .ask("ls")
                 .await
                 .unwrap()
-                .starts_with("2 password required")
+                .starts_with("8 password required")
         );
         // pake needs the TLS session it is bound to.
         let reply = plain.ask("pake QUFB").await.unwrap();
@@ -238,7 +238,7 @@ fn pake_proves_share_and_file_passwords() {
             c.ask("ls")
                 .await
                 .unwrap()
-                .starts_with("2 password required")
+                .starts_with("8 password required")
         );
         assert_eq!(c.prove("wrong", "").await, Err(PakeError::NodeNotProven));
         assert_eq!(c.prove("whole", "").await.unwrap(), "0 OK");
@@ -252,7 +252,7 @@ fn pake_proves_share_and_file_passwords() {
             }
         }
         let reply = c.ask("pread 0 5 hello.txt").await.unwrap();
-        assert!(reply.starts_with("2 password required"), "{reply}");
+        assert!(reply.starts_with("8 password required"), "{reply}");
         assert_eq!(c.prove("own", "hello.txt").await.unwrap(), "0 OK");
         assert_eq!(c.ask("pread 0 5 hello.txt").await.unwrap(), "0 5");
         assert_eq!(c.bytes(5).await, b"hello");
@@ -362,7 +362,7 @@ fn a_man_in_the_middle_gets_no_proof_through() {
         assert_eq!(c.stream().peer_id(), Some(mitm.id()));
         assert_eq!(c.prove("s3cret", "").await, Err(PakeError::NodeNotProven));
         let reply = c.ask("ls").await.unwrap();
-        assert!(reply.starts_with("2 password required"), "{reply}");
+        assert!(reply.starts_with("8 password required"), "{reply}");
     });
 }
 

@@ -89,10 +89,7 @@ impl From<ClientError> for WebError {
         match e.remote_code() {
             Some(Code::NotFound) => WebError::NotFound("no such file or folder".into()),
             // What our file server says to a connection without the password: log in there.
-            Some(Code::Denied)
-                if matches!(&e, ClientError::Remote { message, .. }
-                            if message.starts_with("password required")) =>
-            {
+            Some(Code::AuthRequired) => {
                 WebError::Unauthorized("protected by a password on its node")
             }
             Some(Code::Denied) | Some(Code::AuthFailed) => {

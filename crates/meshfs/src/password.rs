@@ -1,6 +1,11 @@
-//! Where passwords come from: a file, the `MESHFS_PASSWORD` environment variable, or a prompt
-//! on the terminal — never a flag value, which `ps` shows to every user of the machine. The
-//! libraries only ever see the resulting [`Password`].
+//! Where passwords come from: a file, an environment variable, or a prompt on the terminal —
+//! never a flag value, which `ps` shows to every user of the machine. The libraries only ever
+//! see the resulting [`Password`].
+//!
+//! Two variables, never one: `MESHFS_PASSWORD` protects the share of `meshfs node`, and
+//! `MESHFS_CLIENT_PASSWORD` is what client commands prove to protected nodes. Had they been
+//! one, exporting a password to fetch a file would silently protect one's own share at the
+//! next `meshfs node`.
 #![allow(unsafe_code)] // termios calls for the no-echo prompt
 
 use std::io::{self, BufRead, Read, Write};
@@ -10,8 +15,10 @@ use meshfs_core::secret::Password;
 
 /// Longest password file (or answer) read: a password is one short line.
 const MAX_FILE: u64 = 4096;
-/// The environment variable holding the share password.
+/// The environment variable holding the node's share password (`meshfs node`).
 pub const ENV: &str = "MESHFS_PASSWORD";
+/// The environment variable holding the password client commands prove to nodes.
+pub const CLIENT_ENV: &str = "MESHFS_CLIENT_PASSWORD";
 
 /// The first line of `path`, without its end of line. Empty passwords are refused.
 pub fn from_file(path: &Path) -> io::Result<Password> {
@@ -23,15 +30,20 @@ pub fn from_file(path: &Path) -> io::Result<Password> {
     checked(line, &path.display().to_string())
 }
 
-/// `MESHFS_PASSWORD`, when set and not empty.
+/// The node's share password, `MESHFS_PASSWORD`, when set and not empty.
 pub fn from_env() -> io::Result<Option<Password>> {
-    from_env_value(std::env::var(ENV).ok())
+    from_env_value(std::env::var(ENV).ok(), ENV)
 }
 
-/// The rule of [`from_env`] on the variable's value: unset or empty means none.
-fn from_env_value(value: Option<String>) -> io::Result<Option<Password>> {
+/// The client's password, `MESHFS_CLIENT_PASSWORD`, when set and not empty.
+pub fn client_from_env() -> io::Result<Option<Password>> {
+    from_env_value(std::env::var(CLIENT_ENV).ok(), CLIENT_ENV)
+}
+
+/// The rule of [`from_env`] on the value of variable `name`: unset or empty means none.
+fn from_env_value(value: Option<String>, name: &str) -> io::Result<Option<Password>> {
     match value.filter(|p| !p.is_empty()) {
-        Some(p) => checked(&p, ENV).map(Some),
+        Some(p) => checked(&p, name).map(Some),
         None => Ok(None),
     }
 }
@@ -109,11 +121,12 @@ mod tests {
 
     #[test]
     fn environment_unset_or_empty_is_no_password() {
-        assert!(from_env_value(None).unwrap().is_none());
-        assert!(from_env_value(Some(String::new())).unwrap().is_none());
-        let p = from_env_value(Some("pw".into())).unwrap().unwrap();
+        assert!(from_env_value(None, ENV).unwrap().is_none());
+        assert!(from_env_value(Some(String::new()), ENV).unwrap().is_none());
+        let p = from_env_value(Some("pw".into()), ENV).unwrap().unwrap();
         assert_eq!(p.expose(), "pw");
-        assert!(from_env_value(Some("a\0b".into())).is_err());
+        let e = from_env_value(Some("a\0b".into()), CLIENT_ENV).unwrap_err();
+        assert!(e.to_string().contains(CLIENT_ENV), "{e}");
     }
 
     #[test]

@@ -384,6 +384,78 @@ fn a_dead_node_fails_fast_with_eio_and_works_again_when_back() {
     assert_same_file(&src.path().join("b.bin"), &m.path("cam/b.bin"));
 }
 
+fn append(path: &Path, text: &str) {
+    use std::io::Write;
+    let mut f = File::options().append(true).open(path).unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+#[test]
+fn tail_f_on_the_mount_survives_a_node_restart_and_continues_the_file() {
+    if !fuse_available() {
+        return;
+    }
+    let src = tempfile::tempdir().unwrap();
+    let rec = src.path().join("rec.log");
+    std::fs::write(&rec, "line 1\n").unwrap();
+    let (node_proc, addr) = node(src.path(), "cam");
+    let m = Mounted::new(&[&addr], &["--connect-timeout", "1s", "--timeout", "2s"]);
+    let mnt = m.path("cam/rec.log");
+    // The real `tail -f` (a FUSE mount is a remote file system to it: it polls `fstat`).
+    let tail_err = tempfile::NamedTempFile::new().unwrap();
+    let mut tail = common::spawn_piped(
+        Command::new("tail")
+            .args(["-f", "-s", "0.1"])
+            .arg(&mnt)
+            .stderr(tail_err.reopen().unwrap()),
+    );
+    let line = Duration::from_secs(10);
+    assert_eq!(tail.next_line(line), "line 1");
+    append(&rec, "line 2\n");
+    assert_eq!(tail.next_line(line), "line 2");
+    // The test's own reader, doing what `tail -f` does, so each step is checked.
+    let mut f = File::open(&mnt).unwrap();
+    let mut seen = String::new();
+    f.read_to_string(&mut seen).unwrap();
+    assert_eq!(seen, "line 1\nline 2\n");
+
+    drop(node_proc); // kill -9, then down for longer than every cache's TTL
+    let down = Instant::now();
+    while down.elapsed() < Duration::from_millis(1500) {
+        let size = f
+            .metadata()
+            .expect("fstat of an open file while its node is down");
+        assert_eq!(size.len(), 14);
+        let n = f
+            .read(&mut [0u8; 64])
+            .expect("read at the end while the node is down");
+        assert_eq!(n, 0);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    append(&rec, "line 3\n"); // recorded while the node was down
+
+    // The same node (same ID, same share) back on its address: the same file continues.
+    let (_back, addr2) = node_on(src.path(), "cam", &addr);
+    assert_eq!(addr2, addr);
+    assert_eq!(tail.next_line(line), "line 3");
+    append(&rec, "line 4\n");
+    assert_eq!(tail.next_line(line), "line 4");
+    assert!(
+        eventually(line, || {
+            let mut more = String::new();
+            f.read_to_string(&mut more).is_ok() && {
+                seen.push_str(&more);
+                seen.ends_with("line 4\n")
+            }
+        }),
+        "the open file did not continue: {seen:?}"
+    );
+    assert_eq!(seen, "line 1\nline 2\nline 3\nline 4\n");
+    assert!(tail.child.try_wait().unwrap().is_none(), "tail -f ended");
+    let errors = std::fs::read_to_string(tail_err.path()).unwrap();
+    assert!(errors.is_empty(), "tail -f complained: {errors}");
+}
+
 #[test]
 fn eight_concurrent_readers_all_read_correct_bytes() {
     if !fuse_available() {
@@ -464,6 +536,33 @@ fn sigint_and_sigterm_unmount_cleanly_and_exit_zero() {
         let status = proc.wait_exit(Duration::from_secs(10));
         assert!(status.success(), "exit status {status} after signal {sig}");
         assert!(!is_mounted(&m.dir), "still mounted after signal {sig}");
+    }
+}
+
+#[test]
+fn fusermount3_u_unmounts_quietly_and_the_mount_exits_zero() {
+    if !fuse_available() {
+        return;
+    }
+    let src = tempfile::tempdir().unwrap();
+    write(src.path(), "a.txt", b"a");
+    let (_n, addr) = node(src.path(), "cam");
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut m = Mounted::with_stderr(&[&addr], &[], log.reopen().unwrap());
+    assert_eq!(std::fs::read(m.path("cam/a.txt")).unwrap(), b"a");
+    // The unmount the README and `--help` document.
+    let out = Command::new("fusermount3")
+        .arg("-u")
+        .arg(&m.dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "fusermount3 -u: {out:?}");
+    let status = m.proc.as_mut().unwrap().wait_exit(Duration::from_secs(10));
+    assert!(status.success(), "exit status {status}");
+    assert!(!is_mounted(&m.dir));
+    let log = std::fs::read_to_string(log.path()).unwrap();
+    for bad in ["WARN", "ERROR", "unmount failed", "Invalid argument"] {
+        assert!(!log.contains(bad), "the mount logged {bad:?}:\n{log}");
     }
 }
 

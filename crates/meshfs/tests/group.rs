@@ -465,11 +465,11 @@ fn offers_reach_every_index_and_protected_files_need_their_password() {
         ("0 5".into(), b"hello".to_vec())
     );
     let (status, _) = pread(&mut conn, "clips/secret.txt");
-    assert!(status.starts_with("2 "), "{status}");
-    assert!(send(&mut conn, "open /clips//secret.txt").starts_with("2 "));
+    assert!(status.starts_with("8 "), "{status}");
+    assert!(send(&mut conn, "open /clips//secret.txt").starts_with("8 "));
     assert!(send(&mut conn, "auth wrong").starts_with("6 "));
     let (status, _) = pread(&mut conn, "clips/secret.txt");
-    assert!(status.starts_with("2 "), "{status}");
+    assert!(status.starts_with("8 "), "{status}");
     assert_eq!(send(&mut conn, "auth s3cret"), "0 OK");
     assert_eq!(
         pread(&mut conn, "clips/secret.txt"),
@@ -477,7 +477,7 @@ fn offers_reach_every_index_and_protected_files_need_their_password() {
     );
     // Another connection has to prove it again.
     let mut other = BufReader::new(TcpStream::connect(&a_addr).unwrap());
-    assert!(pread(&mut other, "clips/secret.txt").0.starts_with("2 "));
+    assert!(pread(&mut other, "clips/secret.txt").0.starts_with("8 "));
 }
 
 #[test]
@@ -492,8 +492,8 @@ fn share_password_from_a_file_or_the_environment() {
 
     let check = |addr: &str, password: &str| {
         let mut conn = BufReader::new(TcpStream::connect(addr).unwrap());
-        assert!(send(&mut conn, "stat f.txt").starts_with("2 "));
-        assert!(pread(&mut conn, "f.txt").0.starts_with("2 "));
+        assert!(send(&mut conn, "stat f.txt").starts_with("8 "));
+        assert!(pread(&mut conn, "f.txt").0.starts_with("8 "));
         assert_eq!(send(&mut conn, &format!("auth {password}")), "0 OK");
         assert_eq!(pread(&mut conn, "f.txt"), ("0 4".into(), b"data".to_vec()));
     };
@@ -537,7 +537,9 @@ fn chat_commands_list_offers_get_files_and_offer() {
     let dl = dir.path().join("dl");
     std::fs::create_dir_all(&dl).unwrap();
     let mut cmd = Command::new(bin());
-    cmd.current_dir(&dl).env("MESHFS_PASSWORD", "s3cret");
+    cmd.current_dir(&dl)
+        .env("MESHFS_CLIENT_PASSWORD", "s3cret")
+        .env_remove("MESHFS_PASSWORD");
     let mut c = chat_in(&net, cmd, &["--node", &a_addr]);
     let say = |c: &mut Chat, line: &str| {
         writeln!(c.stdin, "{line}").unwrap();
@@ -736,7 +738,7 @@ fn password_prompt_on_a_terminal_does_not_echo() {
     );
     let addr = ready.trim_end().rsplit(' ').next().unwrap();
     let mut conn = BufReader::new(TcpStream::connect(addr).unwrap());
-    assert!(pread(&mut conn, "f.txt").0.starts_with("2 "));
+    assert!(pread(&mut conn, "f.txt").0.starts_with("8 "));
     assert_eq!(send(&mut conn, "auth typed-secret"), "0 OK");
     assert_eq!(pread(&mut conn, "f.txt"), ("0 4".into(), b"data".to_vec()));
 }

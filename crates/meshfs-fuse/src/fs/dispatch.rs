@@ -127,7 +127,7 @@ impl Filesystem for MeshFs {
             Some(Inode::Remote { node, path }) => {
                 let shared = self.shared.clone();
                 self.spawn(async move {
-                    match shared.stat(ino.0, node, &path).await {
+                    match shared.attributes(ino.0, node, &path).await {
                         Ok(e) => reply.attr(&ttl, &shared.attrs.of(ino.0, &e)),
                         Err(e) => reply.error(e),
                     }
@@ -160,7 +160,7 @@ impl Filesystem for MeshFs {
             let unchanged = shared
                 .handles
                 .reopened_unchanged(ino.0, (e.size, e.mtime_ns));
-            let file = OpenFile::new(&shared, shared.nodes.get(node), path, e.size);
+            let file = OpenFile::new(&shared, ino.0, shared.nodes.get(node), path, &e);
             let fh = shared.handles.open_file(file);
             let flags = if unchanged {
                 FopenFlags::FOPEN_KEEP_CACHE

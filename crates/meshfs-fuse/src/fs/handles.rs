@@ -53,6 +53,12 @@ impl Handles {
         self.files.lock().expect("files lock").get(&fh).cloned()
     }
 
+    /// An open handle of inode `ino`, if any.
+    pub(super) fn open_inode(&self, ino: u64) -> Option<Arc<OpenFile>> {
+        let files = self.files.lock().expect("files lock");
+        files.values().find(|f| f.ino == ino).cloned()
+    }
+
     pub(super) fn release_file(&self, fh: u64) {
         self.files.lock().expect("files lock").remove(&fh);
     }

@@ -116,6 +116,39 @@ impl Shared {
 
     /// Attributes of `path` on `node` (inode `ino`), from the cache when fresh.
     async fn stat(&self, ino: u64, node: usize, path: &str) -> Result<Entry, Errno> {
+        self.stat_or_unreachable(ino, node, path)
+            .await
+            .map_err(|(e, _)| e)
+    }
+
+    /// [`Shared::stat`] for a file that may be open: while its node cannot be reached (down,
+    /// restarting), an open file keeps the attributes it was last seen with, so `tail -f` or
+    /// a player polling `fstat` waits for the node instead of failing, and carries on when
+    /// the node is back. A node that answers (even "no such file"), or one that is not the
+    /// node pinned for the address (another ID), is believed at once.
+    async fn attributes(&self, ino: u64, node: usize, path: &str) -> Result<Entry, Errno> {
+        match self.stat_or_unreachable(ino, node, path).await {
+            Ok(e) => Ok(e),
+            Err((e, true)) => match self.handles.open_inode(ino) {
+                Some(file) => {
+                    tracing::debug!(path, "node unreachable: an open file keeps its attributes");
+                    Ok(file.last_seen())
+                }
+                None => Err(e),
+            },
+            Err((e, false)) => Err(e),
+        }
+    }
+
+    /// The node's `stat` (or the fresh cached one); a failure says whether the node was
+    /// unreachable (rather than answering an error). Every answer is also what the open
+    /// handles of the inode last saw.
+    async fn stat_or_unreachable(
+        &self,
+        ino: u64,
+        node: usize,
+        path: &str,
+    ) -> Result<Entry, (Errno, bool)> {
         if let Some(e) = self.cache.attrs.get(&ino) {
             return Ok(e);
         }
@@ -123,12 +156,15 @@ impl Shared {
         match requests::stat(&node.pool, path).await {
             Ok(e) => {
                 self.cache.attrs.insert(ino, e.clone());
+                if let Some(file) = self.handles.open_inode(ino) {
+                    file.saw(&e);
+                }
                 Ok(e)
             }
             Err(err) => {
                 self.cache.attrs.remove(&ino);
                 tracing::debug!(node = %node.name, path, error = %err, "stat failed");
-                Err(errno(&err, Errno::EIO))
+                Err((errno(&err, Errno::EIO), err.is_connection()))
             }
         }
     }

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use fuser::{Errno, ReplyData};
-use meshfs_core::ClientError;
 use meshfs_core::proto::MAX_READ;
+use meshfs_core::{ClientError, Entry};
 
 use super::Shared;
 use crate::error::errno;
@@ -21,6 +21,8 @@ use crate::requests;
 /// An open file: where it lives and how it is being read.
 #[derive(Debug)]
 pub(super) struct OpenFile {
+    /// The file's inode.
+    pub(super) ino: u64,
     /// The node as it was at `open`: if its folder is later given to the same name at another
     /// address (see [`crate::nodes::Nodes::add`]), this file keeps reading from where it was
     /// opened.
@@ -28,16 +30,27 @@ pub(super) struct OpenFile {
     path: String,
     /// Largest size seen (at open, or by reads): read-ahead stops there.
     size: AtomicU64,
+    /// The attributes the node last gave (at open, then at each `stat`): what `fstat`
+    /// answers while the node cannot be reached.
+    seen: Mutex<Entry>,
     readahead: Mutex<ReadAhead>,
 }
 
 impl OpenFile {
-    /// `path` on `node`, `size` bytes long at open.
-    pub(super) fn new(shared: &Shared, node: Arc<Node>, path: String, size: u64) -> OpenFile {
+    /// `path` on `node` (inode `ino`), as `entry` described it at open.
+    pub(super) fn new(
+        shared: &Shared,
+        ino: u64,
+        node: Arc<Node>,
+        path: String,
+        entry: &Entry,
+    ) -> OpenFile {
         OpenFile {
+            ino,
             node,
             path,
-            size: AtomicU64::new(size),
+            size: AtomicU64::new(entry.size),
+            seen: Mutex::new(entry.clone()),
             readahead: Mutex::new(ReadAhead::new(
                 shared.config.max_readahead,
                 shared.budget.clone(),
@@ -49,6 +62,18 @@ impl OpenFile {
     /// node caps a reply).
     async fn pread(&self, offset: u64, size: u64) -> Result<Vec<u8>, ClientError> {
         requests::pread(&self.node.pool, &self.path, offset, size).await
+    }
+
+    /// The node described the file as `entry`.
+    pub(super) fn saw(&self, entry: &Entry) {
+        *self.seen.lock().expect("seen lock") = entry.clone();
+    }
+
+    /// What the node last said of the file, at least as long as what was read of it.
+    pub(super) fn last_seen(&self) -> Entry {
+        let mut e = self.seen.lock().expect("seen lock").clone();
+        e.size = e.size.max(self.size.load(Ordering::Relaxed));
+        e
     }
 
     fn discard(&self, chunk: &Arc<Chunk>) {
@@ -115,6 +140,12 @@ impl Shared {
             let pos = offset + out.len() as u64;
             let data = match file.pread(pos, size - out.len() as u64).await {
                 Ok(data) => data,
+                // Past everything known of the file, an unreachable node is the end of it
+                // for now (as `fstat` says: see `Shared::attributes`); `tail -f` waits.
+                Err(e) if e.is_connection() && pos >= file.size.load(Ordering::Relaxed) => {
+                    tracing::debug!(path = %file.path, offset = pos, error = %e, "node unreachable at the end of an open file");
+                    break;
+                }
                 Err(e) => {
                     tracing::debug!(path = %file.path, offset = pos, error = %e, "read failed");
                     return Err(errno(&e, Errno::EISDIR));

@@ -30,7 +30,7 @@ pub struct Args {
     #[arg(long, value_parser = parse_rate)]
     pub limit_rate: Option<u64>,
     #[command(flatten)]
-    pub lookup: super::target::Lookup,
+    pub client: super::client::ClientArgs,
 }
 
 /// `20M` → 20,000,000 bytes per second (decimal, as curl's --limit-rate).
@@ -73,11 +73,24 @@ fn destination(url: &RemotePath, dest: Option<PathBuf>) -> anyhow::Result<PathBu
 }
 
 pub async fn run(mut args: Args) -> anyhow::Result<()> {
-    let url = args.lookup.resolve(&args.url).await?;
+    let passwords = args.client.passwords()?;
+    let url = args.client.resolve(&args.url).await?;
     let dest = destination(&url, args.dest.take())?;
-    // A cluster master's URL leads to the worker it assigns (seed 002).
-    let url = meshfs_cluster::follow(&url).await?.0;
+    // A cluster master's URL leads to the worker it assigns (seed 002); a protected node
+    // asks for its password there.
+    let (url, credentials) = passwords
+        .retrying(
+            &super::client::names(&args.url, &url),
+            async |credentials| {
+                let (url, mut client) = meshfs_cluster::follow(&url, &credentials).await?;
+                client.stat(&url.path).await?;
+                Ok((url, credentials))
+            },
+        )
+        .await
+        .with_context(|| format!("cannot download {url}"))?;
     let opts = DownloadOptions {
+        credentials,
         verify: !args.no_verify,
         sync: args.sync,
         rate_limit: args.limit_rate,

@@ -27,11 +27,14 @@ anything else is sent to the group";
 pub struct GroupChatArgs {
     #[command(flatten)]
     pub group: GroupAddr,
+    /// DNS-SD, asked beside the group by `/peers` and `/get NAME:PATH`.
+    #[command(flatten)]
+    pub dnssd: super::group::DnsSdArgs,
     /// The local node, for `/offer`.
     #[arg(long, default_value = "127.0.0.1:4044")]
     pub node: String,
     /// How long `/get`, `/offers` and `/peers` wait for nodes to answer.
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, visible_alias = "lookup-wait", default_value = "1s", value_parser = humantime::parse_duration)]
     pub wait: Duration,
 }
 
@@ -145,7 +148,12 @@ async fn command(args: &GroupChatArgs, chat: &GroupChat, line: &str) -> anyhow::
             }
         }
         "/peers" => {
-            for p in probe(&group, args.group.group_port, args.wait).await?.peers {
+            let (peers, group_error) =
+                super::target::ask_lan(&args.group, &args.dnssd, args.wait).await;
+            if let Some(e) = group_error {
+                eprintln!("multicast group not asked: {e}");
+            }
+            for p in peers.list() {
                 println!("{} {}", p.name, p.addr);
             }
         }
@@ -177,10 +185,8 @@ async fn command(args: &GroupChatArgs, chat: &GroupChat, line: &str) -> anyhow::
                 let Some((node, path)) = src.split_once(':') else {
                     bail!("usage: /get NODE:PATH [DEST]  or  /get meshfs://HOST:PORT/PATH [DEST]");
                 };
-                let answers = probe(&group, args.group.group_port, args.wait).await?;
-                let addr = answers
-                    .addr_of(node)
-                    .with_context(|| format!("no node named {node:?} answered"))?;
+                let addr =
+                    super::target::find_node(&args.group, &args.dnssd, node, args.wait).await?;
                 (addr.to_string(), path.trim_start_matches('/').to_owned())
             };
             let path = path.as_str();
@@ -198,18 +204,21 @@ async fn command(args: &GroupChatArgs, chat: &GroupChat, line: &str) -> anyhow::
     Ok(false)
 }
 
-/// Download one file, authenticating with `MESHFS_PASSWORD` (or a prompt on the terminal)
-/// when the node refuses it. Written to a hidden temporary file beside DEST (removed if the
+/// Download one file, authenticating with `MESHFS_CLIENT_PASSWORD` (or a prompt on the
+/// terminal) when the node asks for a password. Written to a hidden temporary file beside DEST (removed if the
 /// download fails), renamed over DEST when complete.
 async fn fetch(addr: &str, path: &str, dest: &std::path::Path) -> anyhow::Result<u64> {
     use meshfs_core::proto::Code;
     let mut c = Client::connect(addr).await?;
     match c.open(path).await {
-        Err(e) if e.remote_code() == Some(Code::Denied) => {
-            let p = match crate::password::from_env()? {
+        Err(e) if e.remote_code() == Some(Code::AuthRequired) => {
+            let p = match crate::password::client_from_env()? {
                 Some(p) => p,
                 None if std::io::stdin().is_terminal() => crate::password::prompt("password: ")?,
-                None => bail!("{path} is protected: set MESHFS_PASSWORD"),
+                None => bail!(
+                    "{path} is protected: set {} to its password",
+                    crate::password::CLIENT_ENV
+                ),
             };
             // An offered file has a password of its own; else it is the share's.
             let proven = match c.auth_for(path, p.expose()).await {

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod client;
 pub mod cluster;
 pub mod fifo_chat;
 pub mod files;

@@ -3,6 +3,7 @@
 //! Events go to stdout, one per line; connection notices go to stderr (`connected to NAME`,
 //! `lost NAME: …, reconnecting`), so stdout stays a clean feed for scripts.
 
+use anyhow::Context;
 use meshfs_core::NodeAddr;
 use meshfs_core::events::Event;
 use meshfs_core::follow::{Follower, Notice};
@@ -29,7 +30,7 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
-    pub lookup: super::target::Lookup,
+    pub client: super::client::ClientArgs,
 }
 
 /// Format one event line: the kind reads `deleted:retention` (JSON: `"reason"`) when meshfs
@@ -55,15 +56,24 @@ fn format_event(node: &str, event: &Event, json: bool) -> String {
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let (tx, mut rx) = mpsc::channel::<String>(1024);
-    let mut addrs = Vec::with_capacity(args.nodes.len());
+    let passwords = args.client.passwords()?;
+    let mut nodes = Vec::with_capacity(args.nodes.len());
     for node in &args.nodes {
-        addrs.push(args.lookup.node(node).await?.to_string());
+        let addr = args.client.lookup.node(node).await?.to_string();
+        // A protected node is asked for its password before following starts, so a missing
+        // one is an error now rather than a reconnect loop.
+        let typed = node.to_string();
+        let credentials = passwords
+            .for_connections(&addr, &[&addr, &typed, node.host()])
+            .await
+            .with_context(|| format!("cannot watch {addr}"))?;
+        nodes.push((addr, credentials));
     }
-    for addr in addrs {
+    for (addr, credentials) in nodes {
         let tx = tx.clone();
         let json = args.json;
         tokio::spawn(async move {
-            let mut follower = Follower::new(addr.clone(), None);
+            let mut follower = Follower::new(addr.clone(), None).with_credentials(credentials);
             // Until the node says its name, call it by its address.
             let mut name = addr.clone();
             loop {

@@ -4,9 +4,10 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use super::{Proc, spawn};
+use super::{Proc, bin, spawn_piped};
 
 /// True when this machine can mount FUSE; prints why a test is skipped otherwise.
 pub fn fuse_available() -> bool {
@@ -30,6 +31,12 @@ impl Mounted {
     /// a LAN group of the test's own: other tests' nodes announce themselves on the default
     /// one.
     pub fn new(addrs: &[&str], extra: &[&str]) -> Mounted {
+        Mounted::with_stderr(addrs, extra, Stdio::inherit())
+    }
+
+    /// [`Mounted::new`] with the mount's log (its stderr) going to `stderr` (e.g. a file the
+    /// test reads afterwards).
+    pub fn with_stderr(addrs: &[&str], extra: &[&str], stderr: impl Into<Stdio>) -> Mounted {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("mnt");
         std::fs::create_dir(&dir).unwrap();
@@ -41,7 +48,8 @@ impl Mounted {
             args.push("--no-discovery");
         }
         args.extend_from_slice(extra);
-        let (proc, line) = spawn(&args);
+        let proc = spawn_piped(Command::new(bin()).args(&args).stderr(stderr));
+        let line = proc.next_line(Duration::from_secs(20));
         assert!(
             line.starts_with("meshfs mount ") && line.contains(" ready:"),
             "unexpected readiness line {line:?}"
