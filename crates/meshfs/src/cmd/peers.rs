@@ -97,7 +97,10 @@ pub async fn peers(args: PeersArgs) -> anyhow::Result<()> {
         let target = target.to_string();
         match tokio::time::timeout(POLL_TIMEOUT, poll_hello(&target)).await {
             Ok(Ok(found)) => {
-                if !listed.iter().any(|l| l.name == found.name && l.addr == found.addr) {
+                if !listed
+                    .iter()
+                    .any(|l| l.name == found.name && l.addr == found.addr)
+                {
                     listed.push(Listed {
                         name: found.name,
                         addr: found.addr,
