@@ -420,3 +420,29 @@ fn a_forged_hello_does_not_redirect_a_pinned_name() {
         }
     }
 }
+
+/// Issue 15, item 3: a node's own connections (here cluster replication) present the NODE's
+/// key, so a node that admits only that node ID (`--allow`) serves it, and still refuses a
+/// user's command.
+#[test]
+fn a_node_replicates_from_a_node_that_allows_only_its_id() {
+    let home = tempfile::tempdir().unwrap();
+    let (share_a, share_b) = (home.path().join("a"), home.path().join("b"));
+    std::fs::create_dir_all(&share_a).unwrap();
+    std::fs::create_dir_all(&share_b).unwrap();
+    std::fs::write(share_b.join("clip.txt"), "from b").unwrap();
+    let (sa, sb) = (home.path().join("sa"), home.path().join("sb"));
+    let id_a = node_id(home.path(), &sa, false);
+    let (_b, b_addr) = node_in(home.path(), &sb, &share_b, &["--allow", &id_a]);
+    let peer = format!("meshfs://{b_addr}/");
+    let (_a, _) = node_in(home.path(), &sa, &share_a, &["--cluster-peer", &peer]);
+    common::wait_until(Duration::from_secs(20), "clip.txt replicated", || {
+        std::fs::read_to_string(share_a.join("clip.txt")).is_ok_and(|t| t == "from b")
+    });
+    // The user's own key is not on the list.
+    let out = meshfs(
+        home.path(),
+        &["cat", &format!("meshfs://{b_addr}/clip.txt")],
+    );
+    assert!(!out.status.success(), "{}", stdout(&out));
+}

@@ -48,9 +48,12 @@ pub struct Args {
     /// File events kept for subscribers that reconnect (`subscribe <since>`).
     #[arg(long, default_value_t = meshfs_core::events::DEFAULT_CAPACITY)]
     pub event_log: usize,
-    /// Publish file events and presence to this MQTT broker (mqtt://HOST[:PORT]).
+    /// Publish file events and presence to this MQTT broker:
+    /// mqtt://[USER[:PASSWORD]@]HOST[:PORT] (1883), or mqtts://… for TLS (8883).
     #[arg(long, env = "MESHFS_MQTT")]
     pub mqtt: Option<meshfs_mqtt::BrokerAddr>,
+    #[command(flatten)]
+    pub mqtt_conn: super::mqtt::MqttConnArgs,
     #[command(flatten)]
     pub web: super::web::WebArgs,
     #[command(flatten)]
@@ -124,7 +127,7 @@ pub async fn run(args: Args, plaintext: bool) -> anyhow::Result<()> {
     tracing::info!(%name, %addr, %node_id, dir = %share.root().display(), "node ready");
     if let Some(broker) = args.mqtt {
         if watch.is_some() {
-            let bridge = meshfs_mqtt::Bridge::new(broker, name.clone(), events.clone());
+            let bridge = args.mqtt_conn.bridge(broker, &name, events.clone())?;
             tracker.spawn(bridge.run(shutdown.clone()));
         } else {
             tracing::warn!(
