@@ -95,10 +95,12 @@ pub async fn accept_loop<F, Fut>(
             }
             continue;
         };
+        let counted = crate::metrics::Door::from_accept_name(door.name)
+            .map(|d| crate::metrics::metrics().door(d).connection());
         let connection = handle(stream, peer);
         tracker.spawn(async move {
             connection.await;
-            drop(slot);
+            drop((slot, counted));
         });
     }
 }

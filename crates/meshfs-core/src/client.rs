@@ -472,6 +472,15 @@ impl Client {
         Ok(info)
     }
 
+    /// `status`: the node's state (uptime, share, disk, last recording).
+    pub async fn node_status(&mut self) -> Result<crate::status::NodeStatus> {
+        self.send("status");
+        self.status().await?;
+        let lines = self.lines_until_empty().await?;
+        crate::status::NodeStatus::parse(&lines)
+            .ok_or_else(|| self.protocol("malformed status reply"))
+    }
+
     /// `stat <path>`.
     pub async fn stat(&mut self, path: &str) -> Result<Entry> {
         // `stat` needs an argument: the share's root is `/` (an empty one is a bad request).

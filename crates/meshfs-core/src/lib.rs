@@ -7,6 +7,7 @@
 //! - [`dir`]: an open folder and the one temporary-file-then-rename writer;
 //! - [`mime`]: media types by file extension;
 //! - [`proto`]: the file-server protocol's codes, request parser and reply formats;
+//! - [`metrics`]: what the node counts about itself (Prometheus text, `status`);
 //! - [`events`]: the share's numbered change log (inotify), replay and live subscription;
 //! - [`follow`]: a reconnecting subscription to a remote node's events;
 //! - [`client`]: one connection to a node's file server, and the [`Credentials`] it proves;
@@ -20,6 +21,7 @@
 //! - [`tls`]: TLS 1.3 configurations that trust a node by its pinned ID;
 //! - [`known_nodes`]: the user's pins of node names to IDs (trust on first use, like SSH);
 //! - [`pake`]: a password proof (SPAKE2) bound to the TLS session, so no password is sent;
+//! - [`status`]: the `status` reply (what `meshfs status` shows of a node);
 //! - [`stream`]: a connection in clear or in TLS behind one reader/writer;
 //! - [`trust`]: a client process's policy (TLS with pins, or `--plaintext`).
 #![deny(unsafe_code)]
@@ -32,6 +34,7 @@ pub mod events;
 pub mod follow;
 pub mod identity;
 pub mod known_nodes;
+pub mod metrics;
 pub mod mime;
 pub mod pake;
 pub mod peers;
@@ -41,6 +44,7 @@ pub mod remote;
 pub mod retention;
 pub mod secret;
 pub mod share;
+pub mod status;
 pub mod stream;
 mod sys;
 pub mod tls;

@@ -290,7 +290,11 @@ impl Peers {
 
     /// Record a sign of life.
     pub fn hello(&self, peer: Peer) -> Seen {
-        self.change(|t, c| t.hello(peer, c))
+        let seen = self.change(|t, c| t.hello(peer, c));
+        if seen == Seen::New {
+            crate::metrics::metrics().peers_seen_total.inc();
+        }
+        seen
     }
 
     /// A poll answered for `name`, asked of the process `id` at `addr`: refresh it only if the

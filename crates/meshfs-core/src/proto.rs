@@ -86,6 +86,8 @@ pub enum Request<'a> {
         since: Option<u64>,
         reasons: bool,
     },
+    /// `status`: the node's state for `meshfs status` ([`crate::status`]).
+    Status,
     Quit,
     Help,
 }
@@ -167,6 +169,7 @@ impl<'a> Request<'a> {
                 }
                 Request::Subscribe { since, reasons }
             }
+            "status" => no_arg(arg).map(|_| Request::Status)?,
             "quit" => Request::Quit,
             "help" => Request::Help,
             "" => return Err(BadRequest("empty request")),
@@ -193,6 +196,8 @@ auth <password>              unlock a protected share or file (in clear: only ov
 pake <msg> [<path>]          prove a password without sending it (over TLS; SPAKE2)
 pake-confirm <msg>           finish the proof
 subscribe [<since>] [reasons]  stream <seq> <kind> <path> file events
+status                       key: value lines (uptime, share size, free space, last
+                             recording, connections), then one empty line
 quit                         close the connection
 help                         this text
 ";

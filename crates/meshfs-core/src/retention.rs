@@ -274,13 +274,7 @@ impl Retention {
         let mut seen = 0usize;
         let mut dirs = vec![String::new()];
         while let Some(dir) = dirs.pop() {
-            let join = |name: &str| {
-                if dir.is_empty() {
-                    name.to_owned()
-                } else {
-                    format!("{dir}/{name}")
-                }
-            };
+            let join = |name: &str| crate::share::join_path(&dir, name);
             // The folder, held open: every entry is judged (not followed) inside it.
             let folder = match share.parent_dir(&join("x")) {
                 Ok((folder, _)) => folder,
@@ -370,6 +364,9 @@ impl Retention {
             }
             return Err(not_found_or_io(e));
         }
+        let counted = crate::metrics::metrics();
+        counted.retention_deleted_total.inc();
+        counted.retention_deleted_bytes_total.add(bytes);
         tracing::info!(path = %file.path, %rule, bytes, "retention deleted");
         Ok(Some(bytes))
     }

@@ -45,6 +45,15 @@ use resolve::{Resolved, Resolver};
 /// Longest path (in bytes) a request may name; Linux's own `PATH_MAX`.
 pub const MAX_PATH_LEN: usize = 4096;
 
+/// `name` inside the share-relative folder `dir` (`""` is the root).
+pub fn join_path(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
 /// Why a share operation failed, in the vocabulary of the file-server protocol.
 #[derive(Debug, thiserror::Error)]
 pub enum ShareError {

@@ -212,8 +212,23 @@ pub async fn download(
 }
 
 /// Download `src` to `name` inside the open folder `dir` (a share hands out folders it
-/// resolved beneath its root: [`crate::Share::parent_dir_creating`]).
+/// resolved beneath its root: [`crate::Share::parent_dir_creating`]). A failure is counted in
+/// [`transfer_errors_total`](crate::metrics::Metrics::transfer_errors_total).
 pub async fn download_into(
+    src: &RemotePath,
+    dir: &Dir,
+    name: &str,
+    opts: &DownloadOptions,
+    progress: &dyn Progress,
+) -> Result<Outcome, TransferError> {
+    let result = download_uncounted(src, dir, name, opts, progress).await;
+    if result.is_err() {
+        crate::metrics::metrics().transfer_errors_total.inc();
+    }
+    result
+}
+
+async fn download_uncounted(
     src: &RemotePath,
     dir: &Dir,
     name: &str,

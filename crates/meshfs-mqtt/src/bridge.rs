@@ -71,6 +71,7 @@ impl Bridge {
         // The reason the broker could not be reached or logged in to, as last logged: said at
         // the default level once (and again when it changes), not at every retry.
         let mut told: Option<String> = None;
+        meshfs_core::metrics::metrics().mqtt.set(0);
         loop {
             match self.session(&mut acked, &shutdown).await {
                 Ended::Shutdown => return,
@@ -135,6 +136,8 @@ impl Bridge {
             }
         }
         tracing::info!(host = %self.broker.host, port = self.broker.port, "MQTT bridge connected");
+        // `meshfs_mqtt_connected` (issue 21): 1 until this session ends.
+        let link = Link::up();
 
         let subscribed = self.events.subscribe(*acked);
         // The first connection starts from now; later ones resume after the last PUBACK.
@@ -183,6 +186,7 @@ impl Bridge {
             }
         };
         feeder.abort();
+        drop(link);
         ended
     }
 }
@@ -201,6 +205,22 @@ fn explain(e: &ConnectionError) -> String {
              --mqtt-ca FILE)"
         ),
         e => e.to_string(),
+    }
+}
+
+/// The broker link's state in the node's metrics: up while held, down once dropped.
+struct Link;
+
+impl Link {
+    fn up() -> Link {
+        meshfs_core::metrics::metrics().mqtt.set(1);
+        Link
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        meshfs_core::metrics::metrics().mqtt.set(0);
     }
 }
 

@@ -197,10 +197,14 @@ impl Member {
         on_joined: impl FnOnce(&Joined) + Send + 'static,
     ) {
         let mut on_joined = Some(on_joined);
+        // `meshfs_directory_connected` (issue 21): 1 while joined.
+        let link = &meshfs_core::metrics::metrics().directory;
         loop {
+            link.set(0);
             let Some(mut published) = self.join_with_backoff(&shutdown).await else {
                 return; // shut down before joining: nothing to disconnect
             };
+            link.set(1);
             if let Some(notify) = on_joined.take() {
                 let joined = Joined {
                     registry: self.client.addr().to_owned(),
@@ -221,6 +225,7 @@ impl Member {
                 FollowEnd::Resync => *receiver = receiver.resubscribe(),
             }
         }
+        link.set(0);
         match self.client.disconnect(&self.user).await {
             Ok(OK) => {
                 tracing::info!(registry = self.client.addr(), user = %self.user, "disconnected from the directory")

@@ -8,9 +8,11 @@ use std::sync::Arc;
 
 use meshfs_core::access::{self, Access, Keys, MAX_AUTH_FAILURES};
 use meshfs_core::events::Events;
+use meshfs_core::metrics::{Door, metrics};
 use meshfs_core::pake::{self, NodeProof, PakeError};
 use meshfs_core::proto::{self, Code, MAX_READ, PROTO_VERSION, Request};
 use meshfs_core::retention::DiskStatus;
+use meshfs_core::status::NodeStatus;
 use meshfs_core::{Share, ShareError, ShareFile};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -51,6 +53,15 @@ const TLS_REQUIRED: &str =
 const AUTH_IN_CLEAR: &str = "auth in clear refused: the password would cross the network \
     readable; connect with TLS (meshfs clients do, and prove it with pake), or start the node \
     with --allow-plaintext-auth";
+
+/// Count a payload of `n` bytes as sent, or as a transfer error.
+fn counted(sent: io::Result<()>, n: u64) -> io::Result<()> {
+    match &sent {
+        Ok(()) => metrics().door(Door::FileServer).bytes_sent_total.add(n),
+        Err(_) => metrics().transfer_errors_total.inc(),
+    }
+    sent
+}
 
 /// What to do after a request.
 enum Next {
@@ -186,7 +197,12 @@ impl Session {
             self.error(Code::AuthRequired, PASSWORD_REQUIRED);
             return Ok(Next::Continue);
         }
+        metrics().door(Door::FileServer).requests_total.inc();
         match req {
+            Request::Status => {
+                self.conn.status(0, "OK");
+                NodeStatus::current(&self.config.name).write(self.conn.out());
+            }
             Request::Hello => {
                 let mut text = format!(
                     "meshfs {} node={} proto={PROTO_VERSION}",
@@ -222,7 +238,7 @@ impl Session {
                 let pos = open.pos;
                 open.pos += n;
                 let file = &self.open.as_ref().expect("checked above").file;
-                self.conn.data(file.as_file(), pos, n).await?;
+                counted(self.conn.data(file.as_file(), pos, n).await, n)?;
             }
             Request::Seek(offset) => match self.open.as_mut() {
                 Some(open) => {
@@ -242,7 +258,7 @@ impl Session {
                 if let Some(file) = self.open_checked(path) {
                     let len = file.len()?;
                     let n = size.min(MAX_READ).min(len.saturating_sub(offset));
-                    self.conn.data(file.as_file(), offset, n).await?;
+                    counted(self.conn.data(file.as_file(), offset, n).await, n)?;
                 }
             }
             Request::Stat(path) => match self.share.stat(path) {

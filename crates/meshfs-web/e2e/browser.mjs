@@ -18,6 +18,26 @@ export function check(cond, what) {
   console.log(`ok - ${what}`);
 }
 
+// Run `body(context, problems)` in a fresh Chromium (see `launch`), then check that nothing
+// was pushed onto `problems` (console errors the body collected); prints FAIL and exits 1 on
+// any failure, 0 otherwise.
+export async function run(extraArgs, body) {
+  const { context, close } = await launch(extraArgs);
+  const problems = [];
+  let failed = false;
+  try {
+    await body(context, problems);
+    check(problems.length === 0, 'no console errors: ' + JSON.stringify(problems));
+  } catch (e) {
+    failed = true;
+    console.error(`FAIL: ${e.message}`);
+    if (problems.length) console.error('console: ' + JSON.stringify(problems));
+  } finally {
+    await close();
+  }
+  process.exit(failed ? 1 : 0);
+}
+
 // Chromium in a fresh profile, with `extraArgs` after the common flags; `close()` shuts it
 // and removes the profile.
 export async function launch(extraArgs = []) {

@@ -130,14 +130,20 @@ try {
   check(body === 'offered secret', "the file's password unlocks it (download works)");
   await page.goto(WEB + '#/ls/' + encodeURIComponent(NODE) + '/');
   await page.locator('#rows tr[data-name="notes.txt"]').waitFor({ timeout: 5000 });
+  // A share password keeps the node's events off the feed: the page says so, not just
+  // "unavailable".
+  await page.locator('#live-note', { hasText: /events unavailable: .*password/ }).waitFor({ timeout: 10000 });
+  check(true, 'events unavailable says why: ' + (await page.locator('#live-note').textContent()));
 
   // 5. The chat panel shows a message sent by a plain Python socket, its HTML as text.
   await page.locator('#chat').waitFor({ state: 'visible', timeout: 5000 });
   const hostile = '<img src=x onerror=window.__pwned=1> hi from python';
   execFileSync('python3', [path.join(PY_DIR, 'group_chat_send.py'), GROUP, CHAT_PORT, '127.0.0.1', hostile]);
-  const fromPython = page.locator('#chat-log li', { hasText: '127.0.0.1 :> ' + hostile });
+  // Shown under the name of the node at the sender's address (here: this host), not the IP.
+  const fromPython = page.locator('#chat-log li', { hasText: NODE + ' :> ' + hostile });
   await fromPython.waitFor({ timeout: 5000 });
-  check(true, 'a Python chat message appears in the page');
+  check(true, 'a Python chat message appears in the page, under the node name of its address');
+  check((await fromPython.locator('.chat-text').getAttribute('title')) === 'from 127.0.0.1', 'the address stays in the tooltip');
   check((await page.locator('#chat-log img').count()) === 0, 'no element was made from the message');
   check((await page.evaluate(() => window.__pwned)) === undefined, 'no script from the message ran');
 

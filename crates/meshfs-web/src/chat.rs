@@ -17,7 +17,6 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Json;
 use axum::body::Bytes;
@@ -29,6 +28,7 @@ use tokio::sync::broadcast;
 
 use crate::error::WebError;
 use crate::json_body;
+use crate::nodes::NodeDirectory;
 use crate::state::AppState;
 
 /// Messages kept for pages that open later.
@@ -57,6 +57,36 @@ pub struct ChatMessage {
     pub time_ms: u64,
     /// Display lines, `<ip> :> <text>`.
     pub lines: Vec<String>,
+}
+
+/// A message as pages receive it: with the name of the node that sent it when the node list
+/// knows whose address `from` is (the group's datagrams carry no name, only their source).
+#[derive(Debug, Serialize)]
+pub struct NamedMessage<'a> {
+    #[serde(flatten)]
+    pub message: &'a ChatMessage,
+    /// The sender's node name; several nodes on one host are all named (`a / b`); `null`
+    /// when no known node has that address.
+    pub name: Option<String>,
+}
+
+impl<'a> NamedMessage<'a> {
+    pub fn new(message: &'a ChatMessage, nodes: &NodeDirectory) -> NamedMessage<'a> {
+        let from: Option<IpAddr> = message.from.parse().ok();
+        let names: Vec<String> = nodes
+            .snapshot()
+            .into_iter()
+            .filter(|n| {
+                let ip = n.addr.parse::<std::net::SocketAddr>().ok().map(|a| a.ip());
+                ip.is_some() && ip == from
+            })
+            .map(|n| n.name)
+            .collect();
+        NamedMessage {
+            message,
+            name: (!names.is_empty()).then(|| names.join(" / ")),
+        }
+    }
 }
 
 /// Whether this web UI has the chat, and why not.
@@ -112,9 +142,7 @@ impl ChatRoom {
 
     /// A message received from `ip`, as display lines (`<ip> :> <text>`).
     pub fn publish(&self, ip: IpAddr, lines: Vec<String>) {
-        let time_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let time_ms = crate::feed::now_ms();
         let mut h = self.lock();
         let msg = ChatMessage {
             id: h.next_id,
@@ -159,7 +187,7 @@ pub struct ChatJson {
     pub reason: Option<String>,
     /// Longest message, in UTF-8 bytes.
     pub max_bytes: usize,
-    pub messages: Vec<ChatMessage>,
+    pub messages: Vec<serde_json::Value>,
 }
 
 /// `GET /api/chat`: whether the chat is on, and its recent messages.
@@ -170,7 +198,12 @@ pub async fn status(State(state): State<AppState>) -> Json<ChatJson> {
             group: Some(room.group.clone()),
             reason: None,
             max_bytes: room.max_bytes,
-            messages: room.subscribe().0,
+            messages: room
+                .subscribe()
+                .0
+                .iter()
+                .map(|m| serde_json::json!(NamedMessage::new(m, &state.nodes)))
+                .collect(),
         },
         ChatSetting::Off(why) => ChatJson {
             enabled: false,

@@ -2,12 +2,15 @@
 //! [`EventHub`] by the node watchers, `watch.rs`), the node list and the group chat, fanned
 //! out to every open page as Server-Sent Events.
 //!
-//! Each page gets the node list at once, then the chat's history, then everything live. A
+//! Each page gets the node list at once, then the last [`EVENT_HISTORY`] file events and the
+//! chat's history (so a reloaded page shows what just happened), then everything live. A
 //! page that falls more than [`FEED_CAPACITY`] events behind is told `resync` (`"node":
 //! null`: reload everything) and continues from the present.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -15,13 +18,23 @@ use futures_util::Stream;
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, broadcast};
 
-use crate::chat::{ChatMessage, ChatSetting};
+use crate::chat::{ChatMessage, ChatSetting, NamedMessage};
 use crate::error::WebError;
 use crate::nodes::NodeDirectory;
 use crate::state::AppState;
 
 /// Events buffered for slow pages; a page that falls further behind gets a `resync`.
 const FEED_CAPACITY: usize = 1024;
+
+/// File events kept for pages that open (or reload) later.
+pub const EVENT_HISTORY: usize = 100;
+
+/// Now, in milliseconds since the Unix epoch (what events and chat messages are stamped with).
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
 
 /// One file event, as the page receives it (`event: file`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -30,6 +43,8 @@ pub struct FileEvent {
     pub seq: u64,
     pub kind: String,
     pub path: String,
+    /// When this UI heard it, milliseconds since the Unix epoch.
+    pub time_ms: u64,
 }
 
 /// What travels on the hub.
@@ -42,29 +57,44 @@ pub enum FeedItem {
     },
 }
 
-/// Fan-out of every node's events to every open page.
+/// Fan-out of every node's events to every open page, and the recent ones for pages to come.
 #[derive(Debug, Clone)]
 pub struct EventHub {
     tx: broadcast::Sender<FeedItem>,
+    history: Arc<Mutex<VecDeque<FileEvent>>>,
 }
 
 impl Default for EventHub {
     fn default() -> Self {
         EventHub {
             tx: broadcast::channel(FEED_CAPACITY).0,
+            history: Arc::default(),
         }
     }
 }
 
 impl EventHub {
     pub fn publish(&self, item: FeedItem) {
-        // No page open is fine: nobody to tell.
+        let mut history = self.lock();
+        if let FeedItem::File(e) = &item {
+            if history.len() == EVENT_HISTORY {
+                history.pop_front();
+            }
+            history.push_back(e.clone());
+        }
+        // Under the lock, so `subscribe` sees each event once: in the history or live. No
+        // page open is fine: nobody to tell.
         let _ = self.tx.send(item);
     }
 
-    /// Everything published from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<FeedItem> {
-        self.tx.subscribe()
+    /// The recent file events, oldest first, and everything published after them.
+    pub fn subscribe(&self) -> (Vec<FileEvent>, broadcast::Receiver<FeedItem>) {
+        let history = self.lock();
+        (history.iter().cloned().collect(), self.tx.subscribe())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<FileEvent>> {
+        self.history.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -76,17 +106,19 @@ pub async fn feed(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, WebError> {
     let permit = state.limits.feed()?;
     let mut pending = VecDeque::from([nodes_event(&state.nodes)]);
+    let (events, rx) = state.hub.subscribe();
+    pending.extend(events.iter().map(|e| json_event("file", e)));
     let chat = match &state.chat {
         ChatSetting::On(room) => {
             let (history, rx) = room.subscribe();
-            pending.extend(history.iter().map(|m| json_event("chat", m)));
+            pending.extend(history.iter().map(|m| chat_event(m, &state.nodes)));
             Some(rx)
         }
         ChatSetting::Off(_) => None,
     };
     let feed = Feed {
         _permit: permit,
-        rx: state.hub.subscribe(),
+        rx,
         changes: state.nodes.watch(),
         chat,
         pending,
@@ -135,7 +167,7 @@ impl Feed {
                     Err(broadcast::error::RecvError::Closed) => return None,
                 },
                 r = next_chat(&mut self.chat) => match r {
-                    Ok(m) => json_event("chat", &m),
+                    Ok(m) => chat_event(&m, &self.state.nodes),
                     // A page that fell behind misses a few messages (they stay in the
                     // history for the next page load).
                     Err(broadcast::error::RecvError::Lagged(_)) => continue,
@@ -163,7 +195,46 @@ fn nodes_event(nodes: &NodeDirectory) -> Event {
     json_event("nodes", &nodes.snapshot())
 }
 
+fn chat_event(m: &ChatMessage, nodes: &NodeDirectory) -> Event {
+    json_event("chat", &NamedMessage::new(m, nodes))
+}
+
 fn json_event(name: &str, value: &impl Serialize) -> Event {
     let data = serde_json::to_string(value).unwrap_or_else(|_| "null".into());
     Event::default().event(name).data(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(i: usize) -> FeedItem {
+        FeedItem::File(FileEvent {
+            node: "cam".into(),
+            seq: i as u64,
+            kind: "created".into(),
+            path: format!("clip{i}.mp4"),
+            time_ms: 0,
+        })
+    }
+
+    /// A page opened later gets the last [`EVENT_HISTORY`] events, then each new one once.
+    #[tokio::test]
+    async fn recent_events_are_kept_for_pages_opened_later() {
+        let hub = EventHub::default();
+        for i in 0..EVENT_HISTORY + 20 {
+            hub.publish(event(i));
+        }
+        hub.publish(FeedItem::Resync { node: "cam".into() });
+        let (history, mut rx) = hub.subscribe();
+        assert_eq!(history.len(), EVENT_HISTORY);
+        assert_eq!(history[0].path, "clip20.mp4");
+        assert_eq!(history.last().unwrap().seq, (EVENT_HISTORY + 19) as u64);
+        hub.publish(event(1000));
+        match rx.recv().await.unwrap() {
+            FeedItem::File(e) => assert_eq!(e.seq, 1000),
+            other => panic!("{other:?}"),
+        }
+        assert!(rx.try_recv().is_err());
+    }
 }

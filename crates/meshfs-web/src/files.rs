@@ -135,7 +135,7 @@ fn not_modified(headers: &HeaderMap, tag: &str, modified: std::time::SystemTime)
 }
 
 /// `Content-Disposition` with an ASCII fallback name and the exact UTF-8 name (RFC 6266).
-fn disposition(name: &str, download: bool) -> String {
+pub(crate) fn disposition(name: &str, download: bool) -> String {
     let ascii: String = name
         .chars()
         .map(|c| {

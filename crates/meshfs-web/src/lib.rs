@@ -22,10 +22,21 @@
 //!
 //! # Pages
 //! One HTML page with its script and style built into the binary (`assets/`), routed by the
-//! URL fragment: `#/` the nodes and their status, `#/ls/<node>/<path>` a folder (sortable by
-//! name, size, date, type; filter box), `#/file/<node>/<path>` a file (download link, inline
-//! `<video>`, `<audio>` or `<img>`), and a live feed of file events beside them, with the LAN
-//! group chat under it when the node has discovery on. What a password protects shows a
+//! URL fragment: `#/` the nodes and their status (a full disk said there and in a banner on
+//! every view), `#/ls/<node>/<path>` a folder as a table (sortable by name, size, date, type;
+//! filter box; only the rows on screen exist, so 20,000 files open and sort at once) or as a
+//! gallery (a poster frame per video, drawn in the browser from the video's first frame, and a
+//! thumbnail per image), with a zip of the folder or of the ticked entries;
+//! `#/file/<node>/<path>` a file (download link, a `<video>`, `<audio>` or `<img>` as wide as
+//! the page, the first 64 KiB of a text file); and a live feed of file events beside them (its
+//! paths are links; the last 100 events come again after a reload), with the LAN group chat
+//! under it when the node has discovery on (senders named by the node at their address).
+//!
+//! Why posters are drawn in the browser rather than on the node: the node is a camera on a
+//! small disk; ffmpeg there would cost it CPU while it records and a cache would cost it disk.
+//! The page's muted `<video>` fetches only what the first frame needs (`Range` requests), is
+//! stopped as soon as the frame is on a canvas, and at most three are made at once, for tiles
+//! on screen only. What a password protects shows a
 //! login form instead over HTTPS; over plain HTTP, why there is none and a link to the same
 //! page over HTTPS. The header shows this node's ID.
 //!
@@ -38,19 +49,22 @@
 //!
 //! | request | answer |
 //! | --- | --- |
-//! | `GET /api/nodes` | `[{"name","addr","local","status":"online\|offline\|unknown","events":"live\|unavailable\|unknown","version","error","id"}]` (`id`: the node ID when known, else `null`) |
+//! | `GET /api/nodes` | `[{"name","addr","local","status":"online\|offline\|unknown","events":"live\|unavailable\|unknown","events_why","version","error","disk_full","id"}]` (`id`: the node ID when known, else `null`; `events_why`: what `subscribe` answered when events are unavailable; `disk_full`: this node's retention measured a full disk, or another node's `hello` said `disk=full`). Nodes that said `bye` or expired from the peer table are dropped |
 //! | `GET /api/ls/<node>/<path>` | `{"node","path","entries":[ENTRY…],"truncated"}` (at most 100,000 entries) |
 //! | `GET /api/stat/<node>/<path>` | `{"node","path",…ENTRY}` |
-//! | `GET /api/events` | Server-Sent Events: `nodes` (the node list, at once and on change), `file` (`{"node","seq","kind","path"}`), `resync` (`{"node"}`: reload), `chat` (`CHAT`: the recent messages at once, then each new one) |
+//! | `GET /api/events` | Server-Sent Events: `nodes` (the node list, at once and on change), `file` (`{"node","seq","kind","path","time_ms"}`: the last 100 at once, then each new one), `resync` (`{"node"}`: reload), `chat` (`CHAT`: the recent messages at once, then each new one) |
+//! | `GET /api/zip/<node>/<path>` | the folder and everything under it as a ZIP archive (`<folder>.zip`, `<node>.zip` for the root), streamed as it is made: stored members, data descriptors, ZIP64 when needed; `?name=N&name=M…` only those entries of the folder. Missing names `404`, hostile ones `403`, before any byte |
 //! | `GET`/`HEAD /files/<node>/<path>` | the file's bytes; `?download=1` asks for `attachment` |
 //! | `GET /api/session` | `{"protected","logged_in","may_browse","node_id","pin","secure","https"}`: `node_id` this node's ID, `pin` the same as `sha256//BASE64`, `secure` this request came over HTTPS, `https` this port speaks HTTPS |
 //! | `POST /api/login` `{"password","node"?}` | over plain HTTP `403` (passwords go over HTTPS only); `200` + `Set-Cookie` (always a new token) and the session JSON; `401` wrong password; `429` (`Retry-After`) after 5 failures from one address, or while 5 of its attempts are in flight; `node` (a name or `host:port`, default this node) picks whose password it is |
 //! | `POST /api/logout` (JSON) | `200`, the session ended and its cookie cleared |
 //! | `GET /api/chat` | `{"enabled","group":"ADDR:PORT","max_bytes":1400,"messages":[CHAT…]}`, or `{"enabled":false,"reason"}` |
+//! | `GET /metrics` | the node's counters in Prometheus's text format (no password: no file names in it; README "Monitoring") |
 //! | `POST /api/chat` `{"text"}` | one datagram to the group (`413` over 1400 bytes, `400` empty or control characters, `404` no chat) |
 //!
 //! `ENTRY` is `{"name","type":"file\|dir","size","mtime_ms","mode","content_type"}`; `CHAT` is
-//! `{"id","from","time_ms","lines":["<ip> :> <text>"…]}`. `POST` bodies are JSON
+//! `{"id","from","time_ms","lines":["<ip> :> <text>"…],"name"}` (`name`: the node(s) at the
+//! address `from`, `a / b` when several share it, or `null`). `POST` bodies are JSON
 //! (`Content-Type: application/json`, else `415`; at most 16 KiB, else `413`).
 //!
 //! `/files/` honours a single `Range: bytes=A-B`, `A-` or `-N` (`206` with `Content-Range`; a
@@ -101,6 +115,7 @@ mod files;
 mod json_body;
 mod listener;
 mod login;
+mod metrics;
 mod nodes;
 mod paths;
 mod range;
@@ -112,6 +127,7 @@ mod state;
 mod throttle;
 mod transport;
 mod watch;
+mod zip;
 
 pub use chat::{ChatMessage, ChatRoom, ChatSend, ChatSetting};
 pub use error::WebError;

@@ -135,6 +135,10 @@ async fn accept_loop(
                 }
             }
         };
+        meshfs_core::metrics::metrics()
+            .door(meshfs_core::metrics::Door::Web)
+            .connections_total
+            .inc();
         let Some(acceptor) = tls.clone() else {
             drop(permit);
             let conn = Conn {

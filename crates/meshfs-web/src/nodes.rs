@@ -7,7 +7,9 @@
 //! the last error — as the node watchers (`watch.rs`) learn it. Each node is known by its
 //! file-server address; its name is the one it gives in `hello` (until then, the address).
 //! URLs accept either, so a link keeps working before and after the name is learned. A node
-//! that leaves the table stays listed, shown offline by its watcher.
+//! that leaves the table (it said `bye`, or stayed silent past the expiry) is dropped from the
+//! list, and its watcher stops; a node that stops answering but is still in the table stays
+//! listed, shown offline by its watcher.
 
 use std::sync::{Arc, RwLock};
 
@@ -55,6 +57,11 @@ pub struct NodeInfo {
     pub version: Option<String>,
     /// The last error met talking to the node, for the status column.
     pub error: Option<String>,
+    /// Why its events are `unavailable` (what `subscribe` answered), for the page to say.
+    pub events_why: Option<String>,
+    /// Its disk is full (its `hello` said `disk=full`; this node's own, as measured): it
+    /// still serves, but recordings on it stop growing.
+    pub disk_full: bool,
     /// The node's ID (the hash of its key, as `meshfs id --node` prints it) when known: this
     /// node's own, another's as it announced it on the LAN, and as a connection to it
     /// showed its key.
@@ -84,6 +91,8 @@ impl NodeDirectory {
             events: Events::Unknown,
             version: Some(meshfs_core::VERSION.to_owned()),
             error: None,
+            events_why: None,
+            disk_full: false,
             id: None,
             conflict: None,
         };
@@ -117,12 +126,27 @@ impl NodeDirectory {
                 events: Events::Unknown,
                 version: None,
                 error: None,
+                events_why: None,
+                disk_full: false,
                 id: None,
                 conflict: None,
             });
         }
         self.bump();
         true
+    }
+
+    /// Drop the remote node at `addr` (it left the peer table); this node is never dropped.
+    pub fn remove(&self, addr: &str) {
+        let removed = {
+            let mut nodes = self.nodes.write().unwrap_or_else(|e| e.into_inner());
+            let before = nodes.len();
+            nodes.retain(|n| n.local || n.addr != addr);
+            nodes.len() != before
+        };
+        if removed {
+            self.bump();
+        }
     }
 
     /// Every node, this one first.
@@ -201,17 +225,28 @@ impl NodeDirectory {
                 e = changes.next() => e,
             };
             match event {
-                // A node at a new address is shown there; its old address goes offline.
-                PeerEvent::Up(peer) | PeerEvent::Changed { new: peer, .. } => {
+                PeerEvent::Up(peer) => {
                     self.show_peer(&peers, &peer);
+                }
+                // A node at a new address is shown there, no longer at the old one.
+                PeerEvent::Changed { old, new } => {
+                    if old.addr != new.addr {
+                        self.remove(&old.addr.to_string());
+                    }
+                    self.show_peer(&peers, &new);
+                }
+                // It said `bye` or expired: it is gone, not merely offline.
+                PeerEvent::Down { peer, why } => {
+                    tracing::debug!(addr = %peer.addr, ?why, "node left the list");
+                    self.remove(&peer.addr.to_string());
+                    // The others of its name may no longer be contested.
+                    self.mark_claims(&peers, &peer.name);
                 }
                 PeerEvent::Resync(all) => {
                     for peer in all {
                         self.show_peer(&peers, &peer);
                     }
                 }
-                // The others of its name may no longer be contested.
-                PeerEvent::Down { peer, .. } => self.mark_claims(&peers, &peer.name),
             }
         }
     }
@@ -226,7 +261,8 @@ impl NodeDirectory {
 mod tests {
     use super::*;
 
-    /// Nodes already in the peer table and those that come later are shown.
+    /// Nodes already in the peer table and those that come later are shown; those that leave
+    /// it (`bye`, expiry) are dropped.
     #[tokio::test]
     async fn peers_feed_the_directory() {
         let peer = |name: &str, port: u16| meshfs_core::Peer {
@@ -244,53 +280,30 @@ mod tests {
         let stop = CancellationToken::new();
         let task = tokio::spawn(dir.clone().follow_peers(peers.clone(), stop.clone()));
         let mut changes = dir.watch();
-        let shown = async |dir: &NodeDirectory, changes: &mut watch::Receiver<u64>, addr| {
+        // Wait until `addr` is listed (`true`) or not (`false`).
+        let listed = async |dir: &NodeDirectory, changes: &mut watch::Receiver<u64>, addr, want| {
             let wait = async {
-                while dir.find(addr).is_none() {
+                while dir.find(addr).is_some() != want {
                     changes.changed().await.unwrap();
                 }
             };
             tokio::time::timeout(std::time::Duration::from_secs(5), wait)
                 .await
-                .unwrap_or_else(|_| panic!("{addr} not shown"));
+                .unwrap_or_else(|_| panic!("{addr} listed should be {want}"));
         };
         // Shown from the table's snapshot; then a node that comes later.
-        shown(&dir, &mut changes, "10.0.0.9:4044").await;
+        listed(&dir, &mut changes, "10.0.0.9:4044", true).await;
         peers.hello(peer("late", 4045));
-        shown(&dir, &mut changes, "10.0.0.9:4045").await;
-
-        // Another node announcing "late" with another ID: both are marked, each shows the ID
-        // it announced; when one leaves, the other is no longer marked.
-        let (a, b) = (
-            meshfs_core::NodeId::from_bytes([1; 32]),
-            meshfs_core::NodeId::from_bytes([2; 32]),
+        listed(&dir, &mut changes, "10.0.0.9:4045", true).await;
+        // A node that says `bye` leaves the list; so does one that stays silent too long.
+        peers.bye("late", "1");
+        listed(&dir, &mut changes, "10.0.0.9:4045", false).await;
+        peers.expire(
+            std::time::Instant::now() + std::time::Duration::from_secs(3600),
+            std::time::Duration::from_secs(60),
         );
-        let mut first = peer("late", 4045);
-        first.node_id = Some(a);
-        peers.hello(first);
-        let mut second = peer("late", 4046);
-        (second.id, second.node_id) = ("2".into(), Some(b));
-        peers.hello(second);
-        let marked = |addr: &str| dir.find(addr).and_then(|n| n.conflict);
-        let wait = async {
-            while marked("10.0.0.9:4045").is_none() || marked("10.0.0.9:4046").is_none() {
-                changes.changed().await.unwrap();
-            }
-        };
-        tokio::time::timeout(std::time::Duration::from_secs(5), wait)
-            .await
-            .expect("both claims marked");
-        assert_eq!(marked("10.0.0.9:4046").as_deref(), Some("late"));
-        assert_eq!(dir.find("10.0.0.9:4046").unwrap().id, Some(b.to_string()));
-        peers.bye("late", "2");
-        let wait = async {
-            while marked("10.0.0.9:4045").is_some() {
-                changes.changed().await.unwrap();
-            }
-        };
-        tokio::time::timeout(std::time::Duration::from_secs(5), wait)
-            .await
-            .expect("unmarked once alone");
+        listed(&dir, &mut changes, "10.0.0.9:4044", false).await;
+        assert!(dir.find("me").is_some(), "this node is never dropped");
         stop.cancel();
         task.await.unwrap();
     }

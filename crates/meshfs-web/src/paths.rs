@@ -51,7 +51,7 @@ pub fn split(raw: &str) -> Result<Target, WebError> {
 }
 
 /// Decode one percent-encoded segment and judge it.
-fn decode_segment(seg: &str) -> Result<String, WebError> {
+pub(crate) fn decode_segment(seg: &str) -> Result<String, WebError> {
     let bytes = seg.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

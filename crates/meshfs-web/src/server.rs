@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
+use meshfs_core::retention::DiskStatus;
 use meshfs_core::tls::{TlsAcceptor, TlsError};
 use meshfs_core::{Identity, NodeId, Share};
 use tokio::net::TcpListener;
@@ -17,7 +18,7 @@ use crate::feed::{self, EventHub};
 use crate::listener::{self, Conn, Https, WebListener};
 use crate::nodes::NodeDirectory;
 use crate::state::{AppState, Limits};
-use crate::{api, assets, chat, files, json_body, login, transport, watch};
+use crate::{api, assets, chat, files, json_body, login, metrics, transport, watch, zip};
 
 /// Every route of the UI (see the crate docs for the API).
 pub fn router(state: AppState) -> Router {
@@ -37,8 +38,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/chat", get(chat::status).post(chat::send))
         // `get` also answers HEAD; the handler then sends headers only.
         .route("/files/{*rest}", get(files::serve))
+        .route("/api/zip/{*rest}", get(zip::serve))
+        .route("/metrics", get(metrics::serve))
         .fallback(|| async { WebError::NotFound("no such page".into()) })
         .layer(DefaultBodyLimit::max(json_body::MAX_BODY))
+        .layer(axum::middleware::from_fn(metrics::count))
         // Outermost: plain HTTP's rules apply before anything else sees the request.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -57,6 +61,7 @@ pub struct WebServer {
     /// The node's ID and, unless HTTPS is off, the TLS side made from its certificate.
     identity: Option<(NodeId, Option<TlsAcceptor>)>,
     https: Https,
+    disk: DiskStatus,
 }
 
 impl std::fmt::Debug for WebServer {
@@ -84,6 +89,7 @@ impl WebServer {
             chat: ChatSetting::default(),
             identity: None,
             https: Https::Off,
+            disk: DiskStatus::default(),
         })
     }
 
@@ -106,6 +112,12 @@ impl WebServer {
     /// Protect what these passwords protect: the page asks for them (`/api/login`).
     pub fn with_access(mut self, access: meshfs_core::access::Access) -> WebServer {
         self.access = access;
+        self
+    }
+
+    /// Say on the page when this disk is full (retention measures it).
+    pub fn with_disk(mut self, disk: DiskStatus) -> WebServer {
+        self.disk = disk;
         self
     }
 
@@ -139,6 +151,7 @@ impl WebServer {
             chat: self.chat,
             node_id: self.identity.as_ref().map(|(id, _)| *id),
             https: self.https,
+            disk: self.disk,
         };
         watch::spawn_watchers(state.clone(), tracker.clone());
         let acceptor = self.identity.and_then(|(_, acceptor)| acceptor);
@@ -208,6 +221,7 @@ mod tests {
             chat: Default::default(),
             node_id: None,
             https: Https::Off,
+            disk: Default::default(),
         };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 
 use meshfs_core::access::Access;
+use meshfs_core::retention::DiskStatus;
 use meshfs_core::{Identity, Peers, Share};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -40,6 +41,8 @@ pub struct WebConfig {
     pub identity: Option<Identity>,
     /// Which protocols the port speaks when there is an identity.
     pub https: Https,
+    /// This node's disk as its retention measures it: the page says when it is full.
+    pub disk: DiskStatus,
 }
 
 /// A running web UI.
@@ -86,6 +89,7 @@ pub async fn start(
         chat,
         identity,
         https,
+        disk,
     } = config;
     let nodes = NodeDirectory::new(&name, &file_server);
     if let Some(identity) = &identity {
@@ -104,7 +108,8 @@ pub async fn start(
         .await
         .map_err(error)?
         .with_access(access)
-        .with_chat(chat);
+        .with_chat(chat)
+        .with_disk(disk);
     if let Some(identity) = &identity {
         server = server
             .with_identity(identity, https)

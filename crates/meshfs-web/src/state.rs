@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use meshfs_core::retention::DiskStatus;
 use meshfs_core::{NodeId, PoolConfig, Pools, Share};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub node_id: Option<NodeId>,
     /// Which protocols the port speaks (the login form is offered over HTTPS only).
     pub https: Https,
+    /// This node's disk, as its retention measures it: the page says when it is full.
+    pub disk: DiskStatus,
 }
 
 /// Most file responses streaming at once (each may hold a connection to a remote node).

@@ -13,7 +13,8 @@
 //! The local node is watched the same way, through its own file server on loopback, so all
 //! nodes share one code path (but it is never shown offline: it is the one serving the page).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
+use std::time::Duration;
 
 use meshfs_core::events::EventKind;
 use meshfs_core::follow::{Follower, Notice};
@@ -24,17 +25,29 @@ use crate::feed::{EventHub, FeedItem, FileEvent};
 use crate::nodes::{Events, NodeDirectory, Status};
 use crate::state::AppState;
 
-/// Start a watcher for every node in the directory, now and whenever nodes are added.
+/// Start a watcher for every node in the directory, now and whenever nodes are added; stop
+/// the watcher of a node dropped from it (it said `bye` or expired), so a node that comes
+/// back later is watched afresh.
 pub fn spawn_watchers(state: AppState, tracker: TaskTracker) {
     let tracker2 = tracker.clone();
+    tracker.spawn(local_disk(state.clone()));
     tracker.spawn(async move {
-        let mut watched = HashSet::new();
+        let mut watched: HashMap<String, CancellationToken> = HashMap::new();
         let mut changes = state.nodes.watch();
         loop {
-            for node in state.nodes.snapshot() {
-                if watched.insert(node.addr.clone()) {
+            let nodes = state.nodes.snapshot();
+            watched.retain(|addr, stop| {
+                let keep = nodes.iter().any(|n| &n.addr == addr);
+                if !keep {
+                    stop.cancel();
+                }
+                keep
+            });
+            for node in nodes {
+                if !watched.contains_key(&node.addr) {
+                    let stop = state.shutdown.child_token();
+                    watched.insert(node.addr.clone(), stop.clone());
                     let (nodes, hub) = (state.nodes.clone(), state.hub.clone());
-                    let stop = state.shutdown.clone();
                     tracker2.spawn(watch_node(nodes, hub, stop, node.addr, node.local));
                 }
             }
@@ -44,6 +57,24 @@ pub fn spawn_watchers(state: AppState, tracker: TaskTracker) {
             }
         }
     });
+}
+
+/// How often this node's own disk flag is looked at (an atomic load: free).
+const DISK_POLL: Duration = Duration::from_secs(1);
+
+/// Keep this node's `disk_full` as its retention measures it, until shutdown.
+async fn local_disk(state: AppState) {
+    let mut tick = tokio::time::interval(DISK_POLL);
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let full = state.disk.is_full();
+        for node in state.nodes.snapshot().iter().filter(|n| n.local) {
+            state.nodes.update(&node.addr, |n| n.disk_full = full);
+        }
+    }
 }
 
 /// Follow one node until shutdown.
@@ -79,6 +110,7 @@ fn on_notice(
             nodes.update(addr, |n| {
                 n.status = Status::Online;
                 n.events = Events::Live;
+                n.events_why = None;
                 n.error = None;
             });
         }
@@ -89,6 +121,7 @@ fn on_notice(
             nodes.update(addr, |n| {
                 n.status = Status::Online;
                 n.events = Events::Unavailable;
+                n.events_why = Some(error);
                 n.error = None;
             });
         }
@@ -99,6 +132,7 @@ fn on_notice(
                     n.status = Status::Offline;
                 }
                 n.events = Events::Unknown;
+                n.events_why = None;
                 n.error = Some(error);
             });
         }
@@ -112,6 +146,7 @@ fn on_notice(
                     seq: event.seq,
                     kind: kind.as_str().to_owned(),
                     path: event.path,
+                    time_ms: crate::feed::now_ms(),
                 }),
             });
         }
@@ -123,6 +158,13 @@ fn on_notice(
 fn learn(nodes: &NodeDirectory, addr: &str, follower: &Follower) {
     if let Some(info) = follower.hello() {
         nodes.learn_name(addr, &info.name, &info.version);
+        // This node's own flag comes from its retention directly (`local_disk`).
+        let full = info.disk_full;
+        nodes.update(addr, |n| {
+            if !n.local {
+                n.disk_full = full;
+            }
+        });
     }
     if let Some(id) = follower.peer_id() {
         let id = id.to_string();
@@ -140,7 +182,6 @@ mod tests {
     use crate::nodes::NodeInfo;
     use meshfs_core::Share;
     use meshfs_server::{Config, FileServer};
-    use std::time::Duration;
 
     /// Wait (on the directory's change signal, not a clock) until `cond` holds for `addr`.
     async fn until(nodes: &NodeDirectory, addr: &str, cond: impl Fn(&NodeInfo) -> bool) {
@@ -192,6 +233,7 @@ mod tests {
             chat: Default::default(),
             node_id: None,
             https: Default::default(),
+            disk: Default::default(),
         };
         let tasks = TaskTracker::new();
         spawn_watchers(state.clone(), tasks.clone());
@@ -236,7 +278,7 @@ mod tests {
         let nodes = NodeDirectory::new("me", "127.0.0.1:1");
         nodes.add(&addr);
         let hub = EventHub::default();
-        let mut rx = hub.subscribe();
+        let (_, mut rx) = hub.subscribe();
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
         tasks.spawn(watch_node(

@@ -10,7 +10,6 @@ use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use common::{node, until_line};
@@ -120,36 +119,13 @@ fn dry_run_then_retention_deletes_expired_files_and_says_why() {
     drop(proc);
 }
 
-/// A tmpfs mounted at `at`, unmounted when dropped.
-struct Tmpfs(std::path::PathBuf);
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn a_full_disk_is_said_in_hello_and_the_node_keeps_serving() {
     let tmp = tempfile::tempdir().unwrap();
     let at = tmp.path().join("fs");
-    fs::create_dir_all(&at).unwrap();
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
-        .arg(&at)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
-        // SAFETY: a plain syscall.
-        assert_ne!(
-            unsafe { libc::geteuid() },
-            0,
-            "root, yet mounting a tmpfs failed"
-        );
-        eprintln!("SKIPPED: mounting a tmpfs needs root");
+    let Some(_disk) = common::tmpfs::Tmpfs::mount(&at, "1m") else {
         return;
-    }
-    let _disk = Tmpfs(at.clone());
+    };
     let dir = at.join("share");
     fs::create_dir_all(dir.join("keep")).unwrap();
     fs::write(dir.join("small.txt"), b"hello").unwrap();

@@ -11,6 +11,8 @@ pub mod directory;
 pub mod group;
 pub mod mount;
 pub mod ports;
+pub mod tmpfs;
+pub mod web;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
