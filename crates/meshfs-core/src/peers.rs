@@ -3,11 +3,12 @@
 //! the one place the web's node list, the mount, `find_node` and the cluster read them from.
 //!
 //! Rules:
-//! - **one entry per node process**: entries are keyed by name *and* node id (today the
-//!   process id of a node's hellos; the trust issue puts the TLS node ID there). A hello of a
-//!   known name with a new id is, by default ([`SameName::Replace`]), that node restarted, and
-//!   replaces the old entry; with [`SameName::Keep`] (for ids that prove an identity) both
-//!   stay, and [`Peers::find_all`] shows the conflict;
+//! - **one entry per node process**: entries are keyed by name *and* process id (the random
+//!   `id` of a node's hellos). A hello of a known name with a new process id is that node
+//!   restarted, and replaces the old entry, when it is the same node: the same announced
+//!   [`NodeId`] (the hash of its key), or, without IDs, the same address or no ID on either
+//!   side. Another ID under a known name is another node claiming it: both stay, never one
+//!   at random, and [`Peers::conflicts`] / [`Peers::find_all`] show it (issue 15);
 //! - **bounded** ([`MAX_PEERS`]): anyone on the LAN can announce names; hellos of further new
 //!   nodes are refused ([`Seen::Full`]), refreshes of known ones never are;
 //! - **a late answer never rolls back a restart** ([`Peers::touch`] refreshes only the very
@@ -26,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast;
 
+use crate::identity::NodeId;
 use crate::remote::NodeAddr;
 
 /// Most peers kept; hellos of further new nodes are dropped (and logged by the caller).
@@ -63,9 +65,12 @@ impl Source {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {
     pub name: String,
-    /// Node id: today the process id from its hellos (`static:ADDR` for a static peer learned
-    /// over TCP); tomorrow its TLS node ID.
+    /// Process id: the random `id` of its hellos (`static:ADDR` for a static peer learned
+    /// over TCP): a restart is a new one.
     pub id: String,
+    /// The node's ID (the hash of its key) when it announced one: what tells two nodes of
+    /// one name apart, and what a client reaching it by name demands in the handshake.
+    pub node_id: Option<NodeId>,
     /// Its file server.
     pub addr: SocketAddr,
     /// Its web UI's port, when it announced one.
@@ -80,6 +85,17 @@ impl Peer {
     pub fn node_addr(&self) -> NodeAddr {
         NodeAddr::from(self.addr)
     }
+
+    /// True when `self` and `other` (of one name) are the same node, so a new process of it
+    /// replaces the old: the same announced ID; without an ID on one side, the same address;
+    /// without IDs on either side (nodes older than IDs), always, as before IDs.
+    fn same_node(&self, other: &Peer) -> bool {
+        match (self.node_id, other.node_id) {
+            (Some(a), Some(b)) => a == b,
+            (None, None) => true,
+            _ => self.addr == other.addr,
+        }
+    }
 }
 
 /// What a hello changed.
@@ -91,16 +107,6 @@ pub enum Seen {
     Known,
     /// Ignored: the table is full.
     Full,
-}
-
-/// What a hello of a known name with a new node id means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SameName {
-    /// The node restarted (ids are process ids): the new entry replaces the old one.
-    #[default]
-    Replace,
-    /// Another node claims the name (ids are identities): both are kept, a conflict.
-    Keep,
 }
 
 /// Why a peer left the table.
@@ -150,7 +156,6 @@ pub enum PeerEvent {
 struct Table {
     /// (name, id) → peer.
     entries: HashMap<(String, String), Peer>,
-    same_name: SameName,
 }
 
 impl Table {
@@ -162,24 +167,27 @@ impl Table {
         let key = (peer.name.clone(), peer.id.clone());
         if let Some(known) = self.entries.get_mut(&key) {
             known.last_seen = known.last_seen.max(peer.last_seen);
-            if known.addr == peer.addr && known.web == peer.web {
+            // A process's ID never changes; one way of hearing it may not carry it (a poll
+            // in clear), which must not erase what another way said.
+            let node_id = peer.node_id.or(known.node_id);
+            if known.addr == peer.addr && known.web == peer.web && known.node_id == node_id {
                 return Seen::Known;
             }
             let old = known.clone();
             known.addr = peer.addr;
             known.web = peer.web;
+            known.node_id = node_id;
             let new = known.clone();
             let moved = old.addr != new.addr;
             changes.push(PeerEvent::Changed { old, new });
             return if moved { Seen::New } else { Seen::Known };
         }
-        let earlier: Vec<(String, String)> = match self.same_name {
-            SameName::Replace => self
-                .named(&peer.name)
-                .map(|p| (p.name.clone(), p.id.clone()))
-                .collect(),
-            SameName::Keep => Vec::new(),
-        };
+        // Earlier processes of the same node: a restart. Other nodes of that name stay.
+        let earlier: Vec<(String, String)> = self
+            .named(&peer.name)
+            .filter(|p| p.same_node(&peer))
+            .map(|p| (p.name.clone(), p.id.clone()))
+            .collect();
         if earlier.is_empty() && self.entries.len() >= MAX_PEERS {
             return Seen::Full;
         }
@@ -192,6 +200,9 @@ impl Table {
         match old {
             Some(old) => {
                 peer.source = old.source;
+                if peer.addr == old.addr {
+                    peer.node_id = peer.node_id.or(old.node_id);
+                }
                 changes.push(PeerEvent::Changed {
                     old,
                     new: peer.clone(),
@@ -248,18 +259,15 @@ pub struct Peers {
 
 impl Default for Peers {
     fn default() -> Self {
-        Peers::new(SameName::default())
+        Peers::new()
     }
 }
 
 impl Peers {
-    /// An empty table; `same_name` says what a known name with a new id means.
-    pub fn new(same_name: SameName) -> Peers {
+    /// An empty table.
+    pub fn new() -> Peers {
         Peers {
-            table: Arc::new(Mutex::new(Table {
-                entries: HashMap::new(),
-                same_name,
-            })),
+            table: Arc::new(Mutex::new(Table::default())),
             changes: broadcast::channel(WATCH_BACKLOG).0,
         }
     }
@@ -334,11 +342,20 @@ impl Peers {
         self.lock().named(name).max_by_key(|p| p.last_seen).cloned()
     }
 
-    /// Every entry called `name`: more than one is a conflict ([`SameName::Keep`]).
+    /// Every entry called `name`, sorted by node ID then process id: more than one is a
+    /// conflict (see [`Peers::conflict`]).
     pub fn find_all(&self, name: &str) -> Vec<Peer> {
         let mut v: Vec<Peer> = self.lock().named(name).cloned().collect();
-        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v.sort_by(|a, b| (a.node_id, &a.id).cmp(&(b.node_id, &b.id)));
         v
+    }
+
+    /// The nodes claiming `name` when more than one does (different IDs, or an ID and a
+    /// node without one elsewhere): what `meshfs peers` marks and the web UI shows. Empty
+    /// when the name is unclaimed or uncontested.
+    pub fn conflict(&self, name: &str) -> Vec<Peer> {
+        let all = self.find_all(name);
+        if all.len() > 1 { all } else { Vec::new() }
     }
 
     /// The node whose file server is at `addr`.
@@ -413,6 +430,7 @@ mod tests {
         Peer {
             name: name.into(),
             id: id.into(),
+            node_id: None,
             addr: "127.0.0.1:4044".parse().unwrap(),
             web: None,
             source: Source::Multicast,
@@ -501,17 +519,47 @@ mod tests {
     }
 
     #[test]
-    fn two_identities_under_one_name_are_a_conflict_when_ids_are_identities() {
+    fn two_identities_under_one_name_are_a_conflict() {
         let t0 = Instant::now();
-        let p = Peers::new(SameName::Keep);
-        let mut other = peer("cam", "id-B", t0 + Duration::from_secs(1));
+        let p = Peers::new();
+        let (a, b) = (NodeId::from_bytes([1; 32]), NodeId::from_bytes([2; 32]));
+        let mut real = peer("cam", "proc-1", t0);
+        real.node_id = Some(a);
+        let mut other = peer("cam", "proc-2", t0 + Duration::from_secs(1));
+        other.node_id = Some(b);
         other.addr = "10.0.0.9:4044".parse().unwrap();
-        assert_eq!(p.hello(peer("cam", "id-A", t0)), Seen::New);
+        assert_eq!(p.hello(real.clone()), Seen::New);
+        assert!(p.conflict("cam").is_empty());
         assert_eq!(p.hello(other.clone()), Seen::New);
-        let both = p.find_all("cam");
+        let both = p.conflict("cam");
         assert_eq!(both.len(), 2, "{both:?}");
-        assert_eq!((both[0].id.as_str(), both[1].id.as_str()), ("id-A", "id-B"));
-        assert_eq!(p.find("cam").unwrap(), other, "the most recently heard");
+        assert_eq!((both[0].node_id, both[1].node_id), (Some(a), Some(b)));
+
+        // The real node restarting (its ID, a new process) replaces only itself.
+        let mut restarted = peer("cam", "proc-3", t0 + Duration::from_secs(2));
+        restarted.node_id = Some(a);
+        p.hello(restarted);
+        let ids: Vec<_> = p.find_all("cam").iter().map(|x| x.id.clone()).collect();
+        assert_eq!(ids, ["proc-3", "proc-2"]);
+
+        // A hello without an ID elsewhere is a claim too; at the same address, the same node
+        // (a poll in clear), which keeps the ID it announced. Two without IDs are one node
+        // restarted, as before IDs.
+        let mut bare = peer("cam", "proc-4", t0);
+        bare.addr = "10.0.0.10:4044".parse().unwrap();
+        p.hello(bare);
+        assert_eq!(p.conflict("cam").len(), 3);
+        let mut poll = peer("cam", "static:10.0.0.9:4044", t0 + Duration::from_secs(3));
+        poll.addr = other.addr;
+        p.hello(poll);
+        let all = p.find_all("cam");
+        assert_eq!(all.len(), 2, "{all:?}");
+        let at_9: Vec<_> = all.iter().filter(|x| x.addr == other.addr).collect();
+        assert_eq!(
+            at_9[0].node_id,
+            Some(b),
+            "the ID is kept when a poll in clear replaces"
+        );
         assert_eq!(p.remove("cam").len(), 2);
     }
 

@@ -44,6 +44,17 @@ pub enum TrustError {
     Tls(#[from] TlsError),
     #[error("neither XDG_CONFIG_HOME nor HOME is set: cannot find the user's meshfs folder")]
     NoConfigDir,
+    #[error(
+        "the node at {addr} presented the key {presented}, not the key {announced} announced \
+         for it on the LAN: another host answers there (an impostor, or a forged \
+         announcement). Reach the node by address, or check `meshfs id --node` on it and pin \
+         it: meshfs trust NAME ID"
+    )]
+    NotAnnounced {
+        addr: String,
+        announced: NodeId,
+        presented: NodeId,
+    },
 }
 
 /// The trust policy of a process's clients. Cheap to clone (shared inside).
@@ -58,6 +69,9 @@ struct Inner {
     known: Mutex<KnownNodes>,
     /// Address → key admitted there during this process.
     seen: Mutex<HashMap<String, NodeId>>,
+    /// Address → key the node found there by name announced (not checked yet): demanded in
+    /// the handshake, then admitted under the name `hello` gives, as any unpinned key.
+    announced: Mutex<HashMap<String, NodeId>>,
     /// Client configurations by expected key (`None`: any key, checked after `hello`).
     configs: Mutex<HashMap<Option<NodeId>, Arc<ClientConfig>>>,
 }
@@ -117,6 +131,15 @@ impl Trust {
         Ok(Trust::tls(Some(user), known))
     }
 
+    /// TLS for a node's own client side (cluster replication, the web UI's remote nodes,
+    /// directory fetches): presenting the NODE's identity, so another node's `--allow` can
+    /// admit it by its node ID, and pinning in the user's `known_nodes` as commands do.
+    pub fn for_node(node: Identity) -> Result<Trust, TrustError> {
+        let dir = identity::user_dir().ok_or(TrustError::NoConfigDir)?;
+        let known = KnownNodes::load(&dir.join(crate::known_nodes::FILE_NAME))?;
+        Ok(Trust::tls(Some(node), known))
+    }
+
     fn build(plaintext: bool, user: Option<Identity>, known: KnownNodes) -> Trust {
         Trust {
             inner: Arc::new(Inner {
@@ -124,6 +147,7 @@ impl Trust {
                 user,
                 known: Mutex::new(known),
                 seen: Mutex::new(HashMap::new()),
+                announced: Mutex::new(HashMap::new()),
                 configs: Mutex::new(HashMap::new()),
             }),
         }
@@ -154,6 +178,18 @@ impl Trust {
         }
     }
 
+    /// The node found at `addr` by its name announced `id` (a LAN hello or DNS-SD): demand
+    /// that key in the handshakes with `addr`, so a forged announcement pointing the name at
+    /// another host leads nowhere. Unlike a pin, the key is still admitted (pinned on first
+    /// use, or checked against the pin) under the name the node gives.
+    pub fn expect_announced(&self, addr: &str, id: NodeId) {
+        let mut announced = lock(&self.inner.announced);
+        if announced.len() >= MAX_SEEN && !announced.contains_key(addr) {
+            announced.clear();
+        }
+        announced.insert(addr.to_owned(), id);
+    }
+
     /// The client configuration demanding `expect` (any key when `None`).
     pub fn config(&self, expect: Option<NodeId>) -> Result<Arc<ClientConfig>, TlsError> {
         let mut configs = lock(&self.inner.configs);
@@ -182,13 +218,21 @@ impl Trust {
         name: Option<&str>,
     ) -> Result<(Stream, bool), HandshakeError> {
         let expect = self.expected(addr, name);
-        let config = self.config(expect)?;
+        let announced = lock(&self.inner.announced).get(addr).copied();
+        let config = self.config(expect.or(announced))?;
         match tls::TlsConnector::from(config)
             .connect(tls::server_name(addr), tcp)
             .await
         {
             Ok(s) => Ok((Stream::TlsClient(Box::new(s)), expect.is_some())),
             Err(e) => match tls::pin_mismatch(&e) {
+                Some(m) if expect.is_none() => {
+                    Err(HandshakeError::Trust(TrustError::NotAnnounced {
+                        addr: addr.to_owned(),
+                        announced: m.expected,
+                        presented: m.presented,
+                    }))
+                }
                 Some(m) => Err(HandshakeError::Trust(TrustError::Known(
                     KnownNodesError::KeyChanged {
                         name: name.unwrap_or(addr).to_owned(),
@@ -321,6 +365,30 @@ mod tests {
         assert!(!checked);
         assert!(trust.admit(&addr, "cam1", fake).is_err());
         assert_eq!(trust.pinned("cam1"), Some(real));
+    }
+
+    #[tokio::test]
+    async fn an_announced_key_is_demanded_then_admitted_by_name() {
+        let node = Identity::generate("cam1").unwrap();
+        let other = Identity::generate("cam1").unwrap();
+        let trust = Trust::tls(None, KnownNodes::in_memory());
+        let addr = listener(node.clone(), 2).await;
+
+        trust.expect_announced(&addr, other.id());
+        let err = handshake(&trust, &addr, None).await.unwrap_err();
+        assert!(
+            matches!(err, HandshakeError::Trust(TrustError::NotAnnounced { .. })),
+            "{err}"
+        );
+        assert!(err.to_string().contains(&other.id().to_string()), "{err}");
+
+        trust.expect_announced(&addr, node.id());
+        let (stream, checked) = handshake(&trust, &addr, None).await.unwrap();
+        assert_eq!(stream.peer_id(), Some(node.id()));
+        assert!(
+            !checked,
+            "announced, not pinned: the caller still admits it"
+        );
     }
 
     #[tokio::test]

@@ -32,9 +32,19 @@ impl std::fmt::Debug for FtpTls {
 
 impl FtpTls {
     /// FTPS with `identity`'s certificate.
+    ///
+    /// Without TLS 1.3 session tickets. rustls sends tickets right after the handshake; an
+    /// FTPS client uploading on a data channel (curl `-T`) never reads from it, so the tickets
+    /// sit unread in its receive buffer, and closing a socket with unread data makes the
+    /// kernel send a reset instead of a FIN. When the reset overtakes the end of the upload,
+    /// Linux drops what the node had not read yet, libunftp's read fails, and the upload is
+    /// answered `426` (intermittently, by timing). Nothing written to a data channel the
+    /// client does not read, nothing to reset: meshfs does not resume FTPS sessions anyway.
     pub fn new(identity: &Identity, required: bool) -> Result<FtpTls, TlsError> {
+        let mut server = Arc::unwrap_or_clone(tls::server_config(identity, ClientAuth::None)?);
+        server.send_tls13_tickets = 0;
         Ok(FtpTls {
-            server: tls::server_config(identity, ClientAuth::None)?,
+            server: Arc::new(server),
             required,
         })
     }

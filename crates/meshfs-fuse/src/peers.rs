@@ -150,6 +150,7 @@ mod tests {
         Peer {
             name: name.into(),
             id: id.into(),
+            node_id: None,
             addr: addr.parse().unwrap(),
             web: None,
             source: Source::Multicast,

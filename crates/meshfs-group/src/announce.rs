@@ -5,6 +5,7 @@
 //! too large — is an [`Ignored`] reason, never an error that stops the listener: the group
 //! port is open to the whole LAN.
 
+use meshfs_core::NodeId;
 use serde::{Deserialize, Serialize};
 
 /// Largest announcement, in bytes (fits one unfragmented Ethernet frame with room to spare).
@@ -27,6 +28,9 @@ pub enum Announcement {
         /// Random per process, so a node recognises its own datagrams (multicast loop is on)
         /// and a restarted node is seen as new.
         id: String,
+        /// The node's ID (the hash of its key, `meshfs id --node`): optional on the wire, so
+        /// the seeds' programs and older nodes stay readable and readers of them unchanged.
+        node_id: Option<NodeId>,
         port: u16,
         web: Option<u16>,
     },
@@ -36,6 +40,8 @@ pub enum Announcement {
     Offer {
         node: String,
         id: String,
+        /// As in `Hello`.
+        node_id: Option<NodeId>,
         port: u16,
         path: String,
         size: u64,
@@ -73,6 +79,9 @@ struct Wire {
     node: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     id: Option<String>,
+    /// The node ID, base32 in groups (`NodeId`'s display form).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    node_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     port: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -130,10 +139,19 @@ impl Announcement {
         let id =
             w.id.filter(|i| !i.is_empty() && i.len() <= MAX_NAME)
                 .ok_or(Ignored::Malformed);
+        // Absent: an older node or a seed's program. Present, it must be an ID.
+        let node_id = match &w.node_id {
+            None => Ok(None),
+            Some(s) => s
+                .parse::<NodeId>()
+                .map(Some)
+                .map_err(|_| Ignored::Malformed),
+        };
         match w.kind.as_str() {
             "hello" => Ok(Announcement::Hello {
                 node: node?,
                 id: id?,
+                node_id: node_id?,
                 port: w.port.ok_or(Ignored::Malformed)?,
                 web: w.web,
             }),
@@ -144,6 +162,7 @@ impl Announcement {
             "offer" => Ok(Announcement::Offer {
                 node: node?,
                 id: id?,
+                node_id: node_id?,
                 port: w.port.filter(|p| *p != 0).ok_or(Ignored::Malformed)?,
                 path: w.path.filter(|p| valid_path(p)).ok_or(Ignored::Malformed)?,
                 size: w.size.ok_or(Ignored::Malformed)?,
@@ -160,6 +179,7 @@ impl Announcement {
             Announcement::Hello {
                 node,
                 id,
+                node_id,
                 port,
                 web,
             } => Wire {
@@ -167,6 +187,7 @@ impl Announcement {
                 kind: "hello".into(),
                 node: Some(node),
                 id: Some(id),
+                node_id: node_id.map(|n| n.to_string()),
                 port: Some(port),
                 web,
                 meshfs: Some(meshfs_core::VERSION.to_owned()),
@@ -183,6 +204,7 @@ impl Announcement {
             Announcement::Offer {
                 node,
                 id,
+                node_id,
                 port,
                 path,
                 size,
@@ -192,6 +214,7 @@ impl Announcement {
                 kind: "offer".into(),
                 node: Some(node),
                 id: Some(id),
+                node_id: node_id.map(|n| n.to_string()),
                 port: Some(port),
                 path: Some(path),
                 size: Some(size),
@@ -248,8 +271,16 @@ mod tests {
             Announcement::Hello {
                 node: "cam2".into(),
                 id: "a1".into(),
+                node_id: Some(NodeId::from_bytes([7; 32])),
                 port: 4044,
                 web: Some(8044),
+            },
+            Announcement::Hello {
+                node: "cam2".into(),
+                id: "a1".into(),
+                node_id: None,
+                port: 4044,
+                web: None,
             },
             Announcement::Bye {
                 node: "cam2".into(),
@@ -258,6 +289,7 @@ mod tests {
             Announcement::Offer {
                 node: "cam2".into(),
                 id: "a1".into(),
+                node_id: Some(NodeId::from_bytes([7; 32])),
                 port: 4044,
                 path: "clips/a b.mp4".into(),
                 size: 12,
@@ -281,6 +313,7 @@ mod tests {
             r#"{"v":1,"kind":"hello","node":"a","id":"x"}"#,
             r#"{"v":1,"kind":"hello","node":"a","id":"x","port":70000}"#,
             r#"{"v":1,"kind":"offer","node":"a","id":"x","port":1,"size":3}"#,
+            r#"{"v":1,"kind":"hello","node":"a","id":"x","port":1,"node_id":"nope"}"#,
         ] {
             assert_eq!(p(bad), Err(Ignored::Malformed), "{bad}");
         }
@@ -299,11 +332,38 @@ mod tests {
         assert_eq!(p(&"[".repeat(1100)), Err(Ignored::Malformed));
     }
 
+    /// The node ID is one more optional field: a reader of the format before it (the seeds'
+    /// style of program: required keys only, unknown ones ignored) still reads the hello,
+    /// and a hello without it (from one) still parses.
+    #[test]
+    fn the_node_id_is_an_optional_field_older_readers_skip() {
+        let id = NodeId::from_bytes([9; 32]);
+        let a = Announcement::Hello {
+            node: "cam2".into(),
+            id: "a1".into(),
+            node_id: Some(id),
+            port: 4044,
+            web: None,
+        };
+        let v: serde_json::Value = serde_json::from_slice(&a.encode()).unwrap();
+        assert_eq!(v["node_id"], id.to_string());
+        assert_eq!(
+            (v["kind"].as_str(), v["node"].as_str()),
+            (Some("hello"), Some("cam2"))
+        );
+        let old = br#"{"v":1,"kind":"hello","node":"cam2","id":"a1","port":4044}"#;
+        assert!(matches!(
+            Announcement::parse(old),
+            Ok(Announcement::Hello { node_id: None, .. })
+        ));
+    }
+
     #[test]
     fn long_paths_do_not_fit() {
         let a = Announcement::Offer {
             node: "n".into(),
             id: "i".into(),
+            node_id: None,
             port: 1,
             path: "p".repeat(1190),
             size: 1,

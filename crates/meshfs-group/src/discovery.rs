@@ -10,13 +10,13 @@
 //! its callback run, under discovery's state lock, so changes reach it in the order they were
 //! made (never a `PeerDown` before the `PeerUp` it follows).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use meshfs_core::Client;
 use meshfs_core::peers::{Peer, Peers, Seen, Source};
+use meshfs_core::{Client, NodeId};
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -38,6 +38,8 @@ pub const POLL_TIMEOUT: Duration = Duration::from_secs(3);
 pub struct Config {
     /// Our node name.
     pub name: String,
+    /// Our node ID, announced in hellos, offers and DNS-SD (`None`: announce none).
+    pub node_id: Option<NodeId>,
     /// Our file server's port.
     pub port: u16,
     pub web: Option<u16>,
@@ -127,6 +129,9 @@ struct State {
     ignored: HashMap<Ignored, u64>,
     /// Start of the current one-second window of unicast answers, and answers in it.
     answers: Option<(Instant, u32)>,
+    /// Claims of a contested name already logged (name, ID), so each is logged once.
+    /// Bounded like the peer table: past it, conflicts are no longer logged.
+    conflicts_logged: HashSet<(String, Option<NodeId>)>,
 }
 
 impl State {
@@ -237,6 +242,7 @@ impl Discovery {
         Announcement::Offer {
             node: self.inner.config.name.clone(),
             id: self.inner.id.clone(),
+            node_id: self.inner.config.node_id,
             port: self.inner.config.port,
             path: path.to_owned(),
             size,
@@ -321,12 +327,52 @@ impl Discovery {
         match seen {
             Seen::New => {
                 tracing::info!(peer = %peer.name, addr = %peer.addr, how, "peer up");
+                self.log_conflict(_locked, &peer);
                 (self.inner.on_change)(&Change::PeerUp(peer));
             }
             Seen::Known => {}
             Seen::Full => tracing::warn!(peer = %peer.name, how, "peer table full: ignored"),
         }
         seen
+    }
+
+    /// Log, once per claim, a node announcing a name that another node (or this one) goes
+    /// by with another ID: never resolved at random, so the user must know (issue 15).
+    fn log_conflict(&self, st: &mut State, peer: &Peer) {
+        let ours = peer.name == self.inner.config.name
+            && self.inner.config.port != 0
+            && peer.node_id != self.inner.config.node_id;
+        let claims = self.inner.peers.conflict(&peer.name);
+        if !ours && claims.is_empty() {
+            return;
+        }
+        if st.conflicts_logged.len() >= meshfs_core::peers::MAX_PEERS
+            || !st
+                .conflicts_logged
+                .insert((peer.name.clone(), peer.node_id))
+        {
+            return;
+        }
+        let show = |id: Option<NodeId>| id.map_or_else(|| "no ID".to_owned(), |i| i.to_string());
+        let others: Vec<String> = claims
+            .iter()
+            .filter(|p| p.addr != peer.addr)
+            .map(|p| format!("{} at {}", show(p.node_id), p.addr))
+            .collect();
+        if ours {
+            tracing::warn!(
+                name = %peer.name, id = %show(peer.node_id), addr = %peer.addr,
+                "another node announces this node's name with another ID: clients reaching                  {0} by name are refused unless they pinned one (meshfs trust {0} ID)",
+                peer.name
+            );
+        } else {
+            tracing::warn!(
+                name = %peer.name, id = %show(peer.node_id), addr = %peer.addr,
+                others = %others.join(", "),
+                "two nodes announce one name: clients reaching {0} by name are refused                  unless they pinned one (meshfs trust {0} ID)",
+                peer.name
+            );
+        }
     }
 
     /// `name` (the process `id`) left: forget it and its offers. False when it was not known
@@ -353,6 +399,7 @@ impl Discovery {
         Announcement::Hello {
             node: self.inner.config.name.clone(),
             id: self.inner.id.clone(),
+            node_id: self.inner.config.node_id,
             port: self.inner.config.port,
             web: self.inner.config.web,
         }
@@ -502,12 +549,14 @@ impl Discovery {
             Announcement::Hello {
                 node,
                 id,
+                node_id,
                 port,
                 web,
             } => {
                 let peer = Peer {
                     name: node,
                     id,
+                    node_id,
                     addr: SocketAddr::new(from.ip(), port),
                     web,
                     source: Source::Multicast,
@@ -561,14 +610,19 @@ impl Discovery {
                 () = shutdown.cancelled() => return,
             }
             match tokio::time::timeout(POLL_TIMEOUT, poll_hello(&target)).await {
-                Ok(Ok((name, addr))) => {
+                Ok(Ok(Polled {
+                    name,
+                    addr,
+                    node_id,
+                })) => {
                     // Keep the id of a peer also heard by multicast, so it is not "new".
-                    let id = (self.inner.peers.find(&name))
-                        .filter(|p| p.addr == addr)
+                    let id = (self.inner.peers.find_all(&name).into_iter())
+                        .find(|p| p.addr == addr)
                         .map_or_else(|| format!("static:{addr}"), |p| p.id);
                     let peer = Peer {
                         name,
                         id,
+                        node_id,
                         addr,
                         web: None,
                         source: Source::Static,
@@ -586,20 +640,34 @@ impl Discovery {
 /// Why a static peer did not answer (any connection or protocol error).
 pub type PollError = Box<dyn std::error::Error + Send + Sync>;
 
-/// `hello` to a file server: its name and the address we reached it at. No timeout of its
-/// own beyond the client's: callers bound it.
-pub async fn poll_hello(target: &str) -> Result<(String, SocketAddr), PollError> {
+/// What a file server said to `hello`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Polled {
+    pub name: String,
+    /// The address we reached it at.
+    pub addr: SocketAddr,
+    /// The key it presented, when the poll went over TLS (the process's trust policy).
+    pub node_id: Option<NodeId>,
+}
+
+/// `hello` to a file server. No timeout of its own beyond the client's: callers bound it.
+pub async fn poll_hello(target: &str) -> Result<Polled, PollError> {
     let addr = tokio::net::lookup_host(target)
         .await?
         .next()
         .ok_or_else(|| std::io::Error::other("no address"))?;
     let mut c = Client::connect(&addr.to_string()).await?;
     let info = c.hello().await?;
+    let node_id = c.peer_id();
     let _ = c.quit().await;
     if !crate::announce::valid_name(&info.name) {
         return Err(std::io::Error::other("bad node name").into());
     }
-    Ok((info.name, addr))
+    Ok(Polled {
+        name: info.name,
+        addr,
+        node_id,
+    })
 }
 
 #[cfg(test)]
@@ -632,6 +700,7 @@ mod tests {
         };
         let config = Config {
             name: "me".into(),
+            node_id: None,
             port: 4044,
             web: None,
             group: Group {
@@ -655,6 +724,7 @@ mod tests {
         Peer {
             name: "a".into(),
             id: id.into(),
+            node_id: None,
             addr: addr.parse().unwrap(),
             web: None,
             source: Source::Multicast,

@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mdns_sd::{DaemonEvent, IfKind, ResolvedService, ServiceDaemon, ServiceEvent, ServiceInfo};
+use meshfs_core::NodeId;
 use meshfs_core::peers::{MAX_PEERS, Peer, Source};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -106,6 +107,8 @@ pub struct Advert {
     pub name: String,
     /// The process id of its multicast hellos, so browsers can merge both.
     pub id: String,
+    /// Its node ID (TXT `node_id`), as in its hellos.
+    pub node_id: Option<NodeId>,
     /// Its file server. An unspecified address advertises the addresses of the interfaces.
     pub server: SocketAddr,
     pub web: Option<u16>,
@@ -113,14 +116,17 @@ pub struct Advert {
 
 impl Advert {
     /// The mdns-sd record set: instance NAME, host `meshfs-NAME-ID.local.` (never the
-    /// machine's own host name, which Avahi may already publish), TXT `v`, `name`, `id` and
-    /// `web`.
+    /// machine's own host name, which Avahi may already publish), TXT `v`, `name`, `id`,
+    /// `node_id` and `web`.
     fn service_info(&self) -> Result<ServiceInfo, DnsSdError> {
         let mut txt = vec![
             ("v", TXT_VERSION.to_owned()),
             ("name", self.name.clone()),
             ("id", self.id.clone()),
         ];
+        if let Some(node_id) = self.node_id {
+            txt.push(("node_id", node_id.to_string()));
+        }
         if let Some(web) = self.web {
             txt.push(("web", web.to_string()));
         }
@@ -199,6 +205,11 @@ fn peer_of(s: &ResolvedService, known: Option<&Peer>) -> Result<Peer, &'static s
         Some(_) => return Err("bad id"),
         None => format!("dnssd:{}", s.get_fullname()),
     };
+    // Optional, as in hellos: older nodes advertise none.
+    let node_id = match s.get_property_val_str("node_id") {
+        Some(n) => Some(n.parse::<NodeId>().map_err(|_| "bad node id")?),
+        None => None,
+    };
     let web = match s.get_property_val_str("web") {
         Some(w) => Some(w.parse::<u16>().map_err(|_| "bad web port")?),
         None => None,
@@ -216,6 +227,7 @@ fn peer_of(s: &ResolvedService, known: Option<&Peer>) -> Result<Peer, &'static s
     Ok(Peer {
         name: name.to_owned(),
         id,
+        node_id,
         addr,
         web,
         source: Source::DnsSd,
@@ -247,6 +259,7 @@ pub fn start(
     let advert = Advert {
         name: discovery.config().name.clone(),
         id: discovery.id().to_owned(),
+        node_id: discovery.config().node_id,
         server: config.server,
         web: config.web,
     };
@@ -488,7 +501,7 @@ impl Browser {
                     () = stop.cancelled() => return,
                 };
                 match answer {
-                    Ok(Ok((name, _))) if name == known.name => {
+                    Ok(Ok(crate::discovery::Polled { name, .. })) if name == known.name => {
                         // Only refreshes the entry the question was about: the node may
                         // have restarted (a newer id) while we waited.
                         d.answered(
@@ -499,7 +512,7 @@ impl Browser {
                             how,
                         );
                     }
-                    Ok(Ok((name, _))) => {
+                    Ok(Ok(crate::discovery::Polled { name, .. })) => {
                         tracing::debug!(peer = %known.name, answered = %name, "DNS-SD peer is another node now");
                     }
                     Ok(Err(e)) => tracing::debug!(peer = %known.name, error = %e, "DNS-SD peer silent"),
@@ -577,6 +590,21 @@ pub async fn browse(
     interfaces: Interfaces,
     wait: Duration,
 ) -> Result<Vec<Peer>, DnsSdError> {
+    let peers = meshfs_core::Peers::default();
+    browse_into(port, interfaces, wait, &peers, &CancellationToken::new()).await?;
+    Ok(peers.list())
+}
+
+/// Browse for `wait` (or until `stop`), putting each node into `peers` as it resolves (a
+/// service removed meanwhile is taken out again), so a caller watching `peers` can stop as
+/// soon as it knows enough. mdns-sd is shut down before returning, however it ends.
+pub async fn browse_into(
+    port: u16,
+    interfaces: Interfaces,
+    wait: Duration,
+    peers: &meshfs_core::Peers,
+    stop: &CancellationToken,
+) -> Result<(), DnsSdError> {
     let daemon = daemon(port, interfaces)?;
     let events = match daemon.browse(SERVICE_TYPE) {
         Ok(e) => e,
@@ -587,26 +615,32 @@ pub async fn browse(
     };
     let mut found: HashMap<String, Peer> = HashMap::new();
     let deadline = tokio::time::Instant::now() + wait;
-    while let Ok(Ok(ev)) = tokio::time::timeout_at(deadline, events.recv_async()).await {
+    loop {
+        let ev = tokio::select! {
+            ev = tokio::time::timeout_at(deadline, events.recv_async()) => ev,
+            () = stop.cancelled() => break,
+        };
+        let Ok(Ok(ev)) = ev else { break };
         match ev {
             ServiceEvent::ServiceResolved(s) => {
                 if found.len() >= MAX_SERVICES {
                     continue;
                 }
                 if let Ok(p) = peer_of(&s, None) {
-                    found.insert(s.get_fullname().to_owned(), p);
+                    found.insert(s.get_fullname().to_owned(), p.clone());
+                    peers.hello(p);
                 }
             }
             ServiceEvent::ServiceRemoved(_, fullname) => {
-                found.remove(&fullname);
+                if let Some(p) = found.remove(&fullname) {
+                    peers.bye(&p.name, &p.id);
+                }
             }
             _ => {}
         }
     }
     shutdown_daemon(&daemon).await;
-    let mut peers: Vec<Peer> = found.into_values().collect();
-    peers.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(peers)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -617,6 +651,7 @@ mod tests {
         Peer {
             name: name.into(),
             id: id.into(),
+            node_id: None,
             addr: "10.0.0.9:4044".parse().unwrap(),
             web: None,
             source: Source::DnsSd,
@@ -663,9 +698,11 @@ mod tests {
 
     #[test]
     fn adverts_carry_name_id_and_web() {
+        let node_id = NodeId::from_bytes([5; 32]);
         let a = Advert {
             name: "cam2".into(),
             id: "abc".into(),
+            node_id: Some(node_id),
             server: "127.0.0.1:4044".parse().unwrap(),
             web: Some(8044),
         };
@@ -673,12 +710,15 @@ mod tests {
         assert_eq!(info.get_fullname(), "cam2._meshfs._tcp.local.");
         assert_eq!(info.get_property_val_str("name"), Some("cam2"));
         assert_eq!(info.get_property_val_str("id"), Some("abc"));
+        let txt_id = node_id.to_string();
+        assert_eq!(info.get_property_val_str("node_id"), Some(txt_id.as_str()));
         assert_eq!(info.get_property_val_str("web"), Some("8044"));
         assert_eq!(info.get_property_val_str("v"), Some(TXT_VERSION));
         let r = info.as_resolved_service();
         let p = peer_of(&r, None).unwrap();
         assert_eq!(p.name, "cam2");
         assert_eq!(p.id, "abc");
+        assert_eq!(p.node_id, Some(node_id));
         assert_eq!(p.addr, "127.0.0.1:4044".parse().unwrap());
         assert_eq!(p.web, Some(8044));
     }
@@ -711,6 +751,7 @@ mod tests {
             (&[("name", "a:b")][..], "bad node name"),
             (&[("web", "http")][..], "bad web port"),
             (&[("id", "")][..], "bad id"),
+            (&[("node_id", "AAAA")][..], "bad node id"),
         ] {
             assert_eq!(
                 peer_of(&resolved("10.0.0.9", txt), None),

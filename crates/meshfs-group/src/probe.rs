@@ -6,6 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use meshfs_core::peers::{Peer, Peers, Source};
+use tokio_util::sync::CancellationToken;
 
 use crate::announce::{Announcement, MAX_DATAGRAM, random_id};
 use crate::offers::{Offer, Offers};
@@ -27,10 +28,29 @@ impl Answers {
 
 /// Ask the group on `port` and listen for `wait`.
 pub async fn probe(group: &Group, port: u16, wait: Duration) -> std::io::Result<Answers> {
+    let peers = Peers::default();
+    let offers = probe_into(group, port, wait, &peers, &CancellationToken::new()).await?;
+    Ok(Answers {
+        peers: peers.list(),
+        offers,
+    })
+}
+
+/// Ask the group on `port`; put the nodes that answer into `peers` as they answer (so a
+/// caller watching `peers` can judge each), until `wait` has passed or `stop` is cancelled.
+/// Returns the offers heard.
+pub async fn probe_into(
+    group: &Group,
+    port: u16,
+    wait: Duration,
+    peers: &Peers,
+    stop: &CancellationToken,
+) -> std::io::Result<Vec<Offer>> {
     let s = socket::sender(group)?;
     let hello = Announcement::Hello {
         node: "browser".into(),
         id: random_id(),
+        node_id: None,
         port: 0,
         web: None,
     };
@@ -39,21 +59,28 @@ pub async fn probe(group: &Group, port: u16, wait: Duration) -> std::io::Result<
         SocketAddr::new(IpAddr::V4(group.addr), port),
     )
     .await?;
-    let (peers, mut offers) = (Peers::default(), Offers::default());
+    let mut offers = Offers::default();
     let deadline = tokio::time::Instant::now() + wait;
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
-    while let Ok(got) = tokio::time::timeout_at(deadline, s.recv_from(&mut buf)).await {
+    loop {
+        let got = tokio::select! {
+            got = tokio::time::timeout_at(deadline, s.recv_from(&mut buf)) => got,
+            () = stop.cancelled() => break,
+        };
+        let Ok(got) = got else { break };
         let Ok((n, from)) = got else { continue };
         match Announcement::parse(&buf[..n]) {
             Ok(Announcement::Hello {
                 node,
                 id,
+                node_id,
                 port,
                 web,
             }) if port != 0 => {
                 peers.hello(Peer {
                     name: node,
                     id,
+                    node_id,
                     addr: SocketAddr::new(from.ip(), port),
                     web,
                     source: Source::Multicast,
@@ -82,10 +109,7 @@ pub async fn probe(group: &Group, port: u16, wait: Duration) -> std::io::Result<
             _ => {}
         }
     }
-    Ok(Answers {
-        peers: peers.list(),
-        offers: offers.list(),
-    })
+    Ok(offers.list())
 }
 
 /// Why a direct offer failed.
@@ -132,6 +156,8 @@ pub async fn offer_for(
     };
     let mut c = meshfs_core::Client::connect(node).await.map_err(err)?;
     let info = c.hello().await.map_err(err)?;
+    // The key the node showed, when asked over TLS: the offer speaks for that node.
+    let c_id = c.peer_id();
     let entry = c.stat(path).await.map_err(err)?;
     let protected = match c.pread(path, 0, 0, &mut Vec::new()).await {
         Ok(_) => false,
@@ -150,6 +176,7 @@ pub async fn offer_for(
     let a = Announcement::Offer {
         node: info.name.clone(),
         id: random_id(),
+        node_id: c_id,
         port: server.port(),
         path: path.clone(),
         size: entry.size,

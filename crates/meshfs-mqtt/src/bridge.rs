@@ -5,7 +5,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use meshfs_core::events::{Event, EventKind, Events};
-use rumqttc::{AsyncClient, Event as MqttEvent, LastWill, MqttOptions, Outgoing, Packet, QoS};
+use rumqttc::{
+    AsyncClient, ConnectReturnCode, ConnectionError, Event as MqttEvent, LastWill, MqttOptions,
+    Outgoing, Packet, QoS, TlsConfiguration, Transport,
+};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
@@ -24,6 +27,8 @@ pub struct Bridge {
     events: Events,
     /// Home Assistant discovery (`homeassistant.rs`).
     discovery: Discovery,
+    /// TLS to the broker (`mqtts://`; see [`crate::tls::client_config`]).
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// Why a broker session ended.
@@ -45,12 +50,19 @@ impl Bridge {
             discovery: Discovery::new(&node, None),
             node,
             events,
+            tls: None,
         }
     }
 
     /// Name the node to Home Assistant by its ID (stable across renames) rather than its name.
     pub fn with_node_id(mut self, id: &str) -> Bridge {
         self.discovery = Discovery::new(&self.node, Some(id));
+        self
+    }
+
+    /// Speak TLS to the broker with `config` (needed for an `mqtts://` broker).
+    pub fn with_tls(mut self, config: Arc<rustls::ClientConfig>) -> Bridge {
+        self.tls = Some(config);
         self
     }
 
@@ -67,16 +79,28 @@ impl Bridge {
         // Everything up to this sequence number has been acknowledged by the broker.
         let mut acked: Option<u64> = None;
         let mut backoff = MIN_BACKOFF;
+        // The reason the broker could not be reached or logged in to, as last logged: said at
+        // the default level once (and again when it changes), not at every retry.
+        let mut told: Option<String> = None;
         meshfs_core::metrics::metrics().mqtt.set(0);
         loop {
             match self.session(&mut acked, &shutdown).await {
                 Ended::Shutdown => return,
                 Ended::Lost { error, connected } => {
+                    let broker = self.broker.to_string();
                     if connected {
                         backoff = MIN_BACKOFF;
-                        tracing::warn!(broker = %self.broker.host, %error, "MQTT broker lost; reconnecting");
+                        told = None;
+                        tracing::warn!(%broker, %error, "MQTT broker lost; reconnecting");
+                    } else if told.as_deref() != Some(error.as_str()) {
+                        tracing::warn!(
+                            %broker,
+                            "cannot connect to the MQTT broker: {error}; retrying every {}s at most",
+                            MAX_BACKOFF.as_secs()
+                        );
+                        told = Some(error);
                     } else {
-                        tracing::debug!(%error, ?backoff, "MQTT broker unreachable");
+                        tracing::debug!(%broker, %error, ?backoff, "MQTT broker still unreachable");
                     }
                 }
             }
@@ -95,6 +119,14 @@ impl Bridge {
             self.broker.port,
         );
         opts.set_keep_alive(Duration::from_secs(15));
+        if let Some(user) = &self.broker.user {
+            opts.set_credentials(user, self.broker.password.clone().unwrap_or_default());
+        }
+        if let Some(tls) = &self.tls {
+            opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+                tls.clone(),
+            )));
+        }
         opts.set_last_will(LastWill::new(
             self.status_topic(),
             "offline",
@@ -109,7 +141,7 @@ impl Bridge {
                 res = eventloop.poll() => match res {
                     Ok(MqttEvent::Incoming(Packet::ConnAck(_))) => break,
                     Ok(_) => {}
-                    Err(e) => return Ended::Lost { error: e.to_string(), connected: false },
+                    Err(e) => return Ended::Lost { error: explain(&e), connected: false },
                 },
                 _ = shutdown.cancelled() => return Ended::Shutdown,
             }
@@ -193,6 +225,23 @@ impl Bridge {
         feeder.abort();
         drop(link);
         ended
+    }
+}
+
+/// Why a connection to the broker failed, with what to do about it.
+fn explain(e: &ConnectionError) -> String {
+    match e {
+        ConnectionError::ConnectionRefused(
+            code @ (ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized),
+        ) => format!(
+            "the broker refused the login ({code:?}): check the user name in the URL \
+             (mqtt://USER@HOST) and the password (--mqtt-password-file)"
+        ),
+        ConnectionError::Tls(t) => format!(
+            "TLS to the broker failed: {t} (a broker with a certificate of its own needs \
+             --mqtt-ca FILE)"
+        ),
+        e => e.to_string(),
     }
 }
 

@@ -14,11 +14,18 @@
 //! node's change log from there. The log (65,536 events by default) is the bounded buffer: an
 //! outage longer than that is published as a `resync` event. Consumers can drop duplicates by
 //! `seq`. The node never waits on the broker.
+//!
+//! The connection: `mqtt://` in clear or `mqtts://` (TLS, rustls with the system's roots or
+//! `--mqtt-ca FILE`), with a user name and password when the URL or `--mqtt-password-file`
+//! gives them. A broker that cannot be reached or refuses the login is logged at the default
+//! level once, with the reason, and retried with back-off.
 #![forbid(unsafe_code)]
 
 mod bridge;
 pub mod homeassistant;
+mod tls;
 mod url;
 
 pub use bridge::Bridge;
+pub use tls::{MqttTlsError, client_config};
 pub use url::{BadBrokerUrl, BrokerAddr};

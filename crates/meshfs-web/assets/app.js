@@ -247,7 +247,8 @@ function renderNodes() {
       [badge(n.status), n.disk_full ? [' ', el('span', { class: 'badge offline disk-full' }, 'disk full')] : null],
       [badge(n.events), n.events === 'live' ? null : el('div', { class: 'muted events-why' }, eventsWhy(n))],
       n.version || '',
-      n.id ? el('code', { class: 'node-id', title: n.id }, n.id.slice(0, 9) + '…') : '',
+      [n.id ? el('code', { class: 'node-id', title: n.id }, n.id.slice(0, 9) + '…') : '',
+        n.conflict ? el('span', { class: 'conflict', title: 'other nodes announce this name with another ID: pin one with meshfs trust ' + n.conflict + ' ID' }, ' ⚠ ' + n.conflict + ' claimed twice') : null],
       n.error || '',
     ];
     // data-label: the column's name, shown before each value on a phone (no header there).

@@ -13,7 +13,7 @@
 
 use std::sync::{Arc, RwLock};
 
-use meshfs_core::{PeerEvent, Peers};
+use meshfs_core::{Peer, PeerEvent, Peers};
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -63,8 +63,13 @@ pub struct NodeInfo {
     /// still serves, but recordings on it stop growing.
     pub disk_full: bool,
     /// The node's ID (the hash of its key, as `meshfs id --node` prints it) when known: this
-    /// node's own, and another's once a connection to it showed its key.
+    /// node's own, another's as it announced it on the LAN, and as a connection to it
+    /// showed its key.
     pub id: Option<String>,
+    /// A name this node announces that other nodes (with other IDs) announce too: never
+    /// resolved at random (issue 15), so the page marks it; `meshfs trust NAME ID` chooses
+    /// for `NAME:PATH`.
+    pub conflict: Option<String>,
 }
 
 /// The set of known nodes. Cheap to clone; every clone sees the same set.
@@ -89,6 +94,7 @@ impl NodeDirectory {
             events_why: None,
             disk_full: false,
             id: None,
+            conflict: None,
         };
         NodeDirectory {
             nodes: Arc::new(RwLock::new(vec![local])),
@@ -123,6 +129,7 @@ impl NodeDirectory {
                 events_why: None,
                 disk_full: false,
                 id: None,
+                conflict: None,
             });
         }
         self.bump();
@@ -185,11 +192,32 @@ impl NodeDirectory {
         });
     }
 
+    /// Show `peer`, with the ID it announced, and mark the name it shares with other
+    /// nodes of the table (each node claiming it, since the table changed for all).
+    fn show_peer(&self, peers: &Peers, peer: &Peer) {
+        self.add(&peer.addr.to_string());
+        self.mark_claims(peers, &peer.name);
+    }
+
+    /// Mark (or unmark) every node of `peers` announcing `name`, and record the ID each
+    /// announced where none is known yet.
+    fn mark_claims(&self, peers: &Peers, name: &str) {
+        let contested = peers.conflict(name).len() > 1;
+        for p in peers.find_all(name) {
+            self.update(&p.addr.to_string(), |n| {
+                n.conflict = contested.then(|| name.to_owned());
+                if n.id.is_none() {
+                    n.id = p.node_id.map(|id| id.to_string());
+                }
+            });
+        }
+    }
+
     /// Show every node of `peers`, now and as they come, until `shutdown`.
     pub async fn follow_peers(self, peers: Peers, shutdown: CancellationToken) {
         let mut changes = peers.watch();
         for peer in changes.snapshot() {
-            self.add(&peer.addr.to_string());
+            self.show_peer(&peers, peer);
         }
         loop {
             let event = tokio::select! {
@@ -198,23 +226,25 @@ impl NodeDirectory {
             };
             match event {
                 PeerEvent::Up(peer) => {
-                    self.add(&peer.addr.to_string());
+                    self.show_peer(&peers, &peer);
                 }
                 // A node at a new address is shown there, no longer at the old one.
                 PeerEvent::Changed { old, new } => {
                     if old.addr != new.addr {
                         self.remove(&old.addr.to_string());
                     }
-                    self.add(&new.addr.to_string());
+                    self.show_peer(&peers, &new);
                 }
                 // It said `bye` or expired: it is gone, not merely offline.
                 PeerEvent::Down { peer, why } => {
                     tracing::debug!(addr = %peer.addr, ?why, "node left the list");
                     self.remove(&peer.addr.to_string());
+                    // The others of its name may no longer be contested.
+                    self.mark_claims(&peers, &peer.name);
                 }
                 PeerEvent::Resync(all) => {
                     for peer in all {
-                        self.add(&peer.addr.to_string());
+                        self.show_peer(&peers, &peer);
                     }
                 }
             }
@@ -238,6 +268,7 @@ mod tests {
         let peer = |name: &str, port: u16| meshfs_core::Peer {
             name: name.into(),
             id: "1".into(),
+            node_id: None,
             addr: std::net::SocketAddr::from(([10, 0, 0, 9], port)),
             web: None,
             source: meshfs_core::peers::Source::Multicast,

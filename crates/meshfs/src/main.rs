@@ -104,10 +104,12 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    // Every command that connects to nodes meets them under the user's trust policy.
+    // Every command that connects to nodes meets them under the user's trust policy (a node,
+    // under its own identity: it installs its policy once its identity is loaded).
     let connects = !matches!(
         cli.command,
-        Command::Hub(_)
+        Command::Node(_)
+            | Command::Hub(_)
             | Command::Registry(_)
             | Command::Shell(_)
             | Command::FtpPasswd(_)
@@ -122,7 +124,7 @@ fn main() -> std::process::ExitCode {
     }
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Node(args) => cmd::node::run(args).await,
+            Command::Node(args) => cmd::node::run(args, cli.plaintext).await,
             Command::Ls(args) => cmd::files::ls(args).await,
             Command::Stat(args) => cmd::files::stat(args).await,
             Command::Cat(args) => cmd::files::cat(args).await,

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use common::group::Group;
 use common::{assert_success, bin};
 
 /// `meshfs <args>` with XDG folders under `home`.
@@ -281,4 +282,167 @@ with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10) as ra
     let pin = node_id(home.path(), &state, true);
     let hash = text.lines().last().unwrap().trim();
     assert_eq!(format!("sha256//{hash}"), pin, "{text}");
+}
+
+/// Multicast addresses of this file's groups: `239.255.150+n.*` (see `Group::new`).
+const BLOCK: u8 = 150;
+
+/// `meshfs node` called `name`, on the test's LAN group `net`, its identity in `state`.
+fn lan_node(home: &Path, state: &Path, share: &Path, name: &str, net: &Group) -> common::Proc {
+    let mut cmd = Command::new(bin());
+    cmd.args(["node", share.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .args(["--name", name, "--no-web", "--show-peers"])
+        .args(["--state", state.to_str().unwrap()])
+        .args(net.args())
+        .args(net.dnssd_args())
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_STATE_HOME", home.join("state"))
+        .stderr(std::process::Stdio::inherit());
+    let proc = common::spawn_piped(&mut cmd);
+    proc.next_line(Duration::from_secs(20));
+    proc
+}
+
+/// An impostor answering every browser on `net` with `hello`; returns once it listens.
+fn forger(net: &Group, hello: &str) -> common::Proc {
+    let mut cmd = Command::new("python3");
+    cmd.arg(common::group::python_script("forged_hello.py"))
+        .args([&net.addr, &net.port.to_string(), "127.0.0.1", hello])
+        .stderr(std::process::Stdio::inherit());
+    let proc = common::spawn_piped(&mut cmd);
+    assert_eq!(proc.next_line(Duration::from_secs(10)), "ready");
+    proc
+}
+
+/// `meshfs cat NAME:PATH` on the test's group.
+fn cat_by_name(home: &Path, net: &Group, target: &str, wait: &str) -> Output {
+    let mut args = vec!["cat", target, "--lookup-wait", wait];
+    let lan = net.lan_args();
+    let dnssd = net.dnssd_args();
+    args.extend(lan.iter().map(String::as_str));
+    args.extend(dnssd.iter().map(String::as_str));
+    meshfs(home, &args)
+}
+
+/// The attack of issue 15: a host on the LAN answers for a name it does not own, announcing
+/// its own key and address. A client that pinned the name reaches the real node all the
+/// same; one that did not refuses to choose, listing both IDs and the command that pins; and
+/// a forger claiming the pinned ID itself is caught by the handshake.
+#[test]
+fn a_forged_hello_does_not_redirect_a_pinned_name() {
+    let home = tempfile::tempdir().unwrap();
+    let (real_share, fake_share) = (home.path().join("real"), home.path().join("fake"));
+    for (dir, text) in [(&real_share, "real"), (&fake_share, "fake")] {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("notes.txt"), text).unwrap();
+    }
+    let (s1, s2) = (home.path().join("s1"), home.path().join("s2"));
+    let (id1, id2) = (
+        node_id(home.path(), &s1, false),
+        node_id(home.path(), &s2, false),
+    );
+    let net = Group::new(BLOCK);
+    let _real = lan_node(home.path(), &s1, &real_share, "cam1", &net);
+    // The impostor's file server, reachable by address only: it never announces cam1 itself.
+    let (_fake, fake_addr) = node_in(home.path(), &s2, &fake_share, &[]);
+    let fake_port = fake_addr.rsplit_once(':').unwrap().1;
+    let forged = format!(
+        r#"{{"v":1,"kind":"hello","node":"cam1","id":"forged","node_id":"{id2}","port":{fake_port}}}"#
+    );
+    let forger_proc = forger(&net, &forged);
+
+    // Pinned: the real node, whatever the impostor answers; and at once, not after the
+    // whole --lookup-wait (#20), since the pinned key answered.
+    assert_success(&meshfs(home.path(), &["trust", "cam1", &id1]));
+    let t = std::time::Instant::now();
+    let out = cat_by_name(home.path(), &net, "cam1:notes.txt", "20s");
+    assert_success(&out);
+    assert_eq!(stdout(&out), "real");
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "the lookup waited {:?}",
+        t.elapsed()
+    );
+    assert!(
+        forger_proc
+            .next_line(Duration::from_secs(5))
+            .starts_with("answered"),
+        "the forger was heard"
+    );
+
+    // Not pinned (another user): a visible conflict, never a choice at random.
+    let other = tempfile::tempdir().unwrap();
+    let out = cat_by_name(other.path(), &net, "cam1:notes.txt", "1s");
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(&id1) && err.contains(&id2) && err.contains("meshfs trust cam1"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "{}", stdout(&out));
+    let pins = other.path().join("config/meshfs/known_nodes");
+    let pinned = std::fs::read_to_string(&pins).unwrap_or_default();
+    assert!(
+        !pinned.contains("cam1"),
+        "nothing pinned on a conflict: {pinned}"
+    );
+
+    // `meshfs peers` shows both claims, with their IDs, marked.
+    let mut args = vec!["peers".to_owned()];
+    args.extend(net.lan_args());
+    args.extend(net.dnssd_args());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = meshfs(other.path(), &args);
+    assert_success(&out);
+    let listed = stdout(&out);
+    for id in [&id1, &id2] {
+        assert!(
+            listed.lines().any(|l| l.starts_with("cam1 ")
+                && l.contains(id.as_str())
+                && l.ends_with(" conflict")),
+            "{listed}"
+        );
+    }
+
+    // A forger claiming the pinned ID itself, at its own address: the handshake demands
+    // that key, which it does not hold.
+    drop(forger_proc);
+    let forged = format!(
+        r#"{{"v":1,"kind":"hello","node":"cam1","id":"forged","node_id":"{id1}","port":{fake_port}}}"#
+    );
+    let _forger = forger(&net, &forged);
+    for _ in 0..3 {
+        let out = cat_by_name(home.path(), &net, "cam1:notes.txt", "1s");
+        assert!(stdout(&out) != "fake", "redirected to the impostor");
+        if !out.status.success() {
+            let err = stderr(&out);
+            assert!(err.contains(&id1) && err.contains(&id2), "{err}");
+        }
+    }
+}
+
+/// Issue 15, item 3: a node's own connections (here cluster replication) present the NODE's
+/// key, so a node that admits only that node ID (`--allow`) serves it, and still refuses a
+/// user's command.
+#[test]
+fn a_node_replicates_from_a_node_that_allows_only_its_id() {
+    let home = tempfile::tempdir().unwrap();
+    let (share_a, share_b) = (home.path().join("a"), home.path().join("b"));
+    std::fs::create_dir_all(&share_a).unwrap();
+    std::fs::create_dir_all(&share_b).unwrap();
+    std::fs::write(share_b.join("clip.txt"), "from b").unwrap();
+    let (sa, sb) = (home.path().join("sa"), home.path().join("sb"));
+    let id_a = node_id(home.path(), &sa, false);
+    let (_b, b_addr) = node_in(home.path(), &sb, &share_b, &["--allow", &id_a]);
+    let peer = format!("meshfs://{b_addr}/");
+    let (_a, _) = node_in(home.path(), &sa, &share_a, &["--cluster-peer", &peer]);
+    common::wait_until(Duration::from_secs(20), "clip.txt replicated", || {
+        std::fs::read_to_string(share_a.join("clip.txt")).is_ok_and(|t| t == "from b")
+    });
+    // The user's own key is not on the list.
+    let out = meshfs(
+        home.path(),
+        &["cat", &format!("meshfs://{b_addr}/clip.txt")],
+    );
+    assert!(!out.status.success(), "{}", stdout(&out));
 }

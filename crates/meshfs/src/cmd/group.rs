@@ -144,6 +144,8 @@ impl OfferArg {
 /// The node discovery runs for.
 pub struct ThisNode<'a> {
     pub name: &'a str,
+    /// Its ID, announced beside its name.
+    pub node_id: meshfs_core::NodeId,
     /// Its file server.
     pub server: SocketAddr,
     /// Its web UI's port, announced in hellos.
@@ -208,6 +210,7 @@ impl GroupArgs {
     ) -> anyhow::Result<Option<Discovery>> {
         let ThisNode {
             name,
+            node_id,
             server,
             web,
             share,
@@ -237,6 +240,7 @@ impl GroupArgs {
         }
         let config = discovery::Config {
             name: name.to_owned(),
+            node_id: Some(node_id),
             port: server.port(),
             web,
             group: self.group.group(Some(server.ip())),

@@ -15,6 +15,7 @@ pub mod group_chat;
 pub mod hub;
 pub mod id;
 pub mod mount;
+pub mod mqtt;
 pub mod node;
 pub mod node_tls;
 pub mod offer;

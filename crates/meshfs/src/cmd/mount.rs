@@ -195,6 +195,7 @@ fn discover(args: &Args, peers: &Peers, life: &Lifetime) -> anyhow::Result<()> {
     let config = lan::Config {
         discovery: discovery::Config {
             name: "mount".into(),
+            node_id: None,
             port: 0,
             web: None,
             group,

@@ -54,9 +54,12 @@ pub struct Args {
     /// File events kept for subscribers that reconnect (`subscribe <since>`).
     #[arg(long, default_value_t = meshfs_core::events::DEFAULT_CAPACITY)]
     pub event_log: usize,
-    /// Publish file events and presence to this MQTT broker (mqtt://HOST[:PORT]).
+    /// Publish file events and presence to this MQTT broker:
+    /// mqtt://[USER[:PASSWORD]@]HOST[:PORT] (1883), or mqtts://… for TLS (8883).
     #[arg(long, env = "MESHFS_MQTT")]
     pub mqtt: Option<meshfs_mqtt::BrokerAddr>,
+    #[command(flatten)]
+    pub mqtt_conn: super::mqtt::MqttConnArgs,
     #[command(flatten)]
     pub web: super::web::WebArgs,
     #[command(flatten)]
@@ -73,7 +76,9 @@ pub struct Args {
     pub tls: super::node_tls::TlsArgs,
 }
 
-pub async fn run(args: Args) -> anyhow::Result<()> {
+/// Run a node; `plaintext` (the global `--plaintext`) makes its own connections to other
+/// nodes speak in clear.
+pub async fn run(args: Args, plaintext: bool) -> anyhow::Result<()> {
     // Issue 20: every door is started before the readiness line, and a node that cannot start
     // leaves nothing behind (the share folder it made is removed while still empty).
     let prepared = super::share_dir::prepare(&args.dir)?;
@@ -81,7 +86,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let grace = args.grace;
     let life = crate::signals::Lifetime::new();
     let out = super::ready::Stdout::held();
-    let started = match start(args, &life, &out).await {
+    let started = match start(args, plaintext, &life, &out).await {
         Ok(started) => started,
         Err(e) => {
             life.shutdown.cancel();
@@ -120,6 +125,7 @@ struct Started {
 /// Start every door of the node on `life`; the first that cannot start stops it all.
 async fn start(
     args: Args,
+    plaintext: bool,
     life: &crate::signals::Lifetime,
     out: &super::ready::Stdout,
 ) -> anyhow::Result<Started> {
@@ -133,6 +139,7 @@ async fn start(
     let identity = meshfs_core::Identity::load_or_create(&identity_dir, &name)
         .context("cannot load the node's identity (--state chooses its folder)")?;
     let node_id = identity.id();
+    super::trust::install_as(plaintext, Some(&identity))?;
     // Share and offer passwords (seed 004), read before serving: the prompt comes first.
     let access = args.group.access()?;
     raise_fd_limit(args.max_connections as u64 + 256);
@@ -180,7 +187,9 @@ async fn start(
     )];
     if let Some(broker) = args.mqtt {
         if watch.is_some() {
-            let bridge = meshfs_mqtt::Bridge::new(broker, name.clone(), events.clone())
+            let bridge = args
+                .mqtt_conn
+                .bridge(broker, &name, events.clone())?
                 .with_node_id(&node_id.to_string());
             tracker.spawn(bridge.run(shutdown.clone()));
         } else {
@@ -266,6 +275,7 @@ async fn start(
     // LAN discovery and offers (seed 004): multicast announcements, static --peer polls.
     let this = super::group::ThisNode {
         name: &name,
+        node_id,
         server: addr,
         web: web.as_ref().map(|w| w.addr.port()),
         share: &share,

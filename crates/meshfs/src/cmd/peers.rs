@@ -10,14 +10,19 @@ use meshfs_group::probe::{Answers, probe};
 #[derive(clap::Args)]
 #[command(after_help = "\
 Examples:
-  meshfs peers                          nodes on the LAN: NAME ADDRESS AGE
+  meshfs peers                          nodes on the LAN: NAME ADDRESS AGE ID [conflict]
   meshfs peers --group-iface 10.0.0.2   ask through one interface
   meshfs peers --peer 10.0.0.7:4044     also ask this node directly (networks without multicast)
   meshfs peers --no-dnssd               ask the group only, not DNS-SD (_meshfs._tcp)
 
+ID is the node's ID as it announced it (`meshfs id --node` on the node; `-` for a node too old
+to announce one). `conflict` marks a name that several nodes with different IDs announce:
+`NAME:PATH` then goes only to the one pinned with `meshfs trust NAME ID`.
+
 Prints nothing (and exits 0) when no node answers. With --json, one array of objects:
   name, addr (the file server, HOST:PORT), web (its web UI's port, or null), age_s (seconds
-  since last heard).")]
+  since last heard), id (its node ID, or null), conflict (true when other nodes announce the
+  name).")]
 pub struct PeersArgs {
     #[command(flatten)]
     pub group: GroupAddr,
@@ -76,21 +81,34 @@ pub async fn peers(args: PeersArgs) -> anyhow::Result<()> {
         eprintln!("multicast group not asked: {e}");
     }
     let now = Instant::now();
-    // (name, addr, web port, age in seconds), in the order heard.
-    let mut listed: Vec<(String, std::net::SocketAddr, Option<u16>, u64)> = peers
+    let mut listed: Vec<Listed> = peers
         .list()
         .into_iter()
-        .map(|p| {
-            let age = now.saturating_duration_since(p.last_seen).as_secs();
-            (p.name, p.addr, p.web, age)
+        .map(|p| Listed {
+            age: now.saturating_duration_since(p.last_seen).as_secs(),
+            conflict: !peers.conflict(&p.name).is_empty(),
+            name: p.name,
+            addr: p.addr,
+            web: p.web,
+            id: p.node_id,
         })
         .collect();
     for target in &args.peer {
         let target = target.to_string();
         match tokio::time::timeout(POLL_TIMEOUT, poll_hello(&target)).await {
-            Ok(Ok((name, addr))) => {
-                if !listed.iter().any(|l| l.0 == name && l.1 == addr) {
-                    listed.push((name, addr, None, 0));
+            Ok(Ok(found)) => {
+                if !listed
+                    .iter()
+                    .any(|l| l.name == found.name && l.addr == found.addr)
+                {
+                    listed.push(Listed {
+                        name: found.name,
+                        addr: found.addr,
+                        web: None,
+                        age: 0,
+                        id: found.node_id,
+                        conflict: false,
+                    });
                 }
             }
             Ok(Err(e)) => eprintln!("{target}: {e}"),
@@ -98,19 +116,48 @@ pub async fn peers(args: PeersArgs) -> anyhow::Result<()> {
         }
     }
     if args.json {
-        let all: Vec<_> = listed
-            .iter()
-            .map(|(name, addr, web, age)| {
-                serde_json::json!({"name": name, "addr": addr.to_string(), "web": web, "age_s": age})
-            })
-            .collect();
+        let all: Vec<_> = listed.iter().map(Listed::json).collect();
         println!("{}", serde_json::Value::Array(all));
         return Ok(());
     }
-    for (name, addr, _, age) in &listed {
-        println!("{name} {addr} {age}s");
+    for l in &listed {
+        println!("{}", l.line());
     }
     Ok(())
+}
+
+/// One node `meshfs peers` lists.
+struct Listed {
+    name: String,
+    addr: std::net::SocketAddr,
+    web: Option<u16>,
+    /// Seconds since last heard.
+    age: u64,
+    /// The node ID it announced (or showed over TLS when asked with `--peer`).
+    id: Option<meshfs_core::NodeId>,
+    /// Other nodes announce the same name with other IDs.
+    conflict: bool,
+}
+
+impl Listed {
+    /// `NAME ADDRESS AGEs ID`, and ` conflict` when other nodes claim the name.
+    fn line(&self) -> String {
+        let id = self.id.map_or_else(|| "-".to_owned(), |i| i.to_string());
+        let mark = if self.conflict { " conflict" } else { "" };
+        format!("{} {} {}s {id}{mark}", self.name, self.addr, self.age)
+    }
+
+    /// The fields `--json` documents.
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "name": self.name,
+            "addr": self.addr.to_string(),
+            "web": self.web,
+            "age_s": self.age,
+            "id": self.id.map(|i| i.to_string()),
+            "conflict": self.conflict,
+        })
+    }
 }
 
 pub async fn offers(args: OffersArgs) -> anyhow::Result<()> {

@@ -10,10 +10,12 @@ use std::time::Duration;
 
 use super::group::{DnsSdArgs, GroupAddr};
 use anyhow::Context;
-use meshfs_core::Peers;
-use meshfs_core::{NodeAddr, RemotePath};
+use meshfs_core::trust::Trust;
+use meshfs_core::{NodeAddr, NodeId, Peer, Peers, RemotePath};
 use meshfs_group::dnssd;
-use meshfs_group::probe::probe;
+use meshfs_group::probe::probe_into;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 /// A remote file as typed on the command line.
 #[derive(Debug, Clone)]
@@ -105,60 +107,170 @@ impl Lookup {
     }
 }
 
+/// How long a name lookup that has its answer still listens for a contradicting one (another
+/// node claiming the name) before it settles: nodes answer a browser's hello at once, so
+/// their answers arrive together; a lookup whose answer matches a pin ends at once.
+const SETTLE: Duration = Duration::from_millis(150);
+
 /// Ask the LAN group and DNS-SD at once, for `wait`, who is there. A node heard both ways is
-/// one peer, at the address its group hello came from. DNS-SD errors are logged; the group's
-/// error is returned beside what DNS-SD found, for the caller to judge.
+/// one peer. DNS-SD errors are logged; the group's error is returned beside what DNS-SD
+/// found, for the caller to judge.
 pub async fn ask_lan(
     group: &GroupAddr,
     dnssd: &DnsSdArgs,
     wait: Duration,
 ) -> (Peers, Option<std::io::Error>) {
+    ask_lan_until(group, dnssd, wait, |_| None).await
+}
+
+/// [`ask_lan`], ending early once the table holds what the caller needs: `settled` is asked
+/// after every answer, and says from when the table is enough (`None`: not yet; a time to
+/// come: unless a later answer changes its mind by then).
+async fn ask_lan_until(
+    group: &GroupAddr,
+    dnssd: &DnsSdArgs,
+    wait: Duration,
+    settled: impl Fn(&Peers) -> Option<Instant>,
+) -> (Peers, Option<std::io::Error>) {
     let g = group.group(None);
+    let peers = Peers::default();
+    let stop = CancellationToken::new();
     let by_dnssd = async {
         if dnssd.no_dnssd {
-            return Vec::new();
+            return;
         }
-        dnssd::browse(dnssd.dnssd_port, dnssd::Interfaces::of(g.iface), wait)
-            .await
-            .inspect_err(|e| tracing::warn!(error = %e, "DNS-SD not asked"))
-            .unwrap_or_default()
+        let ifaces = dnssd::Interfaces::of(g.iface);
+        if let Err(e) = dnssd::browse_into(dnssd.dnssd_port, ifaces, wait, &peers, &stop).await {
+            tracing::warn!(error = %e, "DNS-SD not asked");
+        }
     };
-    let (answers, by_dnssd) = tokio::join!(probe(&g, group.group_port, wait), by_dnssd);
-    let peers = Peers::default();
-    // DNS-SD first, so the group's answer for a node of the same name replaces it.
-    for p in by_dnssd {
-        peers.hello(p);
-    }
-    match answers {
-        Ok(answers) => {
-            for p in answers.peers {
-                peers.hello(p);
+    let asking = async {
+        let (answers, ()) = tokio::join!(
+            probe_into(&g, group.group_port, wait, &peers, &stop),
+            by_dnssd
+        );
+        stop.cancel();
+        answers.err()
+    };
+    let judging = async {
+        let mut changes = peers.watch();
+        loop {
+            let at = settled(&peers);
+            if at.is_some_and(|t| t <= Instant::now()) {
+                break;
             }
-            (peers, None)
+            let later = async {
+                match at {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = changes.next() => {}
+                () = later => {}
+                () = stop.cancelled() => return,
+            }
         }
-        Err(e) => (peers, Some(e)),
+        stop.cancel();
+    };
+    let (group_error, ()) = tokio::join!(asking, judging);
+    (peers, group_error)
+}
+
+/// The node to reach for `name` among those claiming it, judged by the user's pin.
+fn choose(name: &str, claims: &[Peer], pinned: Option<NodeId>) -> Result<Peer, String> {
+    let show = |p: &Peer| {
+        let id = p
+            .node_id
+            .map_or_else(|| "(no ID)".to_owned(), |i| i.to_string());
+        format!("  {id} at {}", p.addr)
+    };
+    let listed = || claims.iter().map(show).collect::<Vec<_>>().join("\n");
+    let newest = |v: Vec<&Peer>| v.into_iter().max_by_key(|p| p.last_seen).cloned();
+    if let Some(pin) = pinned {
+        if let Some(p) = newest(claims.iter().filter(|p| p.node_id == Some(pin)).collect()) {
+            return Ok(p);
+        }
+        // A node too old to announce its ID: the handshake checks the pin.
+        let bare: Vec<&Peer> = claims.iter().filter(|p| p.node_id.is_none()).collect();
+        if bare.len() == 1 {
+            return Ok(bare[0].clone());
+        }
+        return Err(format!(
+            "node {name} is pinned to {pin}, but only other keys answered to that name:\n{}\n\
+             Someone may be impersonating {name}, or it was reinstalled: check the ID \
+             `meshfs id --node` prints on {name} itself, and if it changed, re-pin it:\n    \
+             meshfs trust {name} ID",
+            listed()
+        ));
+    }
+    match claims {
+        [one] => Ok(one.clone()),
+        _ => Err(format!(
+            "{} nodes answer to the name {name}, with different IDs:\n{}\n\
+             Not choosing one at random: check the ID `meshfs id --node` prints on the node you \
+             mean, pin it, and try again:\n    meshfs trust {name} ID",
+            claims.len(),
+            listed()
+        )),
     }
 }
 
 /// The file server of the node called `name`: asks the LAN group and DNS-SD at once, for
-/// `wait`; the group's answer wins (it names the address the node's hello came from).
+/// at most `wait`, stopping as soon as the answer cannot change (the pinned node answered)
+/// or has settled ([`SETTLE`]). Several nodes claiming the name are never chosen between at
+/// random: the pinned one, or an error listing them ([`choose`]). The key the chosen node
+/// announced is demanded in the handshakes with it (see [`Trust::expect_announced`]), so a
+/// forged hello pointing the name at another host leads nowhere.
 pub async fn find_node(
     group: &GroupAddr,
     dnssd: &DnsSdArgs,
     name: &str,
     wait: Duration,
 ) -> anyhow::Result<std::net::SocketAddr> {
-    let (peers, group_error) = ask_lan(group, dnssd, wait).await;
+    let trust = Trust::default();
+    let pinned = trust.pinned(name);
+    // When the name was first answered by one node alone.
+    let alone_since = std::sync::Mutex::new(None::<Instant>);
+    let settled = |peers: &Peers| {
+        let claims = peers.find_all(name);
+        if pinned.is_some_and(|pin| claims.iter().any(|p| p.node_id == Some(pin))) {
+            return Some(Instant::now());
+        }
+        let mut since = alone_since.lock().unwrap_or_else(|e| e.into_inner());
+        if claims.len() != 1 {
+            *since = None; // unanswered, or contested: only the full wait tells
+            return None;
+        }
+        Some(*since.get_or_insert_with(Instant::now) + SETTLE)
+    };
+    let (peers, group_error) = ask_lan_until(group, dnssd, wait, settled).await;
+    let claims = peers.find_all(name);
+    if claims.is_empty() {
+        let hint = match &group_error {
+            Some(e) => format!(
+                "the LAN group could not be asked ({e}): no multicast route? For nodes on this \
+                 machine try --group-iface 127.0.0.1, on a LAN --group-iface with this host's \
+                 address"
+            ),
+            None => "multicast blocked? try --group-iface with this host's LAN address \
+                     (127.0.0.1 for nodes on this machine)"
+                .to_owned(),
+        };
+        anyhow::bail!(
+            "no node named {name:?} answered on the LAN group or DNS-SD within {} ({hint}; \
+             or name the node by address: meshfs://HOST:PORT/PATH)",
+            humantime::format_duration(wait)
+        );
+    }
     if let Some(e) = group_error {
         tracing::warn!(error = %e, "multicast group not asked");
     }
-    peers.find(name).map(|p| p.addr).with_context(|| {
-        format!(
-            "no node named {name:?} answered on the LAN group or DNS-SD within {} \
-             (multicast blocked? use meshfs://HOST:PORT/PATH)",
-            humantime::format_duration(wait)
-        )
-    })
+    let node = choose(name, &claims, pinned).map_err(anyhow::Error::msg)?;
+    if let Some(id) = node.node_id {
+        trust.expect_announced(&NodeAddr::from(node.addr).to_string(), id);
+    }
+    Ok(node.addr)
 }
 
 #[cfg(test)]

@@ -64,11 +64,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 /// clear text with `--plaintext`. Every connection the command makes, in whichever library,
 /// follows it.
 pub fn install(plaintext: bool) -> anyhow::Result<()> {
-    let trust = if plaintext {
-        Trust::plaintext()
-    } else {
-        Trust::for_user().context("cannot set up TLS to nodes (--plaintext speaks in clear)")?
+    install_as(plaintext, None)
+}
+
+/// [`install`] for `meshfs node`: its client side (cluster replication, the web UI's remote
+/// nodes, directory fetches, static peer polls) presents the node's own identity, so another
+/// node's `--allow` admits it by its node ID.
+pub fn install_as(plaintext: bool, node: Option<&meshfs_core::Identity>) -> anyhow::Result<()> {
+    let trust = match (plaintext, node) {
+        (true, _) => Ok(Trust::plaintext()),
+        (false, Some(node)) => Trust::for_node(node.clone()),
+        (false, None) => Trust::for_user(),
     };
-    Trust::install_process_default(trust);
+    Trust::install_process_default(
+        trust.context("cannot set up TLS to nodes (--plaintext speaks in clear)")?,
+    );
     Ok(())
 }
