@@ -119,3 +119,71 @@ def private_sshd(w):
     wait_port(port)
     opts = ["-i", key, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]
     return port, key, opts
+
+
+def nginx(w, root, http_extra="sendfile on;"):
+    """nginx (one worker, no access log) serving `root` on a free loopback port; returns the
+    port once it listens."""
+    port = free_port()
+    conf = os.path.join(w, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(f"""daemon off; user root; worker_processes 1; pid {w}/nginx.pid; error_log {w}/nginx.err;
+events {{}}
+http {{ access_log off; {http_extra}
+  client_body_temp_path {w}/nb; proxy_temp_path {w}/np; fastcgi_temp_path {w}/nf;
+  uwsgi_temp_path {w}/nu; scgi_temp_path {w}/ns;
+  server {{ listen 127.0.0.1:{port}; root {root}; }} }}
+""")
+    start(["nginx", "-c", conf], stderr=subprocess.DEVNULL)
+    wait_port(port)
+    return port
+
+
+def drop_caches():
+    subprocess.run(["sync"])
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3")
+
+
+def wait_path(path, timeout=20):
+    """Wait until `path` exists (a mount serving it), at most `timeout` seconds."""
+    deadline = time.time() + timeout
+    while not os.path.exists(path):
+        if time.time() > deadline:
+            sys.exit(f"{path} never appeared")
+        time.sleep(0.05)
+
+
+def meshfs_mount(mnt, addr, *extra):
+    """`meshfs mount MNT --node ADDR` (no discovery), returned once its readiness line is out."""
+    os.makedirs(mnt, exist_ok=True)
+    p = start([BIN, *extra, "mount", mnt, "--node", addr, "--no-discovery"], stdout=subprocess.PIPE,
+              stderr=subprocess.DEVNULL, text=True)
+    if " ready:" not in p.stdout.readline():
+        sys.exit("meshfs mount did not start")
+    return p
+
+
+def sshfs_mount(mnt, src, port, key):
+    os.makedirs(mnt, exist_ok=True)
+    subprocess.run(["sshfs", f"root@127.0.0.1:{src}", mnt, "-p", str(port), "-o",
+                    f"IdentityFile={key},StrictHostKeyChecking=no,UserKnownHostsFile=/dev/null"], check=True)
+
+
+def rclone_mount(mnt, url, probe):
+    """rclone mount of an HTTP folder (`:http:`, read-only), once `probe` (a file name in it)
+    shows."""
+    os.makedirs(mnt, exist_ok=True)
+    p = start(["rclone", "mount", ":http:", mnt, "--http-url", url, "--read-only", "--no-modtime"],
+              stderr=subprocess.DEVNULL)
+    wait_path(os.path.join(mnt, probe))
+    return p
+
+
+def unmount(mnt, proc=None):
+    subprocess.run(["fusermount3", "-u", "-z", mnt], stderr=subprocess.DEVNULL)
+    if proc is not None:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from common import free_port, meshfs_node, start, table, wait_port, work_dir
+from common import meshfs_node, nginx, table, work_dir
 
 count = int(sys.argv[1])
 w = work_dir()
@@ -35,18 +35,7 @@ for _ in range(count):
 assert got == count * 4096
 rows.append(("meshfs", count / (time.perf_counter() - t0)))
 
-port = free_port()
-conf = os.path.join(w, "nginx.conf")
-with open(conf, "w") as f:
-    f.write(f"""daemon off; user root; worker_processes 1; pid {w}/nginx.pid; error_log {w}/nginx.err;
-events {{}}
-http {{ access_log off; sendfile on; keepalive_requests 100000;
-  client_body_temp_path {w}/nb; proxy_temp_path {w}/np; fastcgi_temp_path {w}/nf;
-  uwsgi_temp_path {w}/nu; scgi_temp_path {w}/ns;
-  server {{ listen 127.0.0.1:{port}; root {share}; }} }}
-""")
-start(["nginx", "-c", conf], stderr=subprocess.DEVNULL)
-wait_port(port)
+port = nginx(w, share, "sendfile on; keepalive_requests 100000;")
 cfg = os.path.join(w, "curl.cfg")
 with open(cfg, "w") as f:
     for i in range(count):

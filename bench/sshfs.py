@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""FUSE against sshfs: the same file read through `meshfs mount` and through `sshfs` (OpenSSH on
-loopback), sequential (cold page cache, dd bs=1M) and random 4 KiB preads (median latency).
-Targets (design.md): sequential >= 5x sshfs; random median within 3x of one protocol round trip.
+"""FUSE against sshfs and rclone mount: the same file read through `meshfs mount`, `sshfs`
+(OpenSSH on loopback) and `rclone mount` (`:http:` over nginx), sequential (cold page cache,
+dd bs=1M) and random 4 KiB preads (median latency).
+Targets (issue 22): sequential >= 5x sshfs (quiet machine) and >= 2x rclone mount; random median
+<= 0.5x sshfs and <= 2 protocol round trips.
 Usage: sshfs.py SIZE_MIB SAMPLES   (root: drop_caches, FUSE)"""
 
 import os
@@ -11,7 +13,8 @@ import subprocess
 import sys
 import time
 
-from common import BIN, meshfs_node, median, private_sshd, start, table, work_dir
+from common import (drop_caches, meshfs_mount, meshfs_node, median, nginx, private_sshd, rclone_mount,
+                    sshfs_mount, table, work_dir)
 
 size_mib, samples = int(sys.argv[1]), int(sys.argv[2])
 size = size_mib << 20
@@ -38,26 +41,23 @@ atexit.register(unmount_all)
 # meshfs node + mount
 _, addr = meshfs_node(share)
 mnt_m = os.path.join(w, "mnt-meshfs")
-os.makedirs(mnt_m)
-p = start([BIN, "mount", mnt_m, "--node", addr, "--no-discovery"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-p.stdout.readline()
+meshfs_mount(mnt_m, addr)
 mounts.append(mnt_m)
 file_m = os.path.join(mnt_m, "bench", "big.bin")
 
 # sshd + sshfs
 port, key, _ = private_sshd(w)
 mnt_s = os.path.join(w, "mnt-sshfs")
-os.makedirs(mnt_s)
-subprocess.run(["sshfs", f"root@127.0.0.1:{share}", mnt_s, "-p", str(port), "-o",
-                f"IdentityFile={key},StrictHostKeyChecking=no,UserKnownHostsFile=/dev/null"], check=True)
+sshfs_mount(mnt_s, share, port, key)
 mounts.append(mnt_s)
 file_s = os.path.join(mnt_s, "big.bin")
 
-
-def drop_caches():
-    subprocess.run(["sync"])
-    with open("/proc/sys/vm/drop_caches", "w") as f:
-        f.write("3")
+# nginx + rclone mount (its HTTP backend lists folders from nginx's autoindex)
+http_port = nginx(w, share, "sendfile on; autoindex on;")
+mnt_r = os.path.join(w, "mnt-rclone")
+rclone_mount(mnt_r, f"http://127.0.0.1:{http_port}/", "big.bin")
+mounts.append(mnt_r)
+file_r = os.path.join(mnt_r, "big.bin")
 
 
 def sequential(path, runs=3):
@@ -103,10 +103,12 @@ def round_trip():
 table(f"FUSE sequential read, {size_mib} MiB, cold cache, median of 3", [
     ("meshfs", sequential(file_m)),
     ("sshfs", sequential(file_s)),
+    ("rclone mount (http, nginx)", sequential(file_r)),
 ], "MB/s")
 rt = round_trip()
 table(f"FUSE random 4 KiB reads, median of {samples} (lower is better)", [
     ("meshfs", random_reads(file_m)),
     ("sshfs", random_reads(file_s)),
+    ("rclone mount (http, nginx)", random_reads(file_r)),
     ("one protocol round trip", rt),
 ], "microseconds", higher_is_better=False)

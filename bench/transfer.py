@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-from common import BIN, free_port, meshfs_node, median, private_sshd, start, table, timed, wait_port, work_dir
+from common import BIN, free_port, meshfs_node, median, nginx, private_sshd, start, table, timed, wait_port, work_dir
 
 size_mib, runs = int(sys.argv[1]), int(sys.argv[2])
 size = size_mib << 20
@@ -33,18 +33,7 @@ rows.append(("meshfs", mbps(timed([BIN, "get", url, dest], runs))))
 rows.append(("meshfs get --no-verify", mbps(timed([BIN, "get", "--no-verify", url, dest], runs))))
 
 # nginx with sendfile
-port = free_port()
-conf = os.path.join(w, "nginx.conf")
-with open(conf, "w") as f:
-    f.write(f"""daemon off; user root; worker_processes 1; pid {w}/nginx.pid; error_log {w}/nginx.err;
-events {{}}
-http {{ access_log off; sendfile on; tcp_nopush on;
-  client_body_temp_path {w}/nb; proxy_temp_path {w}/np; fastcgi_temp_path {w}/nf;
-  uwsgi_temp_path {w}/nu; scgi_temp_path {w}/ns;
-  server {{ listen 127.0.0.1:{port}; root {share}; }} }}
-""")
-start(["nginx", "-c", conf], stderr=subprocess.DEVNULL)
-wait_port(port)
+port = nginx(w, share, "sendfile on; tcp_nopush on;")
 rows.append(("curl <- nginx (sendfile)", mbps(timed(["curl", "-sf", "-o", dest, f"http://127.0.0.1:{port}/big.bin"], runs))))
 
 # vsftpd, anonymous

@@ -116,6 +116,8 @@ impl Live {
             .remove(&node)
         {
             t.abort();
+            // Its events reach us no more: its answers are trusted for the short TTL again.
+            self.fs.stream_changed(node, false);
         }
         let _ = self.tx.send(KernelNote::Entry(ROOT, folder.into()));
     }
@@ -126,7 +128,8 @@ async fn follow(node: usize, fs: Arc<FsHandle>, tx: mpsc::Sender<KernelNote>) {
     loop {
         match follower.next().await {
             // Events may have been missed while disconnected: forget everything of this node.
-            Notice::Connected { .. } | Notice::Disconnected { .. } => fs.forget_node(node),
+            Notice::Connected { .. } => fs.stream_changed(node, true),
+            Notice::Disconnected { .. } => fs.stream_changed(node, false),
             Notice::Event(event) if event.kind == EventKind::Resync => fs.forget_node(node),
             Notice::Event(event) => {
                 let stale = fs.path_changed(node, &event.path);

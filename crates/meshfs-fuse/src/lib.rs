@@ -39,6 +39,11 @@ pub use fs::{FsConfig, FsHandle, MeshFs};
 pub use nodes::{Node, NotAdded};
 pub use peers::{FolderChange, PeerFolders};
 
+/// How long an answer is trusted while the node's events would have told of a change: long
+/// enough for any burst of work on a folder, short enough to bound what a change the node
+/// cannot see (a folder it cannot watch) costs.
+pub const DEFAULT_EVENTS_TTL: Duration = Duration::from_secs(10);
+
 /// Everything tunable about a mount.
 #[derive(Debug, Clone, Copy)]
 pub struct MountOptions {
@@ -55,6 +60,7 @@ impl Default for MountOptions {
         MountOptions {
             fs: FsConfig {
                 ttl: Duration::from_millis(500),
+                events_ttl: DEFAULT_EVENTS_TTL,
                 max_readahead: readahead::DEFAULT_MAX_WINDOW,
                 readahead_budget: readahead::DEFAULT_BUDGET,
             },

@@ -142,6 +142,22 @@ impl ReadAhead {
         }
     }
 
+    /// At open, for a file of at most one chunk (`known_size`): fetch the whole file now, so
+    /// that its first read, which comes right after, waits on a request already in flight
+    /// (a folder of small files read one after the other then costs one round trip per file,
+    /// overlapped with the kernel's own open-to-read path). Larger files wait for their reads:
+    /// a player may open a big file only to seek.
+    pub fn at_open(&mut self, known_size: u64) -> Option<Arc<Chunk>> {
+        if known_size == 0 || known_size > CHUNK || !self.budget.has_room() {
+            return None;
+        }
+        let chunk = Chunk::new(0, &self.budget);
+        self.chunks.insert(0, chunk.clone());
+        // A read at 0 is then "sequential" and served from this chunk.
+        self.next = Some(0);
+        Some(chunk)
+    }
+
     /// The current window (0 when read-ahead is off).
     pub fn window(&self) -> u64 {
         self.window

@@ -3,10 +3,14 @@
 #![deny(unsafe_code)]
 
 mod cmd;
+mod config;
+mod notify;
 mod password;
 mod signals;
 
-use clap::{Parser, Subcommand};
+use std::ffi::OsString;
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -68,10 +72,21 @@ enum Command {
     Id(cmd::id::Args),
     /// Pin a node's ID ahead of time (NAME ID), list the pins, or --forget one.
     Trust(cmd::trust::Args),
+    /// Check a configuration file (meshfs.toml) without starting a node.
+    Config(cmd::config::Args),
+    /// Write shell completions or man pages (used when building the packages).
+    #[command(hide = true)]
+    Generate(cmd::generate::Args),
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse_with_config(std::env::args_os().collect()) {
+        Ok(cli) => cli,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     let default_level = match cli.command {
         Command::Node(_) | Command::Registry(_) | Command::Cluster(_) => "info",
         _ => "warn",
@@ -96,6 +111,8 @@ fn main() -> std::process::ExitCode {
             | Command::FtpPasswd(_)
             | Command::Id(_)
             | Command::Trust(_)
+            | Command::Config(_)
+            | Command::Generate(_)
     );
     if connects && let Err(e) = cmd::trust::install(cli.plaintext) {
         eprintln!("error: {e:#}");
@@ -121,6 +138,8 @@ fn main() -> std::process::ExitCode {
             Command::Cluster(args) => cmd::cluster::run(args).await,
             Command::Id(args) => cmd::id::run(args),
             Command::Trust(args) => cmd::trust::run(args),
+            Command::Config(args) => cmd::config::run(args),
+            Command::Generate(args) => cmd::generate::run(args, Cli::command()),
         }
     });
     // Do not wait for stray blocking tasks (a hash of a huge file, say) at exit.
@@ -134,13 +153,44 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// Parse the command line; for `meshfs node`, add the settings of its configuration file
+/// (`--config`, else the user's default file if it exists) under the flags and environment.
+/// Help, version and usage errors exit here, as with `Cli::parse`.
+fn parse_with_config(argv: Vec<OsString>) -> anyhow::Result<Cli> {
+    let command = Cli::command();
+    let matches = command.clone().get_matches_from(&argv);
+    let Some(("node", node)) = matches.subcommand() else {
+        return Ok(Cli::from_arg_matches(&matches)?);
+    };
+    let Some((argv, file)) = cmd::config::node_argv(&command, node, argv)? else {
+        return Ok(Cli::from_arg_matches(&matches)?);
+    };
+    match command.try_get_matches_from(argv) {
+        Ok(matches) => Ok(Cli::from_arg_matches(&matches)?),
+        Err(e) => {
+            // A conflict between the file and the command line (say `no-web = true` in the
+            // file and --web on the command line): clap's message, and where the rest came from.
+            let _ = e.print();
+            eprintln!(
+                "note: the flags above include the settings of {}",
+                file.display()
+            );
+            std::process::exit(2);
+        }
+    }
+}
+
 fn init_logging(default_level: &str) {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    // Colour only for a person at a terminal: a journal, a file or a pipe gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .with_target(false)
         .init();
 }

@@ -79,6 +79,7 @@ impl Lifetime {
     /// Cancel every task and wait for them for at most `grace`. Returns whether they all
     /// ended in time (a warning is logged if not).
     pub async fn shut_down(self, grace: Duration) -> bool {
+        crate::notify::stopping();
         self.shutdown.cancel();
         self.tracker.close();
         let done = tokio::time::timeout(grace, self.tracker.wait())

@@ -756,6 +756,129 @@ fn change_events_refresh_the_mount_long_before_the_ttl() {
     );
 }
 
+/// A TCP relay in front of a node that counts the requests passing through it, by their
+/// first word (`stat`, `ls`, `pread`, `subscribe`, …): what a mount asks, seen from outside.
+/// The mount must speak in clear (`--plaintext`) for the lines to be readable.
+struct CountingRelay {
+    addr: String,
+    counts: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+}
+
+impl CountingRelay {
+    fn new(node: &str) -> CountingRelay {
+        use std::io::{BufRead, BufReader, Write};
+        use std::net::{TcpListener, TcpStream};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let counts = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
+        let (node, seen) = (node.to_owned(), counts.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(upstream) = TcpStream::connect(&node) else {
+                    continue;
+                };
+                let (mut to_client, mut from_node) =
+                    (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+                std::thread::spawn(move || std::io::copy(&mut from_node, &mut to_client));
+                let (mut to_node, seen) = (upstream, seen.clone());
+                std::thread::spawn(move || {
+                    let mut lines = BufReader::new(client);
+                    let mut line = String::new();
+                    while lines.read_line(&mut line).is_ok_and(|n| n > 0) {
+                        let word = line.split_whitespace().next().unwrap_or("").to_owned();
+                        *seen.lock().unwrap().entry(word).or_insert(0) += 1;
+                        if to_node.write_all(line.as_bytes()).is_err() {
+                            break;
+                        }
+                        line.clear();
+                    }
+                    let _ = to_node.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        CountingRelay { addr, counts }
+    }
+
+    fn count(&self, word: &str) -> usize {
+        self.counts.lock().unwrap().get(word).copied().unwrap_or(0)
+    }
+
+    fn reset(&self) {
+        self.counts.lock().unwrap().retain(|w, _| w == "subscribe");
+    }
+}
+
+#[test]
+fn a_listed_folder_of_small_files_costs_one_request_per_file_and_changes_still_show() {
+    if !fuse_available() {
+        return;
+    }
+    let src = tempfile::tempdir().unwrap();
+    let files = 20;
+    write(src.path(), "snaps0/0.jpg", b"");
+    let (_n, node_addr) = node(src.path(), "cam");
+    let relay = CountingRelay::new(&node_addr);
+    // A TTL far below the time the reads take: only the node's events can vouch for answers.
+    let m = Mounted::new(&[&relay.addr], &["--plaintext", "--ttl", "50ms"]);
+    let names = |dir: &Path| std::fs::read_dir(dir).map_or(0, |d| d.count());
+    // A folder of files new to the kernel (nothing in its page cache): list it once its
+    // creation events are in, let every TTL pass (the kernel's and ours), then read every
+    // file and count the requests.
+    let mut round = 0;
+    let mut cycle = || {
+        round += 1;
+        for i in 0..files {
+            write(
+                src.path(),
+                &format!("snaps{round}/{i}.jpg"),
+                &pattern(10_000, i),
+            );
+        }
+        let snaps = m.path(&format!("cam/snaps{round}"));
+        assert!(eventually(Duration::from_secs(5), || names(&snaps) == files as usize));
+        std::thread::sleep(Duration::from_millis(100)); // the events of the writes are in
+        names(&m.path("cam"));
+        assert_eq!(names(&snaps), files as usize);
+        std::thread::sleep(Duration::from_millis(100)); // past every TTL
+        relay.reset();
+        for i in 0..files {
+            let data = std::fs::read(snaps.join(format!("{i}.jpg"))).unwrap();
+            assert!(data == pattern(10_000, i), "{i}.jpg read wrong");
+        }
+        (relay.count("stat"), relay.count("ls"), relay.count("pread"))
+    };
+    // The first rounds may run before the mount's event stream is up (nothing vouches for
+    // answers then): wait, at most 5 s, for the round the stream makes cheap.
+    let mut last = (0, 0, 0);
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            last = cycle();
+            last == (0, 0, files as usize)
+        }),
+        "requests (stat, ls, pread) for {files} listed files: {last:?}, not one pread each"
+    );
+    let snaps = m.path(&format!("cam/snaps{round}"));
+
+    // The events still make a change show at once, though the answers are trusted for long.
+    let changed = src.path().join(format!("snaps{round}/3.jpg"));
+    std::fs::write(&changed, pattern(10_000, 99)).unwrap();
+    let later = std::time::SystemTime::now() + Duration::from_secs(10);
+    File::options()
+        .write(true)
+        .open(&changed)
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(1), || std::fs::read(
+            snaps.join("3.jpg")
+        )
+        .is_ok_and(|d| d == pattern(10_000, 99))),
+        "a file changed on the node still read with its old bytes"
+    );
+}
+
 #[test]
 fn a_busy_mount_is_detached_on_sigterm_and_the_process_still_exits_zero() {
     if !fuse_available() {

@@ -84,11 +84,11 @@ impl Filesystem for MeshFs {
                     return reply.error(Errno::ENAMETOOLONG);
                 }
                 // A fresh listing of the parent answers without a round trip, even "no such file".
-                if let Some(entries) = shared.cache.dirs.get(&parent.0) {
+                if let Some((entries, ticket)) = shared.cache.dirs.get(&parent.0) {
                     return match entries.iter().find(|e| e.name == name) {
                         Some(e) => {
                             let ino = shared.inodes.lookup(node, &child);
-                            shared.cache.attrs.insert(ino, e.clone());
+                            shared.remember(ino, e, &ticket);
                             reply.entry(&ttl, &shared.attrs.of(ino, e), Generation(0));
                         }
                         None => reply.error(Errno::ENOENT),
@@ -97,10 +97,11 @@ impl Filesystem for MeshFs {
                 let shared = self.shared.clone();
                 self.spawn(async move {
                     let pool = &shared.nodes.get(node).pool;
+                    let ticket = shared.cache.ticket(node);
                     match requests::stat(pool, &child).await {
                         Ok(e) => {
                             let ino = shared.inodes.lookup(node, &child);
-                            shared.cache.attrs.insert(ino, e.clone());
+                            shared.remember(ino, &e, &ticket);
                             reply.entry(&ttl, &shared.attrs.of(ino, &e), Generation(0));
                         }
                         // Code 7 here is a FIFO or device the node never serves: listings
@@ -162,11 +163,13 @@ impl Filesystem for MeshFs {
                 .reopened_unchanged(ino.0, (e.size, e.mtime_ns));
             let file = OpenFile::new(&shared, ino.0, shared.nodes.get(node), path, &e);
             let fh = shared.handles.open_file(file);
-            let flags = if unchanged {
-                FopenFlags::FOPEN_KEEP_CACHE
-            } else {
-                FopenFlags::empty()
-            };
+            // Nothing to flush on a read-only mount: `close` then costs no request.
+            let mut flags = FopenFlags::FOPEN_NOFLUSH;
+            if unchanged {
+                flags |= FopenFlags::FOPEN_KEEP_CACHE;
+            } else if let Some(file) = shared.handles.file(fh) {
+                shared.prefetch_at_open(&file);
+            }
             reply.opened(FileHandle(fh), flags);
         });
     }

@@ -58,9 +58,18 @@ impl FsHandle {
         self.0.nodes.hide(addr)
     }
 
+    /// The event stream of `node` connected (`live`) or went down: from now on, answers are
+    /// trusted for long only while it is up. Events may have been missed: everything cached
+    /// is dropped.
+    pub fn stream_changed(&self, node: usize, live: bool) {
+        self.0.cache.set_live(node, live);
+        self.forget_node(node);
+    }
+
     /// Events of a node may have been missed: drop every cached attribute and listing (of all
-    /// nodes: the caches are short-lived anyway, and this is rare).
+    /// nodes: this is rare).
     pub fn forget_node(&self, node: usize) {
+        self.0.cache.event(node);
         tracing::debug!(node = %self.0.nodes.get(node).name, "caches dropped");
         self.0.cache.attrs.clear();
         self.0.cache.dirs.clear();
@@ -70,6 +79,8 @@ impl FsHandle {
     /// its folder, and say what the kernel should drop.
     pub fn path_changed(&self, node: usize, path: &str) -> Stale {
         let shared = &self.0;
+        // First: an answer in flight now may predate this change (see `cache::Ticket`).
+        shared.cache.event(node);
         let path = path.trim_matches('/');
         let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
         let parent_ino = shared.inodes.find(node, parent);

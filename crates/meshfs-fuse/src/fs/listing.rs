@@ -12,6 +12,7 @@ use fuser::{Errno, FileAttr, Generation, ReplyDirectory, ReplyDirectoryPlus};
 use meshfs_core::Entry;
 
 use super::Shared;
+use crate::cache::Ticket;
 use crate::inodes::{self, Inode, InodeTable, ROOT};
 
 /// A directory listing held by an open directory handle, so that a `readdir` continued at an
@@ -22,6 +23,8 @@ pub(super) struct Listing {
     node: Option<usize>,
     path: String,
     entries: Arc<Vec<Entry>>,
+    /// What the entries were asked under (`None` for the root): how far to trust them.
+    ticket: Option<Ticket>,
     /// For the mount root: the folder inode of each entry's node.
     node_inos: Vec<u64>,
 }
@@ -71,6 +74,7 @@ impl Shared {
                 let shown = self.nodes.shown();
                 Ok(Arc::new(Listing {
                     node: None,
+                    ticket: None,
                     path: String::new(),
                     entries: Arc::new(
                         shown
@@ -85,9 +89,10 @@ impl Shared {
                 }))
             }
             Some(Inode::Remote { node, path }) => {
-                let entries = self.list(ino, node, &path).await?;
+                let (entries, ticket) = self.list(ino, node, &path).await?;
                 Ok(Arc::new(Listing {
                     node: Some(node),
+                    ticket: Some(ticket),
                     path,
                     entries,
                     node_inos: Vec::new(),
@@ -120,7 +125,10 @@ impl Shared {
                     let ino = self
                         .inodes
                         .lookup(node, &inodes::join(&listing.path, &e.name));
-                    self.cache.attrs.insert(ino, e.clone());
+                    match &listing.ticket {
+                        Some(ticket) => self.remember(ino, e, ticket),
+                        None => self.cache.attrs.insert(ino, e.clone()),
+                    }
                     (self.attrs.of(ino, e), true)
                 }
                 // Plain readdir hands out no lookups: a placeholder number is fine for d_ino.

@@ -31,7 +31,7 @@ use std::time::Duration;
 use fuser::Errno;
 use meshfs_core::Entry;
 
-use crate::cache::MetaCache;
+use crate::cache::{MetaCache, Ticket};
 use crate::error::errno;
 use crate::inodes::InodeTable;
 use crate::nodes::{Node, Nodes};
@@ -45,6 +45,9 @@ pub use fs_handle::{FsHandle, Stale};
 pub struct FsConfig {
     /// How long the kernel and our cache trust attributes and listings.
     pub ttl: Duration,
+    /// How long our cache trusts an answer while the node's events would have told us of a
+    /// change (see [`crate::cache`]).
+    pub events_ttl: Duration,
     /// Largest read-ahead window per open file.
     pub max_readahead: u64,
     /// Most read-ahead chunks (1 MiB each) held by the whole mount at once.
@@ -82,7 +85,7 @@ impl MeshFs {
         let shared = Shared {
             inodes: InodeTable::new(),
             nodes: Nodes::default(),
-            cache: MetaCache::new(config.ttl),
+            cache: MetaCache::new(config.ttl, config.events_ttl),
             config,
             attrs: attr::Attrs::now(),
             handles: handles::Handles::default(),
@@ -152,13 +155,11 @@ impl Shared {
         if let Some(e) = self.cache.attrs.get(&ino) {
             return Ok(e);
         }
+        let ticket = self.cache.ticket(node);
         let node = self.nodes.get(node);
         match requests::stat(&node.pool, path).await {
             Ok(e) => {
-                self.cache.attrs.insert(ino, e.clone());
-                if let Some(file) = self.handles.open_inode(ino) {
-                    file.saw(&e);
-                }
+                self.remember(ino, &e, &ticket);
                 Ok(e)
             }
             Err(err) => {
@@ -169,17 +170,35 @@ impl Shared {
         }
     }
 
+    /// What a node answered about inode `ino` (asked under `ticket`): cached, and what its
+    /// open handles last saw (their end of file, and `fstat` while the node is away).
+    fn remember(&self, ino: u64, e: &Entry, ticket: &Ticket) {
+        self.cache
+            .attrs
+            .insert_trusted(ino, e.clone(), self.cache.trust(ticket));
+        if let Some(file) = self.handles.open_inode(ino) {
+            file.saw(e);
+        }
+    }
+
     /// The listing of directory `path` on `node` (inode `ino`), from the cache when fresh.
-    async fn list(&self, ino: u64, node: usize, path: &str) -> Result<Arc<Vec<Entry>>, Errno> {
+    async fn list(
+        &self,
+        ino: u64,
+        node: usize,
+        path: &str,
+    ) -> Result<(Arc<Vec<Entry>>, Ticket), Errno> {
         if let Some(l) = self.cache.dirs.get(&ino) {
             return Ok(l);
         }
+        let ticket = self.cache.ticket(node);
         let node = self.nodes.get(node);
         match requests::ls(&node.pool, path).await {
             Ok(entries) => {
-                let entries = Arc::new(entries);
-                self.cache.dirs.insert(ino, entries.clone());
-                Ok(entries)
+                let listed = (Arc::new(entries), ticket);
+                let trust = self.cache.trust(&ticket);
+                self.cache.dirs.insert_trusted(ino, listed.clone(), trust);
+                Ok(listed)
             }
             Err(err) => {
                 tracing::debug!(node = %node.name, path, error = %err, "ls failed");

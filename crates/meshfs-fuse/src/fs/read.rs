@@ -66,7 +66,14 @@ impl OpenFile {
 
     /// The node described the file as `entry`.
     pub(super) fn saw(&self, entry: &Entry) {
+        self.size.fetch_max(entry.size, Ordering::Relaxed);
         *self.seen.lock().expect("seen lock") = entry.clone();
+    }
+
+    /// A reply that stopped short at `end` is the end of the file, unless the node said the
+    /// file is longer (it grew since; or the node capped the reply): then the rest is asked.
+    fn ends_at(&self, end: u64) -> bool {
+        end >= self.size.load(Ordering::Relaxed)
     }
 
     /// What the node last said of the file, at least as long as what was read of it.
@@ -115,6 +122,20 @@ impl Shared {
         });
     }
 
+    /// Start fetching a small file whole as it is opened (see [`ReadAhead::at_open`]).
+    pub(super) fn prefetch_at_open(self: &Arc<Self>, file: &Arc<OpenFile>) {
+        let known = file.size.load(Ordering::Relaxed);
+        let chunk = file
+            .readahead
+            .lock()
+            .expect("readahead lock")
+            .at_open(known);
+        if let Some(chunk) = chunk {
+            let (shared, file) = (self.clone(), file.clone());
+            tokio::spawn(async move { shared.fetch_chunk(&file, &chunk).await });
+        }
+    }
+
     /// Fetch one read-ahead chunk and hand it to whoever waits on it.
     async fn fetch_chunk(&self, file: &OpenFile, chunk: &Chunk) {
         let res = match file.pread(chunk.start(), CHUNK).await {
@@ -154,10 +175,14 @@ impl Shared {
             if data.is_empty() {
                 break;
             }
+            let short = (data.len() as u64) < size - out.len() as u64;
             if out.is_empty() {
                 out = data;
             } else {
                 out.extend_from_slice(&data);
+            }
+            if short && file.ends_at(offset + out.len() as u64) {
+                break; // no second request only to hear "end of file"
             }
         }
         file.size
@@ -213,7 +238,7 @@ impl Shared {
                 break;
             }
         }
-        if hit_end && pos < end {
+        if hit_end && pos < end && !file.ends_at(pos) {
             // A growing file: ask for what lies past the old end.
             out.extend_from_slice(&self.pread(file, pos, end - pos).await?);
         }

@@ -2,10 +2,13 @@
 
 pub mod client;
 pub mod cluster;
+pub mod config;
+pub mod door_addr;
 pub mod fifo_chat;
 pub mod files;
 pub mod ftp;
 pub mod ftp_passwd;
+pub mod generate;
 pub mod get;
 pub mod group;
 pub mod group_chat;
@@ -16,8 +19,10 @@ pub mod node;
 pub mod node_tls;
 pub mod offer;
 pub mod peers;
+pub mod ready;
 pub mod registry;
 pub mod retain;
+pub mod share_dir;
 pub mod shell;
 pub mod target;
 pub mod trust;

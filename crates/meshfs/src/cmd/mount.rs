@@ -54,6 +54,11 @@ pub struct Args {
     /// events from the node make new and changed files show sooner).
     #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
     pub ttl: Duration,
+    /// How long an answer is trusted while the node's change events are received (any change
+    /// drops it at once; this bounds what a change the node cannot see costs). It is what
+    /// makes a folder of small files cost one round trip per file.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub events_ttl: Duration,
     /// Longest wait for a connection to a node (a node down answers EIO after this).
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     pub connect_timeout: Duration,
@@ -105,6 +110,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     anyhow::ensure!(args.dir.is_dir(), "{} is not a folder", args.dir.display());
     let mut options = MountOptions::default();
     options.fs.ttl = args.ttl;
+    options.fs.events_ttl = args.events_ttl;
     options.fs.max_readahead = args.readahead_mib << 20;
     options.fs.readahead_budget = args.readahead_total_mib as usize;
     options.pool = PoolConfig {
