@@ -45,7 +45,7 @@ use meshfs_core::events::{EventKind, Events, Reason};
 use meshfs_core::follow::{Follower, Notice};
 use meshfs_core::retention::writers::{Seen, Tracked, open_for_writing};
 use meshfs_core::transfer::{self, DownloadOptions};
-use meshfs_core::{Client, Entry, Kind, RemotePath, Share, ShareError};
+use meshfs_core::{Client, Credentials, Entry, Kind, RemotePath, Share, ShareError};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -83,6 +83,8 @@ pub struct Replicator {
     /// Size and modification time of local files known to be in step with a peer: the only
     /// versions a peer's may replace.
     synced: Arc<Mutex<HashMap<String, (u64, i64)>>>,
+    /// What every connection to a peer proves (a protected cluster shares one password).
+    credentials: Credentials,
 }
 
 /// When to pull a file the peer has.
@@ -110,7 +112,14 @@ impl Replicator {
             events: None,
             writing: None,
             synced: Arc::default(),
+            credentials: Credentials::none(),
         }
+    }
+
+    /// Prove `credentials` on every connection to a peer (`--cluster-password-file`).
+    pub fn with_credentials(mut self, credentials: Credentials) -> Replicator {
+        self.credentials = credentials;
+        self
     }
 
     /// An archive replica copies new and changed files but never deletes.
@@ -145,7 +154,8 @@ impl Replicator {
     }
 
     async fn follow(&self, peer: String) {
-        let mut follower = Follower::new(peer.clone(), None);
+        let mut follower =
+            Follower::new(peer.clone(), None).with_credentials(self.credentials.clone());
         let mut first = true;
         loop {
             let result = match follower.next().await {
@@ -195,7 +205,7 @@ impl Replicator {
 
     /// Walk the peer's whole share and pull what `want` asks for.
     async fn catch_up(&self, peer: &str, want: Want) -> Result<(), SyncError> {
-        let mut client = Client::connect(peer).await?;
+        let mut client = Client::connect_with(peer, &self.credentials).await?;
         let mut dirs = vec![String::new()];
         let mut walked = 0usize;
         let mut pulled = 0usize;
@@ -242,7 +252,7 @@ impl Replicator {
 
     /// Pull `path` from `peer` if `want` says so.
     async fn pull(&self, peer: &str, path: &str, want: Want) -> Result<(), SyncError> {
-        let mut client = Client::connect(peer).await?;
+        let mut client = Client::connect_with(peer, &self.credentials).await?;
         let entry = match client.stat(path).await {
             Ok(e) => e,
             // Gone again already (a temporary file, say): its `deleted` event follows.
@@ -312,7 +322,10 @@ impl Replicator {
             addr: peer.to_owned(),
             path: path.to_owned(),
         };
-        let opts = DownloadOptions::default();
+        let opts = DownloadOptions {
+            credentials: self.credentials.clone(),
+            ..DownloadOptions::default()
+        };
         if let Err(e) = transfer::download_into(&src, &dir, &name, &opts, &()).await {
             // No half-copies left in the share: the next event or catch-up starts over.
             transfer::discard_partial(&dir, &name);
@@ -364,7 +377,10 @@ impl Replicator {
             addr: peer.to_owned(),
             path: path.to_owned(),
         };
-        let opts = DownloadOptions::default();
+        let opts = DownloadOptions {
+            credentials: self.credentials.clone(),
+            ..DownloadOptions::default()
+        };
         // Theirs lands under the conflict name, or a temporary one first when it wins.
         let landing = if ours_win {
             conflict.clone()
@@ -454,7 +470,7 @@ impl Replicator {
 
     /// Delete `path` here once `peer` confirms it is gone there.
     async fn delete(&self, peer: &str, path: &str) -> Result<(), SyncError> {
-        let mut client = Client::connect(peer).await?;
+        let mut client = Client::connect_with(peer, &self.credentials).await?;
         match client.stat(path).await {
             Ok(_) => return Ok(()), // it is back (replaced): its `created` follows
             Err(e) if e.remote_code() == Some(meshfs_core::proto::Code::NotFound) => {}

@@ -83,6 +83,11 @@ struct Wire {
     size: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     protected: Option<bool>,
+    /// In `hello`: the sender's meshfs version and file-server protocol (older nodes omit them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    meshfs: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    proto: Option<u32>,
 }
 
 /// A node name usable in `NAME:PATH` and on one display line.
@@ -96,6 +101,19 @@ pub fn valid_name(name: &str) -> bool {
 
 fn valid_path(path: &str) -> bool {
     !path.is_empty() && path.len() <= MAX_PATH && !path.chars().any(char::is_control)
+}
+
+/// The meshfs version and file-server protocol a `hello` datagram announces, when it says
+/// (bounded like [`Announcement::parse`]).
+pub fn hello_versions(datagram: &[u8]) -> Option<(Option<String>, u32)> {
+    if datagram.len() > MAX_DATAGRAM {
+        return None;
+    }
+    let w: Wire = serde_json::from_slice(datagram).ok()?;
+    let version = w
+        .meshfs
+        .filter(|v| v.len() <= MAX_NAME && !v.contains(char::is_control));
+    Some((version, w.proto?))
 }
 
 impl Announcement {
@@ -151,6 +169,8 @@ impl Announcement {
                 id: Some(id),
                 port: Some(port),
                 web,
+                meshfs: Some(meshfs_core::VERSION.to_owned()),
+                proto: Some(meshfs_core::proto::PROTO_VERSION),
                 ..Wire::default()
             },
             Announcement::Bye { node, id } => Wire {

@@ -157,6 +157,8 @@ struct Inner {
     on_change: OnChange,
     /// `None` without multicast.
     sender: Option<UdpSocket>,
+    /// Peers already reported as speaking a version we cannot.
+    incompatible: crate::versions::Incompatible,
 }
 
 /// An offer that cannot be announced.
@@ -191,6 +193,7 @@ impl Discovery {
                 state: Mutex::new(State::default()),
                 on_change,
                 sender,
+                incompatible: Default::default(),
             }),
         };
         (d.inner.on_change)(&Change::Started {
@@ -458,6 +461,11 @@ impl Discovery {
         let a = match Announcement::parse(datagram) {
             Ok(a) => a,
             Err(why) => {
+                if why == Ignored::Unknown && self.inner.incompatible.first(&from.ip().to_string())
+                {
+                    tracing::warn!(%from, "a node announces itself in a format this version of meshfs \
+                        ({}) does not know: it will not be listed; update one of them", meshfs_core::VERSION);
+                }
                 let mut st = self.state();
                 *st.ignored.entry(why).or_default() += 1;
                 let total = st.ignored.values().sum();
@@ -472,6 +480,15 @@ impl Discovery {
         };
         if a.id() == self.inner.id {
             return; // our own, looped back
+        }
+        if let Announcement::Hello { node, id, .. } = &a
+            && let Some((version, proto)) = crate::announce::hello_versions(datagram)
+            && proto != meshfs_core::proto::PROTO_VERSION
+            && self.inner.incompatible.first(id)
+        {
+            tracing::warn!(%node, %from, version = version.as_deref().unwrap_or("?"), proto,
+                "node speaks a file-server protocol this meshfs ({}, protocol {}) cannot talk to; \
+                 update one of them", meshfs_core::VERSION, meshfs_core::proto::PROTO_VERSION);
         }
         match a {
             Announcement::Hello { port: 0, .. } => {

@@ -26,6 +26,7 @@ pub mod lan;
 pub mod offers;
 pub mod probe;
 pub mod socket;
+pub mod versions;
 
 pub use announce::{Announcement, Ignored};
 pub use discovery::{Change, Discovery};

@@ -97,6 +97,13 @@ pub enum OfferError {
         #[source]
         source: meshfs_core::ClientError,
     },
+    /// The node answered, with an error (no such file, say).
+    #[error("the node at {addr} answered: {source}")]
+    Answered {
+        addr: String,
+        #[source]
+        source: meshfs_core::ClientError,
+    },
     #[error("{0} is not a regular file")]
     NotAFile(String),
     #[error("the path does not fit in one announcement")]
@@ -115,9 +122,13 @@ pub async fn offer_for(
     node: &str,
     path: &str,
 ) -> Result<Offer, OfferError> {
-    let err = |source| OfferError::Node {
-        addr: node.to_owned(),
-        source,
+    let err = |source: meshfs_core::ClientError| {
+        let addr = node.to_owned();
+        if source.is_connection() {
+            OfferError::Node { addr, source }
+        } else {
+            OfferError::Answered { addr, source }
+        }
     };
     let mut c = meshfs_core::Client::connect(node).await.map_err(err)?;
     let info = c.hello().await.map_err(err)?;

@@ -9,6 +9,7 @@ use rumqttc::{AsyncClient, Event as MqttEvent, LastWill, MqttOptions, Outgoing, 
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
+use crate::homeassistant::{Discovery, Message, STATE_EVERY};
 use crate::url::BrokerAddr;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(500);
@@ -21,6 +22,8 @@ pub struct Bridge {
     broker: BrokerAddr,
     node: String,
     events: Events,
+    /// Home Assistant discovery (`homeassistant.rs`).
+    discovery: Discovery,
 }
 
 /// Why a broker session ended.
@@ -36,11 +39,19 @@ type SendOrder = Arc<Mutex<VecDeque<Option<u64>>>>;
 
 impl Bridge {
     pub fn new(broker: BrokerAddr, node: impl Into<String>, events: Events) -> Bridge {
+        let node = node.into();
         Bridge {
             broker,
-            node: node.into(),
+            discovery: Discovery::new(&node, None),
+            node,
             events,
         }
+    }
+
+    /// Name the node to Home Assistant by its ID (stable across renames) rather than its name.
+    pub fn with_node_id(mut self, id: &str) -> Bridge {
+        self.discovery = Discovery::new(&self.node, Some(id));
+        self
     }
 
     fn events_topic(&self) -> String {
@@ -111,8 +122,25 @@ impl Bridge {
         // The first connection starts from now; later ones resume after the last PUBACK.
         acked.get_or_insert(subscribed.last);
         let order: SendOrder = Arc::default();
-        order.lock().expect("fresh lock").push_back(None);
-        let _ = client.try_publish(self.status_topic(), QoS::AtLeastOnce, true, "online");
+        let retained = |messages: Vec<Message>| {
+            let mut order = order.lock().unwrap_or_else(|e| e.into_inner());
+            for m in messages {
+                order.push_back(None);
+                let _ = client.try_publish(m.topic, QoS::AtLeastOnce, true, m.payload);
+            }
+        };
+        let status = |payload: &str| Message {
+            topic: self.status_topic(),
+            payload: payload.to_owned(),
+        };
+        let mut state = self.discovery.state();
+        retained(vec![status("online")]);
+        retained(self.discovery.configs());
+        retained(vec![Message {
+            topic: state.topic.clone(),
+            payload: state.payload.clone(),
+        }]);
+        let mut state_tick = tokio::time::interval(STATE_EVERY);
         let feeder = tokio::spawn(feed(
             client.clone(),
             self.events_topic(),
@@ -141,9 +169,18 @@ impl Bridge {
                     Ok(_) => {}
                     Err(e) => break Ended::Lost { error: e.to_string(), connected: true },
                 },
+                _ = state_tick.tick() => {
+                    let now = self.discovery.state();
+                    if now.payload != state.payload {
+                        state = now;
+                        retained(vec![Message { topic: state.topic.clone(), payload: state.payload.clone() }]);
+                    }
+                }
                 _ = shutdown.cancelled() => {
-                    // A clean stop says so itself instead of leaving it to the last will.
-                    let _ = client.try_publish(self.status_topic(), QoS::AtLeastOnce, true, "offline");
+                    // A clean stop says so itself instead of leaving it to the last will, and
+                    // takes the node out of Home Assistant.
+                    retained(self.discovery.removals());
+                    retained(vec![status("offline")]);
                     let _ = client.try_disconnect();
                     let _ = tokio::time::timeout(Duration::from_secs(1), async {
                         while eventloop.poll().await.is_ok() {}

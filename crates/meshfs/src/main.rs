@@ -60,6 +60,8 @@ enum Command {
     Shell(cmd::shell::Args),
     /// List the nodes on the LAN (asks the multicast group).
     Peers(cmd::peers::PeersArgs),
+    /// One line per node found: version, uptime, share, free space, last recording, warnings.
+    Status(cmd::status::Args),
     /// List the files nodes offer on the LAN.
     Offers(cmd::peers::OffersArgs),
     /// Offer a file of the local node to the LAN group.
@@ -83,7 +85,7 @@ fn main() -> std::process::ExitCode {
     let cli = match parse_with_config(std::env::args_os().collect()) {
         Ok(cli) => cli,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             return std::process::ExitCode::from(2);
         }
     };
@@ -115,7 +117,7 @@ fn main() -> std::process::ExitCode {
             | Command::Generate(_)
     );
     if connects && let Err(e) = cmd::trust::install(cli.plaintext) {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", error_text(&e));
         return std::process::ExitCode::FAILURE;
     }
     let result = runtime.block_on(async move {
@@ -132,6 +134,7 @@ fn main() -> std::process::ExitCode {
             Command::Registry(args) => cmd::registry::run(args).await,
             Command::Shell(args) => cmd::shell::run(args).await,
             Command::Peers(args) => cmd::peers::peers(args).await,
+            Command::Status(args) => cmd::status::run(args).await,
             Command::Offers(args) => cmd::peers::offers(args).await,
             Command::Offer(args) => cmd::offer::run(args).await,
             Command::FtpPasswd(args) => cmd::ftp_passwd::run(args),
@@ -147,10 +150,28 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// `e` and its causes joined by `: `, each said once: library errors that show their cause in
+/// their own text (`cannot connect to ADDR: Connection refused`) would otherwise repeat it
+/// (`…: Connection refused (os error 111): Connection refused (os error 111)`).
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }
 
 /// Parse the command line; for `meshfs node`, add the settings of its configuration file

@@ -331,3 +331,103 @@ fn a_terminal_is_asked_for_the_password_without_echo() {
     assert!(seen.contains("alpha"), "{seen}");
     assert!(!seen.contains(PASSWORD), "echoed: {seen}");
 }
+
+/// Every cause in an error line said once (`a: b: b` is the mistake this guards against).
+#[track_caller]
+fn said_once(err: &str) {
+    for line in err.lines() {
+        let parts: Vec<&str> = line.split(": ").filter(|p| p.len() > 8).collect();
+        for (i, p) in parts.iter().enumerate() {
+            assert!(!parts[i + 1..].contains(p), "{p:?} repeated in {line:?}");
+        }
+    }
+}
+
+#[test]
+fn error_texts_say_what_where_why_and_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let (share, _) = share(dir.path());
+    let (_node, addr) = node(&share, &["--no-web", "--no-discovery"]);
+    let refused = common::RefusedPort::bind();
+    let url = |p: &str| format!("meshfs://{addr}/{p}");
+    let into_file = share.join("clips/a.txt/x");
+    let into_file = into_file.to_str().unwrap();
+    // (command, what the error must say)
+    let cases: Vec<(Vec<String>, Vec<String>)> = vec![
+        (
+            vec!["ls".into(), format!("meshfs://{}/", refused.addr)],
+            vec![
+                format!("cannot list meshfs://{}/", refused.addr),
+                "Connection refused".into(),
+            ],
+        ),
+        (
+            vec!["cat".into(), url("nope")],
+            vec![
+                format!("cannot read {}", url("nope")),
+                "no such file".into(),
+            ],
+        ),
+        (
+            vec![
+                "ls".into(),
+                url(""),
+                "--password-file".into(),
+                "/nonexistent/pw".into(),
+            ],
+            vec!["cannot read the password file /nonexistent/pw".into()],
+        ),
+        (
+            vec!["get".into(), url("clips/a.txt"), into_file.into()],
+            vec![into_file.into(), "Not a directory".into()],
+        ),
+        (
+            vec![
+                "offer".into(),
+                "nosuch.txt".into(),
+                "--node".into(),
+                addr.clone(),
+            ],
+            vec![
+                "cannot offer nosuch.txt".into(),
+                format!("the node at {addr} answered"),
+                "no such file".into(),
+            ],
+        ),
+        (
+            vec!["watch".into(), "meshfs://h/clips".into()],
+            vec!["is not a node address".into()],
+        ),
+    ];
+    for (args, says) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let err = fails(&meshfs_env(&args, dir.path(), &[]));
+        for s in &says {
+            assert!(err.contains(s.as_str()), "{args:?}: {s:?} not in {err}");
+        }
+        assert!(!err.contains("cannot reach"), "{args:?}: {err}");
+        said_once(&err);
+    }
+}
+
+#[test]
+fn cluster_replication_proves_the_password_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (share, pw) = share(dir.path());
+    let (_b, b_addr) = protected_node(&share, &pw);
+    let copy = dir.path().join("copy");
+    std::fs::create_dir_all(&copy).unwrap();
+    let pw = pw.to_str().unwrap();
+    let flags = ["--no-web", "--no-discovery", "--cluster-peer", &b_addr];
+    let (_a, _) = common::named_node(
+        &copy,
+        "a",
+        &[&flags[..], &["--cluster-password-file", pw]].concat(),
+    );
+    // The catch-up at start pulls the protected peer's files through its password.
+    common::wait_until(
+        Duration::from_secs(20),
+        "the copy of clips/deep/b.txt",
+        || std::fs::read(copy.join("clips/deep/b.txt")).is_ok_and(|b| b == b"bravo!\n"),
+    );
+}

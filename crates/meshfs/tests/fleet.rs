@@ -277,3 +277,151 @@ fn prometheus_scrapes_two_nodes() {
     assert_eq!(query("meshfs_build_info", "node"), ["cam1", "cam2"]);
     drop(nodes);
 }
+
+/// `meshfs status` run with its own config folder (its pins stay in the test), `--plaintext`
+/// when asked.
+fn status_cmd(home: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(common::bin());
+    cmd.env("XDG_CONFIG_HOME", home).arg("status").args(args);
+    cmd
+}
+
+fn status_json(home: &Path, args: &[&str]) -> Vec<Value> {
+    let out = status_cmd(home, args).output().unwrap();
+    common::assert_success(&out);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v.as_array().unwrap().clone()
+}
+
+/// The file server's `status` request, and `meshfs status` over it: the table, `--json`,
+/// `--watch`, and the warnings for a quiet node and for two nodes under one name.
+#[test]
+fn status_request_and_the_status_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let share = |name: &str| {
+        let p = dir.path().join(name);
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    };
+    let one = share("one");
+    std::fs::write(one.join("a.bin"), vec![1u8; 4096]).unwrap();
+    let (_cam1, addr1, _) = web_node(&one, "cam1", &[] as &[&str]);
+    let (_cam2, addr2, _) = web_node(&share("two"), "cam2", &[] as &[&str]);
+
+    // The request itself, as any client sends it.
+    wait_until(WAIT, "the share to be measured", || {
+        String::from_utf8_lossy(&ask(&addr1, "status", "\n\n")).contains("share-files: 1\n")
+    });
+    let reply = String::from_utf8(ask(&addr1, "status", "\n\n")).unwrap();
+    assert!(reply.starts_with("0 OK\nname: cam1\nversion: "), "{reply}");
+    for key in [
+        "share-bytes: 4096\n",
+        "disk-available: ",
+        "uptime: ",
+        "connections: ",
+    ] {
+        assert!(reply.contains(key), "{key} missing from {reply}");
+    }
+    assert!(
+        !reply.contains("last-closed"),
+        "nothing recorded yet: {reply}"
+    );
+
+    // A recording on cam1, then the table.
+    std::fs::write(one.join("clip.mp4"), b"frames").unwrap();
+    wait_until(WAIT, "the recording to be seen", || {
+        String::from_utf8_lossy(&ask(&addr1, "status", "\n\n")).contains("last-closed: ")
+    });
+    let nodes = ["--no-discovery", "--node", &addr1, "--node", &addr2];
+    let out = status_cmd(&home, &nodes).output().unwrap();
+    common::assert_success(&out);
+    let table = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].starts_with("NAME") && lines[0].contains("LAST-REC"),
+        "{table}"
+    );
+    assert!(
+        lines[1].starts_with("cam1 ") && lines[1].contains(&addr1),
+        "{table}"
+    );
+    assert!(
+        lines[1].contains("s ago") && lines[1].ends_with(" -"),
+        "{table}"
+    );
+    assert!(
+        lines[2].starts_with("cam2 ") && lines[2].contains(&addr2),
+        "{table}"
+    );
+
+    // JSON: the same numbers; a quiet node warns.
+    let mut args = nodes.to_vec();
+    args.extend(["--json", "--quiet-after", "0s"]);
+    let rows = status_json(&home, &args);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0]["name"], "cam1");
+    assert_eq!(rows[0]["status"]["version"], env!("CARGO_PKG_VERSION"));
+    // The walk that counts the new file comes later (at most every 10 s): at least the first.
+    assert!(
+        rows[0]["status"]["share_files"].as_u64().unwrap() >= 1,
+        "{rows:?}"
+    );
+    assert!(rows[0]["status"]["last_closed"].as_u64().unwrap() > 0);
+    let warnings = rows[0]["warnings"].to_string();
+    assert!(warnings.contains("no events for"), "{warnings}");
+
+    // A second node named cam1: both say so (in clear: the two keys differ under one name).
+    let (_twin, addr3, _) = web_node(&share("three"), "cam1", &[] as &[&str]);
+    let rows = status_json(
+        &home,
+        &[
+            "--plaintext",
+            "--no-discovery",
+            "--json",
+            "--node",
+            &addr1,
+            "--node",
+            &addr3,
+        ],
+    );
+    for row in &rows {
+        assert!(
+            row["warnings"]
+                .to_string()
+                .contains("name conflict: 2 nodes are named cam1"),
+            "{rows:?}"
+        );
+    }
+    // An address nobody answers on is a row with a reason, not a failure.
+    let refused = common::RefusedPort::bind();
+    let rows = status_json(
+        &home,
+        &["--no-discovery", "--json", "--node", &refused.addr],
+    );
+    assert!(
+        rows[0]["warnings"].to_string().contains("unreachable"),
+        "{rows:?}"
+    );
+
+    // --watch: a new JSON array per round.
+    let watch = common::spawn_piped(
+        status_cmd(
+            &home,
+            &[
+                "--no-discovery",
+                "--json",
+                "--watch",
+                "100ms",
+                "--node",
+                &addr2,
+            ],
+        )
+        .stderr(std::process::Stdio::inherit()),
+    );
+    for _ in 0..3 {
+        let line = watch.next_line(WAIT);
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v[0]["name"], "cam2", "{line}");
+    }
+}

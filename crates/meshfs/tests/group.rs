@@ -602,7 +602,7 @@ fn bad_offers_and_password_files_stop_the_node_with_a_clear_error() {
         (&["--offer", &offer_empty], "empty password"),
         (
             &["--password-file", "/nonexistent/pw"],
-            "cannot read the password",
+            "cannot read the password file /nonexistent/pw",
         ),
     ];
     for (extra, why) in cases {

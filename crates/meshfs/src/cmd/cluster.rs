@@ -56,6 +56,11 @@ pub struct PeerArgs {
     /// its own --retain/--keep-free).
     #[arg(long, requires = "peers")]
     pub archive: bool,
+    /// The password of protected --cluster-peers, on the first line of FILE (a cluster shares
+    /// one): proven on every connection to them (PAKE inside TLS). Give it only when the peers
+    /// are protected.
+    #[arg(long, value_name = "FILE", requires = "peers")]
+    pub cluster_password_file: Option<std::path::PathBuf>,
 }
 
 impl PeerArgs {
@@ -73,6 +78,16 @@ impl PeerArgs {
         }
         let peers = self.peers.iter().map(NodeAddr::to_string).collect();
         let mut replicator = Replicator::new(share.clone()).archive(self.archive);
+        if let Some(f) = &self.cluster_password_file {
+            let p = crate::password::from_file(f).with_context(|| {
+                format!(
+                    "cannot read the password file {} (--cluster-password-file)",
+                    f.display()
+                )
+            })?;
+            replicator =
+                replicator.with_credentials(meshfs_core::Credentials::password(p.expose()));
+        }
         if let Some(events) = events {
             replicator = replicator.with_events(events);
         }

@@ -164,7 +164,13 @@ impl GroupArgs {
         let access = Access::open();
         let read = "cannot read the password";
         let share_password = if let Some(f) = &self.password_file {
-            Some(password::from_file(f).context(read)?)
+            let named = || {
+                format!(
+                    "cannot read the password file {} (--password-file)",
+                    f.display()
+                )
+            };
+            Some(password::from_file(f).with_context(named)?)
         } else if let Some(p) = password::from_env().context(read)? {
             Some(p)
         } else if self.password {
@@ -177,7 +183,13 @@ impl GroupArgs {
         }
         for o in self.offer.iter().map(|o| OfferArg::parse(o)) {
             if let Some(f) = &o.password_file {
-                let p = password::from_file(f).context(read)?;
+                let p = password::from_file(f).with_context(|| {
+                    format!(
+                        "cannot read the password file {} (--offer {})",
+                        f.display(),
+                        o.path
+                    )
+                })?;
                 access
                     .protect_file(&o.path, p.expose())
                     .with_context(|| format!("cannot offer {}", o.path))?;

@@ -24,6 +24,7 @@ pub mod registry;
 pub mod retain;
 pub mod share_dir;
 pub mod shell;
+pub mod status;
 pub mod target;
 pub mod trust;
 pub mod watch;

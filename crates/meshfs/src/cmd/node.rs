@@ -180,7 +180,8 @@ async fn start(
     )];
     if let Some(broker) = args.mqtt {
         if watch.is_some() {
-            let bridge = meshfs_mqtt::Bridge::new(broker, name.clone(), events.clone());
+            let bridge = meshfs_mqtt::Bridge::new(broker, name.clone(), events.clone())
+                .with_node_id(&node_id.to_string());
             tracker.spawn(bridge.run(shutdown.clone()));
         } else {
             tracing::warn!(

@@ -1,5 +1,7 @@
 //! `meshfs offer PATH`: announce a file of the local node to the LAN group.
 
+use anyhow::Context;
+
 use super::group::GroupAddr;
 use meshfs_group::probe::offer_for;
 
@@ -14,22 +16,26 @@ node with `--offer PATH:PASSWORDFILE` (the password never travels in the announc
 pub struct Args {
     /// Path of the file inside the node's share.
     pub path: String,
-    /// The node's file server.
-    #[arg(long, default_value = "127.0.0.1:4044")]
-    pub node: String,
+    /// The local node's file server: HOST[:PORT] or meshfs://HOST[:PORT].
+    #[arg(long, default_value = "127.0.0.1:4044", value_name = "HOST:PORT")]
+    pub node: meshfs_core::NodeAddr,
     #[command(flatten)]
     pub group: GroupAddr,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     // A node on loopback is announced on loopback, like the node itself does.
-    let node_ip = args
-        .node
-        .parse::<std::net::SocketAddr>()
-        .ok()
-        .map(|a| a.ip());
+    let node = args.node.to_string();
+    let node_ip = node.parse::<std::net::SocketAddr>().ok().map(|a| a.ip());
     let group = args.group.group(node_ip);
-    let offer = offer_for(&group, args.group.group_port, &args.node, &args.path).await?;
+    let offer = offer_for(&group, args.group.group_port, &node, &args.path)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot offer {} (a path inside the share of the node at {node})",
+                args.path
+            )
+        })?;
     super::peers::print_offer(&offer);
     Ok(())
 }
