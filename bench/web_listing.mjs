@@ -24,7 +24,7 @@ const clickTime = (selector) => page.evaluate((sel) => new Promise((r) => {
   requestAnimationFrame(() => requestAnimationFrame(() => r(performance.now() - t0)));
 }), selector);
 
-const out = { open: [], sort_size: [], sort_name: [], sort_type: [], filter: [], scroll: [], peer_open: [] };
+const out = { open: [], fetch: [], render: [], sort_size: [], sort_name: [], sort_type: [], filter: [], scroll: [], peer_open: [] };
 for (let i = 0; i < RUNS; i++) {
   await page.goto('about:blank');
   await page.goto(MESHFS_URL);
@@ -33,6 +33,16 @@ for (let i = 0; i < RUNS; i++) {
     return c && c.textContent.startsWith(n + ' of ' + n) && document.querySelector('#rows tr');
   }, FILES, { timeout: 60000, polling: 'raf' });
   out.open.push(await painted());
+  // Split: the request for the listing (server and transfer), and from its parsed JSON to the
+  // rows drawn (the page's own work).
+  const split = await page.evaluate(() => {
+    const ls = performance.getEntriesByType('resource').filter((r) => r.name.includes('/api/ls/')).pop();
+    const json = performance.getEntriesByName('meshfs-listing-json').pop();
+    const drawn = performance.getEntriesByName('meshfs-listing-drawn').pop();
+    return { fetch: ls.responseEnd - ls.startTime, render: drawn.startTime - json.startTime };
+  });
+  out.fetch.push(split.fetch);
+  out.render.push(split.render);
   out.sort_size.push(await clickTime('#sort-size button'));
   out.sort_type.push(await clickTime('#sort-type button'));
   out.sort_name.push(await clickTime('#sort-name button'));

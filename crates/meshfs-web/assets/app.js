@@ -573,6 +573,8 @@ async function renderListing(route, keepScroll) {
     return;
   }
   if (!sameRoute(route)) return;
+  // Marks for bench/web_listing.mjs: the listing has arrived (parsed); it is drawn.
+  performance.mark('meshfs-listing-json');
   listing.node = route.node; // keep the URL's key (name or address)
   for (const e of listing.entries) {
     e._type = typeOf(e);
@@ -588,6 +590,7 @@ async function renderListing(route, keepScroll) {
     return;
   }
   drawFolder(route);
+  performance.mark('meshfs-listing-drawn');
 }
 
 function drawFolder(route) {
