@@ -22,8 +22,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
+use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RemoveKind, RenameMode};
 use notify::{EventKind as RawKind, RecursiveMode, Watcher};
+
+mod folders;
+use folders::Folders;
 use tokio::sync::broadcast;
 
 /// Default number of events kept for replay.
@@ -279,11 +282,15 @@ impl Events {
         let config = notify::Config::default().with_follow_symlinks(false);
         let watcher = notify::RecommendedWatcher::new(handler, config)?;
         let watcher = Arc::new(Mutex::new(watcher));
-        lock_watcher(&watcher).watch(&root, RecursiveMode::Recursive)?;
+        // The share itself must be watched; each folder beneath it is watched on its own, so
+        // one that cannot be (unreadable, the watch limit) costs only its own events.
+        lock_watcher(&watcher).watch(&root, RecursiveMode::NonRecursive)?;
+        let mut folders = Folders::new(Arc::downgrade(&watcher));
+        folders.watch_tree(&root, |_| {});
         let ingest = Ingest {
             events: self.clone(),
             root,
-            watcher: Arc::downgrade(&watcher),
+            folders,
             overflowed,
         };
         std::thread::Builder::new()
@@ -423,14 +430,15 @@ fn lock_watcher(
 struct Ingest {
     events: Events,
     root: PathBuf,
-    /// Weak, so that dropping the [`WatchGuard`] stops everything.
-    watcher: std::sync::Weak<Mutex<notify::RecommendedWatcher>>,
+    /// The folders watched, and those that could not be; holds the watcher weakly, so that
+    /// dropping the [`WatchGuard`] stops everything.
+    folders: Folders,
     /// Set by the watcher's callback when the raw queue was full and an event was lost.
     overflowed: Arc<AtomicBool>,
 }
 
 impl Ingest {
-    fn run(self, rx: std::sync::mpsc::Receiver<notify::Result<notify::Event>>) {
+    fn run(mut self, rx: std::sync::mpsc::Receiver<notify::Result<notify::Event>>) {
         use std::sync::mpsc::TryRecvError;
         loop {
             let res = match rx.try_recv() {
@@ -459,13 +467,14 @@ impl Ingest {
     }
 
     /// Turn one raw watcher event into zero or more log events.
-    fn ingest(&self, ev: notify::Event) {
-        let events = &self.events;
+    fn ingest(&mut self, ev: notify::Event) {
+        let events = &self.events.clone();
         if ev.need_rescan() {
             events.push(EventKind::Resync, String::new());
             return;
         }
-        let rel = |p: &PathBuf| relative(&self.root, p);
+        let root = self.root.clone();
+        let rel = |p: &PathBuf| relative(&root, p);
         match ev.kind {
             RawKind::Create(kind) => {
                 for p in &ev.paths {
@@ -476,9 +485,22 @@ impl Ingest {
                     }
                 }
             }
-            RawKind::Modify(ModifyKind::Name(RenameMode::From)) => {
-                for r in ev.paths.iter().filter_map(rel) {
-                    events.push(EventKind::Deleted, r);
+            // A watched folder's own `MOVE_SELF` carries no rename cookie: its parent's
+            // `MOVED_FROM` (with one) already reported it.
+            RawKind::Modify(ModifyKind::Name(RenameMode::From)) if ev.attrs.tracker().is_some() => {
+                for p in &ev.paths {
+                    self.folders.forget(p);
+                    if let Some(r) = rel(p) {
+                        events.push(EventKind::Deleted, r);
+                    }
+                }
+            }
+            // A folder that could not be watched changed permissions: it may be watchable now.
+            RawKind::Modify(ModifyKind::Metadata(_)) => {
+                for p in &ev.paths {
+                    if self.folders.is_unwatched(p) && is_real_dir(p) {
+                        self.watch_and_report(p, false);
+                    }
                 }
             }
             RawKind::Modify(ModifyKind::Name(RenameMode::To)) => {
@@ -502,9 +524,17 @@ impl Ingest {
                     events.push(EventKind::Closed, r);
                 }
             }
-            RawKind::Remove(_) => {
-                for r in ev.paths.iter().filter_map(rel) {
-                    events.push(EventKind::Deleted, r);
+            // A watched folder's deletion comes twice (from its parent, and its own
+            // `DELETE_SELF`): logged once.
+            RawKind::Remove(kind) => {
+                for p in &ev.paths {
+                    let folder = self.folders.forget(p);
+                    if kind == RemoveKind::Folder && !folder {
+                        continue;
+                    }
+                    if let Some(r) = rel(p) {
+                        events.push(EventKind::Deleted, r);
+                    }
                 }
             }
             _ => {}
@@ -519,44 +549,41 @@ impl Ingest {
     ///
     /// A file written *and closed* before its folder was watched is reported `created` only: its
     /// `closed` happened where nobody could see it.
-    fn new_folder(&self, dir: &Path) {
+    fn new_folder(&mut self, dir: &Path) {
         if !is_real_dir(dir) {
             // Gone already, or a symlink: never watched nor scanned (it could lead anywhere).
+            // A folder gone already is still known, so that its deletion is reported.
+            self.folders.note(dir);
             if let Some(r) = relative(&self.root, dir) {
                 self.events.push_created_once(r);
             }
             return;
         }
-        if let Some(watcher) = self.watcher.upgrade()
-            && let Err(e) = lock_watcher(&watcher).watch(dir, RecursiveMode::Recursive)
-        {
-            // Gone already, or out of watches: report what we can; a later event corrects it.
-            tracing::debug!(error = %e, dir = %dir.display(), "watching a new folder failed");
-        }
-        if let Some(r) = relative(&self.root, dir) {
-            self.events.push_created_once(r);
-        }
-        let mut stack = vec![dir.to_owned()];
+        self.watch_and_report(dir, true);
+    }
+
+    /// Watch `dir` and the folders beneath it, and report what they already hold (and `dir`
+    /// itself if `with_dir`), each once its folder is watched.
+    fn watch_and_report(&mut self, dir: &Path, with_dir: bool) {
+        let (events, root) = (&self.events, &self.root);
         let mut seen = 0;
-        while let Some(d) = stack.pop() {
-            let Ok(items) = std::fs::read_dir(&d) else {
-                continue;
-            };
-            for item in items.flatten() {
-                seen += 1;
-                if seen > SCAN_LIMIT {
-                    self.events.push(EventKind::Resync, String::new());
-                    return;
+        self.folders.watch_tree(dir, |path| {
+            if path == dir {
+                if with_dir && let Some(r) = relative(root, path) {
+                    events.push_created_once(r);
                 }
-                let path = item.path();
-                if let Some(r) = relative(&self.root, &path) {
-                    self.events.push_created_once(r);
-                }
-                if item.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                    stack.push(path);
-                }
+                return;
             }
-        }
+            seen += 1;
+            if seen == SCAN_LIMIT + 1 {
+                events.push(EventKind::Resync, String::new());
+            }
+            if seen <= SCAN_LIMIT
+                && let Some(r) = relative(root, path)
+            {
+                events.push_created_once(r);
+            }
+        });
     }
 }
 

@@ -141,6 +141,39 @@ fn kinds_paths_and_increasing_sequence() {
     );
 }
 
+/// Every folder is watched on its own, and each reports its own deletion and move beside its
+/// parent's report: a subscriber still hears of each change once.
+#[test]
+fn folders_moved_and_deleted_are_reported_once() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("old/sub")).unwrap();
+    let node = start(dir.path(), 1000);
+    let mut sub = Sub::open(&node.addr, None);
+
+    std::fs::rename(dir.path().join("old"), dir.path().join("moved")).unwrap();
+    // The moved folder is watched under its new name (a file written before that is found
+    // by the scan of the folder, hence `created`).
+    std::fs::write(dir.path().join("moved/sub/f"), b"f").unwrap();
+    let mut seen = sub.until(|(_, k, p)| k == "created" && p == "moved/sub/f");
+    std::fs::remove_dir_all(dir.path().join("moved")).unwrap();
+    std::fs::write(dir.path().join("end"), b"e").unwrap();
+    seen.extend(sub.until(|(_, k, p)| k == "closed" && p == "end"));
+    let count = |kind: &str, path: &str| {
+        seen.iter()
+            .filter(|(_, k, p)| k == kind && p == path)
+            .count()
+    };
+    for (kind, path) in [
+        ("deleted", "old"),
+        ("created", "moved"),
+        ("deleted", "moved/sub/f"),
+        ("deleted", "moved/sub"),
+        ("deleted", "moved"),
+    ] {
+        assert_eq!(count(kind, path), 1, "{kind} {path}: {seen:?}");
+    }
+}
+
 #[test]
 fn appends_are_coalesced() {
     let dir = tempfile::tempdir().unwrap();

@@ -19,8 +19,10 @@ use tokio_util::task::TaskTracker;
 #[derive(clap::Args, Debug, Clone)]
 pub struct FtpArgs {
     /// Also serve the share over FTP (anonymous read; users of --ftp-users may write).
-    /// Without ADDR: 0.0.0.0:2121. Put the folder before --ftp when ADDR is omitted.
-    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "0.0.0.0:2121")]
+    /// Without ADDR: port 2121 on the --listen host (`:PORT` too takes that host). Put the
+    /// folder before --ftp when ADDR is omitted.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = ":2121",
+          value_parser = super::door_addr::parse)]
     pub ftp: Option<String>,
     /// Users allowed to write over FTP: lines `NAME:ARGON2-HASH` (see `meshfs ftp-passwd`).
     #[arg(long, value_name = "FILE", requires = "ftp")]
@@ -52,7 +54,8 @@ fn parse_ports(s: &str) -> Result<RangeInclusive<u16>, String> {
 }
 
 impl FtpArgs {
-    /// Start the FTP server if `--ftp` was given; returns its address.
+    /// Start the FTP server if `--ftp` was given; returns its address. The node has put its
+    /// `--listen` host into an `--ftp` without one (`door_addr::on_listen_host`).
     pub async fn start(
         self,
         share: &Share,

@@ -153,6 +153,8 @@ pub struct ThisNode<'a> {
     pub access: &'a Access,
     /// The node's one table of peers, which discovery feeds (the web UI reads it).
     pub peers: &'a Peers,
+    /// Where `--show-peers` prints (after the node's readiness lines).
+    pub out: &'a super::ready::Stdout,
 }
 
 impl GroupArgs {
@@ -199,6 +201,7 @@ impl GroupArgs {
             share,
             access,
             peers,
+            out,
         } = node;
         let offers = self
             .offer
@@ -216,9 +219,7 @@ impl GroupArgs {
             .collect::<anyhow::Result<Vec<_>>>()?;
         if self.no_discovery && self.peer.is_empty() {
             if self.show_peers {
-                use std::io::Write;
-                let off = discovery::Change::Started { group: None };
-                let _ = writeln!(std::io::stdout().lock(), "{off}");
+                out.line(discovery::Change::Started { group: None }.to_string());
             }
             return Ok(None);
         }
@@ -232,12 +233,10 @@ impl GroupArgs {
             multicast: !self.no_discovery,
             static_peers: self.peer.iter().map(ToString::to_string).collect(),
         };
-        let show = self.show_peers;
+        let show = self.show_peers.then(|| out.clone());
         let on_change: discovery::OnChange = Arc::new(move |c: &discovery::Change| {
-            // A reader that went away must not take discovery down with a panic.
-            if show {
-                use std::io::Write;
-                let _ = writeln!(std::io::stdout().lock(), "{c}");
+            if let Some(out) = &show {
+                out.line(c.to_string());
             }
         });
         // DNS-SD beside the group (not with --no-discovery): its peers land in the same table.

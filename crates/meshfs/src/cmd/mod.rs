@@ -3,6 +3,7 @@
 pub mod client;
 pub mod cluster;
 pub mod config;
+pub mod door_addr;
 pub mod fifo_chat;
 pub mod files;
 pub mod ftp;
@@ -18,8 +19,10 @@ pub mod node;
 pub mod node_tls;
 pub mod offer;
 pub mod peers;
+pub mod ready;
 pub mod registry;
 pub mod retain;
+pub mod share_dir;
 pub mod shell;
 pub mod target;
 pub mod trust;

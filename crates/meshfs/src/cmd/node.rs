@@ -21,7 +21,7 @@ Examples:
 The node's key and certificate are made on first start in STATE/identity (mode 0600); its ID,
 printed as `id ID` after the address lines and by `meshfs id --node`, is what clients pin.")]
 pub struct Args {
-    /// Folder to serve (created if missing).
+    /// Folder to serve (created if missing, its parent must exist).
     #[arg(default_value = "share", env = "MESHFS_DIR")]
     pub dir: PathBuf,
     /// Read the node's flags from this TOML file (keys are the flag names without `--`; flags
@@ -74,8 +74,55 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.dir)
-        .with_context(|| format!("cannot create {}", args.dir.display()))?;
+    // Issue 20: every door is started before the readiness line, and a node that cannot start
+    // leaves nothing behind (the share folder it made is removed while still empty).
+    let prepared = super::share_dir::prepare(&args.dir)?;
+    let dir = args.dir.clone();
+    let grace = args.grace;
+    let life = crate::signals::Lifetime::new();
+    let out = super::ready::Stdout::held();
+    let started = match start(args, &life, &out).await {
+        Ok(started) => started,
+        Err(e) => {
+            life.shutdown.cancel();
+            super::share_dir::undo(&dir, &prepared);
+            return Err(e);
+        }
+    };
+    out.ready(&started.lines);
+    // systemd (Type=notify): every door is bound.
+    crate::notify::ready(&started.status);
+    crate::notify::start_watchdog(life.shutdown.clone(), &life.tracker);
+    tracing::info!(name = %started.name, addr = %started.addr, node_id = %started.node_id,
+        dir = %dir.display(), "node ready");
+    // Last, so that `--dry-run` lines follow every address line on stdout.
+    super::retain::start(&started.retention, life.shutdown.clone(), &life.tracker);
+    life.run_until_signal(grace).await;
+    drop(started.watch);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// A node whose doors are all bound and running, before it says so.
+struct Started {
+    /// The readiness line, then the address lines (web, ftp) and `id ID`.
+    lines: Vec<String>,
+    /// What systemd shows of the node (`serving DIR on ADDR`).
+    status: String,
+    name: String,
+    addr: std::net::SocketAddr,
+    node_id: meshfs_core::NodeId,
+    retention: meshfs_core::retention::Retention,
+    /// The share's watch, kept for the node's life.
+    watch: Option<meshfs_core::events::WatchGuard>,
+}
+
+/// Start every door of the node on `life`; the first that cannot start stops it all.
+async fn start(
+    args: Args,
+    life: &crate::signals::Lifetime,
+    out: &super::ready::Stdout,
+) -> anyhow::Result<Started> {
     let share =
         Share::open(&args.dir).with_context(|| format!("cannot serve {}", args.dir.display()))?;
     let name = args.name.unwrap_or_else(super::id::host_name);
@@ -97,7 +144,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     let events = Events::new(args.event_log);
     // Without a watch (inotify limits reached, say) the node still serves files; it just
-    // cannot answer `subscribe`.
+    // cannot answer `subscribe`. Folders beneath the share that cannot be watched cost only
+    // their own events (the watch reports them).
     let watch = events
         .watch(share.root())
         .inspect_err(|e| tracing::warn!(error = %e, "cannot watch the share: no file events"))
@@ -123,15 +171,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         counted.set_events(&events);
     }
 
-    let life = crate::signals::Lifetime::new();
     let (shutdown, tracker) = (life.shutdown.clone(), life.tracker.clone());
     tracker.spawn(server.run(shutdown.clone(), tracker.clone()));
     tracker.spawn(counted.usage().follow(share.clone(), shutdown.clone()));
-    println!(
+    let mut lines = vec![format!(
         "meshfs node {name} serving {} on {addr}",
         share.root().display()
-    );
-    tracing::info!(%name, %addr, %node_id, dir = %share.root().display(), "node ready");
+    )];
     if let Some(broker) = args.mqtt {
         if watch.is_some() {
             let bridge = meshfs_mqtt::Bridge::new(broker, name.clone(), events.clone());
@@ -173,11 +219,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         )
         .await?;
     if let Some(web) = &web {
-        println!("{}", super::web::web_line(web));
+        lines.push(super::web::web_line(web));
     }
     // FTP door (seed 002): its address is printed right after the node's other address lines.
-    if let Some(ftp) = args
-        .ftp
+    let mut ftp = args.ftp;
+    ftp.ftp = (ftp.ftp.as_deref()).map(|a| super::door_addr::on_listen_host(a, &args.listen));
+    if let Some(ftp) = ftp
         .start(
             &share,
             &access,
@@ -188,13 +235,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         )
         .await?
     {
-        println!("ftp {ftp}");
+        lines.push(format!("ftp {ftp}"));
     }
     // The node's ID, after the address lines (the web line stays second).
-    println!("id {node_id}");
-    // systemd (Type=notify): the doors with an address line are bound.
-    crate::notify::ready(&format!("serving {} on {addr}", share.root().display()));
-    crate::notify::start_watchdog(shutdown.clone(), &tracker);
+    lines.push(format!("id {node_id}"));
     // Cluster worker (seed 002): pull the peers' changes into this share.
     args.cluster.start(
         &share,
@@ -203,9 +247,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         &tracker,
     )?;
     // Central directory (seed 003): GET_FILE listener, then register/connect/publish in the
-    // background; prints a second line once joined.
-    if let Some(join) = args.registry.config(&name) {
-        let joined = |j: &meshfs_registry::Joined| println!("meshfs node {j}");
+    // background; prints a line once joined.
+    if let Some(join) = args.registry.config(&name, &args.listen) {
+        let said = out.clone();
+        let joined = move |j: &meshfs_registry::Joined| said.line(format!("meshfs node {j}"));
         meshfs_registry::join::start(
             join,
             share.clone(),
@@ -225,14 +270,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         share: &share,
         access: &access,
         peers: &peers,
+        out,
     };
     args.group.start(this, shutdown.clone(), &tracker).await?;
-    // Last, so that `--dry-run` lines follow every address line on stdout.
-    super::retain::start(&retention, shutdown.clone(), &tracker);
-
-    life.run_until_signal(args.grace).await;
-    tracing::info!("stopped");
-    Ok(())
+    Ok(Started {
+        lines,
+        status: format!("serving {} on {addr}", share.root().display()),
+        name,
+        addr,
+        node_id,
+        retention,
+        watch,
+    })
 }
 
 /// A busy node holds one descriptor per connection: lift the soft limit towards the hard one.

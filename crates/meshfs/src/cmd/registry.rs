@@ -52,8 +52,9 @@ pub struct JoinArgs {
     /// User name in the directory (default: the node name).
     #[arg(long, env = "MESHFS_USER")]
     pub user: Option<String>,
-    /// Address of the peer GET_FILE listener announced to the directory (port 0: any free port).
-    #[arg(long, default_value = "0.0.0.0:0", env = "MESHFS_PEER_LISTEN")]
+    /// Address of the peer GET_FILE listener announced to the directory (port 0: any free
+    /// port; `:PORT`: on the --listen host).
+    #[arg(long, default_value = ":0", env = "MESHFS_PEER_LISTEN", value_parser = super::door_addr::parse)]
     pub peer_listen: String,
     /// Send the local time (DD/MM/YYYY HH:MM:SS) after every operation name, as the
     /// directories of the course's later version require.
@@ -64,11 +65,11 @@ pub struct JoinArgs {
 impl JoinArgs {
     /// What the node joins as, if `--registry` names a directory; the user defaults to the
     /// node's name.
-    pub fn config(self, node_name: &str) -> Option<JoinConfig> {
+    pub fn config(self, node_name: &str, listen: &str) -> Option<JoinConfig> {
         Some(JoinConfig {
             registry: self.registry?,
             user: self.user.unwrap_or_else(|| node_name.to_owned()),
-            peer_listen: self.peer_listen,
+            peer_listen: super::door_addr::on_listen_host(&self.peer_listen, listen),
             date: if self.date {
                 meshfs_registry::Stamp::LocalNow
             } else {

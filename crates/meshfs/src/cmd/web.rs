@@ -23,15 +23,16 @@ use meshfs_web::{ChatRoom, ChatSend, ChatSetting, Https, WebConfig, WebHandle};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// The web UI's default address.
-pub const DEFAULT_WEB: &str = "0.0.0.0:8044";
+/// The web UI's default address: port 8044 on the `--listen` host.
+pub const DEFAULT_WEB: &str = ":8044";
 
 /// Flags of the web UI, flattened into `meshfs node`.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct WebArgs {
-    /// Address of the web UI [default: 0.0.0.0:8044; when --listen asks for port 0, port 0 on
-    /// the --listen host, so several nodes on one machine never collide].
-    #[arg(long, value_name = "ADDR", conflicts_with = "no_web")]
+    /// Address of the web UI [default: port 8044 on the --listen host; when --listen asks for
+    /// port 0, port 0 there, so several nodes on one machine never collide; `:PORT`: on the
+    /// --listen host].
+    #[arg(long, value_name = "ADDR", conflicts_with = "no_web", value_parser = super::door_addr::parse)]
     pub web: Option<String>,
     /// Do not serve the web UI.
     #[arg(long)]
@@ -87,13 +88,12 @@ impl WebArgs {
         if self.no_web {
             return None;
         }
-        if let Some(web) = &self.web {
-            return Some(web.clone());
-        }
-        match listen.rsplit_once(':') {
-            Some((host, "0")) => Some(format!("{host}:0")),
-            _ => Some(DEFAULT_WEB.to_owned()),
-        }
+        let port = match (&self.web, listen.rsplit_once(':')) {
+            (Some(web), _) => return Some(super::door_addr::on_listen_host(web, listen)),
+            (None, Some((_, "0"))) => ":0",
+            (None, _) => DEFAULT_WEB,
+        };
+        Some(super::door_addr::on_listen_host(port, listen))
     }
 
     /// Start the web UI for a node whose file server listens on `local.file_server` (as
@@ -224,7 +224,12 @@ mod tests {
     #[test]
     fn web_address_follows_listen_port_zero() {
         let a = WebArgs::default();
-        assert_eq!(a.bind_addr("0.0.0.0:4044").as_deref(), Some(DEFAULT_WEB));
+        assert_eq!(a.bind_addr("0.0.0.0:4044").as_deref(), Some("0.0.0.0:8044"));
+        // A node limited to loopback keeps its web UI there.
+        assert_eq!(
+            a.bind_addr("127.0.0.1:4044").as_deref(),
+            Some("127.0.0.1:8044")
+        );
         assert_eq!(a.bind_addr("127.0.0.1:0").as_deref(), Some("127.0.0.1:0"));
         assert_eq!(a.bind_addr("[::1]:0").as_deref(), Some("[::1]:0"));
         let explicit = WebArgs {
