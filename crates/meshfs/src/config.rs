@@ -37,7 +37,7 @@ const NOT_SETTINGS: &[&str] = &["config", "help", "version"];
 /// What is wrong with a configuration file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read the configuration file {path} (given by --config or MESHFS_CONFIG)")]
+    #[error("cannot read the configuration file {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
