@@ -225,7 +225,8 @@ fn sigint_during_a_transfer_exits_zero_within_the_grace_period() {
 #[test]
 fn node_creates_its_folder_and_stops_cleanly_when_idle() {
     let dir = tempfile::tempdir().unwrap();
-    let share = dir.path().join("new/share");
+    // Only the last part of the path is created (a mistyped parent is an error: tests/node.rs).
+    let share = dir.path().join("new");
     let (mut node, addr) = node(&share, &[]);
     assert!(share.is_dir());
     let out = meshfs(&["ls", &format!("meshfs://{addr}/")], dir.path());
