@@ -54,8 +54,8 @@ fn broker(dir: &Path, port: u16) -> Killed {
     Killed(child)
 }
 
-/// `mosquitto_sub` with a persistent session (so it is sent what it missed while offline).
-fn subscriber(port: u16) -> Proc {
+/// `mosquitto_sub -v` on `topic`, its lines readable from the returned process.
+fn mosquitto_sub(port: u16, topic: &str, extra: &[&str]) -> Proc {
     spawn_piped(
         Command::new("mosquitto_sub")
             .args([
@@ -64,13 +64,21 @@ fn subscriber(port: u16) -> Proc {
                 "-p",
                 &port.to_string(),
                 "-t",
-                "meshfs/#",
+                topic,
                 "-v",
-                "-q",
-                "1",
             ])
-            .args(["-c", "-i", "meshfs-test-sub"])
+            .args(extra)
             .stderr(Stdio::null()),
+    )
+}
+
+/// A subscriber to every meshfs topic with a persistent QoS 1 session (so it is sent what it
+/// missed while offline).
+fn subscriber(port: u16) -> Proc {
+    mosquitto_sub(
+        port,
+        "meshfs/#",
+        &["-q", "1", "-c", "-i", "meshfs-test-sub"],
     )
 }
 
@@ -179,21 +187,7 @@ fn home_assistant_discovery_appears_and_is_removed_on_stop() {
     .to_owned();
 
     // What a Home Assistant that starts now is sent: every retained config.
-    let sub = |topic: &str| {
-        spawn_piped(
-            Command::new("mosquitto_sub")
-                .args([
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &port.to_string(),
-                    "-t",
-                    topic,
-                    "-v",
-                ])
-                .stderr(Stdio::null()),
-        )
-    };
+    let sub = |topic: &str| mosquitto_sub(port, topic, &[]);
     let ha = sub("homeassistant/#");
     let mut configs = std::collections::BTreeMap::new();
     while configs.len() < 4 {
