@@ -44,6 +44,10 @@ pub struct Args {
     /// Retry a dropped connection this many times (back-off 0.5 s doubling to 8 s), resuming.
     #[arg(long, default_value_t = 5)]
     pub retries: u32,
+    /// URL is a folder: download it and the folders inside, file by file (resumable; files
+    /// already here and verified are skipped; a summary at the end).
+    #[arg(short = 'r', long)]
+    pub recursive: bool,
     #[command(flatten)]
     pub client: super::client::ClientArgs,
 }
@@ -97,6 +101,9 @@ fn destination(url: &RemotePath, dest: Option<PathBuf>) -> anyhow::Result<PathBu
 }
 
 pub async fn run(mut args: Args) -> anyhow::Result<()> {
+    if args.recursive {
+        return super::get_tree::run(args).await;
+    }
     let passwords = args.client.passwords()?;
     let url = args.client.resolve(&args.url).await?;
     let dest = destination(&url, args.dest.take())?;
@@ -178,4 +185,21 @@ fn report(outcome: &Outcome, dest: &Path) {
         ),
     };
     println!("saved {} ({size} bytes){what}", dest.display());
+}
+
+impl Args {
+    /// The one-file download's options these flags ask for.
+    pub(super) fn options(&self, credentials: meshfs_core::Credentials) -> DownloadOptions {
+        DownloadOptions {
+            credentials,
+            verify: !self.no_verify,
+            sync: self.sync,
+            rate_limit: self.limit_rate,
+            io_timeout: self.timeout,
+            follow: self.follow,
+            no_clobber: !self.force,
+            retries: self.retries,
+            ..DownloadOptions::default()
+        }
+    }
 }
