@@ -62,6 +62,7 @@ impl FtpArgs {
         access: &Access,
         identity: &Identity,
         idle_timeout: Duration,
+        upload: &meshfs_core::rate::UploadLimits,
         shutdown: CancellationToken,
         tracker: &TaskTracker,
     ) -> anyhow::Result<Option<SocketAddr>> {
@@ -77,6 +78,7 @@ impl FtpArgs {
             passive_ports: self.ftp_passive_ports,
             idle_timeout,
             access: access.clone(),
+            upload: upload.clone(),
             tls: if self.ftp_tls || self.ftp_require_tls {
                 Some(
                     FtpTls::new(identity, self.ftp_require_tls)
