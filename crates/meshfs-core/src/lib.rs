@@ -29,6 +29,7 @@
 
 pub mod accept;
 pub mod access;
+pub mod blocks;
 pub mod client;
 pub mod dir;
 pub mod events;

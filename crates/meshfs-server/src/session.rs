@@ -7,6 +7,7 @@ use std::io;
 use std::sync::Arc;
 
 use meshfs_core::access::{self, Access, Keys, MAX_AUTH_FAILURES};
+use meshfs_core::blocks::BlockHasher;
 use meshfs_core::events::Events;
 use meshfs_core::metrics::{Door, metrics};
 use meshfs_core::pake::{self, NodeProof, PakeError};
@@ -174,6 +175,14 @@ impl Session {
         self.conn.status(code.as_u8(), text);
     }
 
+    /// `hash-prefix`/`blocks` of more bytes than the file holds (it shrank, or was replaced).
+    fn fewer_bytes(&mut self, size: u64) {
+        self.error(
+            Code::BadRequest,
+            &format!("the file holds fewer than {size} bytes"),
+        );
+    }
+
     fn share_error(&mut self, err: ShareError) {
         if let ShareError::Io(e) = &err {
             tracing::warn!(error = %e, "I/O error serving a request");
@@ -319,10 +328,29 @@ impl Session {
                     .map_err(io::Error::other)?;
                 match hash {
                     Ok(Some(h)) => self.conn.status(0, h.to_hex().as_str()),
-                    Ok(None) => self.error(
-                        Code::BadRequest,
-                        &format!("the file holds fewer than {size} bytes"),
-                    ),
+                    Ok(None) => self.fewer_bytes(size),
+                    Err(e) => self.share_error(e),
+                }
+            }
+            Request::Blocks { size, path } => {
+                if let Err(e) = BlockHasher::new(size) {
+                    self.error(Code::BadRequest, &e.to_string());
+                    return Ok(Next::Continue);
+                }
+                let Some(file) = self.open_checked(path) else {
+                    return Ok(Next::Continue);
+                };
+                let share = self.share.clone();
+                let list = tokio::task::spawn_blocking(move || share.block_hashes(&file, size))
+                    .await
+                    .map_err(io::Error::other)?;
+                match list {
+                    Ok(Some(list)) => {
+                        let bytes = list.as_bytes();
+                        self.conn.status(0, &bytes.len().to_string());
+                        self.conn.queue(bytes);
+                    }
+                    Ok(None) => self.fewer_bytes(size),
                     Err(e) => self.share_error(e),
                 }
             }

@@ -364,7 +364,7 @@ fn status_request_and_the_status_command() {
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert_eq!(rows[0]["name"], "cam1");
     assert_eq!(rows[0]["status"]["version"], env!("CARGO_PKG_VERSION"));
-    // The walk that counts the new file comes later (at most every 10 s): at least the first.
+    // The walk that counts the new file comes later (at most every 2 s): at least the first.
     assert!(
         rows[0]["status"]["share_files"].as_u64().unwrap() >= 1,
         "{rows:?}"
@@ -426,4 +426,83 @@ fn status_request_and_the_status_command() {
         let v: Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v[0]["name"], "cam2", "{line}");
     }
+}
+
+/// This file's block of group addresses (see [`common::group::Group::new`]).
+const BLOCK: u8 = 240;
+
+/// Issue 21, item 4: a peer speaking a file-server protocol this meshfs cannot talk to (a
+/// Python stand-in for a future meshfs, announcing `proto` 99 three times and answering
+/// `hello`/`status`) is logged once by a node that hears it, naming it, and `meshfs status`
+/// shows its version and protocol in the warning column.
+#[test]
+fn a_peer_of_another_protocol_is_logged_once_and_shown_by_status() {
+    let net = common::group::Group::new(BLOCK);
+    let dir = tempfile::tempdir().unwrap();
+    let share = dir.path().join("share");
+    std::fs::create_dir(&share).unwrap();
+    let mut node = common::spawn_piped(
+        Command::new(common::bin())
+            .args(["node", share.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+            .args(["--name", "cam1", "--no-web"])
+            .args(net.args())
+            .args(net.dnssd_args())
+            .env("XDG_CONFIG_HOME", dir.path().join("config"))
+            .env("XDG_STATE_HOME", dir.path().join("state"))
+            .env("RUST_LOG", "info")
+            .stderr(std::process::Stdio::piped()),
+    );
+    let log = common::lines_of(node.child.stderr.take().unwrap());
+    node.next_line(WAIT);
+
+    let future = common::spawn_piped(
+        Command::new("python3")
+            .arg(common::group::python_script("future_node.py"))
+            .args([&net.addr, &net.port.to_string(), "127.0.0.1", "cam9"])
+            .stderr(std::process::Stdio::inherit()),
+    );
+    let ready = future.next_line(WAIT);
+    assert!(ready.starts_with("ready "), "{ready}");
+    let warned = |l: &str| l.contains("cannot talk to") && l.contains("cam9");
+    common::until_line(&log, WAIT, warned);
+
+    // `meshfs status` asks the group (the stand-in answers the question again) and both nodes.
+    let mut args = net.lan_args();
+    args.extend(net.dnssd_args());
+    args.extend(["--json".into(), "--wait".into(), "2s".into()]);
+    let out = Command::new(common::bin())
+        .env("XDG_CONFIG_HOME", dir.path().join("config"))
+        .args(["--plaintext", "status"])
+        .args(&args)
+        .output()
+        .unwrap();
+    common::assert_success(&out);
+    let rows: Vec<Value> = serde_json::from_slice::<Value>(&out.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone();
+    let future_row = rows
+        .iter()
+        .find(|r| r["name"] == "cam9")
+        .unwrap_or_else(|| panic!("cam9 not listed: {rows:?}"));
+    let warnings = future_row["warnings"].to_string();
+    assert!(warnings.contains("protocol 99"), "{warnings}");
+    assert!(warnings.contains("version 9.9.9"), "{warnings}");
+    let own = rows
+        .iter()
+        .find(|r| r["name"] == "cam1")
+        .expect("cam1 listed");
+    assert!(!own["warnings"].to_string().contains("protocol"), "{own}");
+
+    // Every announcement of the stand-in has reached the node by now (three at its start, one
+    // answer to `status`'s question): the node said it once.
+    drop(future);
+    node.signal(libc::SIGTERM);
+    node.wait_exit(WAIT);
+    let repeats = log.iter().filter(|l| warned(l)).count();
+    assert_eq!(
+        repeats, 0,
+        "the incompatible peer was logged more than once"
+    );
 }

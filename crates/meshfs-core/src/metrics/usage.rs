@@ -19,7 +19,7 @@ use crate::share::Share;
 /// How often free space is measured.
 pub const DISK_EVERY: Duration = Duration::from_secs(5);
 /// Shortest time between two walks of the share.
-pub const MIN_REWALK: Duration = Duration::from_secs(10);
+pub const MIN_REWALK: Duration = Duration::from_secs(2);
 /// Entries looked at by one walk at most (a bound on its time and memory).
 pub const MAX_WALK: usize = 5_000_000;
 
