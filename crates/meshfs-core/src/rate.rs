@@ -317,9 +317,16 @@ mod tests {
         };
         assert!(same(&a1, &a2), "one address, one bucket");
         assert!(!same(&a1, &b));
-        assert!(Arc::ptr_eq(a1.node.as_ref().unwrap(), b.node.as_ref().unwrap()));
+        assert!(Arc::ptr_eq(
+            a1.node.as_ref().unwrap(),
+            b.node.as_ref().unwrap()
+        ));
         assert_eq!(a1.rate(), Some(10 * MB));
-        assert!(!UploadLimits::unlimited().client(ip("10.0.0.1")).is_limited());
+        assert!(
+            !UploadLimits::unlimited()
+                .client(ip("10.0.0.1"))
+                .is_limited()
+        );
     }
 
     #[test]

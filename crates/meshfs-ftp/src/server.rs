@@ -158,7 +158,9 @@ fn session(
         share: share.clone(),
         access: config.access.clone(),
         busy: busy.clone(),
-        throttle: config.upload.client(ClientKey::of(None, stream.peer_addr().ok()?.ip())),
+        throttle: config
+            .upload
+            .client(ClientKey::of(None, stream.peer_addr().ok()?.ip())),
     };
     let mut builder =
         ServerBuilder::with_user_detail_provider(Box::new(move || storage.clone()), login.clone())

@@ -286,7 +286,10 @@ async fn get_file_transfers_share_the_node_upload_limit() {
         let elapsed = start.elapsed();
         let most = (LIMIT as f64 * elapsed.as_secs_f64() * 1.2) as u64 + LIMIT / 10 + (256 << 10);
         let total: u64 = got.iter().sum();
-        assert!(total <= most, "{total} bytes after {elapsed:?} (bound {most}): {got:?}");
+        assert!(
+            total <= most,
+            "{total} bytes after {elapsed:?} (bound {most}): {got:?}"
+        );
         if elapsed >= window {
             for n in &got {
                 assert!(*n >= LIMIT / 4, "a peer starved: {got:?}");

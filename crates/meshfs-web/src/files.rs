@@ -10,11 +10,11 @@
 
 use std::time::UNIX_EPOCH;
 
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
 use bytes::Bytes;
 use meshfs_core::rate::Throttle;
 use tokio::sync::OwnedSemaphorePermit;

@@ -157,7 +157,10 @@ fn watch(
 #[track_caller]
 fn assert_progress(got: &[u64], floor: u64, what: &str) {
     for (i, &n) in got.iter().enumerate() {
-        assert!(n >= floor, "{what}: client {i} received only {n} bytes (floor {floor}): {got:?}");
+        assert!(
+            n >= floor,
+            "{what}: client {i} received only {n} bytes (floor {floor}): {got:?}"
+        );
     }
 }
 
@@ -187,12 +190,9 @@ fn the_node_limit_holds_across_two_clients_in_tls_and_in_clear() {
             true,
         ),
     ];
-    let got = watch(
-        start,
-        limit,
-        "two clients of one node",
-        || vec![clients.iter().map(Client::received).collect()],
-    )
+    let got = watch(start, limit, "two clients of one node", || {
+        vec![clients.iter().map(Client::received).collect()]
+    })
     .remove(0);
     // Both move, and together they use most of the limit (fair, not one starving the other).
     let expected = (limit as f64 * WINDOW.as_secs_f64()) as u64;
@@ -233,12 +233,9 @@ fn the_per_client_limit_holds_for_one_client_and_spares_another() {
     // address at the same time, is another client with an allowance of its own.
     let a = [cat("a1.bin", "user-a"), cat("a2.bin", "user-a")];
     let b = cat("b.bin", "user-b");
-    let got = watch(
-        start,
-        limit,
-        "per-client limit",
-        || vec![a.iter().map(Client::received).collect(), vec![b.received()]],
-    );
+    let got = watch(start, limit, "per-client limit", || {
+        vec![a.iter().map(Client::received).collect(), vec![b.received()]]
+    });
     let expected = (limit as f64 * WINDOW.as_secs_f64()) as u64;
     assert_progress(&got[0], expected / 6, "user a's two downloads");
     // Sharing a's allowance (one address) would leave b a third of it.
@@ -318,12 +315,9 @@ fn the_node_limit_covers_web_files_zips_and_ftp() {
         ),
         Client::curl(&format!("ftp://{ftp}/ftp.bin"), &tmp.path().join("ftp.bin")),
     ];
-    let got = watch(
-        start,
-        limit,
-        "web, zip and FTP clients of one node",
-        || vec![clients.iter().map(Client::received).collect()],
-    )
+    let got = watch(start, limit, "web, zip and FTP clients of one node", || {
+        vec![clients.iter().map(Client::received).collect()]
+    })
     .remove(0);
     let expected = (limit as f64 * WINDOW.as_secs_f64()) as u64;
     assert_progress(&got, expected / 10, "web, zip and FTP clients of one node");

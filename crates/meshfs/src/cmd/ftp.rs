@@ -53,19 +53,34 @@ fn parse_ports(s: &str) -> Result<RangeInclusive<u16>, String> {
     Ok(lo..=hi)
 }
 
+/// What the FTP door takes from the node it belongs to.
+pub struct LocalNode<'a> {
+    pub share: &'a Share,
+    /// Its passwords, which anonymous users are held to.
+    pub access: &'a Access,
+    /// Its certificate, for FTPS.
+    pub identity: &'a Identity,
+    pub idle_timeout: Duration,
+    /// Its upload limits, which `RETR` counts against.
+    pub upload: &'a meshfs_core::rate::UploadLimits,
+}
+
 impl FtpArgs {
     /// Start the FTP server if `--ftp` was given; returns its address. The node has put its
     /// `--listen` host into an `--ftp` without one (`door_addr::on_listen_host`).
     pub async fn start(
         self,
-        share: &Share,
-        access: &Access,
-        identity: &Identity,
-        idle_timeout: Duration,
-        upload: &meshfs_core::rate::UploadLimits,
+        node: LocalNode<'_>,
         shutdown: CancellationToken,
         tracker: &TaskTracker,
     ) -> anyhow::Result<Option<SocketAddr>> {
+        let LocalNode {
+            share,
+            access,
+            identity,
+            idle_timeout,
+            upload,
+        } = node;
         let Some(addr) = self.ftp else {
             return Ok(None);
         };

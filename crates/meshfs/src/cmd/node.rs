@@ -242,11 +242,13 @@ async fn start(
     ftp.ftp = (ftp.ftp.as_deref()).map(|a| super::door_addr::on_listen_host(a, &args.listen));
     if let Some(ftp) = ftp
         .start(
-            &share,
-            &access,
-            &identity,
-            args.idle_timeout,
-            &upload,
+            super::ftp::LocalNode {
+                share: &share,
+                access: &access,
+                identity: &identity,
+                idle_timeout: args.idle_timeout,
+                upload: &upload,
+            },
             shutdown.clone(),
             &tracker,
         )
