@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
+use crate::blocks::BlockHashes;
 use crate::identity::NodeId;
 use crate::known_nodes::KnownNodesError;
 use crate::pake::{self, ClientProof, PakeError, Secret};
@@ -531,6 +532,17 @@ impl Client {
     pub async fn hash_prefix(&mut self, path: &str, size: u64) -> Result<String> {
         self.send(&format!("hash-prefix {size} {path}"));
         self.hash_reply().await
+    }
+
+    /// `blocks <size> <path>`: the chaining values of the remote file's 1 MiB blocks over its
+    /// first `size` bytes ([`crate::blocks`]), checked to fit `size`. Not yet checked against
+    /// the file's BLAKE3: compare [`BlockHashes::root`] with it before trusting the list.
+    pub async fn blocks(&mut self, path: &str, size: u64) -> Result<BlockHashes> {
+        self.send(&format!("blocks {size} {path}"));
+        let n = self.data_header(crate::proto::MAX_READ).await?;
+        let mut bytes = Vec::new();
+        self.payload_into(n, &mut bytes).await?;
+        BlockHashes::from_bytes(size, bytes).map_err(|e| self.protocol(e.to_string()))
     }
 
     /// `0 HEX` with 64 hex digits.

@@ -81,6 +81,12 @@ pub enum Request<'a> {
         size: u64,
         path: &'a str,
     },
+    /// `blocks <size> <path>`: the chaining values of the 1 MiB blocks of the file's first
+    /// `size` bytes, checked by a downloader as each block arrives ([`crate::blocks`]).
+    Blocks {
+        size: u64,
+        path: &'a str,
+    },
     Auth(&'a str),
     /// `pake <base64>[ <path>]`: start a password proof (see [`crate::pake`]).
     Pake(&'a str),
@@ -148,6 +154,11 @@ impl<'a> Request<'a> {
                 let ([size], path) = numbers_then_path(need(arg)?).ok_or(USAGE)?;
                 Request::HashPrefix { size, path }
             }
+            "blocks" => {
+                const USAGE: BadRequest = BadRequest("usage: blocks <size> <path>");
+                let ([size], path) = numbers_then_path(need(arg)?).ok_or(USAGE)?;
+                Request::Blocks { size, path }
+            }
             "ls" => Request::Ls(path(arg)),
             "hash" => Request::Hash(need(arg)?),
             "auth" => Request::Auth(arg.unwrap_or("")),
@@ -203,6 +214,8 @@ stat <path>                  size, modified, mode and type lines, then one empty
 pread <offset> <size> <path> read at an offset without open: 0 <n> then n bytes
 hash <path>                  BLAKE3 of the whole file
 hash-prefix <size> <path>    BLAKE3 of the file's first size bytes
+blocks <size> <path>         BLAKE3 chaining values of the first size bytes' 1 MiB
+                             blocks: 0 <n> then n bytes, 32 per block
 hello                        node name, version and protocol
 auth <password>              unlock a protected share or file (in clear: only over TLS, or
                              on a node started with --allow-plaintext-auth)
@@ -367,6 +380,14 @@ mod tests {
         );
         assert!(Request::parse(b"hash-prefix 10").is_err());
         assert!(Request::parse(b"hash-prefix x y").is_err());
+        assert_eq!(
+            Request::parse(b"blocks 10 a b"),
+            Ok(Request::Blocks {
+                size: 10,
+                path: "a b"
+            })
+        );
+        assert!(Request::parse(b"blocks 10").is_err());
         assert!(Request::parse(b"pread 1 y").is_err());
         assert!(Request::parse(b"subscribe reasons 7").is_err());
         assert!(Request::parse(b"subscribe 7 8").is_err());

@@ -28,6 +28,7 @@ mod resolve;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+use std::collections::VecDeque;
 use std::ffi::OsStr;
 use std::fs::{self, File, Metadata};
 use std::io;
@@ -37,6 +38,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::blocks::{BlockHasher, BlockHashes};
 use crate::dir::{Dir, TempFile};
 use crate::proto::Code;
 use crate::sys;
@@ -238,6 +240,10 @@ impl ContentId {
 /// How many recent BLAKE3 results the share remembers.
 const HASH_CACHE_LEN: usize = 256;
 
+/// Most bytes of block lists ([`BlockHashes`]) the share remembers: the lists of 128 GiB of
+/// files (32 bytes per MiB), whatever their number.
+const BLOCK_CACHE_BYTES: usize = 4 << 20;
+
 /// Called after every resolution beneath the root, before its result is used (tests only:
 /// they swap folders for symlinks there, to prove nothing is resolved twice).
 #[cfg(any(test, feature = "testing"))]
@@ -254,6 +260,8 @@ struct ShareInner {
     resolver: Resolver,
     /// Recently computed hashes, most recent last. Small and linear on purpose.
     hashes: Mutex<Vec<(ContentId, blake3::Hash)>>,
+    /// Recently computed block lists, most recent last, at most [`BLOCK_CACHE_BYTES`] in all.
+    blocks: Mutex<VecDeque<(ContentId, Arc<BlockHashes>)>>,
     #[cfg(any(test, feature = "testing"))]
     hook: Mutex<Option<ResolveHook>>,
 }
@@ -312,6 +320,7 @@ impl Share {
             inner: Arc::new(ShareInner {
                 resolver: Resolver::new(root, openat2)?,
                 hashes: Mutex::new(Vec::new()),
+                blocks: Mutex::new(VecDeque::new()),
                 #[cfg(any(test, feature = "testing"))]
                 hook: Mutex::new(None),
             }),
@@ -521,6 +530,59 @@ impl Share {
         Ok(Some(hash))
     }
 
+    /// The chaining values of the 1 MiB blocks of `file`'s first `len` bytes (`blocks`,
+    /// protocols.md §1), read once; `None` when the file holds fewer bytes. The list of a
+    /// whole file is remembered per version (device, inode, size, times), so a second request
+    /// reads nothing, and its root, the file's BLAKE3, answers a later `hash` too.
+    pub fn block_hashes(
+        &self,
+        file: &ShareFile,
+        len: u64,
+    ) -> Result<Option<Arc<BlockHashes>>, ShareError> {
+        let id = ContentId::of(&file.metadata()?);
+        let whole = id.size == len;
+        if whole && let Some(list) = self.cached_blocks(id) {
+            return Ok(Some(list));
+        }
+        let mut hasher = BlockHasher::new(len).map_err(io::Error::other)?;
+        let read = read_first(file, len, |piece| hasher.update(piece))?;
+        let Some(list) = hasher.finish().filter(|_| read == len) else {
+            return Ok(None);
+        };
+        let list = Arc::new(list);
+        if whole {
+            self.remember_hash(file, id, list.root())?;
+            if ContentId::of(&file.metadata()?) == id {
+                self.remember_blocks(id, list.clone());
+            }
+        }
+        Ok(Some(list))
+    }
+
+    fn cached_blocks(&self, id: ContentId) -> Option<Arc<BlockHashes>> {
+        let cache = self.inner.blocks.lock().unwrap_or_else(|e| e.into_inner());
+        cache
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == id)
+            .map(|(_, l)| l.clone())
+    }
+
+    fn remember_blocks(&self, id: ContentId, list: Arc<BlockHashes>) {
+        if list.as_bytes().len() > BLOCK_CACHE_BYTES {
+            return;
+        }
+        let mut cache = self.inner.blocks.lock().unwrap_or_else(|e| e.into_inner());
+        let mut total: usize = cache.iter().map(|(_, l)| l.as_bytes().len()).sum();
+        total += list.as_bytes().len();
+        while total > BLOCK_CACHE_BYTES
+            && let Some((_, old)) = cache.pop_front()
+        {
+            total -= old.as_bytes().len();
+        }
+        cache.push_back((id, list));
+    }
+
     /// Cache `hash` as the content of `id`, unless the file changed while it was read.
     fn remember_hash(
         &self,
@@ -667,6 +729,15 @@ impl Share {
 /// BLAKE3 of `file` up to `limit` bytes (or its end), and how many bytes that was.
 fn hash_first(file: &ShareFile, limit: u64) -> io::Result<(blake3::Hash, u64)> {
     let mut hasher = blake3::Hasher::new();
+    let read = read_first(file, limit, |piece| {
+        hasher.update(piece);
+    })?;
+    Ok((hasher.finalize(), read))
+}
+
+/// Read `file`'s first `limit` bytes (fewer if it ends first) once, in order, handing each
+/// piece to `each`; how many were read.
+fn read_first(file: &ShareFile, limit: u64, mut each: impl FnMut(&[u8])) -> io::Result<u64> {
     let mut buf = vec![0u8; 1 << 20];
     let mut pos = 0u64;
     while pos < limit {
@@ -677,10 +748,10 @@ fn hash_first(file: &ShareFile, limit: u64) -> io::Result<(blake3::Hash, u64)> {
         if n == 0 {
             break;
         }
-        hasher.update(&buf[..n]);
+        each(&buf[..n]);
         pos += n as u64;
     }
-    Ok((hasher.finalize(), pos))
+    Ok(pos)
 }
 
 #[cfg(test)]
@@ -913,5 +984,31 @@ mod tests {
         let h1 = share.hash("a.txt").unwrap();
         assert_eq!(h1, blake3::hash(b"hello"));
         assert_eq!(share.hash("a.txt").unwrap(), h1);
+    }
+
+    #[test]
+    fn block_lists_are_remembered_per_file_version() {
+        let (dir, share) = share();
+        let file = share.open_file("a.txt").unwrap();
+        let first = share.block_hashes(&file, 5).unwrap().unwrap();
+        assert_eq!(first.root(), blake3::hash(b"hello"));
+        let again = share.block_hashes(&file, 5).unwrap().unwrap();
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "the second request reads nothing"
+        );
+        assert!(
+            share.block_hashes(&file, 6).unwrap().is_none(),
+            "fewer bytes"
+        );
+        fs::write(dir.path().join("share/a.txt"), b"HELLO").unwrap();
+        let file = share.open_file("a.txt").unwrap();
+        let changed = share.block_hashes(&file, 5).unwrap().unwrap();
+        assert_eq!(
+            changed.root(),
+            blake3::hash(b"HELLO"),
+            "a new version is read"
+        );
+        assert_eq!(share.hash("a.txt").unwrap(), blake3::hash(b"HELLO"));
     }
 }

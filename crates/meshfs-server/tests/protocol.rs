@@ -482,8 +482,11 @@ fn protected_file_needs_auth() {
     exchange(&mut other, b"open clips/a.mp4\n", LOCKED);
 }
 
+/// Five wrong passwords close the connection, and reconnecting does not start a new count:
+/// the node's one login throttle refuses that address (even the right password) for a while,
+/// saying why; another address is not affected.
 #[test]
-fn five_failed_auth_attempts_close_the_connection() {
+fn five_failed_auth_attempts_close_the_connection_and_lock_the_address_out() {
     let dir = fixture();
     let access = meshfs_core::access::Access::open();
     access.set_share_password("whole share");
@@ -498,6 +501,89 @@ fn five_failed_auth_attempts_close_the_connection() {
     s.write_all(b"auth nope\n").unwrap();
     assert_eq!(read_to_close(&mut s), b"6 authentication failed\n");
     let mut s = connect(&srv.addr);
+    s.write_all(b"auth whole share\n").unwrap();
+    let refused = String::from_utf8(read_to_close(&mut s)).unwrap();
+    assert!(
+        refused.starts_with("6 too many wrong passwords from 127.0.0.1: logins refused for "),
+        "{refused}"
+    );
+    let mut s = connect_from("127.0.0.2", &srv.addr);
     exchange(&mut s, b"auth whole share\n", b"0 OK\n");
     exchange(&mut s, b"pread 0 5 hello.txt\n", b"0 5\nhello");
+}
+
+/// A connection from another loopback address: another client, as the node counts them.
+fn connect_from(from: &str, addr: &str) -> TcpStream {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    let s = rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+        let s = socket.connect(addr.parse().unwrap()).await.unwrap();
+        s.into_std().unwrap()
+    });
+    s.set_nonblocking(false).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+/// `blocks SIZE PATH`: 32 bytes per 1 MiB block, each the BLAKE3 chaining value of that block
+/// at its offset, merging into the file's `hash`; a prefix of a growing file; bad sizes.
+#[test]
+fn blocks_are_the_chaining_values_of_the_files_blake3_tree() {
+    use blake3::hazmat::HasherExt;
+    use meshfs_core::blocks::{BLOCK_LEN, BlockHashes};
+
+    let dir = fixture();
+    let len = 3 * BLOCK_LEN as usize + 12_345;
+    let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+    std::fs::write(dir.path().join("clip.mp4"), &bytes).unwrap();
+    let srv = default_server(dir.path());
+    let mut s = connect(&srv.addr);
+
+    let ask = |s: &mut TcpStream, size: usize| -> Vec<u8> {
+        s.write_all(format!("blocks {size} clip.mp4\n").as_bytes())
+            .unwrap();
+        let header = read_line(s);
+        let n: usize = header.strip_prefix("0 ").expect(&header).parse().unwrap();
+        let mut list = vec![0; n];
+        s.read_exact(&mut list).unwrap();
+        list
+    };
+    let list = ask(&mut s, len);
+    assert_eq!(list.len(), 4 * 32);
+    for (k, block) in bytes.chunks(BLOCK_LEN as usize).enumerate() {
+        let cv = blake3::Hasher::new()
+            .set_input_offset(k as u64 * BLOCK_LEN)
+            .update(block)
+            .finalize_non_root();
+        assert_eq!(&list[k * 32..(k + 1) * 32], &cv, "block {k}");
+    }
+    let root = BlockHashes::from_bytes(len as u64, list.clone())
+        .unwrap()
+        .root();
+    assert_eq!(root, blake3::hash(&bytes));
+    // Asked again (now from the node's cache): the same list.
+    assert_eq!(ask(&mut s, len), list);
+    // The first bytes only, as of a recording still growing; a file of one block: its hash.
+    let prefix = 2 * BLOCK_LEN as usize + 1;
+    let head = BlockHashes::from_bytes(prefix as u64, ask(&mut s, prefix)).unwrap();
+    assert_eq!(head.root(), blake3::hash(&bytes[..prefix]));
+    assert_eq!(ask(&mut s, 10), blake3::hash(&bytes[..10]).as_bytes());
+    assert_eq!(ask(&mut s, 0), blake3::hash(b"").as_bytes());
+
+    exchange(
+        &mut s,
+        format!("blocks {} clip.mp4\n", len + 1).as_bytes(),
+        format!("5 the file holds fewer than {} bytes\n", len + 1).as_bytes(),
+    );
+    exchange(
+        &mut s,
+        b"blocks 1000000000000000 clip.mp4\n",
+        b"5 a file of 1000000000000000 bytes has more than 524288 blocks: too large to check by block\n",
+    );
+    exchange(&mut s, b"blocks 5 clips\n", b"7 not a regular file\n");
+    exchange(&mut s, b"blocks 5\n", b"5 usage: blocks <size> <path>\n");
 }
