@@ -49,7 +49,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use meshfs_core::dir::TEMP_PREFIX;
 use meshfs_core::events::{EventKind, Events, Reason};
 use meshfs_core::follow::{Follower, Notice};
-use meshfs_core::rate::Throttle;
+use meshfs_core::rate::Limiter;
 use meshfs_core::retention::writers::{Seen, Tracked, open_for_writing};
 use meshfs_core::transfer::{self, DownloadOptions};
 use meshfs_core::{Client, Credentials, Entry, Kind, RemotePath, Share, ShareError};
@@ -93,7 +93,7 @@ pub struct Replicator {
     /// What every connection to a peer proves (a protected cluster shares one password).
     credentials: Credentials,
     /// What every pull from every peer is charged to (`--max-replication-rate`).
-    throttle: Throttle,
+    limiter: Limiter,
 }
 
 /// When to pull a file the peer has.
@@ -122,13 +122,13 @@ impl Replicator {
             writing: None,
             synced: Arc::default(),
             credentials: Credentials::none(),
-            throttle: Throttle::unlimited(),
+            limiter: Limiter::unlimited(),
         }
     }
 
     /// Pull at most `rate` bytes per second, all peers together (`--max-replication-rate`).
     pub fn with_rate(mut self, rate: Option<u64>) -> Replicator {
-        self.throttle = rate.map_or_else(Throttle::unlimited, Throttle::shared);
+        self.limiter = rate.map_or_else(Limiter::unlimited, Limiter::shared);
         self
     }
 
@@ -136,7 +136,7 @@ impl Replicator {
     fn download_options(&self) -> DownloadOptions {
         DownloadOptions {
             credentials: self.credentials.clone(),
-            throttle: self.throttle.clone(),
+            limiter: self.limiter.clone(),
             ..DownloadOptions::default()
         }
     }

@@ -4,9 +4,9 @@
 //! - [`UploadLimits`]: what the node serves under — one bucket for the whole node
 //!   (`--max-upload-rate`) and one per client (`--max-upload-rate-per-client`), a client being
 //!   the node or user ID its TLS certificate proves, else its IP address ([`ClientKey`]).
-//! - [`Throttle`]: one connection's (or one replication's) handle: the buckets its bytes are
-//!   charged to. Doors send file content in [`Throttle::slice`]-sized pieces and call
-//!   [`Throttle::take`] before each; an unlimited throttle holds no bucket, answers at once and
+//! - [`Limiter`]: one connection's (or one replication's) handle: the buckets its bytes are
+//!   charged to. Doors send file content in [`Limiter::slice`]-sized pieces and call
+//!   [`Limiter::take`] before each; an unlimited limiter holds no bucket, answers at once and
 //!   leaves the door's fast path (one `sendfile` for a whole payload) as it was.
 //!
 //! The bucket is a virtual-time scheduler (the generic cell rate algorithm): it keeps `due`,
@@ -163,9 +163,9 @@ impl UploadLimits {
         UploadLimits::default()
     }
 
-    /// The throttle of one connection from `client`: the node's bucket and the client's.
-    pub fn client(&self, client: ClientKey) -> Throttle {
-        Throttle {
+    /// The limiter of one connection from `client`: the node's bucket and the client's.
+    pub fn client(&self, client: ClientKey) -> Limiter {
+        Limiter {
             node: self.node.clone(),
             client: self.per_client.as_ref().map(|p| p.bucket(client)),
         }
@@ -193,21 +193,21 @@ impl PerClient {
 
 /// The buckets one connection's file bytes are charged to (none: unlimited). Cheap to clone.
 #[derive(Debug, Clone, Default)]
-pub struct Throttle {
+pub struct Limiter {
     node: Option<Arc<Bucket>>,
     client: Option<Arc<Bucket>>,
 }
 
-impl Throttle {
+impl Limiter {
     /// No limit.
-    pub fn unlimited() -> Throttle {
-        Throttle::default()
+    pub fn unlimited() -> Limiter {
+        Limiter::default()
     }
 
-    /// A throttle with a bucket of its own, for everything it is cloned into (replication:
+    /// A limiter with a bucket of its own, for everything it is cloned into (replication:
     /// every pull from every peer shares it).
-    pub fn shared(rate: u64) -> Throttle {
-        Throttle {
+    pub fn shared(rate: u64) -> Limiter {
+        Limiter {
             node: Some(Arc::new(Bucket::new(rate))),
             client: None,
         }
@@ -223,13 +223,13 @@ impl Throttle {
         self.buckets().map(Bucket::rate).min()
     }
 
-    /// The piece to send between two [`take`](Throttle::take)s; `None` when unlimited (send
+    /// The piece to send between two [`take`](Limiter::take)s; `None` when unlimited (send
     /// as before, in one go).
     pub fn slice(&self) -> Option<u64> {
         self.buckets().map(Bucket::slice).min()
     }
 
-    /// `buf` cut into pieces of [`slice`](Throttle::slice) bytes (one piece when unlimited).
+    /// `buf` cut into pieces of [`slice`](Limiter::slice) bytes (one piece when unlimited).
     pub fn pieces<'a>(&self, buf: &'a [u8]) -> std::slice::Chunks<'a, u8> {
         let slice = self.slice().map_or(buf.len(), |s| s as usize);
         buf.chunks(slice.max(1))
@@ -312,7 +312,7 @@ mod tests {
         let a1 = limits.client(ip("10.0.0.1"));
         let a2 = limits.client(ip("::ffff:10.0.0.1"));
         let b = limits.client(ip("10.0.0.2"));
-        let same = |x: &Throttle, y: &Throttle| {
+        let same = |x: &Limiter, y: &Limiter| {
             Arc::ptr_eq(x.client.as_ref().unwrap(), y.client.as_ref().unwrap())
         };
         assert!(same(&a1, &a2), "one address, one bucket");
@@ -348,22 +348,22 @@ mod tests {
 
     #[test]
     fn slices_follow_the_rate_within_bounds() {
-        assert_eq!(Throttle::unlimited().slice(), None);
-        assert_eq!(Throttle::shared(1000).slice(), Some(MIN_SLICE));
-        assert_eq!(Throttle::shared(1 << 30).slice(), Some(MAX_SLICE));
-        assert_eq!(Throttle::shared(MB).slice(), Some(MB / 16));
+        assert_eq!(Limiter::unlimited().slice(), None);
+        assert_eq!(Limiter::shared(1000).slice(), Some(MIN_SLICE));
+        assert_eq!(Limiter::shared(1 << 30).slice(), Some(MAX_SLICE));
+        assert_eq!(Limiter::shared(MB).slice(), Some(MB / 16));
         let buf = vec![0u8; 100_000];
-        assert_eq!(Throttle::unlimited().pieces(&buf).count(), 1);
-        assert_eq!(Throttle::shared(1000).pieces(&buf).count(), 7);
+        assert_eq!(Limiter::unlimited().pieces(&buf).count(), 1);
+        assert_eq!(Limiter::shared(1000).pieces(&buf).count(), 7);
     }
 
     #[tokio::test]
     async fn take_sleeps_without_spinning() {
-        let throttle = Throttle::shared(MB);
+        let limiter = Limiter::shared(MB);
         let start = std::time::Instant::now();
         // The burst goes at once; 200 kB more need about 200 ms.
-        throttle.take(MB / 10).await;
-        throttle.take(MB / 5).await;
+        limiter.take(MB / 10).await;
+        limiter.take(MB / 5).await;
         let took = start.elapsed();
         assert!(took >= Duration::from_millis(150), "{took:?}");
     }

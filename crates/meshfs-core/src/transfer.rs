@@ -75,7 +75,7 @@ pub struct DownloadOptions {
     /// A bandwidth cap shared with other downloads (replication's `--max-replication-rate`:
     /// every pull from every peer): each chunk received is charged to it before the next is
     /// asked for.
-    pub throttle: crate::rate::Throttle,
+    pub limiter: crate::rate::Limiter,
     /// Longest wait for the node at any step; a node that stalls longer fails the download
     /// (the `.part` is kept for a resume). While following, also how long the file may stay
     /// unchanged and unclosed before the download ends with what it has.
@@ -100,7 +100,7 @@ impl Default for DownloadOptions {
             chunk: 4 << 20,
             window: 4,
             rate_limit: None,
-            throttle: crate::rate::Throttle::unlimited(),
+            limiter: crate::rate::Limiter::unlimited(),
             io_timeout: crate::client::IO_TIMEOUT,
             credentials: Credentials::none(),
             follow: false,
@@ -423,7 +423,7 @@ async fn attempt(
     progress.start(entry.size, offset);
 
     let writer = Writer::spawn(file, &part, offset, opts.verify, opts.sync, opts.window)?;
-    let mut pace = Pace::new(opts.rate_limit, opts.throttle.clone());
+    let mut pace = Pace::new(opts.rate_limit, opts.limiter.clone());
     let mut fetch = Fetch {
         client: &mut client,
         path: &src.path,
@@ -541,11 +541,11 @@ struct Pace {
     rate: Option<u64>,
     started: Instant,
     received: u64,
-    shared: crate::rate::Throttle,
+    shared: crate::rate::Limiter,
 }
 
 impl Pace {
-    fn new(rate: Option<u64>, shared: crate::rate::Throttle) -> Pace {
+    fn new(rate: Option<u64>, shared: crate::rate::Limiter) -> Pace {
         Pace {
             rate,
             started: Instant::now(),
@@ -583,7 +583,7 @@ impl Fetch<'_> {
             self.client.seek(from).await?;
         }
         // Under a rate limit, ask for small chunks one at a time so the pace is smooth.
-        let limit = match (self.opts.rate_limit, self.opts.throttle.rate()) {
+        let limit = match (self.opts.rate_limit, self.opts.limiter.rate()) {
             (Some(own), Some(shared)) => Some(own.min(shared)),
             (own, shared) => own.or(shared),
         };

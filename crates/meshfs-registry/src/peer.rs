@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use meshfs_core::rate::{ClientKey, Throttle, UploadLimits};
+use meshfs_core::rate::{ClientKey, Limiter, UploadLimits};
 use meshfs_core::{Share, ShareError, ShareFile};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -156,8 +156,8 @@ async fn serve(
     };
     let result = match opened {
         Ok((file, len)) => {
-            let throttle = config.upload.client(ClientKey::of(None, peer.ip()));
-            send_file(&mut write, file, len, config, &throttle, &shutdown).await
+            let limiter = config.upload.client(ClientKey::of(None, peer.ip()));
+            send_file(&mut write, file, len, config, &limiter, &shutdown).await
         }
         Err(code) => write_all_within(&mut write, &[code], config.write_timeout).await,
     };
@@ -192,7 +192,7 @@ async fn send_file<W: tokio::io::AsyncWrite + Unpin>(
     file: ShareFile,
     len: u64,
     config: &PeerConfig,
-    throttle: &Throttle,
+    limiter: &Limiter,
     shutdown: &CancellationToken,
 ) -> io::Result<()> {
     let mut header = vec![code::OK];
@@ -219,8 +219,8 @@ async fn send_file<W: tokio::io::AsyncWrite + Unpin>(
                 "file shrank during GET_FILE",
             ));
         }
-        for piece in throttle.pieces(&buf[..n]) {
-            throttle.take(piece.len() as u64).await;
+        for piece in limiter.pieces(&buf[..n]) {
+            limiter.take(piece.len() as u64).await;
             write_all_within(write, piece, config.write_timeout).await?;
         }
         left -= n as u64;

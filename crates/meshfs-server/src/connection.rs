@@ -6,8 +6,8 @@
 //! queued replies and then sent with `sendfile` in clear; inside TLS the bytes must pass through
 //! the cipher in user space, so they are read in chunks and written through it.
 //!
-//! Under an upload limit ([`Throttle`]) every payload byte is charged before it is sent:
-//! `sendfile` then goes in [`Throttle::slice`]-sized calls, each after its reservation; without
+//! Under an upload limit ([`Limiter`]) every payload byte is charged before it is sent:
+//! `sendfile` then goes in [`Limiter::slice`]-sized calls, each after its reservation; without
 //! one, a payload is still a single `sendfile`.
 
 use std::fs::File;
@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use meshfs_core::proto::MAX_LINE;
-use meshfs_core::rate::Throttle;
+use meshfs_core::rate::Limiter;
 use meshfs_core::stream::Stream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
@@ -48,7 +48,7 @@ pub struct Connection {
     /// Longest wait for a peer to accept bytes we write.
     write_timeout: Duration,
     /// The upload limits file payloads are charged to.
-    throttle: Throttle,
+    limiter: Limiter,
 }
 
 impl Connection {
@@ -60,14 +60,23 @@ impl Connection {
             rbuf: BytesMut::with_capacity(512),
             wbuf: Vec::new(),
             write_timeout,
-            throttle: Throttle::unlimited(),
+            limiter: Limiter::unlimited(),
         }
     }
 
-    /// Charge file payloads to `throttle` (the node's and this client's upload limits).
-    pub fn with_throttle(mut self, throttle: Throttle) -> Connection {
-        self.throttle = throttle;
+    /// Charge file payloads to `limiter` (the node's and this client's upload limits).
+    pub fn with_limiter(mut self, limiter: Limiter) -> Connection {
+        self.limiter = limiter;
         self
+    }
+
+    /// The client's address, which failed logins are counted by (unspecified when the
+    /// socket has already failed: such a client gets no answer anyway).
+    pub fn peer_ip(&self) -> std::net::IpAddr {
+        self.stream
+            .tcp()
+            .peer_addr()
+            .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |a| a.ip())
     }
 
     /// True inside TLS.
@@ -214,7 +223,7 @@ impl Connection {
             return Ok(());
         }
         if n <= INLINE_PAYLOAD {
-            self.throttle.take(n).await;
+            self.limiter.take(n).await;
             let start = self.wbuf.len();
             self.wbuf.resize(start + n as usize, 0);
             let got = read_full_at(file, &mut self.wbuf[start..], offset);
@@ -231,14 +240,14 @@ impl Connection {
         let Some(tcp) = self.stream.plain() else {
             return self.copy_through(file, offset, n).await;
         };
-        let Some(slice) = self.throttle.slice() else {
+        let Some(slice) = self.limiter.slice() else {
             let sent = send_file(tcp, file, offset, n, self.write_timeout).await?;
             return if sent < n { Err(shrank()) } else { Ok(()) };
         };
         let mut sent = 0;
         while sent < n {
             let piece = slice.min(n - sent);
-            self.throttle.take(piece).await;
+            self.limiter.take(piece).await;
             let got = send_file(tcp, file, offset + sent, piece, self.write_timeout).await?;
             if got < piece {
                 return Err(shrank());
@@ -251,7 +260,7 @@ impl Connection {
     /// Send `n` bytes of `file` at `offset` through the stream (TLS: no `sendfile`), a chunk
     /// at a time so memory stays bounded.
     async fn copy_through(&mut self, file: &File, offset: u64, n: u64) -> io::Result<()> {
-        let chunk = self.throttle.slice().map_or(TLS_CHUNK, |s| s as usize);
+        let chunk = self.limiter.slice().map_or(TLS_CHUNK, |s| s as usize);
         let mut buf = vec![0u8; chunk.min(TLS_CHUNK).min(n as usize)];
         let mut done = 0u64;
         while done < n {
@@ -260,7 +269,7 @@ impl Connection {
             if got < want {
                 return Err(shrank());
             }
-            self.throttle.take(want as u64).await;
+            self.limiter.take(want as u64).await;
             let write = self.stream.write_all(&buf[..want]);
             match tokio::time::timeout(self.write_timeout, write).await {
                 Ok(r) => r?,

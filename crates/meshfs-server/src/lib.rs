@@ -203,7 +203,7 @@ impl FileServer {
                 tracing::debug!(%peer, tls = stream.is_tls(), client = ?stream.peer_id(), "connected");
                 let client = ClientKey::of(stream.peer_id(), peer.ip());
                 let conn = Connection::new(stream, config.idle_timeout)
-                    .with_throttle(upload.client(client));
+                    .with_limiter(upload.client(client));
                 let session = Session::new(conn, share, config, transport, events, access, disk);
                 if let Err(e) = session.run(shutdown).await {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");

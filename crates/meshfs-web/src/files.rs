@@ -3,7 +3,7 @@
 //! `If-Modified-Since`, `If-Range`), `Content-Type` by extension, and a body streamed in
 //! [`CHUNK`](crate::source::CHUNK)-sized reads, so a `<video>` element can seek anywhere in a
 //! large file on any node while this node holds at most one chunk per response in memory.
-//! Under an upload limit, chunks are a [`Throttle::slice`] each, charged before they are read.
+//! Under an upload limit, chunks are a [`Limiter::slice`] each, charged before they are read.
 //!
 //! Responses carry [`FILE_CSP`] and `nosniff`: a hostile `.html` or `.svg` in a share, opened
 //! directly, is shown without scripts, forms or plugins, so it can never act in this UI's name.
@@ -16,7 +16,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use meshfs_core::rate::Throttle;
+use meshfs_core::rate::Limiter;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::error::WebError;
@@ -46,7 +46,7 @@ pub async fn serve(
 ) -> Result<Response, WebError> {
     let raw = uri.path().strip_prefix(PREFIX).unwrap_or_default();
     let target = paths::split(raw)?;
-    let throttle = state.upload_throttle(conn.as_ref().map(|c| &c.0.0));
+    let limiter = state.upload_limiter(conn.as_ref().map(|c| &c.0.0));
     if target.path.is_empty() {
         return Err(WebError::IsDir("the share's root".into()));
     }
@@ -120,7 +120,7 @@ pub async fn serve(
     if method == Method::HEAD {
         return Ok((status, out).into_response());
     }
-    let body = body(reader, start, len, permit, throttle);
+    let body = body(reader, start, len, permit, limiter);
     Ok((status, out, body).into_response())
 }
 
@@ -168,17 +168,17 @@ fn body(
     start: u64,
     len: u64,
     permit: OwnedSemaphorePermit,
-    throttle: Throttle,
+    limiter: Limiter,
 ) -> Body {
     let stream = futures_util::stream::unfold(
-        (reader, start, len, (permit, throttle)),
+        (reader, start, len, (permit, limiter)),
         |(mut reader, offset, remaining, held)| async move {
             if remaining == 0 {
                 return None;
             }
-            let throttle = &held.1;
-            let want = throttle.slice().map_or(remaining, |s| s.min(remaining));
-            throttle.take(want).await;
+            let limiter = &held.1;
+            let want = limiter.slice().map_or(remaining, |s| s.min(remaining));
+            limiter.take(want).await;
             let item: Result<Bytes, std::io::Error> = match reader.read_at(offset, want).await {
                 Ok(b) if b.is_empty() => Err(std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,

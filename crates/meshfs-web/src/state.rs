@@ -16,7 +16,6 @@ use crate::listener::{Conn, Https};
 use crate::nodes::{NodeDirectory, NodeInfo};
 use crate::session::{Grant, Sessions};
 use crate::source::Source;
-use crate::throttle::Throttle;
 
 /// Shared by all handlers (cheap to clone).
 #[derive(Debug, Clone)]
@@ -33,8 +32,6 @@ pub struct AppState {
     pub limits: Limits,
     /// Who logged in, with which passwords.
     pub sessions: Sessions,
-    /// Failed logins per client address.
-    pub throttle: Throttle,
     /// The LAN group chat (on when discovery is on).
     pub chat: ChatSetting,
     /// This node's ID, shown on the page to compare with `meshfs id --node`.
@@ -118,9 +115,9 @@ impl AppState {
         Ok((node, source))
     }
 
-    /// The upload throttle of a file or zip body sent to `conn` (by its IP address: browsers
+    /// The upload limiter of a file or zip body sent to `conn` (by its IP address: browsers
     /// show no certificate). Served without connection info (tests), the node's limit alone.
-    pub fn upload_throttle(&self, conn: Option<&Conn>) -> meshfs_core::rate::Throttle {
+    pub fn upload_limiter(&self, conn: Option<&Conn>) -> meshfs_core::rate::Limiter {
         let ip = conn.map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |c| c.addr.ip());
         self.upload.client(ClientKey::of(None, ip))
     }

@@ -25,7 +25,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use meshfs_core::rate::Throttle;
+use meshfs_core::rate::Limiter;
 use meshfs_core::{Entry, Kind};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
@@ -94,7 +94,7 @@ pub async fn serve(
         tx,
         offset: 0,
         members: Vec::new(),
-        throttle: state.upload_throttle(conn.as_ref().map(|c| &c.0.0)),
+        limiter: state.upload_limiter(conn.as_ref().map(|c| &c.0.0)),
         _permit: permit,
     };
     let what = format!("{}:/{}", node.name, target.path);
@@ -199,7 +199,7 @@ struct Writer {
     offset: u64,
     members: Vec<Member>,
     /// The node's and the browser's upload limits, charged for each file's bytes.
-    throttle: Throttle,
+    limiter: Limiter,
     /// One of the file-stream slots, for as long as the archive is written.
     _permit: OwnedSemaphorePermit,
 }
@@ -287,8 +287,8 @@ impl Writer {
         let mut done = 0;
         while done < entry.size {
             let left = entry.size - done;
-            let want = self.throttle.slice().map_or(left, |s| s.min(left));
-            self.throttle.take(want).await;
+            let want = self.limiter.slice().map_or(left, |s| s.min(left));
+            self.limiter.take(want).await;
             let chunk = reader.read_at(done, want).await?;
             if chunk.is_empty() {
                 // It shrank since it was opened: the descriptor says how much there was.
