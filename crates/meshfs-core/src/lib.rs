@@ -21,6 +21,7 @@
 //! - [`tls`]: TLS 1.3 configurations that trust a node by its pinned ID;
 //! - [`known_nodes`]: the user's pins of node names to IDs (trust on first use, like SSH);
 //! - [`pake`]: a password proof (SPAKE2) bound to the TLS session, so no password is sent;
+//! - [`throttle`]: failed logins per client address, one lockout for every door;
 //! - [`status`]: the `status` reply (what `meshfs status` shows of a node);
 //! - [`stream`]: a connection in clear or in TLS behind one reader/writer;
 //! - [`trust`]: a client process's policy (TLS with pins, or `--plaintext`).
@@ -48,6 +49,7 @@ pub mod share;
 pub mod status;
 pub mod stream;
 mod sys;
+pub mod throttle;
 pub mod tls;
 pub mod transfer;
 pub mod trust;

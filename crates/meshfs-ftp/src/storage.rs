@@ -19,6 +19,7 @@ use unftp_core::storage::{
 };
 
 use crate::busy::{Busy, BusyGuard};
+use crate::notes::{ANONYMOUS_WRITE, Notes, PASSWORD_REQUIRED};
 use crate::users::FtpUser;
 use crate::write::{self, WriteError};
 
@@ -54,6 +55,8 @@ pub(crate) struct ShareStorage {
     /// file were let in by the node's operator and are not subject to them.
     pub(crate) access: Access,
     pub(crate) busy: Busy,
+    /// This session's notes: a refusal for want of a login is told as such (`530`) by the relay.
+    pub(crate) notes: Notes,
 }
 
 /// Metadata of a share entry, as libunftp wants it.
@@ -112,28 +115,32 @@ fn write_error(e: WriteError) -> Error {
     }
 }
 
-fn require_write(user: &FtpUser) -> Result<()> {
-    if user.can_write {
-        Ok(())
-    } else {
+/// An anonymous user meets a password of the node: `530` (see [`Notes`]).
+fn protected(notes: &Notes) -> Error {
+    notes.refuse(PASSWORD_REQUIRED);
+    Error::new(ErrorKind::PermissionDenied, "protected by a password")
+}
+
+impl ShareStorage {
+    /// Only named users change the share; anonymous users get `530` (the relay refuses their
+    /// uploads even before this, so no upload's bytes cross for nothing).
+    fn require_write(&self, user: &FtpUser) -> Result<()> {
+        if user.can_write {
+            return Ok(());
+        }
+        self.notes.refuse(ANONYMOUS_WRITE);
         Err(Error::new(
             ErrorKind::PermissionDenied,
             "anonymous users may only read",
         ))
     }
-}
 
-fn protected() -> Error {
-    Error::new(ErrorKind::PermissionDenied, "protected by a password")
-}
-
-impl ShareStorage {
     /// May `user` list and stat?
     fn check_browse(&self, user: &FtpUser) -> Result<()> {
         if user.can_write || self.access.may_browse(&Keys::default()) {
             Ok(())
         } else {
-            Err(protected())
+            Err(protected(&self.notes))
         }
     }
 
@@ -148,7 +155,7 @@ impl ShareStorage {
         let path = text(path)?.to_owned();
         let busy = self.busy.start();
         let trusted = user.can_write;
-        let access = self.access.clone();
+        let (access, notes) = (self.access.clone(), self.notes.clone());
         let file = self
             .blocking(move |s| {
                 let f = if trusted {
@@ -157,7 +164,7 @@ impl ShareStorage {
                     access
                         .open_file(s, &path, &Keys::default())
                         .map_err(|e| match e {
-                            ReadError::Locked => protected(),
+                            ReadError::Locked => protected(&notes),
                             ReadError::Share(e) => share_error(e),
                         })?
                 };
@@ -295,7 +302,7 @@ impl StorageBackend<FtpUser> for ShareStorage {
         path: P,
         start_pos: u64,
     ) -> Result<u64> {
-        require_write(user)?;
+        self.require_write(user)?;
         if start_pos != 0 {
             // An atomic upload replaces the whole file; resuming one would need the old bytes.
             return Err(Error::new(
@@ -314,14 +321,14 @@ impl StorageBackend<FtpUser> for ShareStorage {
     }
 
     async fn del<P: AsRef<Path> + Send + Debug>(&self, user: &FtpUser, path: P) -> Result<()> {
-        require_write(user)?;
+        self.require_write(user)?;
         let path = text(path.as_ref())?.to_owned();
         self.blocking(move |s| write::delete(s, &path).map_err(write_error))
             .await
     }
 
     async fn mkd<P: AsRef<Path> + Send + Debug>(&self, user: &FtpUser, path: P) -> Result<()> {
-        require_write(user)?;
+        self.require_write(user)?;
         let path = text(path.as_ref())?.to_owned();
         self.blocking(move |s| write::make_dir(s, &path).map_err(write_error))
             .await
@@ -333,7 +340,7 @@ impl StorageBackend<FtpUser> for ShareStorage {
         from: P,
         to: P,
     ) -> Result<()> {
-        require_write(user)?;
+        self.require_write(user)?;
         let from = text(from.as_ref())?.to_owned();
         let to = text(to.as_ref())?.to_owned();
         self.blocking(move |s| write::rename(s, &from, &to).map_err(write_error))
@@ -341,7 +348,7 @@ impl StorageBackend<FtpUser> for ShareStorage {
     }
 
     async fn rmd<P: AsRef<Path> + Send + Debug>(&self, user: &FtpUser, path: P) -> Result<()> {
-        require_write(user)?;
+        self.require_write(user)?;
         let path = text(path.as_ref())?.to_owned();
         self.blocking(move |s| write::remove_dir(s, &path).map_err(write_error))
             .await
@@ -375,6 +382,7 @@ mod tests {
             share: share.clone(),
             access,
             busy: Busy::default(),
+            notes: Notes::default(),
         }
     }
 

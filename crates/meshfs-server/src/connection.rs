@@ -56,6 +56,15 @@ impl Connection {
         }
     }
 
+    /// The client's address, which failed logins are counted by (unspecified when the
+    /// socket has already failed: such a client gets no answer anyway).
+    pub fn peer_ip(&self) -> std::net::IpAddr {
+        self.stream
+            .tcp()
+            .peer_addr()
+            .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |a| a.ip())
+    }
+
     /// True inside TLS.
     pub fn is_tls(&self) -> bool {
         self.stream.is_tls()

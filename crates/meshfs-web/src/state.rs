@@ -15,7 +15,6 @@ use crate::listener::Https;
 use crate::nodes::{NodeDirectory, NodeInfo};
 use crate::session::{Grant, Sessions};
 use crate::source::Source;
-use crate::throttle::Throttle;
 
 /// Shared by all handlers (cheap to clone).
 #[derive(Debug, Clone)]
@@ -32,8 +31,6 @@ pub struct AppState {
     pub limits: Limits,
     /// Who logged in, with which passwords.
     pub sessions: Sessions,
-    /// Failed logins per client address.
-    pub throttle: Throttle,
     /// The LAN group chat (on when discovery is on).
     pub chat: ChatSetting,
     /// This node's ID, shown on the page to compare with `meshfs id --node`.

@@ -229,7 +229,6 @@ mod tests {
             shutdown: CancellationToken::new(),
             limits: Default::default(),
             sessions: Default::default(),
-            throttle: Default::default(),
             chat: Default::default(),
             node_id: None,
             https: Default::default(),
