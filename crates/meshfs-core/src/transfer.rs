@@ -28,8 +28,12 @@
 //! the user's choosing.
 
 mod follow;
+mod multi;
 mod record;
+mod schedule;
 mod writer;
+
+pub use multi::{LANES, Source, SourceReport, SourceState, Sources, download_from};
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -114,6 +118,8 @@ pub trait Progress: Send + Sync {
     fn advance(&self, _n: u64) {}
     /// The connection dropped (`error`); retry number `attempt` of `max` starts after `delay`.
     fn retry(&self, _error: &TransferError, _attempt: u32, _max: u32, _delay: Duration) {}
+    /// A source of a multi-source download started, was not used, was lost or dropped.
+    fn source(&self, _report: &SourceReport) {}
 }
 
 impl Progress for () {}
@@ -170,6 +176,9 @@ pub struct Outcome {
     pub retries: u32,
     pub ending: Ending,
     pub elapsed: Duration,
+    /// The sources of a multi-source download ([`download_from`]) and what each brought;
+    /// empty for a download from one node.
+    pub sources: Vec<SourceReport>,
 }
 
 /// Why a download failed. The `.part` file is kept whenever resuming can help.
@@ -197,6 +206,18 @@ pub enum TransferError {
          partial file"
     )]
     Deleted(String),
+    #[error("no source to download from")]
+    NoSource,
+    #[error(
+        "{0} sent block hashes that do not merge into its own BLAKE3 of the file: that node \
+         is faulty; download from another one first"
+    )]
+    BadBlockList(String),
+    #[error(
+        "no source left with {remaining} blocks to fetch ({sources}); the verified blocks are \
+         kept in the partial file: run again, with other sources (--from) if these are gone"
+    )]
+    NoSourceLeft { remaining: u64, sources: String },
     #[error(
         "BLAKE3 mismatch (local {local}, remote {remote}): the remote file was rewritten \
          during the transfer; the partial file was removed, run again to start over"
@@ -481,11 +502,11 @@ async fn attempt(
         retries: 0,
         ending,
         elapsed: Duration::ZERO,
+        sources: Vec::new(),
     })
 }
 
 /// The node's BLAKE3 of the first `len` bytes of `src`, asked on a connection of its own.
-/// A node older than `hash-prefix` is asked for the whole file's hash instead.
 fn spawn_remote_hash(
     src: &RemotePath,
     opts: &DownloadOptions,
@@ -498,16 +519,21 @@ fn spawn_remote_hash(
         let mut client = Client::connect_with(&src.addr, &credentials).await?;
         // Hashing a large file takes the node a while: allow for it.
         client.set_timeout(timeout.max(crate::client::IO_TIMEOUT));
-        match client.hash_prefix(&src.path, len).await {
-            Err(ClientError::Remote { code, message })
-                if Code::from_u8(code) == Some(Code::BadRequest)
-                    && message.contains("unknown command") =>
-            {
-                client.hash(&src.path).await
-            }
-            other => other,
-        }
+        prefix_hash(&mut client, &src.path, len).await
     })
+}
+
+/// The node's BLAKE3 of the first `len` bytes of `path`. A node older than `hash-prefix` is
+/// asked for the whole file's hash instead.
+async fn prefix_hash(client: &mut Client, path: &str, len: u64) -> Result<String, ClientError> {
+    match client.hash_prefix(path, len).await {
+        Err(ClientError::Remote { code, message })
+            if Code::from_u8(code) == Some(Code::BadRequest) && message.contains("unknown command") =>
+        {
+            client.hash(path).await
+        }
+        other => other,
+    }
 }
 
 /// Compare the last bytes of `part` (of length `len`) with the same range of the remote file.
