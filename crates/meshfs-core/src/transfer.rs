@@ -460,31 +460,21 @@ async fn attempt(
     let (local_hash, size) = writer.finish()?;
     let received = received?;
 
-    if opts.verify {
-        let task = remote_hash.unwrap_or_else(|| spawn_remote_hash(src, opts, size));
-        let remote = task
-            .await
-            .map_err(|e| io::Error::other(e.to_string()))
-            .map_err(local(&part))??;
-        let local_hex = local_hash
-            .map(|h| h.to_hex().to_string())
-            .unwrap_or_default();
-        if local_hex != remote {
-            discard_partial(dir, name);
-            return Err(TransferError::HashMismatch {
-                local: local_hex,
+    let verified = match opts.verify {
+        true => {
+            let task = remote_hash.unwrap_or_else(|| spawn_remote_hash(src, opts, size));
+            let remote = task
+                .await
+                .map_err(|e| io::Error::other(e.to_string()))
+                .map_err(local(&part))??;
+            Some((
+                local_hash.unwrap_or(blake3::Hash::from_bytes([0; 32])),
                 remote,
-                resumed_from: offset,
-                received,
-            });
+            ))
         }
-    }
-    if opts.no_clobber && dir.exists(name).map_err(local(&dir.display_path(name)))? {
-        return Err(TransferError::Exists(dir.display_path(name)));
-    }
-    dir.rename(&part_file, dir, name)
-        .map_err(local(&dir.display_path(name)))?;
-    let _ = dir.remove_file(&record_file);
+        false => None,
+    };
+    put_in_place(dir, name, opts, verified, offset, received)?;
     if ending == Ending::Complete {
         // Did the file grow (or change) while it was copied? Then what was saved is a
         // snapshot, and the user is told so.
@@ -504,6 +494,37 @@ async fn attempt(
         elapsed: Duration::ZERO,
         sources: Vec::new(),
     })
+}
+
+/// The end of every download: the BLAKE3 of what was written must be the node's
+/// (`verified`: both, when verifying), else the partial file is removed; then `.part` becomes
+/// `name` (unless it must not be replaced and appeared meanwhile) and its record goes.
+fn put_in_place(
+    dir: &Dir,
+    name: &str,
+    opts: &DownloadOptions,
+    verified: Option<(blake3::Hash, String)>,
+    resumed_from: u64,
+    received: u64,
+) -> Result<(), TransferError> {
+    if let Some((local, remote)) = verified
+        && local.to_hex().as_str() != remote
+    {
+        discard_partial(dir, name);
+        return Err(TransferError::HashMismatch {
+            local: local.to_hex().to_string(),
+            remote,
+            resumed_from,
+            received,
+        });
+    }
+    if opts.no_clobber && dir.exists(name).map_err(local(&dir.display_path(name)))? {
+        return Err(TransferError::Exists(dir.display_path(name)));
+    }
+    dir.rename(&part_name(name), dir, name)
+        .map_err(local(&dir.display_path(name)))?;
+    let _ = dir.remove_file(&record_name(name));
+    Ok(())
 }
 
 /// The node's BLAKE3 of the first `len` bytes of `src`, asked on a connection of its own.
@@ -528,7 +549,8 @@ fn spawn_remote_hash(
 async fn prefix_hash(client: &mut Client, path: &str, len: u64) -> Result<String, ClientError> {
     match client.hash_prefix(path, len).await {
         Err(ClientError::Remote { code, message })
-            if Code::from_u8(code) == Some(Code::BadRequest) && message.contains("unknown command") =>
+            if Code::from_u8(code) == Some(Code::BadRequest)
+                && message.contains("unknown command") =>
         {
             client.hash(path).await
         }

@@ -10,7 +10,9 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::group::{Group, python_script};
-use common::{bin, lines_of, named_node, pattern, run as meshfs, spawn_piped, until_line, wait_until};
+use common::{
+    bin, lines_of, named_node, pattern, run as meshfs, spawn_piped, until_line, wait_until,
+};
 
 const MIB: usize = 1 << 20;
 
@@ -55,7 +57,10 @@ fn nodes(shares: &[PathBuf]) -> Vec<(common::Proc, String)> {
 }
 
 /// `meshfs get` with `args` in `cwd`, running, its stdout and stderr on one channel each.
-fn spawn_get(args: &[&str], cwd: &Path) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+fn spawn_get(
+    args: &[&str],
+    cwd: &Path,
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
     let mut child = Command::new(bin())
         .args(args)
         .current_dir(cwd)
@@ -75,7 +80,12 @@ fn blocks_done(record: &Path) -> u32 {
     };
     text.lines()
         .find_map(|l| l.strip_prefix("done "))
-        .map(|bits| bits.chars().filter_map(|c| c.to_digit(16)).map(u32::count_ones).sum())
+        .map(|bits| {
+            bits.chars()
+                .filter_map(|c| c.to_digit(16))
+                .map(u32::count_ones)
+                .sum()
+        })
         .unwrap_or(0)
 }
 
@@ -119,10 +129,12 @@ fn a_source_with_one_byte_changed_is_dropped_at_that_block() {
         .parse()
         .unwrap();
     let k = changed / MIB as u64;
-    let (start, end) = (k * MIB as u64, ((k + 1) * MIB as u64).min(data.len() as u64) - 1);
-    let dropped = format!(
-        "dropped {liar}: block {k} (bytes {start}-{end}) does not match the file's BLAKE3"
+    let (start, end) = (
+        k * MIB as u64,
+        ((k + 1) * MIB as u64).min(data.len() as u64) - 1,
     );
+    let dropped =
+        format!("dropped {liar}: block {k} (bytes {start}-{end}) does not match the file's BLAKE3");
     assert!(all.contains(&dropped), "{dropped:?} not in\n{all}");
     assert!(!all.contains("started over"), "{all}");
     for (_, addr) in &nodes[..2] {
@@ -150,14 +162,22 @@ fn a_source_killed_mid_transfer_leaves_the_rest_to_finish() {
         &here(&dir),
     );
     let killed = nodes[1].1.clone();
-    until_line(&stderr, Duration::from_secs(20), |l| l == format!("using {killed}"));
+    until_line(&stderr, Duration::from_secs(20), |l| {
+        l == format!("using {killed}")
+    });
     let record = here(&dir).join("f.bin.part.resume");
-    wait_until(Duration::from_secs(20), "4 blocks verified", || blocks_done(&record) >= 4);
+    wait_until(Duration::from_secs(20), "4 blocks verified", || {
+        blocks_done(&record) >= 4
+    });
     let (mut node, _) = nodes.pop().unwrap();
     node.child.kill().unwrap();
     node.child.wait().unwrap();
     let out = get.wait_with_output().unwrap();
-    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr.try_iter().collect::<Vec<_>>().join("\n"));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr.try_iter().collect::<Vec<_>>().join("\n")
+    );
     assert!(out.status.success(), "{all}");
     assert!(all.contains(&format!("lost {killed} after ")), "{all}");
     assert!(all.contains(&format!("from {}: ", nodes[0].1)), "{all}");
@@ -183,7 +203,9 @@ fn a_download_resumes_with_a_different_set_of_sources() {
         &here(&dir),
     );
     let record = here(&dir).join("f.bin.part.resume");
-    wait_until(Duration::from_secs(30), "4 blocks verified", || blocks_done(&record) >= 4);
+    wait_until(Duration::from_secs(30), "4 blocks verified", || {
+        blocks_done(&record) >= 4
+    });
     get.kill().unwrap();
     get.wait().unwrap();
     drop(stderr);
@@ -204,9 +226,18 @@ fn a_download_resumes_with_a_different_set_of_sources() {
     assert!(out.status.success(), "{all}");
     let reused = all
         .lines()
-        .find_map(|l| l.strip_prefix("kept ")?.split(' ').next()?.parse::<u64>().ok())
+        .find_map(|l| {
+            l.strip_prefix("kept ")?
+                .split(' ')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
         .unwrap_or_else(|| panic!("no `kept N verified bytes` line in\n{all}"));
-    assert!(reused >= kept * MIB as u64, "{reused} < {kept} blocks\n{all}");
+    assert!(
+        reused >= kept * MIB as u64,
+        "{reused} < {kept} blocks\n{all}"
+    );
     assert!(!all.contains("started over"), "{all}");
     assert!(all.contains(&format!("from {}: ", nodes[2].1)), "{all}");
     assert!(std::fs::read(here(&dir).join("f.bin")).unwrap() == data);
@@ -248,7 +279,11 @@ fn sources_without_the_file_or_with_another_version_are_not_used() {
         "{all}"
     );
     assert!(
-        all.contains(&format!("from {}: {} bytes (100.0 %)", nodes[0].1, data.len())),
+        all.contains(&format!(
+            "from {}: {} bytes (100.0 %)",
+            nodes[0].1,
+            data.len()
+        )),
         "{all}"
     );
     assert!(!all.contains(&format!("from {}", nodes[2].1)), "{all}");
@@ -274,9 +309,13 @@ fn a_node_announced_during_the_download_is_used() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (get, stderr) = spawn_get(&args, &here(&dir));
     let record = here(&dir).join("f.bin.part.resume");
-    wait_until(Duration::from_secs(20), "a block verified", || blocks_done(&record) >= 1);
+    wait_until(Duration::from_secs(20), "a block verified", || {
+        blocks_done(&record) >= 1
+    });
     let (_late, late_addr) = named_node(&shares[1], "n1", &flags);
-    until_line(&stderr, Duration::from_secs(20), |l| l == format!("using {late_addr}"));
+    until_line(&stderr, Duration::from_secs(20), |l| {
+        l == format!("using {late_addr}")
+    });
     let out = get.wait_with_output().unwrap();
     let all = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{all}");

@@ -2,7 +2,8 @@
 //! holds it, in parallel, each block checked as it arrives ([`crate::blocks`]).
 //!
 //! - **Identity.** The first source's BLAKE3 of the file (its first `size` bytes) names the
-//!   version; another source is used only if its BLAKE3 of the same bytes is equal. The first
+//!   version (the next one's if it cannot be reached); another source is used only if its
+//!   BLAKE3 of the same bytes is equal. The first
 //!   source's block list must merge into that BLAKE3 before anything is fetched.
 //! - **Work stealing.** Each source runs [`LANES`] requests at once, each taking the lowest
 //!   block no one fetches when it finishes one ([`Schedule`]), so a fast source takes more
@@ -32,8 +33,8 @@ use tokio::task::JoinSet;
 use super::record::BlockRecord;
 use super::schedule::Schedule;
 use super::{
-    DownloadOptions, Ending, Outcome, Pace, Progress, Restart, TransferError, discard_partial,
-    local, part_name, prefix_hash, record_name,
+    DownloadOptions, Ending, Outcome, Pace, Progress, Restart, TransferError, local, part_name,
+    prefix_hash, put_in_place, record_name,
 };
 use crate::blocks::{BlockHashes, block_range};
 use crate::client::{ClientError, Credentials};
@@ -199,28 +200,18 @@ async fn attempt(
     if opts.no_clobber && dir.exists(name).map_err(local(&dir.display_path(name)))? {
         return Err(TransferError::Exists(dir.display_path(name)));
     }
-    let first = sources.known[0].clone();
-    let path = first.path.path.clone();
-    let pool = pool_for(&first, opts);
-    let entry = pool.stat(&path).await?;
-    if entry.kind == crate::share::Kind::Dir {
-        return Err(TransferError::IsDir(first.path.to_string()));
-    }
-    let size = entry.size;
-    let p = path.clone();
-    let hash = pool.run(async move |c| prefix_hash(c, &p, size).await).await?;
-    let p = path.clone();
-    let list = match pool.run(async move |c| c.blocks(&p, size).await).await {
-        Err(ClientError::Remote { code, message })
-            if Code::from_u8(code) == Some(Code::BadRequest) && message == "unknown command" =>
-        {
-            return Ok(None);
-        }
-        other => other?,
+    let Some((i, version)) = identify(&sources.known, opts).await? else {
+        return Ok(None);
     };
-    if list.root().to_hex().as_str() != hash {
-        return Err(TransferError::BadBlockList(first.path.addr.clone()));
-    }
+    let Version {
+        pool,
+        entry,
+        hash,
+        list,
+    } = version;
+    let first = sources.known[i].clone();
+    let path = first.path.path.clone();
+    let size = entry.size;
     let list = Arc::new(list);
 
     let part_file = part_name(name);
@@ -255,7 +246,7 @@ async fn attempt(
     let mut seen: HashSet<String> = HashSet::new();
     seen.insert(first.path.addr.clone());
     shared.start_lanes(&mut tasks, &first.path.addr, pool);
-    for source in sources.known[1..].iter().cloned() {
+    for source in sources.known.iter().cloned() {
         consider(&mut tasks, &mut seen, run, source, &hash, size, opts);
     }
 
@@ -304,69 +295,66 @@ async fn attempt(
     let _ = record.store(dir, &record_file);
     let reports = shared.reports();
     for report in &reports {
-        if matches!(report.state, SourceState::Dropped { .. }) && !run.is_dropped(&report.source)
-        {
+        if matches!(report.state, SourceState::Dropped { .. }) && !run.is_dropped(&report.source) {
             run.dropped.push(report.clone());
         }
     }
     if let Some(e) = local_error {
-        return Err(TransferError::Local { path: part, source: e });
+        return Err(TransferError::Local {
+            path: part,
+            source: e,
+        });
     }
     let remaining = shared.remaining();
     if remaining > 0 {
-        if let Some(e) = shared.last_connection_error.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(e) = shared
+            .last_connection_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
             return Err(TransferError::Remote(e));
         }
         return Err(TransferError::NoSourceLeft {
             remaining,
-            sources: reports.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
+            sources: reports
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
         });
     }
 
     let file = shared.file.clone();
     let sync = opts.sync;
     let verify = opts.verify;
-    let local_hash = tokio::task::spawn_blocking(move || -> std::io::Result<Option<blake3::Hash>> {
-        if sync {
-            file.sync_data()?;
-        }
-        if !verify {
-            return Ok(None);
-        }
-        let mut hasher = blake3::Hasher::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut pos = 0;
-        loop {
-            let n = file.read_at(&mut buf, pos)?;
-            if n == 0 {
-                return Ok(Some(hasher.finalize()));
+    let local_hash =
+        tokio::task::spawn_blocking(move || -> std::io::Result<Option<blake3::Hash>> {
+            if sync {
+                file.sync_data()?;
             }
-            hasher.update(&buf[..n]);
-            pos += n as u64;
-        }
-    })
-    .await
-    .map_err(|e| std::io::Error::other(e.to_string()))
-    .and_then(|r| r)
-    .map_err(local(&part))?;
+            if !verify {
+                return Ok(None);
+            }
+            let mut hasher = blake3::Hasher::new();
+            let mut buf = vec![0u8; 1 << 20];
+            let mut pos = 0;
+            loop {
+                let n = file.read_at(&mut buf, pos)?;
+                if n == 0 {
+                    return Ok(Some(hasher.finalize()));
+                }
+                hasher.update(&buf[..n]);
+                pos += n as u64;
+            }
+        })
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .and_then(|r| r)
+        .map_err(local(&part))?;
     let received = shared.received.load(Ordering::Relaxed);
-    if let Some(local_hash) = local_hash
-        && local_hash.to_hex().as_str() != hash
-    {
-        discard_partial(dir, name);
-        return Err(TransferError::HashMismatch {
-            local: local_hash.to_hex().to_string(),
-            remote: hash,
-            resumed_from,
-            received,
-        });
-    }
-    if opts.no_clobber && dir.exists(name).map_err(local(&dir.display_path(name)))? {
-        return Err(TransferError::Exists(dir.display_path(name)));
-    }
-    dir.rename(&part_file, dir, name)
-        .map_err(local(&dir.display_path(name)))?;
-    let _ = dir.remove_file(&record_file);
+    let verified = local_hash.map(|local| (local, hash.clone()));
+    put_in_place(dir, name, opts, verified, resumed_from, received)?;
     let mut ending = Ending::Complete;
     let first_pool = pool_for(&first, opts);
     if let Ok(now) = first_pool.stat(&path).await
@@ -392,6 +380,68 @@ async fn attempt(
         ending,
         elapsed: Duration::ZERO,
         sources: sources_report,
+    }))
+}
+
+/// What the source that names the version says of it.
+struct Version {
+    pool: Pool,
+    entry: crate::share::Entry,
+    /// Its BLAKE3 of the file's `entry.size` bytes.
+    hash: String,
+    /// Its block list, checked to merge into `hash`.
+    list: BlockHashes,
+}
+
+/// The first source that answers names the version the others are judged against; one that
+/// cannot be reached is passed over (so a retry after the first node died goes on with the
+/// others). With its index; `None` when it has no `blocks` request.
+async fn identify(
+    known: &[Source],
+    opts: &DownloadOptions,
+) -> Result<Option<(usize, Version)>, TransferError> {
+    for (i, source) in known.iter().enumerate() {
+        match version_of(source, opts).await {
+            Err(e) if e.is_connection() && i + 1 < known.len() => {
+                tracing::info!(node = %source.path.addr, error = %e, "not reached: the next source names the version");
+            }
+            other => return other.map(|v| v.map(|v| (i, v))),
+        }
+    }
+    Err(TransferError::NoSource)
+}
+
+async fn version_of(
+    source: &Source,
+    opts: &DownloadOptions,
+) -> Result<Option<Version>, TransferError> {
+    let path = source.path.path.clone();
+    let pool = pool_for(source, opts);
+    let entry = pool.stat(&path).await?;
+    if entry.kind == crate::share::Kind::Dir {
+        return Err(TransferError::IsDir(source.path.to_string()));
+    }
+    let size = entry.size;
+    let p = path.clone();
+    let hash = pool
+        .run(async move |c| prefix_hash(c, &p, size).await)
+        .await?;
+    let list = match pool.run(async move |c| c.blocks(&path, size).await).await {
+        Err(ClientError::Remote { code, message })
+            if Code::from_u8(code) == Some(Code::BadRequest) && message == "unknown command" =>
+        {
+            return Ok(None);
+        }
+        other => other?,
+    };
+    if list.root().to_hex().as_str() != hash {
+        return Err(TransferError::BadBlockList(source.path.addr.clone()));
+    }
+    Ok(Some(Version {
+        pool,
+        entry,
+        hash,
+        list,
     }))
 }
 
@@ -427,7 +477,9 @@ fn consider(
     let pool = pool_for(&source, opts);
     let (hash, path) = (hash.to_owned(), source.path.path.clone());
     tasks.spawn(async move {
-        let theirs = pool.run(async move |c| prefix_hash(c, &path, size).await).await;
+        let theirs = pool
+            .run(async move |c| prefix_hash(c, &path, size).await)
+            .await;
         let state = match theirs {
             Ok(theirs) if theirs == hash => return Checked::Accepted(addr, pool),
             Ok(theirs) => SourceState::OtherVersion(theirs),
@@ -503,7 +555,9 @@ impl Shared {
                 bytes: 0,
                 state: SourceState::Used,
             });
-            let _ = self.events.send(Event::Source(sources[sources.len() - 1].clone()));
+            let _ = self
+                .events
+                .send(Event::Source(sources[sources.len() - 1].clone()));
             sources.len() - 1
         };
         for _ in 0..LANES {
@@ -565,7 +619,8 @@ impl Shared {
                     return;
                 }
             };
-            self.received.fetch_add(data.len() as u64, Ordering::Relaxed);
+            self.received
+                .fetch_add(data.len() as u64, Ordering::Relaxed);
             if data.len() as u64 != end - start {
                 self.schedule().give_back(k, id);
                 let why = format!(
@@ -594,7 +649,14 @@ impl Shared {
                 Ok(true) => {}
                 Ok(false) => {
                     self.schedule().give_back(k, id);
-                    self.end_source(id, SourceState::Dropped { block: k, start, end });
+                    self.end_source(
+                        id,
+                        SourceState::Dropped {
+                            block: k,
+                            start,
+                            end,
+                        },
+                    );
                     return;
                 }
                 Err(e) => {

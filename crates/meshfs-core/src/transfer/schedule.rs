@@ -120,7 +120,11 @@ mod tests {
         assert_eq!(s.next(2), Some(1));
         assert_eq!(s.next(0), Some(0), "helping source 1");
         s.give_back(0, 1);
-        assert_eq!(s.next(3), Some(0), "block 0 is fetched by source 0 alone again");
+        assert_eq!(
+            s.next(3),
+            Some(0),
+            "block 0 is fetched by source 0 alone again"
+        );
         assert!(s.complete(0, 0));
         s.give_back(0, 3);
         s.give_back(1, 2);

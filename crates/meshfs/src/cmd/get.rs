@@ -170,9 +170,16 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
         ..DownloadOptions::default()
     };
     let stop = tokio_util::sync::CancellationToken::new();
-    let more = match discover {
-        true => Some(discover::sources(&args.client.lookup, &url, &stop)?),
-        false => None,
+    let more = match discover.then(|| discover::sources(&args.client.lookup, &url, &stop)) {
+        None => None,
+        Some(Ok(more)) => Some(more),
+        Some(Err(e)) if args.discover => return Err(e),
+        // Found by name (through DNS-SD, say) while the group cannot be joined: the named
+        // node still serves.
+        Some(Err(e)) => {
+            tracing::warn!("{e:#}");
+            None
+        }
     };
     // Decimal units in the bar and in the summary alike (MB/s, as curl).
     let bar = ProgressBar::new(0).with_style(

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use meshfs_core::transfer::Source;
 use meshfs_core::{Credentials, Peer, PeerEvent, Peers, RemotePath};
-use meshfs_group::{discovery, dnssd, lan};
+use meshfs_group::{discovery, lan};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -25,28 +25,7 @@ pub fn sources(
     url: &RemotePath,
     stop: &CancellationToken,
 ) -> anyhow::Result<mpsc::UnboundedReceiver<Source>> {
-    let group = lookup.group.group(None);
-    let iface = group.iface;
-    let config = lan::Config {
-        discovery: discovery::Config {
-            name: "get".into(),
-            node_id: None,
-            port: 0,
-            web: None,
-            group,
-            announce_port: lookup.group.group_port,
-            expiry: EXPIRY,
-            multicast: true,
-            static_peers: Vec::new(),
-        },
-        dnssd: (!lookup.dnssd.no_dnssd).then(|| dnssd::Config {
-            port: lookup.dnssd.dnssd_port,
-            interfaces: dnssd::Interfaces::of(iface),
-            server: std::net::SocketAddr::from((iface, 0)),
-            web: None,
-        }),
-        without_group: false,
-    };
+    let config = crate::cmd::group::browser(&lookup.group, &lookup.dnssd, "get", EXPIRY);
     let peers = Peers::default();
     let quiet: discovery::OnChange = Arc::new(|_: &discovery::Change| {});
     lan::start(config, &peers, quiet, stop, &TaskTracker::new()).context(
