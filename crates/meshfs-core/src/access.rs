@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use crate::share::{Share, ShareError, ShareFile};
+use crate::throttle::Throttle;
 
 /// Failed `auth` attempts after which a connection is closed.
 pub const MAX_AUTH_FAILURES: u32 = 5;
@@ -66,9 +67,14 @@ impl Keys {
 }
 
 /// The protection rules of one node. Cheap to clone.
+///
+/// It also carries the node's one [`Throttle`] of failed logins: every door is handed the
+/// node's `Access`, so every door counts wrong passwords from an address in the same table
+/// (FTP users' own passwords included).
 #[derive(Debug, Clone, Default)]
 pub struct Access {
     inner: Arc<RwLock<Rules>>,
+    throttle: Throttle,
 }
 
 #[derive(Debug, Default)]
@@ -82,6 +88,11 @@ impl Access {
     /// No protection at all.
     pub fn open() -> Access {
         Access::default()
+    }
+
+    /// Failed logins per client address, shared by every door of this node.
+    pub fn throttle(&self) -> &Throttle {
+        &self.throttle
     }
 
     /// Require `password` for everything in the share.

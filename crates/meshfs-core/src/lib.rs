@@ -13,6 +13,7 @@
 //! - [`client`]: one connection to a node's file server, and the [`Credentials`] it proves;
 //! - [`secret`]: [`Password`](secret::Password), which never prints itself;
 //! - [`pool`]: the connections to one node, shared by every request a door makes to it;
+//! - [`rate`]: node-side bandwidth limits: a shared token bucket and each connection's limiter;
 //! - [`peers`]: the one table of known nodes, fed by every discovery, with an up/down watch;
 //! - [`retention`]: deleting the oldest complete files before the disk fills, and the disk's state;
 //! - [`remote`]: naming nodes ([`NodeAddr`]) and remote files (`meshfs://HOST:PORT/PATH`);
@@ -21,6 +22,7 @@
 //! - [`tls`]: TLS 1.3 configurations that trust a node by its pinned ID;
 //! - [`known_nodes`]: the user's pins of node names to IDs (trust on first use, like SSH);
 //! - [`pake`]: a password proof (SPAKE2) bound to the TLS session, so no password is sent;
+//! - [`throttle`]: failed logins per client address, one lockout for every door;
 //! - [`status`]: the `status` reply (what `meshfs status` shows of a node);
 //! - [`stream`]: a connection in clear or in TLS behind one reader/writer;
 //! - [`trust`]: a client process's policy (TLS with pins, or `--plaintext`).
@@ -41,6 +43,7 @@ pub mod pake;
 pub mod peers;
 pub mod pool;
 pub mod proto;
+pub mod rate;
 pub mod remote;
 pub mod retention;
 pub mod secret;
@@ -48,6 +51,7 @@ pub mod share;
 pub mod status;
 pub mod stream;
 mod sys;
+pub mod throttle;
 pub mod tls;
 pub mod transfer;
 pub mod trust;

@@ -366,19 +366,13 @@ pub fn render(out: &mut String) {
         "Connections accepted, by door.",
         |d| d.connections_total.get() as i64,
     );
-    // The web door hands its connections to axum, which does not say when they end.
-    let mut family = Family::new(
+    per_door(
         out,
         "meshfs_connections_open",
         "gauge",
-        "Connections being served, by door (the web door's are not tracked).",
+        "Connections being served, by door.",
+        |d| d.connections_open.get(),
     );
-    for door in Door::ALL.into_iter().filter(|d| *d != Door::Web) {
-        family.sample(
-            &format!("door=\"{}\"", door.label()),
-            m.door(door).connections_open.get(),
-        );
-    }
     per_door(
         out,
         "meshfs_requests_total",

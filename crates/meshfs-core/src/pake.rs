@@ -237,12 +237,12 @@ impl NodeProof {
     }
 
     /// Check the argument of `pake-confirm`; `Ok(scope)` when the password is proven.
-    pub fn confirm(self, arg: &str) -> Result<String, PakeError> {
+    pub fn confirm(&self, arg: &str) -> Result<String, PakeError> {
         let got = un_b64(arg, 32).map_err(|_| PakeError::Failed)?;
         // ring's verify compares in constant time.
         ring::hmac::verify(&self.key, &tagged(CONFIRM_CLIENT, &self.scope), &got)
             .map_err(|_| PakeError::Failed)?;
-        Ok(self.scope)
+        Ok(self.scope.clone())
     }
 }
 

@@ -145,6 +145,12 @@ impl Pool {
         &self.inner.config
     }
 
+    /// What every new connection of this pool proves (a follower of the same node's
+    /// events proves the same).
+    pub fn credentials(&self) -> &Credentials {
+        &self.inner.credentials
+    }
+
     /// True when this pool proves credentials on its connections.
     pub fn is_authenticated(&self) -> bool {
         !self.inner.credentials.is_empty()

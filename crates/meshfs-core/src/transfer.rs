@@ -76,6 +76,10 @@ pub struct DownloadOptions {
     /// Bandwidth cap in bytes per second (`None`: as fast as the link goes). Shares a slow
     /// link with video streams.
     pub rate_limit: Option<u64>,
+    /// A bandwidth cap shared with other downloads (replication's `--max-replication-rate`:
+    /// every pull from every peer): each chunk received is charged to it before the next is
+    /// asked for.
+    pub limiter: crate::rate::Limiter,
     /// Longest wait for the node at any step; a node that stalls longer fails the download
     /// (the `.part` is kept for a resume). While following, also how long the file may stay
     /// unchanged and unclosed before the download ends with what it has.
@@ -100,6 +104,7 @@ impl Default for DownloadOptions {
             chunk: 4 << 20,
             window: 4,
             rate_limit: None,
+            limiter: crate::rate::Limiter::unlimited(),
             io_timeout: crate::client::IO_TIMEOUT,
             credentials: Credentials::none(),
             follow: false,
@@ -439,7 +444,7 @@ async fn attempt(
     progress.start(entry.size, offset);
 
     let writer = Writer::spawn(file, &part, offset, opts.verify, opts.sync, opts.window)?;
-    let mut pace = Pace::new(opts.rate_limit);
+    let mut pace = Pace::new(opts.rate_limit, opts.limiter.clone());
     let mut fetch = Fetch {
         client: &mut client,
         path: &src.path,
@@ -584,18 +589,21 @@ struct Pace {
     rate: Option<u64>,
     started: Instant,
     received: u64,
+    shared: crate::rate::Limiter,
 }
 
 impl Pace {
-    fn new(rate: Option<u64>) -> Pace {
+    fn new(rate: Option<u64>, shared: crate::rate::Limiter) -> Pace {
         Pace {
             rate,
             started: Instant::now(),
             received: 0,
+            shared,
         }
     }
 
     async fn account(&mut self, n: u64) {
+        self.shared.take(n).await;
         self.received += n;
         if let Some(rate) = self.rate {
             let due = Duration::from_secs_f64(self.received as f64 / rate.max(1) as f64);
@@ -623,7 +631,11 @@ impl Fetch<'_> {
             self.client.seek(from).await?;
         }
         // Under a rate limit, ask for small chunks one at a time so the pace is smooth.
-        let (chunk, window) = match self.opts.rate_limit {
+        let limit = match (self.opts.rate_limit, self.opts.limiter.rate()) {
+            (Some(own), Some(shared)) => Some(own.min(shared)),
+            (own, shared) => own.or(shared),
+        };
+        let (chunk, window) = match limit {
             Some(rate) => ((rate / 8).clamp(4096, self.opts.chunk), 1),
             None => (self.opts.chunk, self.opts.window.max(1)),
         };

@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 mod busy;
+mod notes;
 mod relay;
 mod server;
 mod storage;

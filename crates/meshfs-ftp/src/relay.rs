@@ -31,6 +31,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use meshfs_core::tls::{ServerConfig, TlsAcceptor};
+
+use crate::notes::{ANONYMOUS_WRITE, Notes};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
@@ -50,8 +52,13 @@ pub(crate) struct RelayTls {
 }
 
 /// Relay `outer` through a fresh loopback connection; returns libunftp's end of it. With
-/// `tls`, the relay answers `AUTH TLS` itself (see the module doc).
-pub(crate) async fn relay(outer: TcpStream, tls: Option<RelayTls>) -> io::Result<TcpStream> {
+/// `tls`, the relay answers `AUTH TLS` itself (see the module doc); `notes` are the session's
+/// (an anonymous upload is refused here, refusals are told as what they are).
+pub(crate) async fn relay(
+    outer: TcpStream,
+    tls: Option<RelayTls>,
+    notes: Notes,
+) -> io::Result<TcpStream> {
     let loopback: IpAddr = match outer.local_addr()?.ip() {
         IpAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
         IpAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
@@ -72,7 +79,7 @@ pub(crate) async fn relay(outer: TcpStream, tls: Option<RelayTls>) -> io::Result
     let _ = ours.set_nodelay(true);
     let _ = theirs.set_nodelay(true);
     let _ = outer.set_nodelay(true);
-    tokio::spawn(pump(outer, ours, tls));
+    tokio::spawn(pump(outer, ours, tls, notes));
     Ok(theirs)
 }
 
@@ -100,14 +107,14 @@ enum Phase {
 
 /// Relay until either side closes, enforcing the line limit on the client's side, in clear
 /// and then, after `AUTH TLS`, inside TLS.
-async fn pump(mut outer: TcpStream, mut inner: TcpStream, tls: Option<RelayTls>) {
+async fn pump(mut outer: TcpStream, mut inner: TcpStream, tls: Option<RelayTls>, notes: Notes) {
     let phase = match &tls {
         None => Phase::NoTls,
         Some(t) => Phase::Clear {
             required: t.required,
         },
     };
-    let end = shuttle(&mut outer, &mut inner, phase)
+    let end = shuttle(&mut outer, &mut inner, phase, &notes)
         .await
         .unwrap_or(End::Closed);
     match (end, tls) {
@@ -126,7 +133,7 @@ async fn pump(mut outer: TcpStream, mut inner: TcpStream, tls: Option<RelayTls>)
                     return;
                 }
             };
-            match shuttle(&mut outer, &mut inner, Phase::Secure).await {
+            match shuttle(&mut outer, &mut inner, Phase::Secure, &notes).await {
                 Ok(End::TooLong) => refuse(&mut outer).await,
                 _ => {
                     let _ = outer.shutdown().await;
@@ -140,7 +147,9 @@ async fn pump(mut outer: TcpStream, mut inner: TcpStream, tls: Option<RelayTls>)
 /// Copy both ways, passing the client's input on in whole lines of at most
 /// [`MAX_COMMAND_LINE`] bytes. With TLS offered, `AUTH TLS` is answered here and ends the phase
 /// with [`End::Upgrade`]; when TLS is required, `USER` and `PASS` in clear are refused here.
-async fn shuttle<O, I>(outer: &mut O, inner: &mut I, phase: Phase) -> io::Result<End>
+/// An anonymous user's upload is refused here, before libunftp answers `150` and takes the
+/// bytes; libunftp's refusals are passed on as `notes` describe them.
+async fn shuttle<O, I>(outer: &mut O, inner: &mut I, phase: Phase, notes: &Notes) -> io::Result<End>
 where
     O: AsyncRead + AsyncWrite + Unpin,
     I: AsyncRead + AsyncWrite + Unpin,
@@ -149,6 +158,8 @@ where
     let mut down = vec![0u8; 4096];
     // The client's current, incomplete line.
     let mut line: Vec<u8> = Vec::new();
+    // libunftp's current, incomplete reply line.
+    let mut reply: Vec<u8> = Vec::new();
     loop {
         tokio::select! {
             r = outer.read(&mut up) => {
@@ -194,6 +205,11 @@ where
                                 )
                                 .await?;
                         }
+                        (Command::Upload, _) if notes.is_anonymous() => {
+                            inner.write_all(&forward).await?;
+                            forward.clear();
+                            outer.write_all(ANONYMOUS_WRITE.as_bytes()).await?;
+                        }
                         _ => forward.extend_from_slice(&line),
                     }
                     line.clear();
@@ -203,9 +219,21 @@ where
             r = inner.read(&mut down) => {
                 let n = r?;
                 if n == 0 {
+                    outer.write_all(&reply).await?;
                     return Ok(End::Closed);
                 }
-                outer.write_all(&down[..n]).await?;
+                let mut out = Vec::with_capacity(n);
+                for &b in &down[..n] {
+                    reply.push(b);
+                    if b == b'\n' {
+                        match notes.rewrite(&reply) {
+                            Some(instead) => out.extend_from_slice(instead.as_bytes()),
+                            None => out.extend_from_slice(&reply),
+                        }
+                        reply.clear();
+                    }
+                }
+                outer.write_all(&out).await?;
                 outer.flush().await?;
             }
         }
@@ -218,6 +246,8 @@ enum Command {
     AuthTls,
     /// `USER` or `PASS`.
     Login,
+    /// `STOR`, `APPE` or `STOU`: bytes come next on the data connection.
+    Upload,
     Other,
 }
 
@@ -228,6 +258,11 @@ fn classify(line: &[u8]) -> Command {
         Command::AuthTls
     } else if word.eq_ignore_ascii_case(b"USER") || word.eq_ignore_ascii_case(b"PASS") {
         Command::Login
+    } else if [b"STOR", b"APPE", b"STOU"]
+        .iter()
+        .any(|w| word.eq_ignore_ascii_case(*w))
+    {
+        Command::Upload
     } else {
         Command::Other
     }
@@ -302,5 +337,8 @@ mod tests {
         assert_eq!(classify(b"PASS\r\n"), Command::Login);
         assert_eq!(classify(b"USERS\r\n"), Command::Other);
         assert_eq!(classify(b"RETR a\r\n"), Command::Other);
+        assert_eq!(classify(b"stor a b.mp4\r\n"), Command::Upload);
+        assert_eq!(classify(b"APPE x\r\n"), Command::Upload);
+        assert_eq!(classify(b"STOU\r\n"), Command::Upload);
     }
 }

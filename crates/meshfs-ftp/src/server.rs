@@ -11,11 +11,13 @@ use libunftp::options::{PassiveHost, SiteMd5};
 use meshfs_core::Share;
 use meshfs_core::accept::{Door, accept_loop};
 use meshfs_core::access::Access;
+use meshfs_core::rate::{ClientKey, UploadLimits};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::busy::Busy;
+use crate::notes::Notes;
 use crate::relay::{self, BindOn};
 use crate::storage::ShareStorage;
 use crate::tls::FtpTls;
@@ -42,6 +44,8 @@ pub struct FtpConfig {
     pub access: Access,
     /// Offer explicit FTPS (`AUTH TLS`); `None`: plain FTP only.
     pub tls: Option<FtpTls>,
+    /// The node's upload limits: `RETR` counts against them, clients told apart by IP address.
+    pub upload: UploadLimits,
 }
 
 impl Default for FtpConfig {
@@ -53,6 +57,7 @@ impl Default for FtpConfig {
             max_sessions: 1024,
             access: Access::open(),
             tls: None,
+            upload: UploadLimits::unlimited(),
         }
     }
 }
@@ -88,7 +93,6 @@ impl FtpServer {
         // Sessions are not in the node's tracker: an idle session must not hold the node's
         // shutdown. Transfers are counted by `busy` instead.
         let open_sessions = TaskTracker::new();
-        let login = Arc::new(Login::new(self.config.users.clone()));
         let door = Door {
             name: "FTP",
             max_connections: self.config.max_sessions,
@@ -101,14 +105,14 @@ impl FtpServer {
             &shutdown,
             &open_sessions,
             |stream, peer| {
-                let session = session(stream, share, config, busy, &login);
+                let session = session(stream, peer, share, config, busy);
                 let tls = config.tls.as_ref().map(FtpTls::relay);
                 async move {
-                    let Some((stream, server)) = session else {
+                    let Some((stream, server, notes)) = session else {
                         return;
                     };
                     tracing::debug!(%peer, "FTP session");
-                    let stream = match relay::relay(stream, tls).await {
+                    let stream = match relay::relay(stream, tls, notes).await {
                         Ok(s) => s,
                         Err(e) => {
                             tracing::warn!(%peer, error = %e, "cannot relay an FTP session");
@@ -133,15 +137,15 @@ impl FtpServer {
     }
 }
 
-/// A libunftp server for one connection, its passive ports offered on the address the
-/// client reached.
+/// A libunftp server for one connection from `peer`, its passive ports offered on the address
+/// the client reached, and the notes its relay reads.
 fn session(
     stream: TcpStream,
+    peer: SocketAddr,
     share: &Share,
     config: &FtpConfig,
     busy: &Busy,
-    login: &Arc<Login>,
-) -> Option<(TcpStream, libunftp::Server<ShareStorage, FtpUser>)> {
+) -> Option<(TcpStream, libunftp::Server<ShareStorage, FtpUser>, Notes)> {
     let local = stream.local_addr().ok()?.ip();
     let passive_host = match local {
         std::net::IpAddr::V4(v4) => PassiveHost::Ip(v4),
@@ -150,10 +154,21 @@ fn session(
             None => PassiveHost::FromConnection,
         },
     };
+    let notes = Notes::default();
+    let login = Arc::new(Login::new(
+        config.users.clone(),
+        config.access.throttle().clone(),
+        peer.ip(),
+        notes.clone(),
+    ));
     let storage = ShareStorage {
         share: share.clone(),
         access: config.access.clone(),
         busy: busy.clone(),
+        limiter: config
+            .upload
+            .client(ClientKey::of(None, stream.peer_addr().ok()?.ip())),
+        notes: notes.clone(),
     };
     let mut builder =
         ServerBuilder::with_user_detail_provider(Box::new(move || storage.clone()), login.clone())
@@ -173,7 +188,7 @@ fn session(
     }
     let built = builder.build();
     match built {
-        Ok(server) => Some((stream, server)),
+        Ok(server) => Some((stream, server, notes)),
         Err(e) => {
             tracing::error!(error = %e, "cannot build an FTP session");
             None

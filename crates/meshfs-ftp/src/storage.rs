@@ -12,6 +12,7 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use meshfs_core::access::{Access, Keys, ReadError};
+use meshfs_core::rate::Limiter;
 use meshfs_core::share::{Entry, Kind, Share, ShareError};
 use tokio::io::{AsyncRead, AsyncSeekExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use unftp_core::storage::{
@@ -19,6 +20,7 @@ use unftp_core::storage::{
 };
 
 use crate::busy::{Busy, BusyGuard};
+use crate::notes::{ANONYMOUS_WRITE, Notes, PASSWORD_REQUIRED};
 use crate::users::FtpUser;
 use crate::write::{self, WriteError};
 
@@ -54,6 +56,10 @@ pub(crate) struct ShareStorage {
     /// file were let in by the node's operator and are not subject to them.
     pub(crate) access: Access,
     pub(crate) busy: Busy,
+    /// The node's and this client's upload limits (`RETR`).
+    pub(crate) limiter: Limiter,
+    /// This session's notes: a refusal for want of a login is told as such (`530`) by the relay.
+    pub(crate) notes: Notes,
 }
 
 /// Metadata of a share entry, as libunftp wants it.
@@ -112,28 +118,32 @@ fn write_error(e: WriteError) -> Error {
     }
 }
 
-fn require_write(user: &FtpUser) -> Result<()> {
-    if user.can_write {
-        Ok(())
-    } else {
+/// An anonymous user meets a password of the node: `530` (see [`Notes`]).
+fn protected(notes: &Notes) -> Error {
+    notes.refuse(PASSWORD_REQUIRED);
+    Error::new(ErrorKind::PermissionDenied, "protected by a password")
+}
+
+impl ShareStorage {
+    /// Only named users change the share; anonymous users get `530` (the relay refuses their
+    /// uploads even before this, so no upload's bytes cross for nothing).
+    fn require_write(&self, user: &FtpUser) -> Result<()> {
+        if user.can_write {
+            return Ok(());
+        }
+        self.notes.refuse(ANONYMOUS_WRITE);
         Err(Error::new(
             ErrorKind::PermissionDenied,
             "anonymous users may only read",
         ))
     }
-}
 
-fn protected() -> Error {
-    Error::new(ErrorKind::PermissionDenied, "protected by a password")
-}
-
-impl ShareStorage {
     /// May `user` list and stat?
     fn check_browse(&self, user: &FtpUser) -> Result<()> {
         if user.can_write || self.access.may_browse(&Keys::default()) {
             Ok(())
         } else {
-            Err(protected())
+            Err(protected(&self.notes))
         }
     }
 
@@ -148,7 +158,7 @@ impl ShareStorage {
         let path = text(path)?.to_owned();
         let busy = self.busy.start();
         let trusted = user.can_write;
-        let access = self.access.clone();
+        let (access, notes) = (self.access.clone(), self.notes.clone());
         let file = self
             .blocking(move |s| {
                 let f = if trusted {
@@ -157,7 +167,7 @@ impl ShareStorage {
                     access
                         .open_file(s, &path, &Keys::default())
                         .map_err(|e| match e {
-                            ReadError::Locked => protected(),
+                            ReadError::Locked => protected(&notes),
                             ReadError::Share(e) => share_error(e),
                         })?
                 };
@@ -255,7 +265,9 @@ impl StorageBackend<FtpUser> for ShareStorage {
     }
 
     /// Downloads read 1 MiB at a time on the blocking pool, the next read running while the
-    /// previous chunk is written to the data connection (measured in `bench/ftp.sh`).
+    /// previous chunk is written to the data connection (measured in `bench/ftp.sh`); under
+    /// an upload limit each chunk goes in pieces, each charged before it is written. (`get`,
+    /// the plain reader, serves only `SITE MD5`, which is off: it sends no content.)
     async fn get_into<'a, P, W: ?Sized>(
         &self,
         user: &FtpUser,
@@ -282,7 +294,10 @@ impl StorageBackend<FtpUser> for ShareStorage {
             }
             offset += n as u64;
             next = read_chunk(file.clone(), offset, spare);
-            output.write_all(&buf[..n]).await?;
+            for piece in self.limiter.pieces(&buf[..n]) {
+                self.limiter.take(piece.len() as u64).await;
+                output.write_all(piece).await?;
+            }
             sent += n as u64;
             spare = buf;
         }
@@ -295,7 +310,7 @@ impl StorageBackend<FtpUser> for ShareStorage {
         path: P,
         start_pos: u64,
     ) -> Result<u64> {
-        require_write(user)?;
+        self.require_write(user)?;
         if start_pos != 0 {
             // An atomic upload replaces the whole file; resuming one would need the old bytes.
             return Err(Error::new(
@@ -314,14 +329,14 @@ impl StorageBackend<FtpUser> for ShareStorage {
     }
 
     async fn del<P: AsRef<Path> + Send + Debug>(&self, user: &FtpUser, path: P) -> Result<()> {
-        require_write(user)?;
+        self.require_write(user)?;
         let path = text(path.as_ref())?.to_owned();
         self.blocking(move |s| write::delete(s, &path).map_err(write_error))
             .await
     }
 
     async fn mkd<P: AsRef<Path> + Send + Debug>(&self, user: &FtpUser, path: P) -> Result<()> {
-        require_write(user)?;
+        self.require_write(user)?;
         let path = text(path.as_ref())?.to_owned();
         self.blocking(move |s| write::make_dir(s, &path).map_err(write_error))
             .await
@@ -333,7 +348,7 @@ impl StorageBackend<FtpUser> for ShareStorage {
         from: P,
         to: P,
     ) -> Result<()> {
-        require_write(user)?;
+        self.require_write(user)?;
         let from = text(from.as_ref())?.to_owned();
         let to = text(to.as_ref())?.to_owned();
         self.blocking(move |s| write::rename(s, &from, &to).map_err(write_error))
@@ -341,7 +356,7 @@ impl StorageBackend<FtpUser> for ShareStorage {
     }
 
     async fn rmd<P: AsRef<Path> + Send + Debug>(&self, user: &FtpUser, path: P) -> Result<()> {
-        require_write(user)?;
+        self.require_write(user)?;
         let path = text(path.as_ref())?.to_owned();
         self.blocking(move |s| write::remove_dir(s, &path).map_err(write_error))
             .await
@@ -375,6 +390,8 @@ mod tests {
             share: share.clone(),
             access,
             busy: Busy::default(),
+            limiter: Limiter::unlimited(),
+            notes: Notes::default(),
         }
     }
 

@@ -8,12 +8,15 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::io::Read;
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::notes::Notes;
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use async_trait::async_trait;
+use meshfs_core::throttle::Throttle;
 use unftp_core::auth::{
     AuthenticationError, Authenticator, Credentials, Principal, UserDetail, UserDetailError,
     UserDetailProvider,
@@ -27,6 +30,9 @@ pub const MAX_LINE: usize = 1024;
 pub const MAX_USERS: usize = 10_000;
 /// Longest password checked (argon2 accepts more; nobody types that much).
 const MAX_PASSWORD: usize = 1024;
+
+/// The door's name in the login throttle's log lines.
+const DOOR: &str = "FTP";
 
 /// Names that log in anonymously, with any password, read-only.
 const ANONYMOUS: [&str; 2] = ["anonymous", "ftp"];
@@ -109,9 +115,18 @@ impl Users {
     /// Does `password` match `name`'s hash? Unknown users never match. CPU-heavy by design
     /// (argon2): call it off the async threads.
     pub fn verify(&self, name: &str, password: &str) -> bool {
-        let Some(hash) = self.hashes.get(name) else {
+        let Some(hash) = self.hashes.get(name).or(self.hashes.values().next()) else {
             return false;
         };
+        if !self.hashes.contains_key(name) {
+            // Spend the same argon2 time as for a known name, then refuse.
+            let _ = Self::matches(hash, password);
+            return false;
+        }
+        Self::matches(hash, password)
+    }
+
+    fn matches(hash: &str, password: &str) -> bool {
         if password.len() > MAX_PASSWORD {
             return false;
         }
@@ -152,15 +167,25 @@ impl fmt::Display for FtpUser {
     }
 }
 
-/// libunftp's authenticator and user provider over [`Users`].
+/// libunftp's authenticator and user provider over [`Users`], for one session: it knows the
+/// client's address (libunftp sees only the relay's loopback) and counts named users' wrong
+/// passwords in the node's one login throttle, shared with the file server and the web.
 #[derive(Debug, Clone)]
 pub(crate) struct Login {
     users: Arc<Users>,
+    throttle: Throttle,
+    peer: IpAddr,
+    notes: Notes,
 }
 
 impl Login {
-    pub(crate) fn new(users: Arc<Users>) -> Login {
-        Login { users }
+    pub(crate) fn new(users: Arc<Users>, throttle: Throttle, peer: IpAddr, notes: Notes) -> Login {
+        Login {
+            users,
+            throttle,
+            peer,
+            notes,
+        }
     }
 }
 
@@ -172,13 +197,21 @@ impl Authenticator for Login {
         creds: &Credentials,
     ) -> Result<Principal, AuthenticationError> {
         if ANONYMOUS.contains(&username.to_ascii_lowercase().as_str()) {
+            self.notes.logged_in(true);
             return Ok(Principal {
                 username: "anonymous".into(),
             });
         }
-        if !self.users.hashes.contains_key(username) {
-            return Err(AuthenticationError::BadUser);
-        }
+        let peer = self.peer;
+        let attempt = self.throttle.begin_at(DOOR, peer).map_err(|wait| {
+            self.notes.refuse(format!(
+                "530 Too many wrong passwords from {peer}: logins refused for {}s more\r\n",
+                wait.as_secs().max(1)
+            ));
+            AuthenticationError::BadPassword
+        })?;
+        // An unknown name costs a guess like a wrong password (names are guessed too), and
+        // takes the same argon2 time, so it does not tell itself apart.
         let password = creds.password.clone().unwrap_or_default();
         let users = self.users.clone();
         let name = username.to_owned();
@@ -186,11 +219,13 @@ impl Authenticator for Login {
             .await
             .unwrap_or(false);
         if ok {
+            attempt.succeeded();
+            self.notes.logged_in(false);
             Ok(Principal {
                 username: username.to_owned(),
             })
         } else {
-            tracing::debug!(user = username, "FTP login refused");
+            attempt.failed_at(DOOR);
             Err(AuthenticationError::BadPassword)
         }
     }

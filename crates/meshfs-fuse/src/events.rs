@@ -124,7 +124,8 @@ impl Live {
 }
 
 async fn follow(node: usize, fs: Arc<FsHandle>, tx: mpsc::Sender<KernelNote>) {
-    let mut follower = Follower::new(fs.addr(node), None);
+    // The node's pool proves its password: so does the subscription beside it.
+    let mut follower = Follower::new(fs.addr(node), None).with_credentials(fs.credentials(node));
     loop {
         match follower.next().await {
             // Events may have been missed while disconnected: forget everything of this node.

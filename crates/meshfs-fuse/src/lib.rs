@@ -32,12 +32,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use fuser::{BackgroundSession, MountOption, SessionACL};
-use meshfs_core::{Pool, PoolConfig};
+use meshfs_core::{Credentials, Pool, PoolConfig};
 
 pub use error::MountError;
 pub use fs::{FsConfig, FsHandle, MeshFs};
 pub use nodes::{Node, NotAdded};
-pub use peers::{FolderChange, PeerFolders};
+pub use peers::{FolderChange, PeerFolders, WithCredentials};
 
 /// How long an answer is trusted while the node's events would have told of a change: long
 /// enough for any burst of work on a folder, short enough to bound what a change the node
@@ -78,13 +78,14 @@ impl Default for MountOptions {
     }
 }
 
-/// Ask every node its name (all at once) and build its pool. A node that does not answer is
-/// still mounted, named after its address, so it can come back later; names are made safe as
-/// folder names (and unique once mounted: `cam`, `cam-2`, …).
-pub async fn connect_nodes(addrs: &[String], config: PoolConfig) -> Vec<Node> {
+/// Ask every node its name (all at once) and build its pool, which proves the node's
+/// credentials (a protected node's password) on each connection. A node that does not answer
+/// is still mounted, named after its address, so it can come back later; names are made safe
+/// as folder names (and unique once mounted: `cam`, `cam-2`, …).
+pub async fn connect_nodes(nodes: &[(String, Credentials)], config: PoolConfig) -> Vec<Node> {
     let mut tasks = Vec::new();
-    for addr in addrs {
-        let pool = Pool::new(addr.clone(), config);
+    for (addr, credentials) in nodes {
+        let pool = Pool::with_credentials(addr.clone(), config, credentials.clone());
         tasks.push(tokio::spawn(async move {
             let name = match requests::hello(&pool).await {
                 Ok(info) => info.name,
@@ -162,10 +163,11 @@ impl Mount {
         self.fs.shown_folders()
     }
 
-    /// Show the node at `addr` (called `name`, e.g. from its announcement) under the root;
-    /// returns its folder name, or `None` if it is shown already (or too many nodes were).
-    pub fn add_node(&self, name: &str, addr: &str) -> Option<String> {
-        let pool = Pool::new(addr, self.pool);
+    /// Show the node at `addr` (called `name`, e.g. from its announcement) under the root,
+    /// proving `credentials` on each connection to it; returns its folder name, or `None` if
+    /// it is shown already (or too many nodes were).
+    pub fn add_node(&self, name: &str, addr: &str, credentials: Credentials) -> Option<String> {
+        let pool = Pool::with_credentials(addr, self.pool, credentials);
         match self.fs.add_node(&nodes::folder_name(name, addr), pool) {
             Ok((node, folder)) => {
                 if let Some(live) = &self.live {

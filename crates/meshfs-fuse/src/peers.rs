@@ -8,10 +8,10 @@
 //!   old address is hidden before the new one is shown, so no dead `cam` sits beside `cam-2`;
 //! - after missed changes ([`PeerEvent::Resync`]) exactly the table's nodes are shown.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 
-use meshfs_core::{Peer, PeerEvent};
+use meshfs_core::{Credentials, Peer, PeerEvent};
 
 use crate::Mount;
 
@@ -24,18 +24,32 @@ pub enum FolderChange {
 
 /// What [`PeerFolders`] needs of a mount (a trait so the rules are tested without one).
 pub trait Folders {
-    /// See [`Mount::add_node`].
+    /// See [`Mount::add_node`] (the credentials are the implementation's business).
     fn add_node(&self, name: &str, addr: &str) -> Option<String>;
     /// See [`Mount::hide_node`].
     fn hide_node(&self, addr: &str) -> Option<String>;
 }
 
-impl Folders for Mount {
+/// A mount and the credentials of the nodes about to be shown, by address (those it lacks
+/// are shown proving nothing): the caller learns which nodes ask for a password before
+/// applying a change of the table.
+pub struct WithCredentials<'a> {
+    pub mount: &'a Mount,
+    pub credentials: &'a HashMap<SocketAddr, Credentials>,
+}
+
+impl Folders for WithCredentials<'_> {
     fn add_node(&self, name: &str, addr: &str) -> Option<String> {
-        Mount::add_node(self, name, addr)
+        let credentials = addr
+            .parse()
+            .ok()
+            .and_then(|a| self.credentials.get(&a))
+            .cloned()
+            .unwrap_or_default();
+        self.mount.add_node(name, addr, credentials)
     }
     fn hide_node(&self, addr: &str) -> Option<String> {
-        Mount::hide_node(self, addr)
+        self.mount.hide_node(addr)
     }
 }
 

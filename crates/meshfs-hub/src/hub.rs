@@ -29,7 +29,10 @@ const READ_SIZE: usize = 64 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mode {
     /// Seed step 1: one client at a time, no separator. Its first write is the path of its FIFO,
-    /// everything after is echoed back raw, until it closes the hub FIFO.
+    /// everything after is echoed back raw, until it closes the hub FIFO. A client that
+    /// registers with the framing of the other modes (`¶<path>`, as `meshfs chat` and the seed's
+    /// step-3 clients do) is served in that framing instead: its texts come back without
+    /// their prefix and its empty text ends the session.
     Single,
     /// Seed step 2: each text goes back to its sender only.
     Echo,
@@ -168,6 +171,7 @@ impl Hub {
             clients: Clients::new(self.config.limits.clone()),
             framer: Framer::new(),
             session: None,
+            framed: false,
             mode: self.config.mode,
             outgoing,
         };
@@ -227,6 +231,9 @@ struct State {
     framer: Framer,
     /// The client of the single-client mode.
     session: Option<ClientId>,
+    /// Whether that client speaks the framed protocol (`¶<path>`, `<path>¶<text>`) rather
+    /// than the seed's bare step 1.
+    framed: bool,
     mode: Mode,
     /// Where broadcast texts are bridged to, if anywhere.
     outgoing: Option<tokio::sync::mpsc::Sender<Bytes>>,
@@ -234,12 +241,21 @@ struct State {
 
 impl State {
     fn input(&mut self, data: &[u8], events: &mut Vec<HubEvent>) {
-        if self.mode == Mode::Single {
+        if self.mode == Mode::Single && !self.single_is_framed(data) {
             return self.single(data, events);
         }
         let frames = self.framer.push(data, |id| fifo::is_fifo(id.path()));
         for frame in frames {
             self.frame(frame, events);
+        }
+    }
+
+    /// Does this input of the single mode belong to a framed session: one under way, a
+    /// registration `¶/…` while nobody is served, or the rest of one the framer holds?
+    fn single_is_framed(&self, data: &[u8]) -> bool {
+        match self.session {
+            Some(_) => self.framed,
+            None => data.starts_with(crate::framing::SEPARATOR) || !self.framer.is_idle(),
         }
     }
 
@@ -268,6 +284,7 @@ impl State {
     }
 
     fn all_writers_left(&mut self, events: &mut Vec<HubEvent>) {
+        self.framed = false;
         if let Some(id) = self.session.take() {
             self.clients.remove(&id);
             events.push(HubEvent::Disconnected(id));
@@ -276,10 +293,26 @@ impl State {
 
     fn frame(&mut self, frame: Frame, events: &mut Vec<HubEvent>) {
         match frame {
+            Frame::Register(id) if self.mode == Mode::Single => {
+                if let Some(current) = &self.session {
+                    let reason = format!(
+                        "a single-mode hub serves one client at a time ({current} is being \
+                         served); start the hub with --mode echo or broadcast for several"
+                    );
+                    events.push(HubEvent::Refused { id, reason });
+                } else if self.register(id.clone(), events) {
+                    self.session = Some(id);
+                    self.framed = true;
+                }
+            }
             Frame::Register(id) => {
                 self.register(id, events);
             }
             Frame::Disconnect(id) => {
+                if self.session.as_ref() == Some(&id) {
+                    self.session = None;
+                    self.framed = false;
+                }
                 if self.clients.remove(&id) {
                     events.push(HubEvent::Disconnected(id));
                 }

@@ -14,6 +14,7 @@ use meshfs_core::pake::{self, NodeProof, PakeError};
 use meshfs_core::proto::{self, Code, MAX_READ, PROTO_VERSION, Request};
 use meshfs_core::retention::DiskStatus;
 use meshfs_core::status::NodeStatus;
+use meshfs_core::throttle::Attempt;
 use meshfs_core::{Share, ShareError, ShareFile};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -41,8 +42,27 @@ pub(crate) struct Session {
     keys: Keys,
     open: Option<OpenFile>,
     /// A `pake` proof answered and waiting for `pake-confirm`.
-    pake: Option<NodeProof>,
+    pake: Option<PendingProof>,
 }
+
+/// The node's half of a `pake` answered, and the login attempt it counts against the client's
+/// address. Never confirmed (the client stopped after seeing the node's half, or started
+/// another), it is a failure: the client could tell from that half whether its guess was right.
+struct PendingProof {
+    proof: NodeProof,
+    attempt: Option<Attempt>,
+}
+
+impl Drop for PendingProof {
+    fn drop(&mut self) {
+        if let Some(attempt) = self.attempt.take() {
+            attempt.failed_at(DOOR);
+        }
+    }
+}
+
+/// The door's name in the login throttle's log lines.
+const DOOR: &str = "file server";
 
 /// The answer to a request that needs a password not proven yet.
 const PASSWORD_REQUIRED: &str = "password required: this share is protected (meshfs \
@@ -359,9 +379,16 @@ impl Session {
                     self.error(Code::Denied, AUTH_IN_CLEAR);
                 } else if !self.access.is_protected() {
                     self.error(Code::BadRequest, "this node has no password");
-                } else if self.access.authenticate(password, &mut self.keys) {
-                    self.conn.status(0, "OK");
                 } else {
+                    let Some(attempt) = self.begin_login() else {
+                        return Ok(Next::Close);
+                    };
+                    if self.access.authenticate(password, &mut self.keys) {
+                        attempt.succeeded();
+                        self.conn.status(0, "OK");
+                        return Ok(Next::Continue);
+                    }
+                    attempt.failed_at(DOOR);
                     self.error(Code::AuthFailed, "authentication failed");
                     if self.keys.failures() >= MAX_AUTH_FAILURES {
                         tracing::warn!(
@@ -387,6 +414,24 @@ impl Session {
             }
         }
         Ok(Next::Continue)
+    }
+
+    /// Count a login attempt against the client's address (the node's one throttle, shared
+    /// with FTP and the web). `None`, answered with how long to wait, while it is locked out.
+    fn begin_login(&mut self) -> Option<Attempt> {
+        let ip = self.conn.peer_ip();
+        match self.access.throttle().begin_at(DOOR, ip) {
+            Ok(attempt) => Some(attempt),
+            Err(wait) => {
+                let text = format!(
+                    "too many wrong passwords from {ip}: logins refused for {}s more; wait, \
+                     then prove the right password",
+                    wait.as_secs().max(1)
+                );
+                self.error(Code::AuthFailed, &text);
+                None
+            }
+        }
     }
 
     /// `pake <msg>[ <path>]`: answer the first half of a password proof (see
@@ -420,6 +465,9 @@ impl Session {
             self.error(Code::AuthFailed, "too many failed attempts");
             return Next::Close;
         }
+        let Some(attempt) = self.begin_login() else {
+            return Next::Close;
+        };
         let binding = pake::Binding {
             session: binding,
             node,
@@ -427,7 +475,10 @@ impl Session {
         match NodeProof::respond(&secret, &binding, &request) {
             Ok((proof, reply)) => {
                 self.keys.fail();
-                self.pake = Some(proof);
+                self.pake = Some(PendingProof {
+                    proof,
+                    attempt: Some(attempt),
+                });
                 self.conn.status(0, &reply);
             }
             Err(e) => self.error(Code::BadRequest, &e.to_string()),
@@ -437,12 +488,15 @@ impl Session {
 
     /// `pake-confirm <msg>`: the client's half; on success the password is proven.
     fn pake_confirm(&mut self, arg: &str) -> Next {
-        let Some(proof) = self.pake.take() else {
+        let Some(mut pending) = self.pake.take() else {
             self.error(Code::NotOpen, "no pake in progress");
             return Next::Continue;
         };
-        match proof.confirm(arg) {
+        match pending.proof.confirm(arg) {
             Ok(scope) => {
+                if let Some(attempt) = pending.attempt.take() {
+                    attempt.succeeded();
+                }
                 self.keys.unfail();
                 if self.access.grant(&scope, &mut self.keys) {
                     self.conn.status(0, "OK");

@@ -482,8 +482,11 @@ fn protected_file_needs_auth() {
     exchange(&mut other, b"open clips/a.mp4\n", LOCKED);
 }
 
+/// Five wrong passwords close the connection, and reconnecting does not start a new count:
+/// the node's one login throttle refuses that address (even the right password) for a while,
+/// saying why; another address is not affected.
 #[test]
-fn five_failed_auth_attempts_close_the_connection() {
+fn five_failed_auth_attempts_close_the_connection_and_lock_the_address_out() {
     let dir = fixture();
     let access = meshfs_core::access::Access::open();
     access.set_share_password("whole share");
@@ -498,8 +501,32 @@ fn five_failed_auth_attempts_close_the_connection() {
     s.write_all(b"auth nope\n").unwrap();
     assert_eq!(read_to_close(&mut s), b"6 authentication failed\n");
     let mut s = connect(&srv.addr);
+    s.write_all(b"auth whole share\n").unwrap();
+    let refused = String::from_utf8(read_to_close(&mut s)).unwrap();
+    assert!(
+        refused.starts_with("6 too many wrong passwords from 127.0.0.1: logins refused for "),
+        "{refused}"
+    );
+    let mut s = connect_from("127.0.0.2", &srv.addr);
     exchange(&mut s, b"auth whole share\n", b"0 OK\n");
     exchange(&mut s, b"pread 0 5 hello.txt\n", b"0 5\nhello");
+}
+
+/// A connection from another loopback address: another client, as the node counts them.
+fn connect_from(from: &str, addr: &str) -> TcpStream {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    let s = rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+        let s = socket.connect(addr.parse().unwrap()).await.unwrap();
+        s.into_std().unwrap()
+    });
+    s.set_nonblocking(false).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
 }
 
 /// `blocks SIZE PATH`: 32 bytes per 1 MiB block, each the BLAKE3 chaining value of that block

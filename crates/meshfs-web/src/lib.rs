@@ -87,7 +87,8 @@
 //! (its file server says "password required"): a login with `"node"` proves the password to
 //! that node with `auth`, and the session then reaches it through its own connections, which
 //! keep that password in memory until the session ends. Five failed logins from one address
-//! (an IPv6 client: its /64) lock it out for a minute; attempts count from their start, so
+//! (an IPv6 client: its /64), here or at another door of the node (file server, FTP: one
+//! `meshfs_core::throttle` table, in the node's `Access`) lock it out for a minute; attempts count from their start, so
 //! concurrent guesses waiting on a remote node are bounded the same way. At most 4096
 //! addresses are tracked, and a locked-out one is never dropped to make room: when all are
 //! locked, new addresses get `429` until a lockout ends.
@@ -108,7 +109,6 @@
 mod api;
 mod assets;
 mod chat;
-mod client;
 mod error;
 mod feed;
 mod files;
@@ -124,7 +124,6 @@ mod session;
 mod source;
 mod start;
 mod state;
-mod throttle;
 mod transport;
 mod watch;
 mod zip;

@@ -11,13 +11,17 @@
 //! is TLS), so no HTTP server of our own and no new dependency is needed.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::connect_info::Connected;
 use axum::serve::{IncomingStream, Listener};
+use meshfs_core::metrics::{Door, Held, metrics};
 use meshfs_core::stream::{Stream, opens_with_tls};
 use meshfs_core::tls::TlsAcceptor;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -88,12 +92,18 @@ impl WebListener {
 }
 
 impl Listener for WebListener {
-    type Io = Stream;
+    type Io = Counted;
     type Addr = Conn;
 
-    async fn accept(&mut self) -> (Stream, Conn) {
+    async fn accept(&mut self) -> (Counted, Conn) {
         match self.ready.recv().await {
-            Some(ready) => ready,
+            Some((stream, conn)) => (
+                Counted {
+                    stream,
+                    _open: metrics().door(Door::Web).connections_open.hold(),
+                },
+                conn,
+            ),
             // The accept loop ended (shutdown): axum stops asking once it sees shutdown too.
             None => std::future::pending().await,
         }
@@ -135,10 +145,7 @@ async fn accept_loop(
                 }
             }
         };
-        meshfs_core::metrics::metrics()
-            .door(meshfs_core::metrics::Door::Web)
-            .connections_total
-            .inc();
+        metrics().door(Door::Web).connections_total.inc();
         let Some(acceptor) = tls.clone() else {
             drop(permit);
             let conn = Conn {
@@ -168,6 +175,53 @@ async fn accept_loop(
                 Err(e) => tracing::debug!(%addr, error = %e, "web UI: no connection"),
             }
         });
+    }
+}
+
+/// A connection axum serves, counted in the web door's `meshfs_connections_open` for as long
+/// as axum holds it (a keep-alive connection stays counted while idle, as on the other doors).
+pub struct Counted {
+    stream: Stream,
+    _open: Held,
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
     }
 }
 

@@ -3,7 +3,7 @@
 //!
 //! The password is checked by [`Access::authenticate`](meshfs_core::access::Access) (keyed
 //! digests, constant-time comparison), never logged, never echoed: failures are logged with
-//! the client's address only. Attempts are throttled per address ([`Throttle`]), counted
+//! the client's address only. Attempts are throttled per address ([`Throttle`](meshfs_core::throttle::Throttle), the node's one for every door), counted
 //! from their start, so concurrent guesses are bounded like sequential ones. Each successful
 //! login answers with a new session token ([`Sessions::login`]).
 //! With `"node"` naming a remote node, the password is proven to that node (`auth` on a new
@@ -13,8 +13,6 @@
 //! login is refused before its body is read ([`WebError::HttpsRequired`]), and the session
 //! JSON says so (`secure`, `https`), so the page explains where the form is instead of
 //! showing it. Over HTTPS the session cookie is `Secure`.
-
-use std::time::Instant;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -35,7 +33,7 @@ use crate::state::{AppState, pool_config};
 use crate::transport::Transport;
 
 #[cfg(doc)]
-use crate::{session::Sessions, throttle::Throttle};
+use crate::session::Sessions;
 
 /// Longest password accepted, in bytes.
 pub const MAX_PASSWORD: usize = 1024;
@@ -117,8 +115,9 @@ pub async fn login(
     // Counted from here: a remote node's round trip below cannot be raced by more guesses.
     // Dropped without a verdict (bad request, unreachable node), the attempt is given back.
     let attempt = state
-        .throttle
-        .begin(ip, Instant::now())
+        .access
+        .throttle()
+        .begin_at("web", ip)
         .map_err(|wait| WebError::LockedOut(wait.as_secs().max(1)))?;
     let LoginBody { password, node } =
         json_body::parse(&headers, body, r#"{"password": "…", "node": "…"}"#)?;
@@ -164,11 +163,7 @@ pub async fn login(
         }
     };
     let Some(proven) = proven else {
-        if attempt.failed(Instant::now()).is_some() {
-            tracing::warn!(%ip, "web login: too many wrong passwords, address locked out");
-        } else {
-            tracing::info!(%ip, "web login: wrong password");
-        }
+        attempt.failed_at("web");
         return Err(WebError::WrongPassword);
     };
     let (token, grant) = state

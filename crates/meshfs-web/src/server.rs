@@ -62,6 +62,7 @@ pub struct WebServer {
     identity: Option<(NodeId, Option<TlsAcceptor>)>,
     https: Https,
     disk: DiskStatus,
+    upload: meshfs_core::rate::UploadLimits,
 }
 
 impl std::fmt::Debug for WebServer {
@@ -90,6 +91,7 @@ impl WebServer {
             identity: None,
             https: Https::Off,
             disk: DiskStatus::default(),
+            upload: Default::default(),
         })
     }
 
@@ -121,6 +123,12 @@ impl WebServer {
         self
     }
 
+    /// Send file and zip bodies under these upload limits (default: none).
+    pub fn with_upload(mut self, upload: meshfs_core::rate::UploadLimits) -> WebServer {
+        self.upload = upload;
+        self
+    }
+
     /// Show the group chat (or say why not).
     pub fn with_chat(mut self, chat: ChatSetting) -> WebServer {
         self.chat = chat;
@@ -147,11 +155,11 @@ impl WebServer {
             shutdown: shutdown.clone(),
             limits: Limits::default(),
             sessions: Default::default(),
-            throttle: Default::default(),
             chat: self.chat,
             node_id: self.identity.as_ref().map(|(id, _)| *id),
             https: self.https,
             disk: self.disk,
+            upload: self.upload,
         };
         watch::spawn_watchers(state.clone(), tracker.clone());
         let acceptor = self.identity.and_then(|(_, acceptor)| acceptor);
@@ -217,11 +225,11 @@ mod tests {
             shutdown: CancellationToken::new(),
             limits: Limits::new(1, 1),
             sessions: Default::default(),
-            throttle: Default::default(),
             chat: Default::default(),
             node_id: None,
             https: Https::Off,
             disk: Default::default(),
+            upload: Default::default(),
         };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

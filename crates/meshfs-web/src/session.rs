@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use axum::http::{HeaderMap, header};
 use meshfs_core::access::Keys;
 
-use crate::client::client_key;
 use meshfs_core::Pool;
+use meshfs_core::throttle::client_key;
 
 /// Name of the session cookie.
 pub const COOKIE: &str = "meshfs_session";

@@ -229,11 +229,11 @@ mod tests {
             shutdown: CancellationToken::new(),
             limits: Default::default(),
             sessions: Default::default(),
-            throttle: Default::default(),
             chat: Default::default(),
             node_id: None,
             https: Default::default(),
             disk: Default::default(),
+            upload: Default::default(),
         };
         let tasks = TaskTracker::new();
         spawn_watchers(state.clone(), tasks.clone());

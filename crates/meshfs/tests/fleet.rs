@@ -119,6 +119,19 @@ fn metrics_parse_with_the_prometheus_client_and_count_what_happened() {
     ask(&addr, "pread 0 1000 a.bin", "0 1000\n");
     let (code, body) = http_get(&web, "/files/cam1/a.bin");
     assert_eq!((code, body.len()), (200, 1000));
+    // A browser's keep-alive connection stays open: counted, beside the scrape's own.
+    let mut kept = TcpStream::connect(&web).unwrap();
+    kept.set_read_timeout(Some(WAIT)).unwrap();
+    write!(kept, "GET /metrics HTTP/1.1\r\nHost: {web}\r\n\r\n").unwrap();
+    let mut first = [0u8; 12];
+    kept.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    let open = r#"meshfs_connections_open{door="web"}"#;
+    assert_eq!(sample(&metrics_of(&web), open), Some(2.0));
+    drop(kept);
+    wait_until(WAIT, "the closed connection uncounted", || {
+        sample(&metrics_of(&web), open) == Some(1.0)
+    });
     // A recording finishes: written, then closed.
     std::fs::write(share.join("clip.mp4"), b"frames").unwrap();
     wait_until(WAIT, "the recording's events", || {

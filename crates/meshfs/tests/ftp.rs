@@ -29,6 +29,21 @@ fn users_file(dir: &Path) -> std::path::PathBuf {
 }
 
 fn ftp_node(share: &Path, users: &Path, extra: &[&str]) -> FtpNode {
+    let (proc, files) = common::node(share, &ftp_args(users, extra));
+    ftp_door(proc, files)
+}
+
+/// [`ftp_node`] with the node's log on a channel.
+fn logged_ftp_node(
+    share: &Path,
+    users: &Path,
+    extra: &[&str],
+) -> (FtpNode, std::sync::mpsc::Receiver<String>) {
+    let (proc, files, log) = common::logged_node(share, &ftp_args(users, extra));
+    (ftp_door(proc, files), log)
+}
+
+fn ftp_args<'a>(users: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
         "--ftp",
         "127.0.0.1:0",
@@ -36,7 +51,11 @@ fn ftp_node(share: &Path, users: &Path, extra: &[&str]) -> FtpNode {
         users.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    let (proc, files) = common::node(share, &args);
+    args
+}
+
+/// The node's FTP address, from the line after its readiness line.
+fn ftp_door(proc: Proc, files: String) -> FtpNode {
     let ftp = loop {
         let line = proc.next_line(Duration::from_secs(20));
         if let Some(addr) = line.strip_prefix("ftp ") {
@@ -794,4 +813,145 @@ print(f.file.readline().strip())
         &[&node.ftp],
     ));
     assert!(out.starts_with("500 "), "{out:?}");
+}
+
+// ---- Refusals said in time and for what they are; one login throttle per address ----
+
+/// An anonymous ftplib upload whose source counts what ftplib read of it: the reply to STOR,
+/// and how many bytes were read (sent) before it.
+const ANONYMOUS_STOR: &str = r#"
+import ftplib, io, sys
+host, port = sys.argv[1].rsplit(":", 1)
+class Source(io.RawIOBase):
+    read_bytes = 0
+    def readable(self): return True
+    def readinto(self, b):
+        Source.read_bytes += len(b)
+        b[:] = b"x" * len(b)
+        return len(b)
+f = ftplib.FTP()
+f.connect(host, int(port), timeout=30)
+f.login()
+try:
+    f.storbinary("STOR up.bin", Source(), blocksize=65536)
+    print("stored")
+except ftplib.error_perm as e:
+    print(e)
+print("read", Source.read_bytes)
+# A protected file: 530 (log in), not 550 (refused whatever the login).
+try:
+    f.retrbinary("RETR clips/a.bin", lambda _: None)
+    print("served")
+except ftplib.error_perm as e:
+    print(e)
+try:
+    f.retrbinary("RETR leak", lambda _: None)
+    print("served")
+except ftplib.error_perm as e:
+    print(e)
+f.quit()
+"#;
+
+/// Anonymous users only read: an upload is refused at STOR (no `150`, not one byte of the
+/// source read by ftplib, nothing sent by curl), with `530` saying to log in as a named user,
+/// as the file server's code 8 does; a password-protected file is `530` too; what no login
+/// could read (a symlink out of the share) stays `550`.
+#[test]
+fn anonymous_uploads_are_refused_before_the_data_and_logins_are_asked_for_with_530() {
+    let (tmp, share) = setup();
+    let users = users_file(tmp.path());
+    let pw = tmp.path().join("pw");
+    fs::write(&pw, "node secret\n").unwrap();
+    let offer = format!("clips/a.bin:{}", pw.display());
+    let node = ftp_node(&share, &users, &["--offer", &offer]);
+
+    let out = ok(&python(ANONYMOUS_STOR, &[&node.ftp]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("530 Anonymous users only read: log in as a user of"),
+        "{out}"
+    );
+    assert_eq!(lines[1], "read 0", "{out}");
+    assert!(lines[2].starts_with("530 Password required"), "{out}");
+    assert!(lines[3].starts_with("550 "), "{out}");
+    assert!(!share.join("up.bin").exists());
+
+    let src = tmp.path().join("upload.bin");
+    fs::write(&src, pattern(4 << 20, 5)).unwrap();
+    let out = curl(&[
+        "-v",
+        "-T",
+        src.to_str().unwrap(),
+        &format!("ftp://{}/curl.bin", node.ftp),
+    ]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{log}");
+    assert!(log.contains("< 530 Anonymous users only read"), "{log}");
+    assert!(!log.contains("< 150"), "{log}");
+    assert!(!share.join("curl.bin").exists());
+}
+
+/// 20 wrong FTP passwords in a second: after the fifth, the address is refused (even the right
+/// password), the node logs the address, and the lockout holds at every door of the node:
+/// the file server's `auth` from the same address is refused too.
+#[test]
+fn wrong_ftp_passwords_lock_the_address_out_at_every_door() {
+    let (tmp, share) = setup();
+    let users = users_file(tmp.path());
+    let pw = tmp.path().join("pw");
+    fs::write(&pw, "node secret\n").unwrap();
+    let (node, log) = logged_ftp_node(
+        &share,
+        &users,
+        &[
+            "--password-file",
+            pw.to_str().unwrap(),
+            "--allow-plaintext-auth",
+        ],
+    );
+    let script = r#"
+import ftplib, sys
+host, port = sys.argv[1].rsplit(":", 1)
+for i in range(20):
+    f = ftplib.FTP()
+    f.connect(host, int(port), timeout=30)
+    try:
+        f.login("alice", "wrong%d" % i)
+        print("logged in")
+    except ftplib.error_perm as e:
+        print(e)
+    f.close()
+f = ftplib.FTP()
+f.connect(host, int(port), timeout=30)
+try:
+    f.login("alice", sys.argv[2])
+    print("logged in")
+except ftplib.error_perm as e:
+    print(e)
+"#;
+    let out = ok(&python(script, &[&node.ftp, PASSWORD]));
+    let replies: Vec<&str> = out.lines().collect();
+    assert_eq!(replies.len(), 21, "{out}");
+    for r in &replies[..5] {
+        assert!(r.starts_with("530 Authentication failed"), "{out}");
+    }
+    for r in &replies[5..] {
+        assert!(
+            r.starts_with("530 Too many wrong passwords from 127.0.0.1: logins refused for "),
+            "{out}"
+        );
+    }
+    common::until_line(&log, Duration::from_secs(10), |l| {
+        l.contains("5 wrong passwords from 127.0.0.1") && l.contains("FTP")
+    });
+
+    let mut s = TcpStream::connect(&node.files).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"auth node secret\n").unwrap();
+    let mut reply = String::new();
+    std::io::Read::read_to_string(&mut s, &mut reply).unwrap();
+    assert!(
+        reply.starts_with("6 too many wrong passwords from 127.0.0.1"),
+        "{reply}"
+    );
 }

@@ -144,6 +144,25 @@ fn select_client(hub_proc: &Proc, hub: &str, dir: &Path, name: &str) -> (Peer, P
     (peer, me)
 }
 
+/// `meshfs chat --hub HUB` with its FIFO at `DIR/name` (not waited for).
+fn meshfs_chat(hub: &str, dir: &Path, name: &str) -> (Peer, PathBuf) {
+    let fifo = dir.join(name);
+    let peer = Peer::spawn(
+        common::bin(),
+        &["chat", "--hub", hub, "--fifo", fifo.to_str().unwrap()],
+    );
+    (peer, fifo)
+}
+
+/// End of input: the client says goodbye and exits 0, the hub says `disconnected`, and the
+/// client's FIFO is gone.
+fn says_goodbye_on_end_of_input(hub_proc: &Proc, client: &mut Peer, fifo: &Path) {
+    client.close_stdin();
+    assert!(client.wait().success());
+    assert_eq!(event(hub_proc), format!("disconnected {}", fifo.display()));
+    assert!(!fifo.exists());
+}
+
 /// The FIFO the seed's clients create for themselves.
 fn seed_fifo(script: &str, peer: &Peer) -> String {
     format!("/tmp/client{script}{}", peer.pid())
@@ -170,6 +189,44 @@ fn single_mode_runs_the_seed_step1_client_one_client_after_another() {
             "the seed's client removed its FIFO"
         );
     }
+}
+
+/// `meshfs hub --mode single`'s help suggests `meshfs chat --hub` next: the pair talks. The
+/// chat registers with the framing of the other modes (`¶<fifo>`), so the hub serves it in that
+/// framing (texts back without their prefix, its goodbye ends the session); a second framed
+/// client meanwhile is refused with what to do; the seed's bare step-1 client still works after.
+#[test]
+fn single_mode_serves_meshfs_chat_one_client_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hub_proc, hub) = hub(dir.path(), "single", &[]);
+    let chat = |name: &str| meshfs_chat(&hub, dir.path(), name);
+    let (mut one, one_fifo) = chat("one");
+    assert_eq!(
+        event(&hub_proc),
+        format!("registered {}", one_fifo.display())
+    );
+    one.say("hello single\n");
+    assert_eq!(one.line(), "hello single");
+    one.say("ünïcode ¶ too\n");
+    assert_eq!(one.line(), "ünïcode ¶ too");
+
+    let (_two, two_fifo) = chat("two");
+    let refused = event(&hub_proc);
+    assert!(
+        refused.starts_with(&format!(
+            "refused {}: a single-mode hub serves one client",
+            two_fifo.display()
+        )) && refused.contains("--mode echo or broadcast"),
+        "{refused}"
+    );
+
+    says_goodbye_on_end_of_input(&hub_proc, &mut one, &one_fifo);
+
+    let mut seed = Peer::python("seed_step1_client.py", &[&hub]);
+    let fifo = seed_fifo("seed_step1_client.py", &seed);
+    assert_eq!(event(&hub_proc), format!("registered {fifo}"));
+    seed.say("raw again\n");
+    assert_eq!(seed.line(), "raw again");
 }
 
 #[test]
@@ -236,13 +293,7 @@ fn broadcast_mode_delivers_every_message_to_every_client() {
     }
     // Goodbye on end of input: the hub unregisters, the client removes its FIFO.
     let (mut a, a_fifo) = clients.remove(0);
-    a.close_stdin();
-    assert!(a.wait().success());
-    assert_eq!(
-        event(&hub_proc),
-        format!("disconnected {}", a_fifo.display())
-    );
-    assert!(!a_fifo.exists());
+    says_goodbye_on_end_of_input(&hub_proc, &mut a, &a_fifo);
     clients[0].0.say("still here\n");
     for (c, _) in &clients {
         assert_eq!(c.line(), "still here");
@@ -467,11 +518,7 @@ fn meshfs_chat_talks_through_the_hub_and_cleans_up() {
     let dir = tempfile::tempdir().unwrap();
     let (hub_proc, hub) = hub(dir.path(), "broadcast", &[]);
     let chat = |name: &str| {
-        let fifo = dir.path().join(name);
-        let peer = Peer::spawn(
-            common::bin(),
-            &["chat", "--hub", &hub, "--fifo", fifo.to_str().unwrap()],
-        );
+        let (peer, fifo) = meshfs_chat(&hub, dir.path(), name);
         assert_eq!(event(&hub_proc), format!("registered {}", fifo.display()));
         (peer, fifo)
     };
@@ -491,13 +538,7 @@ fn meshfs_chat_talks_through_the_hub_and_cleans_up() {
     }
 
     // ^D: goodbye, FIFO removed, exit 0.
-    one.close_stdin();
-    assert!(one.wait().success());
-    assert_eq!(
-        event(&hub_proc),
-        format!("disconnected {}", one_fifo.display())
-    );
-    assert!(!one_fifo.exists());
+    says_goodbye_on_end_of_input(&hub_proc, &mut one, &one_fifo);
     // ^C: the same.
     two.signal(libc::SIGINT);
     assert!(two.wait().success());

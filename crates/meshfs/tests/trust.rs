@@ -147,10 +147,16 @@ fn a_node_keeps_its_key_in_its_state_folder_and_prints_its_id() {
 
 /// `meshfs node` in the XDG home `home`, its identity in `state`; returns it and its address.
 fn node_in(home: &Path, state: &Path, share: &Path, extra: &[&str]) -> (common::Proc, String) {
+    let mut args = vec!["--name", "cam1", "--no-web"];
+    args.extend_from_slice(extra);
+    node_as(home, state, share, &args)
+}
+
+/// [`node_in`] with only `extra` for flags (its name, its web UI).
+fn node_as(home: &Path, state: &Path, share: &Path, extra: &[&str]) -> (common::Proc, String) {
     let mut cmd = Command::new(bin());
     cmd.args(["node", share.to_str().unwrap(), "--listen", "127.0.0.1:0"])
-        .args(["--name", "cam1", "--no-web", "--no-discovery"])
-        .args(["--state", state.to_str().unwrap()])
+        .args(["--no-discovery", "--state", state.to_str().unwrap()])
         .args(extra)
         .env("XDG_CONFIG_HOME", home.join("config"))
         .env("XDG_STATE_HOME", home.join("state"))
@@ -444,5 +450,89 @@ fn a_node_replicates_from_a_node_that_allows_only_its_id() {
         home.path(),
         &["cat", &format!("meshfs://{b_addr}/clip.txt")],
     );
+    assert!(!out.status.success(), "{}", stdout(&out));
+}
+
+/// Issue 15, item 4 for the web UI: node A's page shows node B's protected files with two
+/// credentials, neither of them a password stored on A. A reaches B with A's OWN key (B admits
+/// only that ID, `--allow`), and each visitor's login for B is proven by A to B over TLS (PAKE)
+/// and kept in that visitor's session only. Spoken to with curl over HTTPS, checking A's key.
+#[test]
+fn the_web_ui_reaches_a_protected_node_with_its_own_key_and_each_visitors_login() {
+    let home = tempfile::tempdir().unwrap();
+    let (share_a, share_b) = (home.path().join("a"), home.path().join("b"));
+    std::fs::create_dir_all(&share_a).unwrap();
+    std::fs::create_dir_all(share_b.join("clips")).unwrap();
+    let data = common::pattern(700_000, 15);
+    std::fs::write(share_b.join("clips/clip.mp4"), &data).unwrap();
+    let pw = home.path().join("pw");
+    std::fs::write(&pw, "web-relay-pass-ibis\n").unwrap();
+    let pw = pw.to_str().unwrap();
+    let (sa, sb) = (home.path().join("sa"), home.path().join("sb"));
+    let (id_a, pin_a) = (
+        node_id(home.path(), &sa, false),
+        node_id(home.path(), &sa, true),
+    );
+    let b_flags = ["--allow", &id_a, "--password-file", pw];
+    let (_b, b_addr) = node_in(home.path(), &sb, &share_b, &b_flags);
+    let a_flags = ["--name", "cama", "--node", &b_addr];
+    let (a, _) = node_as(home.path(), &sa, &share_a, &a_flags);
+    let web = format!("https://{}", common::web::web_addr(&a));
+    let jar = home.path().join("cookies");
+    let curl = |path: &str, extra: &[&str]| -> (String, Vec<u8>) {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "-k",
+                "--pinnedpubkey",
+                &pin_a,
+                "-w",
+                "\n%{http_code}",
+            ])
+            .args(["-b", jar.to_str().unwrap(), "-c", jar.to_str().unwrap()])
+            .args(extra)
+            .arg(format!("{web}{path}"))
+            .output()
+            .expect("run curl");
+        assert!(out.status.success(), "curl {path}: {}", stderr(&out));
+        let split = out.stdout.iter().rposition(|&b| b == b'\n').unwrap();
+        let code = String::from_utf8_lossy(&out.stdout[split + 1..]).into_owned();
+        (code, out.stdout[..split].to_vec())
+    };
+    let login = |password: &str| {
+        let body = format!(r#"{{"password":"{password}","node":"cam1"}}"#);
+        let json = ["-H", "Content-Type: application/json", "--data-binary"];
+        curl("/api/login", &[&json[..], &[body.as_str()]].concat()).0
+    };
+    common::wait_until(
+        Duration::from_secs(20),
+        "B listed on A's page, online",
+        || {
+            let nodes = String::from_utf8_lossy(&curl("/api/nodes", &[]).1).into_owned();
+            nodes.contains(r#""name":"cam1""#) && nodes.contains(r#""status":"online""#)
+        },
+    );
+
+    // A's key gets it past B's --allow; B's password is still asked for.
+    assert_eq!(curl("/api/ls/cam1/clips", &[]).0, "401");
+    assert_eq!(login("not-the-password"), "401");
+    assert_eq!(login("web-relay-pass-ibis"), "200");
+    let (code, listing) = curl("/api/ls/cam1/clips", &[]);
+    assert_eq!(code, "200");
+    assert!(String::from_utf8_lossy(&listing).contains(r#""name":"clip.mp4""#));
+    let (code, body) = curl("/files/cam1/clips/clip.mp4", &[]);
+    assert_eq!(code, "200");
+    assert!(body == data, "the remote file's bytes through A");
+
+    // Another visitor (no cookie) is not let in by that login.
+    let out = Command::new("curl")
+        .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("{web}/files/cam1/clips/clip.mp4"))
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&out), "401");
+    // The user, with the right password but a key B does not list, is refused by B itself.
+    let url = format!("meshfs://{b_addr}/clips/clip.mp4");
+    let out = meshfs(home.path(), &["cat", &url, "--password-file", pw]);
     assert!(!out.status.success(), "{}", stdout(&out));
 }

@@ -244,15 +244,16 @@ fn a_zip_is_streamed_not_staged() {
         "a local file header first"
     );
     // While the browser reads nothing more, the node reads ahead at most a few chunks (what
-    // the channel and the socket buffers hold): watched for a while, since reading ahead is
-    // what an unbounded or staging writer would be doing meanwhile.
+    // the channel — 4 × 256 KiB — and the socket buffers hold): watched for a while, since
+    // reading ahead is what an unbounded or staging writer would be doing meanwhile (even a
+    // debug build's CRC-32 runs at tens of MB/s, so 3 s of it is far beyond the bound).
     let pid = n.proc.child.id();
     let read_before = rchar(pid);
     let watch = std::time::Instant::now();
-    while watch.elapsed() < Duration::from_millis(1500) {
+    while watch.elapsed() < Duration::from_secs(3) {
         let (held, read) = (rss(pid).saturating_sub(before), rchar(pid) - read_before);
         assert!(
-            held < 64 << 20 && read < 64 << 20,
+            held < 16 << 20 && read < 16 << 20,
             "while the zip of a 1 GiB file waits for the browser, the node read {} MiB more and holds {} MiB more",
             read >> 20,
             held >> 20

@@ -238,7 +238,7 @@ async fn attempt(
         wake: Notify::new(),
         sources: Mutex::new(Vec::new()),
         received: AtomicU64::new(0),
-        pace: tokio::sync::Mutex::new(Pace::new(opts.rate_limit)),
+        pace: tokio::sync::Mutex::new(Pace::new(opts.rate_limit, opts.limiter.clone())),
         events: tx,
         last_connection_error: Mutex::new(None),
     });

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::Shared;
 use crate::nodes::NotAdded;
-use meshfs_core::Pool;
+use meshfs_core::{Credentials, Pool};
 
 /// A handle on the filesystem from outside its callbacks.
 #[derive(Debug, Clone)]
@@ -39,6 +39,11 @@ impl FsHandle {
     /// `host:port` of node `node`.
     pub fn addr(&self, node: usize) -> String {
         self.0.nodes.get(node).pool.addr().to_owned()
+    }
+
+    /// What connections to node `node` prove.
+    pub fn credentials(&self, node: usize) -> Credentials {
+        self.0.nodes.get(node).pool.credentials().clone()
     }
 
     /// Show a node (see [`crate::nodes::Nodes::add`]); returns its index and folder name.

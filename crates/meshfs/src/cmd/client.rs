@@ -18,7 +18,7 @@ use meshfs_cluster::AssignError;
 use meshfs_core::proto::Code;
 use meshfs_core::secret::Password;
 use meshfs_core::transfer::TransferError;
-use meshfs_core::{ClientError, Credentials, RemotePath};
+use meshfs_core::{ClientError, Credentials, Pool, PoolConfig, RemotePath};
 
 use super::target::{Lookup, Target};
 use crate::password;
@@ -90,6 +90,20 @@ pub struct Passwords {
     /// From `--password-file FILE`, else `MESHFS_CLIENT_PASSWORD`.
     any: Option<Password>,
     typed: Mutex<HashMap<String, Password>>,
+    /// Ask on the terminal when nothing else gives a password (off for nodes found while a
+    /// mount runs: nobody is watching its terminal then).
+    prompt: bool,
+}
+
+/// A node asks for a password and none was given for it (nor a terminal to ask on).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{node} asks for a password: give --password-file FILE (or {node}=FILE), or set {}",
+    password::CLIENT_ENV
+)]
+pub struct NoPassword {
+    /// The node, as first named.
+    pub node: String,
 }
 
 impl Passwords {
@@ -115,7 +129,15 @@ impl Passwords {
             per_node,
             any,
             typed: Mutex::new(HashMap::new()),
+            prompt: true,
         })
+    }
+
+    /// The same passwords, never asked for on the terminal (a node without one is then a
+    /// [`NoPassword`] error).
+    pub fn without_prompt(mut self) -> Passwords {
+        self.prompt = false;
+        self
     }
 
     /// The password for the node known as any of `names` (as typed, its address, its
@@ -132,12 +154,8 @@ impl Passwords {
             return Ok(p.clone());
         }
         let node = names.first().copied().unwrap_or("the node");
-        if !std::io::stdin().is_terminal() {
-            anyhow::bail!(
-                "{node} asks for a password: give --password-file FILE (or {node}=FILE), or set \
-                 {}",
-                password::CLIENT_ENV
-            );
+        if !self.prompt || !std::io::stdin().is_terminal() {
+            return Err(NoPassword { node: node.into() }.into());
         }
         let mut typed = self.typed.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(p) = typed.get(node) {
@@ -167,13 +185,18 @@ impl Passwords {
 
     /// The credentials a long-lived client (a watch, a mount) proves to `addr` on every
     /// connection: a password when the node asks for one at its share's root, else none.
-    /// A node down now gets none: the client's reconnections then say what it answers.
-    pub async fn for_connections(&self, addr: &str, names: &[&str]) -> anyhow::Result<Credentials> {
+    /// A node down now (or silent for longer than `config`'s timeouts) gets none: the
+    /// client's reconnections then say what it answers.
+    pub async fn for_connections(
+        &self,
+        addr: &str,
+        names: &[&str],
+        config: PoolConfig,
+    ) -> anyhow::Result<Credentials> {
         let probed = self
             .retrying(names, async |credentials| {
-                let mut client = meshfs_core::Client::connect_with(addr, &credentials).await?;
-                client.stat("").await?;
-                let _ = client.quit().await;
+                let pool = Pool::with_credentials(addr, config, credentials.clone());
+                pool.stat("").await?;
                 Ok(credentials)
             })
             .await;

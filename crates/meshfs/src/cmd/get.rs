@@ -73,7 +73,7 @@ pub struct Args {
 }
 
 /// `20M` → 20,000,000 bytes per second (decimal, as curl's --limit-rate).
-fn parse_rate(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_rate(s: &str) -> Result<u64, String> {
     let (digits, mult) = match s.as_bytes().last() {
         Some(b'k' | b'K') => (&s[..s.len() - 1], 1_000),
         Some(b'm' | b'M') => (&s[..s.len() - 1], 1_000_000),

@@ -21,7 +21,9 @@ Examples:
   meshfs chat --hub /tmp/chat                 join it from another terminal
 
 Clients register by writing `¶<their FIFO>` into the hub FIFO and send `<their FIFO>¶<text>`;
-an empty text says goodbye. The seed's own Python clients work unchanged.
+an empty text says goodbye. The seed's own Python clients work unchanged. In single mode a
+client may also write its bare FIFO path first (the seed's step 1: raw echo); `meshfs chat`
+works with every mode, one client at a time in single mode.
 
 Standard output: the FIFO path once clients may connect, then one line per client event:
 `registered PATH`, `disconnected PATH`, `dropped PATH: REASON`, `refused PATH: REASON`.

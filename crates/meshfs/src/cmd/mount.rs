@@ -6,17 +6,26 @@
 //! kernel serves the mount (scripts and tests wait for it), then `node up FOLDER ADDR` and
 //! `node down FOLDER` as discovered nodes come and go, and unmounts cleanly on SIGINT or
 //! SIGTERM. Unmounted from outside (`fusermount3 -u DIR`), it exits 0 too.
+//!
+//! A protected node gets its password as every client command gives it (`--password-file
+//! [NODE=]FILE`, `MESHFS_CLIENT_PASSWORD`, a no-echo prompt for the nodes given), proven on
+//! each of the mount's connections to it and by its event subscription; an open node is never
+//! sent one. A node that asks for a password none was given for is still shown: its files
+//! answer `EACCES`, and a warning says which node asks and how to give it.
 
+use std::collections::HashMap;
 use std::io::Write as _;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use meshfs_core::{NodeAddr, Peers, PoolConfig};
-use meshfs_fuse::{FolderChange, MountOptions, PeerFolders};
+use meshfs_core::{Credentials, NodeAddr, Peer, PeerEvent, Peers, PoolConfig};
+use meshfs_fuse::{FolderChange, MountOptions, PeerFolders, WithCredentials};
 use meshfs_group::{discovery, lan};
 
+use super::client::{NoPassword, PasswordArgs, Passwords};
 use super::group::{DnsSdArgs, GroupAddr};
 use crate::signals::Lifetime;
 
@@ -30,6 +39,8 @@ Examples:
   meshfs mount /mnt/mesh --node cam1.local --node cam2.local
   meshfs mount ~/mesh --node meshfs://10.0.0.7:4044 --node 10.0.0.8 --no-discovery
   meshfs mount ~/mesh --node cam2             a node by its name on the LAN group
+  meshfs mount ~/mesh --node cam1 --password-file cam1=$HOME/.cam1-pw
+                                              a protected node (discovered ones too)
   mpv /mnt/mesh/cam2/2024-05-01/clip.mp4     play a video from node cam2
   fusermount3 -u /mnt/mesh                    unmount (or Ctrl-C the mount)")]
 pub struct Args {
@@ -80,6 +91,8 @@ pub struct Args {
     /// Let other users read the mount (needs root or user_allow_other in /etc/fuse.conf).
     #[arg(long)]
     pub allow_other: bool,
+    #[command(flatten)]
+    pub passwords: PasswordArgs,
 }
 
 /// `host:port` of a node given on the command line: a host name that resolves, else (a bare
@@ -103,10 +116,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         !args.nodes.is_empty() || !args.no_discovery,
         "nothing to mount: give --node URL, or let the mount discover nodes (no --no-discovery)"
     );
-    let mut addrs = Vec::new();
-    for n in &args.nodes {
-        addrs.push(resolve(n, &args).await?);
-    }
     anyhow::ensure!(args.dir.is_dir(), "{} is not a folder", args.dir.display());
     let mut options = MountOptions::default();
     options.fs.ttl = args.ttl;
@@ -124,7 +133,24 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     options.allow_other = args.allow_other;
     options.live_events = !args.no_events;
 
-    let nodes = meshfs_fuse::connect_nodes(&addrs, options.pool).await;
+    let passwords = Passwords::new(&args.passwords)?;
+    let mut addrs = Vec::new();
+    let mut given_nodes = Vec::new();
+    for n in &args.nodes {
+        let addr = resolve(n, &args).await?;
+        let typed = n.to_string();
+        let names = names(n.host(), &addr, &typed);
+        let credentials = credentials(&passwords, &addr, &names, options.pool)
+            .await
+            .with_context(|| format!("cannot mount {typed}"))?;
+        addrs.push(addr.clone());
+        given_nodes.push((addr, credentials));
+    }
+    // Nodes found later are not asked for on the terminal: nobody may be watching it.
+    let passwords = passwords.without_prompt();
+
+    let nodes = meshfs_fuse::connect_nodes(&given_nodes, options.pool).await;
+    let pool = options.pool;
     let rt = tokio::runtime::Handle::current();
     let dir = args.dir.clone();
     // Handlers in place before the ready line: a signal right after it still unmounts cleanly.
@@ -160,16 +186,24 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         // As discovery will name them: `localhost:4044` is announced as `127.0.0.1:4044`.
         given.extend(tokio::net::lookup_host(a).await.into_iter().flatten());
     }
-    let mut folders = PeerFolders::new(given);
+    let mut folders = PeerFolders::new(given.iter().copied());
     if let Some(w) = &watch {
-        report(folders.resync(&mount, w.snapshot()));
+        let snapshot = w.snapshot();
+        let credentials = discovered(&passwords, snapshot, &given, pool).await;
+        let with = WithCredentials {
+            mount: &mount,
+            credentials: &credentials,
+        };
+        report(folders.resync(&with, snapshot));
     }
     let ended_outside = loop {
         tokio::select! {
             _ = life.signalled() => break false,
             _ = mount.ended() => break true,
             Some(event) = async { Some(watch.as_mut()?.next().await) } => {
-                report(folders.apply(&mount, event));
+                let credentials = discovered(&passwords, shown_by(&event), &given, pool).await;
+                let with = WithCredentials { mount: &mount, credentials: &credentials };
+                report(folders.apply(&with, event));
             }
         }
     };
@@ -184,6 +218,72 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .context("unmount task failed")??;
     tracing::info!("unmounted");
     Ok(())
+}
+
+/// The names `NODE=FILE` may give a node (the first one is what messages call it): as typed
+/// or announced, its address, its host.
+fn names<'a>(first: &'a str, addr: &'a str, typed: &'a str) -> Vec<&'a str> {
+    let mut names = vec![first, typed, addr];
+    if let Some((host, _)) = addr.rsplit_once(':') {
+        names.push(host.trim_start_matches('[').trim_end_matches(']'));
+    }
+    names
+}
+
+/// What the mount proves to the node at `addr`: its password when it asks for one (see
+/// [`Passwords::for_connections`]). A node asking for a password none was given for is mounted
+/// proving nothing, and the log says which node asks and how to give it.
+async fn credentials(
+    passwords: &Passwords,
+    addr: &str,
+    names: &[&str],
+    config: PoolConfig,
+) -> anyhow::Result<Credentials> {
+    match passwords.for_connections(addr, names, config).await {
+        Err(e) => match e.chain().find_map(|c| c.downcast_ref::<NoPassword>()) {
+            Some(missing) => {
+                tracing::warn!(
+                    %addr,
+                    "{missing}, and mount again; until then its files answer EACCES (permission denied)"
+                );
+                Ok(Credentials::none())
+            }
+            None => Err(e),
+        },
+        ok => ok,
+    }
+}
+
+/// The nodes a change of the table may show.
+fn shown_by(event: &PeerEvent) -> &[Peer] {
+    match event {
+        PeerEvent::Up(peer) | PeerEvent::Changed { new: peer, .. } => std::slice::from_ref(peer),
+        PeerEvent::Resync(peers) => peers,
+        PeerEvent::Down { .. } => &[],
+    }
+}
+
+/// The credentials of the discovered nodes `peers` (those given with `--node` have theirs):
+/// for each, whether it asks for a password, and that password. A node that cannot be given
+/// one is shown proving nothing; why is logged.
+async fn discovered(
+    passwords: &Passwords,
+    peers: &[Peer],
+    given: &[SocketAddr],
+    config: PoolConfig,
+) -> HashMap<SocketAddr, Credentials> {
+    let mut out = HashMap::new();
+    for peer in peers.iter().filter(|p| !given.contains(&p.addr)) {
+        let addr = peer.addr.to_string();
+        let names = names(&peer.name, &addr, &peer.name);
+        match credentials(passwords, &addr, &names, config).await {
+            Ok(c) => {
+                out.insert(peer.addr, c);
+            }
+            Err(e) => tracing::warn!(node = %peer.name, %addr, "{e:#}; its files answer EACCES"),
+        }
+    }
+    out
 }
 
 /// Listen on the LAN group as a browser (port 0: every node answers at once, nobody lists us),

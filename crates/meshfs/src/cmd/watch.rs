@@ -64,7 +64,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         // one is an error now rather than a reconnect loop.
         let typed = node.to_string();
         let credentials = passwords
-            .for_connections(&addr, &[&addr, &typed, node.host()])
+            .for_connections(&addr, &[&addr, &typed, node.host()], Default::default())
             .await
             .with_context(|| format!("cannot watch {addr}"))?;
         nodes.push((addr, credentials));

@@ -122,6 +122,20 @@ pub fn node(dir: &Path, extra: &[&str]) -> (Proc, String) {
     named_node(dir, "testnode", extra)
 }
 
+/// [`node`] with its log (stderr) on a channel, for tests that read what the node logged.
+pub fn logged_node(dir: &Path, extra: &[&str]) -> (Proc, String, mpsc::Receiver<String>) {
+    let mut args = vec!["node", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(&["--name", "testnode"]);
+    args.extend_from_slice(extra);
+    let mut proc = spawn_piped(Command::new(bin()).args(&args).stderr(Stdio::piped()));
+    let log = lines_of(proc.child.stderr.take().expect("stderr"));
+    let line = proc
+        .lines
+        .recv_timeout(Duration::from_secs(20))
+        .unwrap_or_else(|_| panic!("node not ready: {:?}", log.try_iter().collect::<Vec<_>>()));
+    (proc, node_addr(&line), log)
+}
+
 /// A node named `name` serving `dir` on a free loopback port, `extra` flags after the name;
 /// returns it once ready, with its file-server address.
 pub fn named_node<S: AsRef<str>>(dir: &Path, name: &str, extra: &[S]) -> (Proc, String) {

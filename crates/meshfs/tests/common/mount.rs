@@ -37,6 +37,15 @@ impl Mounted {
     /// [`Mounted::new`] with the mount's log (its stderr) going to `stderr` (e.g. a file the
     /// test reads afterwards).
     pub fn with_stderr(addrs: &[&str], extra: &[&str], stderr: impl Into<Stdio>) -> Mounted {
+        let stderr = stderr.into();
+        Mounted::with_env(addrs, extra, |c| {
+            c.stderr(stderr);
+        })
+    }
+
+    /// [`Mounted::new`] with the `meshfs mount` command adjusted by `adjust` before it runs
+    /// (its environment, where its log goes).
+    pub fn with_env(addrs: &[&str], extra: &[&str], adjust: impl FnOnce(&mut Command)) -> Mounted {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("mnt");
         std::fs::create_dir(&dir).unwrap();
@@ -48,7 +57,10 @@ impl Mounted {
             args.push("--no-discovery");
         }
         args.extend_from_slice(extra);
-        let proc = spawn_piped(Command::new(bin()).args(&args).stderr(stderr));
+        let mut cmd = Command::new(bin());
+        cmd.args(&args).stderr(Stdio::inherit());
+        adjust(&mut cmd);
+        let proc = spawn_piped(&mut cmd);
         let line = proc.next_line(Duration::from_secs(20));
         assert!(
             line.starts_with("meshfs mount ") && line.contains(" ready:"),
