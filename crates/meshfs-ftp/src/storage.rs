@@ -12,6 +12,7 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use meshfs_core::access::{Access, Keys, ReadError};
+use meshfs_core::rate::Limiter;
 use meshfs_core::share::{Entry, Kind, Share, ShareError};
 use tokio::io::{AsyncRead, AsyncSeekExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use unftp_core::storage::{
@@ -55,6 +56,8 @@ pub(crate) struct ShareStorage {
     /// file were let in by the node's operator and are not subject to them.
     pub(crate) access: Access,
     pub(crate) busy: Busy,
+    /// The node's and this client's upload limits (`RETR`).
+    pub(crate) limiter: Limiter,
     /// This session's notes: a refusal for want of a login is told as such (`530`) by the relay.
     pub(crate) notes: Notes,
 }
@@ -262,7 +265,9 @@ impl StorageBackend<FtpUser> for ShareStorage {
     }
 
     /// Downloads read 1 MiB at a time on the blocking pool, the next read running while the
-    /// previous chunk is written to the data connection (measured in `bench/ftp.sh`).
+    /// previous chunk is written to the data connection (measured in `bench/ftp.sh`); under
+    /// an upload limit each chunk goes in pieces, each charged before it is written. (`get`,
+    /// the plain reader, serves only `SITE MD5`, which is off: it sends no content.)
     async fn get_into<'a, P, W: ?Sized>(
         &self,
         user: &FtpUser,
@@ -289,7 +294,10 @@ impl StorageBackend<FtpUser> for ShareStorage {
             }
             offset += n as u64;
             next = read_chunk(file.clone(), offset, spare);
-            output.write_all(&buf[..n]).await?;
+            for piece in self.limiter.pieces(&buf[..n]) {
+                self.limiter.take(piece.len() as u64).await;
+                output.write_all(piece).await?;
+            }
             sent += n as u64;
             spare = buf;
         }
@@ -382,6 +390,7 @@ mod tests {
             share: share.clone(),
             access,
             busy: Busy::default(),
+            limiter: Limiter::unlimited(),
             notes: Notes::default(),
         }
     }
