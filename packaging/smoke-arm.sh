@@ -46,7 +46,9 @@ on_arm --version
 echo "== $arch node, $(uname -m) client"
 mkdir -p "$work/share"
 head -c 5000000 /dev/urandom > "$work/share/clip.bin"
-on_arm node "$work/share" --listen 127.0.0.1:0 --no-discovery --no-web \
+# qemu itself in the background (not through on_arm: a function would run in a subshell, and
+# the SIGTERM below would stop that shell and leave the node running).
+"$qemu" -L "$sysroot" "$arm" node "$work/share" --listen 127.0.0.1:0 --no-discovery --no-web \
   --state "$work/state" > "$work/node.out" 2> "$work/node.err" &
 node_pid=$!
 # The node's readiness line (emulation makes the start slow: a minute at most).
