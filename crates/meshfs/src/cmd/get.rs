@@ -35,7 +35,8 @@ pub struct Args {
     pub url: super::target::Target,
     /// Where to write it (default: the file's name, in the current folder; a folder: inside it).
     pub dest: Option<PathBuf>,
-    /// Skip the final BLAKE3 comparison with the node's `hash`.
+    /// Skip the final BLAKE3 comparison with the node's `hash` (the blocks of a multi-source
+    /// download are still checked as they arrive).
     #[arg(long)]
     pub no_verify: bool,
     /// fsync the file before the final rename.
@@ -69,7 +70,7 @@ pub struct Args {
     /// same version of the same path are used. The default for NAME:PATH.
     #[arg(long, overrides_with = "no_discover")]
     pub discover: bool,
-    /// Use only the nodes named (the SOURCE and --from).
+    /// Use only the nodes named (the URL and --from).
     #[arg(long)]
     pub no_discover: bool,
     #[command(flatten)]
