@@ -282,7 +282,7 @@ pub fn start(
             return Err(e);
         }
     };
-    tracing::info!(service = ?own, port = config.port, interfaces = ?config.interfaces, "DNS-SD on");
+    tracing::info!(service = own.as_deref().unwrap_or("none (browsing only)"), port = config.port, interfaces = ?config.interfaces, "DNS-SD on");
     let browser = Browser {
         discovery: discovery.clone(),
         daemon,

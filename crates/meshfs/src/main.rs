@@ -217,3 +217,29 @@ fn init_logging(default_level: &str) {
         .with_target(false)
         .init();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hand-written help (examples in `after_help`) must fit clap's 100 columns, or clap wraps
+    /// an example in the middle of its line. Checked for every command and subcommand.
+    #[test]
+    fn written_help_lines_fit_without_wrapping() {
+        fn check(cmd: &clap::Command, path: &str) {
+            let path = format!("{path} {}", cmd.get_name());
+            for help in [cmd.get_after_help(), cmd.get_after_long_help()]
+                .into_iter()
+                .flatten()
+            {
+                for line in help.to_string().lines() {
+                    assert!(line.chars().count() <= 100, "{path}: {line:?}");
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                check(sub, &path);
+            }
+        }
+        check(&Cli::command(), "");
+    }
+}

@@ -43,8 +43,12 @@ fn master(workers: &[&str]) -> (Proc, String) {
         args.extend(["--worker", w]);
     }
     let (proc, line) = common::spawn(&args);
-    assert!(line.starts_with("meshfs cluster "), "{line}");
     let addr = line.rsplit(' ').next().unwrap().to_owned();
+    assert_eq!(
+        line,
+        format!("meshfs cluster master on {addr}"),
+        "said once, no name twice"
+    );
     (proc, addr)
 }
 

@@ -1,5 +1,5 @@
 //! `meshfs cluster`: a master that spreads clients over worker nodes round-robin (seed 002).
-//! Prints `meshfs cluster NAME on ADDR` on stdout once the first health check is done.
+//! Prints `meshfs cluster master [NAME] on ADDR` (NAME unless the default) on stdout once the first health check is done.
 //! Also `meshfs node --cluster-peer` ([`PeerArgs`]), which makes a node a worker that keeps in
 //! step with its peers.
 
@@ -137,7 +137,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let shutdown = life.shutdown.clone();
         async move { workers.check_forever(interval, shutdown).await }
     });
-    println!("meshfs cluster {} on {addr}", args.name);
+    // The master's name only when it is not the default (no "meshfs cluster cluster").
+    match args.name.as_str() {
+        "cluster" => println!("meshfs cluster master on {addr}"),
+        name => println!("meshfs cluster master {name} on {addr}"),
+    }
     tracing::info!(%addr, workers = workers.len(), healthy = workers.healthy().len(), "cluster master ready");
     life.run_until_signal(GRACE).await;
     Ok(())

@@ -12,7 +12,8 @@ use meshfs_registry::{DirectoryServer, JoinConfig, ServerConfig, SqliteStore};
 #[derive(clap::Args)]
 #[command(after_help = "\
 Examples:
-  meshfs registry                              directory on 0.0.0.0:4050, state in ~/.local/state/meshfs
+  meshfs registry                              directory on 0.0.0.0:4050, its state in
+                                               ~/.local/state/meshfs
   meshfs registry --listen 127.0.0.1:0         any free port on loopback (printed at start)
   meshfs registry --state /var/lib/meshfs      keep the directory's database there
   RUST_LOG=warn meshfs registry                silence the per-operation log
