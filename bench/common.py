@@ -57,9 +57,9 @@ def wait_port(port, timeout=20):
     sys.exit(f"nothing listens on port {port}")
 
 
-def meshfs_node(share, *extra):
+def meshfs_node(share, *extra, name="bench"):
     """Start `meshfs node` on a free loopback port; returns (process, 'host:port')."""
-    p = start([BIN, "node", share, "--listen", "127.0.0.1:0", "--name", "bench", "--no-web", "--no-discovery", *extra],
+    p = start([BIN, "node", share, "--listen", "127.0.0.1:0", "--name", name, "--no-web", "--no-discovery", *extra],
               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = p.stdout.readline()
     if not line.startswith("meshfs node "):

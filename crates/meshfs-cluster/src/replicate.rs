@@ -30,6 +30,12 @@
 //! in step, so a file that changed on both sides while a node was down also becomes a
 //! conflict copy, never a silent loss.
 //!
+//! Bandwidth (`--max-replication-rate`, [`Replicator::with_rate`]): one bucket for every pull
+//! from every peer, charged as the bytes arrive, so replication never takes more than its
+//! share of this node's link however many files and peers change at once. It limits what this
+//! node pulls; what it serves to its peers counts under its upload limits like any client's
+//! download ([`meshfs_core::rate`]).
+//!
 //! Writes into the share are confined like every other write: `Share` creates and opens the
 //! parent folder beneath its root, the download lands by name inside that open folder
 //! (`transfer::download_into`), deletions go through `Share::remove_file`/`remove_dir`. No
@@ -43,6 +49,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use meshfs_core::dir::TEMP_PREFIX;
 use meshfs_core::events::{EventKind, Events, Reason};
 use meshfs_core::follow::{Follower, Notice};
+use meshfs_core::rate::Limiter;
 use meshfs_core::retention::writers::{Seen, Tracked, open_for_writing};
 use meshfs_core::transfer::{self, DownloadOptions};
 use meshfs_core::{Client, Credentials, Entry, Kind, RemotePath, Share, ShareError};
@@ -85,6 +92,8 @@ pub struct Replicator {
     synced: Arc<Mutex<HashMap<String, (u64, i64)>>>,
     /// What every connection to a peer proves (a protected cluster shares one password).
     credentials: Credentials,
+    /// What every pull from every peer is charged to (`--max-replication-rate`).
+    limiter: Limiter,
 }
 
 /// When to pull a file the peer has.
@@ -113,6 +122,22 @@ impl Replicator {
             writing: None,
             synced: Arc::default(),
             credentials: Credentials::none(),
+            limiter: Limiter::unlimited(),
+        }
+    }
+
+    /// Pull at most `rate` bytes per second, all peers together (`--max-replication-rate`).
+    pub fn with_rate(mut self, rate: Option<u64>) -> Replicator {
+        self.limiter = rate.map_or_else(Limiter::unlimited, Limiter::shared);
+        self
+    }
+
+    /// How every pull downloads: the cluster's password, the replication limit.
+    fn download_options(&self) -> DownloadOptions {
+        DownloadOptions {
+            credentials: self.credentials.clone(),
+            limiter: self.limiter.clone(),
+            ..DownloadOptions::default()
         }
     }
 
@@ -322,10 +347,7 @@ impl Replicator {
             addr: peer.to_owned(),
             path: path.to_owned(),
         };
-        let opts = DownloadOptions {
-            credentials: self.credentials.clone(),
-            ..DownloadOptions::default()
-        };
+        let opts = self.download_options();
         if let Err(e) = transfer::download_into(&src, &dir, &name, &opts, &()).await {
             // No half-copies left in the share: the next event or catch-up starts over.
             transfer::discard_partial(&dir, &name);
@@ -377,10 +399,7 @@ impl Replicator {
             addr: peer.to_owned(),
             path: path.to_owned(),
         };
-        let opts = DownloadOptions {
-            credentials: self.credentials.clone(),
-            ..DownloadOptions::default()
-        };
+        let opts = self.download_options();
         // Theirs lands under the conflict name, or a temporary one first when it wins.
         let landing = if ours_win {
             conflict.clone()

@@ -13,6 +13,7 @@
 //! - [`client`]: one connection to a node's file server, and the [`Credentials`] it proves;
 //! - [`secret`]: [`Password`](secret::Password), which never prints itself;
 //! - [`pool`]: the connections to one node, shared by every request a door makes to it;
+//! - [`rate`]: node-side bandwidth limits: a shared token bucket and each connection's limiter;
 //! - [`peers`]: the one table of known nodes, fed by every discovery, with an up/down watch;
 //! - [`retention`]: deleting the oldest complete files before the disk fills, and the disk's state;
 //! - [`remote`]: naming nodes ([`NodeAddr`]) and remote files (`meshfs://HOST:PORT/PATH`);
@@ -42,6 +43,7 @@ pub mod pake;
 pub mod peers;
 pub mod pool;
 pub mod proto;
+pub mod rate;
 pub mod remote;
 pub mod retention;
 pub mod secret;

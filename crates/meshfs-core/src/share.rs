@@ -118,6 +118,13 @@ pub enum Kind {
     Dir,
 }
 
+/// A file's modification time in nanoseconds since the epoch, as listings and retention
+/// compare it (`time_t` and the nanoseconds are 32-bit on 32-bit ARM, hence the widening).
+#[allow(clippy::useless_conversion)]
+pub(crate) fn mtime_ns(st: &libc::stat64) -> i64 {
+    i64::from(st.st_mtime).saturating_mul(1_000_000_000) + i64::from(st.st_mtime_nsec)
+}
+
 /// Metadata of one entry of the share, as `stat` and `ls` report it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -132,7 +139,7 @@ pub struct Entry {
 }
 
 impl Entry {
-    fn from_stat(name: String, st: &libc::stat) -> Option<Entry> {
+    fn from_stat(name: String, st: &libc::stat64) -> Option<Entry> {
         let kind = match st.st_mode & libc::S_IFMT {
             libc::S_IFREG => Kind::File,
             libc::S_IFDIR => Kind::Dir,
@@ -146,7 +153,7 @@ impl Entry {
             } else {
                 0
             },
-            mtime_ns: st.st_mtime.saturating_mul(1_000_000_000) + st.st_mtime_nsec,
+            mtime_ns: mtime_ns(st),
             mode: st.st_mode & 0o7777,
         })
     }

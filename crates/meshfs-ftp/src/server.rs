@@ -11,6 +11,7 @@ use libunftp::options::{PassiveHost, SiteMd5};
 use meshfs_core::Share;
 use meshfs_core::accept::{Door, accept_loop};
 use meshfs_core::access::Access;
+use meshfs_core::rate::{ClientKey, UploadLimits};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -43,6 +44,8 @@ pub struct FtpConfig {
     pub access: Access,
     /// Offer explicit FTPS (`AUTH TLS`); `None`: plain FTP only.
     pub tls: Option<FtpTls>,
+    /// The node's upload limits: `RETR` counts against them, clients told apart by IP address.
+    pub upload: UploadLimits,
 }
 
 impl Default for FtpConfig {
@@ -54,6 +57,7 @@ impl Default for FtpConfig {
             max_sessions: 1024,
             access: Access::open(),
             tls: None,
+            upload: UploadLimits::unlimited(),
         }
     }
 }
@@ -161,6 +165,9 @@ fn session(
         share: share.clone(),
         access: config.access.clone(),
         busy: busy.clone(),
+        limiter: config
+            .upload
+            .client(ClientKey::of(None, stream.peer_addr().ok()?.ip())),
         notes: notes.clone(),
     };
     let mut builder =

@@ -52,6 +52,8 @@ pub struct JoinConfig {
     /// The date field sent after each operation name (`--date`: the local time), which the
     /// course's later directories require.
     pub date: Stamp,
+    /// The node's upload limits: `GET_FILE` transfers count against them.
+    pub upload: meshfs_core::rate::UploadLimits,
 }
 
 /// Why a node could not start joining.
@@ -103,6 +105,7 @@ pub async fn start(
         user,
         peer_listen,
         date,
+        upload,
     } = config;
     if user.is_empty()
         || user.len() > MAX_FIELD
@@ -111,7 +114,11 @@ pub async fn start(
     {
         return Err(JoinError::BadUser(user));
     }
-    let peer = PeerServer::bind(&peer_listen, share.clone(), PeerConfig::default())
+    let peer_config = PeerConfig {
+        upload,
+        ..PeerConfig::default()
+    };
+    let peer = PeerServer::bind(&peer_listen, share.clone(), peer_config)
         .await
         .map_err(|source| JoinError::Listen {
             addr: peer_listen.clone(),

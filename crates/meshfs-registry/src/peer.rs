@@ -4,7 +4,8 @@
 //! 2 error), and after 0 the size as a decimal field followed by exactly that many bytes.
 //! Files come from a [`Share`] only, under the same confinement as every other door; a name
 //! given as an absolute path inside the share is accepted (the course's clients publish
-//! absolute paths). The file is streamed in small chunks, never loaded whole.
+//! absolute paths). The file is streamed in small chunks, never loaded whole, each charged to
+//! the node's upload limits ([`PeerConfig::upload`]; clients are told apart by IP address).
 
 use std::io;
 use std::net::SocketAddr;
@@ -12,12 +13,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use meshfs_core::rate::{ClientKey, Limiter, UploadLimits};
 use meshfs_core::{Share, ShareError, ShareFile};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use meshfs_core::accept::{Door, accept_loop};
+use meshfs_core::metrics::{Door as MetricsDoor, metrics};
 use tokio_util::task::TaskTracker;
 
 use crate::wire::{FieldReader, SERVER_SILENCE, push_field, write_all_within};
@@ -44,6 +47,8 @@ pub struct PeerConfig {
     pub write_timeout: Duration,
     /// Transfers served at once; further peers are closed at once ([`meshfs_core::accept`]).
     pub max_connections: usize,
+    /// The node's upload limits, which file bytes sent here count against.
+    pub upload: UploadLimits,
 }
 
 impl Default for PeerConfig {
@@ -52,6 +57,7 @@ impl Default for PeerConfig {
             silence: SERVER_SILENCE,
             write_timeout: Duration::from_secs(30),
             max_connections: 256,
+            upload: UploadLimits::unlimited(),
         }
     }
 }
@@ -132,6 +138,7 @@ async fn serve(
 
     let opened = match read_request(&mut reader).await {
         Ok(name) => {
+            metrics().door(MetricsDoor::GetFile).request();
             let rel = share_path(&share, &name);
             let share = share.clone();
             let opened = tokio::task::spawn_blocking(move || {
@@ -150,7 +157,10 @@ async fn serve(
         Err(()) => Err(code::ERROR),
     };
     let result = match opened {
-        Ok((file, len)) => send_file(&mut write, file, len, config, &shutdown).await,
+        Ok((file, len)) => {
+            let limiter = config.upload.client(ClientKey::of(None, peer.ip()));
+            send_file(&mut write, file, len, config, &limiter, &shutdown).await
+        }
         Err(code) => write_all_within(&mut write, &[code], config.write_timeout).await,
     };
     let _ = write.shutdown().await;
@@ -184,6 +194,7 @@ async fn send_file<W: tokio::io::AsyncWrite + Unpin>(
     file: ShareFile,
     len: u64,
     config: &PeerConfig,
+    limiter: &Limiter,
     shutdown: &CancellationToken,
 ) -> io::Result<()> {
     let mut header = vec![code::OK];
@@ -210,7 +221,14 @@ async fn send_file<W: tokio::io::AsyncWrite + Unpin>(
                 "file shrank during GET_FILE",
             ));
         }
-        write_all_within(write, &buf[..n], config.write_timeout).await?;
+        for piece in limiter.pieces(&buf[..n]) {
+            limiter.take(piece.len() as u64).await;
+            write_all_within(write, piece, config.write_timeout).await?;
+        }
+        metrics()
+            .door(MetricsDoor::GetFile)
+            .bytes_sent_total
+            .add(n as u64);
         left -= n as u64;
     }
     Ok(())

@@ -56,6 +56,7 @@ async fn join_with(registry: SocketAddr, user: &str, share: Share, events: Optio
         user: user.to_owned(),
         peer_listen: "127.0.0.1:0".into(),
         date: meshfs_registry::Stamp::None,
+        upload: Default::default(),
     };
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();

@@ -242,3 +242,61 @@ async fn failed_downloads_leave_no_file() {
         leftovers(out.path())
     );
 }
+
+/// Issue 19: `GET_FILE` counts against the node's upload limit. Two peers fetching at once get
+/// no more than the limit together (a bound at every sample over two seconds: 20 % over the
+/// rate plus one burst and a chunk each), and both make progress.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_file_transfers_share_the_node_upload_limit() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    const LIMIT: u64 = 4_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::File::create(dir.path().join("big.bin"))
+        .unwrap()
+        .set_len(256 << 20)
+        .unwrap();
+    let config = PeerConfig {
+        upload: meshfs_core::rate::UploadLimits::new(Some(LIMIT), None),
+        ..PeerConfig::default()
+    };
+    let server = PeerServer::bind("127.0.0.1:0", Share::open(dir.path()).unwrap(), config)
+        .await
+        .unwrap();
+    let addr = server.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(server.run(shutdown.clone(), TaskTracker::new()));
+
+    let start = Instant::now();
+    let counts: Vec<Arc<AtomicU64>> = (0..2).map(|_| Arc::default()).collect();
+    for count in &counts {
+        let count = count.clone();
+        tokio::spawn(async move {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(b"GET_FILE\0big.bin\0").await.unwrap();
+            let mut buf = vec![0u8; 64 << 10];
+            while let Ok(n @ 1..) = s.read(&mut buf).await {
+                count.fetch_add(n as u64, Ordering::Relaxed);
+            }
+        });
+    }
+    let window = Duration::from_secs(2);
+    loop {
+        let got: Vec<u64> = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+        let elapsed = start.elapsed();
+        let most = (LIMIT as f64 * elapsed.as_secs_f64() * 1.2) as u64 + LIMIT / 10 + (256 << 10);
+        let total: u64 = got.iter().sum();
+        assert!(
+            total <= most,
+            "{total} bytes after {elapsed:?} (bound {most}): {got:?}"
+        );
+        if elapsed >= window {
+            for n in &got {
+                assert!(*n >= LIMIT / 4, "a peer starved: {got:?}");
+            }
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    shutdown.cancel();
+}

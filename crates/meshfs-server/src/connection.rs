@@ -5,6 +5,10 @@
 //! a hundred `stat`s gets one `write` back, not a hundred. File payloads are flushed behind the
 //! queued replies and then sent with `sendfile` in clear; inside TLS the bytes must pass through
 //! the cipher in user space, so they are read in chunks and written through it.
+//!
+//! Under an upload limit ([`Limiter`]) every payload byte is charged before it is sent:
+//! `sendfile` then goes in [`Limiter::slice`]-sized calls, each after its reservation; without
+//! one, a payload is still a single `sendfile`.
 
 use std::fs::File;
 use std::io;
@@ -12,6 +16,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use meshfs_core::proto::MAX_LINE;
+use meshfs_core::rate::Limiter;
 use meshfs_core::stream::Stream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
@@ -42,6 +47,8 @@ pub struct Connection {
     wbuf: Vec<u8>,
     /// Longest wait for a peer to accept bytes we write.
     write_timeout: Duration,
+    /// The upload limits file payloads are charged to.
+    limiter: Limiter,
 }
 
 impl Connection {
@@ -53,7 +60,14 @@ impl Connection {
             rbuf: BytesMut::with_capacity(512),
             wbuf: Vec::new(),
             write_timeout,
+            limiter: Limiter::unlimited(),
         }
+    }
+
+    /// Charge file payloads to `limiter` (the node's and this client's upload limits).
+    pub fn with_limiter(mut self, limiter: Limiter) -> Connection {
+        self.limiter = limiter;
+        self
     }
 
     /// The client's address, which failed logins are counted by (unspecified when the
@@ -209,6 +223,7 @@ impl Connection {
             return Ok(());
         }
         if n <= INLINE_PAYLOAD {
+            self.limiter.take(n).await;
             let start = self.wbuf.len();
             self.wbuf.resize(start + n as usize, 0);
             let got = read_full_at(file, &mut self.wbuf[start..], offset);
@@ -225,9 +240,19 @@ impl Connection {
         let Some(tcp) = self.stream.plain() else {
             return self.copy_through(file, offset, n).await;
         };
-        let sent = send_file(tcp, file, offset, n, self.write_timeout).await?;
-        if sent < n {
-            return Err(shrank());
+        let Some(slice) = self.limiter.slice() else {
+            let sent = send_file(tcp, file, offset, n, self.write_timeout).await?;
+            return if sent < n { Err(shrank()) } else { Ok(()) };
+        };
+        let mut sent = 0;
+        while sent < n {
+            let piece = slice.min(n - sent);
+            self.limiter.take(piece).await;
+            let got = send_file(tcp, file, offset + sent, piece, self.write_timeout).await?;
+            if got < piece {
+                return Err(shrank());
+            }
+            sent += got;
         }
         Ok(())
     }
@@ -235,7 +260,8 @@ impl Connection {
     /// Send `n` bytes of `file` at `offset` through the stream (TLS: no `sendfile`), a chunk
     /// at a time so memory stays bounded.
     async fn copy_through(&mut self, file: &File, offset: u64, n: u64) -> io::Result<()> {
-        let mut buf = vec![0u8; TLS_CHUNK.min(n as usize)];
+        let chunk = self.limiter.slice().map_or(TLS_CHUNK, |s| s as usize);
+        let mut buf = vec![0u8; chunk.min(TLS_CHUNK).min(n as usize)];
         let mut done = 0u64;
         while done < n {
             let want = buf.len().min((n - done) as usize);
@@ -243,6 +269,7 @@ impl Connection {
             if got < want {
                 return Err(shrank());
             }
+            self.limiter.take(want as u64).await;
             let write = self.stream.write_all(&buf[..want]);
             match tokio::time::timeout(self.write_timeout, write).await {
                 Ok(r) => r?,

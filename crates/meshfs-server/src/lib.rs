@@ -10,6 +10,10 @@
 //! [`Transport::require_tls`] limits clear text to `hello`, `help` and `quit`;
 //! [`Transport::plaintext_auth`] decides whether `auth <password>` is accepted in clear.
 //!
+//! Upload limits ([`FileServer::with_upload`]): every file payload is charged to the node's
+//! bucket and to the client's, the client being the ID its TLS certificate proves, else its IP
+//! address ([`meshfs_core::rate`]).
+//!
 //! Shutdown: when the token is cancelled, the accept loop stops and every session closes as soon
 //! as its current request is answered. The caller waits on the [`TaskTracker`] for up to its
 //! grace period.
@@ -28,6 +32,7 @@ use std::time::Duration;
 use meshfs_core::accept::{Door, accept_loop};
 use meshfs_core::access::Access;
 use meshfs_core::events::Events;
+use meshfs_core::rate::{ClientKey, UploadLimits};
 use meshfs_core::retention::DiskStatus;
 use meshfs_core::stream::accept;
 use meshfs_core::tls::TlsAcceptor;
@@ -106,6 +111,7 @@ pub struct FileServer {
     access: Access,
     disk: Option<DiskStatus>,
     transport: Arc<Transport>,
+    upload: UploadLimits,
 }
 
 impl FileServer {
@@ -120,6 +126,7 @@ impl FileServer {
             access: Access::open(),
             disk: None,
             transport: Arc::new(Transport::default()),
+            upload: UploadLimits::unlimited(),
         })
     }
 
@@ -138,6 +145,12 @@ impl FileServer {
     /// Speak TLS beside the text protocol, and set what is accepted in clear.
     pub fn with_transport(mut self, transport: Transport) -> FileServer {
         self.transport = Arc::new(transport);
+        self
+    }
+
+    /// Send file content under these limits (default: none).
+    pub fn with_upload(mut self, upload: UploadLimits) -> FileServer {
+        self.upload = upload;
         self
     }
 
@@ -162,7 +175,7 @@ impl FileServer {
         };
         let (share, config, events, access) = (self.share, self.config, self.events, self.access);
         let disk = self.disk;
-        let transport = self.transport;
+        let (transport, upload) = (self.transport, self.upload);
         accept_loop(&self.listener, door, &shutdown, &tracker, |tcp, peer| {
             let _ = tcp.set_nodelay(true);
             let (share, config, events, access, disk) = (
@@ -172,7 +185,7 @@ impl FileServer {
                 access.clone(),
                 disk.clone(),
             );
-            let transport = transport.clone();
+            let (transport, upload) = (transport.clone(), upload.clone());
             let shutdown = shutdown.clone();
             async move {
                 let acceptor = transport.tls.as_ref().map(|t| TlsAcceptor::from(t.config.clone()));
@@ -188,7 +201,9 @@ impl FileServer {
                     }
                 };
                 tracing::debug!(%peer, tls = stream.is_tls(), client = ?stream.peer_id(), "connected");
-                let conn = Connection::new(stream, config.idle_timeout);
+                let client = ClientKey::of(stream.peer_id(), peer.ip());
+                let conn = Connection::new(stream, config.idle_timeout)
+                    .with_limiter(upload.client(client));
                 let session = Session::new(conn, share, config, transport, events, access, disk);
                 if let Err(e) = session.run(shutdown).await {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");

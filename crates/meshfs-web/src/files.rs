@@ -3,20 +3,24 @@
 //! `If-Modified-Since`, `If-Range`), `Content-Type` by extension, and a body streamed in
 //! [`CHUNK`](crate::source::CHUNK)-sized reads, so a `<video>` element can seek anywhere in a
 //! large file on any node while this node holds at most one chunk per response in memory.
+//! Under an upload limit, chunks are a [`Limiter::slice`] each, charged before they are read.
 //!
 //! Responses carry [`FILE_CSP`] and `nosniff`: a hostile `.html` or `.svg` in a share, opened
 //! directly, is shown without scripts, forms or plugins, so it can never act in this UI's name.
 
 use std::time::UNIX_EPOCH;
 
+use axum::Extension;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use meshfs_core::rate::Limiter;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::error::WebError;
+use crate::listener::Conn;
 use crate::paths;
 use crate::range::{RangeRequest, etag, if_range_holds, none_match, parse_range};
 use crate::source::Reader;
@@ -38,9 +42,11 @@ pub async fn serve(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
+    conn: Option<Extension<ConnectInfo<Conn>>>,
 ) -> Result<Response, WebError> {
     let raw = uri.path().strip_prefix(PREFIX).unwrap_or_default();
     let target = paths::split(raw)?;
+    let limiter = state.upload_limiter(conn.as_ref().map(|c| &c.0.0));
     if target.path.is_empty() {
         return Err(WebError::IsDir("the share's root".into()));
     }
@@ -114,7 +120,8 @@ pub async fn serve(
     if method == Method::HEAD {
         return Ok((status, out).into_response());
     }
-    Ok((status, out, body(reader, start, len, permit)).into_response())
+    let body = body(reader, start, len, permit, limiter);
+    Ok((status, out, body).into_response())
 }
 
 /// Should the answer be `304`? `If-None-Match` decides when present; otherwise
@@ -156,29 +163,37 @@ pub(crate) fn disposition(name: &str, download: bool) -> String {
 /// The body: `len` bytes from `start`, one chunk per read, pulled as the client takes them
 /// (back-pressure: a paused video stops the reads). If the file shrank below the promised
 /// length, the stream ends with an error and the client sees a cut response, never padding.
-fn body(reader: Reader, start: u64, len: u64, permit: OwnedSemaphorePermit) -> Body {
+fn body(
+    reader: Reader,
+    start: u64,
+    len: u64,
+    permit: OwnedSemaphorePermit,
+    limiter: Limiter,
+) -> Body {
     let stream = futures_util::stream::unfold(
-        (reader, start, len, permit),
-        |(mut reader, offset, remaining, permit)| async move {
+        (reader, start, len, (permit, limiter)),
+        |(mut reader, offset, remaining, held)| async move {
             if remaining == 0 {
                 return None;
             }
-            let item: Result<Bytes, std::io::Error> = match reader.read_at(offset, remaining).await
-            {
+            let limiter = &held.1;
+            let want = limiter.slice().map_or(remaining, |s| s.min(remaining));
+            limiter.take(want).await;
+            let item: Result<Bytes, std::io::Error> = match reader.read_at(offset, want).await {
                 Ok(b) if b.is_empty() => Err(std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
                     "the file shrank while it was sent",
                 )),
                 Ok(b) => {
                     let n = b.len() as u64;
-                    return Some((Ok(b), (reader, offset + n, remaining - n, permit)));
+                    return Some((Ok(b), (reader, offset + n, remaining - n, held)));
                 }
                 Err(e) => Err(std::io::Error::other(e.to_string())),
             };
             if let Err(e) = &item {
                 tracing::warn!(error = %e, "file response cut");
             }
-            Some((item, (reader, offset, 0, permit)))
+            Some((item, (reader, offset, 0, held)))
         },
     );
     Body::from_stream(stream)

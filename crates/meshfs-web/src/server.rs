@@ -62,6 +62,7 @@ pub struct WebServer {
     identity: Option<(NodeId, Option<TlsAcceptor>)>,
     https: Https,
     disk: DiskStatus,
+    upload: meshfs_core::rate::UploadLimits,
 }
 
 impl std::fmt::Debug for WebServer {
@@ -90,6 +91,7 @@ impl WebServer {
             identity: None,
             https: Https::Off,
             disk: DiskStatus::default(),
+            upload: Default::default(),
         })
     }
 
@@ -118,6 +120,12 @@ impl WebServer {
     /// Say on the page when this disk is full (retention measures it).
     pub fn with_disk(mut self, disk: DiskStatus) -> WebServer {
         self.disk = disk;
+        self
+    }
+
+    /// Send file and zip bodies under these upload limits (default: none).
+    pub fn with_upload(mut self, upload: meshfs_core::rate::UploadLimits) -> WebServer {
+        self.upload = upload;
         self
     }
 
@@ -151,6 +159,7 @@ impl WebServer {
             node_id: self.identity.as_ref().map(|(id, _)| *id),
             https: self.https,
             disk: self.disk,
+            upload: self.upload,
         };
         watch::spawn_watchers(state.clone(), tracker.clone());
         let acceptor = self.identity.and_then(|(_, acceptor)| acceptor);
@@ -220,6 +229,7 @@ mod tests {
             node_id: None,
             https: Https::Off,
             disk: Default::default(),
+            upload: Default::default(),
         };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -43,6 +43,8 @@ pub struct WebConfig {
     pub https: Https,
     /// This node's disk as its retention measures it: the page says when it is full.
     pub disk: DiskStatus,
+    /// The node's upload limits: file and zip bodies count against them.
+    pub upload: meshfs_core::rate::UploadLimits,
 }
 
 /// A running web UI.
@@ -90,6 +92,7 @@ pub async fn start(
         identity,
         https,
         disk,
+        upload,
     } = config;
     let nodes = NodeDirectory::new(&name, &file_server);
     if let Some(identity) = &identity {
@@ -109,7 +112,8 @@ pub async fn start(
         .map_err(error)?
         .with_access(access)
         .with_chat(chat)
-        .with_disk(disk);
+        .with_disk(disk)
+        .with_upload(upload);
     if let Some(identity) = &identity {
         server = server
             .with_identity(identity, https)

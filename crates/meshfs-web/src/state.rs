@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use meshfs_core::rate::{ClientKey, UploadLimits};
 use meshfs_core::retention::DiskStatus;
 use meshfs_core::{NodeId, PoolConfig, Pools, Share};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -11,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::chat::ChatSetting;
 use crate::error::WebError;
 use crate::feed::EventHub;
-use crate::listener::Https;
+use crate::listener::{Conn, Https};
 use crate::nodes::{NodeDirectory, NodeInfo};
 use crate::session::{Grant, Sessions};
 use crate::source::Source;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub https: Https,
     /// This node's disk, as its retention measures it: the page says when it is full.
     pub disk: DiskStatus,
+    /// The node's upload limits: file and zip bodies count against them.
+    pub upload: UploadLimits,
 }
 
 /// Most file responses streaming at once (each may hold a connection to a remote node).
@@ -110,6 +113,13 @@ impl AppState {
             Source::Remote(pool.unwrap_or_else(|| self.pools.get(&node.addr)))
         };
         Ok((node, source))
+    }
+
+    /// The upload limiter of a file or zip body sent to `conn` (by its IP address: browsers
+    /// show no certificate). Served without connection info (tests), the node's limit alone.
+    pub fn upload_limiter(&self, conn: Option<&Conn>) -> meshfs_core::rate::Limiter {
+        let ip = conn.map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |c| c.addr.ip());
+        self.upload.client(ClientKey::of(None, ip))
     }
 
     /// Where a node's files come from (see [`AppState::node`]).

@@ -233,6 +233,7 @@ mod tests {
             node_id: None,
             https: Default::default(),
             disk: Default::default(),
+            upload: Default::default(),
         };
         let tasks = TaskTracker::new();
         spawn_watchers(state.clone(), tasks.clone());

@@ -19,16 +19,19 @@
 mod crc32;
 mod format;
 
+use axum::Extension;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use meshfs_core::rate::Limiter;
 use meshfs_core::{Entry, Kind};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use crate::error::WebError;
 use crate::files::disposition;
+use crate::listener::Conn;
 use crate::paths;
 use crate::source::Source;
 use crate::state::AppState;
@@ -52,6 +55,7 @@ pub async fn serve(
     State(state): State<AppState>,
     uri: Uri,
     headers: HeaderMap,
+    conn: Option<Extension<ConnectInfo<Conn>>>,
 ) -> Result<Response, WebError> {
     let raw = uri.path().strip_prefix(PREFIX).unwrap_or_default();
     let target = paths::split(raw)?;
@@ -90,6 +94,7 @@ pub async fn serve(
         tx,
         offset: 0,
         members: Vec::new(),
+        limiter: state.upload_limiter(conn.as_ref().map(|c| &c.0.0)),
         _permit: permit,
     };
     let what = format!("{}:/{}", node.name, target.path);
@@ -193,6 +198,8 @@ struct Writer {
     /// Bytes sent so far: where the next record starts.
     offset: u64,
     members: Vec<Member>,
+    /// The node's and the browser's upload limits, charged for each file's bytes.
+    limiter: Limiter,
     /// One of the file-stream slots, for as long as the archive is written.
     _permit: OwnedSemaphorePermit,
 }
@@ -279,7 +286,10 @@ impl Writer {
         let mut crc = Crc32::default();
         let mut done = 0;
         while done < entry.size {
-            let chunk = reader.read_at(done, entry.size - done).await?;
+            let left = entry.size - done;
+            let want = self.limiter.slice().map_or(left, |s| s.min(left));
+            self.limiter.take(want).await;
+            let chunk = reader.read_at(done, want).await?;
             if chunk.is_empty() {
                 // It shrank since it was opened: the descriptor says how much there was.
                 break;

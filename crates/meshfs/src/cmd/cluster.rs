@@ -61,6 +61,11 @@ pub struct PeerArgs {
     /// are protected.
     #[arg(long, value_name = "FILE", requires = "peers")]
     pub cluster_password_file: Option<std::path::PathBuf>,
+    /// Cap what this node pulls from its --cluster-peers, all peers together, in bytes per
+    /// second (RATE as --max-upload-rate: 500K, 20M). What it serves to them counts under
+    /// --max-upload-rate and --max-upload-rate-per-client (peers show their node ID).
+    #[arg(long, value_name = "RATE", value_parser = super::get::parse_rate, requires = "peers")]
+    pub max_replication_rate: Option<u64>,
 }
 
 impl PeerArgs {
@@ -77,7 +82,9 @@ impl PeerArgs {
             return Ok(());
         }
         let peers = self.peers.iter().map(NodeAddr::to_string).collect();
-        let mut replicator = Replicator::new(share.clone()).archive(self.archive);
+        let mut replicator = Replicator::new(share.clone())
+            .archive(self.archive)
+            .with_rate(self.max_replication_rate);
         if let Some(f) = &self.cluster_password_file {
             let p = crate::password::from_file(f).with_context(|| {
                 format!(

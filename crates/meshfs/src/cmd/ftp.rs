@@ -53,18 +53,34 @@ fn parse_ports(s: &str) -> Result<RangeInclusive<u16>, String> {
     Ok(lo..=hi)
 }
 
+/// What the FTP door takes from the node it belongs to.
+pub struct LocalNode<'a> {
+    pub share: &'a Share,
+    /// Its passwords, which anonymous users are held to.
+    pub access: &'a Access,
+    /// Its certificate, for FTPS.
+    pub identity: &'a Identity,
+    pub idle_timeout: Duration,
+    /// Its upload limits, which `RETR` counts against.
+    pub upload: &'a meshfs_core::rate::UploadLimits,
+}
+
 impl FtpArgs {
     /// Start the FTP server if `--ftp` was given; returns its address. The node has put its
     /// `--listen` host into an `--ftp` without one (`door_addr::on_listen_host`).
     pub async fn start(
         self,
-        share: &Share,
-        access: &Access,
-        identity: &Identity,
-        idle_timeout: Duration,
+        node: LocalNode<'_>,
         shutdown: CancellationToken,
         tracker: &TaskTracker,
     ) -> anyhow::Result<Option<SocketAddr>> {
+        let LocalNode {
+            share,
+            access,
+            identity,
+            idle_timeout,
+            upload,
+        } = node;
         let Some(addr) = self.ftp else {
             return Ok(None);
         };
@@ -77,6 +93,7 @@ impl FtpArgs {
             passive_ports: self.ftp_passive_ports,
             idle_timeout,
             access: access.clone(),
+            upload: upload.clone(),
             tls: if self.ftp_tls || self.ftp_require_tls {
                 Some(
                     FtpTls::new(identity, self.ftp_require_tls)

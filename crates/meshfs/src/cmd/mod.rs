@@ -28,5 +28,6 @@ pub mod shell;
 pub mod status;
 pub mod target;
 pub mod trust;
+pub mod upload;
 pub mod watch;
 pub mod web;

@@ -74,6 +74,8 @@ pub struct Args {
     pub retain: super::retain::RetainArgs,
     #[command(flatten)]
     pub tls: super::node_tls::TlsArgs,
+    #[command(flatten)]
+    pub upload: super::upload::UploadArgs,
 }
 
 /// Run a node; `plaintext` (the global `--plaintext`) makes its own connections to other
@@ -142,7 +144,7 @@ async fn start(
     super::trust::install_as(plaintext, Some(&identity))?;
     // Share and offer passwords (seed 004), read before serving: the prompt comes first.
     let access = args.group.access()?;
-    raise_fd_limit(args.max_connections as u64 + 256);
+    raise_fd_limit((args.max_connections as libc::rlim_t).saturating_add(256));
 
     let config = Config {
         name: name.clone(),
@@ -165,6 +167,9 @@ async fn start(
     }
     server = server.with_access(access.clone());
     server = server.with_transport(args.tls.transport(&identity)?);
+    // Upload limits (issue 19): one set of buckets for every door that sends file content.
+    let upload = args.upload.limits();
+    server = server.with_upload(upload.clone());
     // Retention (issue 16); it also measures the disk, which `hello` reports when full.
     let retention = args
         .retain
@@ -214,6 +219,7 @@ async fn start(
                 file_server: addr,
                 peers: &peers,
                 disk: &retention.disk(),
+                upload: &upload,
                 // With discovery on, the page shows the group chat.
                 group: if args.group.no_discovery {
                     Err("discovery is off on this node (--no-discovery)")
@@ -236,10 +242,13 @@ async fn start(
     ftp.ftp = (ftp.ftp.as_deref()).map(|a| super::door_addr::on_listen_host(a, &args.listen));
     if let Some(ftp) = ftp
         .start(
-            &share,
-            &access,
-            &identity,
-            args.idle_timeout,
+            super::ftp::LocalNode {
+                share: &share,
+                access: &access,
+                identity: &identity,
+                idle_timeout: args.idle_timeout,
+                upload: &upload,
+            },
             shutdown.clone(),
             &tracker,
         )
@@ -258,7 +267,7 @@ async fn start(
     )?;
     // Central directory (seed 003): GET_FILE listener, then register/connect/publish in the
     // background; prints a line once joined.
-    if let Some(join) = args.registry.config(&name, &args.listen) {
+    if let Some(join) = args.registry.config(&name, &args.listen, &upload) {
         let said = out.clone();
         let joined = move |j: &meshfs_registry::Joined| said.line(format!("meshfs node {j}"));
         meshfs_registry::join::start(
@@ -297,7 +306,7 @@ async fn start(
 
 /// A busy node holds one descriptor per connection: lift the soft limit towards the hard one.
 #[allow(unsafe_code)] // getrlimit/setrlimit, which std does not wrap
-fn raise_fd_limit(want: u64) {
+fn raise_fd_limit(want: libc::rlim_t) {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

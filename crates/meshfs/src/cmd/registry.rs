@@ -65,7 +65,12 @@ pub struct JoinArgs {
 impl JoinArgs {
     /// What the node joins as, if `--registry` names a directory; the user defaults to the
     /// node's name.
-    pub fn config(self, node_name: &str, listen: &str) -> Option<JoinConfig> {
+    pub fn config(
+        self,
+        node_name: &str,
+        listen: &str,
+        upload: &meshfs_core::rate::UploadLimits,
+    ) -> Option<JoinConfig> {
         Some(JoinConfig {
             registry: self.registry?,
             user: self.user.unwrap_or_else(|| node_name.to_owned()),
@@ -75,6 +80,7 @@ impl JoinArgs {
             } else {
                 meshfs_registry::Stamp::None
             },
+            upload: upload.clone(),
         })
     }
 }

@@ -69,6 +69,8 @@ pub struct LocalNode<'a> {
     pub group: Result<(Group, u16), &'a str>,
     /// Its disk as retention measures it: the page says when it is full.
     pub disk: &'a meshfs_core::retention::DiskStatus,
+    /// Its upload limits: file and zip bodies count against them.
+    pub upload: &'a meshfs_core::rate::UploadLimits,
 }
 
 impl WebArgs {
@@ -123,6 +125,7 @@ impl WebArgs {
             identity: Some(local.identity.clone()),
             https: self.https(),
             disk: local.disk.clone(),
+            upload: local.upload.clone(),
         };
         match meshfs_web::start(config, shutdown, tracker).await {
             Ok(web) => Ok(Some(web)),

@@ -1,0 +1,34 @@
+//! `meshfs node --max-upload-rate` and `--max-upload-rate-per-client` (issue 19), flattened into
+//! `meshfs node`: the node's upload limits, handed to every door that sends file content as one
+//! [`UploadLimits`] (so all doors draw on the same buckets).
+
+use meshfs_core::rate::UploadLimits;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct UploadArgs {
+    /// Cap what the node sends of file contents, all clients and doors together (file server in
+    /// clear and TLS, web UI files and zips, FTP, GET_FILE), in bytes per second: RATE like
+    /// 500K or 20M (decimal suffixes K, M, G, as `get --limit-rate`). Bursts after a pause are
+    /// at most 100 ms at this rate.
+    #[arg(long, value_name = "RATE", value_parser = super::get::parse_rate)]
+    pub max_upload_rate: Option<u64>,
+    /// Cap what each client receives, in bytes per second (RATE as --max-upload-rate). A client
+    /// is the node or user ID its TLS certificate proves (meshfs programs and nodes show one),
+    /// else its IP address (curl, browsers, FTP, GET_FILE, clients in clear).
+    #[arg(long, value_name = "RATE", value_parser = super::get::parse_rate)]
+    pub max_upload_rate_per_client: Option<u64>,
+}
+
+impl UploadArgs {
+    /// The limits every door shares.
+    pub fn limits(&self) -> UploadLimits {
+        if self.max_upload_rate.is_some() || self.max_upload_rate_per_client.is_some() {
+            tracing::info!(
+                node = self.max_upload_rate,
+                per_client = self.max_upload_rate_per_client,
+                "upload limits (bytes per second)"
+            );
+        }
+        UploadLimits::new(self.max_upload_rate, self.max_upload_rate_per_client)
+    }
+}
