@@ -28,8 +28,12 @@
 //! the user's choosing.
 
 mod follow;
+mod multi;
 mod record;
+mod schedule;
 mod writer;
+
+pub use multi::{LANES, Source, SourceReport, SourceState, Sources, download_from};
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -119,6 +123,8 @@ pub trait Progress: Send + Sync {
     fn advance(&self, _n: u64) {}
     /// The connection dropped (`error`); retry number `attempt` of `max` starts after `delay`.
     fn retry(&self, _error: &TransferError, _attempt: u32, _max: u32, _delay: Duration) {}
+    /// A source of a multi-source download started, was not used, was lost or dropped.
+    fn source(&self, _report: &SourceReport) {}
 }
 
 impl Progress for () {}
@@ -175,6 +181,9 @@ pub struct Outcome {
     pub retries: u32,
     pub ending: Ending,
     pub elapsed: Duration,
+    /// The sources of a multi-source download ([`download_from`]) and what each brought;
+    /// empty for a download from one node.
+    pub sources: Vec<SourceReport>,
 }
 
 /// Why a download failed. The `.part` file is kept whenever resuming can help.
@@ -202,6 +211,18 @@ pub enum TransferError {
          partial file"
     )]
     Deleted(String),
+    #[error("no source to download from")]
+    NoSource,
+    #[error(
+        "{0} sent block hashes that do not merge into its own BLAKE3 of the file: that node \
+         is faulty; download from another one first"
+    )]
+    BadBlockList(String),
+    #[error(
+        "no source left with {remaining} blocks to fetch ({sources}); the verified blocks are \
+         kept in the partial file: run again, with other sources (--from) if these are gone"
+    )]
+    NoSourceLeft { remaining: u64, sources: String },
     #[error(
         "BLAKE3 mismatch (local {local}, remote {remote}): the remote file was rewritten \
          during the transfer; the partial file was removed, run again to start over"
@@ -444,31 +465,21 @@ async fn attempt(
     let (local_hash, size) = writer.finish()?;
     let received = received?;
 
-    if opts.verify {
-        let task = remote_hash.unwrap_or_else(|| spawn_remote_hash(src, opts, size));
-        let remote = task
-            .await
-            .map_err(|e| io::Error::other(e.to_string()))
-            .map_err(local(&part))??;
-        let local_hex = local_hash
-            .map(|h| h.to_hex().to_string())
-            .unwrap_or_default();
-        if local_hex != remote {
-            discard_partial(dir, name);
-            return Err(TransferError::HashMismatch {
-                local: local_hex,
+    let verified = match opts.verify {
+        true => {
+            let task = remote_hash.unwrap_or_else(|| spawn_remote_hash(src, opts, size));
+            let remote = task
+                .await
+                .map_err(|e| io::Error::other(e.to_string()))
+                .map_err(local(&part))??;
+            Some((
+                local_hash.unwrap_or(blake3::Hash::from_bytes([0; 32])),
                 remote,
-                resumed_from: offset,
-                received,
-            });
+            ))
         }
-    }
-    if opts.no_clobber && dir.exists(name).map_err(local(&dir.display_path(name)))? {
-        return Err(TransferError::Exists(dir.display_path(name)));
-    }
-    dir.rename(&part_file, dir, name)
-        .map_err(local(&dir.display_path(name)))?;
-    let _ = dir.remove_file(&record_file);
+        false => None,
+    };
+    put_in_place(dir, name, opts, verified, offset, received)?;
     if ending == Ending::Complete {
         // Did the file grow (or change) while it was copied? Then what was saved is a
         // snapshot, and the user is told so.
@@ -486,11 +497,42 @@ async fn attempt(
         retries: 0,
         ending,
         elapsed: Duration::ZERO,
+        sources: Vec::new(),
     })
 }
 
+/// The end of every download: the BLAKE3 of what was written must be the node's
+/// (`verified`: both, when verifying), else the partial file is removed; then `.part` becomes
+/// `name` (unless it must not be replaced and appeared meanwhile) and its record goes.
+fn put_in_place(
+    dir: &Dir,
+    name: &str,
+    opts: &DownloadOptions,
+    verified: Option<(blake3::Hash, String)>,
+    resumed_from: u64,
+    received: u64,
+) -> Result<(), TransferError> {
+    if let Some((local, remote)) = verified
+        && local.to_hex().as_str() != remote
+    {
+        discard_partial(dir, name);
+        return Err(TransferError::HashMismatch {
+            local: local.to_hex().to_string(),
+            remote,
+            resumed_from,
+            received,
+        });
+    }
+    if opts.no_clobber && dir.exists(name).map_err(local(&dir.display_path(name)))? {
+        return Err(TransferError::Exists(dir.display_path(name)));
+    }
+    dir.rename(&part_name(name), dir, name)
+        .map_err(local(&dir.display_path(name)))?;
+    let _ = dir.remove_file(&record_name(name));
+    Ok(())
+}
+
 /// The node's BLAKE3 of the first `len` bytes of `src`, asked on a connection of its own.
-/// A node older than `hash-prefix` is asked for the whole file's hash instead.
 fn spawn_remote_hash(
     src: &RemotePath,
     opts: &DownloadOptions,
@@ -503,16 +545,22 @@ fn spawn_remote_hash(
         let mut client = Client::connect_with(&src.addr, &credentials).await?;
         // Hashing a large file takes the node a while: allow for it.
         client.set_timeout(timeout.max(crate::client::IO_TIMEOUT));
-        match client.hash_prefix(&src.path, len).await {
-            Err(ClientError::Remote { code, message })
-                if Code::from_u8(code) == Some(Code::BadRequest)
-                    && message.contains("unknown command") =>
-            {
-                client.hash(&src.path).await
-            }
-            other => other,
-        }
+        prefix_hash(&mut client, &src.path, len).await
     })
+}
+
+/// The node's BLAKE3 of the first `len` bytes of `path`. A node older than `hash-prefix` is
+/// asked for the whole file's hash instead.
+async fn prefix_hash(client: &mut Client, path: &str, len: u64) -> Result<String, ClientError> {
+    match client.hash_prefix(path, len).await {
+        Err(ClientError::Remote { code, message })
+            if Code::from_u8(code) == Some(Code::BadRequest)
+                && message.contains("unknown command") =>
+        {
+            client.hash(path).await
+        }
+        other => other,
+    }
 }
 
 /// Compare the last bytes of `part` (of length `len`) with the same range of the remote file.

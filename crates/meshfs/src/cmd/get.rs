@@ -1,11 +1,17 @@
-//! `meshfs get`: download with a progress bar, resume and verification.
+//! `meshfs get`: download with a progress bar, resume and verification, from one node or
+//! from every node that holds the same file (`--from`, `--discover`).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use meshfs_core::RemotePath;
-use meshfs_core::transfer::{self, DownloadOptions, Ending, Outcome, Progress, TransferError};
+use meshfs_core::transfer::{
+    self, DownloadOptions, Ending, Outcome, Progress, Source, SourceReport, SourceState, Sources,
+    TransferError,
+};
+use meshfs_core::{NodeAddr, RemotePath};
+
+mod discover;
 
 #[derive(clap::Args)]
 #[command(after_help = "\
@@ -16,7 +22,14 @@ the remote file changed (a file that only grew, a recording, is continued).
 
 A file still being written (a camera recording) is copied as it was when the download started,
 verified against the node's hash of that length; --follow keeps fetching until the node reports
-the file closed. The last line says which was saved.")]
+the file closed. The last line says which was saved.
+
+With --from NODE (repeatable), or --discover (the default for NAME:PATH), the file is fetched
+from several nodes at once in 1 MiB blocks, favouring the fast ones; a node is used only if its
+BLAKE3 of the file equals the first one's, and every block is checked against that BLAKE3 as it
+arrives: a node that sends a wrong block is dropped and named. A node that vanishes leaves its
+blocks to the others; one that appears on the LAN group meanwhile is used. An interrupted
+download resumes with any set of sources.")]
 pub struct Args {
     /// File to download, e.g. meshfs://cam2.local/clips/a.mp4, or NAME:PATH (cam2:clips/a.mp4)
     pub url: super::target::Target,
@@ -44,6 +57,17 @@ pub struct Args {
     /// Retry a dropped connection this many times (back-off 0.5 s doubling to 8 s), resuming.
     #[arg(long, default_value_t = 5)]
     pub retries: u32,
+    /// Also fetch the same path from NODE (a name, HOST or HOST:PORT), in parallel, if it
+    /// holds the same version (BLAKE3). Repeatable.
+    #[arg(long, value_name = "NODE")]
+    pub from: Vec<NodeAddr>,
+    /// Look for more sources on the LAN group and DNS-SD while downloading: nodes holding the
+    /// same version of the same path are used. The default for NAME:PATH.
+    #[arg(long, overrides_with = "no_discover")]
+    pub discover: bool,
+    /// Use only the nodes named (the SOURCE and --from).
+    #[arg(long)]
+    pub no_discover: bool,
     #[command(flatten)]
     pub client: super::client::ClientArgs,
 }
@@ -64,8 +88,9 @@ pub(crate) fn parse_rate(s: &str) -> Result<u64, String> {
     }
 }
 
-/// Draws the bar on a terminal; indicatif hides it when stderr is not one.
-struct Bar(ProgressBar);
+/// Draws the bar on a terminal; indicatif hides it when stderr is not one. Tells on stderr
+/// what becomes of the sources (the addresses given by the user, the others found).
+struct Bar(ProgressBar, Vec<String>);
 
 impl Progress for Bar {
     fn start(&self, total: u64, already: u64) {
@@ -84,6 +109,16 @@ impl Progress for Bar {
                 delay.as_secs_f64()
             )
         });
+    }
+    fn source(&self, report: &SourceReport) {
+        // A node found on the LAN without the file is no news.
+        if matches!(report.state, SourceState::NotUsed(_))
+            && self.1.iter().all(|given| given != &report.source)
+        {
+            tracing::debug!("{report}");
+            return;
+        }
+        self.0.suspend(|| eprintln!("{report}"));
     }
 }
 
@@ -104,17 +139,27 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
     let dest = destination(&url, args.dest.take())?;
     // A cluster master's URL leads to the worker it assigns (seed 002); a protected node
     // asks for its password there.
-    let (url, credentials) = passwords
-        .retrying(
-            &super::client::names(&args.url, &url),
-            async |credentials| {
-                let (url, mut client) = meshfs_cluster::follow(&url, &credentials).await?;
-                client.stat(&url.path).await?;
-                Ok((url, credentials))
-            },
-        )
+    let names = super::client::names(&args.url, &url);
+    let (url, credentials) = source_for(&passwords, &names, &url)
         .await
         .with_context(|| format!("cannot download {url}"))?;
+    let mut known = vec![Source {
+        path: url.clone(),
+        credentials: credentials.clone(),
+    }];
+    let mut given = vec![url.addr.clone()];
+    for node in &args.from {
+        let node = args.client.lookup.node(node).await?;
+        let other = RemotePath::new(&node, &url.path);
+        given.push(other.addr.clone());
+        let typed = node.to_string();
+        match source_for(&passwords, &[typed.as_str()], &other).await {
+            Ok((path, credentials)) => known.push(Source { path, credentials }),
+            Err(e) => eprintln!("not using {}: {e:#}", other.addr),
+        }
+    }
+    let discover = args.discover
+        || (!args.no_discover && matches!(args.url, super::target::Target::Named { .. }));
     let opts = DownloadOptions {
         credentials,
         verify: !args.no_verify,
@@ -126,6 +171,18 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
         retries: args.retries,
         ..DownloadOptions::default()
     };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let more = match discover.then(|| discover::sources(&args.client.lookup, &url, &stop)) {
+        None => None,
+        Some(Ok(more)) => Some(more),
+        Some(Err(e)) if args.discover => return Err(e),
+        // Found by name (through DNS-SD, say) while the group cannot be joined: the named
+        // node still serves.
+        Some(Err(e)) => {
+            tracing::warn!("{e:#}");
+            None
+        }
+    };
     // Decimal units in the bar and in the summary alike (MB/s, as curl).
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template(
@@ -133,18 +190,43 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
         )
         .expect("valid template"),
     );
-    let outcome = transfer::download(&url, &dest, &opts, &Bar(bar.clone())).await;
+    let sources = Sources { known, more };
+    let outcome = transfer::download_from(sources, &dest, &opts, &Bar(bar.clone(), given)).await;
+    stop.cancel();
     bar.finish_and_clear();
     let outcome = outcome.with_context(|| format!("cannot download {url}"))?;
     report(&outcome, &dest);
     Ok(())
 }
 
+/// The file `url` names as a source: a cluster master's URL leads to the worker it assigns,
+/// and a node that asks for a password gets it (from `names`' `--password-file`, …).
+async fn source_for(
+    passwords: &super::client::Passwords,
+    names: &[&str],
+    url: &RemotePath,
+) -> anyhow::Result<(RemotePath, meshfs_core::Credentials)> {
+    passwords
+        .retrying(names, async |credentials| {
+            let (url, mut client) = meshfs_cluster::follow(url, &credentials).await?;
+            client.stat(&url.path).await?;
+            Ok((url, credentials))
+        })
+        .await
+}
+
 /// What happened, on stdout: resume, restart, retries, the amount and rate, and what was
 /// saved (the whole file, a snapshot of one still being written, or a followed recording).
 fn report(outcome: &Outcome, dest: &Path) {
-    if outcome.resumed_from > 0 {
+    report_sources(&outcome.sources);
+    if outcome.resumed_from > 0 && outcome.sources.is_empty() {
         println!("resumed at byte {}", outcome.resumed_from);
+    } else if outcome.resumed_from > 0 {
+        // Blocks anywhere in the file, verified again from disk.
+        println!(
+            "kept {} verified bytes from the last attempt",
+            outcome.resumed_from
+        );
     }
     if let Some(why) = outcome.restarted {
         println!("{why}: started over");
@@ -180,4 +262,25 @@ fn report(outcome: &Outcome, dest: &Path) {
         ),
     };
     println!("saved {} ({size} bytes){what}", dest.display());
+}
+
+/// Each source's share of the bytes it brought, and those dropped, lost or not used.
+fn report_sources(sources: &[SourceReport]) {
+    let total: u64 = sources.iter().map(|s| s.bytes).sum();
+    for s in sources {
+        if matches!(
+            s.state,
+            SourceState::Used | SourceState::Lost(_) | SourceState::Dropped { .. }
+        ) {
+            println!(
+                "from {}: {} bytes ({:.1} %)",
+                s.source,
+                s.bytes,
+                s.bytes as f64 * 100.0 / total.max(1) as f64
+            );
+        }
+        if !matches!(s.state, SourceState::Used | SourceState::NotUsed(_)) {
+            println!("{s}");
+        }
+    }
 }

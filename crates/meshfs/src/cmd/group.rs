@@ -58,6 +58,36 @@ impl GroupAddr {
     }
 }
 
+/// What a browser (`meshfs mount`, `get --discover`) starts on the LAN: the group with port 0
+/// (every node answers at once, nobody lists it), and DNS-SD browsed beside it (networks that
+/// drop our group), advertising nothing. Nodes silent for `expiry` are forgotten.
+pub fn browser(group: &GroupAddr, dnssd: &DnsSdArgs, name: &str, expiry: Duration) -> lan::Config {
+    let g = group.group(None);
+    let iface = g.iface;
+    lan::Config {
+        discovery: discovery::Config {
+            name: name.into(),
+            node_id: None,
+            port: 0,
+            web: None,
+            group: g,
+            announce_port: group.group_port,
+            expiry,
+            multicast: true,
+            static_peers: Vec::new(),
+        },
+        dnssd: (!dnssd.no_dnssd).then(|| dnssd::Config {
+            port: dnssd.dnssd_port,
+            interfaces: dnssd::Interfaces::of(iface),
+            // Port 0: browse only, advertise nothing (a browser serves no files).
+            server: SocketAddr::from((iface, 0)),
+            web: None,
+        }),
+        // The caller decides whether the nodes it was given are enough.
+        without_group: false,
+    }
+}
+
 /// DNS-SD (`_meshfs._tcp`) beside the group: shared by `meshfs node` and `meshfs peers`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DnsSdArgs {

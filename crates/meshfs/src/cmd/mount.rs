@@ -23,7 +23,7 @@ use std::time::Duration;
 use anyhow::Context;
 use meshfs_core::{Credentials, NodeAddr, Peer, PeerEvent, Peers, PoolConfig};
 use meshfs_fuse::{FolderChange, MountOptions, PeerFolders, WithCredentials};
-use meshfs_group::{discovery, dnssd, lan};
+use meshfs_group::{discovery, lan};
 
 use super::client::{NoPassword, PasswordArgs, Passwords};
 use super::group::{DnsSdArgs, GroupAddr};
@@ -290,30 +290,7 @@ async fn discovered(
 /// and browse DNS-SD beside it (networks that drop our group), feeding `peers` with the nodes
 /// that come and go.
 fn discover(args: &Args, peers: &Peers, life: &Lifetime) -> anyhow::Result<()> {
-    let group = args.group.group(None);
-    let iface = group.iface;
-    let config = lan::Config {
-        discovery: discovery::Config {
-            name: "mount".into(),
-            node_id: None,
-            port: 0,
-            web: None,
-            group,
-            announce_port: args.group.group_port,
-            expiry: args.peer_expiry,
-            multicast: true,
-            static_peers: Vec::new(),
-        },
-        dnssd: (!args.dnssd.no_dnssd).then(|| dnssd::Config {
-            port: args.dnssd.dnssd_port,
-            interfaces: dnssd::Interfaces::of(iface),
-            // Port 0: browse only, advertise nothing (a mount serves no files).
-            server: std::net::SocketAddr::from((iface, 0)),
-            web: None,
-        }),
-        // The caller decides whether the given nodes are enough.
-        without_group: false,
-    };
+    let config = super::group::browser(&args.group, &args.dnssd, "mount", args.peer_expiry);
     // The mount follows `peers.watch()`: nothing to print per change.
     let quiet: discovery::OnChange = Arc::new(|_: &discovery::Change| {});
     lan::start(config, peers, quiet, &life.shutdown, &life.tracker)

@@ -1,0 +1,324 @@
+//! `meshfs get` from several nodes at once (`--from`), end to end with real nodes: every block
+//! checked as it arrives (a lying source is dropped at its first bad block and named), sources
+//! that die or hold another version, resume with another set of sources, a node announced on
+//! the LAN group during the download.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use common::group::{Group, python_script};
+use common::{
+    bin, lines_of, named_node, pattern, run as meshfs, spawn_piped, until_line, wait_until,
+};
+
+const MIB: usize = 1 << 20;
+
+/// This file's block of group addresses (see [`Group::new`]).
+const BLOCK: u8 = 130;
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `n` shares holding `data` as `f.bin`, and the folder `get` runs in.
+fn shares(n: usize, data: &[u8]) -> (tempfile::TempDir, Vec<PathBuf>) {
+    let dir = tempfile::tempdir().unwrap();
+    let shares = (0..n)
+        .map(|i| {
+            let share = dir.path().join(format!("share{i}"));
+            std::fs::create_dir(&share).unwrap();
+            std::fs::write(share.join("f.bin"), data).unwrap();
+            share
+        })
+        .collect();
+    let here = dir.path().join("here");
+    std::fs::create_dir(&here).unwrap();
+    (dir, shares)
+}
+
+fn here(dir: &tempfile::TempDir) -> PathBuf {
+    dir.path().join("here")
+}
+
+/// A node per share, named `n0`, `n1`, …
+fn nodes(shares: &[PathBuf]) -> Vec<(common::Proc, String)> {
+    shares
+        .iter()
+        .enumerate()
+        .map(|(i, s)| named_node(s, &format!("n{i}"), &[] as &[&str]))
+        .collect()
+}
+
+/// `meshfs get` with `args` in `cwd`, running, its stdout and stderr on one channel each.
+fn spawn_get(
+    args: &[&str],
+    cwd: &Path,
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    let mut child = Command::new(bin())
+        .args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = lines_of(child.stderr.take().unwrap());
+    (child, stderr)
+}
+
+/// Blocks the `.part.resume` record of a multi-source download marks verified.
+fn blocks_done(record: &Path) -> u32 {
+    let Ok(text) = std::fs::read_to_string(record) else {
+        return 0;
+    };
+    text.lines()
+        .find_map(|l| l.strip_prefix("done "))
+        .map(|bits| {
+            bits.chars()
+                .filter_map(|c| c.to_digit(16))
+                .map(u32::count_ones)
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Breaks if: blocks are not checked as they arrive (the lying source's block reaches the
+/// file and only the final BLAKE3 sees it: the download fails instead of finishing from the
+/// others), the source is not dropped at that block, or it is not named with its bytes.
+#[test]
+fn a_source_with_one_byte_changed_is_dropped_at_that_block() {
+    let data = pattern(24 * MIB, 31);
+    let (dir, shares) = shares(3, &data);
+    let nodes = nodes(&shares);
+    let relay = spawn_piped(
+        Command::new("python3")
+            .arg(python_script("lying_relay.py"))
+            .arg(&nodes[2].1)
+            .stderr(Stdio::inherit()),
+    );
+    let port = relay.next_line(Duration::from_secs(10));
+    let liar = format!("127.0.0.1:{}", port.strip_prefix("listening ").unwrap());
+    // In clear (the relay cannot see inside TLS), paced so that every source takes part.
+    let out = meshfs(
+        &[
+            "--plaintext",
+            "get",
+            &format!("meshfs://{}/f.bin", nodes[0].1),
+            "--from",
+            &nodes[1].1,
+            "--from",
+            &liar,
+            "--limit-rate",
+            "24M",
+        ],
+        &here(&dir),
+    );
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    let changed: u64 = relay
+        .next_line(Duration::from_secs(5))
+        .strip_prefix("changed ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let k = changed / MIB as u64;
+    let (start, end) = (
+        k * MIB as u64,
+        ((k + 1) * MIB as u64).min(data.len() as u64) - 1,
+    );
+    let dropped =
+        format!("dropped {liar}: block {k} (bytes {start}-{end}) does not match the file's BLAKE3");
+    assert!(all.contains(&dropped), "{dropped:?} not in\n{all}");
+    assert!(!all.contains("started over"), "{all}");
+    for (_, addr) in &nodes[..2] {
+        assert!(all.contains(&format!("from {addr}: ")), "{all}");
+    }
+    assert!(std::fs::read(here(&dir).join("f.bin")).unwrap() == data);
+}
+
+/// Breaks if: a source that dies mid-transfer fails the download, or its blocks are not
+/// taken over by the others.
+#[test]
+fn a_source_killed_mid_transfer_leaves_the_rest_to_finish() {
+    let data = pattern(32 * MIB, 32);
+    let (dir, shares) = shares(2, &data);
+    let mut nodes = nodes(&shares);
+    let (get, stderr) = spawn_get(
+        &[
+            "get",
+            &format!("meshfs://{}/f.bin", nodes[0].1),
+            "--from",
+            &nodes[1].1,
+            "--limit-rate",
+            "16M",
+        ],
+        &here(&dir),
+    );
+    let killed = nodes[1].1.clone();
+    until_line(&stderr, Duration::from_secs(20), |l| {
+        l == format!("using {killed}")
+    });
+    let record = here(&dir).join("f.bin.part.resume");
+    wait_until(Duration::from_secs(20), "4 blocks verified", || {
+        blocks_done(&record) >= 4
+    });
+    let (mut node, _) = nodes.pop().unwrap();
+    node.child.kill().unwrap();
+    node.child.wait().unwrap();
+    let out = get.wait_with_output().unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr.try_iter().collect::<Vec<_>>().join("\n")
+    );
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains(&format!("lost {killed} after ")), "{all}");
+    assert!(all.contains(&format!("from {}: ", nodes[0].1)), "{all}");
+    assert!(std::fs::read(here(&dir).join("f.bin")).unwrap() == data);
+}
+
+/// Breaks if: the resume record ties a multi-source `.part` to its sources (a resume from
+/// others starts over), or the blocks kept are not reused.
+#[test]
+fn a_download_resumes_with_a_different_set_of_sources() {
+    let data = pattern(24 * MIB, 33);
+    let (dir, shares) = shares(3, &data);
+    let nodes = nodes(&shares);
+    let (mut get, stderr) = spawn_get(
+        &[
+            "get",
+            &format!("meshfs://{}/f.bin", nodes[0].1),
+            "--from",
+            &nodes[1].1,
+            "--limit-rate",
+            "8M",
+        ],
+        &here(&dir),
+    );
+    let record = here(&dir).join("f.bin.part.resume");
+    wait_until(Duration::from_secs(30), "4 blocks verified", || {
+        blocks_done(&record) >= 4
+    });
+    get.kill().unwrap();
+    get.wait().unwrap();
+    drop(stderr);
+    let kept = blocks_done(&record) as u64;
+    assert!(kept < 24, "killed before the end");
+
+    // Neither of the first two nodes now: the third alone, then with the second.
+    let out = meshfs(
+        &[
+            "get",
+            &format!("meshfs://{}/f.bin", nodes[2].1),
+            "--from",
+            &nodes[1].1,
+        ],
+        &here(&dir),
+    );
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    let reused = all
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("kept ")?
+                .split(' ')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no `kept N verified bytes` line in\n{all}"));
+    assert!(
+        reused >= kept * MIB as u64,
+        "{reused} < {kept} blocks\n{all}"
+    );
+    assert!(!all.contains("started over"), "{all}");
+    assert!(all.contains(&format!("from {}: ", nodes[2].1)), "{all}");
+    assert!(std::fs::read(here(&dir).join("f.bin")).unwrap() == data);
+}
+
+/// Breaks if: a `--from` node without the file fails the download, or one holding another
+/// version (same size, one byte different) is used.
+#[test]
+fn sources_without_the_file_or_with_another_version_are_not_used() {
+    let data = pattern(6 * MIB, 34);
+    let (dir, shares) = shares(3, &data);
+    std::fs::remove_file(shares[1].join("f.bin")).unwrap();
+    let mut other = data.clone();
+    other[3 * MIB] ^= 0x80;
+    std::fs::write(shares[2].join("f.bin"), &other).unwrap();
+    let nodes = nodes(&shares);
+    let out = meshfs(
+        &[
+            "get",
+            &format!("meshfs://{}/f.bin", nodes[0].1),
+            "--from",
+            &nodes[1].1,
+            "--from",
+            &nodes[2].1,
+        ],
+        &here(&dir),
+    );
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(
+        all.contains(&format!("not using {}: ", nodes[1].1)) && all.contains("no such file"),
+        "{all}"
+    );
+    assert!(
+        all.contains(&format!(
+            "not using {}: it holds another version of the file",
+            nodes[2].1
+        )),
+        "{all}"
+    );
+    assert!(
+        all.contains(&format!(
+            "from {}: {} bytes (100.0 %)",
+            nodes[0].1,
+            data.len()
+        )),
+        "{all}"
+    );
+    assert!(!all.contains(&format!("from {}", nodes[2].1)), "{all}");
+    assert!(std::fs::read(here(&dir).join("f.bin")).unwrap() == data);
+}
+
+/// Breaks if: a node that appears on the LAN group during the download is not used.
+#[test]
+fn a_node_announced_during_the_download_is_used() {
+    let data = pattern(24 * MIB, 35);
+    let (dir, shares) = shares(2, &data);
+    let group = Group::new(BLOCK);
+    let flags = [group.args(), group.dnssd_args().into()].concat();
+    let (_first, first_addr) = named_node(&shares[0], "n0", &flags);
+    let mut args = vec![
+        "get".to_owned(),
+        format!("meshfs://{first_addr}/f.bin"),
+        "--discover".to_owned(),
+        "--limit-rate".to_owned(),
+        "8M".to_owned(),
+    ];
+    args.extend([group.lan_args(), group.dnssd_args().into()].concat());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (get, stderr) = spawn_get(&args, &here(&dir));
+    let record = here(&dir).join("f.bin.part.resume");
+    wait_until(Duration::from_secs(20), "a block verified", || {
+        blocks_done(&record) >= 1
+    });
+    let (_late, late_addr) = named_node(&shares[1], "n1", &flags);
+    until_line(&stderr, Duration::from_secs(20), |l| {
+        l == format!("using {late_addr}")
+    });
+    let out = get.wait_with_output().unwrap();
+    let all = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains(&format!("from {late_addr}: ")), "{all}");
+    assert!(std::fs::read(here(&dir).join("f.bin")).unwrap() == data);
+}
