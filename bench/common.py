@@ -13,6 +13,9 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.environ.get("MESHFS_BIN") or os.path.join(ROOT, "target", "release", "meshfs")
+# The nodes' binary, when it should differ from the clients' (comparing two builds of the node
+# under one client): MESHFS_NODE_BIN.
+NODE_BIN = os.environ.get("MESHFS_NODE_BIN") or BIN
 _procs = []
 
 
@@ -59,7 +62,7 @@ def wait_port(port, timeout=20):
 
 def meshfs_node(share, *extra, name="bench"):
     """Start `meshfs node` on a free loopback port; returns (process, 'host:port')."""
-    p = start([BIN, "node", share, "--listen", "127.0.0.1:0", "--name", name, "--no-web", "--no-discovery", *extra],
+    p = start([NODE_BIN, "node", share, "--listen", "127.0.0.1:0", "--name", name, "--no-web", "--no-discovery", *extra],
               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = p.stdout.readline()
     if not line.startswith("meshfs node "):

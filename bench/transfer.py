@@ -29,8 +29,10 @@ rows = []
 # meshfs
 _, addr = meshfs_node(share)
 url = f"meshfs://{addr}/big.bin"
-rows.append(("meshfs", mbps(timed([BIN, "get", url, dest], runs))))
-rows.append(("meshfs get --no-verify", mbps(timed([BIN, "get", "--no-verify", url, dest], runs))))
+rows.append(("meshfs", mbps(timed([BIN, "get", "--force", url, dest], runs))))
+rows.append(("meshfs get --no-verify", mbps(timed([BIN, "get", "--force", "--no-verify", url, dest], runs))))
+# In clear the node sends with sendfile (TLS above goes through the cipher).
+rows.append(("meshfs --plaintext get", mbps(timed([BIN, "--plaintext", "get", "--force", url, dest], runs))))
 
 # nginx with sendfile
 port = nginx(w, share, "sendfile on; tcp_nopush on;")
