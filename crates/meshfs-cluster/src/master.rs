@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use meshfs_core::accept::{Door, accept_loop};
+use meshfs_core::metrics::{Door as MetricsDoor, metrics};
 use meshfs_core::proto::{MAX_LINE, PROTO_VERSION};
 use meshfs_core::stream::{Stream, accept};
 use meshfs_core::tls::TlsAcceptor;
@@ -131,6 +132,7 @@ async fn session(stream: Stream, workers: &Workers, hello: &str, idle: Duration)
 
 /// The reply to one request line, and whether to close afterwards.
 fn answer(line: &[u8], workers: &Workers, hello: &str) -> (String, bool) {
+    metrics().door(MetricsDoor::Cluster).request();
     let text = String::from_utf8_lossy(line);
     let text = text.trim_end_matches(['\n', '\r']);
     let (word, arg) = text.split_once(' ').unwrap_or((text, ""));

@@ -123,7 +123,7 @@ impl Dir {
 
     /// Metadata of `name`; `follow` says whether a symlink is judged by its target (which may
     /// lie anywhere: only ever used to refuse, never to reach).
-    pub fn stat(&self, name: &str, follow: bool) -> io::Result<libc::stat> {
+    pub fn stat(&self, name: &str, follow: bool) -> io::Result<libc::stat64> {
         let c = name_cstr(name)?;
         let flags = if follow { 0 } else { libc::AT_SYMLINK_NOFOLLOW };
         sys::fstatat(self.fd(), &c, flags)

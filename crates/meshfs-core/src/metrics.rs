@@ -145,6 +145,11 @@ impl DoorCounters {
         }
     }
 
+    /// Count one request served.
+    pub fn request(&self) {
+        self.requests_total.inc();
+    }
+
     /// Count a new connection, open until the guard is dropped.
     pub fn connection(&'static self) -> Held {
         self.connections_total.inc();

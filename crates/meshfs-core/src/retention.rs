@@ -43,7 +43,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::dir::Dir;
 use crate::events::{EventKind, Events, Reason};
-use crate::share::{Share, ShareError};
+use crate::share::{Share, ShareError, mtime_ns};
 pub use disk::{DiskStatus, DiskUsage};
 pub use rules::{BadRule, Glob, Limit, Rule, Rules, parse_age, parse_size};
 use writers::{Seen, Tracked};
@@ -370,10 +370,6 @@ impl Retention {
         tracing::info!(path = %file.path, %rule, bytes, "retention deleted");
         Ok(Some(bytes))
     }
-}
-
-fn mtime_ns(st: &libc::stat) -> i64 {
-    st.st_mtime.saturating_mul(1_000_000_000) + st.st_mtime_nsec
 }
 
 fn not_found_or_io(e: std::io::Error) -> ShareError {

@@ -160,15 +160,17 @@ pub(crate) fn readlinkat(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Vec<u8>
     }
 }
 
-/// `fstatat(dir, name, flags)` (`AT_SYMLINK_NOFOLLOW` to see a link itself).
+/// `fstatat(dir, name, flags)` (`AT_SYMLINK_NOFOLLOW` to see a link itself). The 64-bit
+/// variant: on 32-bit ARM (armhf Raspberry Pi OS) plain `stat` has 32-bit sizes and fails
+/// with `EOVERFLOW` on any recording over 2 GiB; on 64-bit targets the two are the same.
 pub(crate) fn fstatat(
     dir: BorrowedFd<'_>,
     name: &CStr,
     flags: libc::c_int,
-) -> io::Result<libc::stat> {
-    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: `st` is writable storage for one `stat`; valid C string and descriptor.
-    check(unsafe { libc::fstatat(dir.as_raw_fd(), name.as_ptr(), st.as_mut_ptr(), flags) })?;
+) -> io::Result<libc::stat64> {
+    let mut st = std::mem::MaybeUninit::<libc::stat64>::uninit();
+    // SAFETY: `st` is writable storage for one `stat64`; valid C string and descriptor.
+    check(unsafe { libc::fstatat64(dir.as_raw_fd(), name.as_ptr(), st.as_mut_ptr(), flags) })?;
     // SAFETY: fstatat succeeded, so it filled `st`.
     Ok(unsafe { st.assume_init() })
 }
@@ -212,11 +214,12 @@ pub(crate) fn read_dir(fd: OwnedFd) -> io::Result<Vec<Vec<u8>>> {
     result.map(|()| out)
 }
 
-/// `fstatvfs`: the size and free space of the file system holding `fd`.
-pub(crate) fn fstatvfs(fd: BorrowedFd<'_>) -> io::Result<libc::statvfs> {
-    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+/// `fstatvfs`: the size and free space of the file system holding `fd` (64-bit block counts
+/// on every target, as for [`fstatat`]).
+pub(crate) fn fstatvfs(fd: BorrowedFd<'_>) -> io::Result<libc::statvfs64> {
+    let mut st = std::mem::MaybeUninit::<libc::statvfs64>::uninit();
     // SAFETY: `st` is a valid out-pointer; the kernel fills it on success.
-    check(unsafe { libc::fstatvfs(fd.as_raw_fd(), st.as_mut_ptr()) })?;
+    check(unsafe { libc::fstatvfs64(fd.as_raw_fd(), st.as_mut_ptr()) })?;
     // SAFETY: initialised by the successful call above.
     Ok(unsafe { st.assume_init() })
 }

@@ -12,6 +12,7 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use meshfs_core::access::{Access, Keys, ReadError};
+use meshfs_core::metrics::{Door, metrics};
 use meshfs_core::rate::Limiter;
 use meshfs_core::share::{Entry, Kind, Share, ShareError};
 use tokio::io::{AsyncRead, AsyncSeekExt, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -235,6 +236,7 @@ impl StorageBackend<FtpUser> for ShareStorage {
         path: P,
     ) -> Result<Vec<Fileinfo<PathBuf, Meta>>> {
         self.check_browse(user)?;
+        metrics().door(Door::Ftp).request();
         let path = text(path.as_ref())?.to_owned();
         self.blocking(move |s| {
             let entries = s.list(&path).map_err(share_error)?;
@@ -280,6 +282,8 @@ impl StorageBackend<FtpUser> for ShareStorage {
         P: AsRef<Path> + Send + Debug,
     {
         let (file, _busy) = self.open_download(user, path.as_ref()).await?;
+        let counted = metrics().door(Door::Ftp);
+        counted.request();
         let file = Arc::new(file);
         let mut offset = start_pos;
         let mut spare = vec![0u8; PIPELINE_CHUNK];
@@ -298,6 +302,7 @@ impl StorageBackend<FtpUser> for ShareStorage {
                 self.limiter.take(piece.len() as u64).await;
                 output.write_all(piece).await?;
             }
+            counted.bytes_sent_total.add(n as u64);
             sent += n as u64;
             spare = buf;
         }
@@ -311,6 +316,7 @@ impl StorageBackend<FtpUser> for ShareStorage {
         start_pos: u64,
     ) -> Result<u64> {
         self.require_write(user)?;
+        metrics().door(Door::Ftp).request();
         if start_pos != 0 {
             // An atomic upload replaces the whole file; resuming one would need the old bytes.
             return Err(Error::new(
@@ -330,6 +336,7 @@ impl StorageBackend<FtpUser> for ShareStorage {
 
     async fn del<P: AsRef<Path> + Send + Debug>(&self, user: &FtpUser, path: P) -> Result<()> {
         self.require_write(user)?;
+        metrics().door(Door::Ftp).request();
         let path = text(path.as_ref())?.to_owned();
         self.blocking(move |s| write::delete(s, &path).map_err(write_error))
             .await
@@ -337,6 +344,7 @@ impl StorageBackend<FtpUser> for ShareStorage {
 
     async fn mkd<P: AsRef<Path> + Send + Debug>(&self, user: &FtpUser, path: P) -> Result<()> {
         self.require_write(user)?;
+        metrics().door(Door::Ftp).request();
         let path = text(path.as_ref())?.to_owned();
         self.blocking(move |s| write::make_dir(s, &path).map_err(write_error))
             .await
@@ -349,6 +357,7 @@ impl StorageBackend<FtpUser> for ShareStorage {
         to: P,
     ) -> Result<()> {
         self.require_write(user)?;
+        metrics().door(Door::Ftp).request();
         let from = text(from.as_ref())?.to_owned();
         let to = text(to.as_ref())?.to_owned();
         self.blocking(move |s| write::rename(s, &from, &to).map_err(write_error))
@@ -357,6 +366,7 @@ impl StorageBackend<FtpUser> for ShareStorage {
 
     async fn rmd<P: AsRef<Path> + Send + Debug>(&self, user: &FtpUser, path: P) -> Result<()> {
         self.require_write(user)?;
+        metrics().door(Door::Ftp).request();
         let path = text(path.as_ref())?.to_owned();
         self.blocking(move |s| write::remove_dir(s, &path).map_err(write_error))
             .await

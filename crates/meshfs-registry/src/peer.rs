@@ -20,6 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use meshfs_core::accept::{Door, accept_loop};
+use meshfs_core::metrics::{Door as MetricsDoor, metrics};
 use tokio_util::task::TaskTracker;
 
 use crate::wire::{FieldReader, SERVER_SILENCE, push_field, write_all_within};
@@ -137,6 +138,7 @@ async fn serve(
 
     let opened = match read_request(&mut reader).await {
         Ok(name) => {
+            metrics().door(MetricsDoor::GetFile).request();
             let rel = share_path(&share, &name);
             let share = share.clone();
             let opened = tokio::task::spawn_blocking(move || {
@@ -223,6 +225,10 @@ async fn send_file<W: tokio::io::AsyncWrite + Unpin>(
             limiter.take(piece.len() as u64).await;
             write_all_within(write, piece, config.write_timeout).await?;
         }
+        metrics()
+            .door(MetricsDoor::GetFile)
+            .bytes_sent_total
+            .add(n as u64);
         left -= n as u64;
     }
     Ok(())

@@ -17,6 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use meshfs_core::accept::{Door, accept_loop};
+use meshfs_core::metrics::{Door as MetricsDoor, metrics};
 use tokio_util::task::TaskTracker;
 
 use crate::op::{OK, Operation, Request, RequestError};
@@ -111,7 +112,10 @@ async fn serve(
     reader.set_deadline(Some(tokio::time::Instant::now() + config.request_deadline));
     let reply = match Request::read_dated(&mut reader, config.require_date).await {
         // An IPv4 client of a dual-stack socket is recorded as IPv4, as peers will dial it.
-        Ok(request) => execute(store, request, peer.ip().to_canonical()).await,
+        Ok(request) => {
+            metrics().door(MetricsDoor::Directory).request();
+            execute(store, request, peer.ip().to_canonical()).await
+        }
         Err(e) => {
             log_bad_request(&e, peer);
             vec![e.code()]

@@ -26,7 +26,7 @@ pub async fn send_file(
     len: u64,
     timeout: Duration,
 ) -> io::Result<u64> {
-    let mut off = offset as libc::off_t;
+    let mut off = offset as libc::off64_t;
     let mut sent = 0u64;
     while sent < len {
         let want = ((len - sent) as usize).min(MAX_CALL);
@@ -35,8 +35,9 @@ pub async fn send_file(
             stream.async_io(Interest::WRITABLE, || {
                 // SAFETY: both descriptors are open for the duration of the call (borrowed
                 // above) and `off` is a valid, exclusively borrowed offset.
-                let n =
-                    unsafe { libc::sendfile(stream.as_raw_fd(), file.as_raw_fd(), &mut off, want) };
+                let n = unsafe {
+                    libc::sendfile64(stream.as_raw_fd(), file.as_raw_fd(), &mut off, want)
+                };
                 if n < 0 {
                     Err(io::Error::last_os_error())
                 } else {

@@ -104,7 +104,16 @@ fn metrics_parse_with_the_prometheus_client_and_count_what_happened() {
     std::fs::write(share.join("a.bin"), vec![7u8; 1000]).unwrap();
     std::fs::write(share.join("sub/b.bin"), vec![8u8; 234]).unwrap();
     let state = dir.path().join("state");
-    let (node, addr, web) = web_node(&share, "cam1", &["--state", state.to_str().unwrap()]);
+    let (node, addr, web) = web_node(
+        &share,
+        "cam1",
+        &["--state", state.to_str().unwrap(), "--ftp", "127.0.0.1:0"],
+    );
+    let ftp = node.next_line(WAIT);
+    let ftp = ftp
+        .strip_prefix("ftp ")
+        .expect("the FTP door's line")
+        .to_owned();
 
     // The first walk of the share is made at start.
     wait_until(WAIT, "the share to be counted", || {
@@ -119,6 +128,13 @@ fn metrics_parse_with_the_prometheus_client_and_count_what_happened() {
     ask(&addr, "pread 0 1000 a.bin", "0 1000\n");
     let (code, body) = http_get(&web, "/files/cam1/a.bin");
     assert_eq!((code, body.len()), (200, 1000));
+    // And 1000 through FTP (anonymous, read-only), fetched by curl.
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "20", &format!("ftp://{ftp}/a.bin")])
+        .output()
+        .unwrap();
+    common::assert_success(&out);
+    assert_eq!(out.stdout.len(), 1000);
     // A browser's keep-alive connection stays open: counted, beside the scrape's own.
     let mut kept = TcpStream::connect(&web).unwrap();
     kept.set_read_timeout(Some(WAIT)).unwrap();
@@ -194,6 +210,11 @@ fn metrics_parse_with_the_prometheus_client_and_count_what_happened() {
     );
     assert!(
         s["meshfs_requests_total{door=web}"].as_f64().unwrap() >= 2.0,
+        "{s}"
+    );
+    assert_eq!(s["meshfs_sent_bytes_total{door=ftp}"], 1000.0, "{s}");
+    assert!(
+        s["meshfs_requests_total{door=ftp}"].as_f64().unwrap() >= 1.0,
         "{s}"
     );
     assert!(

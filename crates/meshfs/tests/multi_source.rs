@@ -73,6 +73,18 @@ fn spawn_get(
     (child, stderr)
 }
 
+/// `get --discover` of `f.bin` on the node at `addr`, listening on `group`, with `extra`.
+fn discovering_get(group: &Group, addr: &str, extra: &[&str]) -> Vec<String> {
+    let mut args = vec![
+        "get".to_owned(),
+        format!("meshfs://{addr}/f.bin"),
+        "--discover".to_owned(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.extend([group.lan_args(), group.dnssd_args().into()].concat());
+    args
+}
+
 /// Blocks the `.part.resume` record of a multi-source download marks verified.
 fn blocks_done(record: &Path) -> u32 {
     let Ok(text) = std::fs::read_to_string(record) else {
@@ -298,14 +310,7 @@ fn a_node_announced_during_the_download_is_used() {
     let group = Group::new(BLOCK);
     let flags = [group.args(), group.dnssd_args().into()].concat();
     let (_first, first_addr) = named_node(&shares[0], "n0", &flags);
-    let mut args = vec![
-        "get".to_owned(),
-        format!("meshfs://{first_addr}/f.bin"),
-        "--discover".to_owned(),
-        "--limit-rate".to_owned(),
-        "8M".to_owned(),
-    ];
-    args.extend([group.lan_args(), group.dnssd_args().into()].concat());
+    let args = discovering_get(&group, &first_addr, &["--limit-rate", "8M"]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (get, stderr) = spawn_get(&args, &here(&dir));
     let record = here(&dir).join("f.bin.part.resume");
@@ -321,4 +326,38 @@ fn a_node_announced_during_the_download_is_used() {
     assert!(out.status.success(), "{all}");
     assert!(all.contains(&format!("from {late_addr}: ")), "{all}");
     assert!(std::fs::read(here(&dir).join("f.bin")).unwrap() == data);
+}
+
+/// Breaks if: a download whose every source died waits forever (or spins) for another to
+/// appear on the group instead of failing after `--timeout`, or throws its blocks away.
+#[test]
+fn when_every_source_is_gone_the_download_fails_and_keeps_its_blocks() {
+    let data = pattern(24 * MIB, 36);
+    let (dir, shares) = shares(1, &data);
+    let group = Group::new(BLOCK);
+    let flags = [group.args(), group.dnssd_args().into()].concat();
+    let (mut node, addr) = named_node(&shares[0], "n0", &flags);
+    let extra = ["--limit-rate", "8M", "--timeout", "2s", "--retries", "0"];
+    let args = discovering_get(&group, &addr, &extra);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (get, stderr) = spawn_get(&args, &here(&dir));
+    let record = here(&dir).join("f.bin.part.resume");
+    wait_until(Duration::from_secs(20), "2 blocks verified", || {
+        blocks_done(&record) >= 2
+    });
+    node.child.kill().unwrap();
+    node.child.wait().unwrap();
+    let gone = std::time::Instant::now();
+    let out = get.wait_with_output().unwrap();
+    let waited = gone.elapsed();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr.try_iter().collect::<Vec<_>>().join("\n")
+    );
+    assert!(!out.status.success(), "{all}");
+    assert!(waited < Duration::from_secs(20), "{waited:?}\n{all}");
+    assert!(all.contains(&format!("lost {addr} after ")), "{all}");
+    assert!(blocks_done(&record) >= 2, "the verified blocks are kept");
+    assert!(here(&dir).join("f.bin.part").exists());
 }

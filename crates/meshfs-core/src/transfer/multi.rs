@@ -253,6 +253,10 @@ async fn attempt(
     let mut last_store = Instant::now();
     let mut local_error = None;
     while shared.remaining() > 0 && local_error.is_none() {
+        // Nothing runs and no source may come: what is left cannot be fetched.
+        if tasks.is_empty() && sources.more.is_none() {
+            break;
+        }
         tokio::select! {
             Some(event) = events.recv() => match event {
                 Event::Block(n) => {
@@ -269,16 +273,13 @@ async fn attempt(
             Some(source) = next_source(&mut sources.more) => {
                 consider(&mut tasks, &mut seen, run, source, &hash, size, opts);
             }
-            ended = tasks.join_next() => match ended {
-                Some(Ok(Checked::Accepted(addr, pool))) => {
-                    shared.start_lanes(&mut tasks, &addr, pool);
-                }
-                Some(Ok(Checked::Refused(report))) => progress.source(&report),
-                Some(_) => {}
-                // Nothing runs and no source may come: what is left cannot be fetched.
-                None if sources.more.is_none() => break,
-                None => {}
+            Some(ended) = tasks.join_next(), if !tasks.is_empty() => match ended {
+                Ok(Checked::Accepted(addr, pool)) => shared.start_lanes(&mut tasks, &addr, pool),
+                Ok(Checked::Refused(report)) => progress.source(&report),
+                _ => {}
             },
+            // Every source is gone: wait as long as for a stalled node for one to appear.
+            () = tokio::time::sleep(opts.io_timeout), if tasks.is_empty() => break,
         }
     }
     tasks.abort_all();

@@ -144,7 +144,7 @@ async fn start(
     super::trust::install_as(plaintext, Some(&identity))?;
     // Share and offer passwords (seed 004), read before serving: the prompt comes first.
     let access = args.group.access()?;
-    raise_fd_limit(args.max_connections as u64 + 256);
+    raise_fd_limit((args.max_connections as libc::rlim_t).saturating_add(256));
 
     let config = Config {
         name: name.clone(),
@@ -306,7 +306,7 @@ async fn start(
 
 /// A busy node holds one descriptor per connection: lift the soft limit towards the hard one.
 #[allow(unsafe_code)] // getrlimit/setrlimit, which std does not wrap
-fn raise_fd_limit(want: u64) {
+fn raise_fd_limit(want: libc::rlim_t) {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
