@@ -86,7 +86,9 @@ pub(crate) fn parse_rate(s: &str) -> Result<u64, String> {
         _ => (s, 1),
     };
     match digits.parse::<u64>() {
-        Ok(n) if n > 0 => Ok(n * mult),
+        Ok(n) if n > 0 => n
+            .checked_mul(mult)
+            .ok_or_else(|| format!("{s:?} is more bytes per second than can be counted")),
         _ => Err(format!("{s:?} is not a rate like 500K or 20M")),
     }
 }
