@@ -13,6 +13,9 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.environ.get("MESHFS_BIN") or os.path.join(ROOT, "target", "release", "meshfs")
+# The nodes' binary, when it should differ from the clients' (comparing two builds of the node
+# under one client): MESHFS_NODE_BIN.
+NODE_BIN = os.environ.get("MESHFS_NODE_BIN") or BIN
 _procs = []
 
 
@@ -46,11 +49,11 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_port(port, timeout=20):
+def wait_port(port, timeout=20, host="127.0.0.1"):
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            socket.create_connection((host, port), timeout=1).close()
             return
         except OSError:
             time.sleep(0.05)
@@ -59,7 +62,7 @@ def wait_port(port, timeout=20):
 
 def meshfs_node(share, *extra, name="bench"):
     """Start `meshfs node` on a free loopback port; returns (process, 'host:port')."""
-    p = start([BIN, "node", share, "--listen", "127.0.0.1:0", "--name", name, "--no-web", "--no-discovery", *extra],
+    p = start([NODE_BIN, "node", share, "--listen", "127.0.0.1:0", "--name", name, "--no-web", "--no-discovery", *extra],
               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = p.stdout.readline()
     if not line.startswith("meshfs node "):
@@ -121,9 +124,9 @@ def private_sshd(w):
     return port, key, opts
 
 
-def nginx(w, root, http_extra="sendfile on;"):
-    """nginx (one worker, no access log) serving `root` on a free loopback port; returns the
-    port once it listens."""
+def nginx(w, root, http_extra="sendfile on;", host="127.0.0.1"):
+    """nginx (one worker, no access log) serving `root` on a free port of `host` (a loopback
+    address); returns the port once it listens."""
     port = free_port()
     conf = os.path.join(w, "nginx.conf")
     with open(conf, "w") as f:
@@ -132,10 +135,10 @@ events {{}}
 http {{ access_log off; {http_extra}
   client_body_temp_path {w}/nb; proxy_temp_path {w}/np; fastcgi_temp_path {w}/nf;
   uwsgi_temp_path {w}/nu; scgi_temp_path {w}/ns;
-  server {{ listen 127.0.0.1:{port}; root {root}; }} }}
+  server {{ listen {host}:{port}; root {root}; }} }}
 """)
     start(["nginx", "-c", conf], stderr=subprocess.DEVNULL)
-    wait_port(port)
+    wait_port(port, host=host)
     return port
 
 

@@ -71,13 +71,15 @@ else:
 rows.append(("meshfs get, 1 source", mbps([BIN, "get", url, dest])))
 
 # The peer: aria2c from three nginx servers, each limited to RATE per connection, one
-# connection each.
-ports = []
+# connection each. aria2c counts servers by host, so each listens on a loopback address of
+# its own (127.0.0.1-3).
+urls = []
 for i, s in enumerate(shares):
     nw = os.path.join(w, f"nginx{i}")
     os.makedirs(nw)
-    ports.append(nginx(nw, s, f"sendfile on; tcp_nopush on; limit_rate {rate};"))
-urls = [f"http://127.0.0.1:{p}/big.bin" for p in ports]
+    host = f"127.0.0.{i + 1}"
+    port = nginx(nw, s, f"sendfile on; tcp_nopush on; limit_rate {rate};", host=host)
+    urls.append(f"http://{host}:{port}/big.bin")
 aria = ["aria2c", "--quiet", "--allow-overwrite=true", "--auto-file-renaming=false",
         "--file-allocation=none", "--max-connection-per-server=1", "--min-split-size=1M",
         "-d", os.path.dirname(dest), "-o", os.path.basename(dest)]

@@ -25,6 +25,7 @@
 //! metadata calls) or on a blocking thread (listings, hashing).
 
 mod resolve;
+pub mod skipped;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -43,6 +44,7 @@ use crate::dir::{Dir, TempFile};
 use crate::proto::Code;
 use crate::sys;
 use resolve::{Resolved, Resolver};
+use skipped::{Reason, Skipped};
 
 /// Longest path (in bytes) a request may name; Linux's own `PATH_MAX`.
 pub const MAX_PATH_LEN: usize = 4096;
@@ -269,6 +271,8 @@ struct ShareInner {
     hashes: Mutex<Vec<(ContentId, blake3::Hash)>>,
     /// Recently computed block lists, most recent last, at most [`BLOCK_CACHE_BYTES`] in all.
     blocks: Mutex<VecDeque<(ContentId, Arc<BlockHashes>)>>,
+    /// Entries listings leave out, logged once each.
+    skipped: Skipped,
     #[cfg(any(test, feature = "testing"))]
     hook: Mutex<Option<ResolveHook>>,
 }
@@ -328,6 +332,7 @@ impl Share {
                 resolver: Resolver::new(root, openat2)?,
                 hashes: Mutex::new(Vec::new()),
                 blocks: Mutex::new(VecDeque::new()),
+                skipped: Skipped::default(),
                 #[cfg(any(test, feature = "testing"))]
                 hook: Mutex::new(None),
             }),
@@ -440,11 +445,24 @@ impl Share {
         let dir_fd = resolved.fd.try_clone()?;
         let mut entries = Vec::new();
         for item in sys::read_dir(dir_fd).map_err(ShareError::from_os)? {
-            let Ok(name) = String::from_utf8(item) else {
-                tracing::debug!(dir = %rel, "skipping a name that is not UTF-8");
-                continue;
+            // What cannot be served is left out, and said once per path (see `skipped`).
+            let skip = |name: &[u8], why| {
+                let mut path = rel.as_bytes().to_vec();
+                if !path.is_empty() {
+                    path.push(b'/');
+                }
+                path.extend_from_slice(name);
+                self.inner.skipped.note(&path, why);
+            };
+            let name = match String::from_utf8(item) {
+                Ok(name) => name,
+                Err(e) => {
+                    skip(e.as_bytes(), Reason::NotUtf8);
+                    continue;
+                }
             };
             if name.contains(['\n', '\r']) {
+                skip(name.as_bytes(), Reason::LineBreak);
                 continue;
             }
             let Ok(cname) = sys::cstr(OsStr::new(&name)) else {
@@ -452,6 +470,7 @@ impl Share {
             };
             let Ok(mut st) = sys::fstatat(resolved.fd.as_fd(), &cname, libc::AT_SYMLINK_NOFOLLOW)
             else {
+                // Gone since it was read: nothing to say.
                 continue;
             };
             if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
@@ -467,11 +486,17 @@ impl Share {
                 });
                 match target {
                     Ok(t) => st = t,
-                    Err(_) => continue,
+                    Err(_) => {
+                        skip(name.as_bytes(), Reason::LeadsOut);
+                        continue;
+                    }
                 }
             }
-            if let Some(entry) = Entry::from_stat(name, &st) {
-                entries.push(entry);
+            let kind = st.st_mode & libc::S_IFMT;
+            if kind == libc::S_IFREG || kind == libc::S_IFDIR {
+                entries.extend(Entry::from_stat(name, &st));
+            } else {
+                skip(name.as_bytes(), Reason::NotAFile);
             }
         }
         entries.sort_by(|a, b| a.name.cmp(&b.name));

@@ -323,3 +323,81 @@ fn get_refuses_to_replace_an_existing_file_without_force() {
     assert!(out.status.success(), "{out:?}");
     assert!(std::fs::read(&dest).unwrap() == data);
 }
+
+/// Breaks if: `get -r` misses a file or a folder, does not resume an interrupted file from its
+/// `.part`, fetches again a file already here and verified, or replaces a differing local file
+/// without `--force`.
+#[test]
+fn get_r_fetches_a_folder_resuming_skipping_verified_files_and_refusing_to_replace() {
+    let (dir, share) = share();
+    std::fs::create_dir_all(share.join("clips/day1")).unwrap();
+    std::fs::create_dir_all(share.join("clips/empty")).unwrap();
+    let a = pattern(300_000, 31);
+    let b = pattern(3 << 20, 32);
+    std::fs::write(share.join("clips/a.bin"), &a).unwrap();
+    std::fs::write(share.join("clips/day1/b.bin"), &b).unwrap();
+    std::fs::write(share.join("clips/day1/c.txt"), b"").unwrap();
+    let (_node, addr) = node(&share, &[]);
+    let url = format!("meshfs://{addr}/clips");
+    // An earlier run stopped one MiB into b.bin.
+    let local = dir.path().join("clips");
+    std::fs::create_dir_all(local.join("day1")).unwrap();
+    let remote_b = share.join("clips/day1/b.bin");
+    interrupted(
+        &local.join("day1"),
+        "b.bin",
+        &format!("{url}/day1/b.bin"),
+        &remote_b,
+        &b[..1 << 20],
+    );
+
+    let out = meshfs(&["get", "-r", &url], dir.path());
+    assert!(out.status.success(), "{out:?}");
+    let fetched = a.len() + b.len() - (1 << 20);
+    assert_eq!(
+        stdout(&out).trim_end(),
+        format!(
+            "3 files in clips: 3 downloaded ({fetched} bytes, 1 resumed), 0 up to date, 0 failed"
+        )
+    );
+    assert!(std::fs::read(local.join("a.bin")).unwrap() == a);
+    assert!(std::fs::read(local.join("day1/b.bin")).unwrap() == b);
+    assert_eq!(std::fs::read(local.join("day1/c.txt")).unwrap(), b"");
+    assert!(local.join("empty").is_dir());
+    assert!(!local.join("day1/b.bin.part").exists());
+
+    // Again: everything is here and verified, nothing is fetched.
+    let out = meshfs(&["get", "-r", &url], dir.path());
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        stdout(&out).trim_end(),
+        "3 files in clips: 0 downloaded (0 bytes), 3 up to date, 0 failed"
+    );
+
+    // A local file that differs (same size) is not replaced without --force.
+    let mut mine = a.clone();
+    mine[1000] ^= 0xff;
+    std::fs::write(local.join("a.bin"), &mine).unwrap();
+    let out = meshfs(&["get", "-r", &url], dir.path());
+    assert!(!out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("a.bin: ") && err.contains("--force replaces it"),
+        "{err}"
+    );
+    assert_eq!(
+        stdout(&out).trim_end(),
+        "3 files in clips: 0 downloaded (0 bytes), 2 up to date, 1 failed"
+    );
+    assert!(std::fs::read(local.join("a.bin")).unwrap() == mine);
+    let out = meshfs(&["get", "-r", &url, "--force"], dir.path());
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        stdout(&out).trim_end(),
+        format!(
+            "3 files in clips: 1 downloaded ({} bytes), 2 up to date, 0 failed",
+            a.len()
+        )
+    );
+    assert!(std::fs::read(local.join("a.bin")).unwrap() == a);
+}

@@ -313,3 +313,48 @@ fn doors_without_their_own_host_follow_listen() {
     assert!(lines[2].starts_with("ftp 127.0.0.1:"), "{lines:?}");
     assert!(lines[3].starts_with("id "), "{lines:?}");
 }
+
+/// Breaks if: an entry no door can serve (a name with a line break, a name that is not UTF-8,
+/// a symlink leading out of the share, a FIFO) is left out without a word, or is logged again
+/// at every listing; or if what can be served (a symlink inside) is left out.
+#[test]
+fn names_that_cannot_be_served_are_logged_once_each_with_why() {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let dir = tempfile::tempdir().unwrap();
+    let share = dir.path().join("share");
+    std::fs::create_dir(&share).unwrap();
+    write(share.join("ok.txt"));
+    write(share.join("two\nlines.txt"));
+    write(share.join(std::ffi::OsStr::from_bytes(b"caf\xe9.txt")));
+    write(dir.path().join("outside.txt"));
+    std::os::unix::fs::symlink(dir.path().join("outside.txt"), share.join("leak")).unwrap();
+    std::os::unix::fs::symlink("ok.txt", share.join("alias")).unwrap();
+    let fifo = std::ffi::CString::new(share.join("pipe").into_os_string().into_vec()).unwrap();
+    // SAFETY: a plain syscall on a path we own.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+
+    let (node, addr, log) = common::logged_node(&share, &["--no-discovery", "--no-web"]);
+    for _ in 0..2 {
+        let out = common::run(&["ls", &format!("meshfs://{addr}/")], dir.path());
+        common::assert_success(&out);
+        let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.rsplit(' ').next().unwrap().to_owned())
+            .collect();
+        assert_eq!(names, ["alias", "ok.txt"], "served: what can be");
+    }
+    let log = stderr_of(node, log);
+    for (path, why) in [
+        (r#""two\nlines.txt""#, "line break"),
+        ("\"caf\u{fffd}.txt\"", "not UTF-8"),
+        (r#""leak""#, "symlink leading out of the share"),
+        (r#""pipe""#, "FIFO"),
+    ] {
+        let said: Vec<&String> = log
+            .iter()
+            .filter(|l| l.contains(&format!("not served: {path}: ")))
+            .collect();
+        assert_eq!(said.len(), 1, "{path}: {log:#?}");
+        assert!(said[0].contains(why), "{said:?}");
+    }
+}

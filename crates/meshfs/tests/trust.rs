@@ -4,7 +4,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::group::Group;
@@ -295,15 +295,30 @@ const BLOCK: u8 = 150;
 
 /// `meshfs node` called `name`, on the test's LAN group `net`, its identity in `state`.
 fn lan_node(home: &Path, state: &Path, share: &Path, name: &str, net: &Group) -> common::Proc {
+    let no_web = ["--no-web"];
+    lan_node_with(home, state, share, name, net, &no_web, Stdio::inherit())
+}
+
+/// [`lan_node`] with `extra` flags (instead of `--no-web`) and its log going to `stderr`.
+fn lan_node_with(
+    home: &Path,
+    state: &Path,
+    share: &Path,
+    name: &str,
+    net: &Group,
+    extra: &[&str],
+    stderr: impl Into<Stdio>,
+) -> common::Proc {
     let mut cmd = Command::new(bin());
     cmd.args(["node", share.to_str().unwrap(), "--listen", "127.0.0.1:0"])
-        .args(["--name", name, "--no-web", "--show-peers"])
+        .args(["--name", name, "--show-peers"])
         .args(["--state", state.to_str().unwrap()])
+        .args(extra)
         .args(net.args())
         .args(net.dnssd_args())
         .env("XDG_CONFIG_HOME", home.join("config"))
         .env("XDG_STATE_HOME", home.join("state"))
-        .stderr(std::process::Stdio::inherit());
+        .stderr(stderr);
     let proc = common::spawn_piped(&mut cmd);
     proc.next_line(Duration::from_secs(20));
     proc
@@ -535,4 +550,69 @@ fn the_web_ui_reaches_a_protected_node_with_its_own_key_and_each_visitors_login(
     let url = format!("meshfs://{b_addr}/clips/clip.mp4");
     let out = meshfs(home.path(), &["cat", &url, "--password-file", pw]);
     assert!(!out.status.success(), "{}", stdout(&out));
+}
+
+/// Issue 15, item 3: two nodes announcing one name with different IDs are a visible conflict.
+/// A third node's web UI marks both in its node list (the field the page draws its "claimed
+/// twice" marker from), and each of the two logs, once, that another node announces its name
+/// with another ID, naming that ID; the third logs the pair.
+#[test]
+fn a_name_claimed_by_two_ids_is_marked_on_the_page_and_logged_by_both() {
+    let home = tempfile::tempdir().unwrap();
+    let net = Group::new(BLOCK);
+    let h = home.path();
+    let mut ids = Vec::new();
+    let mut logs = Vec::new();
+    let mut procs = Vec::new();
+    for (i, (name, extra)) in [
+        ("camx", &["--no-web"][..]),
+        ("camx", &["--no-web"][..]),
+        ("viewer", &[][..]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let share = h.join(format!("share{i}"));
+        std::fs::create_dir_all(&share).unwrap();
+        let state = h.join(format!("state{i}"));
+        ids.push(node_id(h, &state, false));
+        let log = h.join(format!("node{i}.log"));
+        logs.push(log.clone());
+        let log = std::fs::File::create(log).unwrap();
+        procs.push(lan_node_with(h, &state, &share, name, &net, extra, log));
+    }
+    let web = common::web::web_addr(&procs[2]);
+    let read = |i: usize| std::fs::read_to_string(&logs[i]).unwrap();
+
+    // The page's node list: both claimants, each marked, each with its own ID.
+    common::wait_until(
+        Duration::from_secs(20),
+        "both camx marked on the page",
+        || {
+            let nodes = common::web::get(&web, "/api/nodes").text();
+            nodes.matches(r#""conflict":"camx""#).count() == 2
+                && ids[..2].iter().all(|id| nodes.contains(id.as_str()))
+        },
+    );
+    // The log line on both nodes, naming the other's ID, once each.
+    for (me, other) in [(0, 1), (1, 0)] {
+        common::wait_until(Duration::from_secs(20), "the conflict logged", || {
+            read(me).contains("another node announces this node's name with another ID")
+        });
+        let log = read(me);
+        let said: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("announces this node's name"))
+            .collect();
+        assert_eq!(said.len(), 1, "node {me}: {log}");
+        assert!(
+            said[0].contains("WARN")
+                && said[0].contains(&ids[other])
+                && said[0].contains("meshfs trust camx"),
+            "node {me}: {log}"
+        );
+    }
+    common::wait_until(Duration::from_secs(20), "the viewer's log", || {
+        read(2).contains("two nodes announce one name")
+    });
 }

@@ -68,7 +68,7 @@ async fn prepare(target: &Target, client: &ClientArgs) -> anyhow::Result<(Remote
 
 /// Run `request` on a connection to the node `url` names (for a cluster master, to the worker
 /// it assigns), proving the node's password if it asks for one.
-async fn with_client<T>(
+pub(super) async fn with_client<T>(
     target: &Target,
     url: &RemotePath,
     passwords: &Passwords,
@@ -98,6 +98,31 @@ pub async fn ls(args: LsArgs) -> anyhow::Result<()> {
     })
     .await
     .with_context(|| format!("cannot list {url}"))?;
+    let listed = walk(&mut client, &url, first, args.recursive).await?;
+    let out = if args.json {
+        let all: Vec<_> = listed.iter().map(|(p, e)| entry_json(p, e)).collect();
+        format!("{}\n", serde_json::Value::Array(all))
+    } else {
+        let mut out = String::new();
+        for (rel, e) in &listed {
+            out.push_str(&format_entry(rel, e));
+            out.push('\n');
+        }
+        out
+    };
+    print!("{out}");
+    Ok(())
+}
+
+/// The entries of a folder `first` lists, with their paths below `url`; with `recursive`, the
+/// folders inside too, depth-first in the node's order. Bounded: at most
+/// [`MAX_ENTRIES`](meshfs_core::client::MAX_ENTRIES) entries, [`MAX_DEPTH`] levels.
+pub(super) async fn walk(
+    client: &mut Client,
+    url: &RemotePath,
+    first: Vec<Entry>,
+    recursive: bool,
+) -> anyhow::Result<Vec<(String, Entry)>> {
     let mut listed: Vec<(String, Entry)> = Vec::new();
     // Depth-first, in the node's order: (prefix, entries) still to print.
     let mut todo = vec![(String::new(), first, 0usize)];
@@ -105,7 +130,7 @@ pub async fn ls(args: LsArgs) -> anyhow::Result<()> {
         let mut below = Vec::new();
         for e in entries {
             let rel = format!("{prefix}{}", e.name);
-            if args.recursive && e.kind == Kind::Dir {
+            if recursive && e.kind == Kind::Dir {
                 below.push(rel.clone());
             }
             listed.push((rel, e));
@@ -131,23 +156,11 @@ pub async fn ls(args: LsArgs) -> anyhow::Result<()> {
             todo.push((format!("{rel}/"), entries, depth + 1));
         }
     }
-    let out = if args.json {
-        let all: Vec<_> = listed.iter().map(|(p, e)| entry_json(p, e)).collect();
-        format!("{}\n", serde_json::Value::Array(all))
-    } else {
-        let mut out = String::new();
-        for (rel, e) in &listed {
-            out.push_str(&format_entry(rel, e));
-            out.push('\n');
-        }
-        out
-    };
-    print!("{out}");
-    Ok(())
+    Ok(listed)
 }
 
 /// `dir/rel` without doubled or leading slashes.
-fn join(dir: &str, rel: &str) -> String {
+pub(super) fn join(dir: &str, rel: &str) -> String {
     let dir = dir.trim_matches('/');
     if dir.is_empty() {
         rel.to_owned()

@@ -58,6 +58,10 @@ pub struct Args {
     /// Retry a dropped connection this many times (back-off 0.5 s doubling to 8 s), resuming.
     #[arg(long, default_value_t = 5)]
     pub retries: u32,
+    /// URL is a folder: download it and the folders inside, file by file (resumable; files
+    /// already here and verified are skipped; a summary at the end).
+    #[arg(short = 'r', long)]
+    pub recursive: bool,
     /// Also fetch the same path from NODE (a name, HOST or HOST:PORT), in parallel, if it
     /// holds the same version (BLAKE3). Repeatable.
     #[arg(long, value_name = "NODE")]
@@ -82,7 +86,9 @@ pub(crate) fn parse_rate(s: &str) -> Result<u64, String> {
         _ => (s, 1),
     };
     match digits.parse::<u64>() {
-        Ok(n) if n > 0 => Ok(n * mult),
+        Ok(n) if n > 0 => n
+            .checked_mul(mult)
+            .ok_or_else(|| format!("{s:?} is more bytes per second than can be counted")),
         _ => Err(format!("{s:?} is not a rate like 500K or 20M")),
     }
 }
@@ -133,6 +139,9 @@ fn destination(url: &RemotePath, dest: Option<PathBuf>) -> anyhow::Result<PathBu
 }
 
 pub async fn run(mut args: Args) -> anyhow::Result<()> {
+    if args.recursive {
+        return super::get_tree::run(args).await;
+    }
     let passwords = args.client.passwords()?;
     let url = args.client.resolve(&args.url).await?;
     let dest = destination(&url, args.dest.take())?;
@@ -159,17 +168,7 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
     }
     let discover = args.discover
         || (!args.no_discover && matches!(args.url, super::target::Target::Named { .. }));
-    let opts = DownloadOptions {
-        credentials,
-        verify: !args.no_verify,
-        sync: args.sync,
-        rate_limit: args.limit_rate,
-        io_timeout: args.timeout,
-        follow: args.follow,
-        no_clobber: !args.force,
-        retries: args.retries,
-        ..DownloadOptions::default()
-    };
+    let opts = args.options(credentials);
     let stop = tokio_util::sync::CancellationToken::new();
     let more = match discover.then(|| discover::sources(&args.client.lookup, &url, &stop)) {
         None => None,
@@ -261,6 +260,23 @@ fn report(outcome: &Outcome, dest: &Path) {
         ),
     };
     println!("saved {} ({size} bytes){what}", dest.display());
+}
+
+impl Args {
+    /// The one-file download's options these flags ask for.
+    pub(super) fn options(&self, credentials: meshfs_core::Credentials) -> DownloadOptions {
+        DownloadOptions {
+            credentials,
+            verify: !self.no_verify,
+            sync: self.sync,
+            rate_limit: self.limit_rate,
+            io_timeout: self.timeout,
+            follow: self.follow,
+            no_clobber: !self.force,
+            retries: self.retries,
+            ..DownloadOptions::default()
+        }
+    }
 }
 
 /// Each source's share of the bytes it brought, and those dropped, lost or not used.

@@ -10,6 +10,7 @@ pub mod ftp;
 pub mod ftp_passwd;
 pub mod generate;
 pub mod get;
+pub mod get_tree;
 pub mod group;
 pub mod group_chat;
 pub mod hub;

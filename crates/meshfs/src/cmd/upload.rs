@@ -32,3 +32,39 @@ impl UploadArgs {
         UploadLimits::new(self.max_upload_rate, self.max_upload_rate_per_client)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(clap::Parser)]
+    struct Node {
+        #[command(flatten)]
+        upload: UploadArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<UploadArgs, String> {
+        Node::try_parse_from([&["node"], args].concat())
+            .map(|n| n.upload)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn rates_are_decimal_bytes_per_second_and_bad_ones_are_named() {
+        let ok = parse(&[
+            "--max-upload-rate",
+            "20M",
+            "--max-upload-rate-per-client",
+            "500K",
+        ])
+        .unwrap();
+        assert_eq!(ok.max_upload_rate, Some(20_000_000));
+        assert_eq!(ok.max_upload_rate_per_client, Some(500_000));
+        assert_eq!(parse(&[]).unwrap().max_upload_rate, None);
+        for bad in ["0", "fast", "1.5M", "99999999999999G"] {
+            let e = parse(&["--max-upload-rate", bad]).expect_err(bad);
+            assert!(e.contains(&format!("{bad:?}")), "{bad}: {e}");
+        }
+    }
+}
