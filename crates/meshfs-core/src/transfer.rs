@@ -214,11 +214,6 @@ pub enum TransferError {
     #[error("no source to download from")]
     NoSource,
     #[error(
-        "{0} sent block hashes that do not merge into its own BLAKE3 of the file: that node \
-         is faulty; download from another one first"
-    )]
-    BadBlockList(String),
-    #[error(
         "no source left with {remaining} blocks to fetch ({sources}); the verified blocks are \
          kept in the partial file: run again, with other sources (--from) if these are gone"
     )]

@@ -274,6 +274,9 @@ fn sources_without_the_file_or_with_another_version_are_not_used() {
             &nodes[1].1,
             "--from",
             &nodes[2].1,
+            // Long enough (0.5 s) for every source to be judged before the end.
+            "--limit-rate",
+            "12M",
         ],
         &here(&dir),
     );
