@@ -161,7 +161,7 @@ fn main() -> std::process::ExitCode {
 /// `e` and its causes joined by `: `, each said once: library errors that show their cause in
 /// their own text (`cannot connect to ADDR: Connection refused`) would otherwise repeat it
 /// (`…: Connection refused (os error 111): Connection refused (os error 111)`).
-fn error_text(e: &anyhow::Error) -> String {
+pub(crate) fn error_text(e: &anyhow::Error) -> String {
     let mut text = String::new();
     for cause in e.chain() {
         let part = cause.to_string();

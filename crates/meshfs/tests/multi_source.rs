@@ -256,7 +256,8 @@ fn a_download_resumes_with_a_different_set_of_sources() {
 }
 
 /// Breaks if: a `--from` node without the file fails the download, or one holding another
-/// version (same size, one byte different) is used.
+/// version (same size, one byte different) is used, or one that refuses connections is not
+/// named with its cause (said once).
 #[test]
 fn sources_without_the_file_or_with_another_version_are_not_used() {
     let data = pattern(6 * MIB, 34);
@@ -266,6 +267,7 @@ fn sources_without_the_file_or_with_another_version_are_not_used() {
     other[3 * MIB] ^= 0x80;
     std::fs::write(shares[2].join("f.bin"), &other).unwrap();
     let nodes = nodes(&shares);
+    let refused = common::RefusedPort::bind();
     let out = meshfs(
         &[
             "get",
@@ -274,6 +276,8 @@ fn sources_without_the_file_or_with_another_version_are_not_used() {
             &nodes[1].1,
             "--from",
             &nodes[2].1,
+            "--from",
+            &refused.addr,
             // Long enough (0.5 s) for every source to be judged before the end.
             "--limit-rate",
             "12M",
@@ -293,6 +297,12 @@ fn sources_without_the_file_or_with_another_version_are_not_used() {
         )),
         "{all}"
     );
+    // A source that cannot be reached is named with its cause, said once.
+    let line = all
+        .lines()
+        .find(|l| l.starts_with(&format!("not using {}: ", refused.addr)))
+        .unwrap_or_else(|| panic!("the refused source is not named: {all}"));
+    assert_eq!(line.matches("Connection refused").count(), 1, "{line}");
     assert!(
         all.contains(&format!(
             "from {}: {} bytes (100.0 %)",

@@ -163,7 +163,7 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
         let typed = node.to_string();
         match source_for(&passwords, &[typed.as_str()], &other).await {
             Ok((path, credentials)) => known.push(Source { path, credentials }),
-            Err(e) => eprintln!("not using {}: {e:#}", other.addr),
+            Err(e) => eprintln!("not using {}: {}", other.addr, crate::error_text(&e)),
         }
     }
     let discover = args.discover
@@ -177,7 +177,7 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
         // Found by name (through DNS-SD, say) while the group cannot be joined: the named
         // node still serves.
         Some(Err(e)) => {
-            tracing::warn!("{e:#}");
+            tracing::warn!("{}", crate::error_text(&e));
             None
         }
     };

@@ -142,7 +142,7 @@ async fn fetch(
                 ));
             }
             Ok(false) => {}
-            Err(e) => return Fate::Failed(format!("{e:#}")),
+            Err(e) => return Fate::Failed(crate::error_text(&e)),
         }
     }
     let opts = transfer::DownloadOptions {
@@ -154,7 +154,7 @@ async fn fetch(
             received: o.received,
             resumed: o.resumed_from > 0,
         },
-        Err(e) => Fate::Failed(format!("{:#}", anyhow::Error::from(e))),
+        Err(e) => Fate::Failed(crate::error_text(&anyhow::Error::from(e))),
     }
 }
 

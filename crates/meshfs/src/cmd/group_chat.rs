@@ -87,7 +87,7 @@ pub async fn run(args: GroupChatArgs) -> anyhow::Result<()> {
                 match command(&args, &chat, &line).await {
                     Ok(true) => break,
                     Ok(false) => {}
-                    Err(e) => eprintln!("error: {e:#}"),
+                    Err(e) => eprintln!("error: {}", crate::error_text(&e)),
                 }
                 prompt();
             }

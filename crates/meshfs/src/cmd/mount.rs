@@ -280,7 +280,9 @@ async fn discovered(
             Ok(c) => {
                 out.insert(peer.addr, c);
             }
-            Err(e) => tracing::warn!(node = %peer.name, %addr, "{e:#}; its files answer EACCES"),
+            Err(e) => {
+                tracing::warn!(node = %peer.name, %addr, "{}; its files answer EACCES", crate::error_text(&e))
+            }
         }
     }
     out
