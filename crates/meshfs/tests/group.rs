@@ -232,7 +232,12 @@ fn chat(net: &Group) -> Chat {
 
 /// `meshfs chat` from `cmd` (which may carry a directory and environment).
 fn chat_in(net: &Group, mut cmd: Command, extra: &[&str]) -> Chat {
-    let (proc, stdin) = spawn_with_stdin(cmd.arg("chat").args(net.args()).args(extra));
+    let (proc, stdin) = spawn_with_stdin(
+        cmd.arg("chat")
+            .args(net.args())
+            .args(net.dnssd_args())
+            .args(extra),
+    );
     let first = proc.next_line(Duration::from_secs(20));
     assert!(first.starts_with("joined the group chat "), "{first:?}");
     Chat { proc, stdin }
@@ -777,7 +782,7 @@ fn a_flood_of_hellos_gets_a_bounded_number_of_answers() {
 fn chat_on_a_terminal_redraws_its_prompt_around_incoming_messages() {
     let net = Group::new(BLOCK);
     let mut args = vec!["unused-password", bin(), "chat"];
-    let net_args = net.args();
+    let net_args = [net.args(), net.dnssd_args().into()].concat();
     args.extend(net_args.iter().map(String::as_str));
     let p = python("tty_run.py", &args);
     wait_line(&p, "joined", Duration::from_secs(20), |l| {

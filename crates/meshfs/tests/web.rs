@@ -1340,6 +1340,7 @@ const BLOCK: u8 = 220;
 /// A web node in `net` (discovery on).
 fn group_web_node(net: &Group, dir: &Path, name: &str, extra: &[&str]) -> WebNode {
     let mut args = net.args();
+    args.extend(net.dnssd_args());
     args.extend(extra.iter().map(|s| s.to_string()));
     let (proc, addr) = named_node(dir, name, &args);
     let web = web_addr(&proc);
@@ -1457,6 +1458,7 @@ fn browser_login_and_chat() {
     let net = Group::new(BLOCK);
     let home = tmp.path().join("home");
     let mut args = net.args();
+    args.extend(net.dnssd_args());
     args.extend(
         [
             "--password-file",
