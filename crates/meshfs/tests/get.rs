@@ -401,3 +401,36 @@ fn get_r_fetches_a_folder_resuming_skipping_verified_files_and_refusing_to_repla
     );
     assert!(std::fs::read(local.join("a.bin")).unwrap() == a);
 }
+
+/// On a terminal, `get` draws a progress bar; the bar and the closing summary speak one unit
+/// system (decimal: MB and MB/s, as curl), never MiB beside MB.
+#[test]
+fn the_bar_and_the_summary_use_the_same_units() {
+    let (dir, share) = share();
+    std::fs::write(share.join("clip.bin"), pattern(3_000_000, 41)).unwrap();
+    let (_node, addr) = node(&share, &[]);
+    let url = format!("meshfs://{addr}/clip.bin");
+    // Held to 2 MB/s so the bar is drawn several times before the end.
+    let out = Command::new("python3")
+        .arg(common::group::python_script("tty_run.py"))
+        .args(["unused-password", bin(), "get", &url, "--limit-rate", "2M"])
+        .current_dir(dir.path())
+        .env("XDG_CONFIG_HOME", dir.path().join("config"))
+        .output()
+        .unwrap();
+    common::assert_success(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("eta"), "no progress bar drawn: {text:?}");
+    // Some drawing once bytes flowed shows the rate in MB/s (the first may show 0 B/s).
+    let bars: Vec<&str> = text
+        .split(['\r', '\n'])
+        .filter(|l| l.contains("eta"))
+        .collect();
+    assert!(
+        bars.iter()
+            .any(|b| b.contains("MB/s") && b.contains(" MB/")),
+        "{bars:?}"
+    );
+    assert!(text.contains("MB/s)"), "summary: {text:?}");
+    assert!(!text.contains("MiB") && !text.contains("KiB"), "{text:?}");
+}
