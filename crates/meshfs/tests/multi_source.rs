@@ -341,6 +341,31 @@ fn a_node_announced_during_the_download_is_used() {
     assert!(std::fs::read(here(&dir).join("f.bin")).unwrap() == data);
 }
 
+/// Breaks if: a node found on the LAN that asks for a password is tried without one and
+/// left out, though `--password-file NODE=FILE` gives it.
+#[test]
+fn a_protected_node_found_on_the_lan_is_used_with_its_password() {
+    let data = pattern(24 * MIB, 37);
+    let (dir, shares) = shares(2, &data);
+    let group = Group::new(BLOCK);
+    let flags = [group.args(), group.dnssd_args().into()].concat();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "s3cret\n").unwrap();
+    let (_open, open_addr) = named_node(&shares[0], "n0", &flags);
+    let mut locked = flags.clone();
+    locked.extend(["--password-file".to_owned(), pw.display().to_string()]);
+    let (_locked, locked_addr) = named_node(&shares[1], "n1", &locked);
+    let for_n1 = format!("n1={}", pw.display());
+    let extra = ["--limit-rate", "8M", "--password-file", &for_n1];
+    let args = discovering_get(&group, &open_addr, &extra);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = meshfs(&args, &here(&dir));
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains(&format!("from {locked_addr}: ")), "{all}");
+    assert!(std::fs::read(here(&dir).join("f.bin")).unwrap() == data);
+}
+
 /// Breaks if: a download whose every source died waits forever (or spins) for another to
 /// appear on the group instead of failing after `--timeout`, or throws its blocks away.
 #[test]

@@ -170,7 +170,10 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
         || (!args.no_discover && matches!(args.url, super::target::Target::Named { .. }));
     let opts = args.options(credentials);
     let stop = tokio_util::sync::CancellationToken::new();
-    let more = match discover.then(|| discover::sources(&args.client.lookup, &url, &stop)) {
+    let more = match discover.then(|| {
+        let passwords = args.client.passwords()?;
+        discover::sources(&args.client.lookup, &url, &stop, passwords)
+    }) {
         None => None,
         Some(Ok(more)) => Some(more),
         Some(Err(e)) if args.discover => return Err(e),
