@@ -539,7 +539,11 @@ impl Client {
     /// the file's BLAKE3: compare [`BlockHashes::root`] with it before trusting the list.
     pub async fn blocks(&mut self, path: &str, size: u64) -> Result<BlockHashes> {
         self.send(&format!("blocks {size} {path}"));
-        let n = self.data_header(crate::proto::MAX_READ).await?;
+        // Bounded by what `size` needs, not by any payload: a node cannot make us take 16 MiB
+        // for a small file.
+        let want = crate::blocks::block_count(size).min(crate::blocks::MAX_BLOCKS)
+            * crate::blocks::ENTRY_LEN as u64;
+        let n = self.data_header(want).await?;
         let mut bytes = Vec::new();
         self.payload_into(n, &mut bytes).await?;
         BlockHashes::from_bytes(size, bytes).map_err(|e| self.protocol(e.to_string()))

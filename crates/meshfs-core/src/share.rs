@@ -576,6 +576,10 @@ impl Share {
         if whole && let Some(list) = self.cached_blocks(id) {
             return Ok(Some(list));
         }
+        if id.size < len {
+            // Shorter than asked: nothing to read (the reply says so).
+            return Ok(None);
+        }
         let mut hasher = BlockHasher::new(len).map_err(io::Error::other)?;
         let read = read_first(file, len, |piece| hasher.update(piece))?;
         let Some(list) = hasher.finish().filter(|_| read == len) else {

@@ -181,7 +181,7 @@ impl Attempt {
     pub fn failed(mut self, now: Instant) -> Option<Duration> {
         self.ended = true;
         let mut map = self.throttle.lock();
-        // Gone only when a concurrent attempt from this address succeeded.
+        // Gone only when the table was full when the attempt began.
         let r = map.get_mut(&self.key)?;
         r.in_flight = r.in_flight.saturating_sub(1);
         r.refresh(now);
@@ -208,10 +208,12 @@ impl Attempt {
         }
     }
 
-    /// The right password: the address's record is cleared.
-    pub fn succeeded(mut self) {
-        self.ended = true;
-        self.throttle.lock().remove(&self.key);
+    /// The right password: the attempt's slot is given back, and the address's failures
+    /// stay until they age out of the window. Clearing them would let whoever knows one
+    /// password (an offered file's, one FTP user's) reset their guesses at every other after
+    /// each four, and would drop the count of attempts still in flight.
+    pub fn succeeded(self) {
+        // `Drop` gives the slot back, as for an attempt without a verdict.
     }
 }
 
@@ -276,12 +278,12 @@ mod tests {
         for i in 0..MAX_FAILURES * 2 {
             assert_eq!(fail(&t, slow, t0 + WINDOW * i), None);
         }
-        // A success clears the count.
+        // A success does not clear the count: knowing one password resets no guesses.
         for _ in 1..MAX_FAILURES {
             fail(&t, other, t0);
         }
         t.begin(other, t0).unwrap().succeeded();
-        assert_eq!(fail(&t, other, t0), None);
+        assert_eq!(fail(&t, other, t0), Some(LOCKOUT));
     }
 
     /// Attempts count from their start: concurrent ones are bounded like sequential ones,

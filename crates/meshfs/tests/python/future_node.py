@@ -7,9 +7,10 @@ prints `ready TCP_PORT` once both sockets are open.
 """
 import json
 import socket
-import struct
 import sys
 import threading
+
+from lan_peer import answer_browsers, join
 
 group, port, iface, name = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 VERSION, PROTO = "9.9.9", 99
@@ -44,24 +45,10 @@ def accept():
 
 threading.Thread(target=accept, daemon=True).start()
 
-udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-udp.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
-udp.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(iface))
-udp.bind((group, port))
-mreq = struct.pack("4s4s", socket.inet_aton(group), socket.inet_aton(iface))
-udp.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+udp = join(group, port, iface)
 # Announce three times, as a node does over time: the node under test must log it once.
 for _ in range(3):
     udp.sendto(hello, (group, port))
 print("ready", tcp_port, flush=True)
-while True:
-    data, src = udp.recvfrom(2048)
-    try:
-        m = json.loads(data)
-    except ValueError:
-        continue
-    # A browser (`meshfs status`, `peers`) asks the group: answer it as nodes do.
-    if isinstance(m, dict) and m.get("kind") == "hello" and m.get("port") == 0:
-        udp.sendto(hello, src)
+# A browser (`meshfs status`, `peers`) asks the group: answer it as nodes do.
+answer_browsers(udp, hello)
