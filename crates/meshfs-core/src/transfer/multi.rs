@@ -337,16 +337,8 @@ async fn attempt(
                 return Ok(None);
             }
             let mut hasher = blake3::Hasher::new();
-            let mut buf = vec![0u8; 1 << 20];
-            let mut pos = 0;
-            loop {
-                let n = file.read_at(&mut buf, pos)?;
-                if n == 0 {
-                    return Ok(Some(hasher.finalize()));
-                }
-                hasher.update(&buf[..n]);
-                pos += n as u64;
-            }
+            super::writer::hash_prefix(&file, size, &mut hasher)?;
+            Ok(Some(hasher.finalize()))
         })
         .await
         .map_err(|e| std::io::Error::other(e.to_string()))

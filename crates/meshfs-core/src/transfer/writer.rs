@@ -97,7 +97,7 @@ impl Writer {
 
 /// Hash the first `len` bytes of `file` (the part kept from an earlier run). Positional reads,
 /// so the file's append position is left alone.
-fn hash_prefix(file: &File, len: u64, hasher: &mut blake3::Hasher) -> io::Result<()> {
+pub(super) fn hash_prefix(file: &File, len: u64, hasher: &mut blake3::Hasher) -> io::Result<()> {
     let mut buf = vec![0u8; 1 << 20];
     let mut pos = 0;
     while pos < len {
