@@ -323,16 +323,27 @@ mod tests {
         let mut h = BlockHasher::new(changed.len() as u64).unwrap();
         h.update(&changed[..2 * b + 5]);
         assert_eq!(h.finished().len(), 2 * ENTRY_LEN);
-        assert_eq!(list.first_difference(h.finished(), 0), None, "blocks 0-1 agree");
+        assert_eq!(
+            list.first_difference(h.finished(), 0),
+            None,
+            "blocks 0-1 agree"
+        );
         h.update(&changed[2 * b + 5..4 * b]);
         assert_eq!(list.first_difference(h.finished(), 0), Some(3));
-        assert_eq!(list.first_difference(h.finished(), 4), None, "nothing past 4 yet");
+        assert_eq!(
+            list.first_difference(h.finished(), 4),
+            None,
+            "nothing past 4 yet"
+        );
         h.update(&changed[4 * b..]);
         let ours = h.finish().unwrap();
         assert_eq!(list.first_difference(ours.as_bytes(), 0), Some(3));
         assert_eq!(list.first_difference(list.as_bytes(), 0), None);
         let small = list_of(&bytes[..10], 4);
-        assert_eq!(small.first_difference(list_of(&bytes[1..11], 4).as_bytes(), 0), Some(0));
+        assert_eq!(
+            small.first_difference(list_of(&bytes[1..11], 4).as_bytes(), 0),
+            Some(0)
+        );
     }
 
     #[test]

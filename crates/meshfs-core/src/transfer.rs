@@ -648,9 +648,9 @@ fn spawn_block_list(
                 let _ = expected.set(list.clone());
                 Ok(Expected::Blocks(list))
             }
-            Err(e) if is_unknown_command(&e) => {
-                prefix_hash(&mut client, &src.path, len).await.map(Expected::Hash)
-            }
+            Err(e) if is_unknown_command(&e) => prefix_hash(&mut client, &src.path, len)
+                .await
+                .map(Expected::Hash),
             Err(e) => Err(e),
         }
     })

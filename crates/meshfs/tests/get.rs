@@ -257,7 +257,11 @@ fn a_node_sending_one_wrong_byte_is_caught_at_that_block_keeping_the_verified_on
     let named = format!("sent block {k} (bytes {start}-{end}) of f.bin unlike its own BLAKE3");
     assert!(text.contains(&named), "{named:?} not in\n{text}");
     let part = std::fs::read(dir.path().join("f.bin.part")).unwrap();
-    assert_eq!(part.len() as u64, start, "only the blocks before the bad one are kept");
+    assert_eq!(
+        part.len() as u64,
+        start,
+        "only the blocks before the bad one are kept"
+    );
     assert!(part[..] == data[..part.len()]);
     assert!(!dir.path().join("f.bin").exists());
     let passed: u64 = relay

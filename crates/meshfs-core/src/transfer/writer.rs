@@ -104,9 +104,9 @@ impl Hashing {
         match self {
             Hashing::Off => Digest::Off,
             Hashing::Whole(h) => Digest::Whole(h.finalize()),
-            Hashing::Blocks { hasher, .. } => hasher
-                .finish()
-                .map_or(Digest::Incomplete, Digest::Blocks),
+            Hashing::Blocks { hasher, .. } => {
+                hasher.finish().map_or(Digest::Incomplete, Digest::Blocks)
+            }
         }
     }
 }
