@@ -224,14 +224,7 @@ fn a_node_sending_one_wrong_byte_is_caught_at_that_block_keeping_the_verified_on
     let data = pattern(48 << 20, 26);
     std::fs::write(share.join("f.bin"), &data).unwrap();
     let (_node, addr) = node(&share, &[]);
-    let relay = spawn_piped(
-        Command::new("python3")
-            .arg(common::group::python_script("lying_relay.py"))
-            .arg(&addr)
-            .stderr(Stdio::inherit()),
-    );
-    let port = relay.next_line(Duration::from_secs(10));
-    let liar = format!("127.0.0.1:{}", port.strip_prefix("listening ").unwrap());
+    let (relay, liar) = common::relay::lying_relay(&addr);
     // In clear (the relay cannot see inside TLS); paced, so the whole file takes about two
     // seconds and stopping early shows.
     let out = meshfs(
@@ -246,12 +239,7 @@ fn a_node_sending_one_wrong_byte_is_caught_at_that_block_keeping_the_verified_on
     );
     let text = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
     assert!(!out.status.success(), "{text}");
-    let changed: u64 = relay
-        .next_line(Duration::from_secs(5))
-        .strip_prefix("changed ")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let changed = common::relay::number_after(&relay, "changed ");
     let k = changed / MIB;
     let (start, end) = (k * MIB, ((k + 1) * MIB).min(data.len() as u64) - 1);
     let named = format!("sent block {k} (bytes {start}-{end}) of f.bin unlike its own BLAKE3");
@@ -264,12 +252,7 @@ fn a_node_sending_one_wrong_byte_is_caught_at_that_block_keeping_the_verified_on
     );
     assert!(part[..] == data[..part.len()]);
     assert!(!dir.path().join("f.bin").exists());
-    let passed: u64 = relay
-        .next_line(Duration::from_secs(5))
-        .strip_prefix("read ")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let passed = common::relay::number_after(&relay, "read ");
     assert!(
         passed < data.len() as u64 / 2,
         "the download went on after the bad block: {passed} bytes read"
