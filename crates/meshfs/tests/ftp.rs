@@ -1027,3 +1027,32 @@ fn pipelined_commands_are_answered_in_order() {
     );
     assert!(!share.join("up.bin").exists() && !share.join("clips/b.bin").exists());
 }
+
+/// A resumed upload (`REST` then `STOR`) is refused with `502`, and the file keeps its whole
+/// old content: an atomic upload replaces the whole file, so it cannot start in the middle.
+#[test]
+fn a_resumed_upload_is_refused_and_the_file_is_untouched() {
+    let (tmp, share) = setup();
+    let users = users_file(tmp.path());
+    let node = ftp_node(&share, &users, &[]);
+    let script = r#"
+import ftplib, io, sys
+host, port = sys.argv[1].rsplit(":", 1)
+f = ftplib.FTP()
+f.connect(host, int(port), timeout=30)
+f.login("alice", sys.argv[2])
+f.storbinary("STOR keep.txt", io.BytesIO(b"the whole file\n"))
+try:
+    f.storbinary("STOR keep.txt", io.BytesIO(b"TAIL"), rest=4)
+    print("stored")
+except ftplib.all_errors as e:
+    print(e)
+f.quit()
+"#;
+    let out = ok(&python(script, &[&node.ftp, PASSWORD]));
+    assert!(out.starts_with("502 "), "{out}");
+    assert_eq!(
+        fs::read_to_string(share.join("keep.txt")).unwrap(),
+        "the whole file\n"
+    );
+}
