@@ -13,6 +13,7 @@ pub mod mount;
 pub mod ports;
 pub mod tmpfs;
 pub mod web;
+pub mod webm;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
