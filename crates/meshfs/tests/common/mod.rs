@@ -14,6 +14,7 @@ pub mod ports;
 pub mod relay;
 pub mod tmpfs;
 pub mod web;
+pub mod webm;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
