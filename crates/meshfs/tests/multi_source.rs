@@ -9,10 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::group::{Group, python_script};
-use common::{
-    bin, lines_of, named_node, pattern, run as meshfs, spawn_piped, until_line, wait_until,
-};
+use common::group::Group;
+use common::relay::{lying_relay, number_after};
+use common::{bin, lines_of, named_node, pattern, run as meshfs, until_line, wait_until};
 
 const MIB: usize = 1 << 20;
 
@@ -109,14 +108,7 @@ fn a_source_with_one_byte_changed_is_dropped_at_that_block() {
     let data = pattern(24 * MIB, 31);
     let (dir, shares) = shares(3, &data);
     let nodes = nodes(&shares);
-    let relay = spawn_piped(
-        Command::new("python3")
-            .arg(python_script("lying_relay.py"))
-            .arg(&nodes[2].1)
-            .stderr(Stdio::inherit()),
-    );
-    let port = relay.next_line(Duration::from_secs(10));
-    let liar = format!("127.0.0.1:{}", port.strip_prefix("listening ").unwrap());
+    let (relay, liar) = lying_relay(&nodes[2].1);
     // In clear (the relay cannot see inside TLS), paced so that every source takes part.
     let out = meshfs(
         &[
@@ -134,12 +126,7 @@ fn a_source_with_one_byte_changed_is_dropped_at_that_block() {
     );
     let all = text(&out);
     assert!(out.status.success(), "{all}");
-    let changed: u64 = relay
-        .next_line(Duration::from_secs(5))
-        .strip_prefix("changed ")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let changed = number_after(&relay, "changed ");
     let k = changed / MIB as u64;
     let (start, end) = (
         k * MIB as u64,

@@ -7,8 +7,13 @@ changed in the data of `pread` replies. The byte is chosen the first time a `pre
 (the middle of that range) and stays the same afterwards, so the relay behaves as a node whose
 copy has one byte changed while its `hash`/`hash-prefix` still name the true file.
 
+The same goes for the data of `read` replies (a single-source download: `open`, `seek`,
+then `read`s), whose offsets the relay follows per connection; when such a connection ends
+it prints how many `read` bytes it passed.
+
 Usage: lying_relay.py HOST:PORT
-Prints `listening PORT` once ready, then `changed OFFSET` when the byte is chosen.
+Prints `listening PORT` once ready, then `changed OFFSET` when the byte is chosen, and
+`read BYTES` as each connection that passed `read` replies ends.
 """
 
 import socket
@@ -26,6 +31,8 @@ def relay(client):
     upstream = socket.create_connection((HOST, int(PORT)))
     requests = client.makefile("rb")
     replies = upstream.makefile("rb")
+    # Where the next `read` starts, and the `read` bytes passed.
+    position, read_bytes = 0, 0
     try:
         while True:
             request = requests.readline()
@@ -38,11 +45,19 @@ def relay(client):
             if not status:
                 return
             out = bytearray(status)
+            if command == b"open" and status.startswith(b"0"):
+                position = 0
+            elif command == b"seek" and status.startswith(b"0"):
+                position = int(words[1])
             if command in DATA_REPLIES and status.startswith(b"0 "):
                 n = int(status.split()[1])
                 data = bytearray(replies.read(n))
-                if command == b"pread" and n > 0:
-                    offset = int(words[1])
+                if command in (b"pread", b"read") and n > 0:
+                    if command == b"pread":
+                        offset = int(words[1])
+                    else:
+                        offset, position = position, position + n
+                        read_bytes += n
                     with lock:
                         if changed[0] is None:
                             changed[0] = offset + n // 2
@@ -63,6 +78,8 @@ def relay(client):
     except OSError:
         return
     finally:
+        if read_bytes:
+            print(f"read {read_bytes}", flush=True)
         client.close()
         upstream.close()
 
