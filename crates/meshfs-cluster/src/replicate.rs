@@ -349,10 +349,18 @@ impl Replicator {
             addr: peer.to_owned(),
             path: path.to_owned(),
         };
-        let opts = self.download_options();
+        let mut opts = self.download_options();
+        // Missing here when we looked: a recorder may create it while we download, and its
+        // version must not be replaced by ours (the peer still holds its own, so the two meet
+        // as a conflict when the recorder's `closed` propagates).
+        opts.no_clobber = local.is_none();
         if let Err(e) = transfer::download_into(&src, &dir, &name, &opts, &()).await {
             // No half-copies left in the share: the next event or catch-up starts over.
             transfer::discard_partial(&dir, &name);
+            if matches!(e, transfer::TransferError::Exists(_)) {
+                tracing::info!(%peer, %path, "written here during the download: kept; its close settles it");
+                return Ok(false);
+            }
             return Err(e.into());
         }
         self.mark_synced(path);

@@ -170,6 +170,22 @@ impl Dir {
         sys::renameat(self.fd(), &name_cstr(from)?, to_dir.fd(), &name_cstr(to)?)
     }
 
+    /// Rename `from` (in this folder) to `to` in `to_dir` unless `to` exists
+    /// (`io::ErrorKind::AlreadyExists`), atomically. On a file system without
+    /// `RENAME_NOREPLACE` (`EINVAL`), a look and then a plain rename.
+    pub fn rename_new(&self, from: &str, to_dir: &Dir, to: &str) -> io::Result<()> {
+        let (from_c, to_c) = (name_cstr(from)?, name_cstr(to)?);
+        match sys::renameat_noreplace(self.fd(), &from_c, to_dir.fd(), &to_c) {
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                if to_dir.exists(to)? {
+                    return Err(io::ErrorKind::AlreadyExists.into());
+                }
+                sys::renameat(self.fd(), &from_c, to_dir.fd(), &to_c)
+            }
+            other => other,
+        }
+    }
+
     /// Make the folder's entries (a rename into it, say) durable.
     pub fn sync(&self) -> io::Result<()> {
         self.file_view(|f| f.sync_all())
@@ -268,6 +284,25 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["a"]);
+    }
+
+    #[test]
+    fn rename_new_never_replaces() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = Dir::open(tmp.path()).unwrap();
+        std::fs::write(tmp.path().join("copy"), b"downloaded").unwrap();
+        std::fs::write(tmp.path().join("clip"), b"recorded meanwhile").unwrap();
+        let e = dir.rename_new("copy", &dir, "clip").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(
+            std::fs::read(tmp.path().join("clip")).unwrap(),
+            b"recorded meanwhile"
+        );
+        dir.rename_new("copy", &dir, "other").unwrap();
+        assert_eq!(
+            std::fs::read(tmp.path().join("other")).unwrap(),
+            b"downloaded"
+        );
     }
 
     #[test]

@@ -131,6 +131,28 @@ pub(crate) fn renameat(
     .map(drop)
 }
 
+/// `renameat2(from_dir, from, to_dir, to, RENAME_NOREPLACE)`: `EEXIST` instead of replacing
+/// `to`, in one step (a look before a plain rename leaves a gap in which a file made there is
+/// replaced and lost). Neither name is followed.
+pub(crate) fn renameat_noreplace(
+    from_dir: BorrowedFd<'_>,
+    from: &CStr,
+    to_dir: BorrowedFd<'_>,
+    to: &CStr,
+) -> io::Result<()> {
+    // SAFETY: valid C strings and borrowed, open descriptors.
+    check(unsafe {
+        libc::renameat2(
+            from_dir.as_raw_fd(),
+            from.as_ptr(),
+            to_dir.as_raw_fd(),
+            to.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    })
+    .map(drop)
+}
+
 /// `readlinkat(dir, name)`; with an empty `name`, the link `dir` itself was opened on (an
 /// `O_PATH | O_NOFOLLOW` descriptor), so what is read is the link that was opened.
 pub(crate) fn readlinkat(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Vec<u8>> {

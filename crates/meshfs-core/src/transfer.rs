@@ -99,8 +99,9 @@ pub struct DownloadOptions {
     /// Keep fetching as the file grows until the node reports it `closed`, instead of
     /// copying the length it had at the start.
     pub follow: bool,
-    /// Refuse to replace an existing destination (`get` without `--force`). Off by default:
-    /// replication replaces files on purpose.
+    /// Refuse to replace an existing destination (`get` without `--force`; replication of a
+    /// file missing here, which a local writer may create meanwhile): checked at the start and
+    /// atomically at the final rename. Off by default: replication replaces files on purpose.
     pub no_clobber: bool,
     /// Times a dropped connection is retried (with back-off, resuming) before giving up.
     pub retries: u32,
@@ -611,11 +612,19 @@ fn put_in_place(
             received,
         });
     }
-    if opts.no_clobber && dir.exists(name).map_err(local(&dir.display_path(name)))? {
-        return Err(TransferError::Exists(dir.display_path(name)));
+    // Without `no_clobber` the copy replaces what is there; with it, a file that appeared
+    // during the download is kept (and said), never replaced.
+    let renamed = if opts.no_clobber {
+        dir.rename_new(&part_name(name), dir, name)
+    } else {
+        dir.rename(&part_name(name), dir, name)
+    };
+    match renamed {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(TransferError::Exists(dir.display_path(name)));
+        }
+        other => other.map_err(local(&dir.display_path(name)))?,
     }
-    dir.rename(&part_name(name), dir, name)
-        .map_err(local(&dir.display_path(name)))?;
     let _ = dir.remove_file(&record_name(name));
     Ok(())
 }
