@@ -4,7 +4,8 @@
 # server pinned to core 0 and the client to core 1 (taskset). The plaintext `meshfs get` is
 # there for reference. Loopback only; the file lives in /dev/shm.
 #   bench/tls.sh [SIZE_MB] [RUNS]      (defaults 1024 and 1; each figure is the best of RUNS)
-# Needs root to install nginx-light from Debian when missing. MESHFS_BIN picks the binary.
+# Needs root to install nginx-light from Debian when missing. MESHFS_BIN picks the binary;
+# MESHFS_BASE_BIN adds the verified `get` of another build (an A/B in the same run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size_mb=${1:-1024}
@@ -107,6 +108,11 @@ echo "| --- | --- | ---: | ---: | ---: |"
 measure get get
 m_mbps=$best_mbps m_cpu=$best_cpu
 printf '| `meshfs get` (TLS, BLAKE3 verified) | %s | %.1f | %.2f | 1.00× |\n' "$mcipher" "$m_mbps" "$m_cpu"
+if [ -n "${MESHFS_BASE_BIN:-}" ]; then
+  base_get() { taskset -c 1 "$MESHFS_BASE_BIN" "$@" "meshfs://$addr/big.bin" "$work/out/big.bin"; }
+  measure base_get get
+  printf '| `meshfs get` (TLS, verified), base build | %s | %.1f | %.2f | %.2f× |\n' "$mcipher" "$best_mbps" "$best_cpu" "$(echo "$m_mbps / $best_mbps" | bc -l)"
+fi
 measure get get --no-verify
 nv_mbps=$best_mbps
 printf '| `meshfs get --no-verify` (TLS) | %s | %.1f | %.2f | — |\n' "$mcipher" "$best_mbps" "$best_cpu"

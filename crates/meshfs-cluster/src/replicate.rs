@@ -20,11 +20,11 @@
 //! peer (we pulled it, or found it identical to the peer's: [`Replicator`] remembers each
 //! file's size and modification time then). A local file that differs and is *not* known to
 //! be in step was written here while the peer wrote its own: two writers of one path at once.
-//! Both versions are kept: the newer (by modification time, ties broken by hash) keeps the
-//! name, the other goes under `NAME.sync-conflict-YYYYMMDD-HHMMSS-HASH7.ext` (Syncthing's
-//! convention: the date is that version's modification time in UTC, the id the first seven
-//! hex digits of its BLAKE3), logged as a warning and announced as `created:conflict`. Both
-//! nodes decide alike, so they converge on the same two files. A local file still being
+//! Both versions are kept: the newer (by modification time to the second, ties broken by
+//! hash) keeps the name, the other goes under `NAME.sync-conflict-YYYYMMDD-HHMMSS-HASH7.ext`
+//! (Syncthing's convention: the date is that version's modification time in UTC, the id the
+//! first seven hex digits of its BLAKE3), logged as a warning and announced as
+//! `created:conflict`. Both nodes decide alike, so they converge on the same two files. A local file still being
 //! written here (modified since its last `closed`, or open for writing) is never replaced:
 //! its `closed` will propagate it. Only versions seen since this node started are known to be
 //! in step, so a file that changed on both sides while a node was down also becomes a
@@ -312,10 +312,12 @@ impl Replicator {
         match (&local, want) {
             (None, Want::NewerOnly) => return Ok(false),
             (Some(l), _) if l.kind == Kind::Dir => return Ok(false),
-            // Strictly newer here: the peer pulls ours (or keeps both) instead. Equal times
-            // (file systems stamp at a few milliseconds' grain) go on to the comparison, so
-            // both sides of a conflict decide it alike.
-            (Some(l), Want::MissingOrNewer | Want::NewerOnly) if l.mtime_ns > remote.mtime_ns => {
+            // Newer here by a second or more: the peer pulls ours (or keeps both) instead.
+            // Within one second the versions go on to the comparison of [`Self::keep_both`],
+            // so both sides of a conflict decide it alike.
+            (Some(l), Want::MissingOrNewer | Want::NewerOnly)
+                if second(l.mtime_ns) > second(remote.mtime_ns) =>
+            {
                 return Ok(false);
             }
             _ => {}
@@ -383,7 +385,7 @@ impl Replicator {
             self.mark_synced(path);
             return Ok(false);
         }
-        let ours_win = (local.mtime_ns, &ours) > (remote.mtime_ns, &theirs);
+        let ours_win = (second(local.mtime_ns), &ours) > (second(remote.mtime_ns), &theirs);
         let (dir, name) = self.share.parent_dir_creating(path)?;
         let (loser_mtime, loser_hash) = if ours_win {
             (remote.mtime_ns, &theirs)
@@ -520,6 +522,15 @@ impl Replicator {
         self.share.create_dir_all(dir)?;
         Ok(())
     }
+}
+
+/// A modification time to the second, as versions are compared: `stat` (how the file of an
+/// event is looked at) tells a peer's time to the second, `ls` (a catch-up) to the nanosecond,
+/// and our own is known to the nanosecond. Both sides of a conflict must decide alike however
+/// each learned of the other's version, or each keeps its own under the name (seen live with
+/// two running workers: 5 paths of 5).
+fn second(mtime_ns: i64) -> i64 {
+    mtime_ns.div_euclid(1_000_000_000)
 }
 
 /// Syncthing's conflict name for a version of `name` modified at `mtime_ns` with BLAKE3

@@ -131,6 +131,23 @@ impl BlockHashes {
         merge_subtrees_non_root(&self.merge(from, mid), &self.merge(mid, to), Mode::Hash)
     }
 
+    /// The first block from `from` on whose entry in `entries` (the first blocks of another
+    /// list, in wire form: a list still being built) differs from this list's; `None` when
+    /// all those given agree. A download checks the blocks it hashed against the node's list
+    /// with it: 32 bytes compared per block, no byte hashed twice.
+    pub fn first_difference(&self, entries: &[u8], from: u64) -> Option<u64> {
+        let start = from as usize * ENTRY_LEN;
+        let upto = entries.len().min(self.bytes.len());
+        if start >= upto {
+            return None;
+        }
+        entries[start..upto]
+            .chunks(ENTRY_LEN)
+            .zip(self.bytes[start..upto].chunks(ENTRY_LEN))
+            .position(|(a, b)| a != b)
+            .map(|i| from + i as u64)
+    }
+
     /// Do `data` match block `k`? (`data` must be the whole block: a short one never does.)
     pub fn check(&self, k: u64, data: &[u8]) -> bool {
         k < self.len() && block_value(self.len(), k, data) == self.entry(k)
@@ -213,6 +230,12 @@ impl BlockHasher {
         }
     }
 
+    /// The entries of the blocks finished so far, in wire form (the single entry of a file of
+    /// one block appears once all its bytes were fed, the empty file's at [`Self::finish`]).
+    pub fn finished(&self) -> &[u8] {
+        &self.bytes
+    }
+
     /// The list, once all `size` bytes were fed; `None` if fewer came.
     pub fn finish(mut self) -> Option<BlockHashes> {
         if self.pos < self.size {
@@ -293,6 +316,39 @@ mod tests {
             "short last block"
         );
         assert!(!list.check(4, &bytes[..0]), "no such block");
+    }
+
+    #[test]
+    fn the_first_difference_is_found_in_a_list_still_being_built() {
+        let b = BLOCK_LEN as usize;
+        let bytes = data(5 * b + 3);
+        let list = list_of(&bytes, b);
+        let mut changed = bytes.clone();
+        changed[3 * b + 1] ^= 0x80;
+        let mut h = BlockHasher::new(changed.len() as u64).unwrap();
+        h.update(&changed[..2 * b + 5]);
+        assert_eq!(h.finished().len(), 2 * ENTRY_LEN);
+        assert_eq!(
+            list.first_difference(h.finished(), 0),
+            None,
+            "blocks 0-1 agree"
+        );
+        h.update(&changed[2 * b + 5..4 * b]);
+        assert_eq!(list.first_difference(h.finished(), 0), Some(3));
+        assert_eq!(
+            list.first_difference(h.finished(), 4),
+            None,
+            "nothing past 4 yet"
+        );
+        h.update(&changed[4 * b..]);
+        let ours = h.finish().unwrap();
+        assert_eq!(list.first_difference(ours.as_bytes(), 0), Some(3));
+        assert_eq!(list.first_difference(list.as_bytes(), 0), None);
+        let small = list_of(&bytes[..10], 4);
+        assert_eq!(
+            small.first_difference(list_of(&bytes[1..11], 4).as_bytes(), 0),
+            Some(0)
+        );
     }
 
     #[test]

@@ -12,12 +12,20 @@
 //! A file still being written is copied as it was when the download started: its length
 //! then is the snapshot taken, and the node's `hash-prefix` of that length is what the copy
 //! must match. With [`DownloadOptions::follow`] the download keeps fetching as the file grows
-//! until the node reports it `closed` ([`follow`]). At the end the BLAKE3 of what was written
-//! (the prefix re-hashed from disk, the rest hashed as it streams, [`writer`]) must match the
-//! node's, and only then is `DEST.part` renamed to `DEST`. When the bytes kept from an earlier
-//! run turn out not to match (the remote rewritten in place, the `.part` damaged), the download
-//! starts over once by itself. A dropped connection is retried with back-off, resuming
-//! ([`DownloadOptions::retries`]).
+//! until the node reports it `closed` ([`follow`]).
+//!
+//! Verification: the node's `blocks` list of the snapshot (the chaining value of every 1 MiB
+//! block, [`crate::blocks`]) is asked on a connection of its own as the bytes start to flow,
+//! and the writer ([`writer`]) hashes what it writes block by block (the prefix kept from an
+//! earlier run re-hashed from disk): each block is compared with the list as soon as both are
+//! here. A block that differs stops the download at once and the `.part` is cut back to the
+//! verified blocks before it ([`TransferError::BadBlock`]), so a lying or corrupt node is
+//! caught at its first bad block. When every block matches, the file's BLAKE3 is the list's
+//! root, and only then is `DEST.part` renamed to `DEST`. A followed file (its length known
+//! only at the end) and a node older than `blocks` are checked by the whole file's BLAKE3 at
+//! the end instead. When the bytes kept from an earlier run turn out not to match (the
+//! remote rewritten in place, the `.part` damaged), the download starts over once by itself.
+//! A dropped connection is retried with back-off, resuming ([`DownloadOptions::retries`]).
 //!
 //! Nothing is left behind that holds nothing: a download that fails before its first byte
 //! (an unreadable file, say) removes its empty `.part` and record.
@@ -40,8 +48,10 @@ use std::fmt;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::blocks::{BlockHashes, block_range};
 use crate::client::{Client, ClientError, Credentials};
 use crate::dir::{self, Dir};
 use crate::proto::Code;
@@ -49,7 +59,7 @@ use crate::remote::RemotePath;
 use crate::share::Kind;
 use follow::{Change, Watch};
 use record::ResumeRecord;
-use writer::Writer;
+use writer::{Check, Digest, Writer};
 
 /// How many bytes at the end of an existing `.part` are compared with the remote before
 /// resuming (a crash can leave a torn last write).
@@ -222,6 +232,25 @@ pub enum TransferError {
     )]
     NoSourceLeft { remaining: u64, sources: String },
     #[error(
+        "{node} sent block {block} (bytes {start}-{last}) of {path} unlike its own BLAKE3 of \
+         it: the file changed on the node during the transfer, or the node's copy or the \
+         connection is corrupt; the {start} verified bytes before it are kept in the partial \
+         file (run again to resume)",
+        last = .end - 1
+    )]
+    BadBlock {
+        node: String,
+        path: String,
+        block: u64,
+        start: u64,
+        end: u64,
+        /// Bytes of the copy that came from an earlier run (a bad block among them: worth one
+        /// more try from the start).
+        resumed_from: u64,
+        /// Bytes this attempt received.
+        received: u64,
+    },
+    #[error(
         "BLAKE3 mismatch (local {local}, remote {remote}): the remote file was rewritten \
          during the transfer; the partial file was removed, run again to start over"
     )]
@@ -250,6 +279,25 @@ impl TransferError {
     /// True when the connection failed, not the request: a new connection may succeed.
     pub fn is_connection(&self) -> bool {
         matches!(self, TransferError::Remote(e) if e.is_connection())
+    }
+
+    /// When the failure proves the bytes kept from an earlier run wrong (the whole file's
+    /// hash differs, or a block that begins among them), the bytes this attempt received.
+    fn wasted_on_wrong_kept_bytes(&self) -> Option<u64> {
+        match *self {
+            TransferError::HashMismatch {
+                resumed_from,
+                received,
+                ..
+            } if resumed_from > 0 => Some(received),
+            TransferError::BadBlock {
+                start,
+                resumed_from,
+                received,
+                ..
+            } if start < resumed_from => Some(received),
+            _ => None,
+        }
     }
 }
 
@@ -345,12 +393,10 @@ async fn download_uncounted(
                 outcome.elapsed = started.elapsed();
                 return Ok(outcome);
             }
-            Err(TransferError::HashMismatch {
-                resumed_from,
-                received,
-                ..
-            }) if resumed_from > 0 => {
-                wasted += received;
+            // The bytes kept from an earlier run were wrong (the whole file's hash, or a block
+            // that begins among them): the new ones may be right, start over once.
+            Err(e) if e.wasted_on_wrong_kept_bytes().is_some() => {
+                wasted += e.wasted_on_wrong_kept_bytes().unwrap_or(0);
                 tracing::info!(%src, "the bytes kept from the last attempt did not match: starting over");
                 (resume, restarted) = (false, Some(Restart::PartMismatch));
             }
@@ -407,9 +453,22 @@ async fn attempt(
     // Opened before anything is created here: a file the node will not serve leaves nothing.
     client.open(&src.path).await?;
     let snapshot = entry.size;
-    // Ask for the hash at once, on its own connection, so the node computes it while the
-    // bytes flow. A followed file's length is only known at the end.
-    let remote_hash = (opts.verify && !opts.follow).then(|| spawn_remote_hash(src, opts, snapshot));
+    // Ask for the block list at once, on its own connection, so the node computes it while
+    // the bytes flow. A followed file's length is only known at the end.
+    let expected = Arc::new(OnceLock::new());
+    let (check, mut remote) = match opts.verify {
+        false => (Check::Off, None),
+        true if opts.follow || crate::blocks::BlockHasher::new(snapshot).is_err() => {
+            (Check::Whole, None)
+        }
+        true => (
+            Check::Blocks {
+                size: snapshot,
+                expected: expected.clone(),
+            },
+            Some(spawn_block_list(src, opts, snapshot, expected)),
+        ),
+    };
 
     let part_file = part_name(name);
     let record_file = record_name(name);
@@ -452,7 +511,7 @@ async fn attempt(
         .map_err(local(&dir.display_path(&record_file)))?;
     progress.start(entry.size, offset);
 
-    let writer = Writer::spawn(file, &part, offset, opts.verify, opts.sync, opts.window)?;
+    let writer = Writer::spawn(file, &part, offset, check, opts.sync, opts.window)?;
     let mut pace = Pace::new(opts.rate_limit, opts.limiter.clone());
     let mut fetch = Fetch {
         client: &mut client,
@@ -470,23 +529,57 @@ async fn attempt(
             got + more
         });
     }
-    // A failed write (disk full, say) is the root cause of a stopped stream: report it first.
-    let (local_hash, size) = writer.finish()?;
+    // A failed write (disk full, say) or a bad block is the root cause of a stopped stream:
+    // report it first.
+    let (digest, size) = writer.finish()?;
+    let bad_block = |block| {
+        keep_blocks_before(dir, &part_file, block)?;
+        let (start, end) = block_range(snapshot, block);
+        Err(TransferError::BadBlock {
+            node: src.addr.clone(),
+            path: src.path.clone(),
+            block,
+            start,
+            end,
+            resumed_from: offset,
+            received: pace.received,
+        })
+    };
+    if let Digest::Mismatch(block) = digest {
+        return bad_block(block);
+    }
     let received = received?;
 
-    let verified = match opts.verify {
-        true => {
-            let task = remote_hash.unwrap_or_else(|| spawn_remote_hash(src, opts, size));
-            let remote = task
-                .await
-                .map_err(|e| io::Error::other(e.to_string()))
-                .map_err(local(&part))??;
-            Some((
-                local_hash.unwrap_or(blake3::Hash::from_bytes([0; 32])),
-                remote,
-            ))
+    // Ours: the BLAKE3 of what was written, and its block list when it was hashed by block.
+    let ours = match digest {
+        Digest::Off => None,
+        Digest::Mismatch(block) => return bad_block(block),
+        // Fewer bytes than the snapshot were hashed, though every one arrived: never kept.
+        Digest::Incomplete => return Err(TransferError::Shrank(src.path.clone())),
+        Digest::Whole(hash) => Some((hash, None)),
+        Digest::Blocks(list) => Some((list.root(), Some(list))),
+    };
+    let verified = match ours {
+        None => None,
+        Some((hash, list)) => {
+            let task = remote
+                .take()
+                .unwrap_or_else(|| spawn_remote_hash(src, opts, size));
+            let theirs = match joined(task, &part).await? {
+                Expected::Hash(theirs) => theirs,
+                Expected::Blocks(expected) => {
+                    // The blocks the writer had no list for yet: 32 bytes compared per block.
+                    let differs = list
+                        .as_ref()
+                        .and_then(|ours| expected.first_difference(ours.as_bytes(), 0));
+                    if let Some(block) = differs {
+                        return bad_block(block);
+                    }
+                    expected.root().to_hex().to_string()
+                }
+            };
+            Some((hash, theirs))
         }
-        false => None,
     };
     put_in_place(dir, name, opts, verified, offset, received)?;
     if ending == Ending::Complete {
@@ -542,33 +635,95 @@ fn put_in_place(
     Ok(())
 }
 
-/// The node's BLAKE3 of the first `len` bytes of `src`, asked on a connection of its own.
-fn spawn_remote_hash(
+/// What the node says the bytes of a download must be.
+enum Expected {
+    /// The chaining values of the snapshot's blocks (its root: the snapshot's BLAKE3).
+    Blocks(BlockHashes),
+    /// The BLAKE3 of the file's first bytes, in hex (a followed file, or a node older than
+    /// `blocks`).
+    Hash(String),
+}
+
+type ExpectedTask = tokio::task::JoinHandle<Result<Expected, ClientError>>;
+
+/// The node's block list of the first `len` bytes of `src`, asked on a connection of its
+/// own; handed to the writer (`expected`) as soon as it is here. A node older than `blocks`
+/// is asked for its hash of those bytes instead.
+fn spawn_block_list(
     src: &RemotePath,
     opts: &DownloadOptions,
     len: u64,
-) -> tokio::task::JoinHandle<Result<String, ClientError>> {
-    let src = src.clone();
-    let timeout = opts.io_timeout;
-    let credentials = opts.credentials.clone();
+    expected: Arc<OnceLock<BlockHashes>>,
+) -> ExpectedTask {
+    let (src, opts) = (src.clone(), opts.clone());
     tokio::spawn(async move {
-        let mut client = Client::connect_with(&src.addr, &credentials).await?;
-        // Hashing a large file takes the node a while: allow for it.
-        client.set_timeout(timeout.max(crate::client::IO_TIMEOUT));
-        prefix_hash(&mut client, &src.path, len).await
+        let mut client = hashing_client(&src, &opts).await?;
+        match client.blocks(&src.path, len).await {
+            Ok(list) => {
+                let _ = expected.set(list.clone());
+                Ok(Expected::Blocks(list))
+            }
+            Err(e) if is_unknown_command(&e) => prefix_hash(&mut client, &src.path, len)
+                .await
+                .map(Expected::Hash),
+            Err(e) => Err(e),
+        }
     })
+}
+
+/// The node's BLAKE3 of the first `len` bytes of `src`, asked on a connection of its own.
+fn spawn_remote_hash(src: &RemotePath, opts: &DownloadOptions, len: u64) -> ExpectedTask {
+    let (src, opts) = (src.clone(), opts.clone());
+    tokio::spawn(async move {
+        let mut client = hashing_client(&src, &opts).await?;
+        prefix_hash(&mut client, &src.path, len)
+            .await
+            .map(Expected::Hash)
+    })
+}
+
+/// A connection to ask the node for hashes on: hashing a large file takes the node a while,
+/// so it is allowed at least the default timeout.
+async fn hashing_client(src: &RemotePath, opts: &DownloadOptions) -> Result<Client, ClientError> {
+    let mut client = Client::connect_with(&src.addr, &opts.credentials).await?;
+    client.set_timeout(opts.io_timeout.max(crate::client::IO_TIMEOUT));
+    Ok(client)
+}
+
+/// What the task fetching [`Expected`] brought.
+async fn joined(task: ExpectedTask, part: &Path) -> Result<Expected, TransferError> {
+    let expected = task
+        .await
+        .map_err(|e| io::Error::other(e.to_string()))
+        .map_err(local(part))??;
+    Ok(expected)
+}
+
+/// Cut `.part` back to the blocks before `block` (all verified): nothing past a bad block is
+/// kept, and a run again resumes there.
+fn keep_blocks_before(dir: &Dir, part_file: &str, block: u64) -> Result<(), TransferError> {
+    let keep = block * crate::blocks::BLOCK_LEN;
+    dir.open_file(part_file, libc::O_WRONLY)
+        .and_then(|f| {
+            if f.metadata()?.len() > keep {
+                f.set_len(keep)?;
+            }
+            Ok(())
+        })
+        .map_err(local(&dir.display_path(part_file)))
+}
+
+/// A node's answer that it does not know the request (one older than it).
+fn is_unknown_command(e: &ClientError) -> bool {
+    matches!(e, ClientError::Remote { code, message }
+        if Code::from_u8(*code) == Some(Code::BadRequest) && message.contains("unknown command"))
 }
 
 /// The node's BLAKE3 of the first `len` bytes of `path`. A node older than `hash-prefix` is
 /// asked for the whole file's hash instead.
 async fn prefix_hash(client: &mut Client, path: &str, len: u64) -> Result<String, ClientError> {
     match client.hash_prefix(path, len).await {
-        Err(ClientError::Remote { code, message })
-            if Code::from_u8(code) == Some(Code::BadRequest)
-                && message.contains("unknown command") =>
-        {
-            client.hash(path).await
-        }
+        Err(e) if is_unknown_command(&e) => client.hash(path).await,
         other => other,
     }
 }

@@ -146,6 +146,17 @@ try {
   check((await fromPython.locator('.chat-text').getAttribute('title')) === 'from 127.0.0.1', 'the address stays in the tooltip');
   check((await page.locator('#chat-log img').count()) === 0, 'no element was made from the message');
   check((await page.evaluate(() => window.__pwned)) === undefined, 'no script from the message ran');
+  // From another address of this host (as its LAN address is, when the node listens on every
+  // interface and the node list knows it by loopback): still the node's name. A reload
+  // rebuilds the log from the node's history, names included.
+  const aside = 'from another address of this host';
+  execFileSync('python3', [path.join(PY_DIR, 'group_chat_send.py'), GROUP, CHAT_PORT, '127.0.0.1', aside, '127.0.0.2']);
+  await page.locator('#chat-log li', { hasText: NODE + ' :> ' + aside }).waitFor({ timeout: 5000 });
+  check(true, 'a message from another address of this host is named after the node');
+  await page.reload();
+  await page.locator('#chat-log li', { hasText: NODE + ' :> ' + aside }).waitFor({ timeout: 5000 });
+  await page.locator('#chat-log li', { hasText: NODE + ' :> ' + hostile }).waitFor({ timeout: 5000 });
+  check((await page.locator('#chat-log li', { hasText: '127.0.0.' }).count()) === 0, 'after a reload the history names every sender, no address shown');
 
   // 6. A message typed on the page reaches a Python receiver (and shows in the page).
   receiver = pythonReceiver();

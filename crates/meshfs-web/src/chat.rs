@@ -73,12 +73,16 @@ pub struct NamedMessage<'a> {
 impl<'a> NamedMessage<'a> {
     pub fn new(message: &'a ChatMessage, nodes: &NodeDirectory) -> NamedMessage<'a> {
         let from: Option<IpAddr> = message.from.parse().ok();
+        let here = HostAddrs::now();
         let names: Vec<String> = nodes
             .snapshot()
             .into_iter()
             .filter(|n| {
                 let ip = n.addr.parse::<std::net::SocketAddr>().ok().map(|a| a.ip());
-                ip.is_some() && ip == from
+                match (ip, from) {
+                    (Some(ip), Some(from)) => ip == from || (here.has(ip) && here.has(from)),
+                    _ => false,
+                }
             })
             .map(|n| n.name)
             .collect();
@@ -86,6 +90,42 @@ impl<'a> NamedMessage<'a> {
             message,
             name: (!names.is_empty()).then(|| names.join(" / ")),
         }
+    }
+}
+
+/// The addresses of this host. A message this node (or anything on its host) sends to the
+/// group comes back from the host's LAN address, while the node list knows the node by the
+/// address it serves on (`127.0.0.1` when it listens on every interface): both are this host.
+struct HostAddrs(Arc<Vec<IpAddr>>);
+
+impl HostAddrs {
+    /// How long the interfaces' addresses are trusted (a page's history names up to
+    /// [`HISTORY`] messages at once; a DHCP lease changes rarely).
+    const TTL: std::time::Duration = std::time::Duration::from_secs(10);
+
+    fn now() -> HostAddrs {
+        static CACHE: Mutex<Option<(std::time::Instant, Arc<Vec<IpAddr>>)>> = Mutex::new(None);
+        let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, addrs)) = &*cache
+            && at.elapsed() < Self::TTL
+        {
+            return HostAddrs(addrs.clone());
+        }
+        let addrs: Arc<Vec<IpAddr>> = Arc::new(match if_addrs::get_if_addrs() {
+            Ok(interfaces) => interfaces.iter().map(if_addrs::Interface::ip).collect(),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot list this host's addresses");
+                Vec::new()
+            }
+        });
+        *cache = Some((std::time::Instant::now(), addrs.clone()));
+        HostAddrs(addrs)
+    }
+
+    /// Whether `ip` is this host: loopback, unspecified (a node listening everywhere), or an
+    /// interface's address.
+    fn has(&self, ip: IpAddr) -> bool {
+        ip.is_loopback() || ip.is_unspecified() || self.0.contains(&ip)
     }
 }
 
@@ -296,6 +336,36 @@ mod tests {
         assert_eq!(next.id, history.last().unwrap().id + 1);
         assert_eq!(next.from, "10.1.2.3");
         assert!(rx.try_recv().is_err());
+    }
+
+    /// A message is named after the node at its address; one from any address of this host
+    /// (its LAN address, when this node listens on every interface and is listed by its
+    /// loopback address) after this host's nodes; one from elsewhere not at all.
+    #[test]
+    fn messages_are_named_after_the_sending_host() {
+        let nodes = NodeDirectory::new("me", "127.0.0.1:4044");
+        nodes.add("10.9.8.7:4044");
+        nodes.learn_name("10.9.8.7:4044", "cam2", "0.1.0");
+        let name = |from: &str| {
+            let m = ChatMessage {
+                id: 0,
+                from: from.into(),
+                time_ms: 0,
+                lines: Vec::new(),
+            };
+            NamedMessage::new(&m, &nodes).name
+        };
+        assert_eq!(name("127.0.0.1").as_deref(), Some("me"));
+        assert_eq!(name("127.0.0.2").as_deref(), Some("me"));
+        assert_eq!(name("10.9.8.7").as_deref(), Some("cam2"));
+        assert_eq!(name("10.9.8.6"), None);
+        assert_eq!(name("not an address"), None);
+        for interface in if_addrs::get_if_addrs().unwrap() {
+            let ip = interface.ip().to_string();
+            if ip != "10.9.8.7" {
+                assert_eq!(name(&ip).as_deref(), Some("me"), "from {ip}");
+            }
+        }
     }
 
     #[test]

@@ -156,21 +156,31 @@ fn subscribe_reasons(port: u16) -> std::sync::mpsc::Receiver<String> {
     common::lines_of(s)
 }
 
-/// `clip.mp4` and its one conflict copy in `dir`: (content, copy's name, copy's content).
-fn versions(dir: &Path) -> Option<(Vec<u8>, String, Vec<u8>)> {
+/// `STEM.mp4` and its one conflict copy in `dir`: (content, copy's name, copy's content).
+fn versions(dir: &Path, stem: &str) -> Option<(Vec<u8>, String, Vec<u8>)> {
+    let prefix = format!("{stem}.sync-conflict-");
     let copies: Vec<String> = fs::read_dir(dir)
         .ok()?
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.starts_with("clip.sync-conflict-"))
+        .filter(|n| n.starts_with(&prefix))
         .collect();
     let [copy] = copies.as_slice() else {
         return None;
     };
     Some((
-        fs::read(dir.join("clip.mp4")).ok()?,
+        fs::read(dir.join(format!("{stem}.mp4"))).ok()?,
         copy.clone(),
         fs::read(dir.join(copy)).ok()?,
     ))
+}
+
+/// Whether both `dirs` hold `STEM.mp4` and one conflict copy, alike, the two being `a` and
+/// `b` in either order.
+fn both_kept(dirs: &[PathBuf], stem: &str, a: &[u8], b: &[u8]) -> bool {
+    match (versions(&dirs[0], stem), versions(&dirs[1], stem)) {
+        (Some(v1), Some(v2)) => v1 == v2 && ((v1.0 == a && v1.2 == b) || (v1.0 == b && v1.2 == a)),
+        _ => false,
+    }
 }
 
 #[test]
@@ -195,16 +205,11 @@ fn two_writers_of_one_path_keep_both_versions() {
     wait_until(
         "both versions on both workers",
         Duration::from_secs(10),
-        || match (versions(&dirs[0]), versions(&dirs[1])) {
-            (Some(v1), Some(v2)) => {
-                v1 == v2 && ((v1.0 == newer && v1.2 == older) || (v1.0 == older && v1.2 == newer))
-            }
-            _ => false,
-        },
+        || both_kept(&dirs, "clip", &older, &newer),
     );
-    // One keeps the name (the newer; at equal times, the greater hash), the other becomes
+    // One keeps the name (the newer to the second; in one second, the greater hash), the other becomes
     // `NAME.sync-conflict-DATE-TIME-HASH7.ext`.
-    let (_, copy, kept) = versions(&dirs[0]).unwrap();
+    let (_, copy, kept) = versions(&dirs[0], "clip").unwrap();
     let hash = blake3::hash(&kept).to_hex();
     let rest = copy
         .strip_prefix("clip.sync-conflict-")

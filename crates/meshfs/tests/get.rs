@@ -214,6 +214,51 @@ fn a_byte_flipped_in_the_middle_of_the_part_never_reaches_the_file() {
     assert!(std::fs::read(dir.path().join("f.bin")).unwrap() == data);
 }
 
+/// Breaks if: a single-source download checks only the whole file at the end (the bad block
+/// is found after every byte came, or the `.part` is removed), keeps unverified bytes past the
+/// bad block in the `.part`, or does not name the block.
+#[test]
+fn a_node_sending_one_wrong_byte_is_caught_at_that_block_keeping_the_verified_ones() {
+    const MIB: u64 = 1 << 20;
+    let (dir, share) = share();
+    let data = pattern(48 << 20, 26);
+    std::fs::write(share.join("f.bin"), &data).unwrap();
+    let (_node, addr) = node(&share, &[]);
+    let (relay, liar) = common::relay::lying_relay(&addr);
+    // In clear (the relay cannot see inside TLS); paced, so the whole file takes about two
+    // seconds and stopping early shows.
+    let out = meshfs(
+        &[
+            "--plaintext",
+            "get",
+            &format!("meshfs://{liar}/f.bin"),
+            "--limit-rate",
+            "24M",
+        ],
+        dir.path(),
+    );
+    let text = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "{text}");
+    let changed = common::relay::number_after(&relay, "changed ");
+    let k = changed / MIB;
+    let (start, end) = (k * MIB, ((k + 1) * MIB).min(data.len() as u64) - 1);
+    let named = format!("sent block {k} (bytes {start}-{end}) of f.bin unlike its own BLAKE3");
+    assert!(text.contains(&named), "{named:?} not in\n{text}");
+    let part = std::fs::read(dir.path().join("f.bin.part")).unwrap();
+    assert_eq!(
+        part.len() as u64,
+        start,
+        "only the blocks before the bad one are kept"
+    );
+    assert!(part[..] == data[..part.len()]);
+    assert!(!dir.path().join("f.bin").exists());
+    let passed = common::relay::number_after(&relay, "read ");
+    assert!(
+        passed < data.len() as u64 / 2,
+        "the download went on after the bad block: {passed} bytes read"
+    );
+}
+
 /// Breaks if: a remote rewritten in place with its size and mtime kept is resumed into a
 /// mix of the old and new bytes.
 #[test]

@@ -9,11 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::group::{Group, python_script};
+use common::group::Group;
+use common::relay::{lying_relay, number_after, relay_with};
 use common::web::web_node;
-use common::{
-    bin, lines_of, named_node, pattern, run as meshfs, spawn_piped, until_line, wait_until,
-};
+use common::{bin, lines_of, named_node, pattern, run as meshfs, until_line, wait_until};
 
 const MIB: usize = 1 << 20;
 
@@ -110,14 +109,7 @@ fn a_source_with_one_byte_changed_is_dropped_at_that_block() {
     let data = pattern(24 * MIB, 31);
     let (dir, shares) = shares(3, &data);
     let nodes = nodes(&shares);
-    let relay = spawn_piped(
-        Command::new("python3")
-            .arg(python_script("lying_relay.py"))
-            .arg(&nodes[2].1)
-            .stderr(Stdio::inherit()),
-    );
-    let port = relay.next_line(Duration::from_secs(10));
-    let liar = format!("127.0.0.1:{}", port.strip_prefix("listening ").unwrap());
+    let (relay, liar) = lying_relay(&nodes[2].1);
     // In clear (the relay cannot see inside TLS), paced so that every source takes part.
     let out = meshfs(
         &[
@@ -135,12 +127,7 @@ fn a_source_with_one_byte_changed_is_dropped_at_that_block() {
     );
     let all = text(&out);
     assert!(out.status.success(), "{all}");
-    let changed: u64 = relay
-        .next_line(Duration::from_secs(5))
-        .strip_prefix("changed ")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let changed = number_after(&relay, "changed ");
     let k = changed / MIB as u64;
     let (start, end) = (
         k * MIB as u64,
@@ -399,21 +386,6 @@ fn when_every_source_is_gone_the_download_fails_and_keeps_its_blocks() {
     assert!(here(&dir).join("f.bin.part").exists());
 }
 
-/// A relay in front of `node` (in clear): `args` for `lying_relay.py`. The relay process and
-/// its address.
-fn relay(node: &str, args: &[&str]) -> (common::Proc, String) {
-    let relay = spawn_piped(
-        Command::new("python3")
-            .arg(python_script("lying_relay.py"))
-            .arg(node)
-            .args(args)
-            .stderr(Stdio::inherit()),
-    );
-    let port = relay.next_line(Duration::from_secs(10));
-    let addr = format!("127.0.0.1:{}", port.strip_prefix("listening ").unwrap());
-    (relay, addr)
-}
-
 /// Breaks if: the wait for the first source's `blocks` is the plain `--timeout` (a node still
 /// reading a big file answers after it: the download fails), or extra sources are asked for a
 /// hash before they are used (each would read the whole file first; here each is held past
@@ -425,8 +397,8 @@ fn a_node_slow_to_hash_is_waited_for_and_other_sources_are_not_asked_to_hash() {
     let nodes = nodes(&shares);
     // Each relay holds hash replies 4 s: longer than --timeout, shorter than the wait for
     // 32 MiB (2 s + 8 s).
-    let (first, first_addr) = relay(&nodes[0].1, &["--honest", "--slow-hash", "4"]);
-    let (other, other_addr) = relay(&nodes[1].1, &["--honest", "--slow-hash", "4"]);
+    let (first, first_addr) = relay_with(&nodes[0].1, &["--honest", "--slow-hash", "4"]);
+    let (other, other_addr) = relay_with(&nodes[1].1, &["--honest", "--slow-hash", "4"]);
     let out = meshfs(
         &[
             "--plaintext",

@@ -12,7 +12,7 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use common::{node, until_line};
+use common::{no_line_for, node, spawn, until_line};
 
 const DAY: Duration = Duration::from_secs(86_400);
 const WAIT: Duration = Duration::from_secs(15);
@@ -117,6 +117,75 @@ fn dry_run_then_retention_deletes_expired_files_and_says_why() {
         }
     }
     drop(proc);
+}
+
+/// The retention flags set in the configuration file act as on the command line: `retain`,
+/// `max-size`, `keep-free`, `protect` and `dry-run` from `meshfs.toml` decide, in a dry run,
+/// which files would go and under which rule.
+#[test]
+fn retention_rules_come_from_the_configuration_file() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("share");
+    let clip = [6u8; 8192];
+    write_aged(&dir.join("keep/b.mp4"), &clip, 50 * DAY);
+    write_aged(&dir.join("a.mp4"), &clip, 40 * DAY);
+    write_aged(&dir.join("c.mp4"), &clip, 2 * DAY);
+    write_aged(&dir.join("d.mp4"), &clip, DAY);
+    // Retention counts what files take on the disk.
+    let one = fs::metadata(dir.join("a.mp4")).unwrap().blocks() * 512;
+    let run = |rules: &str, expected: &[&str], kept: &str| {
+        let file = tmp.path().join("meshfs.toml");
+        fs::write(
+            &file,
+            format!(
+                "dir = {:?}\nname = \"cfg\"\nlisten = \"127.0.0.1:0\"\nno-web = true\n\
+                 no-discovery = true\nprotect = [\"keep/**\"]\ndry-run = true\n{rules}",
+                dir.display().to_string()
+            ),
+        )
+        .unwrap();
+        let (proc, first) = spawn(&["node", "--config", file.to_str().unwrap()]);
+        assert!(first.starts_with("meshfs node cfg serving "), "{first}");
+        for want in expected {
+            let seen = until_line(&proc.lines, WAIT, |l| {
+                l.starts_with("retention would delete")
+            });
+            let said = seen.last().unwrap();
+            assert!(
+                said.starts_with(want),
+                "{rules}: {said:?}, expected {want:?}"
+            );
+        }
+        // Files are judged oldest first: once the last expected one is said, the one after
+        // it would follow at once.
+        no_line_for(
+            &proc.lines,
+            Duration::from_secs(1),
+            &format!("retention would delete {kept}"),
+        );
+    };
+    // Oldest first: b is protected; a is past `retain`; then the share holds 3 files, more
+    // than `max-size` (2½), so c goes; 2 files then fit, and d stays.
+    run(
+        &format!("retain = \"30d\"\nmax-size = \"{}\"\n", one * 5 / 2),
+        &[
+            "retention would delete a.mp4 (retain, ",
+            "retention would delete c.mp4 (max-size, ",
+        ],
+        "d.mp4",
+    );
+    // A `keep-free` the disk never meets: everything but the protected file would go.
+    run(
+        "keep-free = \"100%\"\n",
+        &[
+            "retention would delete a.mp4 (keep-free, ",
+            "retention would delete c.mp4 (keep-free, ",
+            "retention would delete d.mp4 (keep-free, ",
+        ],
+        "keep/b.mp4",
+    );
+    assert!(dir.join("a.mp4").exists(), "a dry run deletes nothing");
 }
 
 #[test]

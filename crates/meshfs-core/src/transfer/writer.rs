@@ -1,48 +1,155 @@
 //! The thread that writes a download's chunks to its `.part` and hashes them, off the async
 //! runtime, so that network, disk and hashing overlap.
+//!
+//! A copy of known length is hashed block by block ([`crate::blocks`]): each 1 MiB block's
+//! chaining value is compared with the node's list as soon as both are here, so a node (or a
+//! relay) that sends a wrong byte is caught at that block and the writer stops there, instead
+//! of after the whole file. The list of what was written is also the file's BLAKE3 (its
+//! entries merged), so the end of the download hashes nothing again.
 
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use crate::blocks::{BlockHasher, BlockHashes};
 
 use super::{TransferError, local};
+
+/// How the writer checks the bytes it writes.
+pub(super) enum Check {
+    /// Not at all (`--no-verify`).
+    Off,
+    /// The BLAKE3 of the whole file, compared at the end: a followed file, whose length is
+    /// known only then, or one too large for a block list.
+    Whole,
+    /// Block by block over the first `size` bytes (the snapshot), each compared with the
+    /// node's list once it is `expected` (set by whoever fetches it, at any time).
+    Blocks {
+        size: u64,
+        expected: Arc<OnceLock<BlockHashes>>,
+    },
+}
+
+/// What the writer computed over the whole `.part` (the bytes kept from an earlier run
+/// included).
+pub(super) enum Digest {
+    Off,
+    Whole(blake3::Hash),
+    /// The block list of what was written.
+    Blocks(BlockHashes),
+    /// Fewer bytes than the snapshot came to be hashed by block (the download failed: its
+    /// own error says why).
+    Incomplete,
+    /// Block `k` differs from the node's list: the writer stopped there, and the `.part` holds
+    /// bytes of that block and maybe later ones that must not be kept.
+    Mismatch(u64),
+}
+
+/// The thread's running hash.
+enum Hashing {
+    Off,
+    Whole(Box<blake3::Hasher>),
+    Blocks {
+        hasher: Box<BlockHasher>,
+        expected: Arc<OnceLock<BlockHashes>>,
+        /// Blocks already compared with the list (all equal).
+        checked: u64,
+    },
+}
+
+impl Hashing {
+    fn new(check: Check) -> Result<Hashing, crate::blocks::BlockError> {
+        Ok(match check {
+            Check::Off => Hashing::Off,
+            Check::Whole => Hashing::Whole(Box::default()),
+            Check::Blocks { size, expected } => Hashing::Blocks {
+                hasher: Box::new(BlockHasher::new(size)?),
+                expected,
+                checked: 0,
+            },
+        })
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        match self {
+            Hashing::Off => {}
+            Hashing::Whole(h) => {
+                h.update(data);
+            }
+            Hashing::Blocks { hasher, .. } => hasher.update(data),
+        }
+    }
+
+    /// Compare the blocks finished since the last call with the node's list, if it is here
+    /// yet: the first that differs.
+    fn mismatch(&mut self) -> Option<u64> {
+        let Hashing::Blocks {
+            hasher,
+            expected,
+            checked,
+        } = self
+        else {
+            return None;
+        };
+        let list = expected.get()?;
+        let done = hasher.finished();
+        let bad = list.first_difference(done, *checked);
+        *checked = (done.len() / crate::blocks::ENTRY_LEN) as u64;
+        bad
+    }
+
+    fn finish(self) -> Digest {
+        match self {
+            Hashing::Off => Digest::Off,
+            Hashing::Whole(h) => Digest::Whole(h.finalize()),
+            Hashing::Blocks { hasher, .. } => {
+                hasher.finish().map_or(Digest::Incomplete, Digest::Blocks)
+            }
+        }
+    }
+}
 
 /// The thread that writes chunks to `.part` and hashes them, off the async runtime.
 pub(super) struct Writer {
     tx: tokio::sync::mpsc::Sender<Vec<u8>>,
     /// Buffers the thread is done with, for reuse.
     spare: std::sync::Mutex<std::sync::mpsc::Receiver<Vec<u8>>>,
-    /// The hash (if verifying) and the final size.
-    handle: std::thread::JoinHandle<io::Result<(Option<blake3::Hash>, u64)>>,
+    /// What was computed, and the final size.
+    handle: std::thread::JoinHandle<io::Result<(Digest, u64)>>,
     part: PathBuf,
 }
 
 impl Writer {
+    /// Write after the first `offset` bytes of `file` (kept from an earlier run: they are
+    /// hashed from disk first, and checked like the rest).
     pub(super) fn spawn(
         mut file: File,
         part: &Path,
         offset: u64,
-        verify: bool,
+        check: Check,
         sync: bool,
         window: usize,
     ) -> Result<Writer, TransferError> {
         // Drop any bytes past the verified prefix, then append from there.
         file.set_len(offset).map_err(local(part))?;
         file.seek(SeekFrom::Start(offset)).map_err(local(part))?;
+        let mut hashing = Hashing::new(check)
+            .map_err(io::Error::other)
+            .map_err(local(part))?;
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(window.max(1));
         let (spare_tx, spare_rx) = std::sync::mpsc::channel();
         let handle = std::thread::Builder::new()
             .name("meshfs-writer".into())
             .spawn(move || {
-                let mut hasher = verify.then(blake3::Hasher::new);
-                if let Some(h) = hasher.as_mut() {
-                    hash_prefix(&file, offset, h)?;
-                }
+                read_prefix(&file, offset, |piece| hashing.update(piece))?;
                 while let Some(buf) = rx.blocking_recv() {
                     file.write_all(&buf)?;
-                    if let Some(h) = hasher.as_mut() {
-                        h.update(&buf);
+                    hashing.update(&buf);
+                    if let Some(k) = hashing.mismatch() {
+                        // Stop taking chunks: the download ends with this block's error.
+                        return Ok((Digest::Mismatch(k), file.metadata()?.len()));
                     }
                     let _ = spare_tx.send(buf);
                 }
@@ -50,7 +157,7 @@ impl Writer {
                     file.sync_data()?;
                 }
                 let size = file.metadata()?.len();
-                Ok((hasher.map(|h| h.finalize()), size))
+                Ok((hashing.finish(), size))
             })
             .map_err(local(part))?;
         Ok(Writer {
@@ -71,7 +178,7 @@ impl Writer {
 
     pub(super) async fn write(&self, buf: Vec<u8>) -> Result<(), TransferError> {
         if self.tx.send(buf).await.is_err() {
-            // The thread stopped early: its error is reported by `finish`.
+            // The thread stopped early: its error (or the bad block) is reported by `finish`.
             return Err(TransferError::Local {
                 path: self.part.clone(),
                 source: io::Error::other("writer stopped"),
@@ -80,9 +187,8 @@ impl Writer {
         Ok(())
     }
 
-    /// Wait for every chunk to be written; the hash of the whole file if verifying, and its
-    /// size.
-    pub(super) fn finish(self) -> Result<(Option<blake3::Hash>, u64), TransferError> {
+    /// Wait for every chunk to be written; what was computed over the file, and its size.
+    pub(super) fn finish(self) -> Result<(Digest, u64), TransferError> {
         drop(self.tx);
         let part = self.part;
         match self.handle.join() {
@@ -95,9 +201,19 @@ impl Writer {
     }
 }
 
-/// Hash the first `len` bytes of `file` (the part kept from an earlier run). Positional reads,
-/// so the file's append position is left alone.
+/// Hash the first `len` bytes of `file` (the part kept from an earlier run).
 pub(super) fn hash_prefix(file: &File, len: u64, hasher: &mut blake3::Hasher) -> io::Result<()> {
+    read_prefix(file, len, |piece| {
+        hasher.update(piece);
+    })
+}
+
+/// Hand the first `len` bytes of `file` to `each`, in order, 1 MiB at a time. Positional
+/// reads, so the file's append position is left alone.
+fn read_prefix(file: &File, len: u64, mut each: impl FnMut(&[u8])) -> io::Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
     let mut buf = vec![0u8; 1 << 20];
     let mut pos = 0;
     while pos < len {
@@ -109,7 +225,7 @@ pub(super) fn hash_prefix(file: &File, len: u64, hasher: &mut blake3::Hasher) ->
                 "partial file shrank",
             ));
         }
-        hasher.update(&buf[..n]);
+        each(&buf[..n]);
         pos += n as u64;
     }
     Ok(())

@@ -36,8 +36,8 @@ pub struct Args {
     pub url: super::target::Target,
     /// Where to write it (default: the file's name, in the current folder; a folder: inside it).
     pub dest: Option<PathBuf>,
-    /// Skip the final BLAKE3 comparison with the node's `hash` (the blocks of a multi-source
-    /// download are still checked as they arrive).
+    /// Do not check the copy against the node's BLAKE3 (a download from one node then hashes
+    /// nothing; the blocks of a multi-source download are still checked as they arrive).
     #[arg(long)]
     pub no_verify: bool,
     /// fsync the file before the final rename.

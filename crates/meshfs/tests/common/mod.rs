@@ -4,15 +4,17 @@
 //! Each test file is its own crate that includes this module (`mod common;`), so a helper
 //! lives here once two files need it. [`group`] gives a test a LAN group of its own (tests
 //! run at once must not discover each other's nodes); [`ports`] finds the free ports that a
-//! group or a cluster must name in advance.
+//! group or a cluster must name in advance; [`relay`] puts a lying source in front of a node.
 #![allow(dead_code)]
 
 pub mod directory;
 pub mod group;
 pub mod mount;
 pub mod ports;
+pub mod relay;
 pub mod tmpfs;
 pub mod web;
+pub mod webm;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

@@ -215,3 +215,54 @@ pub fn run_browser_script(
         "browser test {script} failed ({status}); see its output above"
     );
 }
+
+/// A TCP relay in front of a web UI that counts the bytes the node sends through it: what a
+/// browser really received, which a response's announced length (`Range: bytes=0-` of a
+/// whole video) does not tell.
+pub struct ByteRelay {
+    /// `host:port` to point the browser at.
+    pub addr: String,
+    sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl ByteRelay {
+    pub fn new(node: &str) -> ByteRelay {
+        use std::net::{TcpListener, TcpStream};
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (node, counted) = (node.to_owned(), sent.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(upstream) = TcpStream::connect(&node) else {
+                    continue;
+                };
+                let (mut to_node, mut from_client) =
+                    (upstream.try_clone().unwrap(), client.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from_client, &mut to_node);
+                    let _ = to_node.shutdown(std::net::Shutdown::Write);
+                });
+                let (mut from_node, mut to_client, counted) = (upstream, client, counted.clone());
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 64 << 10];
+                    while let Ok(n @ 1..) = from_node.read(&mut buf) {
+                        if to_client.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        counted.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                    let _ = to_client.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        ByteRelay { addr, sent }
+    }
+
+    /// Bytes the node sent to browsers through this relay so far.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}

@@ -11,8 +11,13 @@ clear), except:
 - `--slow-hash SECONDS` holds every reply to `hash`, `hash-prefix` and `blocks` that long, as
   a node reading a big file from a slow card would, and prints `asked COMMAND` for each.
 
+The same goes for the data of `read` replies (a single-source download: `open`, `seek`,
+then `read`s), whose offsets the relay follows per connection (there the first reply's data is
+changed); when such a connection ends it prints how many `read` bytes it passed.
+
 Usage: lying_relay.py HOST:PORT [--honest] [--slow-hash SECONDS]
-Prints `listening PORT` once ready, then `changed OFFSET` when the byte is chosen.
+Prints `listening PORT` once ready, then `changed OFFSET` when the byte is chosen, and
+`read BYTES` as each connection that passed `read` replies ends.
 """
 
 import argparse
@@ -40,6 +45,8 @@ def relay(client):
     upstream = socket.create_connection((HOST, int(PORT)))
     requests = client.makefile("rb")
     replies = upstream.makefile("rb")
+    # Where the next `read` starts, and the `read` bytes passed.
+    position, read_bytes = 0, 0
     try:
         while True:
             request = requests.readline()
@@ -55,14 +62,23 @@ def relay(client):
             if not status:
                 return
             out = bytearray(status)
+            if command == b"open" and status.startswith(b"0"):
+                position = 0
+            elif command == b"seek" and status.startswith(b"0"):
+                position = int(words[1])
             if command in DATA_REPLIES and status.startswith(b"0 "):
                 n = int(status.split()[1])
                 data = bytearray(replies.read(n))
-                if command == b"pread" and n > 0 and not ARGS.honest:
-                    offset = int(words[1])
+                if command in (b"pread", b"read") and n > 0:
+                    if command == b"pread":
+                        offset = int(words[1])
+                    else:
+                        offset, position = position, position + n
+                        read_bytes += n
                     with lock:
-                        preads[0] += 1
-                        if changed[0] is None and preads[0] > UNCHANGED_PREADS:
+                        preads[0] += command == b"pread"
+                        due = command == b"read" or preads[0] > UNCHANGED_PREADS
+                        if changed[0] is None and due and not ARGS.honest:
                             changed[0] = offset + n // 2
                             print(f"changed {changed[0]}", flush=True)
                         target = changed[0]
@@ -81,6 +97,8 @@ def relay(client):
     except OSError:
         return
     finally:
+        if read_bytes:
+            print(f"read {read_bytes}", flush=True)
         client.close()
         upstream.close()
 
