@@ -2,6 +2,7 @@
 print tables of medians and ratios. Loopback only; everything started is stopped at exit."""
 
 import atexit
+import collections
 import os
 import signal
 import socket
@@ -9,6 +10,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -60,9 +62,24 @@ def wait_port(port, timeout=20, host="127.0.0.1"):
     sys.exit(f"nothing listens on port {port}")
 
 
-def meshfs_node(share, *extra, name="bench"):
-    """Start `meshfs node` on a free loopback port; returns (process, 'host:port')."""
-    p = start([NODE_BIN, "node", share, "--listen", "127.0.0.1:0", "--name", name, "--no-web", "--no-discovery", *extra],
+def pinned(args, cpu):
+    """`args` run on core `cpu` (`taskset -c`; children inherit it), or anywhere when None."""
+    return list(args) if cpu is None else ["taskset", "-c", str(cpu), *args]
+
+
+def busy_seconds():
+    """Busy CPU time of the whole machine so far (every core; all but idle and iowait), from
+    /proc/stat: on loopback the receive work lands on whichever process or `ksoftirqd` runs,
+    so per-process figures mislead and only the machine's total is comparable."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def meshfs_node(share, *extra, name="bench", cpu=None):
+    """Start `meshfs node` on a free loopback port (on core `cpu`, if given); returns
+    (process, 'host:port')."""
+    p = start(pinned([NODE_BIN, "node", share, "--listen", "127.0.0.1:0", "--name", name, "--no-web", "--no-discovery", *extra], cpu),
               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = p.stdout.readline()
     if not line.startswith("meshfs node "):
@@ -105,9 +122,10 @@ def table(title, rows, unit, higher_is_better=True, reference="meshfs"):
     sys.stdout.flush()
 
 
-def private_sshd(w):
-    """An OpenSSH server of our own on a free loopback port, root login by a fresh key, with
-    SFTP (scp and sshfs need it). Returns (port, key file, ssh client options)."""
+def private_sshd(w, cpu=None):
+    """An OpenSSH server of our own on a free loopback port (on core `cpu`, if given), root
+    login by a fresh key, with SFTP (scp and sshfs need it). Returns (port, key file, ssh client
+    options)."""
     port = free_port()
     os.makedirs("/run/sshd", exist_ok=True)
     key = os.path.join(w, "id")
@@ -118,15 +136,15 @@ def private_sshd(w):
         f.write(f"Port {port}\nListenAddress 127.0.0.1\nHostKey {key}_host\nAuthorizedKeysFile {key}.pub\n"
                 "PermitRootLogin yes\nPasswordAuthentication no\nUsePAM no\nStrictModes no\n"
                 "Subsystem sftp /usr/lib/openssh/sftp-server\n")
-    start(["/usr/sbin/sshd", "-D", "-e", "-f", cfg], stderr=subprocess.DEVNULL)
+    start(pinned(["/usr/sbin/sshd", "-D", "-e", "-f", cfg], cpu), stderr=subprocess.DEVNULL)
     wait_port(port)
     opts = ["-i", key, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]
     return port, key, opts
 
 
-def nginx(w, root, http_extra="sendfile on;", host="127.0.0.1"):
+def nginx(w, root, http_extra="sendfile on;", host="127.0.0.1", cpu=None):
     """nginx (one worker, no access log) serving `root` on a free port of `host` (a loopback
-    address); returns the port once it listens."""
+    address), on core `cpu` if given; returns the port once it listens."""
     port = free_port()
     conf = os.path.join(w, "nginx.conf")
     with open(conf, "w") as f:
@@ -137,7 +155,7 @@ http {{ access_log off; {http_extra}
   uwsgi_temp_path {w}/nu; scgi_temp_path {w}/ns;
   server {{ listen {host}:{port}; root {root}; }} }}
 """)
-    start(["nginx", "-c", conf], stderr=subprocess.DEVNULL)
+    start(pinned(["nginx", "-c", conf], cpu), stderr=subprocess.DEVNULL)
     wait_port(port, host=host)
     return port
 
@@ -157,27 +175,30 @@ def wait_path(path, timeout=20):
         time.sleep(0.05)
 
 
-def meshfs_mount(mnt, addr, *extra):
-    """`meshfs mount MNT --node ADDR` (no discovery), returned once its readiness line is out."""
+def meshfs_mount(mnt, addr, *extra, cpu=None):
+    """`meshfs mount MNT --node ADDR` (no discovery, on core `cpu` if given), returned once its
+    readiness line is out."""
     os.makedirs(mnt, exist_ok=True)
-    p = start([BIN, *extra, "mount", mnt, "--node", addr, "--no-discovery"], stdout=subprocess.PIPE,
+    p = start(pinned([BIN, *extra, "mount", mnt, "--node", addr, "--no-discovery"], cpu), stdout=subprocess.PIPE,
               stderr=subprocess.DEVNULL, text=True)
     if " ready:" not in p.stdout.readline():
         sys.exit("meshfs mount did not start")
     return p
 
 
-def sshfs_mount(mnt, src, port, key):
+def sshfs_mount(mnt, src, port, key, cpu=None):
+    """sshfs (and its ssh) on core `cpu` if given; it daemonizes once mounted."""
     os.makedirs(mnt, exist_ok=True)
-    subprocess.run(["sshfs", f"root@127.0.0.1:{src}", mnt, "-p", str(port), "-o",
-                    f"IdentityFile={key},StrictHostKeyChecking=no,UserKnownHostsFile=/dev/null"], check=True)
+    subprocess.run(pinned(["sshfs", f"root@127.0.0.1:{src}", mnt, "-p", str(port), "-o",
+                           f"IdentityFile={key},StrictHostKeyChecking=no,UserKnownHostsFile=/dev/null"], cpu),
+                   check=True)
 
 
-def rclone_mount(mnt, url, probe):
-    """rclone mount of an HTTP folder (`:http:`, read-only), once `probe` (a file name in it)
-    shows."""
+def rclone_mount(mnt, url, probe, cpu=None):
+    """rclone mount of an HTTP folder (`:http:`, read-only, on core `cpu` if given), once
+    `probe` (a file name in it) shows."""
     os.makedirs(mnt, exist_ok=True)
-    p = start(["rclone", "mount", ":http:", mnt, "--http-url", url, "--read-only", "--no-modtime"],
+    p = start(pinned(["rclone", "mount", ":http:", mnt, "--http-url", url, "--read-only", "--no-modtime"], cpu),
               stderr=subprocess.DEVNULL)
     wait_path(os.path.join(mnt, probe))
     return p
@@ -190,3 +211,41 @@ def unmount(mnt, proc=None):
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+class Relay:
+    """TCP relay to the node counting request lines (client to node) by their first word, and
+    the bytes the `pread`s asked for. The client must speak in clear (`--plaintext`)."""
+
+    def __init__(self, target):
+        self.counts = collections.Counter()
+        self.pread_bytes = 0
+        self.lock = threading.Lock()
+        host, port = target.rsplit(":", 1)
+        self.target = (host, int(port))
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            c, _ = self.sock.accept()
+            u = socket.create_connection(self.target)
+            threading.Thread(target=self.pipe, args=(u, c), daemon=True).start()
+            threading.Thread(target=self.requests, args=(c, u), daemon=True).start()
+
+    @staticmethod
+    def pipe(src, dst):
+        while data := src.recv(1 << 16):
+            dst.sendall(data)
+        dst.shutdown(socket.SHUT_WR)
+
+    def requests(self, c, u):
+        for line in c.makefile("rb"):
+            words = line.split(b" ", 3)
+            with self.lock:
+                self.counts[words[0].strip().decode(errors="replace")] += 1
+                if words[0] == b"pread" and len(words) > 2 and words[2].isdigit():
+                    self.pread_bytes += int(words[2])
+            u.sendall(line)
+        u.shutdown(socket.SHUT_WR)

@@ -12,7 +12,8 @@ client to CPU 1 (taskset), medians of RUNS runs of one SIZE_MIB file.
 
 Both over TLS 1.3 with AES-128-GCM (meshfs's choice on CPUs with AES instructions; nginx
 told to use it), and in clear (`--plaintext`, nginx over HTTP with sendfile).
-Usage: cpu.py SIZE_MIB RUNS   (B3SUM=/path/to/b3sum when it is not on PATH)"""
+Usage: cpu.py SIZE_MIB RUNS [machine|disk]   (one part only; B3SUM=/path/to/b3sum when it is
+not on PATH)"""
 
 import atexit
 import os
@@ -26,10 +27,13 @@ import time
 from common import BIN, NODE_BIN, free_port, start, wait_port, work_dir
 
 size_mib, runs = int(sys.argv[1]), int(sys.argv[2])
+parts = sys.argv[3:] or ["machine", "disk"]
 size = size_mib << 20
 gib = size / (1 << 30)
 hz = os.sysconf("SC_CLK_TCK")
-b3sum = os.environ.get("B3SUM") or shutil.which("b3sum") or sys.exit("needs b3sum (B3SUM=...)")
+b3sum = os.environ.get("B3SUM") or shutil.which("b3sum")
+if "machine" in parts and not b3sum:
+    sys.exit("needs b3sum (B3SUM=...)")
 if os.cpu_count() < 2:
     sys.exit("needs 2 CPUs to pin server and client apart")
 
@@ -114,9 +118,14 @@ def run(cmd, server, out):
     return t1 - t0, (m1 - m0) / hz, s1 - s0, ru.ru_utime + ru.ru_stime
 
 
-def medians(cmd, server, out):
-    samples = [run(cmd, server, out) for _ in range(runs)]
-    return [statistics.median(s[i] for s in samples) for i in range(4)]
+def paired(meshfs, curl, out):
+    """RUNS runs of each command, alternating (so page-cache writeback and other drift hit both
+    alike); the medians of each's four figures."""
+    ms, cs = [], []
+    for _ in range(runs):
+        ms.append(run(meshfs, [node.pid], out))
+        cs.append(run(curl, nginx_pids(), out))
+    return [[statistics.median(s[i] for s in samples) for i in range(4)] for samples in (ms, cs)]
 
 
 get_cmd = f"{BIN} {{flags}} get --force {url} {{out}}"
@@ -128,33 +137,33 @@ flags = {"TLS": "", "clear": "--plaintext"}
 stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
 print(f"## cpu — {stamp}, {size_mib} MiB, median of {runs}, node/nginx on CPU 0, client on CPU 1")
 print(f"load before: {os.getloadavg()[0]:.2f}; b3sum: {b3sum}")
-print()
-print("### whole machine, CPU s per GiB (files in /dev/shm)")
-print()
-print("| work | transport | meshfs | curl ← nginx | meshfs ÷ curl |")
-print("| --- | --- | ---: | ---: | ---: |")
-shm_out = os.path.join(w, "out.bin")
-for mode in ("TLS", "clear"):
-    m = medians(cat_cmd.format(flags=flags[mode]), [node.pid], None)
-    c = medians(f"{curl[mode]} -o /dev/null", nginx_pids(), None)
-    print(f"| `cat` > /dev/null | {mode} | {m[1] / gib:.2f} | {c[1] / gib:.2f} | {m[1] / c[1]:.2f}× |")
-    m = medians(get_cmd.format(flags=flags[mode], out=shm_out), [node.pid], shm_out)
-    c = medians(f"{curl[mode]} -o {shm_out} && {b3sum} {shm_out}", nginx_pids(), shm_out)
-    print(f"| `get` (BLAKE3 checked) / curl + b3sum | {mode} | {m[1] / gib:.2f} | {c[1] / gib:.2f} | {m[1] / c[1]:.2f}× |")
-    sys.stdout.flush()
-os.unlink(shm_out)
+if "machine" in parts:
+    print()
+    print("### whole machine, CPU s per GiB (files in /dev/shm)")
+    print()
+    print("| work | transport | meshfs | curl ← nginx | meshfs ÷ curl |")
+    print("| --- | --- | ---: | ---: | ---: |")
+    shm_out = os.path.join(w, "out.bin")
+    for mode in ("TLS", "clear"):
+        m, c = paired(cat_cmd.format(flags=flags[mode]), f"{curl[mode]} -o /dev/null", None)
+        print(f"| `cat` > /dev/null | {mode} | {m[1] / gib:.2f} | {c[1] / gib:.2f} | {m[1] / c[1]:.2f}× |")
+        m, c = paired(get_cmd.format(flags=flags[mode], out=shm_out),
+                      f"{curl[mode]} -o {shm_out} && {b3sum} {shm_out}", shm_out)
+        print(f"| `get` (BLAKE3 checked) / curl + b3sum | {mode} | {m[1] / gib:.2f} | {c[1] / gib:.2f} | {m[1] / c[1]:.2f}× |")
+        sys.stdout.flush()
+    os.unlink(shm_out)
 
-print()
-print(f"### one core per side, writing to disk ({disk})")
-print()
-print("| tool | transport | MB/s | server CPU s/GiB | client CPU s/GiB | machine CPU s/GiB | meshfs ÷ curl (MB/s) |")
-print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
-disk_out = os.path.join(disk, "big.bin")
-for mode in ("TLS", "clear"):
-    m = medians(get_cmd.format(flags=flags[mode], out=disk_out), [node.pid], disk_out)
-    c = medians(f"{curl[mode]} -o {disk_out}", nginx_pids(), disk_out)
-    rows = (("`meshfs get` (verified)", m), ("curl ← nginx", c))
-    for name, r in rows:
-        ratio = f"{c[0] / m[0]:.2f}×" if r is m else ""
-        print(f"| {name} | {mode} | {size / r[0] / 1e6:.1f} | {r[2] / gib:.2f} | {r[3] / gib:.2f} | {r[1] / gib:.2f} | {ratio} |")
-    sys.stdout.flush()
+if "disk" in parts:
+    print()
+    print(f"### one core per side, writing to disk ({disk})")
+    print()
+    print("| tool | transport | MB/s | server CPU s/GiB | client CPU s/GiB | machine CPU s/GiB | meshfs ÷ curl (MB/s) |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    disk_out = os.path.join(disk, "big.bin")
+    for mode in ("TLS", "clear"):
+        m, c = paired(get_cmd.format(flags=flags[mode], out=disk_out), f"{curl[mode]} -o {disk_out}", disk_out)
+        rows = (("`meshfs get` (verified)", m), ("curl ← nginx", c))
+        for name, r in rows:
+            ratio = f"{c[0] / m[0]:.2f}×" if r is m else ""
+            print(f"| {name} | {mode} | {size / r[0] / 1e6:.1f} | {r[2] / gib:.2f} | {r[3] / gib:.2f} | {r[1] / gib:.2f} | {ratio} |")
+        sys.stdout.flush()

@@ -2,22 +2,24 @@
 """Small files through the mounts: `cat DIR/* > /dev/null` over COUNT files of 64 KiB (camera
 snapshots; files in /dev/shm on the node), cold (a fresh mount and drop_caches before each run),
 median of RUNS: `meshfs mount` against sshfs (OpenSSH) and rclone mount (`:http:` over nginx).
+The servers (node, sshd, nginx) run on core 0, the mounts and `cat` on core 1 (BENCH_PIN=0:
+anywhere).
 Also counts the requests the meshfs mount sends per file, through a relay between mount and node
 (in clear, `--plaintext`, so the relay can read them; the timed runs use TLS).
 Target (issue 22): >= 4x sshfs. Usage: mount_small.py COUNT RUNS   (root: drop_caches, FUSE)"""
 
-import collections
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 
-from common import (drop_caches, meshfs_mount, meshfs_node, median, nginx, private_sshd, rclone_mount,
-                    sshfs_mount, table, unmount, work_dir)
+from common import (Relay, drop_caches, meshfs_mount, meshfs_node, median, nginx, pinned, private_sshd,
+                    rclone_mount, sshfs_mount, table, unmount, work_dir)
 
 count, runs = int(sys.argv[1]), int(sys.argv[2])
+# BENCH_PIN=0: let the scheduler place everything (as runs before 2026-12-07 did).
+PIN = os.cpu_count() >= 2 and os.environ.get("BENCH_PIN", "1") != "0"
+SERVER_CPU, CLIENT_CPU = (0, 1) if PIN else (None, None)
 w = work_dir()
 share = os.path.join(w, "share")
 snaps = os.path.join(share, "snaps")
@@ -26,16 +28,16 @@ os.chmod(w, 0o755)
 for i in range(count):
     with open(os.path.join(snaps, f"s{i:05}.jpg"), "wb") as f:
         f.write(os.urandom(64 << 10))
-_, addr = meshfs_node(share)
-ssh_port, key, _ = private_sshd(w)
-http_port = nginx(w, share, "sendfile on; autoindex on;")
+_, addr = meshfs_node(share, cpu=SERVER_CPU)
+ssh_port, key, _ = private_sshd(w, cpu=SERVER_CPU)
+http_port = nginx(w, share, "sendfile on; autoindex on;", cpu=SERVER_CPU)
 
 
 def cat_all(folder):
     """Seconds for `cat folder/* > /dev/null`, cold."""
     drop_caches()
     t0 = time.perf_counter()
-    subprocess.run(["sh", "-c", f"cat {folder}/* > /dev/null"], check=True)
+    subprocess.run(pinned(["sh", "-c", f"cat {folder}/* > /dev/null"], CLIENT_CPU), check=True)
     return time.perf_counter() - t0
 
 
@@ -50,42 +52,9 @@ def timed(mount, folder, mnt):
     return median(secs)
 
 
-class Relay:
-    """TCP relay to the node counting request lines (client to node) by their first word."""
-
-    def __init__(self, target):
-        self.counts = collections.Counter()
-        self.lock = threading.Lock()
-        host, port = target.rsplit(":", 1)
-        self.target = (host, int(port))
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
-        threading.Thread(target=self.accept, daemon=True).start()
-
-    def accept(self):
-        while True:
-            c, _ = self.sock.accept()
-            u = socket.create_connection(self.target)
-            threading.Thread(target=self.pipe, args=(u, c), daemon=True).start()
-            threading.Thread(target=self.requests, args=(c, u), daemon=True).start()
-
-    @staticmethod
-    def pipe(src, dst):
-        while data := src.recv(1 << 16):
-            dst.sendall(data)
-        dst.shutdown(socket.SHUT_WR)
-
-    def requests(self, c, u):
-        for line in c.makefile("rb"):
-            with self.lock:
-                self.counts[line.split(b" ", 1)[0].strip().decode(errors="replace")] += 1
-            u.sendall(line)
-        u.shutdown(socket.SHUT_WR)
-
-
-secs_m = timed(lambda m: meshfs_mount(m, addr), "bench/snaps", os.path.join(w, "mnt-meshfs"))
-secs_s = timed(lambda m: sshfs_mount(m, share, ssh_port, key), "snaps", os.path.join(w, "mnt-sshfs"))
-secs_r = timed(lambda m: rclone_mount(m, f"http://127.0.0.1:{http_port}/", "snaps"), "snaps",
+secs_m = timed(lambda m: meshfs_mount(m, addr, cpu=CLIENT_CPU), "bench/snaps", os.path.join(w, "mnt-meshfs"))
+secs_s = timed(lambda m: sshfs_mount(m, share, ssh_port, key, cpu=CLIENT_CPU), "snaps", os.path.join(w, "mnt-sshfs"))
+secs_r = timed(lambda m: rclone_mount(m, f"http://127.0.0.1:{http_port}/", "snaps", cpu=CLIENT_CPU), "snaps",
                os.path.join(w, "mnt-rclone"))
 table(f"{count} files of 64 KiB, cat DIR/* > /dev/null, cold, median of {runs}", [
     ("meshfs", count / secs_m),
@@ -95,7 +64,7 @@ table(f"{count} files of 64 KiB, cat DIR/* > /dev/null, cold, median of {runs}",
 
 relay = Relay(addr)
 mnt = os.path.join(w, "mnt-count")
-proc = meshfs_mount(mnt, relay.addr, "--plaintext")
+proc = meshfs_mount(mnt, relay.addr, "--plaintext", cpu=CLIENT_CPU)
 cat_all(os.path.join(mnt, "bench", "snaps"))
 unmount(mnt, proc)
 per_file = {k: v / count for k, v in sorted(relay.counts.items())}

@@ -1,11 +1,20 @@
 #!/usr/bin/env python3
 """FUSE against sshfs and rclone mount: the same file read through `meshfs mount`, `sshfs`
-(OpenSSH on loopback) and `rclone mount` (`:http:` over nginx), sequential (cold page cache,
-dd bs=1M) and random 4 KiB preads (median latency).
+(OpenSSH on loopback) and `rclone mount` (`:http:` over nginx).
+  - sequential: `dd bs=1M` of the whole file, cold (caches dropped), median of RUNS: MB/s and
+    the whole machine's busy CPU seconds per GiB (/proc/stat);
+  - random: 4 KiB preads at random aligned offsets, median latency, each tool on a fresh
+    mount with caches dropped (so no tool answers from what the sequential pass left cached);
+  - one protocol round trip (`pread` of 4 KiB on a raw socket to the node), for scale;
+  - `meshfs cat` and curl <- nginx of the same file to /dev/null (no mount), for scale;
+  - the requests one random read through the mount asks of the node (a counting relay).
+The servers (node, sshd, nginx) run on core 0, the mounts and the readers on core 1 (BENCH_PIN=0:
+anywhere).
 Targets (issue 22): sequential >= 5x sshfs (quiet machine) and >= 2x rclone mount; random median
-<= 0.5x sshfs and <= 2 protocol round trips.
-Usage: sshfs.py SIZE_MIB SAMPLES   (root: drop_caches, FUSE)"""
+<= 0.5x sshfs and <= 2 protocol round trips; CPU per GiB reported beside `meshfs cat`'s.
+Usage: sshfs.py SIZE_MIB SAMPLES [RUNS]   (RUNS defaults to 5; root: drop_caches, FUSE)"""
 
+import atexit
 import os
 import random
 import socket
@@ -13,11 +22,18 @@ import subprocess
 import sys
 import time
 
-from common import (drop_caches, meshfs_mount, meshfs_node, median, nginx, private_sshd, rclone_mount,
-                    sshfs_mount, table, work_dir)
+from common import (BIN, Relay, busy_seconds, drop_caches, meshfs_mount, meshfs_node, median, nginx, pinned, private_sshd,
+                    rclone_mount, sshfs_mount, table, unmount, work_dir)
 
 size_mib, samples = int(sys.argv[1]), int(sys.argv[2])
+runs = int(sys.argv[3]) if len(sys.argv) > 3 else 5
 size = size_mib << 20
+# Servers on core 0, clients (mounts, dd, this script's preads) on core 1.
+# BENCH_PIN=0: let the scheduler place everything (as runs before 2026-12-07 did).
+PIN = os.cpu_count() >= 2 and os.environ.get("BENCH_PIN", "1") != "0"
+SERVER_CPU, CLIENT_CPU = (0, 1) if PIN else (None, None)
+if CLIENT_CPU is not None:
+    os.sched_setaffinity(0, {CLIENT_CPU})
 w = work_dir()
 share = os.path.join(w, "share")
 os.makedirs(share)
@@ -26,59 +42,73 @@ src = os.path.join(share, "big.bin")
 with open(src, "wb") as f:
     for _ in range(size_mib):
         f.write(os.urandom(1 << 20))
-mounts = []
+mounted = []
 
 
+@atexit.register
 def unmount_all():
-    for m in mounts:
+    for m in mounted:
         subprocess.run(["fusermount3", "-u", "-z", m], stderr=subprocess.DEVNULL)
 
 
-import atexit  # noqa: E402
-
-atexit.register(unmount_all)
-
-# meshfs node + mount
-_, addr = meshfs_node(share)
-mnt_m = os.path.join(w, "mnt-meshfs")
-meshfs_mount(mnt_m, addr)
-mounts.append(mnt_m)
-file_m = os.path.join(mnt_m, "bench", "big.bin")
-
-# sshd + sshfs
-port, key, _ = private_sshd(w)
-mnt_s = os.path.join(w, "mnt-sshfs")
-sshfs_mount(mnt_s, share, port, key)
-mounts.append(mnt_s)
-file_s = os.path.join(mnt_s, "big.bin")
-
-# nginx + rclone mount (its HTTP backend lists folders from nginx's autoindex)
-http_port = nginx(w, share, "sendfile on; autoindex on;")
-mnt_r = os.path.join(w, "mnt-rclone")
-rclone_mount(mnt_r, f"http://127.0.0.1:{http_port}/", "big.bin")
-mounts.append(mnt_r)
-file_r = os.path.join(mnt_r, "big.bin")
+_, addr = meshfs_node(share, cpu=SERVER_CPU)
+ssh_port, key, _ = private_sshd(w, cpu=SERVER_CPU)
+http_port = nginx(w, share, "sendfile on; autoindex on;", cpu=SERVER_CPU)
+# (name, mount(mnt) -> process or None, the file's path under the mount)
+TOOLS = [
+    ("meshfs", lambda m: meshfs_mount(m, addr, cpu=CLIENT_CPU), "bench/big.bin"),
+    ("sshfs", lambda m: sshfs_mount(m, share, ssh_port, key, cpu=CLIENT_CPU), "big.bin"),
+    ("rclone mount (http, nginx)",
+     lambda m: rclone_mount(m, f"http://127.0.0.1:{http_port}/", "big.bin", cpu=CLIENT_CPU), "big.bin"),
+]
 
 
-def sequential(path, runs=3):
-    """Median of `runs` cold-cache reads: one run is at the mercy of the other core."""
-    rates = []
+def fresh_mount(i, phase, run):
+    """Mount tool `i` afresh; returns (file path, unmount())."""
+    _, mount, rel = TOOLS[i]
+    mnt = os.path.join(w, f"mnt-{i}-{phase}")
+    proc = mount(mnt)
+    mounted.append(mnt)
+
+    def done():
+        unmount(mnt, proc)
+        mounted.remove(mnt)
+
+    try:
+        return run(os.path.join(mnt, rel))
+    finally:
+        done()
+
+
+def sequential(path):
+    """Median MB/s and median machine CPU s/GiB of `runs` cold reads of `path` with dd."""
+    return reader(["dd", f"if={path}", "of=/dev/null", "bs=1M"])
+
+
+def reader(cmd):
+    """Median MB/s and median machine CPU s/GiB of `runs` cold runs of `cmd` (reading the file
+    to /dev/null, on the client core): one run is at the mercy of the other core."""
+    rates, cpu = [], []
     for _ in range(runs):
         drop_caches()
-        t0 = time.perf_counter()
-        subprocess.run(["dd", f"if={path}", "of=/dev/null", "bs=1M"], check=True, stderr=subprocess.DEVNULL)
-        rates.append(size / (time.perf_counter() - t0) / 1e6)
-    return median(rates)
+        b0, t0 = busy_seconds(), time.perf_counter()
+        subprocess.run(pinned(cmd, CLIENT_CPU), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        t1, b1 = time.perf_counter(), busy_seconds()
+        rates.append(size / (t1 - t0) / 1e6)
+        cpu.append((b1 - b0) / (size / (1 << 30)))
+    return median(rates), median(cpu)
 
 
 def random_reads(path):
+    """Median µs of `samples` 4 KiB preads, cold: the caller mounted afresh; caches dropped here."""
+    drop_caches()
     fd = os.open(path, os.O_RDONLY)
     rng = random.Random(7)
     lat = []
     for _ in range(samples):
         off = rng.randrange(0, size - 4096) & ~4095
         t0 = time.perf_counter()
-        os.pread(fd, 4096, off)
+        assert len(os.pread(fd, 4096, off)) == 4096
         lat.append((time.perf_counter() - t0) * 1e6)
     os.close(fd)
     return median(lat)
@@ -87,6 +117,7 @@ def random_reads(path):
 def round_trip():
     host, p = addr.rsplit(":", 1)
     s = socket.create_connection((host, int(p)))
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     f = s.makefile("rb")
     rng = random.Random(8)
     lat = []
@@ -97,18 +128,35 @@ def round_trip():
         n = int(f.readline().split()[1])
         f.read(n)
         lat.append((time.perf_counter() - t0) * 1e6)
+    s.close()
     return median(lat)
 
 
-table(f"FUSE sequential read, {size_mib} MiB, cold cache, median of 3", [
-    ("meshfs", sequential(file_m)),
-    ("sshfs", sequential(file_s)),
-    ("rclone mount (http, nginx)", sequential(file_r)),
-], "MB/s")
+seq = [fresh_mount(i, "seq", sequential) for i in range(len(TOOLS))]
+# The same file without a mount, for scale: the client alone, and curl from nginx.
+seq += [reader([BIN, "cat", f"meshfs://{addr}/big.bin"]),
+        reader(["curl", "-s", "-o", "/dev/null", f"http://127.0.0.1:{http_port}/big.bin"])]
+rand = [fresh_mount(i, "rand", random_reads) for i in range(len(TOOLS))]
 rt = round_trip()
-table(f"FUSE random 4 KiB reads, median of {samples} (lower is better)", [
-    ("meshfs", random_reads(file_m)),
-    ("sshfs", random_reads(file_s)),
-    ("rclone mount (http, nginx)", random_reads(file_r)),
-    ("one protocol round trip", rt),
-], "microseconds", higher_is_better=False)
+
+# What one random read through the mount asks of the node: a fresh mount in clear through a
+# counting relay (not timed).
+relay = Relay(addr)
+mnt = os.path.join(w, "mnt-count")
+proc = meshfs_mount(mnt, relay.addr, "--plaintext", cpu=CLIENT_CPU)
+mounted.append(mnt)
+random_reads(os.path.join(mnt, "bench", "big.bin"))
+unmount(mnt, proc)
+mounted.remove(mnt)
+names = [t[0] for t in TOOLS]
+readers = names + ["meshfs cat (no mount)", "curl <- nginx (no mount)"]
+table(f"FUSE sequential read, {size_mib} MiB, cold cache, median of {runs}",
+      [(n, s[0]) for n, s in zip(readers, seq)], "MB/s")
+table("CPU seconds per GiB, whole machine (/proc/stat), same runs (lower is better)",
+      [(n, s[1]) for n, s in zip(readers, seq)], "CPU s/GiB", higher_is_better=False)
+table(f"FUSE random 4 KiB reads, fresh mounts, cold cache, median of {samples} (lower is better)",
+      [*zip(names, rand), ("one protocol round trip", rt)], "microseconds", higher_is_better=False)
+print(f"\nmeshfs random read / one protocol round trip: {rand[0] / rt:.2f}")
+print(f"requests per random read through the mount: {relay.counts['pread'] / samples:.2f} pread "
+      f"({relay.pread_bytes / max(1, relay.counts['pread']):.0f} bytes each), "
+      f"{relay.counts['stat'] / samples:.3f} stat")

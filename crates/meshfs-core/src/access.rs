@@ -14,9 +14,6 @@ use std::sync::{Arc, RwLock};
 use crate::share::{Share, ShareError, ShareFile};
 use crate::throttle::Throttle;
 
-/// Failed `auth` attempts after which a connection is closed.
-pub const MAX_AUTH_FAILURES: u32 = 5;
-
 /// Context string of the password key derivation (changing it invalidates nothing stored:
 /// digests live only in memory).
 const DIGEST_CONTEXT: &str = "meshfs 2026-11 password digest v1";
@@ -37,30 +34,14 @@ pub enum ReadError {
     Share(#[from] ShareError),
 }
 
-/// The passwords a connection has proven.
+/// The passwords a connection has proven. Wrong ones are counted by the node's one
+/// [`Throttle`], per client address, not here.
 #[derive(Debug, Default, Clone)]
 pub struct Keys {
     proven: Vec<blake3::Hash>,
-    failures: u32,
 }
 
 impl Keys {
-    /// Failed attempts so far.
-    pub fn failures(&self) -> u32 {
-        self.failures
-    }
-
-    /// Count a failed attempt (a `pake` proof counts as one from its start, so a client that
-    /// stops after seeing the node's confirmation still spent a guess).
-    pub fn fail(&mut self) {
-        self.failures += 1;
-    }
-
-    /// Take back the failure counted for an attempt that then succeeded.
-    pub fn unfail(&mut self) {
-        self.failures = self.failures.saturating_sub(1);
-    }
-
     fn holds(&self, h: &blake3::Hash) -> bool {
         self.proven.iter().any(|p| p == h)
     }
@@ -131,12 +112,8 @@ impl Access {
         let d = digest(password);
         let r = self.read();
         let ok = r.share.as_ref() == Some(&d) || r.files.values().any(|h| *h == d);
-        if ok {
-            if !keys.holds(&d) {
-                keys.proven.push(d);
-            }
-        } else {
-            keys.failures += 1;
+        if ok && !keys.holds(&d) {
+            keys.proven.push(d);
         }
         ok
     }
@@ -270,7 +247,6 @@ mod tests {
         assert!(!access.may_read(&share, "alias", &keys));
         assert!(access.may_read(&share, "clips/other.mp4", &keys));
         assert!(!access.authenticate("wrong", &mut keys));
-        assert_eq!(keys.failures(), 1);
         assert!(access.authenticate("s3cret", &mut keys));
         assert!(access.may_read(&share, "clips/secret.mp4", &keys));
         assert!(access.may_read(&share, "alias", &keys));
@@ -350,10 +326,7 @@ mod tests {
         );
         assert!(access.pake_secret("clips/b.mp4").is_none());
         let mut keys = Keys::default();
-        keys.fail();
         assert!(access.grant("", &mut keys));
-        keys.unfail();
-        assert_eq!(keys.failures(), 0);
         assert!(access.may_browse(&keys));
         assert!(!access.grant("clips/b.mp4", &mut keys));
     }

@@ -3,7 +3,7 @@
 //! `auth <password>` hands the password to whoever answers, which on first contact may be an
 //! impostor (trust on first use pins whatever key answers first). With SPAKE2 each side only
 //! sends a blinded curve point; an active impostor learns nothing it can test offline and gets
-//! one online guess per attempt, which the node counts as a failure ([`MAX_AUTH_FAILURES`]).
+//! one online guess per attempt, which the node counts as a failure ([`MAX_FAILURES`]).
 //!
 //! Binding: both ends mix into SPAKE2's identities the keying material exported from their TLS
 //! session ([`tls::session_binding`](crate::tls::session_binding)) and the node's ID. A man in the
@@ -40,7 +40,7 @@
 //! [`Access`](crate::access::Access) keeps), so the node holds no password, only a
 //! password-equivalent for this protocol.
 //!
-//! [`MAX_AUTH_FAILURES`]: crate::access::MAX_AUTH_FAILURES
+//! [`MAX_FAILURES`]: crate::throttle::MAX_FAILURES
 
 use std::fmt;
 

@@ -481,6 +481,30 @@ mod tests {
         assert!(r.check().unwrap().is_empty());
     }
 
+    /// A file retention has no events for (there before the node started, or written while
+    /// events were lost) must have been quiet for `settle` (a minute): a recorder that never
+    /// closed its file may still be writing it. Even a size rule that wants every byte back
+    /// keeps it.
+    #[test]
+    fn a_file_without_events_is_kept_until_it_has_been_quiet_a_minute() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("share");
+        write_aged(&root.join("old.mp4"), 100, DAY);
+        write_aged(&root.join("fresh.mp4"), 100, Duration::from_secs(5));
+        let r = Retention::new(
+            Share::open(&root).unwrap(),
+            None,
+            Rules {
+                max_size: Some(0),
+                ..Rules::default()
+            },
+        );
+        assert!(r.inner.rules.settle >= Duration::from_secs(60));
+        let done: Vec<_> = r.check().unwrap().into_iter().map(|d| d.path).collect();
+        assert_eq!(done, ["old.mp4"]);
+        assert!(root.join("fresh.mp4").exists());
+    }
+
     #[test]
     fn a_file_modified_since_its_close_is_never_deleted() {
         let tmp = tempfile::tempdir().unwrap();

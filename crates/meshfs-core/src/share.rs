@@ -451,14 +451,7 @@ impl Share {
         let mut entries = Vec::new();
         for item in sys::read_dir(dir_fd).map_err(ShareError::from_os)? {
             // What cannot be served is left out, and said once per path (see `skipped`).
-            let skip = |name: &[u8], why| {
-                let mut path = rel.as_bytes().to_vec();
-                if !path.is_empty() {
-                    path.push(b'/');
-                }
-                path.extend_from_slice(name);
-                self.inner.skipped.note(&path, why);
-            };
+            let skip = |name: &[u8], why| self.inner.skipped.note(&rel, name, why);
             let name = match String::from_utf8(item) {
                 Ok(name) => name,
                 Err(e) => {

@@ -1,5 +1,6 @@
 //! `Throttle`: failed logins per client address, one table for every door of a node (the file
-//! server's `auth` and `pake`, FTP `PASS`, the web login). After [`MAX_FAILURES`] failures within
+//! server's `auth` and `pake`, FTP `PASS`, the web login), and the only count of them: a door
+//! keeps no count of its own per connection. After [`MAX_FAILURES`] failures within
 //! [`WINDOW`], that address is refused (even with the right password; web `429`, FTP `421`, file
 //! server code 6 and a closed connection) for [`LOCKOUT`]: guessing a password costs minutes per
 //! handful of tries, whichever door and however many connections it is tried through.
@@ -24,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Failures allowed from one address before it is locked out.
-pub const MAX_FAILURES: u32 = crate::access::MAX_AUTH_FAILURES;
+pub const MAX_FAILURES: u32 = 5;
 /// Failures older than this are forgotten.
 pub const WINDOW: Duration = Duration::from_secs(15 * 60);
 /// How long a locked-out address is refused.
@@ -194,17 +195,29 @@ impl Attempt {
     }
 
     /// A wrong password at `door`, now, logged with the address: each one at info, the one
-    /// that starts a lockout at warn.
-    pub fn failed_at(self, door: &str) {
-        let ip = self.ip;
-        match self.failed(Instant::now()) {
-            Some(lockout) => tracing::warn!(
-                %ip,
-                door,
-                "{MAX_FAILURES} wrong passwords from {ip}: its logins are refused for {}s",
-                lockout.as_secs()
-            ),
-            None => tracing::info!(%ip, door, "wrong password from {ip}"),
+    /// that starts a lockout at warn. Returns whether the address is locked out now (by this
+    /// failure or a concurrent one): a door that keeps its connection open across logins (the
+    /// file server) closes it then, as no login on it can succeed for a while.
+    pub fn failed_at(self, door: &str) -> bool {
+        let (ip, key, throttle) = (self.ip, self.key, self.throttle.clone());
+        let now = Instant::now();
+        match self.failed(now) {
+            Some(lockout) => {
+                tracing::warn!(
+                    %ip,
+                    door,
+                    "{MAX_FAILURES} wrong passwords from {ip}: its logins are refused for {}s",
+                    lockout.as_secs()
+                );
+                true
+            }
+            None => {
+                tracing::info!(%ip, door, "wrong password from {ip}");
+                throttle
+                    .lock()
+                    .get(&key)
+                    .is_some_and(|r| r.locked_until.is_some_and(|until| until > now))
+            }
         }
     }
 

@@ -17,6 +17,7 @@
 
 mod busy;
 mod notes;
+mod order;
 mod relay;
 mod server;
 mod storage;

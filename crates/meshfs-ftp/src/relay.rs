@@ -33,6 +33,7 @@ use async_trait::async_trait;
 use meshfs_core::tls::{ServerConfig, TlsAcceptor};
 
 use crate::notes::{ANONYMOUS_WRITE, Notes};
+use crate::order::Order;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
@@ -149,6 +150,12 @@ async fn pump(mut outer: TcpStream, mut inner: TcpStream, tls: Option<RelayTls>,
 /// with [`End::Upgrade`]; when TLS is required, `USER` and `PASS` in clear are refused here.
 /// An anonymous user's upload is refused here, before libunftp answers `150` and takes the
 /// bytes; libunftp's refusals are passed on as `notes` describe them.
+///
+/// Replies come in the order of the commands ([`Order`]): libunftp gets one command at a time
+/// (it answers some, `PASS` and `CWD` among them, after a command pipelined behind them), the
+/// relay's own replies keep their place among libunftp's, and a command whose answer depends
+/// on the session (`STOR` by whom? `AUTH TLS` after what?) waits, with the client's input
+/// behind it, until libunftp has answered every command before it.
 async fn shuttle<O, I>(outer: &mut O, inner: &mut I, phase: Phase, notes: &Notes) -> io::Result<End>
 where
     O: AsyncRead + AsyncWrite + Unpin,
@@ -156,65 +163,29 @@ where
 {
     let mut up = vec![0u8; 4096];
     let mut down = vec![0u8; 4096];
-    // The client's current, incomplete line.
-    let mut line: Vec<u8> = Vec::new();
+    let mut lines = Lines {
+        phase,
+        notes,
+        // libunftp greets a new connection; after `AUTH TLS` it says nothing new.
+        order: Order::new(phase != Phase::Secure),
+        input: Vec::new(),
+        waiting: false,
+    };
     // libunftp's current, incomplete reply line.
     let mut reply: Vec<u8> = Vec::new();
+    // Set when the client has closed: libunftp's last words are passed on until then.
+    let mut drain: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
-            r = outer.read(&mut up) => {
+            r = outer.read(&mut up), if !lines.waiting && drain.is_none() => {
                 let n = r?;
                 if n == 0 {
                     // The client is gone: let libunftp see it, pass on its last words.
                     inner.shutdown().await?;
-                    let _ = tokio::time::timeout(
-                        Duration::from_secs(5),
-                        tokio::io::copy(inner, outer),
-                    )
-                    .await;
-                    return Ok(End::Closed);
+                    drain = Some(tokio::time::Instant::now() + Duration::from_secs(5));
+                    continue;
                 }
-                let mut forward = Vec::new();
-                for (i, &b) in up[..n].iter().enumerate() {
-                    line.push(b);
-                    if b != b'\n' {
-                        if line.len() > MAX_COMMAND_LINE {
-                            return Ok(End::TooLong);
-                        }
-                        continue;
-                    }
-                    match (classify(&line), phase) {
-                        (Command::AuthTls, Phase::Clear { .. }) => {
-                            inner.write_all(&forward).await?;
-                            if i + 1 != n {
-                                // RFC 4217: the client waits for the reply before its
-                                // handshake; anything pipelined would be lost in the switch.
-                                return Err(io::Error::other("data pipelined after AUTH TLS"));
-                            }
-                            outer.write_all(b"234 AUTH TLS successful\r\n").await?;
-                            outer.flush().await?;
-                            return Ok(End::Upgrade);
-                        }
-                        (Command::AuthTls, Phase::Secure) => {
-                            outer.write_all(b"503 Already using TLS\r\n").await?;
-                        }
-                        (Command::Login, Phase::Clear { required: true }) => {
-                            outer
-                                .write_all(
-                                    b"534 This node requires TLS: send AUTH TLS first\r\n",
-                                )
-                                .await?;
-                        }
-                        (Command::Upload, _) if notes.is_anonymous() => {
-                            inner.write_all(&forward).await?;
-                            forward.clear();
-                            outer.write_all(ANONYMOUS_WRITE.as_bytes()).await?;
-                        }
-                        _ => forward.extend_from_slice(&line),
-                    }
-                    line.clear();
-                }
-                inner.write_all(&forward).await?;
+                lines.input.extend_from_slice(&up[..n]);
             }
             r = inner.read(&mut down) => {
                 let n = r?;
@@ -230,13 +201,106 @@ where
                             Some(instead) => out.extend_from_slice(instead.as_bytes()),
                             None => out.extend_from_slice(&reply),
                         }
+                        lines.order.answered(&reply, &mut out);
                         reply.clear();
                     }
                 }
                 outer.write_all(&out).await?;
                 outer.flush().await?;
             }
+            () = tokio::time::sleep_until(drain.unwrap_or_else(tokio::time::Instant::now)),
+                if drain.is_some() => return Ok(End::Closed),
         }
+        let step = lines.step()?;
+        if !step.forward.is_empty() {
+            inner.write_all(&step.forward).await?;
+        }
+        if !step.reply.is_empty() {
+            outer.write_all(&step.reply).await?;
+            outer.flush().await?;
+        }
+        if let Some(end) = step.end {
+            return Ok(end);
+        }
+    }
+}
+
+/// The client's side of [`shuttle`]: its input not yet handled, and the replies owed to it.
+struct Lines<'a> {
+    phase: Phase,
+    notes: &'a Notes,
+    order: Order,
+    /// Bytes from the client not handled yet: a partial line, or lines behind one that waits.
+    input: Vec<u8>,
+    /// The first line of `input` waits for libunftp to answer the commands before it.
+    waiting: bool,
+}
+
+/// What [`Lines::step`] made of the client's input.
+#[derive(Default)]
+struct Step {
+    /// Whole lines for libunftp.
+    forward: Vec<u8>,
+    /// The relay's own replies due now.
+    reply: Vec<u8>,
+    end: Option<End>,
+}
+
+impl Lines<'_> {
+    /// Handle the client's complete lines in order, until one must wait or the input is used.
+    fn step(&mut self) -> io::Result<Step> {
+        let mut step = Step::default();
+        self.waiting = false;
+        let mut used = 0;
+        while let Some(len) = self.input[used..].iter().position(|&b| b == b'\n') {
+            if len > MAX_COMMAND_LINE {
+                step.end = Some(End::TooLong);
+                return Ok(step);
+            }
+            let line = &self.input[used..used + len + 1];
+            let settled = self.order.settled();
+            let own: &[u8] = match (classify(line), self.phase) {
+                (Command::AuthTls, Phase::Clear { .. }) | (Command::Upload, _) if !settled => {
+                    self.waiting = true;
+                    break;
+                }
+                (Command::AuthTls, Phase::Clear { .. }) => {
+                    if used + len + 1 != self.input.len() {
+                        // RFC 4217: the client waits for the reply before its handshake;
+                        // anything pipelined would be lost in the switch.
+                        return Err(io::Error::other("data pipelined after AUTH TLS"));
+                    }
+                    step.reply.extend_from_slice(b"234 AUTH TLS successful\r\n");
+                    step.end = Some(End::Upgrade);
+                    self.input.clear();
+                    return Ok(step);
+                }
+                (Command::AuthTls, Phase::Secure) => b"503 Already using TLS\r\n",
+                (Command::Login, Phase::Clear { required: true }) => {
+                    b"534 This node requires TLS: send AUTH TLS first\r\n"
+                }
+                (Command::Upload, _) if self.notes.is_anonymous() => ANONYMOUS_WRITE.as_bytes(),
+                _ if !self.order.all_heard() => {
+                    self.waiting = true;
+                    break;
+                }
+                _ => {
+                    step.forward.extend_from_slice(line);
+                    self.order.passed_on();
+                    used += len + 1;
+                    continue;
+                }
+            };
+            if let Some(now) = self.order.ours(own) {
+                step.reply.extend_from_slice(&now);
+            }
+            used += len + 1;
+        }
+        self.input.drain(..used);
+        if !self.waiting && self.input.len() > MAX_COMMAND_LINE {
+            step.end = Some(End::TooLong);
+        }
+        Ok(step)
     }
 }
 

@@ -8,6 +8,8 @@
 //! - [`requests`]: the requests made of a node, each on its pool;
 //! - [`cache`]: short-lived attributes and listings;
 //! - [`readahead`]: sequential read-ahead with a doubling window, off for random reads;
+//! - [`folder_ahead`]: the next small files of a folder fetched while a reader opens its
+//!   files one after the other;
 //! - [`fs`]: the `fuser::Filesystem` tying them together;
 //! - [`events`]: each node's `subscribe` stream invalidating caches as files change, and the
 //!   kernel notifications (also when a node folder leaves);
@@ -21,6 +23,7 @@
 pub mod cache;
 pub mod error;
 pub mod events;
+pub mod folder_ahead;
 pub mod fs;
 pub mod inodes;
 pub mod nodes;

@@ -47,7 +47,7 @@ impl Budget {
         self.live.load(Ordering::Relaxed)
     }
 
-    fn has_room(&self) -> bool {
+    pub(crate) fn has_room(&self) -> bool {
         self.live() < self.max
     }
 }
@@ -69,7 +69,8 @@ impl Drop for Chunk {
 }
 
 impl Chunk {
-    fn new(index: u64, budget: &Arc<Budget>) -> Arc<Chunk> {
+    /// Chunk `index` of a file, counted in `budget` while it lives.
+    pub(crate) fn new(index: u64, budget: &Arc<Budget>) -> Arc<Chunk> {
         budget.live.fetch_add(1, Ordering::Relaxed);
         Arc::new(Chunk {
             index,
@@ -86,6 +87,19 @@ impl Chunk {
     /// Record the fetch's outcome and wake every reader waiting on it.
     pub fn complete(&self, result: ChunkResult) {
         self.state.send_replace(Some(result));
+    }
+
+    /// Whether its fetch failed.
+    pub fn failed(&self) -> bool {
+        matches!(*self.state.borrow(), Some(Err(_)))
+    }
+
+    /// The chunk's bytes if its fetch completed, without waiting.
+    pub fn fetched(&self) -> Option<Arc<Vec<u8>>> {
+        match &*self.state.borrow() {
+            Some(Ok(data)) => Some(data.clone()),
+            _ => None,
+        }
     }
 
     /// The chunk's bytes (fewer than [`CHUNK`] at the end of the file) once fetched.
@@ -152,10 +166,17 @@ impl ReadAhead {
             return None;
         }
         let chunk = Chunk::new(0, &self.budget);
-        self.chunks.insert(0, chunk.clone());
+        self.adopt_first(chunk.clone());
+        Some(chunk)
+    }
+
+    /// Serve the file's first chunk from `chunk`, fetched (or being fetched) elsewhere: at
+    /// open ([`ReadAhead::at_open`]) or ahead of the open ([`crate::folder_ahead`]).
+    pub fn adopt_first(&mut self, chunk: Arc<Chunk>) {
+        debug_assert_eq!(chunk.start(), 0);
+        self.chunks.insert(0, chunk);
         // A read at 0 is then "sequential" and served from this chunk.
         self.next = Some(0);
-        Some(chunk)
     }
 
     /// The current window (0 when read-ahead is off).

@@ -36,7 +36,8 @@ pub fn ls<'a>(
 }
 
 /// `pread <offset> <size> <path>`: at most `size` bytes (fewer at end of file, or where the
-/// node caps one reply).
+/// node caps one reply). The buffer is sized by the reply, not by `size`: a small file fetched
+/// with a 1 MiB request holds only its own bytes.
 pub fn pread<'a>(
     pool: &'a Pool,
     path: &'a str,
@@ -45,7 +46,7 @@ pub fn pread<'a>(
 ) -> impl Future<Output = Result<Vec<u8>, ClientError>> + Send + 'a {
     let path = path.to_owned();
     pool.run(async move |c| {
-        let mut buf = Vec::with_capacity(size as usize);
+        let mut buf = Vec::new();
         c.pread(&path, offset, size, &mut buf).await.map(|_| buf)
     })
 }

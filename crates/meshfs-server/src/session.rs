@@ -6,7 +6,7 @@
 use std::io;
 use std::sync::Arc;
 
-use meshfs_core::access::{self, Access, Keys, MAX_AUTH_FAILURES};
+use meshfs_core::access::{self, Access, Keys};
 use meshfs_core::blocks::BlockHasher;
 use meshfs_core::events::Events;
 use meshfs_core::metrics::{Door, metrics};
@@ -397,12 +397,9 @@ impl Session {
                         self.conn.status(0, "OK");
                         return Ok(Next::Continue);
                     }
-                    attempt.failed_at(DOOR);
+                    let locked = attempt.failed_at(DOOR);
                     self.error(Code::AuthFailed, "authentication failed");
-                    if self.keys.failures() >= MAX_AUTH_FAILURES {
-                        tracing::warn!(
-                            "closing a connection after {MAX_AUTH_FAILURES} failed auth attempts"
-                        );
+                    if locked {
                         return Ok(Next::Close);
                     }
                 }
@@ -470,10 +467,6 @@ impl Session {
             }
             return Next::Continue;
         };
-        if self.keys.failures() >= MAX_AUTH_FAILURES {
-            self.error(Code::AuthFailed, "too many failed attempts");
-            return Next::Close;
-        }
         let Some(attempt) = self.begin_login() else {
             return Next::Close;
         };
@@ -483,7 +476,6 @@ impl Session {
         };
         match NodeProof::respond(&secret, &binding, &request) {
             Ok((proof, reply)) => {
-                self.keys.fail();
                 self.pake = Some(PendingProof {
                     proof,
                     attempt: Some(attempt),
@@ -506,7 +498,6 @@ impl Session {
                 if let Some(attempt) = pending.attempt.take() {
                     attempt.succeeded();
                 }
-                self.keys.unfail();
                 if self.access.grant(&scope, &mut self.keys) {
                     self.conn.status(0, "OK");
                 } else {
@@ -514,11 +505,12 @@ impl Session {
                 }
             }
             Err(PakeError::Failed | PakeError::Malformed(_) | PakeError::NodeNotProven) => {
+                let locked = pending
+                    .attempt
+                    .take()
+                    .is_some_and(|attempt| attempt.failed_at(DOOR));
                 self.error(Code::AuthFailed, "authentication failed");
-                if self.keys.failures() >= MAX_AUTH_FAILURES {
-                    tracing::warn!(
-                        "closing a connection after {MAX_AUTH_FAILURES} failed password proofs"
-                    );
+                if locked {
                     return Next::Close;
                 }
             }

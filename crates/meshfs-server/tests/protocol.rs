@@ -255,6 +255,80 @@ fn idle_connections_are_closed() {
     let started = std::time::Instant::now();
     assert!(read_to_close(&mut s).is_empty());
     assert!(started.elapsed() < Duration::from_secs(5));
+
+    // So is one that trickles a byte every 50 ms, each well within the timeout: a partial
+    // line does not reset the clock, the whole line must arrive in time.
+    let mut s = connect(&srv.addr);
+    let mut w = s.try_clone().unwrap();
+    let trickle = std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_secs(4) {
+            if w.write_all(b"x").is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let started = std::time::Instant::now();
+    assert!(read_to_close(&mut s).is_empty());
+    let cut_after = started.elapsed();
+    trickle.join().unwrap();
+    assert!(
+        cut_after < Duration::from_secs(2),
+        "a trickling client was cut only after {cut_after:?}"
+    );
+}
+
+/// A client that asks for 16 MiB and never reads holds its connection only until a write has
+/// waited the timeout: then it is closed, and its slot serves the next client.
+#[test]
+fn a_client_that_stops_reading_is_closed_after_the_write_timeout() {
+    let dir = fixture();
+    std::fs::write(dir.path().join("big.bin"), vec![7u8; 16 << 20]).unwrap();
+    let srv = start(
+        dir.path(),
+        Config {
+            idle_timeout: Duration::from_millis(500),
+            max_connections: 1,
+            ..Config::default()
+        },
+    );
+    let mut stalled = connect(&srv.addr);
+    stalled
+        .write_all(format!("pread 0 {} big.bin\n", 16 << 20).as_bytes())
+        .unwrap();
+    // The slot is taken while the node writes to the stalled client: newcomers are refused
+    // until its write times out, then served.
+    let started = std::time::Instant::now();
+    loop {
+        let mut next = connect(&srv.addr);
+        next.write_all(b"pread 0 5 hello.txt\n").unwrap();
+        let got = read_to_close_or_five(&mut next);
+        if got == b"0 5\nhello" {
+            break;
+        }
+        assert_eq!(got, b"9 too many connections\n");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the stalled client still holds its slot after {:?}",
+            started.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(stalled);
+}
+
+/// Read until the peer closes or 5 bytes of payload after a `0 5` status came.
+fn read_to_close_or_five(s: &mut TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    while !got.ends_with(b"hello") {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    got
 }
 
 /// Hostile names: every one is refused (1 or 2) and never returns bytes from outside.

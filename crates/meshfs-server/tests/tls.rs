@@ -268,7 +268,8 @@ fn pake_proves_share_and_file_passwords() {
 }
 
 /// Guesses count even when the client never confirms (it learns nothing it could test
-/// offline, but each exchange is one online guess): the fifth unconfirmed proof is the last.
+/// offline, but each exchange is one online guess): the fifth unconfirmed proof is the last,
+/// counted in the node's one login throttle like `auth`'s.
 #[test]
 fn pake_guesses_are_counted() {
     let dir = share();
@@ -281,7 +282,10 @@ fn pake_guesses_are_counted() {
             assert_eq!(c.prove("guess", "").await, Err(PakeError::NodeNotProven));
         }
         let reply = c.prove("whole", "").await.unwrap();
-        assert!(reply.starts_with("6 too many failed attempts"), "{reply}");
+        assert!(
+            reply.starts_with("6 too many wrong passwords from 127.0.0.1: logins refused for "),
+            "{reply}"
+        );
         assert_eq!(c.ask("hello").await.unwrap_or_default(), "", "closed");
     });
 }

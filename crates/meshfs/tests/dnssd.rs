@@ -141,6 +141,14 @@ fn nodes_on_different_groups_meet_through_dnssd_and_leave_with_a_goodbye() {
     b.proc.signal(libc::SIGTERM);
     wait_for(&a.proc.lines, "peer down b bye", Duration::from_secs(3));
     drop((c, d));
+
+    // a's log names the service it advertises as it is, not as `Some("...")`.
+    let on = until_line(&a.log, Duration::from_secs(5), |l| l.contains("DNS-SD on"));
+    let on = on.last().unwrap();
+    assert!(
+        on.contains(r#"service="a._meshfs._tcp.local.""#) && !on.contains("Some("),
+        "{on}"
+    );
 }
 
 #[test]

@@ -955,3 +955,104 @@ except ftplib.error_perm as e:
         "{reply}"
     );
 }
+
+/// The completion replies (the last line of each reply, `1xx` left out) a client reads after
+/// sending `batch` at once, until the server closes.
+fn pipelined(stream: &TcpStream, batch: &str) -> Vec<String> {
+    let mut w = stream;
+    w.write_all(batch.as_bytes()).unwrap();
+    let mut replies = Vec::new();
+    let mut read = std::io::BufReader::new(stream);
+    let mut line = String::new();
+    while std::io::BufRead::read_line(&mut read, &mut line).unwrap() > 0 {
+        let b = line.as_bytes();
+        if b.len() > 3 && b[..3].iter().all(u8::is_ascii_digit) && b[0] != b'1' && b[3] == b' ' {
+            replies.push(line.trim_end().to_owned());
+        }
+        line.clear();
+    }
+    replies
+}
+
+/// A client pipelining its commands reads the replies in the order of its commands, also the
+/// ones the node's relay gives itself (an anonymous `STOR`'s `530`): with the login in the
+/// same batch (the relay cannot know yet who is logged in, and libunftp alone would answer the
+/// `PWD` behind `PASS` before `PASS`) and after it.
+#[test]
+fn pipelined_commands_are_answered_in_order() {
+    let (tmp, share) = setup();
+    let users = users_file(tmp.path());
+    let node = ftp_node(&share, &users, &[]);
+    let codes =
+        |replies: &[String]| -> Vec<String> { replies.iter().map(|r| r[..3].to_owned()).collect() };
+
+    let stream = TcpStream::connect(&node.ftp).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let replies = pipelined(
+        &stream,
+        "USER anonymous\r\nPASS guest\r\nPWD\r\nSTOR up.bin\r\nNOOP\r\nSTOR again.bin\r\nQUIT\r\n",
+    );
+    assert_eq!(
+        codes(&replies),
+        ["220", "331", "230", "257", "530", "200", "530", "221"],
+        "{replies:#?}"
+    );
+    assert!(
+        replies[4].starts_with("530 Anonymous users only read"),
+        "{replies:#?}"
+    );
+
+    let stream = TcpStream::connect(&node.ftp).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut read = std::io::BufReader::new(&stream);
+    let mut w = &stream;
+    w.write_all(b"USER anonymous\r\nPASS guest\r\n").unwrap();
+    let mut line = String::new();
+    while !line.starts_with("230") {
+        line.clear();
+        std::io::BufRead::read_line(&mut read, &mut line).unwrap();
+    }
+    let replies = pipelined(
+        &stream,
+        "CWD clips\r\nPWD\r\nSIZE a.bin\r\nSTOR b.bin\r\nPWD\r\nQUIT\r\n",
+    );
+    assert_eq!(
+        codes(&replies),
+        ["250", "257", "213", "530", "257", "221"],
+        "{replies:#?}"
+    );
+    assert!(!share.join("up.bin").exists() && !share.join("clips/b.bin").exists());
+}
+
+/// A resumed upload (`REST` then `STOR`) is refused with `502`, and the file keeps its whole
+/// old content: an atomic upload replaces the whole file, so it cannot start in the middle.
+#[test]
+fn a_resumed_upload_is_refused_and_the_file_is_untouched() {
+    let (tmp, share) = setup();
+    let users = users_file(tmp.path());
+    let node = ftp_node(&share, &users, &[]);
+    let script = r#"
+import ftplib, io, sys
+host, port = sys.argv[1].rsplit(":", 1)
+f = ftplib.FTP()
+f.connect(host, int(port), timeout=30)
+f.login("alice", sys.argv[2])
+f.storbinary("STOR keep.txt", io.BytesIO(b"the whole file\n"))
+try:
+    f.storbinary("STOR keep.txt", io.BytesIO(b"TAIL"), rest=4)
+    print("stored")
+except ftplib.all_errors as e:
+    print(e)
+f.quit()
+"#;
+    let out = ok(&python(script, &[&node.ftp, PASSWORD]));
+    assert!(out.starts_with("502 "), "{out}");
+    assert_eq!(
+        fs::read_to_string(share.join("keep.txt")).unwrap(),
+        "the whole file\n"
+    );
+}

@@ -969,6 +969,83 @@ fn a_listed_folder_of_small_files_costs_one_request_per_file_and_changes_still_s
 }
 
 #[test]
+fn a_folder_read_in_order_is_fetched_ahead_and_a_change_still_shows() {
+    if !fuse_available() {
+        return;
+    }
+    let src = tempfile::tempdir().unwrap();
+    let files = 24;
+    let name = |i: u64| format!("s{i:02}.jpg");
+    for i in 0..files {
+        write(
+            src.path(),
+            &format!("snaps/{}", name(i)),
+            &pattern(20_000, i),
+        );
+    }
+    let (_n, node_addr) = node(src.path(), "cam");
+    let relay = CountingRelay::new(&node_addr);
+    // A TTL longer than the test: only the node's events can make the change below show.
+    let m = Mounted::new(&[&relay.addr], &["--plaintext", "--ttl", "60s"]);
+    let snaps = m.path("cam/snaps");
+    let read = |i: u64| std::fs::read(snaps.join(name(i))).unwrap();
+    // The node's event stream is up once a new file shows despite the long TTL (its connection
+    // drops every cache: it must not happen in the middle of the counts below).
+    assert_eq!(std::fs::read_dir(&snaps).unwrap().count(), files as usize);
+    write(src.path(), "snaps/zz.txt", b"last in the listing");
+    assert!(
+        eventually(Duration::from_secs(5), || std::fs::read_dir(&snaps)
+            .unwrap()
+            .count()
+            == files as usize + 1),
+        "the node's events never reached the mount"
+    );
+    relay.reset();
+    assert!(read(0) == pattern(20_000, 0));
+    assert!(read(1) == pattern(20_000, 1));
+    // Two files opened in listing order: the next eight are fetched before they are opened.
+    let ahead = 2 + 8;
+    assert!(
+        eventually(Duration::from_secs(5), || relay.count("pread") == ahead),
+        "preads after reading two files in order: {}, not {ahead}",
+        relay.count("pread")
+    );
+
+    // A file fetched ahead changes on the node: once its event is in (its new size shows),
+    // its new bytes are read, not the ones fetched before.
+    std::fs::write(
+        src.path().join(format!("snaps/{}", name(9))),
+        pattern(30_000, 99),
+    )
+    .unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || std::fs::metadata(
+            snaps.join(name(9))
+        )
+        .unwrap()
+        .len()
+            == 30_000),
+        "the change's event never reached the mount"
+    );
+    for i in 2..files {
+        let want = if i == 9 {
+            pattern(30_000, 99)
+        } else {
+            pattern(20_000, i)
+        };
+        assert!(read(i) == want, "{} read wrong", name(i));
+    }
+    // Each file fetched once; the changed one again (and once more ahead, from the folder's
+    // listing of before the change, before its open saw the new size); zz.txt ahead of a
+    // reader that never opens it.
+    let preads = relay.count("pread");
+    assert!(
+        (files as usize..=files as usize + 3).contains(&preads),
+        "{preads} preads for {files} files"
+    );
+}
+
+#[test]
 fn a_busy_mount_is_detached_on_sigterm_and_the_process_still_exits_zero() {
     if !fuse_available() {
         return;

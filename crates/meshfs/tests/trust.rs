@@ -466,6 +466,29 @@ fn a_node_replicates_from_a_node_that_allows_only_its_id() {
         &["cat", &format!("meshfs://{b_addr}/clip.txt")],
     );
     assert!(!out.status.success(), "{}", stdout(&out));
+    // Nor is anyone served in clear (`--allow` implies `--require-tls`): not `nc`, not
+    // `--plaintext`; `hello` still answers.
+    let mut s = std::net::TcpStream::connect(&b_addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    std::io::Write::write_all(&mut s, b"hello\nlist\npread 0 6 clip.txt\nquit\n").unwrap();
+    let mut replies = String::new();
+    std::io::Read::read_to_string(&mut s, &mut replies).unwrap();
+    let lines: Vec<&str> = replies.lines().collect();
+    assert!(lines[0].starts_with("0 meshfs "), "{replies}");
+    assert!(
+        lines[1].starts_with("2 this node requires TLS"),
+        "{replies}"
+    );
+    assert!(
+        lines[2].starts_with("2 this node requires TLS"),
+        "{replies}"
+    );
+    assert!(!replies.contains("from b"), "{replies}");
+    let out = meshfs(
+        home.path(),
+        &["cat", "--plaintext", &format!("meshfs://{b_addr}/clip.txt")],
+    );
+    assert!(!out.status.success(), "{}", stdout(&out));
 }
 
 /// Issue 15, item 4 for the web UI: node A's page shows node B's protected files with two

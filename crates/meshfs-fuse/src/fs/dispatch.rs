@@ -12,10 +12,9 @@ use fuser::{
     ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
     ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
-use meshfs_core::Kind;
 use meshfs_core::share::MAX_PATH_LEN;
+use tokio::runtime::Handle;
 
-use super::read::OpenFile;
 use super::{MeshFs, component};
 use crate::error::errno;
 use crate::inodes::{self, Inode, InodeTable};
@@ -149,28 +148,23 @@ impl Filesystem for MeshFs {
             }
             Some(Inode::Remote { node, path }) => (node, path),
         };
+        // Attributes known (a listing gave them): open here, no hop to the runtime.
+        if let Some(e) = self.shared.cache.attrs.get(&ino.0) {
+            return match self.shared.open_file(&self.rt, ino.0, node, path, &e) {
+                Ok((fh, flags)) => reply.opened(FileHandle(fh), flags),
+                Err(e) => reply.error(e),
+            };
+        }
         let shared = self.shared.clone();
         self.spawn(async move {
-            let e = match shared.stat(ino.0, node, &path).await {
-                Ok(e) => e,
-                Err(e) => return reply.error(e),
+            let opened = match shared.stat(ino.0, node, &path).await {
+                Ok(e) => shared.open_file(&Handle::current(), ino.0, node, path, &e),
+                Err(e) => Err(e),
             };
-            if e.kind == Kind::Dir {
-                return reply.error(Errno::EISDIR);
+            match opened {
+                Ok((fh, flags)) => reply.opened(FileHandle(fh), flags),
+                Err(e) => reply.error(e),
             }
-            let unchanged = shared
-                .handles
-                .reopened_unchanged(ino.0, (e.size, e.mtime_ns));
-            let file = OpenFile::new(&shared, ino.0, shared.nodes.get(node), path, &e);
-            let fh = shared.handles.open_file(file);
-            // Nothing to flush on a read-only mount: `close` then costs no request.
-            let mut flags = FopenFlags::FOPEN_NOFLUSH;
-            if unchanged {
-                flags |= FopenFlags::FOPEN_KEEP_CACHE;
-            } else if let Some(file) = shared.handles.file(fh) {
-                shared.prefetch_at_open(&file);
-            }
-            reply.opened(FileHandle(fh), flags);
         });
     }
 

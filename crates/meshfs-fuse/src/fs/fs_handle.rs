@@ -78,6 +78,7 @@ impl FsHandle {
         tracing::debug!(node = %self.0.nodes.get(node).name, "caches dropped");
         self.0.cache.attrs.clear();
         self.0.cache.dirs.clear();
+        self.0.ahead.forget_all();
     }
 
     /// `path` on `node` was created, changed or deleted: drop what we cached about it and
@@ -94,6 +95,7 @@ impl FsHandle {
             shared.cache.attrs.remove(ino);
             shared.cache.dirs.remove(ino);
         }
+        shared.ahead.forget_path(node, path);
         Stale {
             inode: child,
             entry: parent_ino.map(|p| (p, name.to_owned())),

@@ -40,12 +40,9 @@ impl Handles {
     }
 
     /// A new handle on `file`.
-    pub(super) fn open_file(&self, file: OpenFile) -> u64 {
+    pub(super) fn open_file(&self, file: Arc<OpenFile>) -> u64 {
         let fh = self.next();
-        self.files
-            .lock()
-            .expect("files lock")
-            .insert(fh, Arc::new(file));
+        self.files.lock().expect("files lock").insert(fh, file);
         fh
     }
 
@@ -71,6 +68,11 @@ impl Handles {
             .expect("opened lock")
             .insert(ino, signature)
             == Some(signature)
+    }
+
+    /// Whether inode `ino` was last opened as `(size, mtime)`.
+    pub(super) fn opened_as(&self, ino: u64, signature: (u64, i64)) -> bool {
+        self.opened.lock().expect("opened lock").get(&ino) == Some(&signature)
     }
 
     /// The kernel holds `ino` no more.

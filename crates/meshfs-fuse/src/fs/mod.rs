@@ -12,7 +12,7 @@
 //! - [`attr`]: what the kernel is told about a folder or file (owner, mode, times);
 //! - [`handles`]: open file and directory handles;
 //! - [`listing`]: directory listings, and one filler for `readdir` and `readdirplus`;
-//! - [`read`]: reads, served from read-ahead chunks or straight from the node;
+//! - [`read`]: opens and reads, served from read-ahead chunks or straight from the node;
 //! - [`fs_handle`]: [`FsHandle`], the filesystem seen from outside its callbacks;
 //! - [`dispatch`]: the `fuser::Filesystem` callbacks themselves.
 
@@ -33,6 +33,7 @@ use meshfs_core::Entry;
 
 use crate::cache::{MetaCache, Ticket};
 use crate::error::errno;
+use crate::folder_ahead::FolderAhead;
 use crate::inodes::InodeTable;
 use crate::nodes::{Node, Nodes};
 use crate::readahead::Budget;
@@ -64,6 +65,7 @@ struct Shared {
     attrs: attr::Attrs,
     handles: handles::Handles,
     budget: Arc<Budget>,
+    ahead: FolderAhead,
 }
 
 /// The meshfs FUSE filesystem.
@@ -82,6 +84,7 @@ impl MeshFs {
         rt: tokio::runtime::Handle,
         alive: tokio::sync::oneshot::Sender<()>,
     ) -> MeshFs {
+        let budget = Budget::new(config.readahead_budget);
         let shared = Shared {
             inodes: InodeTable::new(),
             nodes: Nodes::default(),
@@ -89,7 +92,8 @@ impl MeshFs {
             config,
             attrs: attr::Attrs::now(),
             handles: handles::Handles::default(),
-            budget: Budget::new(config.readahead_budget),
+            budget: budget.clone(),
+            ahead: FolderAhead::new(budget),
         };
         let fs = MeshFs {
             shared: Arc::new(shared),

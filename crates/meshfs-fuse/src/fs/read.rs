@@ -1,5 +1,8 @@
-//! Reads: an open file, and the glue between the kernel's reads and [`crate::readahead`].
+//! Opens and reads: an open file, and the glue between the kernel's opens and reads and
+//! [`crate::readahead`] and [`crate::folder_ahead`].
 //!
+//! An open of a small file starts fetching it whole (or takes it from what the folder
+//! read-ahead fetched before the open), and may fetch the folder's next files ahead.
 //! Each read asks the file's [`ReadAhead`] for a plan: chunks to start fetching now (each its
 //! own task, so several are in flight), and where this read's bytes come from — fetched chunks,
 //! or the node directly (random reads). A read that one chunk holds is replied from that chunk
@@ -8,12 +11,15 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use fuser::{Errno, ReplyData};
+use fuser::{Errno, FopenFlags, ReplyData};
 use meshfs_core::proto::MAX_READ;
-use meshfs_core::{ClientError, Entry};
+use meshfs_core::{ClientError, Entry, Kind};
+use tokio::runtime::Handle;
 
 use super::Shared;
+use crate::cache::Trust;
 use crate::error::errno;
+use crate::inodes;
 use crate::nodes::Node;
 use crate::readahead::{CHUNK, Chunk, ReadAhead, Source};
 use crate::requests;
@@ -83,6 +89,32 @@ impl OpenFile {
         e
     }
 
+    /// The bytes of `[offset, offset + size)` if one chunk already fetched holds them all,
+    /// or holds all there is up to the end of the file.
+    fn served_now(&self, offset: u64, size: u64, source: &Source) -> Option<Served> {
+        let Source::Chunks(chunks) = source else {
+            return None;
+        };
+        let [chunk] = chunks.as_slice() else {
+            return None;
+        };
+        let data = chunk.fetched()?;
+        let from = (offset - chunk.start()) as usize;
+        let to = from + size as usize;
+        if to <= data.len() {
+            return Some(Served::Chunk(data, from..to));
+        }
+        let end = chunk.start() + data.len() as u64;
+        if from > data.len() || (data.len() as u64) == CHUNK || !self.ends_at(end) {
+            return None; // past a chunk's end, or a file that has grown: ask the node
+        }
+        // End of file when fetched, and still the end as far as we know: a short read, as
+        // `Shared::serve` would give; the chunk is not served again (the file may grow).
+        self.discard(chunk);
+        let to = data.len();
+        Some(Served::Chunk(data, from..to))
+    }
+
     fn discard(&self, chunk: &Arc<Chunk>) {
         self.readahead
             .lock()
@@ -92,6 +124,72 @@ impl OpenFile {
 }
 
 impl Shared {
+    /// Open `path` on `node` (inode `ino`), which the node or the cache describes as `e`: the
+    /// new handle and its flags. Spawns its fetches on `rt` (this may run on the dispatch
+    /// thread, outside the runtime).
+    pub(super) fn open_file(
+        self: &Arc<Self>,
+        rt: &Handle,
+        ino: u64,
+        node: usize,
+        path: String,
+        e: &Entry,
+    ) -> Result<(u64, FopenFlags), Errno> {
+        if e.kind == Kind::Dir {
+            return Err(Errno::EISDIR);
+        }
+        let unchanged = self.handles.reopened_unchanged(ino, (e.size, e.mtime_ns));
+        let file = Arc::new(OpenFile::new(self, ino, self.nodes.get(node), path, e));
+        // Nothing to flush on a read-only mount: `close` then costs no request.
+        let mut flags = FopenFlags::FOPEN_NOFLUSH;
+        if unchanged {
+            // The kernel's page cache of the file is still good.
+            flags |= FopenFlags::FOPEN_KEEP_CACHE;
+        } else {
+            match self.ahead.take(node, &file.path, e) {
+                Some(chunk) => file
+                    .readahead
+                    .lock()
+                    .expect("readahead lock")
+                    .adopt_first(chunk),
+                None => self.prefetch_at_open(rt, &file),
+            }
+            self.fetch_folder_ahead(rt, node, &file.path);
+        }
+        Ok((self.handles.open_file(file), flags))
+    }
+
+    /// `path` on `node` is being opened: fetch the next files of its folder ahead if the
+    /// reader goes through the folder in order (see [`crate::folder_ahead`]).
+    fn fetch_folder_ahead(&self, rt: &Handle, node: usize, path: &str) {
+        let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+        let fresh = self
+            .inodes
+            .find(node, dir)
+            .and_then(|dir_ino| self.cache.dirs.get(&dir_ino))
+            .map(|(listing, _)| listing);
+        // What is fetched now is trusted as long as any answer the node gives now.
+        let trust = match self.cache.trust(&self.cache.ticket(node)) {
+            Trust::Ttl => self.config.ttl,
+            Trust::Events => self.config.events_ttl,
+        };
+        // A file opened before and unchanged since is in the kernel's page cache already.
+        let cached = |path: &str, e: &Entry| {
+            self.inodes
+                .find(node, path)
+                .is_some_and(|ino| self.handles.opened_as(ino, (e.size, e.mtime_ns)))
+        };
+        let (listing, fetches) = self.ahead.opened(node, dir, name, fresh, trust, cached);
+        for fetch in fetches {
+            let node = self.nodes.get(node);
+            let path = inodes::join(dir, &listing[fetch.index].name);
+            rt.spawn(async move {
+                let res = requests::pread(&node.pool, &path, 0, CHUNK).await;
+                fetch.chunk.complete(fetched(&path, 0, res));
+            });
+        }
+    }
+
     /// Answer a read of `size` bytes at `offset` of `file`, starting whatever read-ahead the
     /// plan asks for.
     pub(super) fn read(
@@ -113,6 +211,11 @@ impl Shared {
             let (shared, file) = (self.clone(), file.clone());
             rt.spawn(async move { shared.fetch_chunk(&file, &chunk).await });
         }
+        if let Some(served) = file.served_now(offset, size, &plan.source) {
+            // Here already (a small file fetched at or before its open): reply on this
+            // thread, without a hop to the runtime.
+            return reply.data(served.bytes());
+        }
         let shared = self.clone();
         rt.spawn(async move {
             match shared.serve(&file, offset, size, plan.source).await {
@@ -123,7 +226,7 @@ impl Shared {
     }
 
     /// Start fetching a small file whole as it is opened (see [`ReadAhead::at_open`]).
-    pub(super) fn prefetch_at_open(self: &Arc<Self>, file: &Arc<OpenFile>) {
+    fn prefetch_at_open(self: &Arc<Self>, rt: &Handle, file: &Arc<OpenFile>) {
         let known = file.size.load(Ordering::Relaxed);
         let chunk = file
             .readahead
@@ -132,24 +235,18 @@ impl Shared {
             .at_open(known);
         if let Some(chunk) = chunk {
             let (shared, file) = (self.clone(), file.clone());
-            tokio::spawn(async move { shared.fetch_chunk(&file, &chunk).await });
+            rt.spawn(async move { shared.fetch_chunk(&file, &chunk).await });
         }
     }
 
     /// Fetch one read-ahead chunk and hand it to whoever waits on it.
     async fn fetch_chunk(&self, file: &OpenFile, chunk: &Chunk) {
-        let res = match file.pread(chunk.start(), CHUNK).await {
-            Ok(data) => {
-                file.size
-                    .fetch_max(chunk.start() + data.len() as u64, Ordering::Relaxed);
-                Ok(Arc::new(data))
-            }
-            Err(e) => {
-                tracing::debug!(path = %file.path, offset = chunk.start(), error = %e, "read-ahead failed");
-                Err(errno(&e, Errno::EISDIR))
-            }
-        };
-        chunk.complete(res);
+        let res = file.pread(chunk.start(), CHUNK).await;
+        if let Ok(data) = &res {
+            file.size
+                .fetch_max(chunk.start() + data.len() as u64, Ordering::Relaxed);
+        }
+        chunk.complete(fetched(&file.path, chunk.start(), res));
     }
 
     /// `[offset, offset + size)` read directly, fewer bytes only at end of file: a node may
@@ -244,6 +341,18 @@ impl Shared {
         }
         Ok(Served::Owned(out))
     }
+}
+
+/// A chunk's outcome from the `pread` that fetched it.
+fn fetched(
+    path: &str,
+    offset: u64,
+    res: Result<Vec<u8>, ClientError>,
+) -> Result<Arc<Vec<u8>>, Errno> {
+    res.map(Arc::new).map_err(|e| {
+        tracing::debug!(path, offset, error = %e, "read-ahead failed");
+        errno(&e, Errno::EISDIR)
+    })
 }
 
 /// The bytes of a read reply.
