@@ -52,15 +52,15 @@ if [ -n "${MESHFS_BIN:-}" ] && [ $# -ne 1 ]; then
   exit 2
 fi
 
-# Release build for one target (the host's needs no --target: its binary also writes the
-# man pages and completions).
+# The dist build (Cargo.toml's `[profile.dist]`: release with LTO) for one target (the host's
+# needs no --target: its binary also writes the man pages and completions).
 build() {
   local arch=$1 target prefix env_target
   target=$(rust_target "$arch")
   prefix=$(gnu_prefix "$arch")
   if [ -z "$prefix" ]; then
-    cargo build --release --locked -p meshfs --manifest-path "$root/Cargo.toml" >&2
-    echo "$target_dir/release/meshfs"
+    cargo build --profile dist --locked -p meshfs --manifest-path "$root/Cargo.toml" >&2
+    echo "$target_dir/dist/meshfs"
     return
   fi
   command -v "${prefix}gcc" >/dev/null || {
@@ -70,8 +70,8 @@ build() {
   env_target=$(echo "$target" | tr 'a-z-' 'A-Z_')
   env "CARGO_TARGET_${env_target}_LINKER=${prefix}gcc" \
     "CC_${target//-/_}=${prefix}gcc" "AR_${target//-/_}=${prefix}ar" \
-    cargo build --release --locked -p meshfs --target "$target" --manifest-path "$root/Cargo.toml" >&2
-  echo "$target_dir/$target/release/meshfs"
+    cargo build --profile dist --locked -p meshfs --target "$target" --manifest-path "$root/Cargo.toml" >&2
+  echo "$target_dir/$target/dist/meshfs"
 }
 
 # The highest glibc symbol version the binary needs: its libc6 dependency.

@@ -7,7 +7,7 @@
 #   packaging/smoke-arm.sh [arm64|armhf] [ARM_BIN [HOST_BIN]]
 #
 # The architecture defaults to arm64; ARM_BIN to its cross build by packaging/build-deb.sh
-# ($CARGO_TARGET_DIR/<rust target>/release/meshfs), HOST_BIN to the host's release build, else
+# ($CARGO_TARGET_DIR/<rust target>/dist/meshfs), HOST_BIN to the host's dist build, else
 # its debug build. Needs: apt-get install qemu-user-static and the architecture's C library
 # (libc6-arm64-cross or libc6-armhf-cross, which the cross compilers pull in).
 set -euo pipefail
@@ -19,10 +19,10 @@ case $arch in
   armhf) rust_target=armv7-unknown-linux-gnueabihf qemu_arch=arm sysroot=/usr/arm-linux-gnueabihf cross=libc6-armhf-cross ;;
   *) echo "unknown architecture $arch (arm64 or armhf)" >&2; exit 2 ;;
 esac
-arm=${2:-$target_dir/$rust_target/release/meshfs}
+arm=${2:-$target_dir/$rust_target/dist/meshfs}
 host=${3:-}
 if [ -z "$host" ]; then
-  host=$target_dir/release/meshfs
+  host=$target_dir/dist/meshfs
   [ -x "$host" ] || host=$target_dir/debug/meshfs
 fi
 qemu=$(command -v "qemu-$qemu_arch-static" || command -v "qemu-$qemu_arch" || true)

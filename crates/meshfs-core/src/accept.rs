@@ -97,7 +97,11 @@ pub async fn accept_loop<F, Fut>(
         };
         let counted = crate::metrics::Door::from_accept_name(door.name)
             .map(|d| crate::metrics::metrics().door(d).connection());
-        let connection = handle(stream, peer);
+        // Boxed: an `async` block stores a future it captures twice (once captured, once
+        // being awaited; rustc does not overlap the two), which doubled the memory of every
+        // idle connection (11.8 KiB each, measured with heaptrack). Boxed, the block holds a
+        // pointer and the connection's state is stored once.
+        let connection = Box::pin(handle(stream, peer));
         tracker.spawn(async move {
             connection.await;
             drop((slot, counted));

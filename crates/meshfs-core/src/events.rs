@@ -18,7 +18,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -26,7 +25,9 @@ use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RemoveKind, 
 use notify::{EventKind as RawKind, RecursiveMode, Watcher};
 
 mod folders;
+mod raw_queue;
 use folders::Folders;
+use raw_queue::{Next, RawReceiver, raw_queue};
 use tokio::sync::broadcast;
 
 /// Default number of events kept for replay.
@@ -266,17 +267,11 @@ impl Events {
     /// reporting it), which the watcher's own thread could not do without deadlocking.
     pub fn watch(&self, root: &Path) -> notify::Result<WatchGuard> {
         let root = root.canonicalize()?;
-        let (tx, rx) = std::sync::mpsc::sync_channel::<notify::Result<notify::Event>>(RAW_QUEUE);
-        let overflowed = Arc::new(AtomicBool::new(false));
-        let overflow = overflowed.clone();
-        let handler = move |res: notify::Result<notify::Event>| {
-            // Never block the watcher's thread: the ingest thread may be waiting on it. What
-            // does not fit is lost: the ingest thread says `resync` once it has drained what
-            // came before (see `Ingest::run`).
-            if let Err(std::sync::mpsc::TrySendError::Full(_)) = tx.try_send(res) {
-                overflow.store(true, Ordering::Relaxed);
-            }
-        };
+        let (tx, rx) = raw_queue::<notify::Result<notify::Event>>(RAW_QUEUE);
+        // Never block the watcher's thread: the ingest thread may be waiting on it. What does
+        // not fit is lost: the ingest thread says `resync` once it has drained what came
+        // before (see `Ingest::run`).
+        let handler = move |res: notify::Result<notify::Event>| tx.send_or_drop(res);
         // Never follow symlinks while adding watches: a link to `/` would otherwise make the
         // watcher walk (and report names from) the whole file system.
         let config = notify::Config::default().with_follow_symlinks(false);
@@ -291,7 +286,6 @@ impl Events {
             events: self.clone(),
             root,
             folders,
-            overflowed,
         };
         std::thread::Builder::new()
             .name("meshfs-events".into())
@@ -433,35 +427,21 @@ struct Ingest {
     /// The folders watched, and those that could not be; holds the watcher weakly, so that
     /// dropping the [`WatchGuard`] stops everything.
     folders: Folders,
-    /// Set by the watcher's callback when the raw queue was full and an event was lost.
-    overflowed: Arc<AtomicBool>,
 }
 
 impl Ingest {
-    fn run(mut self, rx: std::sync::mpsc::Receiver<notify::Result<notify::Event>>) {
-        use std::sync::mpsc::TryRecvError;
+    fn run(mut self, rx: RawReceiver<notify::Result<notify::Event>>) {
         loop {
-            let res = match rx.try_recv() {
-                Ok(res) => res,
-                Err(TryRecvError::Empty) => {
-                    // Lost events came after everything queued before them: one `resync`,
-                    // after those, so a subscriber re-lists once and no stale event follows.
-                    if self.overflowed.swap(false, Ordering::Relaxed) {
-                        self.events.push(EventKind::Resync, String::new());
-                    }
-                    match rx.recv() {
-                        Ok(res) => res,
-                        Err(_) => return,
-                    }
-                }
-                Err(TryRecvError::Disconnected) => return,
-            };
-            match res {
-                Ok(ev) => self.ingest(ev),
-                Err(e) => {
+            match rx.next() {
+                Next::Item(Ok(ev)) => self.ingest(ev),
+                Next::Item(Err(e)) => {
                     tracing::warn!(error = %e, "file watcher error: subscribers will resync");
                     self.events.push(EventKind::Resync, String::new());
                 }
+                // Lost events came after everything queued before them: one `resync`, after
+                // those, so a subscriber re-lists once and no stale event follows.
+                Next::Lost => self.events.push(EventKind::Resync, String::new()),
+                Next::Closed => return,
             }
         }
     }

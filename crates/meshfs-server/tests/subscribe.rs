@@ -99,6 +99,29 @@ fn has(seen: &[(u64, String, String)], kind: &str, path: &str) -> bool {
     seen.iter().any(|(_, k, p)| k == kind && p == path)
 }
 
+/// A tree moved into the share appears at once, every folder in it: each folder is reported
+/// only once it is watched, so a client that writes into a folder as soon as it hears of it
+/// gets that file's `closed` (a folder reported when its parent was read, before its own watch,
+/// lost it).
+#[test]
+fn a_folder_is_reported_only_once_it_is_watched() {
+    let dir = tempfile::tempdir().unwrap();
+    let share = dir.path().join("share");
+    std::fs::create_dir(&share).unwrap();
+    let node = start(&share, 10_000);
+    let mut sub = Sub::open(&node.addr, None);
+    let outside = dir.path().join("many");
+    for i in 0..300 {
+        std::fs::create_dir_all(outside.join(format!("d{i}"))).unwrap();
+    }
+    std::fs::rename(&outside, share.join("many")).unwrap();
+    let seen = sub.until(|(_, k, p)| k == "created" && p.starts_with("many/d"));
+    let folder = seen.last().unwrap().2.clone();
+    std::fs::write(share.join(&folder).join("clip.mp4"), b"x").unwrap();
+    let clip = format!("{folder}/clip.mp4");
+    sub.until(|(_, k, p)| k == "closed" && *p == clip);
+}
+
 #[test]
 fn kinds_paths_and_increasing_sequence() {
     let dir = tempfile::tempdir().unwrap();

@@ -42,16 +42,16 @@ impl Folders {
     }
 
     /// Watch `dir` and every folder beneath it (never through a symlink). `entry` is called
-    /// for `dir` once it is watched (or could not be), then for everything beneath it once the
-    /// folder holding it is watched: whatever appears after that is seen by the watch.
+    /// for each folder once it is watched itself (or could not be), and for each other entry
+    /// once the folder holding it is watched: whatever appears in a folder after it was
+    /// reported is seen by the watch. (Reporting a folder when its parent was read, before its
+    /// own watch existed, let a client that wrote into it at once miss that file's `closed`.)
     pub(super) fn watch_tree(&mut self, dir: &Path, mut entry: impl FnMut(&Path)) {
         let mut stack = vec![dir.to_owned()];
         while let Some(d) = stack.pop() {
             self.known.insert(d.clone());
             let watched = self.watch_one(&d);
-            if d == dir {
-                entry(dir);
-            }
+            entry(&d);
             if !watched {
                 continue;
             }
@@ -65,9 +65,10 @@ impl Folders {
             };
             for item in items.flatten() {
                 let path = item.path();
-                entry(&path);
                 if item.file_type().is_ok_and(|t| t.is_dir()) {
                     stack.push(path);
+                } else {
+                    entry(&path);
                 }
             }
         }
