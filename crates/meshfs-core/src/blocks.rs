@@ -40,6 +40,11 @@ pub fn block_count(size: u64) -> u64 {
     size.div_ceil(BLOCK_LEN).max(1)
 }
 
+/// True when a file of `size` bytes can be listed by block (at most [`MAX_BLOCKS`]).
+pub fn fits(size: u64) -> bool {
+    checked_count(size).is_ok()
+}
+
 /// The bytes `start..end` block `k` covers in a file of `size` bytes.
 pub fn block_range(size: u64, k: u64) -> (u64, u64) {
     let start = k * BLOCK_LEN;

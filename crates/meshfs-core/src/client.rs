@@ -28,6 +28,21 @@ use crate::trust::{HandshakeError, Trust, TrustError};
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default limit on any single wait for the peer (a stalled peer is an error, not a hang).
 pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
+/// The slowest a node is expected to read a file it hashes (`hash-prefix`, `blocks`): a
+/// camera's SD card while it records. A node says nothing until the whole file is read, so
+/// the wait for these replies grows with the file ([`hashing_timeout`]).
+pub const SLOWEST_HASHING: u64 = 4 << 20;
+
+/// How long to wait for a node to hash `size` bytes before its reply: the usual `timeout`
+/// plus the time [`SLOWEST_HASHING`] takes over them (a 4 GB recording: about 17 minutes
+/// more), so a big uncached file on a slow node is waited for, and a small one is not.
+pub fn hashing_timeout(timeout: Duration, size: u64) -> Duration {
+    timeout.saturating_add(Duration::from_secs(size / SLOWEST_HASHING))
+}
+
+/// Most addresses a `cluster-peers` reply may hold.
+pub const MAX_CLUSTER_PEERS: usize = 64;
+
 /// Most entries a listing may hold before the client gives up on it.
 pub const MAX_ENTRIES: usize = 1_000_000;
 
@@ -482,6 +497,24 @@ impl Client {
             .ok_or_else(|| self.protocol("malformed status reply"))
     }
 
+    /// `cluster-peers`: the nodes this one keeps in step with, as `host:port` (each at most
+    /// [`MAX_CLUSTER_PEERS`]). A node older than this request answers `5 unknown command`.
+    pub async fn cluster_peers(&mut self) -> Result<Vec<String>> {
+        self.send("cluster-peers");
+        self.status().await?;
+        let mut peers = Vec::new();
+        loop {
+            let line = self.read_line().await?;
+            if line.is_empty() {
+                return Ok(peers);
+            }
+            if peers.len() >= MAX_CLUSTER_PEERS {
+                return Err(self.protocol("more cluster peers than a node tells"));
+            }
+            peers.push(line);
+        }
+    }
+
     /// `stat <path>`.
     pub async fn stat(&mut self, path: &str) -> Result<Entry> {
         // `stat` needs an argument: the share's root is `/` (an empty one is a bad request).
@@ -529,24 +562,43 @@ impl Client {
     /// `hash-prefix <size> <path>`: BLAKE3 of the remote file's first `size` bytes. A node
     /// older than this request answers code 5 `unknown command`; one whose file holds fewer
     /// bytes, code 5 too.
+    /// Waited for as long as the node may need to read `size` bytes ([`hashing_timeout`]).
     pub async fn hash_prefix(&mut self, path: &str, size: u64) -> Result<String> {
         self.send(&format!("hash-prefix {size} {path}"));
-        self.hash_reply().await
+        self.while_hashing(size, async |c| c.hash_reply().await)
+            .await
     }
 
     /// `blocks <size> <path>`: the chaining values of the remote file's 1 MiB blocks over its
     /// first `size` bytes ([`crate::blocks`]), checked to fit `size`. Not yet checked against
     /// the file's BLAKE3: compare [`BlockHashes::root`] with it before trusting the list.
+    /// Waited for as long as the node may need to read `size` bytes ([`hashing_timeout`]).
     pub async fn blocks(&mut self, path: &str, size: u64) -> Result<BlockHashes> {
         self.send(&format!("blocks {size} {path}"));
         // Bounded by what `size` needs, not by any payload: a node cannot make us take 16 MiB
         // for a small file.
         let want = crate::blocks::block_count(size).min(crate::blocks::MAX_BLOCKS)
             * crate::blocks::ENTRY_LEN as u64;
-        let n = self.data_header(want).await?;
+        let n = self
+            .while_hashing(size, async |c| c.data_header(want).await)
+            .await?;
         let mut bytes = Vec::new();
         self.payload_into(n, &mut bytes).await?;
         BlockHashes::from_bytes(size, bytes).map_err(|e| self.protocol(e.to_string()))
+    }
+
+    /// Run `op` (the wait for a reply the node sends only once it read `size` bytes) with the
+    /// timeout [`hashing_timeout`] allows, then the usual one again.
+    async fn while_hashing<T>(
+        &mut self,
+        size: u64,
+        op: impl AsyncFnOnce(&mut Client) -> Result<T>,
+    ) -> Result<T> {
+        let usual = self.timeout;
+        self.timeout = hashing_timeout(usual, size);
+        let result = op(self).await;
+        self.timeout = usual;
+        result
     }
 
     /// `0 HEX` with 64 hex digits.

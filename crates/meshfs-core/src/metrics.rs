@@ -168,6 +168,9 @@ pub struct Metrics {
     pub transfer_errors_total: Counter,
     /// Events added to the share's log.
     pub events_total: Counter,
+    /// Reads of a file (or its first bytes) from disk to hash it, for `hash`, `hash-prefix`
+    /// and `blocks`: requests answered from the cache or sharing a read under way count none.
+    pub hash_reads_total: Counter,
     /// Files retention deleted, and their bytes.
     pub retention_deleted_total: Counter,
     pub retention_deleted_bytes_total: Counter,
@@ -220,6 +223,7 @@ impl Metrics {
             ],
             transfer_errors_total: Counter::new(),
             events_total: Counter::new(),
+            hash_reads_total: Counter::new(),
             retention_deleted_total: Counter::new(),
             retention_deleted_bytes_total: Counter::new(),
             peers_seen_total: Counter::new(),
@@ -392,7 +396,7 @@ pub fn render(out: &mut String) {
         "File bytes sent, by door.",
         |d| d.bytes_sent_total.get() as i64,
     );
-    let counters: [(&'static str, &str, u64); 6] = [
+    let counters: [(&'static str, &str, u64); 7] = [
         (
             "meshfs_transfer_errors_total",
             "Downloads that failed and payloads that could not be sent.",
@@ -402,6 +406,11 @@ pub fn render(out: &mut String) {
             "meshfs_events_total",
             "File events logged by the share's watch.",
             m.events_total.get(),
+        ),
+        (
+            "meshfs_hash_reads_total",
+            "Files read from disk to hash them (requests sharing one read count once).",
+            m.hash_reads_total.get(),
         ),
         (
             "meshfs_retention_deleted_files_total",

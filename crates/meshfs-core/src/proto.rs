@@ -88,6 +88,9 @@ pub enum Request<'a> {
         path: &'a str,
     },
     Auth(&'a str),
+    /// `cluster-peers`: the nodes this one keeps in step with (`--cluster-peer`), so a
+    /// downloader finds the other copies of a file (protocols.md §1).
+    ClusterPeers,
     /// `pake <base64>[ <path>]`: start a password proof (see [`crate::pake`]).
     Pake(&'a str),
     /// `pake-confirm <base64>`: finish it.
@@ -181,6 +184,7 @@ impl<'a> Request<'a> {
                 Request::Subscribe { since, reasons }
             }
             "status" => no_arg(arg).map(|_| Request::Status)?,
+            "cluster-peers" => no_arg(arg).map(|_| Request::ClusterPeers)?,
             "quit" => Request::Quit,
             "help" => Request::Help,
             "" => return Err(BadRequest("empty request")),
@@ -224,6 +228,8 @@ pake-confirm <msg>           finish the proof
 subscribe [<since>] [reasons]  stream <seq> <kind> <path> file events
 status                       key: value lines (uptime, share size, free space, last
                              recording, connections), then one empty line
+cluster-peers                this node's --cluster-peers, one host:port per line, then one
+                             empty line
 quit                         close the connection
 help                         this text
 ";
@@ -388,6 +394,8 @@ mod tests {
             })
         );
         assert!(Request::parse(b"blocks 10").is_err());
+        assert_eq!(Request::parse(b"CLUSTER-PEERS"), Ok(Request::ClusterPeers));
+        assert!(Request::parse(b"cluster-peers x").is_err());
         assert!(Request::parse(b"pread 1 y").is_err());
         assert!(Request::parse(b"subscribe reasons 7").is_err());
         assert!(Request::parse(b"subscribe 7 8").is_err());

@@ -214,7 +214,8 @@ impl Limiter {
     }
 
     /// Whether any bucket applies.
-    pub fn is_limited(&self) -> bool {
+    #[cfg(test)]
+    fn is_limited(&self) -> bool {
         self.node.is_some() || self.client.is_some()
     }
 

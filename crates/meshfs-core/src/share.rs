@@ -24,6 +24,7 @@
 //! All methods block on the file system; async callers decide whether to run them inline (cheap
 //! metadata calls) or on a blocking thread (listings, hashing).
 
+mod flight;
 mod resolve;
 pub mod skipped;
 #[cfg(feature = "testing")]
@@ -39,7 +40,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::blocks::{BlockHasher, BlockHashes};
+use crate::blocks::{self, BlockHasher, BlockHashes};
 use crate::dir::{Dir, TempFile};
 use crate::proto::Code;
 use crate::sys;
@@ -225,7 +226,7 @@ impl ShareFile {
 
 /// Identity of a file's content for the hash cache: if none of these changed, neither did the
 /// bytes (as far as a file system can tell us).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct ContentId {
     dev: u64,
     ino: u64,
@@ -271,6 +272,9 @@ struct ShareInner {
     hashes: Mutex<Vec<(ContentId, blake3::Hash)>>,
     /// Recently computed block lists, most recent last, at most [`BLOCK_CACHE_BYTES`] in all.
     blocks: Mutex<VecDeque<(ContentId, Arc<BlockHashes>)>>,
+    /// Block lists being computed, by version and length: a request for one under way waits
+    /// for it instead of reading the file again ([`flight`]).
+    hashing: flight::Flights<(ContentId, u64), Option<Arc<BlockHashes>>>,
     /// Entries listings leave out, logged once each.
     skipped: Skipped,
     #[cfg(any(test, feature = "testing"))]
@@ -332,6 +336,7 @@ impl Share {
                 resolver: Resolver::new(root, openat2)?,
                 hashes: Mutex::new(Vec::new()),
                 blocks: Mutex::new(VecDeque::new()),
+                hashing: flight::Flights::default(),
                 skipped: Skipped::default(),
                 #[cfg(any(test, feature = "testing"))]
                 hook: Mutex::new(None),
@@ -520,12 +525,20 @@ impl Share {
         self.hash_file(&file)
     }
 
-    /// BLAKE3 of a file already opened (and checked) through this share.
+    /// BLAKE3 of a file already opened (and checked) through this share: its block list's
+    /// root, so that `hash` and `blocks` of one version share one read ([`Share::block_hashes`]).
     pub fn hash_file(&self, file: &ShareFile) -> Result<blake3::Hash, ShareError> {
         let id = ContentId::of(&file.metadata()?);
         if let Some(hash) = self.cached_hash(id) {
             return Ok(hash);
         }
+        if blocks::fits(id.size)
+            && let Some(list) = self.block_hashes(file, id.size)?
+        {
+            return Ok(list.root());
+        }
+        // Too large to list by block, or shorter than a moment ago: read it to its end.
+        crate::metrics::metrics().hash_reads_total.inc();
         let hash = hash_first(file, u64::MAX)?.0;
         self.remember_hash(file, id, hash)?;
         Ok(hash)
@@ -534,7 +547,7 @@ impl Share {
     /// BLAKE3 of the first `len` bytes of `file`: what a client that took a snapshot of a
     /// file still being written (a recording) compares its copy with. Never a byte past
     /// `len`, even if the file grows meanwhile. `None` when the file holds fewer bytes (it
-    /// shrank or was replaced).
+    /// shrank or was replaced). Computed as the root of the block list, shared like it.
     pub fn hash_prefix(
         &self,
         file: &ShareFile,
@@ -545,6 +558,10 @@ impl Share {
         if let Some(hash) = self.cached_hash(id).filter(|_| whole) {
             return Ok(Some(hash));
         }
+        if blocks::fits(len) {
+            return Ok(self.block_hashes(file, len)?.map(|list| list.root()));
+        }
+        crate::metrics::metrics().hash_reads_total.inc();
         let (hash, read) = hash_first(file, len)?;
         if read < len {
             return Ok(None);
@@ -558,7 +575,9 @@ impl Share {
     /// The chaining values of the 1 MiB blocks of `file`'s first `len` bytes (`blocks`,
     /// protocols.md §1), read once; `None` when the file holds fewer bytes. The list of a
     /// whole file is remembered per version (device, inode, size, times), so a second request
-    /// reads nothing, and its root, the file's BLAKE3, answers a later `hash` too.
+    /// reads nothing, and its root, the file's BLAKE3, answers a later `hash` too. Requests
+    /// that arrive while the same version and length are being read wait for that read
+    /// (single flight): a client's retry, or a second downloader, never starts another.
     pub fn block_hashes(
         &self,
         file: &ShareFile,
@@ -574,18 +593,25 @@ impl Share {
             return Ok(None);
         }
         let mut hasher = BlockHasher::new(len).map_err(io::Error::other)?;
-        let read = read_first(file, len, |piece| hasher.update(piece))?;
-        let Some(list) = hasher.finish().filter(|_| read == len) else {
-            return Ok(None);
-        };
-        let list = Arc::new(list);
-        if whole {
-            self.remember_hash(file, id, list.root())?;
-            if ContentId::of(&file.metadata()?) == id {
-                self.remember_blocks(id, list.clone());
+        self.inner.hashing.run((id, len), || {
+            // A read that ended just before this one was to begin left its list here.
+            if whole && let Some(list) = self.cached_blocks(id) {
+                return Ok(Some(list));
             }
-        }
-        Ok(Some(list))
+            crate::metrics::metrics().hash_reads_total.inc();
+            let read = read_first(file, len, |piece| hasher.update(piece))?;
+            let Some(list) = hasher.finish().filter(|_| read == len) else {
+                return Ok(None);
+            };
+            let list = Arc::new(list);
+            if whole {
+                self.remember_hash(file, id, list.root())?;
+                if ContentId::of(&file.metadata()?) == id {
+                    self.remember_blocks(id, list.clone());
+                }
+            }
+            Ok(Some(list))
+        })
     }
 
     fn cached_blocks(&self, id: ContentId) -> Option<Arc<BlockHashes>> {

@@ -182,8 +182,11 @@ pub struct Outcome {
     /// Final size of the file.
     pub size: u64,
     /// Bytes that crossed the network in this run (those of an attempt that had to start over
-    /// included).
+    /// included), but for [`Outcome::duplicate`].
     pub received: u64,
+    /// Bytes of blocks a multi-source download received twice (at the end, two sources
+    /// racing for one block): the copy that came second, not used.
+    pub duplicate: u64,
     /// Bytes reused from an earlier, interrupted run.
     pub resumed_from: u64,
     /// Set when an earlier `.part` had to be thrown away, and why.
@@ -259,6 +262,17 @@ pub enum TransferError {
         resumed_from: u64,
         /// Bytes this attempt received, now thrown away.
         received: u64,
+    },
+    #[error(
+        "{path}: the file written (BLAKE3 {local}) does not match the BLAKE3 its blocks were \
+         checked against ({blocks}): a block changed on this disk after it was checked (another \
+         program writing the partial file, or the disk); the partial file was removed, run \
+         again to start over"
+    )]
+    DiskMismatch {
+        path: PathBuf,
+        local: String,
+        blocks: String,
     },
 }
 
@@ -581,6 +595,7 @@ async fn attempt(
     Ok(Outcome {
         size,
         received,
+        duplicate: 0,
         resumed_from: offset,
         restarted,
         retries: 0,

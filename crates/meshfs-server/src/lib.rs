@@ -53,7 +53,13 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// Connections served at once; more are answered `9` and closed.
     pub max_connections: usize,
+    /// The nodes this one keeps in step with (`--cluster-peer`, as `host:port`), told by
+    /// `cluster-peers`; at most [`MAX_CLUSTER_PEERS`] are told.
+    pub cluster_peers: Vec<String>,
 }
+
+/// Most addresses a `cluster-peers` reply holds (and a client reads).
+pub const MAX_CLUSTER_PEERS: usize = meshfs_core::client::MAX_CLUSTER_PEERS;
 
 impl Default for Config {
     fn default() -> Self {
@@ -61,6 +67,7 @@ impl Default for Config {
             name: "meshfs".into(),
             idle_timeout: Duration::from_secs(600),
             max_connections: 16_384,
+            cluster_peers: Vec::new(),
         }
     }
 }

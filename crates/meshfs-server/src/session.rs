@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::connection::{Connection, ReadError};
 use crate::subscription;
-use crate::{Config, Transport};
+use crate::{Config, MAX_CLUSTER_PEERS, Transport};
 
 /// The file a client opened with `open`, and where its next `read` starts.
 struct OpenFile {
@@ -231,6 +231,15 @@ impl Session {
             Request::Status => {
                 self.conn.status(0, "OK");
                 NodeStatus::current(&self.config.name).write(self.conn.out());
+            }
+            Request::ClusterPeers => {
+                self.conn.status(0, "OK");
+                let out = self.conn.out();
+                for peer in self.config.cluster_peers.iter().take(MAX_CLUSTER_PEERS) {
+                    out.extend_from_slice(peer.as_bytes());
+                    out.push(b'\n');
+                }
+                out.push(b'\n');
             }
             Request::Hello => {
                 let mut text = format!(

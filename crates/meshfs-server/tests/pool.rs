@@ -22,6 +22,7 @@ async fn server(
         name: "t".into(),
         idle_timeout: Duration::from_secs(60),
         max_connections: 16,
+        ..Config::default()
     };
     let mut server = FileServer::bind(addr, share.clone(), config).await.unwrap();
     if let Some(access) = access {

@@ -46,7 +46,6 @@ pub async fn serve(
 ) -> Result<Response, WebError> {
     let raw = uri.path().strip_prefix(PREFIX).unwrap_or_default();
     let target = paths::split(raw)?;
-    let limiter = state.upload_limiter(conn.as_ref().map(|c| &c.0.0));
     if target.path.is_empty() {
         return Err(WebError::IsDir("the share's root".into()));
     }
@@ -120,6 +119,8 @@ pub async fn serve(
     if method == Method::HEAD {
         return Ok((status, out).into_response());
     }
+    // Only a body is paced: a 304, a 416 or a HEAD costs no bucket of its client.
+    let limiter = state.upload_limiter(conn.as_ref().map(|c| &c.0.0));
     let body = body(reader, start, len, permit, limiter);
     Ok((status, out, body).into_response())
 }

@@ -196,6 +196,7 @@ mod tests {
             name: "t".into(),
             idle_timeout: std::time::Duration::from_secs(60),
             max_connections: 16,
+            ..Config::default()
         };
         let server = FileServer::bind(addr, share.clone(), config).await.unwrap();
         let addr = server.local_addr().unwrap().to_string();

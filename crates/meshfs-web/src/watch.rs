@@ -210,6 +210,7 @@ mod tests {
             name: "plain".into(),
             idle_timeout: Duration::from_secs(60),
             max_connections: 16,
+            ..Config::default()
         };
         let server = FileServer::bind("127.0.0.1:0", share.clone(), config)
             .await
@@ -266,6 +267,7 @@ mod tests {
             name: "cam".into(),
             idle_timeout: Duration::from_secs(60),
             max_connections: 16,
+            ..Config::default()
         };
         let server = FileServer::bind("127.0.0.1:0", share.clone(), config)
             .await

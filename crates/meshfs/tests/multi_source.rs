@@ -10,7 +10,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::group::Group;
-use common::relay::{lying_relay, number_after};
+use common::relay::{lying_relay, number_after, relay_with};
+use common::web::web_node;
 use common::{bin, lines_of, named_node, pattern, run as meshfs, until_line, wait_until};
 
 const MIB: usize = 1 << 20;
@@ -46,12 +47,12 @@ fn here(dir: &tempfile::TempDir) -> PathBuf {
     dir.path().join("here")
 }
 
-/// A node per share, named `n0`, `n1`, …
+/// A node per share, named `n0`, `n1`, …, on no LAN group (the tests name them).
 fn nodes(shares: &[PathBuf]) -> Vec<(common::Proc, String)> {
     shares
         .iter()
         .enumerate()
-        .map(|(i, s)| named_node(s, &format!("n{i}"), &[] as &[&str]))
+        .map(|(i, s)| named_node(s, &format!("n{i}"), &["--no-discovery", "--no-web"]))
         .collect()
 }
 
@@ -243,16 +244,15 @@ fn a_download_resumes_with_a_different_set_of_sources() {
 }
 
 /// Breaks if: a `--from` node without the file fails the download, or one holding another
-/// version (same size, one byte different) is used, or one that refuses connections is not
+/// version (same size) is used or said to have sent a bad block, or one that refuses connections is not
 /// named with its cause (said once).
 #[test]
 fn sources_without_the_file_or_with_another_version_are_not_used() {
     let data = pattern(6 * MIB, 34);
     let (dir, shares) = shares(3, &data);
     std::fs::remove_file(shares[1].join("f.bin")).unwrap();
-    let mut other = data.clone();
-    other[3 * MIB] ^= 0x80;
-    std::fs::write(shares[2].join("f.bin"), &other).unwrap();
+    // Another version of the same size: its first block (whichever is asked) tells.
+    std::fs::write(shares[2].join("f.bin"), pattern(data.len(), 99)).unwrap();
     let nodes = nodes(&shares);
     let refused = common::RefusedPort::bind();
     let out = meshfs(
@@ -277,13 +277,12 @@ fn sources_without_the_file_or_with_another_version_are_not_used() {
         all.contains(&format!("not using {}: ", nodes[1].1)) && all.contains("no such file"),
         "{all}"
     );
-    assert!(
-        all.contains(&format!(
-            "not using {}: it holds another version of the file",
-            nodes[2].1
-        )),
-        "{all}"
+    let other = format!(
+        "not using {}: it holds another version of the file (its first block, ",
+        nodes[2].1
     );
+    assert_eq!(all.matches(&other).count(), 1, "{all}");
+    assert!(!all.contains("dropped"), "{all}");
     // A source that cannot be reached is named with its cause, said once.
     let line = all
         .lines()
@@ -385,4 +384,167 @@ fn when_every_source_is_gone_the_download_fails_and_keeps_its_blocks() {
     assert!(all.contains(&format!("lost {addr} after ")), "{all}");
     assert!(blocks_done(&record) >= 2, "the verified blocks are kept");
     assert!(here(&dir).join("f.bin.part").exists());
+}
+
+/// Breaks if: the wait for the first source's `blocks` is the plain `--timeout` (a node still
+/// reading a big file answers after it: the download fails), or extra sources are asked for a
+/// hash before they are used (each would read the whole file first; here each is held past
+/// `--timeout`, so such a source is never used).
+#[test]
+fn a_node_slow_to_hash_is_waited_for_and_other_sources_are_not_asked_to_hash() {
+    let data = pattern(32 * MIB, 36);
+    let (dir, shares) = shares(2, &data);
+    let nodes = nodes(&shares);
+    // Each relay holds hash replies 4 s: longer than --timeout, shorter than the wait for
+    // 32 MiB (2 s + 8 s).
+    let (first, first_addr) = relay_with(&nodes[0].1, &["--honest", "--slow-hash", "4"]);
+    let (other, other_addr) = relay_with(&nodes[1].1, &["--honest", "--slow-hash", "4"]);
+    let out = meshfs(
+        &[
+            "--plaintext",
+            "get",
+            &format!("meshfs://{first_addr}/f.bin"),
+            "--from",
+            &other_addr,
+            "--timeout",
+            "2s",
+            "--retries",
+            "0",
+            // Long enough (2 s) for both sources to take part.
+            "--limit-rate",
+            "16M",
+        ],
+        &here(&dir),
+    );
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    for addr in [&first_addr, &other_addr] {
+        assert!(all.contains(&format!("from {addr}: ")), "{all}");
+    }
+    assert!(
+        !all.contains("bytes (0.0 %)"),
+        "a source brought nothing: {all}"
+    );
+    assert!(std::fs::read(here(&dir).join("f.bin")).unwrap() == data);
+    let asked = |relay: &common::Proc| relay.lines.try_iter().collect::<Vec<_>>();
+    assert_eq!(
+        asked(&first),
+        ["asked blocks"],
+        "the first source: one read"
+    );
+    assert_eq!(
+        asked(&other),
+        [] as [String; 0],
+        "the other source: no hash asked"
+    );
+}
+
+/// `meshfs_hash_reads_total` of the node whose web door is `web`.
+fn hash_reads(web: &str) -> u64 {
+    let body = common::web::get(web, "/metrics").text();
+    body.lines()
+        .find_map(|l| l.strip_prefix("meshfs_hash_reads_total "))
+        .unwrap_or_else(|| panic!("no meshfs_hash_reads_total in\n{body}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// One request on a connection of its own: its status line, and the payload a `0 N` status
+/// of `blocks` announces.
+fn ask(addr: &str, request: &str) -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    stream.write_all(format!("{request}\n").as_bytes()).unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut status = String::new();
+    reader.read_line(&mut status).unwrap();
+    if request.starts_with("blocks")
+        && let Some(n) = status.strip_prefix("0 ")
+    {
+        let mut payload = vec![0; n.trim().parse().unwrap()];
+        reader.read_exact(&mut payload).unwrap();
+    }
+    status.trim_end().to_owned()
+}
+
+/// Breaks if: a request for a file version the node is already reading to hash (a client's
+/// retry, a second downloader) starts a second read of the whole file instead of waiting for
+/// the first (single flight per version), or `hash` and `blocks` of one version do not share it.
+#[test]
+fn requests_for_a_version_being_hashed_share_one_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let share = dir.path().join("share");
+    std::fs::create_dir(&share).unwrap();
+    // Sparse: nothing on disk, yet 2 GiB to read and hash, a second or more.
+    let size: u64 = 2 << 30;
+    std::fs::File::create(share.join("big.bin"))
+        .unwrap()
+        .set_len(size)
+        .unwrap();
+    let node = web_node(&share, "n0", &[]);
+    assert_eq!(hash_reads(&node.web), 0);
+    let first = {
+        let addr = node.addr.clone();
+        std::thread::spawn(move || ask(&addr, &format!("blocks {size} big.bin")))
+    };
+    // The first read is under way (counted as it starts): ask again meanwhile.
+    wait_until(Duration::from_secs(30), "the first read started", || {
+        hash_reads(&node.web) == 1
+    });
+    let second = {
+        let addr = node.addr.clone();
+        std::thread::spawn(move || ask(&addr, "hash big.bin"))
+    };
+    let blocks = format!("0 {}", size / MIB as u64 * 32);
+    assert_eq!(first.join().unwrap(), blocks);
+    let hash = second.join().unwrap();
+    assert!(hash.starts_with("0 ") && hash.len() == 66, "{hash}");
+    assert_eq!(hash_reads(&node.web), 1, "the file was read more than once");
+    // Remembered: asked again, nothing is read.
+    assert_eq!(
+        ask(&node.addr, &format!("hash-prefix {size} big.bin")),
+        hash
+    );
+    assert_eq!(hash_reads(&node.web), 1);
+}
+
+/// Breaks if: `get --discover` does not ask the node it is given for its `--cluster-peer`s
+/// (`cluster-peers`), so a replica that is not on the LAN group is never used: here the
+/// camera an archive replica pulls from, found from the archive.
+#[test]
+fn the_cluster_peers_of_the_node_named_are_used() {
+    let data = pattern(24 * MIB, 37);
+    let (dir, shares) = shares(1, &data);
+    let archive_share = dir.path().join("archive");
+    std::fs::create_dir(&archive_share).unwrap();
+    // Neither node is on any LAN group: only `cluster-peers` can tell of the camera.
+    let (_cam, cam) = named_node(&shares[0], "cam", &["--no-discovery", "--no-web"]);
+    let (_archive, archive) = named_node(
+        &archive_share,
+        "archive",
+        &[
+            "--no-discovery",
+            "--no-web",
+            "--cluster-peer",
+            &cam,
+            "--archive",
+        ],
+    );
+    wait_until(Duration::from_secs(60), "the archive's copy", || {
+        std::fs::read(archive_share.join("f.bin")).is_ok_and(|d| d == data)
+    });
+    let group = Group::new(BLOCK);
+    let args = discovering_get(&group, &archive, &["--limit-rate", "12M"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = meshfs(&args, &here(&dir));
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains(&format!("using {cam}")), "{all}");
+    assert!(all.contains(&format!("from {cam}: ")), "{all}");
+    assert!(!all.contains(&format!("from {cam}: 0 bytes")), "{all}");
+    assert!(std::fs::read(here(&dir).join("f.bin")).unwrap() == data);
 }

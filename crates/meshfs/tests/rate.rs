@@ -100,8 +100,14 @@ impl Client {
 
     /// `curl URL -o DEST` (HTTP or FTP).
     fn curl(url: &str, dest: &Path) -> Client {
+        Client::curl_from("127.0.0.1", url, dest)
+    }
+
+    /// [`Client::curl`] from the loopback address `from` (127.0.0.2: another client by IP).
+    fn curl_from(from: &str, url: &str, dest: &Path) -> Client {
         let mut cmd = Command::new("curl");
-        cmd.args(["--silent", "--show-error", "--max-time", "60", "-o"])
+        cmd.args(["--silent", "--show-error", "--max-time", "60"])
+            .args(["--interface", from, "-o"])
             .arg(dest)
             .arg(url);
         Client::start(&mut cmd, Stdio::null(), vec![dest.to_owned()])
@@ -321,4 +327,54 @@ fn the_node_limit_covers_web_files_zips_and_ftp() {
     .remove(0);
     let expected = (limit as f64 * WINDOW.as_secs_f64()) as u64;
     assert_progress(&got, expected / 10, "web, zip and FTP clients of one node");
+}
+
+/// Breaks if: web and FTP downloads are not charged to their client's allowance by address
+/// (`--max-upload-rate-per-client`: a browser or FTP client shows no node ID): a web file and
+/// an FTP file fetched from 127.0.0.1 share one allowance, while a client at 127.0.0.2 has
+/// one of its own beside them.
+#[test]
+fn the_per_client_limit_counts_web_and_ftp_clients_by_address() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share");
+    fs::create_dir(&share).unwrap();
+    for name in ["web.bin", "ftp.bin", "other.bin"] {
+        sparse(&share.join(name), BIG);
+    }
+    let limit = 2 * MB;
+    let node = node(
+        &share,
+        &[
+            "--max-upload-rate-per-client",
+            "2M",
+            "--ftp",
+            "127.0.0.1:0",
+            "--no-web-tls",
+        ],
+    );
+    let (web, ftp) = (node.web.unwrap(), node.ftp.unwrap());
+
+    let start = Instant::now();
+    let same = [
+        Client::curl(
+            &format!("http://{web}/files/ratenode/web.bin"),
+            &tmp.path().join("web.bin"),
+        ),
+        Client::curl(&format!("ftp://{ftp}/ftp.bin"), &tmp.path().join("ftp.bin")),
+    ];
+    let other = Client::curl_from(
+        "127.0.0.2",
+        &format!("http://{web}/files/ratenode/other.bin"),
+        &tmp.path().join("other.bin"),
+    );
+    let got = watch(start, limit, "web and FTP clients by address", || {
+        vec![
+            same.iter().map(Client::received).collect(),
+            vec![other.received()],
+        ]
+    });
+    let expected = (limit as f64 * WINDOW.as_secs_f64()) as u64;
+    assert_progress(&got[0], expected / 10, "web and FTP from 127.0.0.1");
+    // Sharing 127.0.0.1's allowance would leave 127.0.0.2 a third of it.
+    assert_progress(&got[1], expected * 7 / 10, "web from 127.0.0.2");
 }

@@ -3,20 +3,30 @@
 //!
 //! - **Identity.** The first source's BLAKE3 of the file (its first `size` bytes: its block
 //!   list merged, so that node reads the file once) names the version (the next one's if it
-//!   cannot be reached); another source is used only if its BLAKE3 of the same bytes is equal.
+//!   cannot be reached). Another source is only asked `stat` (it must hold at least `size`
+//!   bytes), never its hash: that would make it read the whole file before its first block,
+//!   minutes for a big recording on a Pi. Its first block proves it instead: one that does
+//!   not match that block's value means it holds another version, and it is left out.
 //! - **Work stealing.** Each source runs [`LANES`] requests at once, each taking the lowest
 //!   block no one fetches when it finishes one ([`Schedule`]), so a fast source takes more
 //!   blocks; at the end an idle source also asks for a block a slower one still holds, and the
 //!   first verified copy wins.
 //! - **Sources come and go.** A source whose connection fails gives its block back to the
-//!   queue and the others finish (it is "lost"); one whose block does not match its value is
-//!   "dropped" at once, named with the block and its bytes, and never asked again in this run.
-//!   Sources found during the download (a node announced on the group) are checked and used.
+//!   queue and the others finish (it is "lost"); one whose block does not match its value,
+//!   after blocks of it that did, is "dropped" at once, named with the block and its bytes;
+//!   neither a dropped source nor one of another version is asked again in this run. Sources
+//!   found during the download (a node announced on the group) are used, in later attempts
+//!   of the run too.
+//! - **Duplicates.** At the end a block may come twice (two sources race for it): the second
+//!   copy is counted apart ([`Outcome::duplicate`]), and every byte received, first copy or
+//!   not, is charged to the rate limits.
 //! - **Crash safety.** Blocks are written where they belong in `DEST.part` (sized to the file
 //!   at the start); the record ([`BlockRecord`]) lists the verified blocks, with the file's
 //!   BLAKE3 and size but no source, so a resume may use any sources. A resume checks every
 //!   block the record names again from disk (a crash may have lost a write the record
-//!   already named). Before the rename the whole file is hashed once more from disk.
+//!   already named). Before the rename the whole file is hashed once more from disk. Between
+//!   attempts, every write still under way is waited for (a lane's write finishing after its
+//!   task was aborted would land in the next attempt's `.part`).
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -33,7 +43,7 @@ use super::record::BlockRecord;
 use super::schedule::Schedule;
 use super::{
     DownloadOptions, Ending, Outcome, Pace, Progress, Restart, TransferError, local, part_name,
-    prefix_hash, put_in_place, record_name,
+    put_in_place, record_name,
 };
 use crate::blocks::{BlockHashes, block_range};
 use crate::client::{ClientError, Credentials};
@@ -64,7 +74,8 @@ pub enum SourceState {
     Dropped { block: u64, start: u64, end: u64 },
     /// Failed after the blocks it brought (connection lost, timed out, file changed).
     Lost(String),
-    /// Never used: it holds another version of the file (its BLAKE3 of the same bytes).
+    /// Never used: it holds another version of the file (why it is known: its size, or its
+    /// first block not matching).
     OtherVersion(String),
     /// Never used: not reachable, no such file, …
     NotUsed(String),
@@ -91,9 +102,9 @@ impl std::fmt::Display for SourceReport {
                 end - 1
             ),
             SourceState::Lost(why) => write!(f, "lost {s} after {} bytes: {why}", self.bytes),
-            SourceState::OtherVersion(theirs) => write!(
+            SourceState::OtherVersion(why) => write!(
                 f,
-                "not using {s}: it holds another version of the file (BLAKE3 {theirs})"
+                "not using {s}: it holds another version of the file ({why})"
             ),
             SourceState::NotUsed(why) => write!(f, "not using {s}: {why}"),
         }
@@ -121,8 +132,8 @@ pub async fn download_from(
     let Some(first) = sources.known.first().cloned() else {
         return Err(TransferError::NoSource);
     };
-    let single = |opts: &DownloadOptions| DownloadOptions {
-        credentials: first.credentials.clone(),
+    let single = |source: &Source| DownloadOptions {
+        credentials: source.credentials.clone(),
         ..opts.clone()
     };
     let multi = !opts.follow
@@ -130,21 +141,21 @@ pub async fn download_from(
             || sources.more.is_some()
             || BlockRecord::load(&dir, &record_name(&name)).is_some());
     if !multi {
-        return super::download_into(&first.path, &dir, &name, &single(opts), progress).await;
+        return super::download_into(&first.path, &dir, &name, &single(&first), progress).await;
     }
     let mut run = Run::default();
     let started = Instant::now();
     let (mut retries, mut delay) = (0, super::MIN_BACKOFF);
     let result = loop {
         match attempt(&mut run, &mut sources, &dir, &name, opts, progress).await {
-            Ok(Some(mut outcome)) => {
+            Ok(Tried::Done(mut outcome)) => {
                 outcome.retries = retries;
                 outcome.elapsed = started.elapsed();
                 break Ok(outcome);
             }
-            Ok(None) => {
-                tracing::info!(node = %first.path.addr, "the node does not serve `blocks`: downloading from it alone");
-                return super::download_into(&first.path, &dir, &name, &single(opts), progress)
+            Ok(Tried::Single(source, why)) => {
+                tracing::info!(node = %source.path.addr, "{why}: downloading from it alone");
+                return super::download_into(&source.path, &dir, &name, &single(&source), progress)
                     .await;
             }
             Err(e) if e.is_connection() && retries < opts.retries => {
@@ -163,16 +174,24 @@ pub async fn download_from(
     result
 }
 
+/// How an attempt ended, when it did not fail.
+enum Tried {
+    Done(Outcome),
+    /// The source that names the version cannot list its blocks (why): it alone is used.
+    Single(Source, &'static str),
+}
+
 /// What lasts across attempts of one run.
 #[derive(Default)]
 struct Run {
-    /// Sources that sent a bad block: never asked again, and reported at the end.
-    dropped: Vec<SourceReport>,
+    /// Sources that sent a bad block or hold another version: never asked again, and
+    /// reported at the end.
+    left_out: Vec<SourceReport>,
 }
 
 impl Run {
-    fn is_dropped(&self, addr: &str) -> bool {
-        self.dropped.iter().any(|r| r.source == addr)
+    fn is_left_out(&self, addr: &str) -> bool {
+        self.left_out.iter().any(|r| r.source == addr)
     }
 }
 
@@ -187,7 +206,7 @@ fn pool_for(source: &Source, opts: &DownloadOptions) -> Pool {
     Pool::with_credentials(source.path.addr.clone(), config, source.credentials.clone())
 }
 
-/// One try with every source at hand. `Ok(None)`: the first node has no `blocks` request.
+/// One try with every source at hand (those found by an earlier attempt too).
 async fn attempt(
     run: &mut Run,
     sources: &mut Sources,
@@ -195,20 +214,21 @@ async fn attempt(
     name: &str,
     opts: &DownloadOptions,
     progress: &dyn Progress,
-) -> Result<Option<Outcome>, TransferError> {
+) -> Result<Tried, TransferError> {
     if opts.no_clobber && dir.exists(name).map_err(local(&dir.display_path(name)))? {
         return Err(TransferError::Exists(dir.display_path(name)));
     }
-    let Some((i, version)) = identify(&sources.known, opts).await? else {
-        return Ok(None);
-    };
+    let (i, version) = identify(&sources.known, opts).await?;
+    let first = sources.known[i].clone();
     let Version {
         pool,
         entry,
         hash,
         list,
-    } = version;
-    let first = sources.known[i].clone();
+    } = match version {
+        Named::Version(v) => v,
+        Named::Single(why) => return Ok(Tried::Single(first, why)),
+    };
     let path = first.path.path.clone();
     let size = entry.size;
     let list = Arc::new(list);
@@ -237,6 +257,8 @@ async fn attempt(
         wake: Notify::new(),
         sources: Mutex::new(Vec::new()),
         received: AtomicU64::new(0),
+        duplicate: AtomicU64::new(0),
+        writes: Arc::new(tokio::sync::RwLock::new(())),
         pace: tokio::sync::Mutex::new(Pace::new(opts.rate_limit, opts.limiter.clone())),
         events: tx,
         last_connection_error: Mutex::new(None),
@@ -246,7 +268,7 @@ async fn attempt(
     seen.insert(first.path.addr.clone());
     shared.start_lanes(&mut tasks, &first.path.addr, pool);
     for source in sources.known.iter().cloned() {
-        consider(&mut tasks, &mut seen, run, source, &hash, size, opts);
+        consider(&mut tasks, &mut seen, run, source, size, opts);
     }
 
     let mut last_store = Instant::now();
@@ -270,7 +292,11 @@ async fn attempt(
                 Event::LocalError(e) => local_error = Some(e),
             },
             Some(source) = next_source(&mut sources.more) => {
-                consider(&mut tasks, &mut seen, run, source, &hash, size, opts);
+                // Kept for the next attempt, if one is needed.
+                if !sources.known.iter().any(|s| s.path.addr == source.path.addr) {
+                    sources.known.push(source.clone());
+                }
+                consider(&mut tasks, &mut seen, run, source, size, opts);
             }
             Some(ended) = tasks.join_next(), if !tasks.is_empty() => match ended {
                 Ok(Checked::Accepted(addr, pool)) => shared.start_lanes(&mut tasks, &addr, pool),
@@ -284,6 +310,10 @@ async fn attempt(
     tasks.abort_all();
     // Every lane is gone: reports and the schedule are final.
     while tasks.join_next().await.is_some() {}
+    // A lane aborted while its block was being written left that write running on its
+    // blocking thread: it ends before anything else touches `.part` (the final hash, or the
+    // next attempt's `.part`, which may be this one truncated).
+    drop(shared.writes.write().await);
     while let Ok(event) = events.try_recv() {
         match event {
             Event::Block(n) => progress.advance(n),
@@ -295,8 +325,12 @@ async fn attempt(
     let _ = record.store(dir, &record_file);
     let reports = shared.reports();
     for report in &reports {
-        if matches!(report.state, SourceState::Dropped { .. }) && !run.is_dropped(&report.source) {
-            run.dropped.push(report.clone());
+        if matches!(
+            report.state,
+            SourceState::Dropped { .. } | SourceState::OtherVersion(_)
+        ) && !run.is_left_out(&report.source)
+        {
+            run.left_out.push(report.clone());
         }
     }
     if let Some(e) = local_error {
@@ -345,8 +379,19 @@ async fn attempt(
         .and_then(|r| r)
         .map_err(local(&part))?;
     let received = shared.received.load(Ordering::Relaxed);
-    let verified = local_hash.map(|local| (local, hash.clone()));
-    put_in_place(dir, name, opts, verified, resumed_from, received)?;
+    let duplicate = shared.duplicate.load(Ordering::Relaxed);
+    if let Some(local) = local_hash
+        && local.to_hex().as_str() != hash
+    {
+        // Every block matched as it arrived: what changed is the copy on disk.
+        super::discard_partial(dir, name);
+        return Err(TransferError::DiskMismatch {
+            path: part,
+            local: local.to_hex().to_string(),
+            blocks: hash,
+        });
+    }
+    put_in_place(dir, name, opts, None, resumed_from, received)?;
     let mut ending = Ending::Complete;
     let first_pool = pool_for(&first, opts);
     if let Ok(now) = first_pool.stat(&path).await
@@ -354,18 +399,19 @@ async fn attempt(
     {
         ending = Ending::Snapshot { now: now.size };
     }
-    // Sources dropped by an earlier attempt of this run are named too.
+    // Sources left out by an earlier attempt of this run are named too.
     let earlier: Vec<SourceReport> = run
-        .dropped
+        .left_out
         .iter()
         .filter(|d| !reports.iter().any(|r| r.source == d.source))
         .cloned()
         .collect();
     let mut sources_report = reports;
     sources_report.extend(earlier);
-    Ok(Some(Outcome {
+    Ok(Tried::Done(Outcome {
         size,
         received,
+        duplicate,
         resumed_from,
         restarted,
         retries: 0,
@@ -384,28 +430,32 @@ struct Version {
     list: BlockHashes,
 }
 
+/// What the first source that answers says of the version.
+enum Named {
+    Version(Version),
+    /// It cannot list the file's blocks (why): the download is its alone.
+    Single(&'static str),
+}
+
 /// The first source that answers names the version the others are judged against; one that
 /// cannot be reached is passed over (so a retry after the first node died goes on with the
-/// others). With its index; `None` when it has no `blocks` request.
+/// others). With its index.
 async fn identify(
     known: &[Source],
     opts: &DownloadOptions,
-) -> Result<Option<(usize, Version)>, TransferError> {
+) -> Result<(usize, Named), TransferError> {
     for (i, source) in known.iter().enumerate() {
         match version_of(source, opts).await {
             Err(e) if e.is_connection() && i + 1 < known.len() => {
                 tracing::info!(node = %source.path.addr, error = %e, "not reached: the next source names the version");
             }
-            other => return other.map(|v| v.map(|v| (i, v))),
+            other => return other.map(|v| (i, v)),
         }
     }
     Err(TransferError::NoSource)
 }
 
-async fn version_of(
-    source: &Source,
-    opts: &DownloadOptions,
-) -> Result<Option<Version>, TransferError> {
+async fn version_of(source: &Source, opts: &DownloadOptions) -> Result<Named, TransferError> {
     let path = source.path.path.clone();
     let pool = pool_for(source, opts);
     let entry = pool.stat(&path).await?;
@@ -413,18 +463,22 @@ async fn version_of(
         return Err(TransferError::IsDir(source.path.to_string()));
     }
     let size = entry.size;
+    if !crate::blocks::fits(size) {
+        return Ok(Named::Single("the file is too large to check by block"));
+    }
+    // Waited for as long as the node may need to read the file (`Client::blocks`).
     let list = match pool.run(async move |c| c.blocks(&path, size).await).await {
         Err(ClientError::Remote { code, message })
             if Code::from_u8(code) == Some(Code::BadRequest) && message == "unknown command" =>
         {
-            return Ok(None);
+            return Ok(Named::Single("the node does not serve `blocks`"));
         }
         other => other?,
     };
     // The list merged is the node's BLAKE3 of the file: asking its `hash` too would only cost
     // the node another read, and prove nothing more.
     let hash = list.root().to_hex().to_string();
-    Ok(Some(Version {
+    Ok(Named::Version(Version {
         pool,
         entry,
         hash,
@@ -446,30 +500,33 @@ async fn next_source(more: &mut Option<mpsc::UnboundedReceiver<Source>>) -> Opti
     }
 }
 
-/// Check a candidate source (unless already known or dropped) on a task of its own.
-#[allow(clippy::too_many_arguments)]
+/// Look at a candidate source (unless already known or left out) on a task of its own: it
+/// must hold a file of at least `size` bytes (a recording may have grown since). Whether it
+/// is the same version, its first block tells ([`Shared::lane`]).
 fn consider(
     tasks: &mut JoinSet<Checked>,
     seen: &mut HashSet<String>,
     run: &Run,
     source: Source,
-    hash: &str,
     size: u64,
     opts: &DownloadOptions,
 ) {
     let addr = source.path.addr.clone();
-    if run.is_dropped(&addr) || !seen.insert(addr.clone()) {
+    if run.is_left_out(&addr) || !seen.insert(addr.clone()) {
         return;
     }
     let pool = pool_for(&source, opts);
-    let (hash, path) = (hash.to_owned(), source.path.path.clone());
+    let path = source.path.path.clone();
     tasks.spawn(async move {
-        let theirs = pool
-            .run(async move |c| prefix_hash(c, &path, size).await)
-            .await;
-        let state = match theirs {
-            Ok(theirs) if theirs == hash => return Checked::Accepted(addr, pool),
-            Ok(theirs) => SourceState::OtherVersion(theirs),
+        let state = match pool.stat(&path).await {
+            Ok(entry) if entry.kind == crate::share::Kind::Dir => {
+                SourceState::NotUsed("a folder there, not a file".to_owned())
+            }
+            Ok(entry) if entry.size < size => SourceState::OtherVersion(format!(
+                "{} bytes, fewer than the {size} downloaded",
+                entry.size
+            )),
+            Ok(_) => return Checked::Accepted(addr, pool),
             Err(e) => SourceState::NotUsed(e.to_string()),
         };
         Checked::Refused(SourceReport {
@@ -508,13 +565,26 @@ struct Shared {
     /// Woken whenever a block is done or given back: idle lanes look for work again.
     wake: Notify,
     /// One report per source started, by lane id.
-    sources: Mutex<Vec<SourceReport>>,
-    /// Payload bytes received by every lane (copies that lost a race and bad blocks too).
+    sources: Mutex<Vec<Started>>,
+    /// Payload bytes received by every lane (bad blocks too), but for [`Shared::duplicate`].
     received: AtomicU64,
+    /// Bytes of blocks that came a second time (a race at the end, lost by this copy).
+    duplicate: AtomicU64,
+    /// Held (shared) by every block write, on its blocking thread: taken whole once the
+    /// lanes are aborted, it waits for the writes they left running.
+    writes: Arc<tokio::sync::RwLock<()>>,
     pace: tokio::sync::Mutex<Pace>,
     events: mpsc::UnboundedSender<Event>,
     /// Kept so that a run whose every source lost its connection is retried like one.
     last_connection_error: Mutex<Option<ClientError>>,
+}
+
+/// A source whose lanes started.
+struct Started {
+    report: SourceReport,
+    /// One of its blocks matched: a bad block after that is a fault of the source, not
+    /// another version.
+    verified: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -531,20 +601,25 @@ impl Shared {
     }
 
     fn reports(&self) -> Vec<SourceReport> {
-        lock(&self.sources).clone()
+        lock(&self.sources)
+            .iter()
+            .map(|s| s.report.clone())
+            .collect()
     }
 
     fn start_lanes(self: &Arc<Self>, tasks: &mut JoinSet<Checked>, addr: &str, pool: Pool) {
         let id = {
             let mut sources = lock(&self.sources);
-            sources.push(SourceReport {
+            let report = SourceReport {
                 source: addr.to_owned(),
                 bytes: 0,
                 state: SourceState::Used,
+            };
+            let _ = self.events.send(Event::Source(report.clone()));
+            sources.push(Started {
+                report,
+                verified: false,
             });
-            let _ = self
-                .events
-                .send(Event::Source(sources[sources.len() - 1].clone()));
             sources.len() - 1
         };
         for _ in 0..LANES {
@@ -557,15 +632,16 @@ impl Shared {
     }
 
     fn is_used(&self, id: usize) -> bool {
-        lock(&self.sources)[id].state == SourceState::Used
+        lock(&self.sources)[id].report.state == SourceState::Used
     }
 
     /// Source `id` ends in `state` (only its first ending counts), and the others are told.
     fn end_source(&self, id: usize, state: SourceState) {
         let mut sources = lock(&self.sources);
-        if sources[id].state == SourceState::Used {
-            sources[id].state = state;
-            let _ = self.events.send(Event::Source(sources[id].clone()));
+        let report = &mut sources[id].report;
+        if report.state == SourceState::Used {
+            report.state = state;
+            let _ = self.events.send(Event::Source(report.clone()));
         }
         drop(sources);
         self.wake.notify_waiters();
@@ -606,9 +682,11 @@ impl Shared {
                     return;
                 }
             };
-            self.received
-                .fetch_add(data.len() as u64, Ordering::Relaxed);
+            let n = data.len() as u64;
+            // Every byte that crossed the link counts against the limits, a duplicate too.
+            self.pace.lock().await.account(n).await;
             if data.len() as u64 != end - start {
+                self.received.fetch_add(n, Ordering::Relaxed);
                 self.schedule().give_back(k, id);
                 let why = format!(
                     "it sent {} bytes of block {k} where {} were asked (its file changed)",
@@ -619,12 +697,15 @@ impl Shared {
                 return;
             }
             if self.schedule().is_done(k) {
+                self.duplicate.fetch_add(n, Ordering::Relaxed);
                 self.schedule().give_back(k, id);
                 continue;
             }
+            self.received.fetch_add(n, Ordering::Relaxed);
             let (list, file) = (self.list.clone(), self.file.clone());
-            let n = data.len() as u64;
+            let write = self.writes.clone().read_owned().await;
             let written = tokio::task::spawn_blocking(move || {
+                let _write = write;
                 if !list.check(k, &data) {
                     return Ok(false);
                 }
@@ -633,17 +714,21 @@ impl Shared {
             .await
             .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
             match written {
-                Ok(true) => {}
+                Ok(true) => lock(&self.sources)[id].verified = true,
                 Ok(false) => {
                     self.schedule().give_back(k, id);
-                    self.end_source(
-                        id,
+                    let state = if lock(&self.sources)[id].verified {
                         SourceState::Dropped {
                             block: k,
                             start,
                             end,
-                        },
-                    );
+                        }
+                    } else {
+                        SourceState::OtherVersion(format!(
+                            "its first block, {k}, does not match the file's BLAKE3"
+                        ))
+                    };
+                    self.end_source(id, state);
                     return;
                 }
                 Err(e) => {
@@ -654,9 +739,12 @@ impl Shared {
                 }
             }
             if self.schedule().complete(k, id) {
-                lock(&self.sources)[id].bytes += n;
+                lock(&self.sources)[id].report.bytes += n;
                 let _ = self.events.send(Event::Block(n));
-                self.pace.lock().await.account(n).await;
+            } else {
+                // Another copy won the race: this one was received, but not used.
+                self.received.fetch_sub(n, Ordering::Relaxed);
+                self.duplicate.fetch_add(n, Ordering::Relaxed);
             }
             self.wake.notify_waiters();
         }

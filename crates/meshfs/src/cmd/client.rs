@@ -175,12 +175,24 @@ impl Passwords {
         mut attempt: impl AsyncFnMut(Credentials) -> anyhow::Result<T>,
     ) -> anyhow::Result<T> {
         match attempt(Credentials::none()).await {
-            Err(e) if auth_required(&e) => {
-                let p = self.for_node(names)?;
-                attempt(Credentials::password(p.expose())).await
-            }
-            other => other,
+            Err(e) => match self.on_auth_required(names, &e) {
+                Some(again) => attempt(again?).await,
+                None => Err(e),
+            },
+            ok => ok,
         }
+    }
+
+    /// When `error` is the node asking for a password: the credentials to try once more with
+    /// (the password of the node known as `names`, see [`Self::for_node`]). The rule of
+    /// [`Self::retrying`], for a caller whose future must be `Send` (a task of its own), which
+    /// `retrying`'s async closure does not give.
+    pub fn on_auth_required(
+        &self,
+        names: &[&str],
+        error: &anyhow::Error,
+    ) -> Option<anyhow::Result<Credentials>> {
+        auth_required(error).then(|| Ok(Credentials::password(self.for_node(names)?.expose())))
     }
 
     /// The credentials a long-lived client (a watch, a mount) proves to `addr` on every

@@ -25,9 +25,10 @@ verified against the node's hash of that length; --follow keeps fetching until t
 the file closed. The last line says which was saved.
 
 With --from NODE (repeatable), or --discover (the default for NAME:PATH), the file is fetched
-from several nodes at once in 1 MiB blocks, favouring the fast ones; a node is used only if its
-BLAKE3 of the file equals the first one's, and every block is checked against that BLAKE3 as it
-arrives: a node that sends a wrong block is dropped and named. A node that vanishes leaves its
+from several nodes at once in 1 MiB blocks, favouring the fast ones. The first node's BLAKE3 of
+the file names the version, and every block is checked against it as it arrives: a node whose
+first block does not match holds another version and is not used; one that sends a wrong block
+later is dropped and named. A node that vanishes leaves its
 blocks to the others; one that appears on the LAN group meanwhile is used. An interrupted
 download resumes with any set of sources.")]
 pub struct Args {
@@ -170,18 +171,19 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
         || (!args.no_discover && matches!(args.url, super::target::Target::Named { .. }));
     let opts = args.options(credentials);
     let stop = tokio_util::sync::CancellationToken::new();
-    let more = match discover.then(|| {
-        let passwords = args.client.passwords()?;
-        discover::sources(&args.client.lookup, &url, &stop, passwords)
-    }) {
-        None => None,
-        Some(Ok(more)) => Some(more),
-        Some(Err(e)) if args.discover => return Err(e),
-        // Found by name (through DNS-SD, say) while the group cannot be joined: the named
-        // node still serves.
-        Some(Err(e)) => {
-            tracing::warn!("{}", crate::error_text(&e));
-            None
+    let more = match discover {
+        false => None,
+        true => {
+            let (candidates, more) = discover::Candidates::new(&url.path, args.client.passwords()?);
+            discover::cluster_peers(&candidates, &known);
+            match discover::lan(&args.client.lookup, &candidates, &stop) {
+                Ok(()) => {}
+                Err(e) if args.discover => return Err(e),
+                // Found by name (through DNS-SD, say) while the group cannot be joined: the
+                // named node and its cluster peers still serve.
+                Err(e) => tracing::warn!("{}", crate::error_text(&e)),
+            }
+            Some(more)
         }
     };
     // Decimal units in the bar and in the summary alike (MB/s, as curl).
@@ -201,19 +203,25 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
 }
 
 /// The file `url` names as a source: a cluster master's URL leads to the worker it assigns,
-/// and a node that asks for a password gets it (from `names`' `--password-file`, …).
+/// and a node that asks for a password gets it (from `names`' `--password-file`, …). Its
+/// future is `Send`, for discovery's tasks: hence not `Passwords::retrying`, but its rule.
 async fn source_for(
     passwords: &super::client::Passwords,
     names: &[&str],
     url: &RemotePath,
 ) -> anyhow::Result<(RemotePath, meshfs_core::Credentials)> {
-    passwords
-        .retrying(names, async |credentials| {
-            let (url, mut client) = meshfs_cluster::follow(url, &credentials).await?;
-            client.stat(&url.path).await?;
-            Ok((url, credentials))
-        })
-        .await
+    let attempt = |credentials: meshfs_core::Credentials| async move {
+        let (url, mut client) = meshfs_cluster::follow(url, &credentials).await?;
+        client.stat(&url.path).await?;
+        Ok::<_, anyhow::Error>((url, credentials))
+    };
+    match attempt(meshfs_core::Credentials::none()).await {
+        Err(e) => match passwords.on_auth_required(names, &e) {
+            Some(again) => attempt(again?).await,
+            None => Err(e),
+        },
+        ok => ok,
+    }
 }
 
 /// What happened, on stdout: resume, restart, retries, the amount and rate, and what was
@@ -249,6 +257,13 @@ fn report(outcome: &Outcome, dest: &Path) {
         outcome.received,
         outcome.received as f64 / secs.max(1e-9) / 1e6
     );
+    if outcome.duplicate > 0 {
+        println!(
+            "and {} bytes received twice, not counted above: blocks two sources raced for at \
+             the end (the second copy is not used)",
+            outcome.duplicate
+        );
+    }
     let size = outcome.size;
     let what = match outcome.ending {
         Ending::Complete => String::new(),
@@ -297,7 +312,8 @@ fn report_sources(sources: &[SourceReport]) {
                 s.bytes as f64 * 100.0 / total.max(1) as f64
             );
         }
-        if !matches!(s.state, SourceState::Used | SourceState::NotUsed(_)) {
+        // A source not used was said as it happened, once.
+        if matches!(s.state, SourceState::Lost(_) | SourceState::Dropped { .. }) {
             println!("{s}");
         }
     }

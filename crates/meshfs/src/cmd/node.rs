@@ -150,6 +150,7 @@ async fn start(
         name: name.clone(),
         idle_timeout: args.idle_timeout,
         max_connections: args.max_connections,
+        cluster_peers: args.cluster.peers.iter().map(ToString::to_string).collect(),
     };
     let events = Events::new(args.event_log);
     // Without a watch (inotify limits reached, say) the node still serves files; it just

@@ -9,10 +9,17 @@ use super::{Proc, spawn_piped};
 
 /// The relay in front of the node at `addr`, once it listens, and its address.
 pub fn lying_relay(addr: &str) -> (Proc, String) {
+    relay_with(addr, &[])
+}
+
+/// `lying_relay.py` in front of `addr` with `args` (`--honest`, `--slow-hash SECONDS`): the
+/// relay and its address.
+pub fn relay_with(addr: &str, args: &[&str]) -> (Proc, String) {
     let relay = spawn_piped(
         Command::new("python3")
             .arg(python_script("lying_relay.py"))
             .arg(addr)
+            .args(args)
             .stderr(Stdio::inherit()),
     );
     let port = number_after(&relay, "listening ");

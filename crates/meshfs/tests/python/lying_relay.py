@@ -1,30 +1,44 @@
 #!/usr/bin/env python3
-"""A lying source for the multi-source download tests (../multi_source.rs).
+"""A relay in front of a real meshfs node for the multi-source download tests (../multi_source.rs).
 
-A TCP relay in front of a real meshfs node (file-server protocol, in clear): every request
-goes to the node and every reply comes back unchanged, except that one byte of the file is
-changed in the data of `pread` replies. The byte is chosen the first time a `pread` passes
-(the middle of that range) and stays the same afterwards, so the relay behaves as a node whose
-copy has one byte changed while its `hash`/`hash-prefix` still name the true file.
+Every request goes to the node and every reply comes back unchanged (file-server protocol, in
+clear), except:
+- by default one byte of the file is changed in the data of `pread` replies. The byte is
+  chosen in the fifth `pread` that passes (the middle of that range; a downloader running four
+  requests at once sends a fifth only after one of its blocks was checked) and stays the same
+  afterwards, so the relay behaves as a node whose copy has one byte changed mid-file while
+  its `hash`/`blocks` still name the true file. `--honest` changes nothing.
+- `--slow-hash SECONDS` holds every reply to `hash`, `hash-prefix` and `blocks` that long, as
+  a node reading a big file from a slow card would, and prints `asked COMMAND` for each.
 
 The same goes for the data of `read` replies (a single-source download: `open`, `seek`,
-then `read`s), whose offsets the relay follows per connection; when such a connection ends
-it prints how many `read` bytes it passed.
+then `read`s), whose offsets the relay follows per connection (there the first reply's data is
+changed); when such a connection ends it prints how many `read` bytes it passed.
 
-Usage: lying_relay.py HOST:PORT
+Usage: lying_relay.py HOST:PORT [--honest] [--slow-hash SECONDS]
 Prints `listening PORT` once ready, then `changed OFFSET` when the byte is chosen, and
 `read BYTES` as each connection that passed `read` replies ends.
 """
 
+import argparse
 import socket
-import sys
 import threading
+import time
 
-HOST, PORT = sys.argv[1].rsplit(":", 1)
+parser = argparse.ArgumentParser()
+parser.add_argument("node")
+parser.add_argument("--honest", action="store_true")
+parser.add_argument("--slow-hash", type=float, default=0.0)
+ARGS = parser.parse_args()
+HOST, PORT = ARGS.node.rsplit(":", 1)
+HASHING = (b"hash", b"hash-prefix", b"blocks")
+# `pread`s let through unchanged before the one whose data is changed.
+UNCHANGED_PREADS = 4
 BODY_REPLIES = (b"stat", b"ls", b"help", b"status")
 DATA_REPLIES = (b"pread", b"read", b"blocks")
 lock = threading.Lock()
 changed = [None]
+preads = [0]
 
 
 def relay(client):
@@ -41,6 +55,9 @@ def relay(client):
             upstream.sendall(request)
             words = request.split()
             command = words[0].lower() if words else b""
+            if command in HASHING and ARGS.slow_hash > 0:
+                print(f"asked {command.decode()}", flush=True)
+                time.sleep(ARGS.slow_hash)
             status = replies.readline()
             if not status:
                 return
@@ -59,11 +76,13 @@ def relay(client):
                         offset, position = position, position + n
                         read_bytes += n
                     with lock:
-                        if changed[0] is None:
+                        preads[0] += command == b"pread"
+                        due = command == b"read" or preads[0] > UNCHANGED_PREADS
+                        if changed[0] is None and due and not ARGS.honest:
                             changed[0] = offset + n // 2
                             print(f"changed {changed[0]}", flush=True)
                         target = changed[0]
-                    if offset <= target < offset + n:
+                    if target is not None and offset <= target < offset + n:
                         data[target - offset] ^= 0x01
                 out += data
             elif command in BODY_REPLIES and status.startswith(b"0"):
