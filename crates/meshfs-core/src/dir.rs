@@ -167,7 +167,13 @@ impl Dir {
 
     /// Rename `from` (in this folder) to `to` in `to_dir`, replacing what was there.
     pub fn rename(&self, from: &str, to_dir: &Dir, to: &str) -> io::Result<()> {
-        sys::renameat(self.fd(), &name_cstr(from)?, to_dir.fd(), &name_cstr(to)?)
+        sys::renameat(
+            self.fd(),
+            &name_cstr(from)?,
+            to_dir.fd(),
+            &name_cstr(to)?,
+            sys::Replace::Yes,
+        )
     }
 
     /// Rename `from` (in this folder) to `to` in `to_dir` unless `to` exists
@@ -175,12 +181,12 @@ impl Dir {
     /// `RENAME_NOREPLACE` (`EINVAL`), a look and then a plain rename.
     pub fn rename_new(&self, from: &str, to_dir: &Dir, to: &str) -> io::Result<()> {
         let (from_c, to_c) = (name_cstr(from)?, name_cstr(to)?);
-        match sys::renameat_noreplace(self.fd(), &from_c, to_dir.fd(), &to_c) {
+        match sys::renameat(self.fd(), &from_c, to_dir.fd(), &to_c, sys::Replace::No) {
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
                 if to_dir.exists(to)? {
                     return Err(io::ErrorKind::AlreadyExists.into());
                 }
-                sys::renameat(self.fd(), &from_c, to_dir.fd(), &to_c)
+                sys::renameat(self.fd(), &from_c, to_dir.fd(), &to_c, sys::Replace::Yes)
             }
             other => other,
         }

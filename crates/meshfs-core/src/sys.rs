@@ -112,34 +112,28 @@ pub(crate) fn unlinkat(dir: BorrowedFd<'_>, name: &CStr, flags: libc::c_int) -> 
     check(unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), flags) }).map(drop)
 }
 
-/// `renameat(from_dir, from, to_dir, to)`. Neither name is followed.
+/// How [`renameat`] treats a name already at the destination.
+#[derive(Clone, Copy)]
+pub(crate) enum Replace {
+    /// Replace it (`renameat`).
+    Yes,
+    /// Fail with `EEXIST` instead, in one step (`RENAME_NOREPLACE`): a look before a plain
+    /// rename leaves a gap in which a file made there is replaced and lost.
+    No,
+}
+
+/// `renameat2(from_dir, from, to_dir, to, flags)`. Neither name is followed.
 pub(crate) fn renameat(
     from_dir: BorrowedFd<'_>,
     from: &CStr,
     to_dir: BorrowedFd<'_>,
     to: &CStr,
+    replace: Replace,
 ) -> io::Result<()> {
-    // SAFETY: valid C strings and borrowed, open descriptors.
-    check(unsafe {
-        libc::renameat(
-            from_dir.as_raw_fd(),
-            from.as_ptr(),
-            to_dir.as_raw_fd(),
-            to.as_ptr(),
-        )
-    })
-    .map(drop)
-}
-
-/// `renameat2(from_dir, from, to_dir, to, RENAME_NOREPLACE)`: `EEXIST` instead of replacing
-/// `to`, in one step (a look before a plain rename leaves a gap in which a file made there is
-/// replaced and lost). Neither name is followed.
-pub(crate) fn renameat_noreplace(
-    from_dir: BorrowedFd<'_>,
-    from: &CStr,
-    to_dir: BorrowedFd<'_>,
-    to: &CStr,
-) -> io::Result<()> {
+    let flags = match replace {
+        Replace::Yes => 0,
+        Replace::No => libc::RENAME_NOREPLACE,
+    };
     // SAFETY: valid C strings and borrowed, open descriptors.
     check(unsafe {
         libc::renameat2(
@@ -147,7 +141,7 @@ pub(crate) fn renameat_noreplace(
             from.as_ptr(),
             to_dir.as_raw_fd(),
             to.as_ptr(),
-            libc::RENAME_NOREPLACE,
+            flags,
         )
     })
     .map(drop)
