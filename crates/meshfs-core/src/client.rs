@@ -445,14 +445,24 @@ impl Client {
 
     /// Read lines until an empty one; used by `stat`, `ls` and `help` bodies.
     async fn lines_until_empty(&mut self) -> Result<Vec<String>> {
+        self.at_most_lines_until_empty(MAX_ENTRIES, "listing too long")
+            .await
+    }
+
+    /// Read lines until an empty one, at most `max` of them (else the error `too_many`).
+    async fn at_most_lines_until_empty(
+        &mut self,
+        max: usize,
+        too_many: &str,
+    ) -> Result<Vec<String>> {
         let mut lines = Vec::new();
         loop {
             let line = self.read_line().await?;
             if line.is_empty() {
                 return Ok(lines);
             }
-            if lines.len() >= MAX_ENTRIES {
-                return Err(self.protocol("listing too long"));
+            if lines.len() >= max {
+                return Err(self.protocol(too_many));
             }
             lines.push(line);
         }
@@ -502,17 +512,8 @@ impl Client {
     pub async fn cluster_peers(&mut self) -> Result<Vec<String>> {
         self.send("cluster-peers");
         self.status().await?;
-        let mut peers = Vec::new();
-        loop {
-            let line = self.read_line().await?;
-            if line.is_empty() {
-                return Ok(peers);
-            }
-            if peers.len() >= MAX_CLUSTER_PEERS {
-                return Err(self.protocol("more cluster peers than a node tells"));
-            }
-            peers.push(line);
-        }
+        self.at_most_lines_until_empty(MAX_CLUSTER_PEERS, "more cluster peers than a node tells")
+            .await
     }
 
     /// `stat <path>`.
