@@ -101,7 +101,8 @@ pub struct DownloadOptions {
     pub follow: bool,
     /// Refuse to replace an existing destination (`get` without `--force`; replication of a
     /// file missing here, which a local writer may create meanwhile): checked at the start and
-    /// atomically at the final rename. Off by default: replication replaces files on purpose.
+    /// atomically at the final rename (`RENAME_NOREPLACE`; on a file system without it, a look
+    /// just before the rename). Off by default: replication replaces files on purpose.
     pub no_clobber: bool,
     /// Times a dropped connection is retried (with back-off, resuming) before giving up.
     pub retries: u32,
@@ -459,8 +460,11 @@ async fn attempt(
     let expected = Arc::new(OnceLock::new());
     let (check, mut remote) = match opts.verify {
         false => (Check::Off, None),
-        true if opts.follow || crate::blocks::BlockHasher::new(snapshot).is_err() => {
-            (Check::Whole, None)
+        // A followed file's hash is asked at the end, of its final length; a file too large
+        // for a block list has its hash asked now, so the node reads it while the bytes flow.
+        true if opts.follow => (Check::Whole, None),
+        true if crate::blocks::BlockHasher::new(snapshot).is_err() => {
+            (Check::Whole, Some(spawn_remote_hash(src, opts, snapshot)))
         }
         true => (
             Check::Blocks {
@@ -554,7 +558,7 @@ async fn attempt(
     // Ours: the BLAKE3 of what was written, and its block list when it was hashed by block.
     let ours = match digest {
         Digest::Off => None,
-        Digest::Mismatch(block) => return bad_block(block),
+        Digest::Mismatch(_) => unreachable!("a bad block ended the download above"),
         // Fewer bytes than the snapshot were hashed, though every one arrived: never kept.
         Digest::Incomplete => return Err(TransferError::Shrank(src.path.clone())),
         Digest::Whole(hash) => Some((hash, None)),

@@ -284,8 +284,12 @@ async fn attempt(
                     progress.advance(n);
                     if last_store.elapsed() >= RECORD_EVERY {
                         record.done = shared.schedule().done().to_vec();
-                        record.store(dir, &record_file).map_err(local(&dir.display_path(&record_file)))?;
-                        last_store = Instant::now();
+                        // An error ends the loop like any local one: the lanes are stopped and
+                        // their writes waited for below.
+                        match record.store(dir, &record_file) {
+                            Ok(()) => last_store = Instant::now(),
+                            Err(e) => local_error = Some(e),
+                        }
                     }
                 }
                 Event::Source(report) => progress.source(&report),
