@@ -12,8 +12,9 @@
 //!
 //! Freshness: a fetched file is kept with the size and modification time its listing gave and
 //! is used only by an open that sees the same (so a file changed since is fetched again), for
-//! at most as long as the listing itself is trusted ([`crate::cache`]); an event about its path
-//! drops it at once ([`FolderAhead::forget_path`]).
+//! at most `trust` from its fetch (how long the node's answers are trusted, [`crate::cache`]);
+//! an event about its path drops it at once ([`FolderAhead::forget_path`]), and any open in
+//! the mount drops what has expired (a reader that stopped holds its files no longer).
 //!
 //! This module only decides and holds; the filesystem runs the fetches.
 
@@ -120,6 +121,8 @@ impl FolderAhead {
         cached: impl Fn(&str, &Entry) -> bool,
     ) -> (Arc<Vec<Entry>>, Vec<Fetch>) {
         let mut state = self.lock();
+        let now = Instant::now();
+        state.held.retain(|_, h| h.until > now);
         let folder = (node, dir.to_owned());
         let reader = state.folders.remove(&folder);
         let previous = reader.as_ref().map(|r| r.index);
@@ -145,8 +148,6 @@ impl FolderAhead {
         if previous.is_none_or(|p| p + 1 != index) {
             return (listing, Vec::new());
         }
-        let now = Instant::now();
-        state.held.retain(|_, h| h.until > now);
         let until = now + trust;
         let mut fetch = Vec::new();
         let mut bytes = 0;
@@ -190,6 +191,7 @@ impl FolderAhead {
     }
 
     /// Files held (fetched or in flight).
+    #[cfg(test)]
     pub fn held(&self) -> usize {
         self.lock().held.len()
     }
@@ -236,6 +238,19 @@ mod tests {
         assert!(open(&ahead, &l, 5, LONG).is_empty());
         // Not the next one: still nothing.
         assert!(open(&ahead, &l, 9, LONG).is_empty());
+        assert_eq!(ahead.held(), 0);
+    }
+
+    #[test]
+    fn files_held_past_their_trust_are_dropped_by_any_later_open() {
+        let ahead = FolderAhead::new(Budget::new(256));
+        let l = folder(20);
+        open(&ahead, &l, 0, Duration::ZERO);
+        assert!(!open(&ahead, &l, 1, Duration::ZERO).is_empty());
+        assert!(ahead.held() > 0);
+        // The reader stopped; an open elsewhere, out of any order, frees what it left.
+        let other = folder(3);
+        ahead.opened(0, "e", &name(2), Some(other), LONG, |_, _| false);
         assert_eq!(ahead.held(), 0);
     }
 
