@@ -143,6 +143,36 @@ fn a_source_with_one_byte_changed_is_dropped_at_that_block() {
     assert!(std::fs::read(here(&dir).join("f.bin")).unwrap() == data);
 }
 
+/// Breaks if: the node that named the version, sending a first block unlike its own list (its
+/// file changed right after it listed its blocks), is said to hold "another version" instead of
+/// being dropped at that block, or the others do not finish the download.
+#[test]
+fn the_node_naming_the_version_is_dropped_when_its_first_block_is_bad() {
+    let data = pattern(8 * MIB, 37);
+    let (dir, shares) = shares(2, &data);
+    let nodes = nodes(&shares);
+    let (relay, liar) = relay_with(&nodes[0].1, &["--first-pread"]);
+    let out = meshfs(
+        &[
+            "--plaintext",
+            "get",
+            &format!("meshfs://{liar}/f.bin"),
+            "--from",
+            &nodes[1].1,
+        ],
+        &here(&dir),
+    );
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    let k = number_after(&relay, "changed ") / MIB as u64;
+    let (start, end) = (k * MIB as u64, (k + 1) * MIB as u64 - 1);
+    let dropped =
+        format!("dropped {liar}: block {k} (bytes {start}-{end}) does not match the file's BLAKE3");
+    assert!(all.contains(&dropped), "{dropped:?} not in\n{all}");
+    assert!(!all.contains("another version"), "{all}");
+    assert!(std::fs::read(here(&dir).join("f.bin")).unwrap() == data);
+}
+
 /// Breaks if: a source that dies mid-transfer fails the download, or its blocks are not
 /// taken over by the others.
 #[test]

@@ -187,6 +187,10 @@ struct Run {
     /// Sources that sent a bad block or hold another version: never asked again, and
     /// reported at the end.
     left_out: Vec<SourceReport>,
+    /// Bytes received by the attempts of this run so far ([`Outcome::received`]).
+    received: u64,
+    /// The same for [`Outcome::duplicate`].
+    duplicate: u64,
 }
 
 impl Run {
@@ -218,7 +222,7 @@ async fn attempt(
     if opts.no_clobber && dir.exists(name).map_err(local(&dir.display_path(name)))? {
         return Err(TransferError::Exists(dir.display_path(name)));
     }
-    let (i, version) = identify(&sources.known, opts).await?;
+    let (i, version) = identify(&sources.known, run, opts).await?;
     let first = sources.known[i].clone();
     let Version {
         pool,
@@ -266,7 +270,7 @@ async fn attempt(
     let mut tasks = JoinSet::new();
     let mut seen: HashSet<String> = HashSet::new();
     seen.insert(first.path.addr.clone());
-    shared.start_lanes(&mut tasks, &first.path.addr, pool);
+    shared.start_lanes(&mut tasks, &first.path.addr, pool, true);
     for source in sources.known.iter().cloned() {
         consider(&mut tasks, &mut seen, run, source, size, opts);
     }
@@ -303,7 +307,7 @@ async fn attempt(
                 consider(&mut tasks, &mut seen, run, source, size, opts);
             }
             Some(ended) = tasks.join_next(), if !tasks.is_empty() => match ended {
-                Ok(Checked::Accepted(addr, pool)) => shared.start_lanes(&mut tasks, &addr, pool),
+                Ok(Checked::Accepted(addr, pool)) => shared.start_lanes(&mut tasks, &addr, pool, false),
                 Ok(Checked::Refused(report)) => progress.source(&report),
                 _ => {}
             },
@@ -327,6 +331,11 @@ async fn attempt(
     }
     record.done = shared.schedule().done().to_vec();
     let _ = record.store(dir, &record_file);
+    // Counted now, whatever ends the attempt: a retry's bytes crossed the network too.
+    let received = shared.received.load(Ordering::Relaxed);
+    let duplicate = shared.duplicate.load(Ordering::Relaxed);
+    run.received += received;
+    run.duplicate += duplicate;
     let reports = shared.reports();
     for report in &reports {
         if matches!(
@@ -382,8 +391,6 @@ async fn attempt(
         .map_err(|e| std::io::Error::other(e.to_string()))
         .and_then(|r| r)
         .map_err(local(&part))?;
-    let received = shared.received.load(Ordering::Relaxed);
-    let duplicate = shared.duplicate.load(Ordering::Relaxed);
     if let Some(local) = local_hash
         && local.to_hex().as_str() != hash
     {
@@ -414,8 +421,8 @@ async fn attempt(
     sources_report.extend(earlier);
     Ok(Tried::Done(Outcome {
         size,
-        received,
-        duplicate,
+        received: run.received,
+        duplicate: run.duplicate,
         resumed_from,
         restarted,
         retries: 0,
@@ -443,14 +450,19 @@ enum Named {
 
 /// The first source that answers names the version the others are judged against; one that
 /// cannot be reached is passed over (so a retry after the first node died goes on with the
-/// others). With its index.
+/// others), and so is one an earlier attempt left out (it sent a bad block). With its index.
 async fn identify(
     known: &[Source],
+    run: &Run,
     opts: &DownloadOptions,
 ) -> Result<(usize, Named), TransferError> {
-    for (i, source) in known.iter().enumerate() {
+    let candidates: Vec<usize> = (0..known.len())
+        .filter(|&i| !run.is_left_out(&known[i].path.addr))
+        .collect();
+    for (n, &i) in candidates.iter().enumerate() {
+        let source = &known[i];
         match version_of(source, opts).await {
-            Err(e) if e.is_connection() && i + 1 < known.len() => {
+            Err(e) if e.is_connection() && n + 1 < candidates.len() => {
                 tracing::info!(node = %source.path.addr, error = %e, "not reached: the next source names the version");
             }
             other => return other.map(|v| (i, v)),
@@ -611,7 +623,16 @@ impl Shared {
             .collect()
     }
 
-    fn start_lanes(self: &Arc<Self>, tasks: &mut JoinSet<Checked>, addr: &str, pool: Pool) {
+    /// Start the lanes of the source at `addr`. A bad block from the source that named the
+    /// version (`names_version`) is a fault of that source, even its first one: its blocks
+    /// are the list it gave itself, so it is dropped, never taken for "another version".
+    fn start_lanes(
+        self: &Arc<Self>,
+        tasks: &mut JoinSet<Checked>,
+        addr: &str,
+        pool: Pool,
+        names_version: bool,
+    ) {
         let id = {
             let mut sources = lock(&self.sources);
             let report = SourceReport {
@@ -622,7 +643,7 @@ impl Shared {
             let _ = self.events.send(Event::Source(report.clone()));
             sources.push(Started {
                 report,
-                verified: false,
+                verified: names_version,
             });
             sources.len() - 1
         };

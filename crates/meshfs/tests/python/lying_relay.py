@@ -8,6 +8,8 @@ clear), except:
   requests at once sends a fifth only after one of its blocks was checked) and stays the same
   afterwards, so the relay behaves as a node whose copy has one byte changed mid-file while
   its `hash`/`blocks` still name the true file. `--honest` changes nothing.
+- `--first-pread` changes the byte in the first `pread` instead (a node whose file changed
+  right after it listed its blocks: its very first block does not match its own list).
 - `--slow-hash SECONDS` holds every reply to `hash`, `hash-prefix` and `blocks` that long, as
   a node reading a big file from a slow card would, and prints `asked COMMAND` for each.
 
@@ -15,7 +17,7 @@ The same goes for the data of `read` replies (a single-source download: `open`, 
 then `read`s), whose offsets the relay follows per connection (there the first reply's data is
 changed); when such a connection ends it prints how many `read` bytes it passed.
 
-Usage: lying_relay.py HOST:PORT [--honest] [--slow-hash SECONDS]
+Usage: lying_relay.py HOST:PORT [--honest] [--first-pread] [--slow-hash SECONDS]
 Prints `listening PORT` once ready, then `changed OFFSET` when the byte is chosen, and
 `read BYTES` as each connection that passed `read` replies ends.
 """
@@ -29,11 +31,12 @@ parser = argparse.ArgumentParser()
 parser.add_argument("node")
 parser.add_argument("--honest", action="store_true")
 parser.add_argument("--slow-hash", type=float, default=0.0)
+parser.add_argument("--first-pread", action="store_true")
 ARGS = parser.parse_args()
 HOST, PORT = ARGS.node.rsplit(":", 1)
 HASHING = (b"hash", b"hash-prefix", b"blocks")
 # `pread`s let through unchanged before the one whose data is changed.
-UNCHANGED_PREADS = 4
+UNCHANGED_PREADS = 0 if ARGS.first_pread else 4
 BODY_REPLIES = (b"stat", b"ls", b"help", b"status")
 DATA_REPLIES = (b"pread", b"read", b"blocks")
 lock = threading.Lock()
