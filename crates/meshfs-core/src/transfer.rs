@@ -58,7 +58,7 @@ use crate::proto::Code;
 use crate::remote::RemotePath;
 use crate::share::Kind;
 use follow::{Change, Watch};
-use record::ResumeRecord;
+use record::{BlockRecord, ResumeRecord};
 use writer::{Check, Digest, Writer};
 
 /// How many bytes at the end of an existing `.part` are compared with the remote before
@@ -490,8 +490,22 @@ async fn attempt(
         .ok()
         .filter(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG)
         .map(|st| st.st_size as u64);
-    if let Some(len) = on_disk {
-        let earlier = ResumeRecord::load(dir, &record_file);
+    if let Some(mut len) = on_disk {
+        let earlier = match ResumeRecord::load(dir, &record_file) {
+            Some(earlier) => Some(earlier),
+            None => match BlockRecord::load(dir, &record_file) {
+                // A multi-source `.part` (verified blocks anywhere, say before `--follow` or
+                // a node without `blocks`) goes on from its verified blocks at the start, the
+                // rest cut off; the tail check and the final hash prove them.
+                Some(blocks) if blocks.size <= entry.size => {
+                    let first_missing = blocks.done.iter().take_while(|&&d| d).count() as u64;
+                    keep_blocks_before(dir, &part_file, first_missing)?;
+                    len = len.min(first_missing * crate::blocks::BLOCK_LEN);
+                    Some(record.clone())
+                }
+                _ => None,
+            },
+        };
         if !earlier.as_ref().is_some_and(|e| record.continues(e)) || len > entry.size {
             restarted = Some(Restart::RemoteChanged);
         } else if !resume || !tail_matches(&mut client, &src.path, dir, &part_file, len).await? {

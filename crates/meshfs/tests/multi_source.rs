@@ -101,6 +101,22 @@ fn blocks_done(record: &Path) -> u32 {
         .unwrap_or(0)
 }
 
+/// Blocks at the start of the file that the `.part.resume` record of a multi-source download
+/// marks verified (its `done` bits: one hex digit per four blocks, the first block lowest).
+fn leading_blocks_done(record: &Path) -> u64 {
+    let Ok(text) = std::fs::read_to_string(record) else {
+        return 0;
+    };
+    let Some(bits) = text.lines().find_map(|l| l.strip_prefix("done ")) else {
+        return 0;
+    };
+    bits.chars()
+        .filter_map(|c| c.to_digit(16))
+        .flat_map(|v| (0..4).map(move |i| v & (1 << i) != 0))
+        .take_while(|&done| done)
+        .count() as u64
+}
+
 /// Breaks if: blocks are not checked as they arrive (the lying source's block reaches the
 /// file and only the final BLAKE3 sees it: the download fails instead of finishing from the
 /// others), the source is not dropped at that block, or it is not named with its bytes.
@@ -271,6 +287,41 @@ fn a_download_resumes_with_a_different_set_of_sources() {
     assert!(!all.contains("started over"), "{all}");
     assert!(all.contains(&format!("from {}: ", nodes[2].1)), "{all}");
     assert!(std::fs::read(here(&dir).join("f.bin")).unwrap() == data);
+}
+
+/// Breaks if: a single-source run (`--follow` takes that path) over the `.part` of an
+/// interrupted multi-source download starts over instead of going on from the verified blocks
+/// at its start.
+#[test]
+fn a_follow_run_continues_the_verified_start_of_a_multi_source_part() {
+    let data = pattern(24 * MIB, 38);
+    let (dir, shares) = shares(2, &data);
+    let nodes = nodes(&shares);
+    let url = format!("meshfs://{}/f.bin", nodes[0].1);
+    let (mut get, stderr) = spawn_get(
+        &["get", &url, "--from", &nodes[1].1, "--limit-rate", "8M"],
+        &here(&dir),
+    );
+    let record = here(&dir).join("f.bin.part.resume");
+    wait_until(Duration::from_secs(30), "2 leading blocks verified", || {
+        leading_blocks_done(&record) >= 2
+    });
+    get.kill().unwrap();
+    get.wait().unwrap();
+    drop(stderr);
+    let kept = leading_blocks_done(&record);
+    assert!(kept < 24, "killed before the end");
+
+    let out = meshfs(&["get", &url, "--follow", "--timeout", "1s"], &here(&dir));
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(
+        all.contains(&format!("resumed at byte {}", kept * MIB as u64)),
+        "{kept} blocks kept\n{all}"
+    );
+    assert!(!all.contains("started over"), "{all}");
+    assert!(std::fs::read(here(&dir).join("f.bin")).unwrap() == data);
+    assert!(!record.exists());
 }
 
 /// Breaks if: a `--from` node without the file fails the download, or one holding another
