@@ -24,7 +24,11 @@
 //! hash) keeps the name, the other goes under `NAME.sync-conflict-YYYYMMDD-HHMMSS-HASH7.ext`
 //! (Syncthing's convention: the date is that version's modification time in UTC, the id the
 //! first seven hex digits of its BLAKE3), logged as a warning and announced as
-//! `created:conflict`. Both nodes decide alike, so they converge on the same two files. A local file still being
+//! `created:conflict`. Both nodes decide alike, so they converge on the same two files. The
+//! peer's version is decided about by its `hash`; should the peer write yet another version
+//! before the download, the copy that lands is that one (the download says which: its
+//! verified hash), so it is dropped and the conflict decided again: a copy's name never
+//! tells another version than the bytes it holds. A local file still being
 //! written here (modified since its last `closed`, or open for writing) is never replaced:
 //! its `closed` will propagate it. Only versions seen since this node started are known to be
 //! in step, so a file that changed on both sides while a node was down also becomes a
@@ -72,7 +76,20 @@ pub enum SyncError {
     Transfer(#[from] transfer::TransferError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The peer's version changed between its `hash` and the download of a conflict copy:
+    /// what landed is another version than the one decided about, so it was dropped.
+    #[error(
+        "{path} changed on the peer while its conflict copy was fetched (asked {asked}, got {got})"
+    )]
+    Raced {
+        path: String,
+        asked: String,
+        got: String,
+    },
 }
+
+/// Times a conflict is decided again when the peer's version changed during its download.
+const RACE_RETRIES: usize = 3;
 
 /// Keeps one share in step with its peers.
 #[derive(Clone)]
@@ -293,7 +310,10 @@ impl Replicator {
         }
     }
 
-    /// Returns whether the file was downloaded.
+    /// Returns whether the file was downloaded. A conflict copy that proved to be of another
+    /// version than the one decided about ([`SyncError::Raced`]) is decided again, against
+    /// the peer's version as it is now, a few times; then the error is logged and the peer's
+    /// next event for the path settles it.
     async fn pull_entry(
         &self,
         peer: &str,
@@ -304,6 +324,35 @@ impl Replicator {
     ) -> Result<bool, SyncError> {
         let lock = self.lock(path);
         let _held = lock.lock().await;
+        let mut remote = remote.clone();
+        let mut tries = 0;
+        loop {
+            match self.pull_locked(peer, client, path, &remote, want).await {
+                Err(e @ SyncError::Raced { .. }) if tries < RACE_RETRIES => {
+                    tries += 1;
+                    tracing::info!(%peer, error = %e, "deciding the conflict again");
+                    remote = match client.stat(path).await {
+                        Ok(e) if e.kind == Kind::File => e,
+                        // Gone or a folder now: its own event follows.
+                        Ok(_) => return Ok(false),
+                        Err(e) if e.remote_code().is_some() => return Ok(false),
+                        Err(e) => return Err(e.into()),
+                    };
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// [`Self::pull_entry`] once, the path's lock held.
+    async fn pull_locked(
+        &self,
+        peer: &str,
+        client: &mut Client,
+        path: &str,
+        remote: &Entry,
+        want: Want,
+    ) -> Result<bool, SyncError> {
         let local = match self.share.stat(path) {
             Ok(e) => Some(e),
             Err(ShareError::NotFound) => None,
@@ -417,10 +466,25 @@ impl Replicator {
             format!("{TEMP_PREFIX}conflict-{}", &theirs[..16])
         };
         self.announce(&conflict_path);
-        if let Err(e) = transfer::download_into(&src, &dir, &landing, &opts, &()).await {
-            transfer::discard_partial(&dir, &landing);
+        let got = match transfer::download_into(&src, &dir, &landing, &opts, &()).await {
+            Ok(outcome) => outcome.hash,
+            Err(e) => {
+                transfer::discard_partial(&dir, &landing);
+                self.unannounce(&conflict_path);
+                return Err(e.into());
+            }
+        };
+        // The download checked what landed against the node's hash of that moment: if the
+        // peer wrote another version since its `hash`, the copy is that one, and kept under
+        // this name it would lie about its content. Dropped; decided again.
+        if got.as_deref() != Some(theirs.as_str()) {
+            let _ = dir.remove_file(&landing);
             self.unannounce(&conflict_path);
-            return Err(e.into());
+            return Err(SyncError::Raced {
+                path: path.to_owned(),
+                asked: theirs,
+                got: got.unwrap_or_default(),
+            });
         }
         if !ours_win {
             // Ours steps aside, theirs takes the name: two renames in one folder, so the

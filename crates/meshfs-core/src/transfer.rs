@@ -199,6 +199,10 @@ pub struct Outcome {
     /// The sources of a multi-source download ([`download_from`]) and what each brought;
     /// empty for a download from one node.
     pub sources: Vec<SourceReport>,
+    /// The BLAKE3 (hex) of the file saved, which the node named and the copy was checked
+    /// against; `None` without verification. Which version landed, known without reading the
+    /// file again (replication compares it with the version it decided about).
+    pub hash: Option<String>,
 }
 
 /// Why a download failed. The `.part` file is kept whenever resuming can help.
@@ -600,6 +604,7 @@ async fn attempt(
             Some((hash, theirs))
         }
     };
+    let hash = verified.as_ref().map(|(_, theirs)| theirs.clone());
     put_in_place(dir, name, opts, verified, offset, received)?;
     if ending == Ending::Complete {
         // Did the file grow (or change) while it was copied? Then what was saved is a
@@ -620,6 +625,7 @@ async fn attempt(
         ending,
         elapsed: Duration::ZERO,
         sources: Vec::new(),
+        hash,
     })
 }
 

@@ -304,3 +304,94 @@ fn an_archive_keeps_what_the_camera_deletes() {
         "{names:?}"
     );
 }
+
+/// The conflict copies of `STEM.mp4` in `dir` whose name's hash (its first seven hex digits)
+/// is not that of the bytes they hold: names that lie about their content.
+fn misnamed_copies(dir: &Path, stem: &str) -> Vec<String> {
+    let prefix = format!("{stem}.sync-conflict-");
+    fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with(&prefix))
+        .filter(|n| {
+            let named = n.trim_end_matches(".mp4").rsplit('-').next().unwrap_or("");
+            fs::read(dir.join(n))
+                .is_ok_and(|bytes| !blake3::hash(&bytes).to_hex().starts_with(named))
+        })
+        .collect()
+}
+
+/// Set `path`'s modification time to `secs` after the epoch.
+fn set_mtime(path: &Path, secs: u64) {
+    let when = std::time::UNIX_EPOCH + Duration::from_secs(secs);
+    fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(when)
+        .unwrap();
+}
+
+/// The peer's version changes between the `hash` a worker decides a conflict on and the
+/// download of the copy (a relay answers that `hash` with a third version's): the copy that
+/// landed is not kept under a name made from the other hash; the conflict is decided again,
+/// and both versions end up kept under names that tell their content.
+#[test]
+fn a_conflict_copy_never_holds_another_version_than_its_name_says() {
+    let tmp = tempfile::tempdir().unwrap();
+    let [cam, worker] = ["cam", "worker"].map(|n| {
+        let d = tmp.path().join(n);
+        fs::create_dir_all(&d).unwrap();
+        d
+    });
+    let (ours, theirs) = (common::pattern(200_000, 1), common::pattern(300_000, 2));
+    let ours_hash = blake3::hash(&ours);
+    // A third version, whose hash the relay gives: one that loses to ours at the tie-break
+    // (same second), so the peer's version lands under the conflict name made from it.
+    let third = (3..)
+        .map(|seed| common::pattern(250_000, seed))
+        .find(|v| blake3::hash(v).to_hex().as_str() < ours_hash.to_hex().as_str())
+        .unwrap();
+    let lie = blake3::hash(&third).to_hex().to_string();
+    // Both written in the same second, each on its side, before the worker starts.
+    let second = 1_780_000_000;
+    drop_file(&cam, "clip.mp4", &theirs);
+    drop_file(&worker, "clip.mp4", &ours);
+    set_mtime(&cam.join("clip.mp4"), second);
+    set_mtime(&worker.join("clip.mp4"), second);
+
+    let (_cam, cam_addr) = common::named_node(&cam, "cam", &["--no-web"]);
+    let (relay, relay_addr) =
+        common::relay::relay_with(&cam_addr, &["--honest", "--hash-once", &lie]);
+    // In clear, so the relay sees the requests.
+    let (_worker, _, log) = common::logged(&[
+        "--plaintext",
+        "node",
+        worker.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--name",
+        "worker",
+        "--no-web",
+        "--cluster-peer",
+        &relay_addr,
+    ]);
+    assert_eq!(relay.next_line(Duration::from_secs(20)), "lied hash");
+    common::until_line(&log, Duration::from_secs(20), |l| {
+        l.contains("conflict: clip.mp4 was written here")
+    });
+    wait_until("both versions kept", Duration::from_secs(10), || {
+        let misnamed = misnamed_copies(&worker, "clip");
+        assert!(
+            misnamed.is_empty(),
+            "copies holding another version: {misnamed:?}"
+        );
+        versions(&worker, "clip").is_some_and(|(kept, _, copy)| {
+            (kept == ours && copy == theirs) || (kept == theirs && copy == ours)
+        })
+    });
+    assert!(misnamed_copies(&worker, "clip").is_empty());
+    wait_until("no partial files", Duration::from_secs(10), || {
+        leftovers(&[&worker]).is_empty()
+    });
+}

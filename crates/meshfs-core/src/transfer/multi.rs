@@ -429,6 +429,7 @@ async fn attempt(
         ending,
         elapsed: Duration::ZERO,
         sources: sources_report,
+        hash: verify.then_some(hash),
     }))
 }
 

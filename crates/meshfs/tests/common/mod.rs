@@ -129,7 +129,13 @@ pub fn logged_node(dir: &Path, extra: &[&str]) -> (Proc, String, mpsc::Receiver<
     let mut args = vec!["node", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"];
     args.extend_from_slice(&["--name", "testnode"]);
     args.extend_from_slice(extra);
-    let mut proc = spawn_piped(Command::new(bin()).args(&args).stderr(Stdio::piped()));
+    logged(&args)
+}
+
+/// `meshfs <args>`, a node (global flags first: `--plaintext node DIR …`), with its log
+/// (stderr) on a channel: returns it once ready, with its file-server address and its log.
+pub fn logged(args: &[&str]) -> (Proc, String, mpsc::Receiver<String>) {
+    let mut proc = spawn_piped(Command::new(bin()).args(args).stderr(Stdio::piped()));
     let log = lines_of(proc.child.stderr.take().expect("stderr"));
     let line = proc
         .lines

@@ -12,12 +12,15 @@ clear), except:
   right after it listed its blocks: its very first block does not match its own list).
 - `--slow-hash SECONDS` holds every reply to `hash`, `hash-prefix` and `blocks` that long, as
   a node reading a big file from a slow card would, and prints `asked COMMAND` for each.
+- `--hash-once HEX` answers the first `hash` request with `0 HEX` instead of the node's reply,
+  and prints `lied hash`: a node whose file changed to another version between that `hash` and
+  the download that follows (the cluster's conflict test, ../cluster_sync.rs).
 
 The same goes for the data of `read` replies (a single-source download: `open`, `seek`,
 then `read`s), whose offsets the relay follows per connection (there the first reply's data is
 changed); when such a connection ends it prints how many `read` bytes it passed.
 
-Usage: lying_relay.py HOST:PORT [--honest] [--first-pread] [--slow-hash SECONDS]
+Usage: lying_relay.py HOST:PORT [--honest] [--first-pread] [--slow-hash SECONDS] [--hash-once HEX]
 Prints `listening PORT` once ready, then `changed OFFSET` when the byte is chosen, and
 `read BYTES` as each connection that passed `read` replies ends.
 """
@@ -32,6 +35,7 @@ parser.add_argument("node")
 parser.add_argument("--honest", action="store_true")
 parser.add_argument("--slow-hash", type=float, default=0.0)
 parser.add_argument("--first-pread", action="store_true")
+parser.add_argument("--hash-once")
 ARGS = parser.parse_args()
 HOST, PORT = ARGS.node.rsplit(":", 1)
 HASHING = (b"hash", b"hash-prefix", b"blocks")
@@ -42,6 +46,8 @@ DATA_REPLIES = (b"pread", b"read", b"blocks")
 lock = threading.Lock()
 changed = [None]
 preads = [0]
+# The `--hash-once` lie, until told.
+lie = [ARGS.hash_once]
 
 
 def relay(client):
@@ -64,6 +70,12 @@ def relay(client):
             status = replies.readline()
             if not status:
                 return
+            if command == b"hash" and status.startswith(b"0 "):
+                with lock:
+                    told, lie[0] = lie[0], None
+                if told is not None:
+                    status = b"0 " + told.encode() + b"\n"
+                    print("lied hash", flush=True)
             out = bytearray(status)
             if command == b"open" and status.startswith(b"0"):
                 position = 0
