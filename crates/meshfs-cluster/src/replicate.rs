@@ -310,10 +310,7 @@ impl Replicator {
         }
     }
 
-    /// Returns whether the file was downloaded. A conflict copy that proved to be of another
-    /// version than the one decided about ([`SyncError::Raced`]) is decided again, against
-    /// the peer's version as it is now, a few times; then the error is logged and the peer's
-    /// next event for the path settles it.
+    /// Returns whether the file was downloaded.
     async fn pull_entry(
         &self,
         peer: &str,
@@ -324,35 +321,6 @@ impl Replicator {
     ) -> Result<bool, SyncError> {
         let lock = self.lock(path);
         let _held = lock.lock().await;
-        let mut remote = remote.clone();
-        let mut tries = 0;
-        loop {
-            match self.pull_locked(peer, client, path, &remote, want).await {
-                Err(e @ SyncError::Raced { .. }) if tries < RACE_RETRIES => {
-                    tries += 1;
-                    tracing::info!(%peer, error = %e, "deciding the conflict again");
-                    remote = match client.stat(path).await {
-                        Ok(e) if e.kind == Kind::File => e,
-                        // Gone or a folder now: its own event follows.
-                        Ok(_) => return Ok(false),
-                        Err(e) if e.remote_code().is_some() => return Ok(false),
-                        Err(e) => return Err(e.into()),
-                    };
-                }
-                other => return other,
-            }
-        }
-    }
-
-    /// [`Self::pull_entry`] once, the path's lock held.
-    async fn pull_locked(
-        &self,
-        peer: &str,
-        client: &mut Client,
-        path: &str,
-        remote: &Entry,
-        want: Want,
-    ) -> Result<bool, SyncError> {
         let local = match self.share.stat(path) {
             Ok(e) => Some(e),
             Err(ShareError::NotFound) => None,
@@ -390,7 +358,7 @@ impl Replicator {
                     Some(h) => h,
                     None => client.hash(path).await?,
                 };
-                return self.keep_both(peer, path, l, remote, theirs).await;
+                return self.keep_both(peer, client, path, l, remote, theirs).await;
             }
         }
         let (dir, name) = self.share.parent_dir_creating(path)?;
@@ -428,26 +396,64 @@ impl Replicator {
     }
 
     /// Two versions of `path`, ours (`local`, not known to be in step) and the peer's
-    /// (`remote`, BLAKE3 `theirs`): keep both, the older under a conflict name.
+    /// (`remote`, BLAKE3 `theirs`): keep both, the older under a conflict name. A copy that
+    /// proved to be another version than `theirs` ([`SyncError::Raced`]) is decided again
+    /// against the peer's version as it is now, a few times; then the error is logged and the
+    /// peer's next event for the path settles it.
     async fn keep_both(
         &self,
         peer: &str,
+        client: &mut Client,
         path: &str,
         local: &Entry,
         remote: &Entry,
         theirs: String,
     ) -> Result<bool, SyncError> {
         let ours = self.local_hash(path).await?;
-        if ours == theirs {
-            self.mark_synced(path);
-            return Ok(false);
+        let (mut remote, mut theirs) = (remote.clone(), theirs);
+        let mut tries = 0;
+        loop {
+            if ours == theirs {
+                self.mark_synced(path);
+                return Ok(false);
+            }
+            match self
+                .land_conflict(peer, path, local, &remote, &ours, &theirs)
+                .await
+            {
+                Err(e @ SyncError::Raced { .. }) if tries < RACE_RETRIES => {
+                    tries += 1;
+                    tracing::info!(%peer, error = %e, "deciding the conflict again");
+                    remote = match client.stat(path).await {
+                        Ok(e) if e.kind == Kind::File => e,
+                        // Gone or a folder now: its own event follows.
+                        Ok(_) => return Ok(false),
+                        Err(e) if e.remote_code().is_some() => return Ok(false),
+                        Err(e) => return Err(e.into()),
+                    };
+                    theirs = client.hash(path).await?;
+                }
+                other => return other,
+            }
         }
-        let ours_win = (second(local.mtime_ns), &ours) > (second(remote.mtime_ns), &theirs);
+    }
+
+    /// [`Self::keep_both`] once, the versions' hashes known and different.
+    async fn land_conflict(
+        &self,
+        peer: &str,
+        path: &str,
+        local: &Entry,
+        remote: &Entry,
+        ours: &str,
+        theirs: &str,
+    ) -> Result<bool, SyncError> {
+        let ours_win = (second(local.mtime_ns), ours) > (second(remote.mtime_ns), theirs);
         let (dir, name) = self.share.parent_dir_creating(path)?;
         let (loser_mtime, loser_hash) = if ours_win {
-            (remote.mtime_ns, &theirs)
+            (remote.mtime_ns, theirs)
         } else {
-            (local.mtime_ns, &ours)
+            (local.mtime_ns, ours)
         };
         let conflict = conflict_name(&name, loser_mtime, loser_hash);
         let conflict_path = match path.rsplit_once('/') {
@@ -477,12 +483,12 @@ impl Replicator {
         // The download checked what landed against the node's hash of that moment: if the
         // peer wrote another version since its `hash`, the copy is that one, and kept under
         // this name it would lie about its content. Dropped; decided again.
-        if got.as_deref() != Some(theirs.as_str()) {
+        if got.as_deref() != Some(theirs) {
             let _ = dir.remove_file(&landing);
             self.unannounce(&conflict_path);
             return Err(SyncError::Raced {
                 path: path.to_owned(),
-                asked: theirs,
+                asked: theirs.to_owned(),
                 got: got.unwrap_or_default(),
             });
         }
