@@ -294,6 +294,31 @@ impl Client {
         Ok(stream)
     }
 
+    /// For a bulk download: let [`tls::Records`](crate::tls::Records) open and seal this TLS
+    /// connection's records from now on, reading the socket in large pieces and decrypting in
+    /// place (a verified `get` over TLS is limited by the client's core). Call it between
+    /// replies, with no request in flight. A connection in clear, or one that cannot be handed
+    /// over at this moment, is kept as it is.
+    pub async fn hand_over_records(mut self) -> Result<Client> {
+        self.flush().await?;
+        if !self.stream.buffer().is_empty() || !self.stream.get_mut().can_hand_over_records() {
+            return Ok(self);
+        }
+        let stream = match self.stream.into_inner().into_records() {
+            Ok(stream) => stream,
+            Err(e) => {
+                return Err(ClientError::Io {
+                    addr: self.addr,
+                    source: e,
+                });
+            }
+        };
+        // `Records` holds what it decrypted: a small buffer above it is enough for reply
+        // lines, and payload reads larger than it go past it (no copy through it).
+        self.stream = BufReader::with_capacity(16 << 10, stream);
+        Ok(self)
+    }
+
     /// Change the per-wait timeout.
     pub fn set_timeout(&mut self, timeout: Duration) {
         self.timeout = timeout;
@@ -332,7 +357,11 @@ impl Client {
         }
         let out = std::mem::take(&mut self.out);
         let stream = self.stream.get_mut();
-        let res = tokio::time::timeout(self.timeout, stream.write_all(&out)).await;
+        let res = tokio::time::timeout(self.timeout, async {
+            stream.write_all(&out).await?;
+            stream.flush().await
+        })
+        .await;
         self.out = out;
         self.out.clear();
         match res {

@@ -4,7 +4,8 @@
 //! new nodes and clear text to old ones (`--plaintext`), so the code that frames requests and
 //! replies takes a `Stream` and does not care which it is. What does care asks: `sendfile` only
 //! works on the plain socket ([`Stream::plain`]), and a password proof needs the session's
-//! keying material ([`Stream::binding`]).
+//! keying material ([`Stream::binding`]). A client's TLS connection may hand its records over
+//! to [`tls::Records`] for a bulk download ([`Stream::into_records`]).
 
 use std::io;
 use std::pin::Pin;
@@ -22,6 +23,8 @@ pub enum Stream {
     Plain(TcpStream),
     TlsClient(Box<tokio_rustls::client::TlsStream<TcpStream>>),
     TlsServer(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    /// A client's TLS connection after [`Stream::into_records`].
+    Records(Box<tls::Records>),
 }
 
 impl Stream {
@@ -31,6 +34,7 @@ impl Stream {
             Stream::Plain(s) => s,
             Stream::TlsClient(s) => s.get_ref().0,
             Stream::TlsServer(s) => s.get_ref().0,
+            Stream::Records(s) => s.tcp(),
         }
     }
 
@@ -53,6 +57,7 @@ impl Stream {
             Stream::Plain(_) => None,
             Stream::TlsClient(s) => tls::peer_id(s.get_ref().1),
             Stream::TlsServer(s) => tls::peer_id(s.get_ref().1),
+            Stream::Records(s) => s.peer_id(),
         }
     }
 
@@ -63,6 +68,28 @@ impl Stream {
             Stream::Plain(_) => None,
             Stream::TlsClient(s) => Some(tls::session_binding(s.get_ref().1)),
             Stream::TlsServer(s) => Some(tls::session_binding(s.get_ref().1)),
+            Stream::Records(s) => Some(Ok(s.binding())),
+        }
+    }
+
+    /// Can [`Stream::into_records`] take this connection over? A client's TLS connection
+    /// between replies ([`tls::records::ready_to_hand_over`]); never one in clear or a
+    /// server's.
+    pub fn can_hand_over_records(&mut self) -> bool {
+        match self {
+            Stream::TlsClient(s) => tls::records::ready_to_hand_over(s.get_mut().1),
+            _ => false,
+        }
+    }
+
+    /// This client TLS connection with its records opened and sealed by [`tls::Records`]
+    /// (fewer copies and system calls per byte than rustls's buffered connection); any other
+    /// stream as it is. Ask [`Stream::can_hand_over_records`] first: a refusal here loses the
+    /// connection.
+    pub fn into_records(self) -> io::Result<Stream> {
+        match self {
+            Stream::TlsClient(s) => Ok(Stream::Records(Box::new(tls::Records::from_client(*s)?))),
+            other => Ok(other),
         }
     }
 }
@@ -77,6 +104,7 @@ impl AsyncRead for Stream {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Stream::TlsClient(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
             Stream::TlsServer(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::Records(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -91,6 +119,7 @@ impl AsyncWrite for Stream {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Stream::TlsClient(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             Stream::TlsServer(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::Records(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
@@ -103,6 +132,7 @@ impl AsyncWrite for Stream {
             Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Stream::TlsClient(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
             Stream::TlsServer(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+            Stream::Records(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -111,6 +141,7 @@ impl AsyncWrite for Stream {
             Stream::Plain(s) => s.is_write_vectored(),
             Stream::TlsClient(s) => s.is_write_vectored(),
             Stream::TlsServer(s) => s.is_write_vectored(),
+            Stream::Records(s) => s.is_write_vectored(),
         }
     }
 
@@ -119,6 +150,7 @@ impl AsyncWrite for Stream {
             Stream::Plain(s) => Pin::new(s).poll_flush(cx),
             Stream::TlsClient(s) => Pin::new(s.as_mut()).poll_flush(cx),
             Stream::TlsServer(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Stream::Records(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
@@ -127,6 +159,7 @@ impl AsyncWrite for Stream {
             Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Stream::TlsClient(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             Stream::TlsServer(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Stream::Records(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }

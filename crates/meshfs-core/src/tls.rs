@@ -31,6 +31,9 @@ use rustls::{
 
 use crate::identity::{Identity, NodeId};
 
+pub mod records;
+
+pub use records::Records;
 pub use rustls::{ClientConfig, ServerConfig};
 pub use tokio_rustls::{TlsAcceptor, TlsConnector, client, server};
 
@@ -196,6 +199,9 @@ pub fn client_config_with(
     };
     // The server ignores the name; sending it would only tell the LAN whom we ask for.
     config.enable_sni = false;
+    // A bulk download opens and seals its records itself once the handshake is done
+    // ([`records`]): rustls hands the keys over only when allowed to.
+    config.enable_secret_extraction = true;
     Ok(Arc::new(config))
 }
 

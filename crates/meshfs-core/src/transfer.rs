@@ -458,6 +458,9 @@ async fn attempt(
     }
     // Opened before anything is created here: a file the node will not serve leaves nothing.
     client.open(&src.path).await?;
+    // The bytes flow on this connection: its TLS records are opened here from now on, in large
+    // reads and in place (`tls::records`: the client's core is what limits a verified get).
+    let mut client = client.hand_over_records().await?;
     let snapshot = entry.size;
     // Ask for the block list at once, on its own connection, so the node computes it while
     // the bytes flow. A followed file's length is only known at the end.

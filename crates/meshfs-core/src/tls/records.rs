@@ -1,0 +1,552 @@
+//! [`Records`]: a client's TLS 1.3 connection whose records are opened and sealed here once
+//! rustls has made the handshake — kernel TLS done in user space, for bulk downloads.
+//!
+//! Why: a verified `get` over TLS is held back by the client's core (issue 15 item 6), and
+//! rustls's buffered connection spends it on more than the cipher: it reads the socket 4 KiB
+//! at a time (its receive buffer shrinks back to 4 KiB each time it empties: about 260,000
+//! `read` calls per GiB), copies each decrypted record into a queue of plaintext and from there
+//! into the caller's buffer, and moves the partial next record to the front after every record.
+//! Here the socket is read up to 256 KiB at a time into one buffer, each record is decrypted in
+//! place there, and the caller's read copies the plaintext out once: what curl and OpenSSL do
+//! per byte, and what kernel TLS would do in the kernel (not built into every kernel: this
+//! project's benchmark VM has no `tls` module).
+//!
+//! How: rustls hands over both directions' traffic keys and sequence numbers for kernel TLS
+//! (`dangerous_extract_secrets`) once the handshake is done and nothing is left buffered
+//! ([`ready_to_hand_over`]). Records are opened and sealed with `ring`'s AEADs, the same code
+//! rustls uses here. What rustls would still have done after the handshake: session tickets
+//! arriving later are dropped (they only save a later handshake), and a key update ends the
+//! connection with an error, since only rustls could derive the next keys (a rustls node sends
+//! one near AES-GCM's limit, about 2^24 records: some 380 GB on one connection; a download
+//! resumes on a new one).
+//!
+//! The record rules kept (RFC 8446 §5): every record after the handshake is
+//! `application_data` (0x17), legacy version 0x0303, at most 2^14 + 256 bytes of ciphertext;
+//! the nonce is the IV xor the 64-bit sequence number, which never wraps; the 5-byte header is
+//! the additional data; the inner content type is the last non-zero byte of the plaintext. A
+//! record that fails authentication, a malformed header, an alert other than close_notify, a
+//! handshake message other than NewSessionTicket, or the connection closing without
+//! close_notify ends the stream with an error: never with bytes the peer did not send.
+
+use std::fmt;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
+use rustls::ConnectionTrafficSecrets;
+use rustls::client::ClientConnection;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+use crate::identity::NodeId;
+
+const HEADER_LEN: usize = 5;
+const TAG_LEN: usize = 16;
+const MAX_PLAINTEXT: usize = 1 << 14;
+const MAX_CIPHERTEXT: usize = MAX_PLAINTEXT + 256;
+/// Bytes the socket is read into. Reads go to the free end of it; the partial record left
+/// there is moved to the front only when less than half is free, so reads stay large.
+const RECV_BUF: usize = 256 << 10;
+/// Sealed bytes a write may leave unsent before it waits for the socket.
+const MAX_UNSENT: usize = 64 << 10;
+
+const CHANGE_CIPHER_SPEC: u8 = 0x14;
+const ALERT: u8 = 0x15;
+const HANDSHAKE: u8 = 0x16;
+const APPLICATION_DATA: u8 = 0x17;
+const NEW_SESSION_TICKET: u8 = 4;
+const KEY_UPDATE: u8 = 24;
+const CLOSE_NOTIFY: u8 = 0;
+
+/// Can this connection be handed over? Only when the handshake is done, nothing waits to be
+/// sent, and no decrypted byte waits to be read (rustls would keep it). The caller must also
+/// hold no bytes read ahead, and the peer must have nothing more in flight: a request/reply
+/// protocol between replies. Bytes rustls read but had not yet decrypted would be lost; the
+/// records after them would then fail authentication (an error, never wrong bytes).
+pub fn ready_to_hand_over(conn: &mut ClientConnection) -> bool {
+    if conn.is_handshaking() || conn.wants_write() {
+        return false;
+    }
+    conn.process_new_packets()
+        .is_ok_and(|state| state.plaintext_bytes_to_read() == 0 && !state.peer_has_closed())
+}
+
+/// One direction's key, IV and next sequence number.
+struct Direction {
+    key: LessSafeKey,
+    iv: [u8; aead::NONCE_LEN],
+    seq: u64,
+}
+
+impl Direction {
+    fn new((seq, secrets): (u64, ConnectionTrafficSecrets)) -> io::Result<Direction> {
+        let (alg, key, iv) = match &secrets {
+            ConnectionTrafficSecrets::Aes128Gcm { key, iv } => (&aead::AES_128_GCM, key, iv),
+            ConnectionTrafficSecrets::Aes256Gcm { key, iv } => (&aead::AES_256_GCM, key, iv),
+            ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => {
+                (&aead::CHACHA20_POLY1305, key, iv)
+            }
+            _ => return Err(invalid("cipher suite not supported by the record layer")),
+        };
+        let key = UnboundKey::new(alg, key.as_ref())
+            .map_err(|_| invalid("traffic key of the wrong length"))?;
+        let iv = iv
+            .as_ref()
+            .try_into()
+            .map_err(|_| invalid("traffic IV of the wrong length"))?;
+        Ok(Direction {
+            key: LessSafeKey::new(key),
+            iv,
+            seq,
+        })
+    }
+
+    /// The next record's nonce (RFC 8446 §5.3).
+    fn next_nonce(&mut self) -> io::Result<Nonce> {
+        let mut nonce = self.iv;
+        for (b, s) in nonce[4..].iter_mut().zip(self.seq.to_be_bytes()) {
+            *b ^= s;
+        }
+        self.seq = self
+            .seq
+            .checked_add(1)
+            .ok_or_else(|| invalid("TLS sequence number exhausted"))?;
+        Ok(Nonce::assume_unique_for_key(nonce))
+    }
+}
+
+/// A client's TLS 1.3 connection after the handshake, records opened and sealed here.
+pub struct Records {
+    tcp: TcpStream,
+    rx: Direction,
+    tx: Direction,
+    /// What the socket gave: `buf[plain.0..plain.1]` decrypted and not yet read,
+    /// `buf[raw..filled]` records not yet opened.
+    buf: Box<[u8]>,
+    plain: (usize, usize),
+    raw: usize,
+    filled: usize,
+    /// Sealed records, `out[sent..]` not yet on the socket.
+    out: Vec<u8>,
+    sent: usize,
+    /// The peer sent close_notify: the end of the stream.
+    closed: bool,
+    /// close_notify queued by a shutdown.
+    shut: bool,
+    peer: Option<NodeId>,
+    binding: [u8; 32],
+}
+
+impl fmt::Debug for Records {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Records")
+            .field("tcp", &self.tcp)
+            .field("peer", &self.peer)
+            .field("rx_seq", &self.rx.seq)
+            .field("tx_seq", &self.tx.seq)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Records {
+    /// Take over `tls`, which [`ready_to_hand_over`] approved. Fails (the connection is then
+    /// lost) when rustls refuses to hand its keys over.
+    pub fn from_client(tls: tokio_rustls::client::TlsStream<TcpStream>) -> io::Result<Records> {
+        let (tcp, conn) = tls.into_inner();
+        let peer = super::peer_id(&conn);
+        let binding = super::session_binding(&conn).map_err(io::Error::other)?;
+        let secrets = conn
+            .dangerous_extract_secrets()
+            .map_err(io::Error::other)?;
+        Ok(Records {
+            tcp,
+            rx: Direction::new(secrets.rx)?,
+            tx: Direction::new(secrets.tx)?,
+            buf: vec![0; RECV_BUF].into_boxed_slice(),
+            plain: (0, 0),
+            raw: 0,
+            filled: 0,
+            out: Vec::new(),
+            sent: 0,
+            closed: false,
+            shut: false,
+            peer,
+            binding,
+        })
+    }
+
+    /// The TCP socket underneath.
+    pub fn tcp(&self) -> &TcpStream {
+        &self.tcp
+    }
+
+    /// The ID of the server's certificate.
+    pub fn peer_id(&self) -> Option<NodeId> {
+        self.peer
+    }
+
+    /// The session's exported keying material ([`super::session_binding`]), taken before the
+    /// hand-over.
+    pub fn binding(&self) -> [u8; 32] {
+        self.binding
+    }
+
+    /// Open the record at `raw` if it is all here: true when one was consumed.
+    fn open_record(&mut self) -> io::Result<bool> {
+        let here = &self.buf[self.raw..self.filled];
+        let Some(header) = here.first_chunk::<HEADER_LEN>().copied() else {
+            return Ok(false);
+        };
+        let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
+        if header[0] != APPLICATION_DATA
+            || header[1..3] != [3, 3]
+            || !(TAG_LEN + 1..=MAX_CIPHERTEXT).contains(&len)
+        {
+            // A change_cipher_spec record is allowed only during the handshake.
+            let what = if header[0] == CHANGE_CIPHER_SPEC {
+                "change_cipher_spec record after the handshake"
+            } else {
+                "malformed TLS record header"
+            };
+            return Err(invalid(what));
+        }
+        if here.len() < HEADER_LEN + len {
+            return Ok(false);
+        }
+        let start = self.raw + HEADER_LEN;
+        self.raw = start + len;
+        let nonce = self.rx.next_nonce()?;
+        let plain = self
+            .rx
+            .key
+            .open_in_place(nonce, Aad::from(header), &mut self.buf[start..start + len])
+            .map_err(|_| invalid("a TLS record failed authentication"))?;
+        let Some(kind_at) = plain.iter().rposition(|&b| b != 0) else {
+            return Err(invalid("TLS record without a content type"));
+        };
+        let content = (start, start + kind_at);
+        match plain[kind_at] {
+            APPLICATION_DATA => self.plain = content,
+            ALERT => match self.buf[content.0..content.1] {
+                [_, CLOSE_NOTIFY] => self.closed = true,
+                [_, what] => return Err(invalid(format!("the peer sent TLS alert {what}"))),
+                _ => return Err(invalid("malformed TLS alert")),
+            },
+            HANDSHAKE => after_handshake(&self.buf[content.0..content.1])?,
+            other => return Err(invalid(format!("TLS record of content type {other}"))),
+        }
+        Ok(true)
+    }
+
+    /// Seal `data` as records of content type `kind`, queued on `out`.
+    fn seal(&mut self, kind: u8, data: &[u8]) -> io::Result<()> {
+        for piece in data.chunks(MAX_PLAINTEXT) {
+            let len = piece.len() + 1 + TAG_LEN;
+            let [hi, lo] = (len as u16).to_be_bytes();
+            let header = [APPLICATION_DATA, 3, 3, hi, lo];
+            self.out.extend_from_slice(&header);
+            let start = self.out.len();
+            self.out.extend_from_slice(piece);
+            self.out.push(kind);
+            let nonce = self.tx.next_nonce()?;
+            let tag = self
+                .tx
+                .key
+                .seal_in_place_separate_tag(nonce, Aad::from(header), &mut self.out[start..])
+                .map_err(|_| invalid("sealing a TLS record failed"))?;
+            self.out.extend_from_slice(tag.as_ref());
+        }
+        Ok(())
+    }
+
+    /// Write the sealed records still unsent.
+    fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.sent < self.out.len() {
+            let n = ready!(Pin::new(&mut self.tcp).poll_write(cx, &self.out[self.sent..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.sent += n;
+        }
+        self.out.clear();
+        self.sent = 0;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncRead for Records {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        // A reader waiting for a reply must not wait on its own unsent request.
+        if let Poll::Ready(Err(e)) = this.poll_send(cx) {
+            return Poll::Ready(Err(e));
+        }
+        loop {
+            let (from, to) = this.plain;
+            if from < to {
+                let n = (to - from).min(out.remaining());
+                out.put_slice(&this.buf[from..from + n]);
+                this.plain.0 += n;
+                return Poll::Ready(Ok(()));
+            }
+            if this.closed || out.remaining() == 0 {
+                return Poll::Ready(Ok(()));
+            }
+            if this.open_record()? {
+                continue;
+            }
+            // Only part of a record is here: read more, after it.
+            if this.raw == this.filled {
+                (this.raw, this.filled) = (0, 0);
+            } else if this.buf.len() - this.filled < RECV_BUF / 2 {
+                this.buf.copy_within(this.raw..this.filled, 0);
+                (this.raw, this.filled) = (0, this.filled - this.raw);
+            }
+            let mut room = ReadBuf::new(&mut this.buf[this.filled..]);
+            ready!(Pin::new(&mut this.tcp).poll_read(cx, &mut room))?;
+            let n = room.filled().len();
+            if n == 0 {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the peer closed the connection without close_notify",
+                )));
+            }
+            this.filled += n;
+        }
+    }
+}
+
+impl AsyncWrite for Records {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.out.len() - this.sent >= MAX_UNSENT {
+            ready!(this.poll_send(cx))?;
+        }
+        let n = data.len().min(MAX_UNSENT);
+        if n == 0 {
+            return Poll::Ready(Ok(0));
+        }
+        this.seal(APPLICATION_DATA, &data[..n])?;
+        // Send now what the socket takes; the rest goes with the next write, flush or read.
+        if let Poll::Ready(Err(e)) = this.poll_send(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_send(cx))?;
+        Pin::new(&mut this.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.shut {
+            this.shut = true;
+            this.seal(ALERT, &[1, CLOSE_NOTIFY])?;
+        }
+        ready!(this.poll_send(cx))?;
+        Pin::new(&mut this.tcp).poll_shutdown(cx)
+    }
+}
+
+fn invalid(what: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what.into())
+}
+
+/// Handshake messages after the handshake: session tickets, dropped (they would only
+/// save a later connection its full handshake). Anything else (a key update) ends the
+/// connection. Each message must sit whole in its record.
+fn after_handshake(mut messages: &[u8]) -> io::Result<()> {
+    while let [kind, a, b, c, rest @ ..] = messages {
+        let len = u32::from_be_bytes([0, *a, *b, *c]) as usize;
+        let Some((_, next)) = rest.split_at_checked(len) else {
+            return Err(invalid("a handshake message split across TLS records"));
+        };
+        match *kind {
+            NEW_SESSION_TICKET => {}
+            KEY_UPDATE => return Err(invalid("TLS key update after the hand-over")),
+            _ => {
+                return Err(invalid(format!(
+                    "handshake message {kind} after the handshake"
+                )));
+            }
+        }
+        messages = next;
+    }
+    if messages.is_empty() {
+        Ok(())
+    } else {
+        Err(invalid("a handshake message split across TLS records"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Identity;
+    use crate::stream::Stream;
+    use crate::tls::{ClientAuth, TlsAcceptor, TlsConnector, client_config, server_config};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    type ServerSide = tokio_rustls::server::TlsStream<TcpStream>;
+
+    /// Bytes that differ at every offset (a shifted or repeated record shows).
+    fn payload(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
+    }
+
+    /// A node's TLS server on a real socket: answers `ping` with `pong`, waits for `go!!` (sent
+    /// by the client after the hand-over, as requests are), then hands the connection to `then`. With `flip_at`, the server's bytes reach the client through a
+    /// relay that inverts the byte at that offset of the server-to-client stream.
+    async fn connect<F, Fut>(then: F, flip_at: Option<usize>) -> Stream
+    where
+        F: FnOnce(ServerSide) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = io::Result<()>> + Send,
+    {
+        let node = Identity::generate("cam1").unwrap();
+        let acceptor = TlsAcceptor::from(server_config(&node, ClientAuth::Offer).unwrap());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut tls = acceptor.accept(tcp).await.unwrap();
+            let mut ping = [0u8; 4];
+            tls.read_exact(&mut ping).await.unwrap();
+            tls.write_all(b"pong").await.unwrap();
+            tls.flush().await.unwrap();
+            tls.read_exact(&mut ping).await.unwrap();
+            assert_eq!(&ping, b"go!!");
+            let _ = then(tls).await;
+        });
+        if let Some(at) = flip_at {
+            addr = relay(addr, at).await;
+        }
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let config = client_config(None, Some(node.id())).unwrap();
+        let tls = TlsConnector::from(config)
+            .connect(crate::tls::server_name(&addr.to_string()), tcp)
+            .await
+            .unwrap();
+        let mut stream = Stream::TlsClient(Box::new(tls));
+        stream.write_all(b"ping").await.unwrap();
+        stream.flush().await.unwrap();
+        let mut pong = [0u8; 4];
+        stream.read_exact(&mut pong).await.unwrap();
+        assert_eq!(&pong, b"pong");
+        assert!(stream.can_hand_over_records());
+        let mut stream = stream.into_records().unwrap();
+        assert!(matches!(stream, Stream::Records(_)));
+        assert_eq!(stream.peer_id(), Some(node.id()));
+        stream.write_all(b"go!!").await.unwrap();
+        stream.flush().await.unwrap();
+        stream
+    }
+
+    /// A TCP relay to `to` that inverts the server's byte at offset `at`: a man in the middle
+    /// without the keys.
+    async fn relay(to: std::net::SocketAddr, at: usize) -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (client, _) = listener.accept().await.unwrap();
+            let server = TcpStream::connect(to).await.unwrap();
+            let (mut cr, mut cw) = client.into_split();
+            let (mut sr, mut sw) = server.into_split();
+            tokio::spawn(async move { tokio::io::copy(&mut cr, &mut sw).await });
+            let mut seen = 0;
+            let mut buf = vec![0u8; 64 << 10];
+            loop {
+                let n = match sr.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                if (seen..seen + n).contains(&at) {
+                    buf[at - seen] ^= 0xff;
+                }
+                seen += n;
+                if cw.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn records_carry_both_ways_after_the_hand_over() {
+        let sent = payload((3 << 20) + 123);
+        let expected = sent.clone();
+        let mut stream = connect(
+            move |mut tls| async move {
+                let mut more = [0u8; 4];
+                tls.read_exact(&mut more).await?;
+                assert_eq!(&more, b"more");
+                // Writes of many sizes: records of every length, some split across reads.
+                let (mut at, mut step) = (0, 1);
+                while at < sent.len() {
+                    let end = (at + step).min(sent.len());
+                    tls.write_all(&sent[at..end]).await?;
+                    at = end;
+                    step = step * 3 + 1;
+                }
+                tls.shutdown().await
+            },
+            None,
+        )
+        .await;
+        stream.write_all(b"more").await.unwrap();
+        stream.flush().await.unwrap();
+        let mut got = Vec::new();
+        stream.read_to_end(&mut got).await.unwrap();
+        assert!(got == expected, "{} bytes read, {} sent", got.len(), expected.len());
+    }
+
+    #[tokio::test]
+    async fn a_changed_byte_is_an_error_never_data() {
+        let sent = payload(1 << 20);
+        let expected = sent.clone();
+        // Past the handshake and the hand-over, inside the bulk records.
+        let mut stream = connect(
+            move |mut tls| async move {
+                tls.write_all(&sent).await?;
+                tls.shutdown().await
+            },
+            Some(500_000),
+        )
+        .await;
+        let mut got = Vec::new();
+        let err = stream.read_to_end(&mut got).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        assert!(got.len() < expected.len() && got[..] == expected[..got.len()]);
+    }
+
+    #[tokio::test]
+    async fn a_key_update_ends_the_stream() {
+        let mut stream = connect(
+            |mut tls| async move {
+                tls.write_all(b"before").await?;
+                tls.get_mut().1.refresh_traffic_keys().map_err(io::Error::other)?;
+                tls.write_all(b"after").await?;
+                tls.flush().await
+            },
+            None,
+        )
+        .await;
+        let mut got = Vec::new();
+        let err = stream.read_to_end(&mut got).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        assert_eq!(got, b"before");
+    }
+}
