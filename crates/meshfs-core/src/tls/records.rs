@@ -156,9 +156,7 @@ impl Records {
         let (tcp, conn) = tls.into_inner();
         let peer = super::peer_id(&conn);
         let binding = super::session_binding(&conn).map_err(io::Error::other)?;
-        let secrets = conn
-            .dangerous_extract_secrets()
-            .map_err(io::Error::other)?;
+        let secrets = conn.dangerous_extract_secrets().map_err(io::Error::other)?;
         Ok(Records {
             tcp,
             rx: Direction::new(secrets.rx)?,
@@ -510,7 +508,12 @@ mod tests {
         stream.flush().await.unwrap();
         let mut got = Vec::new();
         stream.read_to_end(&mut got).await.unwrap();
-        assert!(got == expected, "{} bytes read, {} sent", got.len(), expected.len());
+        assert!(
+            got == expected,
+            "{} bytes read, {} sent",
+            got.len(),
+            expected.len()
+        );
     }
 
     #[tokio::test]
@@ -537,7 +540,10 @@ mod tests {
         let mut stream = connect(
             |mut tls| async move {
                 tls.write_all(b"before").await?;
-                tls.get_mut().1.refresh_traffic_keys().map_err(io::Error::other)?;
+                tls.get_mut()
+                    .1
+                    .refresh_traffic_keys()
+                    .map_err(io::Error::other)?;
                 tls.write_all(b"after").await?;
                 tls.flush().await
             },
