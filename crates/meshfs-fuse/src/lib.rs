@@ -7,6 +7,7 @@
 //! - [`peers`]: node folders kept in step with a `meshfs_core::Peers` watch (discovery);
 //! - [`requests`]: the requests made of a node, each on its pool;
 //! - [`cache`]: short-lived attributes and listings;
+//! - [`direct`]: random reads answered on the FUSE thread that received them;
 //! - [`readahead`]: sequential read-ahead with a doubling window, off for random reads;
 //! - [`folder_ahead`]: the next small files of a folder fetched while a reader opens its
 //!   files one after the other;
@@ -21,6 +22,7 @@
 #![deny(unsafe_code)]
 
 pub mod cache;
+pub mod direct;
 pub mod error;
 pub mod events;
 pub mod folder_ahead;
@@ -145,6 +147,9 @@ pub fn mount(
     if options.allow_other {
         config.acl = SessionACL::All;
     }
+    // Several threads read `/dev/fuse`, so one can wait on a node for a random read while
+    // another takes the next request (see [`direct`]).
+    config.n_threads = Some(direct::FUSE_THREADS);
     let session = fuser::spawn_mount(fs, dir, &config).map_err(|source| MountError::Mount {
         dir: dir.display().to_string(),
         source,

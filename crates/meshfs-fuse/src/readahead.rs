@@ -214,8 +214,9 @@ impl ReadAhead {
             self.window = (self.window * 2).min(self.max_window);
         }
         self.last_chunk = Some(self.last_chunk.map_or(first, |c| c.max(first)));
-        // Chunks behind the reader are done with.
-        self.chunks = self.chunks.split_off(&first);
+        // Chunks behind the reader are done with, but for the one just before this read's:
+        // with several FUSE threads, a read of it may still be on its way here.
+        self.chunks = self.chunks.split_off(&first.saturating_sub(1));
         let mut fetch = Vec::new();
         let ahead_last = (end.saturating_add(self.window) - 1) / CHUNK;
         for index in first..=ahead_last {
@@ -330,6 +331,22 @@ mod tests {
             "inside fetched chunk 1"
         );
         assert!(ra.window() > 0);
+    }
+
+    #[test]
+    fn a_late_read_of_the_previous_chunk_stays_sequential() {
+        // Two FUSE threads: the read of chunk 1 can reach the plan after the read of chunk 2.
+        let mut ra = ReadAhead::new(DEFAULT_MAX_WINDOW, Budget::new(DEFAULT_BUDGET));
+        ra.plan(0, CHUNK, BIG);
+        ra.plan(CHUNK, CHUNK, BIG);
+        ra.plan(3 * CHUNK, CHUNK, BIG);
+        let window = ra.window();
+        let plan = ra.plan(2 * CHUNK, CHUNK, BIG);
+        assert!(matches!(plan.source, Source::Chunks(_)), "chunk 2 is kept");
+        assert!(plan.fetch.is_empty(), "nothing fetched twice");
+        assert_eq!(ra.window(), window);
+        let plan = ra.plan(4 * CHUNK, CHUNK, BIG);
+        assert!(matches!(plan.source, Source::Chunks(_)), "still sequential");
     }
 
     #[test]

@@ -651,6 +651,68 @@ fn stalled_and_garbled_peers_answer_eio_without_hanging_the_mount() {
     assert_eq!(waiting.join().unwrap(), Some(libc::EIO));
 }
 
+/// Connections to local `port` whose socket holds bytes the listener has not read yet: requests
+/// sent to a stopped node (read from `/proc/net/tcp`).
+fn unread_requests_to(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let local_port = f[1].rsplit(':').next().unwrap();
+            let rx_queue = f[4].split(':').nth(1).unwrap();
+            u16::from_str_radix(local_port, 16) == Ok(port)
+                && f[3] == "01"
+                && u64::from_str_radix(rx_queue, 16).unwrap() > 0
+        })
+        .count()
+}
+
+#[test]
+fn random_reads_stalled_on_one_node_leave_the_mount_free_for_the_others() {
+    if !fuse_available() {
+        return;
+    }
+    // A random read may wait on its node on the FUSE thread that took it (the fast path):
+    // never on every FUSE thread at once.
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    write(a_dir.path(), "a.bin", &pattern(4 * MIB, 1));
+    write(b_dir.path(), "x.bin", &pattern(4 * MIB, 2));
+    write(b_dir.path(), "y.bin", &pattern(4 * MIB, 3));
+    let (_a, a) = node(a_dir.path(), "cam");
+    let (b_proc, b) = node(b_dir.path(), "cam2");
+    // Long waits for the stopped node, so that a FUSE thread held by it would show.
+    let m = Mounted::new(&[&a, &b], &["--timeout", "6s", "--connect-timeout", "6s"]);
+    let a_file = File::open(m.path("cam/a.bin")).unwrap();
+    let files = ["x.bin", "y.bin"].map(|f| File::open(m.path(&format!("cam2/{f}"))).unwrap());
+    b_proc.signal(libc::SIGSTOP);
+    let stalled = files.map(|f| {
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            f.read_at(&mut buf, 2 * MIB as u64 + 4096)
+        })
+    });
+    let port: u16 = b.rsplit(':').next().unwrap().parse().unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || unread_requests_to(port) >= 2),
+        "both reads should have reached the stopped node"
+    );
+    let mut buf = [0u8; 4096];
+    let start = Instant::now();
+    assert_eq!(read_at_full(&a_file, &mut buf, 3 * MIB as u64), 4096);
+    assert_eq!(buf[..], pattern(4 * MIB, 1)[3 * MIB..3 * MIB + 4096]);
+    assert!(
+        start.elapsed() < Duration::from_secs(3) && stalled.iter().all(|t| !t.is_finished()),
+        "the other node's read waited {:?} for the stopped node's (6 s timeouts)",
+        start.elapsed()
+    );
+    b_proc.signal(libc::SIGCONT);
+    for t in stalled {
+        let _ = t.join().unwrap(); // its bytes, or EIO after the timeout
+    }
+}
+
 #[test]
 fn a_changed_file_is_read_fresh_without_remounting() {
     if !fuse_available() {

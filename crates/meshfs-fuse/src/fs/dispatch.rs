@@ -180,7 +180,9 @@ impl Filesystem for MeshFs {
         reply: ReplyData,
     ) {
         match self.shared.handles.file(fh.0) {
-            Some(file) => self.shared.read(&self.rt, file, offset, size, reply),
+            Some(file) => self
+                .shared
+                .read(&self.rt, &self.lanes, file, offset, size, reply),
             None => reply.error(Errno::EBADF),
         }
     }

@@ -1,9 +1,11 @@
 //! The FUSE filesystem: kernel requests in, node requests out.
 //!
-//! FUSE callbacks are synchronous and arrive on one dispatch thread, so anything that talks to
-//! a node is spawned on the tokio runtime and replies from there: many requests (reads of
-//! several files, read-ahead chunks, `stat`s) are in flight at once and a slow node never
-//! blocks the others. Only answers known locally (the root, fresh cache hits) reply inline.
+//! FUSE callbacks are synchronous and arrive on a few dispatch threads
+//! ([`crate::direct::FUSE_THREADS`]), so anything that talks to a node is spawned on the tokio
+//! runtime and replies from there: many requests (reads of several files, read-ahead chunks,
+//! `stat`s) are in flight at once and a slow node never blocks the others. Answers known
+//! locally (the root, fresh cache hits, bytes already fetched) reply inline, and so does a
+//! random read while another dispatch thread is free ([`crate::direct`]).
 //!
 //! The mount is read-only by construction (`ro` mount option) and by answer: every writing
 //! operation that could still reach us gets `EROFS`.
@@ -32,6 +34,7 @@ use fuser::Errno;
 use meshfs_core::Entry;
 
 use crate::cache::{MetaCache, Ticket};
+use crate::direct::Lanes;
 use crate::error::errno;
 use crate::folder_ahead::FolderAhead;
 use crate::inodes::InodeTable;
@@ -55,7 +58,7 @@ pub struct FsConfig {
     pub readahead_budget: usize,
 }
 
-/// State shared by the dispatch thread and the tasks it spawns.
+/// State shared by the dispatch threads and the tasks they spawn.
 #[derive(Debug)]
 struct Shared {
     nodes: Nodes,
@@ -73,6 +76,9 @@ struct Shared {
 pub struct MeshFs {
     shared: Arc<Shared>,
     rt: tokio::runtime::Handle,
+    /// Where a FUSE thread answers a random read itself (see [`crate::direct`]); here, not in
+    /// `Shared`, so their runtimes drop with the filesystem on the session's thread.
+    lanes: Lanes,
     /// Dropped with the filesystem, which tells the mount owner the session ended.
     _alive: tokio::sync::oneshot::Sender<()>,
 }
@@ -98,6 +104,7 @@ impl MeshFs {
         let fs = MeshFs {
             shared: Arc::new(shared),
             rt,
+            lanes: Lanes::default(),
             _alive: alive,
         };
         for node in nodes {

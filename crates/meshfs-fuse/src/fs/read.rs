@@ -13,11 +13,12 @@ use std::sync::{Arc, Mutex};
 
 use fuser::{Errno, FopenFlags, ReplyData};
 use meshfs_core::proto::MAX_READ;
-use meshfs_core::{ClientError, Entry, Kind};
+use meshfs_core::{ClientError, Entry, Kind, Pool};
 use tokio::runtime::Handle;
 
 use super::Shared;
 use crate::cache::Trust;
+use crate::direct::Lanes;
 use crate::error::errno;
 use crate::inodes;
 use crate::nodes::Node;
@@ -65,9 +66,9 @@ impl OpenFile {
     }
 
     /// One `pread` of at most `size` bytes at `offset` (fewer at end of file, or where the
-    /// node caps a reply).
-    async fn pread(&self, offset: u64, size: u64) -> Result<Vec<u8>, ClientError> {
-        requests::pread(&self.node.pool, &self.path, offset, size).await
+    /// node caps a reply), on `pool` (the node's, or a [`Lane`]'s).
+    async fn pread(&self, pool: &Pool, offset: u64, size: u64) -> Result<Vec<u8>, ClientError> {
+        requests::pread(pool, &self.path, offset, size).await
     }
 
     /// The node described the file as `entry`.
@@ -195,6 +196,7 @@ impl Shared {
     pub(super) fn read(
         self: &Arc<Self>,
         rt: &tokio::runtime::Handle,
+        lanes: &Lanes,
         file: Arc<OpenFile>,
         offset: u64,
         size: u32,
@@ -215,6 +217,22 @@ impl Shared {
             // Here already (a small file fetched at or before its open): reply on this
             // thread, without a hop to the runtime.
             return reply.data(served.bytes());
+        }
+        if matches!(plan.source, Source::Direct)
+            && let Some(mut lane) = lanes.take()
+        {
+            // One request and nothing to wait on but its reply: answered on this thread.
+            let pool = lane.pool(&file.node);
+            match lane.run(self.pread(&pool, &file, offset, size)) {
+                Ok(data) => return reply.data(&data),
+                // The lane could not connect just now (refused, or held down since its own
+                // last failure) while the node's pool may be connected again: that pool,
+                // which every other request uses, decides.
+                Err(e) if refused_at_once(&e) => {
+                    tracing::debug!(path = %file.path, error = %e, "lane cannot connect: asking through the node's pool");
+                }
+                Err(e) => return reply.error(errno(&e, Errno::EISDIR)),
+            }
         }
         let shared = self.clone();
         rt.spawn(async move {
@@ -241,7 +259,7 @@ impl Shared {
 
     /// Fetch one read-ahead chunk and hand it to whoever waits on it.
     async fn fetch_chunk(&self, file: &OpenFile, chunk: &Chunk) {
-        let res = file.pread(chunk.start(), CHUNK).await;
+        let res = file.pread(&file.node.pool, chunk.start(), CHUNK).await;
         if let Ok(data) = &res {
             file.size
                 .fetch_max(chunk.start() + data.len() as u64, Ordering::Relaxed);
@@ -249,14 +267,20 @@ impl Shared {
         chunk.complete(fetched(&file.path, chunk.start(), res));
     }
 
-    /// `[offset, offset + size)` read directly, fewer bytes only at end of file: a node may
-    /// cap one reply (at 16 MiB, or less), and a short reply in the middle of a file would
-    /// read as end of file to the kernel.
-    async fn pread(&self, file: &OpenFile, offset: u64, size: u64) -> Result<Vec<u8>, Errno> {
+    /// `[offset, offset + size)` read directly on `pool`, fewer bytes only at end of file: a
+    /// node may cap one reply (at 16 MiB, or less), and a short reply in the middle of a file
+    /// would read as end of file to the kernel.
+    async fn pread(
+        &self,
+        pool: &Pool,
+        file: &OpenFile,
+        offset: u64,
+        size: u64,
+    ) -> Result<Vec<u8>, ClientError> {
         let mut out: Vec<u8> = Vec::new();
         while (out.len() as u64) < size {
             let pos = offset + out.len() as u64;
-            let data = match file.pread(pos, size - out.len() as u64).await {
+            let data = match file.pread(pool, pos, size - out.len() as u64).await {
                 Ok(data) => data,
                 // Past everything known of the file, an unreachable node is the end of it
                 // for now (as `fstat` says: see `Shared::attributes`); `tail -f` waits.
@@ -266,7 +290,7 @@ impl Shared {
                 }
                 Err(e) => {
                     tracing::debug!(path = %file.path, offset = pos, error = %e, "read failed");
-                    return Err(errno(&e, Errno::EISDIR));
+                    return Err(e);
                 }
             };
             if data.is_empty() {
@@ -296,7 +320,13 @@ impl Shared {
         source: Source,
     ) -> Result<Served, Errno> {
         let chunks = match source {
-            Source::Direct => return self.pread(file, offset, size).await.map(Served::Owned),
+            Source::Direct => {
+                let pool = &file.node.pool;
+                let data = self.pread(pool, file, offset, size).await;
+                return data
+                    .map(Served::Owned)
+                    .map_err(|e| errno(&e, Errno::EISDIR));
+            }
             Source::Chunks(chunks) => chunks,
         };
         let end = offset + size;
@@ -337,10 +367,17 @@ impl Shared {
         }
         if hit_end && pos < end && !file.ends_at(pos) {
             // A growing file: ask for what lies past the old end.
-            out.extend_from_slice(&self.pread(file, pos, end - pos).await?);
+            let rest = self.pread(&file.node.pool, file, pos, end - pos).await;
+            out.extend_from_slice(&rest.map_err(|e| errno(&e, Errno::EISDIR))?);
         }
         Ok(Served::Owned(out))
     }
+}
+
+/// A connection that failed at once (refused, or not tried while its pool holds the node
+/// down), not one that timed out: asking again elsewhere costs nothing.
+fn refused_at_once(e: &ClientError) -> bool {
+    matches!(e, ClientError::Connect { source, .. } if source.kind() != std::io::ErrorKind::TimedOut)
 }
 
 /// A chunk's outcome from the `pread` that fetched it.
