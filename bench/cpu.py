@@ -13,7 +13,7 @@ client to CPU 1 (taskset), medians of RUNS runs of one SIZE_MIB file.
 Both over TLS 1.3 with AES-128-GCM (meshfs's choice on CPUs with AES instructions; nginx
 told to use it), and in clear (`--plaintext`, nginx over HTTP with sendfile).
 Usage: cpu.py SIZE_MIB RUNS [machine|disk]   (one part only; B3SUM=/path/to/b3sum when it is
-not on PATH)"""
+not on PATH; MESHFS_BASE_BIN=/other/meshfs adds that build's `get` to the disk part, an A/B)"""
 
 import atexit
 import os
@@ -118,17 +118,22 @@ def run(cmd, server, out):
     return t1 - t0, (m1 - m0) / hz, s1 - s0, ru.ru_utime + ru.ru_stime
 
 
-def paired(meshfs, curl, out):
+def paired(meshfs, curl, out, base=None):
     """RUNS runs of each command, alternating (so page-cache writeback and other drift hit both
-    alike); the medians of each's four figures."""
-    ms, cs = [], []
+    alike); the medians of each's four figures. `base`: a third command (another build's get)."""
+    cmds = [(meshfs, lambda: [node.pid]), (curl, nginx_pids)]
+    if base:
+        cmds.append((base, lambda: [node.pid]))
+    samples = [[] for _ in cmds]
     for _ in range(runs):
-        ms.append(run(meshfs, [node.pid], out))
-        cs.append(run(curl, nginx_pids(), out))
-    return [[statistics.median(s[i] for s in samples) for i in range(4)] for samples in (ms, cs)]
+        for (cmd, server), got in zip(cmds, samples):
+            got.append(run(cmd, server(), out))
+    return [[statistics.median(s[i] for s in got) for i in range(4)] for got in samples]
 
 
 get_cmd = f"{BIN} {{flags}} get --force {url} {{out}}"
+# MESHFS_BASE_BIN: another build's `get` beside it, in the same alternation (an A/B; disk part).
+base_cmd = os.environ.get("MESHFS_BASE_BIN") and f"{os.environ['MESHFS_BASE_BIN']} {{flags}} get --force {url} {{out}}"
 cat_cmd = f"{BIN} {{flags}} cat {url}"
 curl = {"TLS": f"curl -sSf --insecure --tlsv1.3 --tls13-ciphers TLS_AES_128_GCM_SHA256 https://127.0.0.1:{https_port}/big.bin",
         "clear": f"curl -sSf http://127.0.0.1:{http_port}/big.bin"}
@@ -161,9 +166,11 @@ if "disk" in parts:
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
     disk_out = os.path.join(disk, "big.bin")
     for mode in ("TLS", "clear"):
-        m, c = paired(get_cmd.format(flags=flags[mode], out=disk_out), f"{curl[mode]} -o {disk_out}", disk_out)
-        rows = (("`meshfs get` (verified)", m), ("curl ← nginx", c))
+        base = base_cmd.format(flags=flags[mode], out=disk_out) if base_cmd else None
+        m, c, *b = paired(get_cmd.format(flags=flags[mode], out=disk_out), f"{curl[mode]} -o {disk_out}",
+                          disk_out, base)
+        rows = (("`meshfs get` (verified)", m), ("curl ← nginx", c), *(("`meshfs get`, base build", r) for r in b))
         for name, r in rows:
-            ratio = f"{c[0] / m[0]:.2f}×" if r is m else ""
+            ratio = f"{c[0] / r[0]:.2f}×" if r is not c else ""
             print(f"| {name} | {mode} | {size / r[0] / 1e6:.1f} | {r[2] / gib:.2f} | {r[3] / gib:.2f} | {r[1] / gib:.2f} | {ratio} |")
         sys.stdout.flush()

@@ -132,8 +132,13 @@ impl Writer {
         sync: bool,
         window: usize,
     ) -> Result<Writer, TransferError> {
-        // Drop any bytes past the verified prefix, then append from there.
-        file.set_len(offset).map_err(local(part))?;
+        // Drop any bytes past the verified prefix, then append from there. Only when there are
+        // some: on ext4 a truncation to size 0 marks the file to have all its data flushed at
+        // `close` (`auto_da_alloc`, for programs that rewrite a file in place), which held a
+        // 1 GiB download 0.36 s in `close` while its core idled.
+        if file.metadata().map_err(local(part))?.len() != offset {
+            file.set_len(offset).map_err(local(part))?;
+        }
         file.seek(SeekFrom::Start(offset)).map_err(local(part))?;
         let mut hashing = Hashing::new(check)
             .map_err(io::Error::other)
