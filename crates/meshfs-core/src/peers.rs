@@ -8,7 +8,9 @@
 //!   restarted, and replaces the old entry, when it is the same node: the same announced
 //!   [`NodeId`] (the hash of its key), or, without IDs, the same address or no ID on either
 //!   side. Another ID under a known name is another node claiming it: both stay, never one
-//!   at random, and [`Peers::conflicts`] / [`Peers::find_all`] show it (issue 15);
+//!   at random, and [`Peers::conflict`] / [`Peers::find_all`] show it (issue 15). So is a
+//!   process taken for restarted that speaks again from another address: two live nodes
+//!   with one name and one key (two nodes of one machine sharing a state folder);
 //! - **bounded** ([`MAX_PEERS`]): anyone on the LAN can announce names; hellos of further new
 //!   nodes are refused ([`Seen::Full`]), refreshes of known ones never are;
 //! - **a late answer never rolls back a restart** ([`Peers::touch`] refreshes only the very
@@ -32,6 +34,9 @@ use crate::remote::NodeAddr;
 
 /// Most peers kept; hellos of further new nodes are dropped (and logged by the caller).
 pub const MAX_PEERS: usize = 1024;
+/// How the process id of a peer known only by polling its address begins (`static:ADDR`):
+/// one node may be polled at one address and heard by multicast at another, which is no twin.
+pub const STATIC_ID: &str = "static:";
 /// Silence after which a peer is forgotten (protocols.md §4).
 pub const DEFAULT_EXPIRY: Duration = Duration::from_secs(90);
 /// Changes a watcher may fall behind by before it is resynchronised.
@@ -156,6 +161,12 @@ pub enum PeerEvent {
 struct Table {
     /// (name, id) → peer.
     entries: HashMap<(String, String), Peer>,
+    /// Processes a new one of the same node replaced (taken for a restart), with where they
+    /// were and when: one heard again, at another address, was not dead but a twin
+    /// ([`Table::hello`]). Bounded like the entries, and pruned with them.
+    replaced: HashMap<(String, String), (SocketAddr, Instant)>,
+    /// A table filled by one lookup ([`Peers::for_lookup`]): no process replaces another.
+    every_process: bool,
 }
 
 impl Table {
@@ -182,20 +193,37 @@ impl Table {
             changes.push(PeerEvent::Changed { old, new });
             return if moved { Seen::New } else { Seen::Known };
         }
+        // A process taken for restarted that speaks again, from elsewhere than the one that
+        // replaced it, is alive: two processes with one name and one key (two nodes sharing
+        // a state folder). Both stay, a conflict like two IDs, never one of them at random.
+        let twin = self
+            .replaced
+            .remove(&key)
+            .is_some_and(|(at, _)| at != peer.addr && !peer.id.starts_with(STATIC_ID));
         // Earlier processes of the same node: a restart. Other nodes of that name stay.
-        let earlier: Vec<(String, String)> = self
-            .named(&peer.name)
-            .filter(|p| p.same_node(&peer))
-            .map(|p| (p.name.clone(), p.id.clone()))
-            .collect();
+        let earlier: Vec<(String, String)> = match twin || self.every_process {
+            true => Vec::new(),
+            false => self
+                .named(&peer.name)
+                .filter(|p| p.same_node(&peer))
+                .map(|p| (p.name.clone(), p.id.clone()))
+                .collect(),
+        };
         if earlier.is_empty() && self.entries.len() >= MAX_PEERS {
             return Seen::Full;
         }
         // A restart: the new process inherits how the node was first heard of.
-        let old = earlier
+        let removed: Vec<Peer> = earlier
             .iter()
             .filter_map(|k| self.entries.remove(k))
-            .max_by_key(|p| p.last_seen);
+            .collect();
+        if self.replaced.len() < MAX_PEERS {
+            for p in &removed {
+                self.replaced
+                    .insert((p.name.clone(), p.id.clone()), (peer.addr, p.last_seen));
+            }
+        }
+        let old = removed.into_iter().max_by_key(|p| p.last_seen);
         let mut peer = peer;
         match old {
             Some(old) => {
@@ -272,6 +300,17 @@ impl Peers {
         }
     }
 
+    /// An empty table for one lookup (`meshfs cat NAME:PATH`, `meshfs peers`): every answer
+    /// to it comes from a live process, so no process replaces another of the same node. In
+    /// a lookup of a second or so, two processes of one key are two nodes sharing a state
+    /// folder far likelier than a restart, and choosing between them must not be left to the
+    /// order of their answers.
+    pub fn for_lookup() -> Peers {
+        let peers = Peers::new();
+        peers.lock().every_process = true;
+        peers
+    }
+
     /// Lock the table, apply `f`, broadcast what it changed.
     fn change<T>(&self, f: impl FnOnce(&mut Table, &mut Vec<PeerEvent>) -> T) -> T {
         let mut table = self.lock();
@@ -327,6 +366,8 @@ impl Peers {
     /// Forget peers silent for longer than `after`; returns them.
     pub fn expire(&self, now: Instant, after: Duration) -> Vec<Peer> {
         self.change(|t, c| {
+            t.replaced
+                .retain(|_, (_, seen)| now.saturating_duration_since(*seen) <= after);
             let keys = t
                 .entries
                 .values()
@@ -350,8 +391,9 @@ impl Peers {
         v
     }
 
-    /// The nodes claiming `name` when more than one does (different IDs, or an ID and a
-    /// node without one elsewhere): what `meshfs peers` marks and the web UI shows. Empty
+    /// The nodes claiming `name` when more than one does (different IDs, an ID and a node
+    /// without one elsewhere, or two live processes with one ID at two addresses): what
+    /// `meshfs peers` marks and the web UI shows. Empty
     /// when the name is unclaimed or uncontested.
     pub fn conflict(&self, name: &str) -> Vec<Peer> {
         let all = self.find_all(name);
@@ -561,6 +603,59 @@ mod tests {
             "the ID is kept when a poll in clear replaces"
         );
         assert_eq!(p.remove("cam").len(), 2);
+    }
+
+    /// Two live processes with one name and one key (a shared state folder) alternate their
+    /// hellos: each would replace the other as a restart, and `NAME:PATH` would reach one at
+    /// random. The one that speaks again from another address makes both stay; a restart at
+    /// the same address, or a process polled by address, does not.
+    #[test]
+    fn one_key_speaking_from_two_live_processes_is_a_conflict() {
+        let t0 = Instant::now();
+        let id = NodeId::from_spki(b"one key");
+        let at = |proc: &str, addr: &str, secs: u64| {
+            let mut x = peer("cam", proc, t0 + Duration::from_secs(secs));
+            x.node_id = Some(id);
+            x.addr = addr.parse().unwrap();
+            x
+        };
+        let p = Peers::default();
+        p.hello(at("p1", "127.0.0.1:4000", 0));
+        p.hello(at("p2", "127.0.0.1:5000", 1));
+        assert_eq!(p.find_all("cam").len(), 1, "first taken for a restart");
+        p.hello(at("p1", "127.0.0.1:4000", 2));
+        let ports: Vec<u16> = p.find_all("cam").iter().map(|x| x.addr.port()).collect();
+        assert_eq!(ports, [4000, 5000], "both stay");
+        assert_eq!(p.conflict("cam").len(), 2);
+        // Heard again, each refreshes itself only.
+        p.hello(at("p2", "127.0.0.1:5000", 3));
+        p.hello(at("p1", "127.0.0.1:4000", 4));
+        assert_eq!(p.conflict("cam").len(), 2);
+
+        // A restart at the same address: a late hello of the old process is no twin.
+        let q = Peers::default();
+        q.hello(at("old", "127.0.0.1:4044", 0));
+        q.hello(at("new", "127.0.0.1:4044", 1));
+        q.hello(at("old", "127.0.0.1:4044", 1));
+        assert_eq!(q.find_all("cam").len(), 1);
+        // Nor is a node polled at one address and heard by multicast at another.
+        let r = Peers::default();
+        r.hello(at("static:10.0.0.9:4044", "10.0.0.9:4044", 0));
+        r.hello(at("m1", "192.168.1.9:4044", 1));
+        r.hello(at("static:10.0.0.9:4044", "10.0.0.9:4044", 2));
+        assert_eq!(r.conflict("cam").len(), 0);
+        // A lookup's table keeps every process that answered it.
+        let l = Peers::for_lookup();
+        l.hello(at("p1", "127.0.0.1:4000", 0));
+        l.hello(at("p2", "127.0.0.1:5000", 0));
+        assert_eq!(l.conflict("cam").len(), 2);
+        // Once its memory expired, a process that comes back is a restart again.
+        let s = Peers::default();
+        s.hello(at("p1", "127.0.0.1:4000", 0));
+        s.hello(at("p2", "127.0.0.1:5000", 0));
+        s.expire(t0 + Duration::from_secs(95), DEFAULT_EXPIRY);
+        s.hello(at("p1", "127.0.0.1:4000", 96));
+        assert_eq!(s.find_all("cam").len(), 1);
     }
 
     #[tokio::test]

@@ -337,11 +337,12 @@ impl Discovery {
     }
 
     /// Log, once per claim, a node announcing a name that another node (or this one) goes
-    /// by with another ID: never resolved at random, so the user must know (issue 15).
+    /// by with another ID, or with this very ID from elsewhere (two nodes sharing a state
+    /// folder, so a key): never resolved at random, so the user must know (issue 15).
     fn log_conflict(&self, st: &mut State, peer: &Peer) {
-        let ours = peer.name == self.inner.config.name
-            && self.inner.config.port != 0
-            && peer.node_id != self.inner.config.node_id;
+        let config = &self.inner.config;
+        let ours = peer.name == config.name && config.port != 0;
+        let our_twin = ours && peer.node_id.is_some() && peer.node_id == config.node_id;
         let claims = self.inner.peers.conflict(&peer.name);
         if !ours && claims.is_empty() {
             return;
@@ -359,18 +360,33 @@ impl Discovery {
             .filter(|p| p.addr != peer.addr)
             .map(|p| format!("{} at {}", show(p.node_id), p.addr))
             .collect();
-        if ours {
+        let name = &peer.name;
+        let (id, addr) = (show(peer.node_id), peer.addr);
+        let one_key = claims.len() > 1 && claims.iter().all(|p| p.node_id == peer.node_id);
+        if our_twin {
             tracing::warn!(
-                name = %peer.name, id = %show(peer.node_id), addr = %peer.addr,
-                "another node announces this node's name with another ID: clients reaching                  {0} by name are refused unless they pinned one (meshfs trust {0} ID)",
-                peer.name
+                %name, %id, %addr,
+                "another node runs with this node's name and key (started with the same state \
+                 folder): clients reaching {name} by name are refused; give each node its own \
+                 --name and --state"
+            );
+        } else if ours {
+            tracing::warn!(
+                %name, %id, %addr,
+                "another node announces this node's name with another ID: clients reaching \
+                 {name} by name are refused unless they pinned one (meshfs trust {name} ID)"
+            );
+        } else if one_key {
+            tracing::warn!(
+                %name, %id, %addr, others = %others.join(", "),
+                "two nodes announce one name with one key (a shared state folder): clients \
+                 reaching {name} by name are refused"
             );
         } else {
             tracing::warn!(
-                name = %peer.name, id = %show(peer.node_id), addr = %peer.addr,
-                others = %others.join(", "),
-                "two nodes announce one name: clients reaching {0} by name are refused                  unless they pinned one (meshfs trust {0} ID)",
-                peer.name
+                %name, %id, %addr, others = %others.join(", "),
+                "two nodes announce one name: clients reaching {name} by name are refused \
+                 unless they pinned one (meshfs trust {name} ID)"
             );
         }
     }
@@ -618,7 +634,10 @@ impl Discovery {
                     // Keep the id of a peer also heard by multicast, so it is not "new".
                     let id = (self.inner.peers.find_all(&name).into_iter())
                         .find(|p| p.addr == addr)
-                        .map_or_else(|| format!("static:{addr}"), |p| p.id);
+                        .map_or_else(
+                            || format!("{}{addr}", meshfs_core::peers::STATIC_ID),
+                            |p| p.id,
+                        );
                     let peer = Peer {
                         name,
                         id,

@@ -639,3 +639,55 @@ fn a_name_claimed_by_two_ids_is_marked_on_the_page_and_logged_by_both() {
         read(2).contains("two nodes announce one name")
     });
 }
+
+/// Two nodes started with one state folder share its key, and here its name too (one machine,
+/// two folders, `--name` forgotten). Their hellos alternate: each would replace the other as a
+/// restart, and `NAME:PATH` reach one at random. Breaks if: a client answers from either
+/// instead of refusing with both addresses and the fix (pinned or not), or a node does not
+/// log that its name and key run elsewhere too.
+#[test]
+fn two_nodes_sharing_a_state_folder_and_a_name_are_never_chosen_between() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let net = Group::new(BLOCK);
+    let state = h.join("state-shared");
+    let id = node_id(h, &state, false);
+    let mut logs = Vec::new();
+    let mut procs = Vec::new();
+    for i in 0..2 {
+        let share = h.join(format!("share{i}"));
+        std::fs::create_dir_all(&share).unwrap();
+        std::fs::write(share.join("notes.txt"), format!("share {i}")).unwrap();
+        let log = h.join(format!("node{i}.log"));
+        logs.push(log.clone());
+        let log = std::fs::File::create(log).unwrap();
+        procs.push(lan_node_with(
+            h,
+            &state,
+            &share,
+            "twin",
+            &net,
+            &["--no-web"],
+            log,
+        ));
+    }
+    let read = |i: usize| std::fs::read_to_string(&logs[i]).unwrap();
+    common::wait_until(Duration::from_secs(20), "a node logs its twin", || {
+        (0..2).any(|i| read(i).contains("another node runs with this node's name and key"))
+    });
+
+    for pinned in [false, true] {
+        if pinned {
+            assert_success(&meshfs(h, &["trust", "twin", &id]));
+        }
+        let out = cat_by_name(h, &net, "twin:notes.txt", "2s");
+        let err = stderr(&out);
+        assert!(!out.status.success(), "pinned {pinned}: {}", stdout(&out));
+        assert!(
+            err.contains("2 nodes answer to the name twin with the same ID")
+                && err.matches(id.as_str()).count() == 2
+                && err.contains("its own --name and --state"),
+            "pinned {pinned}: {err}"
+        );
+    }
+}

@@ -109,7 +109,8 @@ impl Lookup {
 
 /// How long a name lookup that has its answer still listens for a contradicting one (another
 /// node claiming the name) before it settles: nodes answer a browser's hello at once, so
-/// their answers arrive together; a lookup whose answer matches a pin ends at once.
+/// their answers arrive together. The pinned key answering settles it too, after as long (a
+/// second process holding that key would answer with it).
 const SETTLE: Duration = Duration::from_millis(150);
 
 /// Ask the LAN group and DNS-SD at once, for `wait`, who is there. A node heard both ways is
@@ -133,7 +134,7 @@ async fn ask_lan_until(
     settled: impl Fn(&Peers) -> Option<Instant>,
 ) -> (Peers, Option<std::io::Error>) {
     let g = group.group(None);
-    let peers = Peers::default();
+    let peers = Peers::for_lookup();
     let stop = CancellationToken::new();
     let by_dnssd = async {
         if dnssd.no_dnssd {
@@ -186,10 +187,23 @@ fn choose(name: &str, claims: &[Peer], pinned: Option<NodeId>) -> Result<Peer, S
         format!("  {id} at {}", p.addr)
     };
     let listed = || claims.iter().map(show).collect::<Vec<_>>().join("\n");
-    let newest = |v: Vec<&Peer>| v.into_iter().max_by_key(|p| p.last_seen).cloned();
+    // Two live nodes with one key (one state folder): pinning cannot tell them apart.
+    let twins = |same: &[&Peer]| {
+        format!(
+            "{} nodes answer to the name {name} with the same ID, so they share one key (two \
+             nodes started with one state folder):\n{}\nNot choosing one at random: give each \
+             node its own --name and --state, or name the one you mean by address: \
+             meshfs://HOST:PORT/PATH",
+            same.len(),
+            same.iter().map(|p| show(p)).collect::<Vec<_>>().join("\n")
+        )
+    };
     if let Some(pin) = pinned {
-        if let Some(p) = newest(claims.iter().filter(|p| p.node_id == Some(pin)).collect()) {
-            return Ok(p);
+        let same: Vec<&Peer> = claims.iter().filter(|p| p.node_id == Some(pin)).collect();
+        match same[..] {
+            [one] => return Ok(one.clone()),
+            [_, _, ..] => return Err(twins(&same)),
+            [] => {}
         }
         // A node too old to announce its ID: the handshake checks the pin.
         let bare: Vec<&Peer> = claims.iter().filter(|p| p.node_id.is_none()).collect();
@@ -206,6 +220,11 @@ fn choose(name: &str, claims: &[Peer], pinned: Option<NodeId>) -> Result<Peer, S
     }
     match claims {
         [one] => Ok(one.clone()),
+        [first, ..]
+            if first.node_id.is_some() && claims.iter().all(|p| p.node_id == first.node_id) =>
+        {
+            Err(twins(&claims.iter().collect::<Vec<_>>()))
+        }
         _ => Err(format!(
             "{} nodes answer to the name {name}, with different IDs:\n{}\n\
              Not choosing one at random: check the ID `meshfs id --node` prints on the node you \
@@ -214,6 +233,52 @@ fn choose(name: &str, claims: &[Peer], pinned: Option<NodeId>) -> Result<Peer, S
             listed()
         )),
     }
+}
+
+/// The claims of a name, but where several announce one ID, only those that prove they hold
+/// its key in a TLS handshake: a hello naming a real node's ID at another host (a forger, who
+/// cannot prove it) then neither hides the real node nor makes the name unreachable, while two
+/// nodes that really share a key (one state folder) both stay, for [`choose`] to refuse. In
+/// clear, or when none proves it, the claims stay as they are.
+async fn proven(trust: &Trust, claims: Vec<Peer>) -> Vec<Peer> {
+    let shared =
+        |id: Option<NodeId>| id.is_some() && claims.iter().filter(|p| p.node_id == id).count() > 1;
+    if trust.is_plaintext() || !claims.iter().any(|p| shared(p.node_id)) {
+        return claims;
+    }
+    let mut probes = tokio::task::JoinSet::new();
+    for (i, p) in claims.iter().enumerate() {
+        let Some(id) = p.node_id.filter(|&id| shared(Some(id))) else {
+            continue;
+        };
+        let (trust, addr) = (trust.clone(), NodeAddr::from(p.addr).to_string());
+        probes.spawn(async move {
+            let proof = async {
+                let tcp = tokio::net::TcpStream::connect(&addr).await.ok()?;
+                trust.expect_announced(&addr, id);
+                trust.handshake(tcp, &addr, None).await.ok()
+            };
+            let held = tokio::time::timeout(meshfs_core::client::CONNECT_TIMEOUT, proof).await;
+            (i, matches!(held, Ok(Some(_))))
+        });
+    }
+    let mut holds = vec![true; claims.len()];
+    while let Some(Ok((i, held))) = probes.join_next().await {
+        holds[i] = held;
+    }
+    let kept: Vec<Peer> = claims
+        .iter()
+        .zip(&holds)
+        .filter(|&(p, &held)| {
+            // An ID none of its claimants proves keeps them all (the error names them).
+            held || !claims
+                .iter()
+                .zip(&holds)
+                .any(|(q, &h)| h && q.node_id == p.node_id)
+        })
+        .map(|(p, _)| p.clone())
+        .collect();
+    kept
 }
 
 /// The file server of the node called `name`: asks the LAN group and DNS-SD at once, for
@@ -234,10 +299,17 @@ pub async fn find_node(
     let alone_since = std::sync::Mutex::new(None::<Instant>);
     let settled = |peers: &Peers| {
         let claims = peers.find_all(name);
-        if pinned.is_some_and(|pin| claims.iter().any(|p| p.node_id == Some(pin))) {
-            return Some(Instant::now());
-        }
         let mut since = alone_since.lock().unwrap_or_else(|e| e.into_inner());
+        let with_pin = pinned.map_or(0, |pin| {
+            claims.iter().filter(|p| p.node_id == Some(pin)).count()
+        });
+        match with_pin {
+            0 => {}
+            // The pinned key answered: what others claim does not matter, but a second
+            // process with that key (a shared state folder) would, and answers with it.
+            1 => return Some(*since.get_or_insert_with(Instant::now) + SETTLE),
+            _ => return Some(Instant::now()),
+        }
         if claims.len() != 1 {
             *since = None; // unanswered, or contested: only the full wait tells
             return None;
@@ -266,6 +338,7 @@ pub async fn find_node(
     if let Some(e) = group_error {
         tracing::warn!(error = %e, "multicast group not asked");
     }
+    let claims = proven(&trust, claims).await;
     let node = choose(name, &claims, pinned).map_err(anyhow::Error::msg)?;
     if let Some(id) = node.node_id {
         trust.expect_announced(&NodeAddr::from(node.addr).to_string(), id);
