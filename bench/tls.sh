@@ -2,10 +2,12 @@
 # `meshfs get` over TLS against curl ← nginx over HTTPS (TLS 1.3, one cipher per row), the
 # same file, one machine: MB/s and whole-machine CPU seconds per GiB (from /proc/stat), the
 # server pinned to core 0 and the client to core 1 (taskset). The plaintext `meshfs get` is
-# there for reference. Loopback only; the file lives in /dev/shm.
+# there for reference; each row also gives its server's CPU (the node, or nginx's processes) per
+# GiB from /proc/PID/stat. Loopback only; the file lives in /dev/shm.
 #   bench/tls.sh [SIZE_MB] [RUNS]      (defaults 1024 and 1; each figure is the best of RUNS)
 # Needs root to install nginx-light from Debian when missing. MESHFS_BIN picks the binary;
-# MESHFS_BASE_BIN adds the verified `get` of another build (an A/B in the same run).
+# MESHFS_BASE_BIN adds the verified and the plaintext `get` of another build (an A/B in the same
+# run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size_mb=${1:-1024}
@@ -38,21 +40,34 @@ ncores=$(nproc)
 # Busy jiffies of the whole machine (everything but idle and iowait).
 busy() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9}' /proc/stat; }
 
-# measure NAME CMD...: run the client command RUNS times, keep the best MB/s and its CPU.
-best_mbps=0 best_cpu=0
+# CPU jiffies (user + system) of the server's processes: the node, or nginx's master and
+# workers (`server_pids`, set before each measure).
+server_pids=()
+server_jiffies() {
+  local p total=0
+  for p in "${server_pids[@]}"; do
+    total=$((total + $(awk '{sub(/.*\) /, ""); print $12 + $13}' "/proc/$p/stat")))
+  done
+  echo "$total"
+}
+
+# measure NAME CMD...: run the client command RUNS times, keep the best MB/s, its machine CPU
+# and its server's CPU (s/GiB).
+best_mbps=0 best_cpu=0 best_srv=0
 measure() {
-  best_mbps=0 best_cpu=0
+  best_mbps=0 best_cpu=0 best_srv=0
   for _ in $(seq "$runs"); do
     rm -f "$work/out/"*
-    local b0 t0 t1 b1
-    b0=$(busy); t0=$(date +%s.%N)
+    local b0 t0 t1 b1 s0 s1
+    b0=$(busy); s0=$(server_jiffies); t0=$(date +%s.%N)
     "$@" >/dev/null
-    t1=$(date +%s.%N); b1=$(busy)
+    t1=$(date +%s.%N); s1=$(server_jiffies); b1=$(busy)
     cmp -s "$work/share/big.bin" "$work/out/big.bin" || { echo "copy differs: $*" >&2; exit 1; }
-    local mbps cpu
+    local mbps cpu srv
     mbps=$(echo "$bytes / ($t1 - $t0) / 1000000" | bc -l)
     cpu=$(echo "($b1 - $b0) / $hz / ($bytes / 1073741824)" | bc -l)
-    if [ "$(echo "$mbps > $best_mbps" | bc -l)" = 1 ]; then best_mbps=$mbps best_cpu=$cpu; fi
+    srv=$(echo "($s1 - $s0) / $hz / ($bytes / 1073741824)" | bc -l)
+    if [ "$(echo "$mbps > $best_mbps" | bc -l)" = 1 ]; then best_mbps=$mbps best_cpu=$cpu best_srv=$srv; fi
   done
 }
 
@@ -61,6 +76,7 @@ export XDG_CONFIG_HOME=$work/user XDG_STATE_HOME=$work/user
 taskset -c 0 "$MESHFS_BIN" node "$work/share" --listen 127.0.0.1:0 --name bench --no-discovery \
   --no-web --state "$work/node-state" >"$work/node.out" 2>"$work/node.err" &
 pids+=($!)
+node_pid=$!
 for _ in $(seq 200); do grep -q ' on ' "$work/node.out" 2>/dev/null && break; sleep 0.05; done
 addr=$(head -1 "$work/node.out" | awk '{print $NF}')
 [ -n "$addr" ] || { echo "the node did not start" >&2; cat "$work/node.err" >&2; exit 1; }
@@ -90,6 +106,7 @@ http {
 EOF
 taskset -c 0 "$nginx_bin" -c "$work/nginx.conf" -g 'daemon on;'
 for _ in $(seq 200); do [ -s "$work/nginx.pid" ] && break; sleep 0.05; done
+nginx_pids=("$(cat "$work/nginx.pid")" $(pgrep -P "$(cat "$work/nginx.pid")"))
 
 get() { taskset -c 1 "$MESHFS_BIN" "$@" "meshfs://$addr/big.bin" "$work/out/big.bin"; }
 curl_tls() {
@@ -103,23 +120,31 @@ if grep -qw aes /proc/cpuinfo; then mcipher=TLS_AES_128_GCM_SHA256; else mcipher
 
 echo "## tls — $(date -u +%Y-%m-%dT%H:%MZ), ${size_mb} MiB, best of $runs, $(nproc) cores, server on core 0, client on core 1"
 echo
-echo "| tool | cipher | MB/s | CPU s/GiB (machine) | meshfs ratio |"
-echo "| --- | --- | ---: | ---: | ---: |"
+echo "| tool | cipher | MB/s | CPU s/GiB (machine) | server CPU s/GiB | meshfs ratio |"
+echo "| --- | --- | ---: | ---: | ---: | ---: |"
+server_pids=("$node_pid")
 measure get get
 m_mbps=$best_mbps m_cpu=$best_cpu
-printf '| `meshfs get` (TLS, BLAKE3 verified) | %s | %.1f | %.2f | 1.00× |\n' "$mcipher" "$m_mbps" "$m_cpu"
+printf '| `meshfs get` (TLS, BLAKE3 verified) | %s | %.1f | %.2f | %.2f | 1.00× |\n' "$mcipher" "$m_mbps" "$m_cpu" "$best_srv"
 if [ -n "${MESHFS_BASE_BIN:-}" ]; then
   base_get() { taskset -c 1 "$MESHFS_BASE_BIN" "$@" "meshfs://$addr/big.bin" "$work/out/big.bin"; }
   measure base_get get
-  printf '| `meshfs get` (TLS, verified), base build | %s | %.1f | %.2f | %.2f× |\n' "$mcipher" "$best_mbps" "$best_cpu" "$(echo "$m_mbps / $best_mbps" | bc -l)"
+  printf '| `meshfs get` (TLS, verified), base build | %s | %.1f | %.2f | %.2f | %.2f× |\n' "$mcipher" "$best_mbps" "$best_cpu" "$best_srv" "$(echo "$m_mbps / $best_mbps" | bc -l)"
 fi
 measure get get --no-verify
 nv_mbps=$best_mbps
-printf '| `meshfs get --no-verify` (TLS) | %s | %.1f | %.2f | — |\n' "$mcipher" "$best_mbps" "$best_cpu"
+printf '| `meshfs get --no-verify` (TLS) | %s | %.1f | %.2f | %.2f | — |\n' "$mcipher" "$best_mbps" "$best_cpu" "$best_srv"
+server_pids=("${nginx_pids[@]}")
 for c in TLS_AES_128_GCM_SHA256 TLS_AES_256_GCM_SHA384 TLS_CHACHA20_POLY1305_SHA256; do
   measure curl_tls "$c"
-  printf '| curl ← nginx (HTTPS) | %s | %.1f | %.2f | %.2f× verified, %.2f× no-verify |\n' \
-    "$c" "$best_mbps" "$best_cpu" "$(echo "$m_mbps / $best_mbps" | bc -l)" "$(echo "$nv_mbps / $best_mbps" | bc -l)"
+  printf '| curl ← nginx (HTTPS) | %s | %.1f | %.2f | %.2f | %.2f× verified, %.2f× no-verify |\n' \
+    "$c" "$best_mbps" "$best_cpu" "$best_srv" "$(echo "$m_mbps / $best_mbps" | bc -l)" "$(echo "$nv_mbps / $best_mbps" | bc -l)"
 done
+server_pids=("$node_pid")
 measure get --plaintext get
-printf '| `meshfs --plaintext get` (reference) | none | %.1f | %.2f | — |\n' "$best_mbps" "$best_cpu"
+p_mbps=$best_mbps
+printf '| `meshfs --plaintext get` (reference) | none | %.1f | %.2f | %.2f | — |\n' "$best_mbps" "$best_cpu" "$best_srv"
+if [ -n "${MESHFS_BASE_BIN:-}" ]; then
+  measure base_get --plaintext get
+  printf '| `meshfs --plaintext get`, base build | none | %.1f | %.2f | %.2f | %.2f× |\n' "$best_mbps" "$best_cpu" "$best_srv" "$(echo "$p_mbps / $best_mbps" | bc -l)"
+fi
