@@ -112,8 +112,8 @@ impl Lane {
         })
     }
 
-    /// This lane's pool for `node`: same address, settings and credentials as the node's own,
-    /// one connection.
+    /// This lane's pool for `node`: same address, settings and credentials as the node's own
+    /// ([`crate::node_pool`]), one connection.
     pub fn pool(&mut self, node: &Arc<Node>) -> Pool {
         let key = Arc::as_ptr(node) as usize;
         if let Some((weak, pool)) = self.pools.get(&key)
@@ -128,7 +128,7 @@ impl Lane {
             max_idle: 1,
             ..*shared.config()
         };
-        let pool = Pool::with_credentials(shared.addr(), config, shared.credentials().clone());
+        let pool = crate::node_pool(shared.addr(), config, shared.credentials().clone());
         self.pools.insert(key, (Arc::downgrade(node), pool.clone()));
         pool
     }
