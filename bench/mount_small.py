@@ -20,6 +20,9 @@ count, runs = int(sys.argv[1]), int(sys.argv[2])
 # BENCH_PIN=0: let the scheduler place everything (as runs before 2026-12-07 did).
 PIN = os.cpu_count() >= 2 and os.environ.get("BENCH_PIN", "1") != "0"
 SERVER_CPU, CLIENT_CPU = (0, 1) if PIN else (None, None)
+PLACEMENT = ("pinned: servers on core 0, mounts and readers on core 1" if PIN
+             else "unpinned (BENCH_PIN=0): the scheduler places every process")
+print(f"placement: {PLACEMENT}", flush=True)
 w = work_dir()
 share = os.path.join(w, "share")
 snaps = os.path.join(share, "snaps")

@@ -32,6 +32,9 @@ size = size_mib << 20
 # BENCH_PIN=0: let the scheduler place everything (as runs before 2026-12-07 did).
 PIN = os.cpu_count() >= 2 and os.environ.get("BENCH_PIN", "1") != "0"
 SERVER_CPU, CLIENT_CPU = (0, 1) if PIN else (None, None)
+PLACEMENT = ("pinned: servers on core 0, mounts and readers on core 1" if PIN
+             else "unpinned (BENCH_PIN=0): the scheduler places every process")
+print(f"placement: {PLACEMENT}", flush=True)
 if CLIENT_CPU is not None:
     os.sched_setaffinity(0, {CLIENT_CPU})
 w = work_dir()
