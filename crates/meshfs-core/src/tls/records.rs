@@ -394,7 +394,11 @@ mod tests {
     use super::*;
     use crate::identity::Identity;
     use crate::stream::Stream;
-    use crate::tls::{ClientAuth, TlsAcceptor, TlsConnector, client_config, server_config};
+    use crate::tls::{
+        ClientAuth, TlsAcceptor, TlsConnector, client_config_with, server_config_with,
+    };
+    use rustls::crypto::CryptoProvider;
+    use std::sync::Arc;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
@@ -413,8 +417,22 @@ mod tests {
         F: FnOnce(ServerSide) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = io::Result<()>> + Send,
     {
+        connect_with(crate::tls::provider(), then, flip_at).await
+    }
+
+    /// [`connect`] with both ends limited to `provider`'s cipher suites.
+    async fn connect_with<F, Fut>(
+        provider: Arc<CryptoProvider>,
+        then: F,
+        flip_at: Option<usize>,
+    ) -> Stream
+    where
+        F: FnOnce(ServerSide) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = io::Result<()>> + Send,
+    {
         let node = Identity::generate("cam1").unwrap();
-        let acceptor = TlsAcceptor::from(server_config(&node, ClientAuth::Offer).unwrap());
+        let server = server_config_with(&node, ClientAuth::Offer, provider.clone()).unwrap();
+        let acceptor = TlsAcceptor::from(server);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let mut addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
@@ -432,7 +450,7 @@ mod tests {
             addr = relay(addr, at).await;
         }
         let tcp = TcpStream::connect(addr).await.unwrap();
-        let config = client_config(None, Some(node.id())).unwrap();
+        let config = client_config_with(None, Some(node.id()), provider).unwrap();
         let tls = TlsConnector::from(config)
             .connect(crate::tls::server_name(&addr.to_string()), tcp)
             .await
@@ -514,6 +532,48 @@ mod tests {
             got.len(),
             expected.len()
         );
+    }
+
+    /// Every TLS 1.3 suite meshfs offers is opened here: AES-128-GCM on CPUs with AES
+    /// instructions, ChaCha20-Poly1305 on a Raspberry Pi, AES-256-GCM when a peer prefers it.
+    #[tokio::test]
+    async fn every_cipher_suite_is_opened() {
+        use rustls::crypto::ring::cipher_suite::{
+            TLS13_AES_128_GCM_SHA256, TLS13_AES_256_GCM_SHA384, TLS13_CHACHA20_POLY1305_SHA256,
+        };
+        for suite in [
+            TLS13_AES_128_GCM_SHA256,
+            TLS13_AES_256_GCM_SHA384,
+            TLS13_CHACHA20_POLY1305_SHA256,
+        ] {
+            let provider = Arc::new(CryptoProvider {
+                cipher_suites: vec![suite],
+                ..rustls::crypto::ring::default_provider()
+            });
+            let sent = payload(100_000);
+            let expected = sent.clone();
+            let mut stream = connect_with(
+                provider,
+                move |mut tls| async move {
+                    assert_eq!(tls.get_ref().1.negotiated_cipher_suite(), Some(suite));
+                    tls.write_all(&sent).await?;
+                    let mut echo = [0u8; 4];
+                    tls.read_exact(&mut echo).await?;
+                    tls.write_all(&echo).await?;
+                    tls.shutdown().await
+                },
+                None,
+            )
+            .await;
+            let mut got = vec![0u8; expected.len()];
+            stream.read_exact(&mut got).await.unwrap();
+            assert!(got == expected, "{:?}", suite.suite());
+            stream.write_all(b"echo").await.unwrap();
+            stream.flush().await.unwrap();
+            let mut rest = Vec::new();
+            stream.read_to_end(&mut rest).await.unwrap();
+            assert_eq!(rest, b"echo", "{:?}", suite.suite());
+        }
     }
 
     #[tokio::test]
