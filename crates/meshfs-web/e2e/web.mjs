@@ -50,6 +50,11 @@ await run(['--autoplay-policy=no-user-gesture-required'], async (context, proble
   await remoteRow.locator('.badge.online').waitFor({ timeout: 10000 });
   await page.locator(`#nodes tr[data-node="${LOCAL}"]`).waitFor();
   check(true, 'node list shows both nodes, the remote one online');
+  // Every column has its header, the error column's included ("Last error", issue 16).
+  const headers = await page.locator('#nodes thead th').allTextContents();
+  const cells = await remoteRow.locator('td').count();
+  check(headers.length === cells && headers[cells - 1] === 'Last error',
+    `node list headers ${JSON.stringify(headers)} name its ${cells} columns, the last "Last error"`);
   fs.mkdirSync(OUT, { recursive: true });
   await page.screenshot({ path: path.join(OUT, 'nodes.png') });
 
