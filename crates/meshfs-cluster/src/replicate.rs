@@ -7,7 +7,9 @@
 //!   it identical). Downloads use `transfer::download` (temporary `.part`, BLAKE3 verified, then
 //!   renamed); folders are created.
 //! - `deleted` on a peer: delete ours only after the peer itself confirms, by `stat`, that the
-//!   path is gone. Nothing is ever deleted because a peer was unreachable.
+//!   path is gone, and only if ours is a version known to be in step with a peer (see
+//!   Conflicts): a file written here is never lost to a deletion there. Nothing is ever
+//!   deleted because a peer was unreachable.
 //! - at start (our first connection to each peer): catch up by walking the peer's listing;
 //!   files we lack are pulled, files that differ are pulled when the peer's copy is newer.
 //! - `resync` from a peer (it restarted, or its event log overflowed): walk its listing again,
@@ -107,6 +109,10 @@ pub struct Replicator {
     /// Size and modification time of local files known to be in step with a peer: the only
     /// versions a peer's may replace.
     synced: Arc<Mutex<HashMap<String, (u64, i64)>>>,
+    /// BLAKE3 of the peer's version of a path that lost a conflict here (kept under the
+    /// conflict name), until the path changes: the peer may go on announcing that version
+    /// until it decided the conflict its side, and it must not replace the winner.
+    losers: Arc<Mutex<HashMap<String, String>>>,
     /// What every connection to a peer proves (a protected cluster shares one password).
     credentials: Credentials,
     /// What every pull from every peer is charged to (`--max-replication-rate`).
@@ -138,6 +144,7 @@ impl Replicator {
             events: None,
             writing: None,
             synced: Arc::default(),
+            losers: Arc::default(),
             credentials: Credentials::none(),
             limiter: Limiter::unlimited(),
         }
@@ -360,6 +367,19 @@ impl Replicator {
                 };
                 return self.keep_both(peer, client, path, l, remote, theirs).await;
             }
+            // The version a conflict here kept as the older copy, announced again by the
+            // peer (its later events for it, before it decided the conflict its side): not
+            // a change, and never to replace the version that won.
+            if let Some(lost) = self.lost(path) {
+                let theirs = match theirs {
+                    Some(h) => h,
+                    None => client.hash(path).await?,
+                };
+                if theirs == lost {
+                    tracing::debug!(%peer, %path, "the peer's version is the conflict copy kept here");
+                    return Ok(false);
+                }
+            }
         }
         let (dir, name) = self.share.parent_dir_creating(path)?;
         let src = RemotePath {
@@ -381,6 +401,7 @@ impl Replicator {
             return Err(e.into());
         }
         self.mark_synced(path);
+        self.set_loser(path, None);
         tracing::info!(%peer, %path, "pulled");
         Ok(true)
     }
@@ -465,12 +486,10 @@ impl Replicator {
             path: path.to_owned(),
         };
         let opts = self.download_options();
-        // Theirs lands under the conflict name, or a temporary one first when it wins.
-        let landing = if ours_win {
-            conflict.clone()
-        } else {
-            format!("{TEMP_PREFIX}conflict-{}", &theirs[..16])
-        };
+        // Theirs lands under a temporary name (never propagated), and takes its place only
+        // once known to be the version decided about: a copy dropped never shows as a file
+        // created and deleted, which a peer would follow by deleting its own.
+        let landing = format!("{TEMP_PREFIX}conflict-{}", &theirs[..16]);
         self.announce(&conflict_path);
         let got = match transfer::download_into(&src, &dir, &landing, &opts, &()).await {
             Ok(outcome) => outcome.hash,
@@ -492,20 +511,25 @@ impl Replicator {
                 got: got.unwrap_or_default(),
             });
         }
-        if !ours_win {
-            // Ours steps aside, theirs takes the name: two renames in one folder, so the
-            // name is missing for an instant only (a peer's deletion waits for a `stat`).
-            let moved = dir
-                .rename(&name, &dir, &conflict)
-                .and_then(|()| dir.rename(&landing, &dir, &name));
-            if let Err(e) = moved {
-                let _ = dir.remove_file(&landing);
-                self.unannounce(&conflict_path);
-                return Err(e.into());
-            }
+        let moved = if ours_win {
+            dir.rename_new(&landing, &dir, &conflict)
+        } else {
+            // Ours gets the conflict name as a second name (a hard link), then theirs
+            // replaces it under the name in one rename: the name is never missing, so a
+            // peer never sees it deleted (and never deletes its own version for it).
+            dir.hard_link(&name, &conflict)
+                .and_then(|()| dir.rename(&landing, &dir, &name))
+        };
+        if let Err(e) = moved {
+            let _ = dir.remove_file(&landing);
+            self.unannounce(&conflict_path);
+            return Err(e.into());
         }
         self.mark_synced(path);
         self.mark_synced(&conflict_path);
+        if ours_win {
+            self.set_loser(path, Some(theirs));
+        }
         tracing::warn!(
             %peer,
             %path,
@@ -563,6 +587,29 @@ impl Replicator {
         synced.insert(path.to_owned(), (e.size, e.mtime_ns));
     }
 
+    /// Remember (or forget, `None`) the peer's version of `path` that lost a conflict here.
+    fn set_loser(&self, path: &str, hash: Option<&str>) {
+        let mut losers = self.losers.lock().unwrap_or_else(|e| e.into_inner());
+        match hash {
+            Some(h) => {
+                if losers.len() >= MAX_SYNCED {
+                    // Forgetting costs at worst the winner replaced by the loser, which is
+                    // still kept under its conflict name.
+                    losers.clear();
+                }
+                losers.insert(path.to_owned(), h.to_owned());
+            }
+            None => {
+                losers.remove(path);
+            }
+        }
+    }
+
+    fn lost(&self, path: &str) -> Option<String> {
+        let losers = self.losers.lock().unwrap_or_else(|e| e.into_inner());
+        losers.get(path).cloned()
+    }
+
     fn is_synced(&self, path: &str, local: &Entry) -> bool {
         self.synced().get(path) == Some(&(local.size, local.mtime_ns))
     }
@@ -582,12 +629,20 @@ impl Replicator {
             Err(ShareError::NotFound) => return Ok(()),
             Err(e) => return Err(e.into()),
         };
+        if local.kind == Kind::File && !self.is_synced(path, &local) {
+            // Written here and never in step with the peer's version (a conflict being
+            // decided, whose renames the peer's deletion caught between two steps; or a
+            // recording of ours): a deletion there is no reason to lose it.
+            tracing::info!(%peer, %path, "deleted there, kept here: this version was never in step with the peer's");
+            return Ok(());
+        }
         let removed = match local.kind {
             Kind::File => self.share.remove_file(path),
             // Only empty folders: files inside get their own events.
             Kind::Dir => self.share.remove_dir(path),
         };
         self.synced().remove(path);
+        self.set_loser(path, None);
         match removed {
             Ok(()) => tracing::info!(%peer, %path, "deleted"),
             Err(e) => tracing::debug!(%path, error = %e, "not deleted"),

@@ -165,6 +165,12 @@ impl Dir {
         sys::unlinkat(self.fd(), &name_cstr(name)?, libc::AT_REMOVEDIR)
     }
 
+    /// Give the file `from` a second name `to` in this folder (a hard link; fails if `to`
+    /// exists): what replacing `from` next leaves in place, so `from` is never missing.
+    pub fn hard_link(&self, from: &str, to: &str) -> io::Result<()> {
+        sys::linkat(self.fd(), &name_cstr(from)?, &name_cstr(to)?)
+    }
+
     /// Rename `from` (in this folder) to `to` in `to_dir`, replacing what was there.
     pub fn rename(&self, from: &str, to_dir: &Dir, to: &str) -> io::Result<()> {
         sys::renameat(

@@ -112,6 +112,22 @@ pub(crate) fn unlinkat(dir: BorrowedFd<'_>, name: &CStr, flags: libc::c_int) -> 
     check(unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), flags) }).map(drop)
 }
 
+/// `linkat(dir, from, dir, to, 0)`: a second name for a file in one folder, failing if `to`
+/// exists. `from` is not followed.
+pub(crate) fn linkat(dir: BorrowedFd<'_>, from: &CStr, to: &CStr) -> io::Result<()> {
+    // SAFETY: valid C strings and a borrowed, open descriptor.
+    check(unsafe {
+        libc::linkat(
+            dir.as_raw_fd(),
+            from.as_ptr(),
+            dir.as_raw_fd(),
+            to.as_ptr(),
+            0,
+        )
+    })
+    .map(drop)
+}
+
 /// How [`renameat`] treats a name already at the destination.
 #[derive(Clone, Copy)]
 pub(crate) enum Replace {

@@ -57,13 +57,19 @@ fn leftovers(dirs: &[&PathBuf]) -> Vec<String> {
     out
 }
 
-#[test]
-fn workers_converge_on_uploads_deletions_and_after_an_outage() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dirs: Vec<PathBuf> = (1..=3).map(|i| tmp.path().join(format!("w{i}"))).collect();
+/// `w1` … `wN` in `tmp`, made.
+fn worker_dirs(tmp: &Path, n: usize) -> Vec<PathBuf> {
+    let dirs: Vec<PathBuf> = (1..=n).map(|i| tmp.join(format!("w{i}"))).collect();
     for d in &dirs {
         fs::create_dir_all(d).unwrap();
     }
+    dirs
+}
+
+#[test]
+fn workers_converge_on_uploads_deletions_and_after_an_outage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs = worker_dirs(tmp.path(), 3);
     let [p1, p2, p3] = [free_tcp_port(), free_tcp_port(), free_tcp_port()];
 
     // Alice may upload to w1 over FTP.
@@ -186,10 +192,7 @@ fn both_kept(dirs: &[PathBuf], stem: &str, a: &[u8], b: &[u8]) -> bool {
 #[test]
 fn two_writers_of_one_path_keep_both_versions() {
     let tmp = tempfile::tempdir().unwrap();
-    let dirs: Vec<PathBuf> = (1..=2).map(|i| tmp.path().join(format!("w{i}"))).collect();
-    for d in &dirs {
-        fs::create_dir_all(d).unwrap();
-    }
+    let dirs = worker_dirs(tmp.path(), 2);
     let [p1, p2] = [free_tcp_port(), free_tcp_port()];
     // Two recorders finish `clip.mp4` at once, one on each worker, before either worker can
     // tell the other: w1 is up but cannot reach w2, which is down. (Writing both while both
@@ -394,4 +397,149 @@ fn a_conflict_copy_never_holds_another_version_than_its_name_says() {
     wait_until("no partial files", Duration::from_secs(10), || {
         leftovers(&[&worker]).is_empty()
     });
+}
+
+/// The first line of any of `rxs` that satisfies `pred`, within `timeout`.
+fn line_of_any(
+    rxs: &[&std::sync::mpsc::Receiver<String>],
+    timeout: Duration,
+    what: &str,
+    mut pred: impl FnMut(&str) -> bool,
+) -> String {
+    let deadline = std::time::Instant::now() + timeout;
+    let mut seen = Vec::new();
+    loop {
+        for rx in rxs {
+            while let Ok(line) = rx.try_recv() {
+                if pred(&line) {
+                    return line;
+                }
+                seen.push(line);
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {what} within {timeout:?}; saw {seen:?}"
+        );
+        // Lines arrive on their own threads; wait a little on the first for more.
+        if let Ok(line) = rxs[0].recv_timeout(Duration::from_millis(20)) {
+            if pred(&line) {
+                return line;
+            }
+            seen.push(line);
+        }
+    }
+}
+
+/// A camera recording a clip into the share: the file is created, written in a few bursts
+/// and closed where it lies.
+fn record(path: &Path, bytes: &[u8]) {
+    use std::io::Write;
+    let mut f = fs::File::create(path).unwrap();
+    for chunk in bytes.chunks(bytes.len().div_ceil(4)) {
+        f.write_all(chunk).unwrap();
+        f.flush().unwrap();
+    }
+}
+
+/// Two running workers replicating each other; on each, a recorder writes the same clip at
+/// the same moment (a barrier starts them), five clips in a row. Every clip ends with both
+/// versions on both workers, one under the conflict name, announced by a `created:conflict`
+/// event and a log line.
+#[test]
+fn two_live_writers_of_one_path_keep_both_versions_every_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs = worker_dirs(tmp.path(), 2);
+    let ports = [free_tcp_port(), free_tcp_port()];
+    let workers: Vec<_> = (0..2)
+        .map(|i| {
+            let (listen, peer) = (
+                format!("127.0.0.1:{}", ports[i]),
+                format!("127.0.0.1:{}", ports[1 - i]),
+            );
+            let name = format!("w{}", i + 1);
+            common::logged(&[
+                "node",
+                dirs[i].to_str().unwrap(),
+                "--listen",
+                &listen,
+                "--name",
+                &name,
+                "--no-web",
+                "--cluster-peer",
+                &peer,
+            ])
+        })
+        .collect();
+    // Both follow each other before the first clip.
+    for (_, _, log) in &workers {
+        common::until_line(log, Duration::from_secs(20), |l| {
+            l.contains("following peer")
+        });
+    }
+    let streams = [subscribe_reasons(ports[0]), subscribe_reasons(ports[1])];
+    let logs: Vec<_> = workers.iter().map(|(_, _, log)| log).collect();
+    let events: Vec<_> = streams.iter().collect();
+    for round in 0..5u64 {
+        let stem = format!("clip-{round}");
+        let name = format!("{stem}.mp4");
+        let versions_of: Vec<Vec<u8>> = (0..2)
+            .map(|side| common::pattern(200_000 + side * 1000, round * 2 + side as u64))
+            .collect();
+        let barrier = std::sync::Barrier::new(2);
+        std::thread::scope(|s| {
+            for side in 0..2 {
+                let (dir, bytes, barrier, name) =
+                    (&dirs[side], &versions_of[side], &barrier, &name);
+                s.spawn(move || {
+                    barrier.wait();
+                    record(&dir.join(name), bytes);
+                });
+            }
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !both_kept(&dirs, &stem, &versions_of[0], &versions_of[1]) {
+            if std::time::Instant::now() > deadline {
+                let logs: Vec<String> = logs.iter().flat_map(|l| l.try_iter()).collect();
+                let short = |b: &[u8]| blake3::hash(b).to_hex()[..7].to_owned();
+                panic!(
+                    "{name}: versions {} (w1) and {} (w2) not both kept on both workers: \
+                     w1 {:?}, w2 {:?}\n{}",
+                    short(&versions_of[0]),
+                    short(&versions_of[1]),
+                    listing(&dirs[0], &stem),
+                    listing(&dirs[1], &stem),
+                    logs.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let (_, copy, _) = versions(&dirs[0], &stem).unwrap();
+        line_of_any(&events, Duration::from_secs(10), "conflict event", |l| {
+            l.ends_with(&format!(" created:conflict {copy}"))
+        });
+        line_of_any(&logs, Duration::from_secs(10), "conflict log line", |l| {
+            l.contains(&format!("conflict: {name} was written here")) && l.contains(&copy)
+        });
+        eprintln!("round {round}: both versions kept, the older as {copy}");
+    }
+    let all: Vec<&PathBuf> = dirs.iter().collect();
+    wait_until("no partial files", Duration::from_secs(10), || {
+        leftovers(&all).is_empty()
+    });
+}
+
+/// The files of `dir` named after `stem`, each with the first digits of its BLAKE3.
+fn listing(dir: &Path, stem: &str) -> Vec<String> {
+    let mut out: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with(stem))
+        .map(|n| {
+            let hash = fs::read(dir.join(&n)).map(|b| blake3::hash(&b).to_hex()[..7].to_owned());
+            format!("{n}={}", hash.unwrap_or_default())
+        })
+        .collect();
+    out.sort();
+    out
 }
