@@ -4,17 +4,20 @@
 //! - [`workers`]: the worker list, round-robin choice and health checks (`hello` on a timer);
 //! - [`master`]: the master's listener (`hello`, `assign`, `help`, `quit`);
 //! - [`assignment`]: the client side: given any node URL, follow a master's assignment;
-//! - [`replicate`]: on each worker, pull its peers' changes so the workers converge.
+//! - [`replicate`]: on each worker, pull its peers' changes so the workers converge;
+//! - [`retired`]: what a worker's own retention removed, so replication never fetches it back.
 #![forbid(unsafe_code)]
 
 pub mod assignment;
 pub mod master;
 pub mod replicate;
+pub mod retired;
 pub mod workers;
 
 pub use assignment::{AssignError, follow};
 pub use master::Master;
 pub use replicate::Replicator;
+pub use retired::Retired;
 pub use workers::Workers;
 
 /// What a master's `hello` says after the usual fields, so clients know to ask for `assign`.

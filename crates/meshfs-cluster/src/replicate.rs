@@ -17,6 +17,8 @@
 //!
 //! Archive replicas (`--archive`): everything above but the deletions. A camera's retention
 //! (or its owner) deleting a clip never empties the archive, which has its own retention.
+//! What that retention removes is never fetched back from a peer that still has it
+//! ([`crate::retired`]): not at the next catch-up, nor after a restart.
 //!
 //! Conflicts: a local file is replaced only if it is a version known to be in step with a
 //! peer (we pulled it, or found it identical to the peer's: [`Replicator`] remembers each
@@ -61,6 +63,8 @@ use meshfs_core::transfer::{self, DownloadOptions};
 use meshfs_core::{Client, Credentials, Entry, Kind, RemotePath, Share, ShareError};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+use crate::retired::Retired;
 
 /// Most entries walked in one catch-up of one peer.
 const MAX_WALK: usize = 100_000;
@@ -117,6 +121,8 @@ pub struct Replicator {
     credentials: Credentials,
     /// What every pull from every peer is charged to (`--max-replication-rate`).
     limiter: Limiter,
+    /// What this node's retention removed: never fetched back ([`crate::retired`]).
+    retired: Retired,
 }
 
 /// When to pull a file the peer has.
@@ -147,7 +153,15 @@ impl Replicator {
             losers: Arc::default(),
             credentials: Credentials::none(),
             limiter: Limiter::unlimited(),
+            retired: Retired::default(),
         }
+    }
+
+    /// Keep what retention removes here in `retired` (loaded from the node's state), so that
+    /// no catch-up fetches it back from a peer that still has it.
+    pub fn with_retired(mut self, retired: Retired) -> Replicator {
+        self.retired = retired;
+        self
     }
 
     /// Pull at most `rate` bytes per second, all peers together (`--max-replication-rate`).
@@ -189,6 +203,7 @@ impl Replicator {
         let mut this = self.clone();
         if let Some(events) = &self.events {
             this.writing = Some(Tracked::follow(events, None, shutdown.clone(), tracker));
+            this.note_retention(events, shutdown.clone(), tracker);
         }
         for peer in peers {
             let me = this.clone();
@@ -200,6 +215,34 @@ impl Replicator {
                 }
             });
         }
+    }
+
+    /// Record every file this node's retention removes (its `deleted:retention` events).
+    fn note_retention(&self, events: &Events, shutdown: CancellationToken, tracker: &TaskTracker) {
+        let mut live = events.subscribe(None).live;
+        let retired = self.retired.clone();
+        tracker.spawn(async move {
+            loop {
+                let event = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    e = live.recv() => e,
+                };
+                match event {
+                    Ok(e)
+                        if e.kind == EventKind::Deleted && e.reason == Some(Reason::Retention) =>
+                    {
+                        let now = std::time::SystemTime::now()
+                            .duration_since(UNIX_EPOCH)
+                            .map_or(0, |d| d.as_secs() as i64);
+                        retired.add(&e.path, now);
+                    }
+                    Ok(_) => {}
+                    // Missed events cost at worst a fetch that retention undoes again.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
     }
 
     async fn follow(&self, peer: String) {
@@ -335,6 +378,10 @@ impl Replicator {
         };
         match (&local, want) {
             (None, Want::NewerOnly) => return Ok(false),
+            (None, _) if self.retired.removed(path, second(remote.mtime_ns)) => {
+                tracing::debug!(%peer, %path, "removed here by retention: not fetched again");
+                return Ok(false);
+            }
             (Some(l), _) if l.kind == Kind::Dir => return Ok(false),
             // Newer here by a second or more: the peer pulls ours (or keeps both) instead.
             // Within one second the versions go on to the comparison of [`Self::keep_both`],
@@ -402,6 +449,7 @@ impl Replicator {
         }
         self.mark_synced(path);
         self.set_loser(path, None);
+        self.retired.forget(path);
         tracing::info!(%peer, %path, "pulled");
         Ok(true)
     }

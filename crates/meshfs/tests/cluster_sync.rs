@@ -57,6 +57,13 @@ fn leftovers(dirs: &[&PathBuf]) -> Vec<String> {
     out
 }
 
+/// Folder `name` in `tmp`, made.
+fn made(tmp: &Path, name: &str) -> PathBuf {
+    let d = tmp.join(name);
+    fs::create_dir_all(&d).unwrap();
+    d
+}
+
 /// `w1` … `wN` in `tmp`, made.
 fn worker_dirs(tmp: &Path, n: usize) -> Vec<PathBuf> {
     let dirs: Vec<PathBuf> = (1..=n).map(|i| tmp.join(format!("w{i}"))).collect();
@@ -255,11 +262,7 @@ fn two_writers_of_one_path_keep_both_versions() {
 #[test]
 fn an_archive_keeps_what_the_camera_deletes() {
     let tmp = tempfile::tempdir().unwrap();
-    let [cam, archive, mirror] = ["cam", "archive", "mirror"].map(|n| {
-        let d = tmp.path().join(n);
-        fs::create_dir_all(&d).unwrap();
-        d
-    });
+    let [cam, archive, mirror] = ["cam", "archive", "mirror"].map(|n| made(tmp.path(), n));
     let [pc, pa, pm] = [free_tcp_port(), free_tcp_port(), free_tcp_port()];
     let _cam = start(&cam, "cam", pc, &[], &[]);
     let _archive = start(
@@ -342,11 +345,7 @@ fn set_mtime(path: &Path, secs: u64) {
 #[test]
 fn a_conflict_copy_never_holds_another_version_than_its_name_says() {
     let tmp = tempfile::tempdir().unwrap();
-    let [cam, worker] = ["cam", "worker"].map(|n| {
-        let d = tmp.path().join(n);
-        fs::create_dir_all(&d).unwrap();
-        d
-    });
+    let [cam, worker] = ["cam", "worker"].map(|n| made(tmp.path(), n));
     let (ours, theirs) = (common::pattern(200_000, 1), common::pattern(300_000, 2));
     let ours_hash = blake3::hash(&ours);
     // A third version, whose hash the relay gives: one that loses to ours at the tie-break
@@ -542,4 +541,68 @@ fn listing(dir: &Path, stem: &str) -> Vec<String> {
         .collect();
     out.sort();
     out
+}
+
+/// The clips (`c*.mp4`) in `dir`, sorted.
+fn clips(dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with('c') && n.ends_with(".mp4"))
+        .collect();
+    out.sort();
+    out
+}
+
+/// An archive with its own retention (`--max-size`) removes its oldest copies, and does not
+/// fetch them back from the camera that still has them: not while it runs, nor when it
+/// starts again (its catch-up pulls nothing), so the clips it kept stay.
+#[test]
+fn what_the_archives_retention_removes_is_not_fetched_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let [cam, archive, state] = ["cam", "archive", "state"].map(|n| made(tmp.path(), n));
+    // Four clips of 100 KB (25 blocks of 4 KiB each on disk); the archive keeps at most 250 KB.
+    for i in 0..4 {
+        fs::write(cam.join(format!("c{i}.mp4")), common::pattern(100_000, i)).unwrap();
+    }
+    let (_cam, cam_addr) = common::named_node(&cam, "cam", &["--no-web"]);
+    let start_archive = || {
+        common::logged(&[
+            "node",
+            archive.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--name",
+            "archive",
+            "--no-web",
+            "--state",
+            state.to_str().unwrap(),
+            "--cluster-peer",
+            &cam_addr,
+            "--archive",
+            "--max-size",
+            "250000",
+            "--retain-every",
+            "100ms",
+        ])
+    };
+    let (first, _, log) = start_archive();
+    common::until_line(&log, Duration::from_secs(20), |l| {
+        l.contains("caught up") && l.contains("pulled=4")
+    });
+    wait_until(
+        "retention down to two clips",
+        Duration::from_secs(10),
+        || clips(&archive).len() == 2,
+    );
+    let kept = clips(&archive);
+    drop(first);
+
+    let (_again, _, log) = start_archive();
+    let lines = common::until_line(&log, Duration::from_secs(20), |l| l.contains("caught up"));
+    let caught_up = lines.last().unwrap();
+    assert!(caught_up.contains("pulled=0"), "{caught_up}");
+    // Retention has nothing to do: the clips kept are the same ones.
+    assert_eq!(clips(&archive), kept);
+    assert_eq!(clips(&cam).len(), 4);
 }

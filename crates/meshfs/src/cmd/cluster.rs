@@ -70,11 +70,13 @@ pub struct PeerArgs {
 
 impl PeerArgs {
     /// Start following the peers, if any. `events` (the share's own log, when watched)
-    /// announces conflict copies and tells which files are being written here.
+    /// announces conflict copies and tells which files are being written here; what this
+    /// node's retention removes is recorded in the `state` folder, never fetched back.
     pub fn start(
         self,
         share: &Share,
         events: Option<Events>,
+        state: &std::path::Path,
         shutdown: CancellationToken,
         tracker: &TaskTracker,
     ) -> anyhow::Result<()> {
@@ -82,7 +84,13 @@ impl PeerArgs {
             return Ok(());
         }
         let peers = self.peers.iter().map(NodeAddr::to_string).collect();
+        // One record per share (a state folder may serve several nodes).
+        let key = blake3::hash(share.root().as_os_str().as_encoded_bytes()).to_hex();
+        let record = state
+            .join("retention-removed")
+            .join(format!("{}.txt", &key[..16]));
         let mut replicator = Replicator::new(share.clone())
+            .with_retired(meshfs_cluster::Retired::load(record))
             .archive(self.archive)
             .with_rate(self.max_replication_rate);
         if let Some(f) = &self.cluster_password_file {

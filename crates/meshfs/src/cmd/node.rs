@@ -263,6 +263,7 @@ async fn start(
     args.cluster.start(
         &share,
         watch.as_ref().map(|_| events.clone()),
+        identity_dir.parent().unwrap_or(&identity_dir),
         shutdown.clone(),
         &tracker,
     )?;
