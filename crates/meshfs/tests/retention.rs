@@ -203,10 +203,14 @@ fn a_full_disk_is_said_in_hello_and_the_node_keeps_serving() {
     while fill.write_all(&[9; 4096]).is_ok() {}
     drop(fill);
 
-    let (proc, addr) = node(
+    let (proc, addr, log) = common::logged_node(
         &dir,
         &["--no-web", "--keep-free", "10%", "--protect", "keep/**"],
     );
+    // Said in the log once, with what the owner can do about it.
+    until_line(&log, WAIT, |l| {
+        l.contains("WARN") && l.contains("disk full: still serving") && l.contains("protected")
+    });
     common::wait_until(WAIT, "hello saying disk=full", || {
         Conn::hello(&addr).contains(" disk=full")
     });
@@ -229,5 +233,6 @@ fn a_full_disk_is_said_in_hello_and_the_node_keeps_serving() {
     common::wait_until(WAIT, "hello no longer saying disk=full", || {
         !Conn::hello(&addr).contains(" disk=full")
     });
+    until_line(&log, WAIT, |l| l.contains("disk has room again"));
     drop(proc);
 }
