@@ -960,6 +960,54 @@ impl CountingRelay {
     }
 }
 
+/// Whether process `pid` has `path` open.
+fn holds_open(pid: u32, path: &Path) -> bool {
+    let path = path.canonicalize().unwrap();
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .any(|target| target == path)
+}
+
+#[test]
+fn random_reads_of_a_file_open_it_once_on_the_node_and_its_release_closes_it() {
+    if !fuse_available() {
+        return;
+    }
+    let src = tempfile::tempdir().unwrap();
+    let want = pattern(8 * MIB, 5);
+    write(src.path(), "big.bin", &want);
+    let (node_proc, addr) = node(src.path(), "cam");
+    let relay = CountingRelay::new(&addr);
+    let m = Mounted::new(&[&relay.addr], &["--plaintext"]);
+    let f = File::open(m.path("cam/big.bin")).unwrap();
+    relay.reset();
+    for i in 1..=16 {
+        // Pages far apart and never in order: each read is a random one.
+        let offset = (i * 517 % 2048) * 4096;
+        let mut buf = [0u8; 4096];
+        assert_eq!(read_at_full(&f, &mut buf, offset as u64), 4096);
+        assert!(buf[..] == want[offset..offset + 4096], "bytes at {offset}");
+    }
+    assert_eq!(relay.count("pread"), 0, "no read by path");
+    assert_eq!(
+        relay.count("open"),
+        1,
+        "the file is opened once on the node"
+    );
+    assert_eq!(relay.count("read"), 16);
+    let node_file = src.path().join("big.bin");
+    assert!(holds_open(node_proc.child.id(), &node_file));
+    drop(f);
+    assert!(
+        eventually(Duration::from_secs(5), || !holds_open(
+            node_proc.child.id(),
+            &node_file
+        )),
+        "the node still holds the file the mount released"
+    );
+}
+
 #[test]
 fn a_listed_folder_of_small_files_costs_one_request_per_file_and_changes_still_show() {
     if !fuse_available() {

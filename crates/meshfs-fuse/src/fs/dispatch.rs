@@ -201,8 +201,11 @@ impl Filesystem for MeshFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.shared.handles.release_file(fh.0);
+        let released = self.shared.handles.release_file(fh.0);
         reply.ok();
+        if let Some(file) = released {
+            self.lanes.release(file.id);
+        }
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {

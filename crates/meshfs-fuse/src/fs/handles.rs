@@ -56,8 +56,8 @@ impl Handles {
         files.values().find(|f| f.ino == ino).cloned()
     }
 
-    pub(super) fn release_file(&self, fh: u64) {
-        self.files.lock().expect("files lock").remove(&fh);
+    pub(super) fn release_file(&self, fh: u64) -> Option<Arc<OpenFile>> {
+        self.files.lock().expect("files lock").remove(&fh)
     }
 
     /// Record that inode `ino` was opened as `(size, mtime)`; true when its last open saw the

@@ -18,7 +18,7 @@ use tokio::runtime::Handle;
 
 use super::Shared;
 use crate::cache::Trust;
-use crate::direct::Lanes;
+use crate::direct::{Lanes, NodeLane};
 use crate::error::errno;
 use crate::inodes;
 use crate::nodes::Node;
@@ -28,6 +28,8 @@ use crate::requests;
 /// An open file: where it lives and how it is being read.
 #[derive(Debug)]
 pub(super) struct OpenFile {
+    /// Unique for the life of the mount (a lane holding the file open on the node names it so).
+    pub(super) id: u64,
     /// The file's inode.
     pub(super) ino: u64,
     /// The node as it was at `open`: if its folder is later given to the same name at another
@@ -52,7 +54,9 @@ impl OpenFile {
         path: String,
         entry: &Entry,
     ) -> OpenFile {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         OpenFile {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             ino,
             node,
             path,
@@ -65,10 +69,18 @@ impl OpenFile {
         }
     }
 
-    /// One `pread` of at most `size` bytes at `offset` (fewer at end of file, or where the
-    /// node caps a reply), on `pool` (the node's, or a [`Lane`]'s).
-    async fn pread(&self, pool: &Pool, offset: u64, size: u64) -> Result<Vec<u8>, ClientError> {
-        requests::pread(pool, &self.path, offset, size).await
+    /// One read of at most `size` bytes at `offset` (fewer at end of file, or where the node
+    /// caps a reply), through `via`.
+    async fn pread(
+        &self,
+        via: &mut Via<'_>,
+        offset: u64,
+        size: u64,
+    ) -> Result<Vec<u8>, ClientError> {
+        match via {
+            Via::Pool(pool) => requests::pread(pool, &self.path, offset, size).await,
+            Via::Lane(lane) => lane.read(self.id, &self.path, offset, size).await,
+        }
     }
 
     /// The node described the file as `entry`.
@@ -222,8 +234,13 @@ impl Shared {
             && let Some(mut lane) = lanes.take()
         {
             // One request and nothing to wait on but its reply: answered on this thread.
-            let pool = lane.pool(&file.node);
-            match lane.run(self.pread(&pool, &file, offset, size)) {
+            let read = lane.run_on(&file.node, |node| async {
+                self.pread(&mut Via::Lane(node), &file, offset, size).await
+            });
+            // Free before the reply: the reader's next read may reach another FUSE thread
+            // at once, and should find the lane free.
+            drop(lane);
+            match read {
                 Ok(data) => return reply.data(&data),
                 // The lane could not connect just now (refused, or held down since its own
                 // last failure) while the node's pool may be connected again: that pool,
@@ -259,7 +276,9 @@ impl Shared {
 
     /// Fetch one read-ahead chunk and hand it to whoever waits on it.
     async fn fetch_chunk(&self, file: &OpenFile, chunk: &Chunk) {
-        let res = file.pread(&file.node.pool, chunk.start(), CHUNK).await;
+        let res = file
+            .pread(&mut Via::Pool(&file.node.pool), chunk.start(), CHUNK)
+            .await;
         if let Ok(data) = &res {
             file.size
                 .fetch_max(chunk.start() + data.len() as u64, Ordering::Relaxed);
@@ -267,12 +286,12 @@ impl Shared {
         chunk.complete(fetched(&file.path, chunk.start(), res));
     }
 
-    /// `[offset, offset + size)` read directly on `pool`, fewer bytes only at end of file: a
-    /// node may cap one reply (at 16 MiB, or less), and a short reply in the middle of a file
-    /// would read as end of file to the kernel.
+    /// `[offset, offset + size)` read directly through `via`, fewer bytes only at end of file:
+    /// a node may cap one reply (at 16 MiB, or less), and a short reply in the middle of a
+    /// file would read as end of file to the kernel.
     async fn pread(
         &self,
-        pool: &Pool,
+        via: &mut Via<'_>,
         file: &OpenFile,
         offset: u64,
         size: u64,
@@ -280,7 +299,7 @@ impl Shared {
         let mut out: Vec<u8> = Vec::new();
         while (out.len() as u64) < size {
             let pos = offset + out.len() as u64;
-            let data = match file.pread(pool, pos, size - out.len() as u64).await {
+            let data = match file.pread(via, pos, size - out.len() as u64).await {
                 Ok(data) => data,
                 // Past everything known of the file, an unreachable node is the end of it
                 // for now (as `fstat` says: see `Shared::attributes`); `tail -f` waits.
@@ -321,8 +340,8 @@ impl Shared {
     ) -> Result<Served, Errno> {
         let chunks = match source {
             Source::Direct => {
-                let pool = &file.node.pool;
-                let data = self.pread(pool, file, offset, size).await;
+                let via = &mut Via::Pool(&file.node.pool);
+                let data = self.pread(via, file, offset, size).await;
                 return data
                     .map(Served::Owned)
                     .map_err(|e| errno(&e, Errno::EISDIR));
@@ -367,11 +386,18 @@ impl Shared {
         }
         if hit_end && pos < end && !file.ends_at(pos) {
             // A growing file: ask for what lies past the old end.
-            let rest = self.pread(&file.node.pool, file, pos, end - pos).await;
+            let via = &mut Via::Pool(&file.node.pool);
+            let rest = self.pread(via, file, pos, end - pos).await;
             out.extend_from_slice(&rest.map_err(|e| errno(&e, Errno::EISDIR))?);
         }
         Ok(Served::Owned(out))
     }
+}
+
+/// Where a read goes: the node's pool (`pread` by path), or a lane's connection to the node.
+enum Via<'a> {
+    Pool(&'a Pool),
+    Lane(&'a mut NodeLane),
 }
 
 /// A connection that failed at once (refused, or not tried while its pool holds the node
