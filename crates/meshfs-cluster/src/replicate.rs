@@ -565,7 +565,15 @@ impl Replicator {
             // Ours gets the conflict name as a second name (a hard link), then theirs
             // replaces it under the name in one rename: the name is never missing, so a
             // peer never sees it deleted (and never deletes its own version for it).
+            // A file system without hard links (FAT, exFAT: SD cards) refuses (`EPERM`,
+            // `EOPNOTSUPP`): ours is renamed aside instead, the name then missing an instant.
             dir.hard_link(&name, &conflict)
+                .or_else(|e| match e.kind() {
+                    std::io::ErrorKind::Unsupported | std::io::ErrorKind::PermissionDenied => {
+                        dir.rename(&name, &dir, &conflict)
+                    }
+                    _ => Err(e),
+                })
                 .and_then(|()| dir.rename(&landing, &dir, &name))
         };
         if let Err(e) = moved {
