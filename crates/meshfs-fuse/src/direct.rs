@@ -221,17 +221,18 @@ impl NodeLane {
             self.held = None;
             return;
         }
-        let owed = self.owed;
-        let res = self
-            .pool
-            .run(async |c| {
-                c.send("close");
-                c.flush().await
-            })
-            .await;
         self.held = None;
-        // Not sent: the connection was dropped with its open file.
-        self.owed = if res.is_ok() { owed + 1 } else { 0 };
+        let owed = std::mem::take(&mut self.owed);
+        // The idle connection (a lease, not `Pool::run`: no retry on a new one).
+        let Ok(mut lease) = self.pool.lease().await else {
+            return;
+        };
+        lease.client().send("close");
+        if lease.client().flush().await.is_ok() {
+            lease.done();
+            self.owed = owed + 1;
+        }
+        // Not sent: the connection is dropped, and its open file with it.
     }
 }
 
