@@ -14,9 +14,11 @@
 //! a recording back until its next change; names of recordings carry their time, so that
 //! does not happen with cameras.
 //!
-//! The record survives restarts: one line per removal (`SECONDS PATH`) appended to a file in
-//! the node's state folder, read at start, at most [`MAX_RETIRED`] paths (the oldest
-//! forgotten first; forgetting costs one fetch and one more deletion, never data).
+//! The record survives restarts: one line per removal (`SECONDS PATH`), and one per path
+//! pulled again (`- PATH`), appended to a file in the node's state folder and read at start;
+//! at most [`MAX_RETIRED`] paths (the oldest forgotten first; forgetting costs one fetch and
+//! one more deletion, never data). The file is rewritten compact only when it holds twice
+//! what is remembered, so a camera that reuses its clip names costs one line per pull.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, Write};
@@ -50,10 +52,14 @@ impl Retired {
         if let Ok(f) = std::fs::File::open(&file) {
             for line in std::io::BufReader::new(f).lines().map_while(Result::ok) {
                 inner.lines += 1;
-                if let Some((secs, path)) = line.split_once(' ')
-                    && let Ok(secs) = secs.parse()
-                {
-                    inner.insert(path, secs);
+                match line.split_once(' ') {
+                    Some(("-", path)) => inner.remove(path),
+                    Some((secs, path)) => {
+                        if let Ok(secs) = secs.parse() {
+                            inner.insert(path, secs);
+                        }
+                    }
+                    None => {}
                 }
             }
         }
@@ -74,7 +80,7 @@ impl Retired {
     pub fn add(&self, path: &str, secs: i64) {
         let mut inner = self.lock();
         inner.insert(path, secs);
-        inner.append(path, secs);
+        inner.append(&format!("{secs} {path}"));
     }
 
     /// Whether a peer's version of `path` modified at `mtime_secs` is one retention removed
@@ -86,14 +92,20 @@ impl Retired {
     /// `path` is here again (a newer version pulled): the record no longer applies.
     pub fn forget(&self, path: &str) {
         let mut inner = self.lock();
-        if inner.when.remove(path).is_some() {
-            inner.order.retain(|p| p != path);
-            inner.rewrite();
+        if inner.when.contains_key(path) {
+            inner.remove(path);
+            inner.append(&format!("- {path}"));
         }
     }
 }
 
 impl Inner {
+    fn remove(&mut self, path: &str) {
+        if self.when.remove(path).is_some() {
+            self.order.retain(|p| p != path);
+        }
+    }
+
     fn insert(&mut self, path: &str, secs: i64) {
         if self.when.insert(path.to_owned(), secs).is_some() {
             self.order.retain(|p| p != path);
@@ -106,7 +118,7 @@ impl Inner {
         }
     }
 
-    fn append(&mut self, path: &str, secs: i64) {
+    fn append(&mut self, line: &str) {
         let Some(file) = &self.file else { return };
         let written = (|| {
             if let Some(dir) = file.parent() {
@@ -116,7 +128,7 @@ impl Inner {
                 .create(true)
                 .append(true)
                 .open(file)?;
-            writeln!(f, "{secs} {path}")
+            writeln!(f, "{line}")
         })();
         match written {
             Ok(()) => self.lines += 1,
@@ -124,7 +136,7 @@ impl Inner {
                 tracing::warn!(file = %file.display(), error = %e, "cannot keep what retention removed: a restart may fetch it again");
             }
         }
-        if self.lines > 2 * MAX_RETIRED {
+        if self.lines > 2 * self.when.len().max(MAX_RETIRED / 100) {
             self.rewrite();
         }
     }
@@ -167,8 +179,19 @@ mod tests {
         assert!(r.removed("b.mp4", 10));
         assert!(!r.removed("c.mp4", 10));
         r.forget("b.mp4");
-        let r = Retired::load(file);
+        let r = Retired::load(file.clone());
         assert!(!r.removed("b.mp4", 10));
+        assert!(r.removed("clips/a.mp4", 999));
+        // A reused name pulled again and again appends a line each time, and the file is
+        // compacted before it holds more than twice what is remembered (or a floor).
+        for i in 0..5_000 {
+            r.add("reused.mp4", i);
+            r.forget("reused.mp4");
+        }
+        let lines = std::fs::read_to_string(&file).unwrap().lines().count();
+        assert!(lines <= 2 * (MAX_RETIRED / 100) + 1, "{lines} lines");
+        let r = Retired::load(file);
+        assert!(!r.removed("reused.mp4", 0));
         assert!(r.removed("clips/a.mp4", 999));
     }
 }
