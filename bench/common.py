@@ -236,16 +236,23 @@ class Relay:
 
     @staticmethod
     def pipe(src, dst):
-        while data := src.recv(1 << 16):
-            dst.sendall(data)
-        dst.shutdown(socket.SHUT_WR)
+        # A side that goes away (a mount unmounted, a node stopped) ends the relay quietly.
+        try:
+            while data := src.recv(1 << 16):
+                dst.sendall(data)
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
 
     def requests(self, c, u):
-        for line in c.makefile("rb"):
-            words = line.split(b" ", 3)
-            with self.lock:
-                self.counts[words[0].strip().decode(errors="replace")] += 1
-                if words[0] == b"pread" and len(words) > 2 and words[2].isdigit():
-                    self.pread_bytes += int(words[2])
-            u.sendall(line)
-        u.shutdown(socket.SHUT_WR)
+        try:
+            for line in c.makefile("rb"):
+                words = line.split(b" ", 3)
+                with self.lock:
+                    self.counts[words[0].strip().decode(errors="replace")] += 1
+                    if words[0] == b"pread" and len(words) > 2 and words[2].isdigit():
+                        self.pread_bytes += int(words[2])
+                u.sendall(line)
+            u.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass

@@ -47,6 +47,16 @@ fn ls_stat_cat_against_a_node() {
     );
     assert_eq!(out.stdout, b"some text\n");
 
+    // A file of many TLS records and several 1 MiB reads, in TLS (the default) and in clear.
+    let big = pattern((5 << 20) + 12_345, 3);
+    std::fs::write(share.join("clips/big.bin"), &big).unwrap();
+    for plain in [&[][..], &["--plaintext"][..]] {
+        let url = format!("meshfs://{addr}/clips/big.bin");
+        let out = meshfs(&[&["cat", url.as_str()][..], plain].concat(), dir.path());
+        assert!(out.status.success(), "{plain:?}: {out:?}");
+        assert!(out.stdout == big, "{plain:?}: cat gave other bytes");
+    }
+
     let out = meshfs(&["cat", &format!("meshfs://{addr}/nope")], dir.path());
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no such file"));

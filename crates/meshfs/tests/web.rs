@@ -318,6 +318,16 @@ fn unreachable_and_vanishing_nodes() {
     assert_eq!(get(&a.web, &format!("/api/ls/{dead_key}/")).status, 502);
     assert_eq!(get(&a.web, &format!("/files/{dead_key}/x")).status, 502);
 
+    // a must have met b (learned its name) before b dies: only then is "camb" reported
+    // offline. Killing b first made this test fail whenever a's first probe came late.
+    let online = format!(
+        r#""name":"camb","addr":"{}","local":false,"status":"online""#,
+        b.addr
+    );
+    wait_until(Duration::from_secs(30), "b reported online", || {
+        get(&a.web, "/api/nodes").text().contains(&online)
+    });
+
     // Start a download through a, read a little, kill b, read on: the body is cut short.
     let key = b.addr.replace(':', "%3A");
     let mut s = TcpStream::connect(&a.web).unwrap();

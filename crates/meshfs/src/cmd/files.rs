@@ -216,6 +216,12 @@ pub async fn cat(args: CatArgs) -> anyhow::Result<()> {
     let (mut client, ()) = with_client(&args.url, &url, &passwords, async |c| c.open(&path).await)
         .await
         .with_context(|| format!("cannot read {url}"))?;
+    // Bulk bytes from here on: over TLS, meshfs opens the records itself (large socket reads,
+    // decryption in place), as `get` and the mount do.
+    let mut client = client
+        .hand_over_records()
+        .await
+        .with_context(|| format!("cannot read {url}"))?;
     let mut stdout = tokio::io::stdout();
     let mut buf = Vec::with_capacity(CHUNK as usize);
     // Keep one read in flight while the previous chunk is written out.
