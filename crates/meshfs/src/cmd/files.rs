@@ -213,7 +213,7 @@ pub async fn cat(args: CatArgs) -> anyhow::Result<()> {
     let (url, passwords) = prepare(&args.url, &args.client).await?;
     const CHUNK: u64 = 1 << 20;
     let path = url.path.clone();
-    let (mut client, ()) = with_client(&args.url, &url, &passwords, async |c| c.open(&path).await)
+    let (client, ()) = with_client(&args.url, &url, &passwords, async |c| c.open(&path).await)
         .await
         .with_context(|| format!("cannot read {url}"))?;
     // Bulk bytes from here on: over TLS, meshfs opens the records itself (large socket reads,
