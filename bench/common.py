@@ -76,10 +76,10 @@ def busy_seconds():
     return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
 
 
-def meshfs_node(share, *extra, name="bench", cpu=None):
-    """Start `meshfs node` on a free loopback port (on core `cpu`, if given); returns
-    (process, 'host:port')."""
-    p = start(pinned([NODE_BIN, "node", share, "--listen", "127.0.0.1:0", "--name", name, "--no-web", "--no-discovery", *extra], cpu),
+def meshfs_node(share, *extra, name="bench", cpu=None, binary=None):
+    """Start `meshfs node` on a free loopback port (on core `cpu`, if given; from `binary`,
+    else MESHFS_NODE_BIN or MESHFS_BIN); returns (process, 'host:port')."""
+    p = start(pinned([binary or NODE_BIN, "node", share, "--listen", "127.0.0.1:0", "--name", name, "--no-web", "--no-discovery", *extra], cpu),
               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = p.stdout.readline()
     if not line.startswith("meshfs node "):

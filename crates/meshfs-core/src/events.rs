@@ -18,6 +18,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -214,6 +215,9 @@ pub struct Events {
 struct Inner {
     log: Mutex<Log>,
     live: broadcast::Sender<Event>,
+    /// Raw changes the watch took from the kernel, whether or not they became events (see
+    /// [`Events::raw_changes`]).
+    raw_changes: AtomicU64,
 }
 
 struct Log {
@@ -256,6 +260,7 @@ impl Events {
                     notes: HashMap::new(),
                 }),
                 live,
+                raw_changes: AtomicU64::new(0),
             }),
         }
     }
@@ -271,7 +276,14 @@ impl Events {
         // Never block the watcher's thread: the ingest thread may be waiting on it. What does
         // not fit is lost: the ingest thread says `resync` once it has drained what came
         // before (see `Ingest::run`).
-        let handler = move |res: notify::Result<notify::Event>| tx.send_or_drop(res);
+        // Opening a file (and closing one that was only read) changes nothing: such raw events
+        // are dropped here, before they wake the ingest thread. Every read by path on this node
+        // (`pread`, the mount, the web's ranges) opens a file.
+        let handler = move |res: notify::Result<notify::Event>| {
+            if !res.as_ref().is_ok_and(changes_nothing) {
+                tx.send_or_drop(res)
+            }
+        };
         // Never follow symlinks while adding watches: a link to `/` would otherwise make the
         // watcher walk (and report names from) the whole file system.
         let config = notify::Config::default().with_follow_symlinks(false);
@@ -292,6 +304,13 @@ impl Events {
             .spawn(move || ingest.run(rx))
             .map_err(notify::Error::io)?;
         Ok(WatchGuard { _watcher: watcher })
+    }
+
+    /// Raw changes the watch has taken from the kernel so far, whether or not they became
+    /// events (`meshfs_watch_raw_changes_total`): each one woke the watch's threads. Reading
+    /// files adds none.
+    pub fn raw_changes(&self) -> u64 {
+        self.inner.raw_changes.load(Ordering::Relaxed)
     }
 
     /// The sequence number of the latest event (or just below the first one to come).
@@ -413,6 +432,14 @@ impl Events {
     }
 }
 
+/// A raw event that can never change the log: a file opened, or closed without writing.
+fn changes_nothing(ev: &notify::Event) -> bool {
+    matches!(
+        ev.kind,
+        RawKind::Access(AccessKind::Open(_) | AccessKind::Close(AccessMode::Read))
+    )
+}
+
 fn lock_watcher(
     w: &Mutex<notify::RecommendedWatcher>,
 ) -> std::sync::MutexGuard<'_, notify::RecommendedWatcher> {
@@ -432,7 +459,14 @@ struct Ingest {
 impl Ingest {
     fn run(mut self, rx: RawReceiver<notify::Result<notify::Event>>) {
         loop {
-            match rx.next() {
+            let next = rx.next();
+            if let Next::Item(_) = next {
+                self.events
+                    .inner
+                    .raw_changes
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            match next {
                 Next::Item(Ok(ev)) => self.ingest(ev),
                 Next::Item(Err(e)) => {
                     tracing::warn!(error = %e, "file watcher error: subscribers will resync");

@@ -301,6 +301,11 @@ impl Metrics {
         self.doors.iter().map(|d| d.connections_open.get()).sum()
     }
 
+    /// Raw changes the share's watch took from the kernel ([`Events::raw_changes`]).
+    pub fn raw_changes(&self) -> u64 {
+        self.events.get().map_or(0, Events::raw_changes)
+    }
+
     pub fn subscribers(&self) -> usize {
         self.events.get().map_or(0, Events::subscribers)
     }
@@ -396,7 +401,7 @@ pub fn render(out: &mut String) {
         "File bytes sent, by door.",
         |d| d.bytes_sent_total.get() as i64,
     );
-    let counters: [(&'static str, &str, u64); 7] = [
+    let counters: [(&'static str, &str, u64); 8] = [
         (
             "meshfs_transfer_errors_total",
             "Downloads that failed and payloads that could not be sent.",
@@ -406,6 +411,12 @@ pub fn render(out: &mut String) {
             "meshfs_events_total",
             "File events logged by the share's watch.",
             m.events_total.get(),
+        ),
+        (
+            "meshfs_watch_raw_changes_total",
+            "Changes the share's watch took from the kernel, each waking its threads, whether \
+             or not they became events (reading files adds none).",
+            m.raw_changes(),
         ),
         (
             "meshfs_hash_reads_total",

@@ -370,3 +370,74 @@ fn symlinks_made_while_watching_are_neither_watched_nor_scanned() {
         "names behind a link were reported: {seen:?}"
     );
 }
+
+/// Read one reply of `pread`/`read`: `0 N`, then N bytes.
+fn payload(reader: &mut BufReader<TcpStream>) -> Vec<u8> {
+    let mut status = String::new();
+    reader.read_line(&mut status).unwrap();
+    let n: usize = status
+        .strip_prefix("0 ")
+        .and_then(|n| n.trim_end().parse().ok())
+        .unwrap_or_else(|| panic!("not a payload: {status:?}"));
+    let mut data = vec![0; n];
+    std::io::Read::read_exact(reader, &mut data).unwrap();
+    data
+}
+
+/// Reading a file changes nothing, so it must wake nothing: every read by path opens the file,
+/// and the watch used to take each open from the kernel and hand it to its ingest thread.
+/// 300 files read by `pread`, one by `open`/`read`/`close`, and their folder listed, add no
+/// raw change to the watch and no event, while what is written, closed and deleted next is
+/// still reported.
+#[test]
+fn reading_files_wakes_no_watch_and_changes_are_still_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("snaps")).unwrap();
+    for i in 0..300 {
+        std::fs::write(dir.path().join(format!("snaps/s{i:03}.jpg")), b"jpeg").unwrap();
+    }
+    let node = start(dir.path(), 1000);
+    let mut sub = Sub::open(&node.addr, None);
+    std::fs::write(dir.path().join("start"), b"s").unwrap();
+    sub.until(|(_, k, p)| k == "closed" && p == "start");
+    let events = node.events.as_ref().unwrap();
+    let before = events.raw_changes();
+
+    let s = TcpStream::connect(&node.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    for i in 0..300 {
+        w.write_all(format!("pread 0 4096 snaps/s{i:03}.jpg\n").as_bytes())
+            .unwrap();
+        assert_eq!(payload(&mut r), b"jpeg");
+    }
+    w.write_all(b"open snaps/s001.jpg\nread 100\nclose\nls snaps\n")
+        .unwrap();
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert_eq!(line, "0 OK\n");
+    assert_eq!(payload(&mut r), b"jpeg");
+    for _ in 0..303 {
+        line.clear();
+        r.read_line(&mut line).unwrap();
+    }
+    assert_eq!(line, "\n", "the listing ends");
+
+    std::fs::write(dir.path().join("rec.mp4"), b"frame").unwrap();
+    std::fs::remove_file(dir.path().join("snaps/s000.jpg")).unwrap();
+    let seen = sub.until(|(_, k, p)| k == "deleted" && p == "snaps/s000.jpg");
+    assert!(has(&seen, "created", "rec.mp4"), "{seen:?}");
+    assert!(has(&seen, "closed", "rec.mp4"), "{seen:?}");
+    assert!(
+        seen.iter()
+            .all(|(_, _, p)| p == "rec.mp4" || p == "snaps/s000.jpg"),
+        "reading made events: {seen:?}"
+    );
+    // What was taken from the kernel came before the deletion's event: all counted by now.
+    let raw = events.raw_changes() - before;
+    assert!(
+        raw < 30,
+        "{raw} raw changes woke the watch for 302 files read and 2 changed"
+    );
+}

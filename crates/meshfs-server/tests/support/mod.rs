@@ -13,6 +13,8 @@ use tokio_util::task::TaskTracker;
 /// A running server; stopped when dropped.
 pub struct TestServer {
     pub addr: String,
+    /// The share's change log, when it is watched.
+    pub events: Option<Events>,
     shutdown: CancellationToken,
     _watch: Option<WatchGuard>,
     _rt: tokio::runtime::Runtime,
@@ -58,12 +60,13 @@ pub fn start(root: &Path, options: Options) -> TestServer {
     if let Some((events, _)) = &watched {
         server = server.with_events(events.clone());
     }
-    let watch = watched.map(|(_, guard)| guard);
+    let (events, watch) = watched.map(|(e, g)| (Some(e), Some(g))).unwrap_or_default();
     let addr = server.local_addr().unwrap().to_string();
     let shutdown = CancellationToken::new();
     rt.spawn(server.run(shutdown.clone(), TaskTracker::new()));
     TestServer {
         addr,
+        events,
         shutdown,
         _watch: watch,
         _rt: rt,
