@@ -10,6 +10,11 @@
 //! Bounds: at most [`FILES_AHEAD`] files and [`BYTES_AHEAD`] bytes ahead; only files of at most
 //! one chunk; each fetched file is a read-ahead chunk counted in the mount's [`Budget`].
 //!
+//! Batches: the window is refilled only once [`REFILL`] files of it are missing, and the
+//! caller fetches a batch with one pipelined write on one connection. On a reader's core
+//! (`cat`, the mount and the kernel's FUSE work share it) each fetch started alone cost two
+//! thread wake-ups (the runtime woken for it, then again for its reply); a batch pays them once.
+//!
 //! Freshness: a fetched file is kept with the size and modification time its listing gave and
 //! is used only by an open that sees the same (so a file changed since is fetched again), for
 //! at most `trust` from its fetch (how long the node's answers are trusted, [`crate::cache`]);
@@ -30,6 +35,8 @@ use crate::readahead::{Budget, CHUNK, Chunk};
 pub const FILES_AHEAD: usize = 8;
 /// Most bytes fetched ahead of the reader in one folder.
 pub const BYTES_AHEAD: u64 = 4 * CHUNK;
+/// Files missing from the window before it is refilled (in one batch).
+pub const REFILL: usize = FILES_AHEAD / 2;
 /// Most folders whose reader is followed (and most files held, times `FILES_AHEAD`).
 const MAX_FOLDERS: usize = 16;
 
@@ -108,9 +115,11 @@ impl FolderAhead {
     /// listing if a fresh one is cached. Returns the files to fetch ahead now: none unless the
     /// previous open in this folder was the file just before this one, and none that
     /// `cached(path, entry)` says the kernel holds already (a reader whose order differs from
-    /// the listing's would otherwise have the files behind it fetched again). Each is held
-    /// for `trust` (how long an answer the node gives now may be trusted); the caller fetches
-    /// each [`Fetch::chunk`], the file at [`Fetch::index`] of the returned listing.
+    /// the listing's would otherwise have the files behind it fetched again); and none until
+    /// [`REFILL`] files of the window are missing, or the window reaches the listing's end.
+    /// Each is held for `trust` (how long an answer the node gives now may be trusted); the
+    /// caller fetches each [`Fetch::chunk`], the file at [`Fetch::index`] of the returned
+    /// listing, best all in one batch.
     pub fn opened(
         &self,
         node: usize,
@@ -148,33 +157,45 @@ impl FolderAhead {
         if previous.is_none_or(|p| p + 1 != index) {
             return (listing, Vec::new());
         }
-        let until = now + trust;
-        let mut fetch = Vec::new();
-        let mut bytes = 0;
-        for (i, e) in listing.iter().enumerate().skip(index + 1).take(FILES_AHEAD) {
+        // The files of the window not held yet, within the bounds.
+        let mut missing = Vec::new();
+        let (mut bytes, mut held_ahead) = (0, 0);
+        let window = listing.iter().enumerate().skip(index + 1).take(FILES_AHEAD);
+        let to_the_end = index + 1 + FILES_AHEAD >= listing.len();
+        for (i, e) in window {
             if e.kind != Kind::File || e.size == 0 || e.size > CHUNK {
                 continue;
             }
             bytes += e.size;
-            if bytes > BYTES_AHEAD || state.held.len() >= MAX_FOLDERS * FILES_AHEAD {
+            if bytes > BYTES_AHEAD || state.held.len() + missing.len() >= MAX_FOLDERS * FILES_AHEAD
+            {
                 break;
             }
             let key = (node, crate::inodes::join(dir, &e.name));
-            if state.held.contains_key(&key) || cached(&key.1, e) {
-                continue;
+            if state.held.contains_key(&key) {
+                held_ahead += 1;
+            } else if !cached(&key.1, e) {
+                missing.push((i, key, (e.size, e.mtime_ns)));
             }
+        }
+        // Refill when half the window is missing, when nothing of it is on the way (a reader
+        // just started, or the kernel holds the rest), or at the listing's end.
+        if missing.len() < REFILL && held_ahead > 0 && !to_the_end {
+            return (listing, Vec::new());
+        }
+        let until = now + trust;
+        let mut fetch = Vec::new();
+        for (i, key, signature) in missing {
             if !self.budget.has_room() {
                 break;
             }
             let chunk = Chunk::new(0, &self.budget);
-            state.held.insert(
-                key,
-                Held {
-                    chunk: chunk.clone(),
-                    signature: (e.size, e.mtime_ns),
-                    until,
-                },
-            );
+            let held = Held {
+                chunk: chunk.clone(),
+                signature,
+                until,
+            };
+            state.held.insert(key, held);
             fetch.push(Fetch { index: i, chunk });
         }
         (listing, fetch)
@@ -263,9 +284,25 @@ mod tests {
             open(&ahead, &l, 1, LONG),
             (2..2 + FILES_AHEAD).collect::<Vec<_>>()
         );
-        // The next open takes its file and fetches only the one new file at the end.
-        assert!(ahead.take(0, "d/s002.jpg", &l[2]).is_some());
-        assert_eq!(open(&ahead, &l, 2, LONG), vec![2 + FILES_AHEAD]);
+        // The next opens take their files; the window is refilled in one batch once
+        // REFILL files of it are missing.
+        for i in 2..1 + REFILL {
+            assert!(ahead.take(0, &format!("d/{}", name(i)), &l[i]).is_some());
+            assert!(open(&ahead, &l, i, LONG).is_empty(), "open {i}");
+        }
+        let i = 1 + REFILL;
+        assert!(ahead.take(0, &format!("d/{}", name(i)), &l[i]).is_some());
+        assert_eq!(
+            open(&ahead, &l, i, LONG),
+            (2 + FILES_AHEAD..i + 1 + FILES_AHEAD).collect::<Vec<_>>()
+        );
+        assert_eq!(ahead.held(), FILES_AHEAD);
+        // Near the end of the listing, what is missing is fetched at once.
+        for i in i + 1..20 {
+            ahead.take(0, &format!("d/{}", name(i)), &l[i]);
+            open(&ahead, &l, i, LONG);
+        }
+        assert_eq!(ahead.held(), 0, "everything was fetched and taken");
         // Another node's folder of the same name is another folder.
         let (_, f) = ahead.opened(1, "d", &name(3), Some(l.clone()), LONG, |_, _| false);
         assert!(f.is_empty());

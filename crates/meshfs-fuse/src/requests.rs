@@ -50,3 +50,33 @@ pub fn pread<'a>(
         c.pread(&path, offset, size, &mut buf).await.map(|_| buf)
     })
 }
+
+/// `pread 0 <size> <path>` for each of `paths`, pipelined on one connection: one write for
+/// all, and their replies read as they come (mostly one wake-up for several small files).
+/// The outer error is the connection's (every file failed); the inner ones are each file's
+/// own (a file gone since its listing).
+pub fn pread_batch(
+    pool: &Pool,
+    paths: Vec<String>,
+    size: u64,
+) -> impl Future<Output = Result<Vec<Result<Vec<u8>, ClientError>>, ClientError>> + Send + '_ {
+    pool.run(async move |c| {
+        for path in &paths {
+            c.send(&format!("pread 0 {size} {path}"));
+        }
+        let mut replies = Vec::with_capacity(paths.len());
+        for _ in &paths {
+            match c.data_header(size).await {
+                Ok(n) => {
+                    let mut buf = Vec::new();
+                    c.payload_into(n, &mut buf).await?;
+                    replies.push(Ok(buf));
+                }
+                // The node's answer for this file; the connection goes on.
+                Err(e @ ClientError::Remote { .. }) => replies.push(Err(e)),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(replies)
+    })
+}

@@ -193,14 +193,31 @@ impl Shared {
                 .is_some_and(|ino| self.handles.opened_as(ino, (e.size, e.mtime_ns)))
         };
         let (listing, fetches) = self.ahead.opened(node, dir, name, fresh, trust, cached);
-        for fetch in fetches {
-            let node = self.nodes.get(node);
-            let path = inodes::join(dir, &listing[fetch.index].name);
-            rt.spawn(async move {
-                let res = requests::pread(&node.pool, &path, 0, CHUNK).await;
-                fetch.chunk.complete(fetched(&path, 0, res));
-            });
+        if fetches.is_empty() {
+            return;
         }
+        // One task and one connection for the batch (see `folder_ahead`'s "Batches").
+        let node = self.nodes.get(node);
+        let paths: Vec<String> = fetches
+            .iter()
+            .map(|f| inodes::join(dir, &listing[f.index].name))
+            .collect();
+        rt.spawn(async move {
+            match requests::pread_batch(&node.pool, paths.clone(), CHUNK).await {
+                Ok(replies) => {
+                    for ((fetch, path), res) in fetches.iter().zip(&paths).zip(replies) {
+                        fetch.chunk.complete(fetched(path, 0, res));
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(files = paths.len(), error = %e, "folder read-ahead failed");
+                    let err = errno(&e, Errno::EISDIR);
+                    for fetch in &fetches {
+                        fetch.chunk.complete(Err(err));
+                    }
+                }
+            }
+        });
     }
 
     /// Answer a read of `size` bytes at `offset` of `file`, starting whatever read-ahead the
