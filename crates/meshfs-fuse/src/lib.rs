@@ -49,6 +49,10 @@ pub use peers::{FolderChange, PeerFolders, WithCredentials};
 /// cannot see (a folder it cannot watch) costs.
 pub const DEFAULT_EVENTS_TTL: Duration = Duration::from_secs(10);
 
+/// Files at least this large are read past the kernel's page cache: recordings, read through
+/// once, not the pictures and short clips a gallery shows again (see `fs/page_cache.rs`).
+pub const DEFAULT_DIRECT_IO_MIN: u64 = 16 << 20;
+
 /// Everything tunable about a mount.
 #[derive(Debug, Clone, Copy)]
 pub struct MountOptions {
@@ -68,6 +72,7 @@ impl Default for MountOptions {
                 events_ttl: DEFAULT_EVENTS_TTL,
                 max_readahead: readahead::DEFAULT_MAX_WINDOW,
                 readahead_budget: readahead::DEFAULT_BUDGET,
+                direct_io_min: DEFAULT_DIRECT_IO_MIN,
             },
             pool: PoolConfig {
                 // A player waits on reads: a stalled node must answer EIO in seconds.

@@ -769,6 +769,226 @@ fn an_unchanged_file_is_served_from_the_kernel_page_cache() {
     );
 }
 
+/// Bytes of the file at `path` in the kernel's page cache, by cachestat(2) (Linux 6.5: no
+/// mapping of the file, which for a file read past the page cache would itself drop its
+/// pages); `None`, with a note, on a kernel without it.
+fn page_cached(path: &Path) -> Option<u64> {
+    use std::os::fd::AsRawFd;
+    #[repr(C)]
+    struct Range {
+        off: u64,
+        len: u64,
+    }
+    #[repr(C)]
+    #[derive(Default)]
+    struct Stat {
+        nr_cache: u64,
+        nr_dirty: u64,
+        nr_writeback: u64,
+        nr_evicted: u64,
+        nr_recently_evicted: u64,
+    }
+    // The same number on every architecture (libc names it only for some).
+    const SYS_CACHESTAT: libc::c_long = 451;
+    let f = File::open(path).unwrap();
+    let whole = Range { off: 0, len: 0 };
+    let mut stat = Stat::default();
+    // SAFETY: both structs live across the call and have the kernel's layout.
+    let r = unsafe { libc::syscall(SYS_CACHESTAT, f.as_raw_fd(), &whole, &mut stat, 0) };
+    if r != 0 {
+        eprintln!("cachestat: {}", std::io::Error::last_os_error());
+        return None;
+    }
+    // SAFETY: a plain getter.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;
+    Some(stat.nr_cache * page)
+}
+
+/// `path` mapped shared and read only, handed to `check`.
+fn with_shared_map(path: &Path, check: impl FnOnce(&[u8])) {
+    use std::os::fd::AsRawFd;
+    let f = File::open(path).unwrap();
+    let len = f.metadata().unwrap().len() as usize;
+    // SAFETY: a fresh read-only shared mapping of an open file, unmapped below; nothing else
+    // maps it in this process.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            f.as_raw_fd(),
+            0,
+        )
+    };
+    assert_ne!(
+        p,
+        libc::MAP_FAILED,
+        "shared mmap of {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: `len` readable bytes at `p` until the munmap below.
+    check(unsafe { std::slice::from_raw_parts(p as *const u8, len) });
+    // SAFETY: the mapping made above, no longer borrowed.
+    unsafe { libc::munmap(p, len) };
+}
+
+#[test]
+fn a_large_file_is_read_past_the_page_cache_byte_for_byte_and_maps_shared() {
+    if !fuse_available() {
+        return;
+    }
+    let src = tempfile::tempdir().unwrap();
+    // Above the mount's default of 16 MiB, and not a whole number of chunks.
+    let (big, small) = (pattern(20 * MIB + 7, 6), pattern(2 * MIB, 7));
+    write(src.path(), "rec.h264", &big);
+    write(src.path(), "snap.jpg", &small);
+    let (_n, addr) = node(src.path(), "cam");
+    let m = Mounted::new(&[&addr], &[]);
+    let (mnt_big, mnt_small) = (m.path("cam/rec.h264"), m.path("cam/snap.jpg"));
+
+    assert_same_file(&src.path().join("rec.h264"), &mnt_big);
+    assert!(std::fs::read(&mnt_small).unwrap() == small);
+    let Some(small_cached) = page_cached(&mnt_small) else {
+        return; // no cachestat(2) here: what the page cache holds cannot be seen
+    };
+    assert_eq!(
+        small_cached,
+        small.len() as u64,
+        "a small file is page-cached"
+    );
+    assert_eq!(
+        page_cached(&mnt_big),
+        Some(0),
+        "a large file read through leaves nothing in the page cache"
+    );
+    // Reads of any size at any offset, across chunk boundaries.
+    let f = File::open(&mnt_big).unwrap();
+    for (offset, len) in [
+        (MIB - 3, 10),
+        (5 * MIB + 1, 3 * MIB),
+        (20 * MIB, 100),
+        (7, 1),
+    ] {
+        let mut buf = vec![0u8; len];
+        let n = read_at_full(&f, &mut buf, offset as u64);
+        let want = &big[offset.min(big.len())..(offset + len).min(big.len())];
+        assert!(buf[..n] == *want, "pread of {len} at {offset}");
+    }
+    // A shared mapping, which a file opened past the page cache allows only if asked for.
+    with_shared_map(&mnt_big, |mapped| assert!(mapped == big, "mapped bytes"));
+
+    // Changed on the node (same size, a later mtime): a new open reads, and maps, the new bytes.
+    let v2 = pattern(big.len(), 8);
+    std::fs::write(src.path().join("rec.h264"), &v2).unwrap();
+    let later = std::time::SystemTime::now() + Duration::from_secs(10);
+    File::options()
+        .write(true)
+        .open(src.path().join("rec.h264"))
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    assert!(
+        eventually(Duration::from_millis(1500), || std::fs::read(&mnt_big)
+            .unwrap()
+            == v2),
+        "changed file still read with its old bytes"
+    );
+    with_shared_map(&mnt_big, |mapped| {
+        assert!(mapped == v2, "mapped bytes after the change")
+    });
+}
+
+#[test]
+fn a_large_file_growing_while_read_past_the_page_cache_is_read_to_its_end() {
+    if !fuse_available() {
+        return;
+    }
+    let src = tempfile::tempdir().unwrap();
+    let path = src.path().join("rec.h264");
+    let all = pattern(3 * MIB + 40 * 64 * 1024, 9);
+    let first = MIB + 100_000;
+    std::fs::write(&path, &all[..first]).unwrap();
+    let (_n, addr) = node(src.path(), "cam");
+    let m = Mounted::new(&[&addr], &["--direct-io-min-mib", "1"]);
+    let mnt = m.path("cam/rec.h264");
+
+    // A player on a live recording: one handle, large reads, past the page cache.
+    let mut reader = File::open(&mnt).unwrap();
+    let mut seen = Vec::new();
+    let mut buf = vec![0u8; MIB];
+    while seen.len() < first {
+        let n = reader.read(&mut buf).unwrap();
+        assert!(n > 0, "end of file at {} of {first}", seen.len());
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(seen.len(), first);
+    assert!(
+        matches!(page_cached(&mnt), Some(0) | None),
+        "read past the page cache"
+    );
+    let writer = {
+        let (path, all) = (path.clone(), all.clone());
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut f = File::options().append(true).open(&path).unwrap();
+            let mut pos = first;
+            while pos < all.len() {
+                let end = (pos + 64 * 1024).min(all.len());
+                f.write_all(&all[pos..end]).unwrap();
+                pos = end;
+                std::thread::sleep(Duration::from_millis(10)); // a camera writes at its own pace
+            }
+        })
+    };
+    let followed = eventually(Duration::from_secs(20), || {
+        let n = reader.read(&mut buf).unwrap();
+        seen.extend_from_slice(&buf[..n]);
+        seen.len() >= all.len()
+    });
+    writer.join().unwrap();
+    assert!(followed, "reader saw {} of {} bytes", seen.len(), all.len());
+    assert!(
+        seen == all,
+        "bytes read while the file grew differ from what was written"
+    );
+}
+
+#[test]
+fn a_large_file_read_in_small_pieces_is_page_cached_from_its_next_open() {
+    if !fuse_available() {
+        return;
+    }
+    let src = tempfile::tempdir().unwrap();
+    let data = pattern(2 * MIB, 10);
+    write(src.path(), "db.sqlite", &data);
+    let (_n, addr) = node(src.path(), "cam");
+    let m = Mounted::new(&[&addr], &["--direct-io-min-mib", "1", "--ttl", "30s"]);
+    let mnt = m.path("cam/db.sqlite");
+    let read_in_pieces = || {
+        let mut f = File::open(&mnt).unwrap();
+        let (mut got, mut buf) = (Vec::new(), [0u8; 4096]);
+        loop {
+            match f.read(&mut buf).unwrap() {
+                0 => break got,
+                n => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    assert!(read_in_pieces() == data);
+    let Some(first) = page_cached(&mnt) else {
+        return; // no cachestat(2) here
+    };
+    assert_eq!(first, 0, "the first open reads past the page cache");
+    assert!(read_in_pieces() == data);
+    assert_eq!(
+        page_cached(&mnt),
+        Some(data.len() as u64),
+        "read in 4 KiB pieces before: the next open goes through the page cache"
+    );
+}
+
 #[test]
 fn change_events_refresh_the_mount_long_before_the_ttl() {
     if !fuse_available() {

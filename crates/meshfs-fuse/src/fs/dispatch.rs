@@ -47,6 +47,16 @@ impl Filesystem for MeshFs {
         // Let many reads (ours are async) be queued in the kernel before it throttles.
         let _ = config.set_max_background(64);
         let _ = config.set_congestion_threshold(48);
+        // Files opened past the page cache (see `super::page_cache`) may still be mapped
+        // shared; without this (Linux < 6.6) every file goes through the page cache.
+        if config
+            .add_capabilities(InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP)
+            .is_ok()
+        {
+            self.shared.page_cache.allow_direct();
+        } else {
+            tracing::debug!("kernel lacks FUSE_DIRECT_IO_ALLOW_MMAP: every file is page-cached");
+        }
         for cap in [
             // Size or mtime changed at getattr: drop the file's page cache (correct caching).
             InitFlags::FUSE_AUTO_INVAL_DATA,
@@ -54,6 +64,7 @@ impl Filesystem for MeshFs {
             InitFlags::FUSE_DO_READDIRPLUS,
             InitFlags::FUSE_READDIRPLUS_AUTO,
             InitFlags::FUSE_PARALLEL_DIROPS,
+            InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP,
         ] {
             if config.add_capabilities(cap).is_err() {
                 tracing::debug!(?cap, "kernel lacks a FUSE capability");
@@ -205,6 +216,9 @@ impl Filesystem for MeshFs {
         reply.ok();
         if let Some(file) = released {
             self.lanes.release(file.id);
+            if file.direct {
+                self.shared.page_cache.closed(file.ino, &file.sizes);
+            }
         }
     }
 

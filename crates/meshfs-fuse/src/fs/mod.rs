@@ -15,6 +15,7 @@
 //! - [`handles`]: open file and directory handles;
 //! - [`listing`]: directory listings, and one filler for `readdir` and `readdirplus`;
 //! - [`read`]: opens and reads, served from read-ahead chunks or straight from the node;
+//! - [`page_cache`]: which opens go past the kernel's page cache (`FOPEN_DIRECT_IO`);
 //! - [`fs_handle`]: [`FsHandle`], the filesystem seen from outside its callbacks;
 //! - [`dispatch`]: the `fuser::Filesystem` callbacks themselves.
 
@@ -23,6 +24,7 @@ mod dispatch;
 mod fs_handle;
 mod handles;
 mod listing;
+mod page_cache;
 mod read;
 
 use std::ffi::OsStr;
@@ -56,6 +58,9 @@ pub struct FsConfig {
     pub max_readahead: u64,
     /// Most read-ahead chunks (1 MiB each) held by the whole mount at once.
     pub readahead_budget: usize,
+    /// Files at least this large are read past the kernel's page cache (see
+    /// [`page_cache`]); `u64::MAX`: none.
+    pub direct_io_min: u64,
 }
 
 /// State shared by the dispatch threads and the tasks they spawn.
@@ -67,6 +72,7 @@ struct Shared {
     config: FsConfig,
     attrs: attr::Attrs,
     handles: handles::Handles,
+    page_cache: page_cache::PageCache,
     budget: Arc<Budget>,
     ahead: FolderAhead,
 }
@@ -98,6 +104,7 @@ impl MeshFs {
             config,
             attrs: attr::Attrs::now(),
             handles: handles::Handles::default(),
+            page_cache: page_cache::PageCache::new(config.direct_io_min),
             budget: budget.clone(),
             ahead: FolderAhead::new(budget),
         };
@@ -222,6 +229,7 @@ impl Shared {
     fn forget(&self, ino: u64, n: u64) {
         if self.inodes.forget(ino, n) {
             self.handles.forget_inode(ino);
+            self.page_cache.forget(ino);
             self.cache.attrs.remove(&ino);
             self.cache.dirs.remove(&ino);
         }

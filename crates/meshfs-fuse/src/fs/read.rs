@@ -17,6 +17,7 @@ use meshfs_core::{ClientError, Entry, Kind, Pool};
 use tokio::runtime::Handle;
 
 use super::Shared;
+use super::page_cache::ReadSizes;
 use crate::cache::Trust;
 use crate::direct::{Lanes, NodeLane};
 use crate::error::errno;
@@ -32,6 +33,10 @@ pub(super) struct OpenFile {
     pub(super) id: u64,
     /// The file's inode.
     pub(super) ino: u64,
+    /// Opened past the kernel's page cache (`FOPEN_DIRECT_IO`, see [`super::page_cache`]).
+    pub(super) direct: bool,
+    /// The sizes of its reads, while `direct` (how it is opened next time depends on them).
+    pub(super) sizes: ReadSizes,
     /// The node as it was at `open`: if its folder is later given to the same name at another
     /// address (see [`crate::nodes::Nodes::add`]), this file keeps reading from where it was
     /// opened.
@@ -58,6 +63,8 @@ impl OpenFile {
         OpenFile {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             ino,
+            direct: shared.page_cache.direct(ino, entry.size),
+            sizes: ReadSizes::default(),
             node,
             path,
             size: AtomicU64::new(entry.size),
@@ -155,6 +162,9 @@ impl Shared {
         let file = Arc::new(OpenFile::new(self, ino, self.nodes.get(node), path, e));
         // Nothing to flush on a read-only mount: `close` then costs no request.
         let mut flags = FopenFlags::FOPEN_NOFLUSH;
+        if file.direct {
+            flags |= FopenFlags::FOPEN_DIRECT_IO;
+        }
         if unchanged {
             // The kernel's page cache of the file is still good.
             flags |= FopenFlags::FOPEN_KEEP_CACHE;
@@ -231,6 +241,9 @@ impl Shared {
         size: u32,
         reply: ReplyData,
     ) {
+        if file.direct {
+            file.sizes.record(size);
+        }
         let size = u64::from(size).min(MAX_READ);
         let known = file.size.load(Ordering::Relaxed);
         let plan = file

@@ -82,6 +82,11 @@ pub struct Args {
     /// Most read-ahead memory held by the whole mount, in MiB (many readers share it).
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub readahead_total_mib: u64,
+    /// Files at least this large (MiB) are read past the kernel's page cache: one copy fewer
+    /// for large sequential reads (recordings), none kept for a second read. A file read in
+    /// pieces under 64 KiB goes through the page cache from its next open on.
+    #[arg(long, default_value_t = meshfs_fuse::DEFAULT_DIRECT_IO_MIN >> 20, value_name = "MIB")]
+    pub direct_io_min_mib: u64,
     /// Most connections to each node.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub connections: u64,
@@ -122,6 +127,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     options.fs.events_ttl = args.events_ttl;
     options.fs.max_readahead = args.readahead_mib << 20;
     options.fs.readahead_budget = args.readahead_total_mib as usize;
+    options.fs.direct_io_min = args.direct_io_min_mib.saturating_mul(1 << 20);
     options.pool = PoolConfig {
         connect_timeout: args.connect_timeout,
         request_timeout: args.timeout,
