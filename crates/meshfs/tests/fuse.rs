@@ -262,6 +262,45 @@ fn a_new_file_appears_within_a_second_and_a_deleted_one_disappears() {
     );
 }
 
+/// A camera recording `all` into `path`, which holds its first `seen.len()` bytes: the rest is
+/// appended 64 KiB at a time, one piece every `pace`, while `reader` (which has read `seen`)
+/// follows it with reads of `buf`'s size. Asserts the reader gets exactly what was written.
+fn follow_recording(
+    path: &Path,
+    all: &[u8],
+    pace: Duration,
+    reader: &mut File,
+    mut seen: Vec<u8>,
+    buf: &mut [u8],
+) {
+    let writer = {
+        let (path, all, from) = (path.to_owned(), all.to_vec(), seen.len());
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut f = File::options().append(true).open(&path).unwrap();
+            let mut pos = from;
+            while pos < all.len() {
+                let end = (pos + 64 * 1024).min(all.len());
+                f.write_all(&all[pos..end]).unwrap();
+                f.flush().unwrap();
+                pos = end;
+                std::thread::sleep(pace); // a camera writes at its own pace
+            }
+        })
+    };
+    let followed = eventually(Duration::from_secs(20), || {
+        let n = reader.read(buf).unwrap();
+        seen.extend_from_slice(&buf[..n]);
+        seen.len() >= all.len()
+    });
+    writer.join().unwrap();
+    assert!(followed, "reader saw {} of {} bytes", seen.len(), all.len());
+    assert!(
+        seen == all,
+        "bytes read while the file grew differ from what was written"
+    );
+}
+
 #[test]
 fn a_growing_file_shows_its_new_bytes() {
     if !fuse_available() {
@@ -284,34 +323,13 @@ fn a_growing_file_shows_its_new_bytes() {
     assert_eq!(seen.len(), 100_000);
 
     // The writer appends in a loop while the reader follows.
-    let writer = {
-        let (path, all) = (path.clone(), all.clone());
-        std::thread::spawn(move || {
-            use std::io::Write;
-            let mut f = std::fs::OpenOptions::new()
-                .append(true)
-                .open(&path)
-                .unwrap();
-            let mut pos = 100_000;
-            while pos < all.len() {
-                let end = (pos + 64 * 1024).min(all.len());
-                f.write_all(&all[pos..end]).unwrap();
-                f.flush().unwrap();
-                pos = end;
-                std::thread::sleep(Duration::from_millis(20)); // a camera writes at its own pace
-            }
-        })
-    };
-    let followed = eventually(Duration::from_secs(20), || {
-        let n = reader.read(&mut buf).unwrap();
-        seen.extend_from_slice(&buf[..n]);
-        seen.len() == all.len()
-    });
-    writer.join().unwrap();
-    assert!(followed, "reader saw {} of {} bytes", seen.len(), all.len());
-    assert!(
-        seen == all,
-        "bytes read while the file grew differ from what was written"
+    follow_recording(
+        &path,
+        &all,
+        Duration::from_millis(20),
+        &mut reader,
+        seen,
+        &mut buf,
     );
     assert!(eventually(Duration::from_secs(2), || mnt
         .metadata()
@@ -928,30 +946,13 @@ fn a_large_file_growing_while_read_past_the_page_cache_is_read_to_its_end() {
         matches!(page_cached(&mnt), Some(0) | None),
         "read past the page cache"
     );
-    let writer = {
-        let (path, all) = (path.clone(), all.clone());
-        std::thread::spawn(move || {
-            use std::io::Write;
-            let mut f = File::options().append(true).open(&path).unwrap();
-            let mut pos = first;
-            while pos < all.len() {
-                let end = (pos + 64 * 1024).min(all.len());
-                f.write_all(&all[pos..end]).unwrap();
-                pos = end;
-                std::thread::sleep(Duration::from_millis(10)); // a camera writes at its own pace
-            }
-        })
-    };
-    let followed = eventually(Duration::from_secs(20), || {
-        let n = reader.read(&mut buf).unwrap();
-        seen.extend_from_slice(&buf[..n]);
-        seen.len() >= all.len()
-    });
-    writer.join().unwrap();
-    assert!(followed, "reader saw {} of {} bytes", seen.len(), all.len());
-    assert!(
-        seen == all,
-        "bytes read while the file grew differ from what was written"
+    follow_recording(
+        &path,
+        &all,
+        Duration::from_millis(10),
+        &mut reader,
+        seen,
+        &mut buf,
     );
 }
 
