@@ -22,14 +22,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RemoveKind, RenameMode};
-use notify::{EventKind as RawKind, RecursiveMode, Watcher};
+use inotify::EventMask;
+use tokio::sync::broadcast;
 
 mod folders;
 mod raw_queue;
+mod watcher;
 use folders::Folders;
 use raw_queue::{Next, RawReceiver, raw_queue};
-use tokio::sync::broadcast;
+use watcher::Raw;
 
 /// Default number of events kept for replay.
 pub const DEFAULT_CAPACITY: usize = 65_536;
@@ -237,9 +238,9 @@ const NOTE_TTL: Duration = Duration::from_secs(30);
 /// Most reasons waiting at once (a change that never came must not pile up).
 const MAX_NOTES: usize = 4096;
 
-/// Keeps the OS watcher alive; dropping it stops watching.
+/// Keeps the share's watch alive; dropping it stops watching (its threads end).
 pub struct WatchGuard {
-    _watcher: Arc<Mutex<notify::RecommendedWatcher>>,
+    _stop: watcher::Stop,
 }
 
 impl Events {
@@ -267,32 +268,20 @@ impl Events {
 
     /// Watch `root` (recursively, including folders created later) and feed this log.
     ///
-    /// The OS watcher's callback only queues raw events; one ingest thread turns them into log
-    /// events in order. That thread may call back into the watcher (to watch a new folder before
-    /// reporting it), which the watcher's own thread could not do without deadlocking.
-    pub fn watch(&self, root: &Path) -> notify::Result<WatchGuard> {
+    /// One thread reads the share's inotify instance and only queues what it reads
+    /// (`events/watcher.rs`); one ingest thread turns it into log events in order. The ingest
+    /// thread adds the watches itself (a new folder is watched before it is reported), so the
+    /// reading thread never waits on it.
+    pub fn watch(&self, root: &Path) -> std::io::Result<WatchGuard> {
         let root = root.canonicalize()?;
-        let (tx, rx) = raw_queue::<notify::Result<notify::Event>>(RAW_QUEUE);
-        // Never block the watcher's thread: the ingest thread may be waiting on it. What does
-        // not fit is lost: the ingest thread says `resync` once it has drained what came
-        // before (see `Ingest::run`).
-        // Opening a file (and closing one that was only read) changes nothing: such raw events
-        // are dropped here, before they wake the ingest thread. Every read by path on this node
-        // (`pread`, the mount, the web's ranges) opens a file.
-        let handler = move |res: notify::Result<notify::Event>| {
-            if !res.as_ref().is_ok_and(changes_nothing) {
-                tx.send_or_drop(res)
-            }
-        };
-        // Never follow symlinks while adding watches: a link to `/` would otherwise make the
-        // watcher walk (and report names from) the whole file system.
-        let config = notify::Config::default().with_follow_symlinks(false);
-        let watcher = notify::RecommendedWatcher::new(handler, config)?;
-        let watcher = Arc::new(Mutex::new(watcher));
+        // The reading thread never blocks: what does not fit is lost, and the ingest thread says
+        // `resync` once it has drained what came before (see `Ingest::run`).
+        let (tx, rx) = raw_queue::<Raw>(RAW_QUEUE);
+        let (watches, stop) = watcher::start(tx)?;
         // The share itself must be watched; each folder beneath it is watched on its own, so
         // one that cannot be (unreadable, the watch limit) costs only its own events.
-        lock_watcher(&watcher).watch(&root, RecursiveMode::NonRecursive)?;
-        let mut folders = Folders::new(Arc::downgrade(&watcher));
+        let mut folders = Folders::new(watches);
+        folders.watch_root(&root)?;
         folders.watch_tree(&root, |_| {});
         let ingest = Ingest {
             events: self.clone(),
@@ -301,9 +290,8 @@ impl Events {
         };
         std::thread::Builder::new()
             .name("meshfs-events".into())
-            .spawn(move || ingest.run(rx))
-            .map_err(notify::Error::io)?;
-        Ok(WatchGuard { _watcher: watcher })
+            .spawn(move || ingest.run(rx))?;
+        Ok(WatchGuard { _stop: stop })
     }
 
     /// Raw changes the watch has taken from the kernel so far, whether or not they became
@@ -432,32 +420,17 @@ impl Events {
     }
 }
 
-/// A raw event that can never change the log: a file opened, or closed without writing.
-fn changes_nothing(ev: &notify::Event) -> bool {
-    matches!(
-        ev.kind,
-        RawKind::Access(AccessKind::Open(_) | AccessKind::Close(AccessMode::Read))
-    )
-}
-
-fn lock_watcher(
-    w: &Mutex<notify::RecommendedWatcher>,
-) -> std::sync::MutexGuard<'_, notify::RecommendedWatcher> {
-    w.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The ingest thread: raw watcher events in, log events out. It ends with the watcher (whose
-/// callback holds the only sender).
+/// The ingest thread: raw changes in, log events out. It ends with the reading thread (which
+/// holds the only sender).
 struct Ingest {
     events: Events,
     root: PathBuf,
-    /// The folders watched, and those that could not be; holds the watcher weakly, so that
-    /// dropping the [`WatchGuard`] stops everything.
+    /// The folders watched, and those that could not be; adds and removes the watches.
     folders: Folders,
 }
 
 impl Ingest {
-    fn run(mut self, rx: RawReceiver<notify::Result<notify::Event>>) {
+    fn run(mut self, rx: RawReceiver<Raw>) {
         loop {
             let next = rx.next();
             if let Next::Item(_) = next {
@@ -467,12 +440,13 @@ impl Ingest {
                     .fetch_add(1, Ordering::Relaxed);
             }
             match next {
-                Next::Item(Ok(ev)) => self.ingest(ev),
-                Next::Item(Err(e)) => {
-                    tracing::warn!(error = %e, "file watcher error: subscribers will resync");
+                Next::Item(Raw::Change { wd, mask, name }) => self.change(wd, mask, name),
+                Next::Item(Raw::Overflow) => self.events.push(EventKind::Resync, String::new()),
+                Next::Item(Raw::Failed(e)) => {
+                    tracing::error!(error = %e, "the share's watch stopped: no more file events");
                     self.events.push(EventKind::Resync, String::new());
                 }
-                // Lost events came after everything queued before them: one `resync`, after
+                // Lost changes came after everything queued before them: one `resync`, after
                 // those, so a subscriber re-lists once and no stale event follows.
                 Next::Lost => self.events.push(EventKind::Resync, String::new()),
                 Next::Closed => return,
@@ -480,78 +454,71 @@ impl Ingest {
         }
     }
 
-    /// Turn one raw watcher event into zero or more log events.
-    fn ingest(&mut self, ev: notify::Event) {
-        let events = &self.events.clone();
-        if ev.need_rescan() {
-            events.push(EventKind::Resync, String::new());
+    /// Turn one raw change (in the folder watched as `wd`: to `name`, or to the folder itself)
+    /// into zero or more log events.
+    fn change(&mut self, wd: i32, mask: EventMask, name: Option<std::ffi::OsString>) {
+        if mask.contains(EventMask::IGNORED) {
+            self.folders.watch_ended(wd);
             return;
         }
-        let root = self.root.clone();
-        let rel = |p: &PathBuf| relative(&root, p);
-        match ev.kind {
-            RawKind::Create(kind) => {
-                for p in &ev.paths {
-                    if kind == CreateKind::Folder || is_real_dir(p) {
-                        self.new_folder(p);
-                    } else if let Some(r) = rel(p) {
-                        events.push_created_once(r);
-                    }
-                }
+        // A watch removed since (its folder moved away or deleted): nothing left to say.
+        let Some(dir) = self.folders.path_of(wd) else {
+            return;
+        };
+        let path = match &name {
+            Some(name) => dir.join(name),
+            None => dir.to_owned(),
+        };
+        let events = &self.events.clone();
+        let rel = relative(&self.root, &path);
+        // A folder's own `MOVE_SELF` is not reported: its parent's `MOVED_FROM` was.
+        if mask.contains(EventMask::MOVED_FROM) {
+            self.folders.forget(&path);
+            if let Some(r) = rel.clone() {
+                events.push(EventKind::Deleted, r);
             }
-            // A watched folder's own `MOVE_SELF` carries no rename cookie: its parent's
-            // `MOVED_FROM` (with one) already reported it.
-            RawKind::Modify(ModifyKind::Name(RenameMode::From)) if ev.attrs.tracker().is_some() => {
-                for p in &ev.paths {
-                    self.folders.forget(p);
-                    if let Some(r) = rel(p) {
-                        events.push(EventKind::Deleted, r);
-                    }
-                }
+        }
+        if mask.contains(EventMask::MOVED_TO) {
+            if is_real_dir(&path) {
+                self.new_folder(&path);
+            } else if let Some(r) = rel.clone() {
+                events.push(EventKind::Created, r);
             }
-            // A folder that could not be watched changed permissions: it may be watchable now.
-            RawKind::Modify(ModifyKind::Metadata(_)) => {
-                for p in &ev.paths {
-                    if self.folders.is_unwatched(p) && is_real_dir(p) {
-                        self.watch_and_report(p, false);
-                    }
-                }
+        }
+        if mask.contains(EventMask::CREATE) {
+            if mask.contains(EventMask::ISDIR) || is_real_dir(&path) {
+                self.new_folder(&path);
+            } else if let Some(r) = rel.clone() {
+                events.push_created_once(r);
             }
-            RawKind::Modify(ModifyKind::Name(RenameMode::To)) => {
-                for p in &ev.paths {
-                    if is_real_dir(p) {
-                        self.new_folder(p);
-                    } else if let Some(r) = rel(p) {
-                        events.push(EventKind::Created, r);
-                    }
-                }
+        }
+        // A watched folder's deletion comes twice (from its parent, and its own
+        // `DELETE_SELF`): logged once.
+        if mask.intersects(EventMask::DELETE | EventMask::DELETE_SELF) {
+            let folder = self.folders.forget(&path);
+            let of_folder = mask.intersects(EventMask::ISDIR | EventMask::DELETE_SELF);
+            if (folder || !of_folder)
+                && let Some(r) = rel.clone()
+            {
+                events.push(EventKind::Deleted, r);
             }
-            // `From` and `To` were already reported one by one.
-            RawKind::Modify(ModifyKind::Name(_)) => {}
-            RawKind::Modify(ModifyKind::Data(_)) | RawKind::Modify(ModifyKind::Any) => {
-                for r in ev.paths.iter().filter_map(rel) {
-                    events.push(EventKind::Modified, r);
-                }
-            }
-            RawKind::Access(AccessKind::Close(AccessMode::Write)) => {
-                for r in ev.paths.iter().filter_map(rel) {
-                    events.push(EventKind::Closed, r);
-                }
-            }
-            // A watched folder's deletion comes twice (from its parent, and its own
-            // `DELETE_SELF`): logged once.
-            RawKind::Remove(kind) => {
-                for p in &ev.paths {
-                    let folder = self.folders.forget(p);
-                    if kind == RemoveKind::Folder && !folder {
-                        continue;
-                    }
-                    if let Some(r) = rel(p) {
-                        events.push(EventKind::Deleted, r);
-                    }
-                }
-            }
-            _ => {}
+        }
+        if mask.contains(EventMask::MODIFY)
+            && let Some(r) = rel.clone()
+        {
+            events.push(EventKind::Modified, r);
+        }
+        if mask.contains(EventMask::CLOSE_WRITE)
+            && let Some(r) = rel.clone()
+        {
+            events.push(EventKind::Closed, r);
+        }
+        // A folder that could not be watched changed permissions: it may be watchable now.
+        if mask.contains(EventMask::ATTRIB)
+            && self.folders.is_unwatched(&path)
+            && is_real_dir(&path)
+        {
+            self.watch_and_report(&path, false);
         }
     }
 
@@ -686,6 +653,39 @@ mod tests {
         ev.forget(EventKind::Deleted, "x");
         ev.push(EventKind::Deleted, "x".into());
         assert_eq!(rx.try_recv().unwrap().reason, None);
+    }
+
+    /// Threads of this process with the watch's names (nextest runs each test in a process
+    /// of its own).
+    fn watch_threads() -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|comm| matches!(comm.trim(), "meshfs-watch" | "meshfs-events"))
+            .count()
+    }
+
+    /// Dropping the guard ends the watch: both its threads end (the reading one is woken
+    /// even though no change comes), and its inotify instance is closed with them.
+    #[test]
+    fn dropping_the_guard_ends_the_watch_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        let before = watch_threads();
+        let ev = Events::new(100);
+        let until = |want: usize, what: &str| {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while watch_threads() != want {
+                assert!(Instant::now() < deadline, "{what}: {}", watch_threads());
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        };
+        let guard = ev.watch(dir.path()).unwrap();
+        // A thread takes its name once it runs.
+        until(before + 2, "the watch's threads never showed");
+        drop(guard);
+        until(before, "the watch's threads still run");
+        std::fs::write(dir.path().join("after"), b"x").unwrap();
+        assert_eq!(ev.raw_changes(), 0);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The few file-system system calls std does not offer, as safe functions: `openat2` and the
-//! `*at` family relative to a directory descriptor, `readlinkat`, `fstatat` and listing a
-//! directory from a descriptor.
+//! `*at` family relative to a directory descriptor, `readlinkat`, `fstatat`, listing a
+//! directory from a descriptor, and `poll` (the share's watch waits on its inotify instance).
 //!
 //! This is the only module of `meshfs-core` with `unsafe` code: everything above it
 //! ([`crate::dir`], the share's resolver) works with owned descriptors and checked names only.
@@ -254,4 +254,23 @@ pub(crate) fn fstatvfs(fd: BorrowedFd<'_>) -> io::Result<libc::statvfs64> {
     check(unsafe { libc::fstatvfs64(fd.as_raw_fd(), st.as_mut_ptr()) })?;
     // SAFETY: initialised by the successful call above.
     Ok(unsafe { st.assume_init() })
+}
+
+/// Wait until `a` or `b` is readable (or hung up): which of them are. Retried on `EINTR`.
+pub(crate) fn wait_readable(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> io::Result<(bool, bool)> {
+    let mut fds = [a, b].map(|fd| libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    });
+    loop {
+        // SAFETY: `fds` is a valid array of two pollfd for the duration of the call, and both
+        // descriptors are borrowed open for it.
+        let ret = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        match check(ret) {
+            Ok(_) => return Ok((fds[0].revents != 0, fds[1].revents != 0)),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
 }

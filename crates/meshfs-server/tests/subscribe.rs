@@ -441,3 +441,35 @@ fn reading_files_wakes_no_watch_and_changes_are_still_reported() {
         "{raw} raw changes woke the watch for 302 files read and 2 changed"
     );
 }
+
+/// The share's folder itself deleted: what it held is reported deleted, and the node keeps
+/// answering.
+#[test]
+fn the_share_deleted_reports_what_it_held_and_the_node_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let share = dir.path().join("share");
+    std::fs::create_dir_all(share.join("day1")).unwrap();
+    std::fs::write(share.join("day1/a.mp4"), b"a").unwrap();
+    let node = start(&share, 1000);
+    let mut sub = Sub::open(&node.addr, None);
+    std::fs::write(share.join("top.mp4"), b"t").unwrap();
+    sub.until(|(_, k, p)| k == "closed" && p == "top.mp4");
+
+    std::fs::remove_dir_all(&share).unwrap();
+    let mut gone = HashSet::new();
+    let seen = sub.until(|(_, k, p)| {
+        if k == "deleted" {
+            gone.insert(p.clone());
+        }
+        gone.len() == 3
+    });
+    let want: HashSet<String> = ["day1/a.mp4", "day1", "top.mp4"].map(String::from).into();
+    assert_eq!(gone, want, "{seen:?}");
+
+    let mut s = TcpStream::connect(&node.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"stat top.mp4\n").unwrap();
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).unwrap();
+    assert!(line.starts_with("1 "), "{line:?}");
+}
