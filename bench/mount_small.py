@@ -6,6 +6,9 @@ The servers (node, sshd, nginx) run on core 0, the mounts and `cat` on core 1 (B
 anywhere).
 Also counts the requests the meshfs mount sends per file, through a relay between mount and node
 (in clear, `--plaintext`, so the relay can read them; the timed runs use TLS).
+MESHFS_BASE_NODE_BIN=/other/meshfs adds a node of that build serving its own copy of the files
+(a share's watch sees every open of it, whoever makes it), read through the same mount build,
+its runs alternated with the first node's (an A/B of the node; the row "meshfs, base node").
 Target (issue 22): >= 4x sshfs. Usage: mount_small.py COUNT RUNS   (root: drop_caches, FUSE)"""
 
 import os
@@ -32,6 +35,11 @@ for i in range(count):
     with open(os.path.join(snaps, f"s{i:05}.jpg"), "wb") as f:
         f.write(os.urandom(64 << 10))
 _, addr = meshfs_node(share, cpu=SERVER_CPU)
+BASE_NODE = os.environ.get("MESHFS_BASE_NODE_BIN")
+if BASE_NODE:
+    base_share = os.path.join(w, "base-share")
+    subprocess.run(["cp", "-a", share, base_share], check=True)
+    _, base_addr = meshfs_node(base_share, cpu=SERVER_CPU, binary=BASE_NODE)
 ssh_port, key, _ = private_sshd(w, cpu=SERVER_CPU)
 http_port = nginx(w, share, "sendfile on; autoindex on;", cpu=SERVER_CPU)
 
@@ -55,12 +63,30 @@ def timed(mount, folder, mnt):
     return median(secs)
 
 
-secs_m = timed(lambda m: meshfs_mount(m, addr, cpu=CLIENT_CPU), "bench/snaps", os.path.join(w, "mnt-meshfs"))
+def timed_pair(mounts, folder, mnt):
+    """Median seconds of each of `mounts` (as in `timed`), their runs alternated."""
+    secs = [[] for _ in mounts]
+    for r in range(runs):
+        for i, mount in (list(enumerate(mounts)) if r % 2 == 0 else list(enumerate(mounts))[::-1]):
+            m = f"{mnt}-{i}-{r}"
+            proc = mount(m)
+            secs[i].append(cat_all(os.path.join(m, folder)))
+            unmount(m, proc)
+    return [median(x) for x in secs]
+
+
+if BASE_NODE:
+    secs_m, secs_b = timed_pair([lambda m: meshfs_mount(m, addr, cpu=CLIENT_CPU),
+                                 lambda m: meshfs_mount(m, base_addr, cpu=CLIENT_CPU)],
+                                "bench/snaps", os.path.join(w, "mnt-meshfs"))
+else:
+    secs_m = timed(lambda m: meshfs_mount(m, addr, cpu=CLIENT_CPU), "bench/snaps", os.path.join(w, "mnt-meshfs"))
 secs_s = timed(lambda m: sshfs_mount(m, share, ssh_port, key, cpu=CLIENT_CPU), "snaps", os.path.join(w, "mnt-sshfs"))
 secs_r = timed(lambda m: rclone_mount(m, f"http://127.0.0.1:{http_port}/", "snaps", cpu=CLIENT_CPU), "snaps",
                os.path.join(w, "mnt-rclone"))
 table(f"{count} files of 64 KiB, cat DIR/* > /dev/null, cold, median of {runs}", [
     ("meshfs", count / secs_m),
+    *([("meshfs, base node", count / secs_b)] if BASE_NODE else []),
     ("sshfs", count / secs_s),
     ("rclone mount (http, nginx)", count / secs_r),
 ], "files/s")
