@@ -202,6 +202,35 @@ fn the_inotify_watch_limit_costs_only_the_folders_beyond_it() {
     );
 }
 
+/// More changes than the kernel queues for the share's watch (`fs.inotify.max_queued_events`)
+/// while the node cannot read them (stopped here; a burst on a busy node does the same): the
+/// kernel drops the rest, and subscribers are told `resync`, after which events flow again.
+#[test]
+fn the_kernels_queue_overflowing_is_told_as_resync() {
+    let place = Place::new();
+    let share = &place.share;
+    let (node, addr, err) = place.node(&["env"]);
+    let watch = Watch::start(&addr, place.top.path());
+    write(share.join("first"));
+    watch.expect("closed", "first");
+
+    let queued: usize = std::fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    node.signal(libc::SIGSTOP);
+    // Each new file is two changes (created, closed after writing).
+    for i in 0..queued / 2 + 1000 {
+        std::fs::File::create(share.join(format!("f{i:07}"))).unwrap();
+    }
+    node.signal(libc::SIGCONT);
+    until_line(&watch.proc.lines, WAIT, |l| l.ends_with(" resync"));
+    write(share.join("after"));
+    watch.expect("closed", "after");
+    stderr_of(node, err);
+}
+
 /// `meshfs node ARGS` in `cwd`, expected to fail: its stderr, after checking that it said
 /// nothing on stdout (no readiness line for a node that does not serve).
 fn node_fails(cwd: &Path, args: &[&str]) -> String {
