@@ -9,7 +9,12 @@
 //! Here the socket is read up to 256 KiB at a time into one buffer, each record is decrypted in
 //! place there, and the caller's read copies the plaintext out once: what curl and OpenSSL do
 //! per byte, and what kernel TLS would do in the kernel (not built into every kernel: this
-//! project's benchmark VM has no `tls` module).
+//! project's benchmark VM has no `tls` module). A read into a large buffer (a payload, at
+//! least [`DIRECT_MIN`]) skips even that copy: the socket is read straight into the caller's
+//! buffer and each record is decrypted there, its plaintext written over the record header
+//! and the tags before it (`open_within` shifts it as it decrypts), so the bytes are touched
+//! once, by the cipher; only a record cut off at the end of such a read is moved to our
+//! buffer, to be completed by the next read.
 //!
 //! How: rustls hands over both directions' traffic keys and sequence numbers for kernel TLS
 //! (`dangerous_extract_secrets`) once the handshake is done and nothing is left buffered
@@ -48,6 +53,10 @@ const MAX_CIPHERTEXT: usize = MAX_PLAINTEXT + 256;
 /// Bytes the socket is read into. Reads go to the free end of it; the partial record left
 /// there is moved to the front only when less than half is free, so reads stay large.
 const RECV_BUF: usize = 256 << 10;
+/// A read into a buffer of at least this much room reads the socket into that buffer and
+/// opens the records there ([`Records::read_direct`]). Larger than a record, so a read that
+/// only completes one record is rare.
+const DIRECT_MIN: usize = 64 << 10;
 /// Sealed bytes a write may leave unsent before it waits for the socket.
 const MAX_UNSENT: usize = 64 << 10;
 
@@ -103,6 +112,20 @@ impl Direction {
     }
 
     /// The next record's nonce (RFC 8446 §5.3).
+    /// Open the record whose header is `header` and whose ciphertext and tag are
+    /// `record[shift..]`: its plaintext (content and inner type) lands at `record[..]`.
+    fn open<'a>(
+        &mut self,
+        header: [u8; HEADER_LEN],
+        record: &'a mut [u8],
+        shift: usize,
+    ) -> io::Result<&'a mut [u8]> {
+        let nonce = self.next_nonce()?;
+        self.key
+            .open_within(nonce, Aad::from(header), record, shift..)
+            .map_err(|_| invalid("a TLS record failed authentication"))
+    }
+
     fn next_nonce(&mut self) -> io::Result<Nonce> {
         let mut nonce = self.iv;
         for (b, s) in nonce[4..].iter_mut().zip(self.seq.to_be_bytes()) {
@@ -193,48 +216,105 @@ impl Records {
     /// Open the record at `raw` if it is all here: true when one was consumed.
     fn open_record(&mut self) -> io::Result<bool> {
         let here = &self.buf[self.raw..self.filled];
-        let Some(header) = here.first_chunk::<HEADER_LEN>().copied() else {
+        let Some((header, len)) = record_header(here)? else {
             return Ok(false);
         };
-        let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
-        if header[0] != APPLICATION_DATA
-            || header[1..3] != [3, 3]
-            || !(TAG_LEN + 1..=MAX_CIPHERTEXT).contains(&len)
-        {
-            // A change_cipher_spec record is allowed only during the handshake.
-            let what = if header[0] == CHANGE_CIPHER_SPEC {
-                "change_cipher_spec record after the handshake"
-            } else {
-                "malformed TLS record header"
-            };
-            return Err(invalid(what));
-        }
         if here.len() < HEADER_LEN + len {
             return Ok(false);
         }
         let start = self.raw + HEADER_LEN;
         self.raw = start + len;
-        let nonce = self.rx.next_nonce()?;
-        let plain = self
-            .rx
-            .key
-            .open_in_place(nonce, Aad::from(header), &mut self.buf[start..start + len])
-            .map_err(|_| invalid("a TLS record failed authentication"))?;
+        let plain = self.rx.open(header, &mut self.buf[start..start + len], 0)?;
+        if let Some(content) = Self::received(plain, &mut self.closed)? {
+            self.plain = (start, start + content);
+        }
+        Ok(true)
+    }
+
+    /// What the record opened in `plain` (content and inner type) says: the length of its
+    /// application data, or `None` when it carried an alert or handshake messages (taken
+    /// into account here: close_notify sets `closed`, anything else is an error).
+    fn received(plain: &[u8], closed: &mut bool) -> io::Result<Option<usize>> {
         let Some(kind_at) = plain.iter().rposition(|&b| b != 0) else {
             return Err(invalid("TLS record without a content type"));
         };
-        let content = (start, start + kind_at);
+        let content = &plain[..kind_at];
         match plain[kind_at] {
-            APPLICATION_DATA => self.plain = content,
-            ALERT => match self.buf[content.0..content.1] {
-                [_, CLOSE_NOTIFY] => self.closed = true,
+            APPLICATION_DATA => return Ok(Some(kind_at)),
+            ALERT => match content {
+                [_, CLOSE_NOTIFY] => *closed = true,
                 [_, what] => return Err(invalid(format!("the peer sent TLS alert {what}"))),
                 _ => return Err(invalid("malformed TLS alert")),
             },
-            HANDSHAKE => after_handshake(&self.buf[content.0..content.1])?,
+            HANDSHAKE => after_handshake(content)?,
             other => return Err(invalid(format!("TLS record of content type {other}"))),
         }
-        Ok(true)
+        Ok(None)
+    }
+
+    /// Read the socket straight into `out` (whose room is at least [`DIRECT_MIN`]; our
+    /// buffer holds nothing) and open the records there: each record's plaintext is written
+    /// where the previous one's ended, over headers and tags. A record cut off at the end is
+    /// moved to our buffer. Ready with true once `out` got bytes or the stream ended.
+    fn read_direct(
+        &mut self,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<bool>> {
+        debug_assert_eq!((self.raw, self.filled), (0, 0));
+        let start = out.filled().len();
+        ready!(Pin::new(&mut self.tcp).poll_read(cx, out))?;
+        let region = &mut out.filled_mut()[start..];
+        if region.is_empty() {
+            return Poll::Ready(Err(closed_without_notify()));
+        }
+        let (mut plain, mut at) = (0, 0);
+        let opened = loop {
+            let here = &region[at..];
+            let len = match record_header(here) {
+                Ok(Some((_, len))) if here.len() < HEADER_LEN + len => break Ok(()),
+                Ok(Some(header)) => header.1,
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            };
+            let header: [u8; HEADER_LEN] = here[..HEADER_LEN].try_into().expect("checked above");
+            let end = at + HEADER_LEN + len;
+            // Opened in place, shifted back to `plain` as it is decrypted.
+            let record = &mut region[plain..end];
+            let shift = at + HEADER_LEN - plain;
+            let opened = match self.rx.open(header, record, shift) {
+                Ok(opened) => opened,
+                Err(e) => break Err(e),
+            };
+            at = end;
+            match Self::received(opened, &mut self.closed) {
+                Ok(Some(content)) => plain += content,
+                Ok(None) if self.closed => break Ok(()),
+                Ok(None) => {}
+                Err(e) => break Err(e),
+            }
+        };
+        if let Err(e) = opened {
+            // Nothing of this read is given: the error is the answer.
+            out.set_filled(start);
+            return Poll::Ready(Err(e));
+        }
+        if !self.closed {
+            let rest = &region[at..];
+            self.buf[..rest.len()].copy_from_slice(rest);
+            self.filled = rest.len();
+        }
+        out.set_filled(start + plain);
+        Poll::Ready(Ok(plain > 0 || self.closed))
+    }
+
+    /// Bytes still missing from the record cut off at `raw`: its header's, or its body's.
+    fn missing(&self) -> usize {
+        let here = &self.buf[self.raw..self.filled];
+        match here.first_chunk::<HEADER_LEN>() {
+            None => HEADER_LEN - here.len(),
+            Some(h) => HEADER_LEN + usize::from(u16::from_be_bytes([h[3], h[4]])) - here.len(),
+        }
     }
 
     /// Seal `data` as records of content type `kind`, queued on `out`.
@@ -299,20 +379,31 @@ impl AsyncRead for Records {
                 continue;
             }
             // Only part of a record is here: read more, after it.
+            let direct = out.remaining() >= DIRECT_MIN;
             if this.raw == this.filled {
                 (this.raw, this.filled) = (0, 0);
+                if direct {
+                    if ready!(this.read_direct(cx, out))? {
+                        return Poll::Ready(Ok(()));
+                    }
+                    continue;
+                }
             } else if this.buf.len() - this.filled < RECV_BUF / 2 {
                 this.buf.copy_within(this.raw..this.filled, 0);
                 (this.raw, this.filled) = (0, this.filled - this.raw);
             }
-            let mut room = ReadBuf::new(&mut this.buf[this.filled..]);
+            // Into a large buffer, only the rest of the record cut off here: what follows it
+            // is read straight into that buffer.
+            let room = if direct && this.raw < this.filled {
+                this.filled + this.missing()
+            } else {
+                this.buf.len()
+            };
+            let mut room = ReadBuf::new(&mut this.buf[this.filled..room]);
             ready!(Pin::new(&mut this.tcp).poll_read(cx, &mut room))?;
             let n = room.filled().len();
             if n == 0 {
-                return Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the peer closed the connection without close_notify",
-                )));
+                return Poll::Ready(Err(closed_without_notify()));
             }
             this.filled += n;
         }
@@ -356,6 +447,35 @@ impl AsyncWrite for Records {
         ready!(this.poll_send(cx))?;
         Pin::new(&mut this.tcp).poll_shutdown(cx)
     }
+}
+
+/// The header at the start of `here` (if all five bytes are there) and the length of the
+/// record body it announces; an error for a header no record after the handshake may have.
+fn record_header(here: &[u8]) -> io::Result<Option<([u8; HEADER_LEN], usize)>> {
+    let Some(header) = here.first_chunk::<HEADER_LEN>().copied() else {
+        return Ok(None);
+    };
+    let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
+    if header[0] != APPLICATION_DATA
+        || header[1..3] != [3, 3]
+        || !(TAG_LEN + 1..=MAX_CIPHERTEXT).contains(&len)
+    {
+        // A change_cipher_spec record is allowed only during the handshake.
+        let what = if header[0] == CHANGE_CIPHER_SPEC {
+            "change_cipher_spec record after the handshake"
+        } else {
+            "malformed TLS record header"
+        };
+        return Err(invalid(what));
+    }
+    Ok(Some((header, len)))
+}
+
+fn closed_without_notify() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "the peer closed the connection without close_notify",
+    )
 }
 
 fn invalid(what: impl Into<String>) -> io::Error {
@@ -532,6 +652,41 @@ mod tests {
             got.len(),
             expected.len()
         );
+    }
+
+    /// Reads into large buffers (payloads) open the records in the caller's buffer; records
+    /// cut off at the end of such a read, tiny reads between large ones and the end of the
+    /// stream all keep every byte in order.
+    #[tokio::test]
+    async fn large_reads_open_records_in_place_and_keep_every_byte() {
+        let sent = payload((5 << 20) + 77);
+        let expected = sent.clone();
+        let mut stream = connect(
+            move |mut tls| async move {
+                let (mut at, mut step) = (0, 1000);
+                while at < sent.len() {
+                    let end = (at + step).min(sent.len());
+                    tls.write_all(&sent[at..end]).await?;
+                    tls.flush().await?;
+                    at = end;
+                    step = step * 5 % (700 << 10) + 1;
+                }
+                tls.shutdown().await
+            },
+            None,
+        )
+        .await;
+        let mut got = Vec::new();
+        let sizes = [1 << 20, DIRECT_MIN, 5, 300_007, DIRECT_MIN - 1, 2 << 20, 17];
+        for size in sizes.iter().cycle() {
+            let mut part = vec![0u8; *size];
+            match stream.read(&mut part).await.unwrap() {
+                0 => break,
+                n => got.extend_from_slice(&part[..n]),
+            }
+        }
+        assert_eq!(got.len(), expected.len());
+        assert!(got == expected, "bytes differ");
     }
 
     /// Every TLS 1.3 suite meshfs offers is opened here: AES-128-GCM on CPUs with AES
