@@ -2,8 +2,9 @@
 """What one read by path costs a node: `pread OFFSET SIZE PATH` over FILES files in turn (each
 one an open, a read and a close on the node, as the mount's whole-file fetch at open and `get`'s
 parallel lanes ask), against `seek` + `read` on a file the connection keeps open (no open per
-request: what the mount's random-read lane does), on one connection in clear, one request at a
-time. Per request: the median and p99 latency seen by the client, the node's CPU time (every
+request: what the mount's random-read lane does), and `pread` of that one kept-open file (as hot
+in the CPU's caches as it: the difference from `seek` + `read` is the open itself), on one
+connection in clear, one request at a time. Per request: the median and p99 latency seen by the client, the node's CPU time (every
 thread's, from /proc/PID/task/*/schedstat) and its threads' context switches (all of them, and
 those of the share's watch threads alone: a thread woken and put back to sleep).
 
@@ -24,6 +25,9 @@ from common import NODE_BIN, meshfs_node, median, p99, work_dir
 files, requests = int(sys.argv[1]), int(sys.argv[2])
 size = int(sys.argv[3]) if len(sys.argv) > 3 else 4096
 BLOCK = 200
+# `pread` over the files in turn; `pread` of the one file `seek` + `read` keeps open (hot in the
+# CPU's caches like it: the difference between these two rows is what the open itself costs).
+MODES = ("pread", "pread, one file", "seek+read")
 PIN = os.cpu_count() >= 2 and os.environ.get("BENCH_PIN", "1") != "0"
 SERVER_CPU = 0 if PIN else None
 if PIN:
@@ -59,7 +63,7 @@ class Node:
         assert self.open_reader.readline() == b"0 OK\n"
         self.next = 0
         self.stats = {mode: {"lat": [], "cpu_ns": 0, "switches": 0, "watch_switches": 0, "n": 0}
-                      for mode in ("pread", "seek+read")}
+                      for mode in MODES}
 
     def threads(self):
         """(CPU ns, context switches, the watch threads' switches) summed over the node's threads."""
@@ -90,9 +94,12 @@ class Node:
         st = self.stats[mode]
         before = self.threads()
         for _ in range(BLOCK):
-            if mode == "pread":
-                req = b"pread 0 %d s%05d.jpg\n" % (size, self.next)
-                self.next = (self.next + 1) % files
+            if mode.startswith("pread"):
+                if mode == "pread":
+                    req = b"pread 0 %d s%05d.jpg\n" % (size, self.next)
+                    self.next = (self.next + 1) % files
+                else:
+                    req = b"pread 0 %d s00000.jpg\n" % size
                 t0 = time.perf_counter_ns()
                 self.sock.sendall(req)
                 self.payload(self.reader)
@@ -111,13 +118,13 @@ class Node:
 
 nodes = [Node(label, binary) for label, binary in builds]
 for node in nodes:  # warm up: the page cache, the connections
-    node.block("pread")
-    node.block("seek+read")
+    for mode in MODES:
+        node.block(mode)
     for st in node.stats.values():
         st.update(lat=[], cpu_ns=0, switches=0, watch_switches=0, n=0)
 for b in range(max(1, requests // BLOCK)):
     order = nodes if b % 2 == 0 else nodes[::-1]
-    for mode in ("pread", "seek+read"):
+    for mode in MODES:
         for node in order:
             node.block(mode)
 
