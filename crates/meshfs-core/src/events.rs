@@ -441,17 +441,27 @@ impl Ingest {
             }
             match next {
                 Next::Item(Raw::Change { wd, mask, name }) => self.change(wd, mask, name),
-                Next::Item(Raw::Overflow) => self.events.push(EventKind::Resync, String::new()),
+                // The kernel dropped changes (its queue was full): as below.
+                Next::Item(Raw::Overflow) => self.lost(),
                 Next::Item(Raw::Failed(e)) => {
                     tracing::error!(error = %e, "the share's watch stopped: no more file events");
                     self.events.push(EventKind::Resync, String::new());
                 }
                 // Lost changes came after everything queued before them: one `resync`, after
                 // those, so a subscriber re-lists once and no stale event follows.
-                Next::Lost => self.events.push(EventKind::Resync, String::new()),
+                Next::Lost => self.lost(),
                 Next::Closed => return,
             }
         }
+    }
+
+    /// Changes were lost. Among them may be folders made meanwhile, which nothing watches yet:
+    /// the share is walked again (watches already there stay as they are) before subscribers
+    /// are told `resync`, so that what they re-list is watched.
+    fn lost(&mut self) {
+        let root = self.root.clone();
+        self.folders.watch_tree(&root, |_| {});
+        self.events.push(EventKind::Resync, String::new());
     }
 
     /// Turn one raw change (in the folder watched as `wd`: to `name`, or to the folder itself)

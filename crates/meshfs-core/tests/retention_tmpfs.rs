@@ -219,17 +219,22 @@ async fn a_recorder_never_fills_the_disk() {
     assert!(fs::symlink_metadata(root.join("out.mp4")).is_ok());
     assert!(fs::symlink_metadata(root.join("outdir")).is_ok());
     assert_eq!(deleted.len(), segs.len() + 1);
-    // Each deletion is in the event log, saying retention made it.
+    // Each deletion is in the event log, saying retention made it. The watch reports the last
+    // ones a moment after they were made: wait for them.
+    let mut expected: Vec<_> = deleted.iter().map(|d| d.path.clone()).collect();
+    expected.sort();
     let mut by_retention = Vec::new();
-    while let Ok(e) = log.try_recv() {
+    while by_retention.len() < expected.len() {
+        let e = tokio::time::timeout(Duration::from_secs(10), log.recv())
+            .await
+            .unwrap_or_else(|_| panic!("logged {by_retention:?}, deleted {expected:?}"))
+            .expect("the log held every event");
         if e.kind == EventKind::Deleted {
             assert_eq!(e.reason, Some(Reason::Retention), "{e:?}");
             by_retention.push(e.path);
         }
     }
-    let mut expected: Vec<_> = deleted.iter().map(|d| d.path.clone()).collect();
     by_retention.sort();
-    expected.sort();
     assert_eq!(by_retention, expected);
     drop(held);
 }

@@ -204,7 +204,8 @@ fn the_inotify_watch_limit_costs_only_the_folders_beyond_it() {
 
 /// More changes than the kernel queues for the share's watch (`fs.inotify.max_queued_events`)
 /// while the node cannot read them (stopped here; a burst on a busy node does the same): the
-/// kernel drops the rest, and subscribers are told `resync`, after which events flow again.
+/// kernel drops the rest, subscribers are told `resync`, and events flow again, from folders
+/// made while changes were dropped too.
 #[test]
 fn the_kernels_queue_overflowing_is_told_as_resync() {
     let place = Place::new();
@@ -224,10 +225,12 @@ fn the_kernels_queue_overflowing_is_told_as_resync() {
     for i in 0..queued / 2 + 1000 {
         std::fs::File::create(share.join(format!("f{i:07}"))).unwrap();
     }
+    // Made once the queue is full: the kernel drops its `created`.
+    std::fs::create_dir(share.join("late")).unwrap();
     node.signal(libc::SIGCONT);
     until_line(&watch.proc.lines, WAIT, |l| l.ends_with(" resync"));
-    write(share.join("after"));
-    watch.expect("closed", "after");
+    write(share.join("late/after"));
+    watch.expect("closed", "late/after");
     stderr_of(node, err);
 }
 
