@@ -111,7 +111,6 @@ impl Direction {
         })
     }
 
-    /// The next record's nonce (RFC 8446 §5.3).
     /// Open the record whose header is `header` and whose ciphertext and tag are
     /// `record[shift..]`: its plaintext (content and inner type) lands at `record[..]`.
     fn open<'a>(
@@ -126,6 +125,7 @@ impl Direction {
             .map_err(|_| invalid("a TLS record failed authentication"))
     }
 
+    /// The next record's nonce (RFC 8446 §5.3).
     fn next_nonce(&mut self) -> io::Result<Nonce> {
         let mut nonce = self.iv;
         for (b, s) in nonce[4..].iter_mut().zip(self.seq.to_be_bytes()) {
@@ -271,13 +271,12 @@ impl Records {
         let (mut plain, mut at) = (0, 0);
         let opened = loop {
             let here = &region[at..];
-            let len = match record_header(here) {
+            let (header, len) = match record_header(here) {
                 Ok(Some((_, len))) if here.len() < HEADER_LEN + len => break Ok(()),
-                Ok(Some(header)) => header.1,
+                Ok(Some(header)) => header,
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(e),
             };
-            let header: [u8; HEADER_LEN] = here[..HEADER_LEN].try_into().expect("checked above");
             let end = at + HEADER_LEN + len;
             // Opened in place, shifted back to `plain` as it is decrypted.
             let record = &mut region[plain..end];
@@ -687,6 +686,34 @@ mod tests {
         }
         assert_eq!(got.len(), expected.len());
         assert!(got == expected, "bytes differ");
+    }
+
+    /// A peer that drops the connection without close_notify, at a record's end or inside
+    /// one, ends a large read with an error: a cut-off stream is never taken for its end.
+    #[tokio::test]
+    async fn a_connection_dropped_without_close_notify_is_an_error_in_large_reads() {
+        for cut in [0, 1000] {
+            let sent = payload(1 << 20);
+            let expected = sent.clone();
+            let mut stream = connect(
+                move |mut tls| async move {
+                    tls.write_all(&sent).await?;
+                    tls.flush().await?;
+                    let (mut tcp, _) = tls.into_inner();
+                    // Part of one more record, or none: then the connection just ends.
+                    tcp.write_all(&[APPLICATION_DATA, 3, 3, 0x40, 0x11][..cut.min(5)])
+                        .await?;
+                    tcp.write_all(&vec![7u8; cut.saturating_sub(5)]).await?;
+                    tcp.shutdown().await
+                },
+                None,
+            )
+            .await;
+            let mut got = Vec::with_capacity(4 << 20);
+            let err = stream.read_to_end(&mut got).await.unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{err}");
+            assert!(got.len() <= expected.len() && got[..] == expected[..got.len()]);
+        }
     }
 
     /// Every TLS 1.3 suite meshfs offers is opened here: AES-128-GCM on CPUs with AES
