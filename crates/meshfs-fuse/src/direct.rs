@@ -217,11 +217,10 @@ impl NodeLane {
     /// Send `close` for the file held, without waiting for its reply; only on the connection
     /// already there (a release never waits for a new one).
     async fn close(&mut self) {
+        self.held = None;
         if self.pool.idle() == 0 {
-            self.held = None;
             return;
         }
-        self.held = None;
         let owed = std::mem::take(&mut self.owed);
         // The idle connection (a lease, not `Pool::run`: no retry on a new one).
         let Ok(mut lease) = self.pool.lease().await else {

@@ -714,7 +714,8 @@ fn random_reads_stalled_on_one_node_leave_the_mount_free_for_the_others() {
     let port: u16 = b.rsplit(':').next().unwrap().parse().unwrap();
     assert!(
         eventually(Duration::from_secs(5), || unread_requests_to(port) >= 2),
-        "both reads should have reached the stopped node"
+        "both reads should have reached the stopped node ({} connections hold requests)",
+        unread_requests_to(port)
     );
     let mut buf = [0u8; 4096];
     let start = Instant::now();
