@@ -161,12 +161,23 @@ pub enum PeerEvent {
 struct Table {
     /// (name, id) → peer.
     entries: HashMap<(String, String), Peer>,
-    /// Processes a new one of the same node replaced (taken for a restart), with where they
-    /// were and when: one heard again, at another address, was not dead but a twin
-    /// ([`Table::hello`]). Bounded like the entries, and pruned with them.
-    replaced: HashMap<(String, String), (SocketAddr, Instant)>,
+    /// Processes a new one of the same node replaced (taken for a restart): one heard again,
+    /// at another address, was not dead but a twin ([`Table::hello`]). Bounded like the
+    /// entries, and pruned with them.
+    replaced: HashMap<(String, String), Replaced>,
     /// A table filled by one lookup ([`Peers::for_lookup`]): no process replaces another.
     every_process: bool,
+}
+
+/// A process taken for restarted when another one of its node spoke.
+#[derive(Debug)]
+struct Replaced {
+    /// Where the process that replaced it spoke from.
+    by: SocketAddr,
+    /// That process was a poll of an address (`--peer`), not a process's own hello.
+    by_poll: bool,
+    /// When the replaced process was last heard.
+    last_seen: Instant,
 }
 
 impl Table {
@@ -196,10 +207,12 @@ impl Table {
         // A process taken for restarted that speaks again, from elsewhere than the one that
         // replaced it, is alive: two processes with one name and one key (two nodes sharing
         // a state folder). Both stay, a conflict like two IDs, never one of them at random.
+        // A node polled by address and also heard on the LAN speaks from two addresses
+        // without being two processes: either side being a poll is no twin.
         let twin = self
             .replaced
             .remove(&key)
-            .is_some_and(|(at, _)| at != peer.addr && !peer.id.starts_with(STATIC_ID));
+            .is_some_and(|r| r.by != peer.addr && !r.by_poll && !peer.id.starts_with(STATIC_ID));
         // Earlier processes of the same node: a restart. Other nodes of that name stay.
         let earlier: Vec<(String, String)> = match twin || self.every_process {
             true => Vec::new(),
@@ -219,8 +232,13 @@ impl Table {
             .collect();
         if self.replaced.len() < MAX_PEERS {
             for p in &removed {
+                let replaced = Replaced {
+                    by: peer.addr,
+                    by_poll: peer.id.starts_with(STATIC_ID),
+                    last_seen: p.last_seen,
+                };
                 self.replaced
-                    .insert((p.name.clone(), p.id.clone()), (peer.addr, p.last_seen));
+                    .insert((p.name.clone(), p.id.clone()), replaced);
             }
         }
         let old = removed.into_iter().max_by_key(|p| p.last_seen);
@@ -367,7 +385,7 @@ impl Peers {
     pub fn expire(&self, now: Instant, after: Duration) -> Vec<Peer> {
         self.change(|t, c| {
             t.replaced
-                .retain(|_, (_, seen)| now.saturating_duration_since(*seen) <= after);
+                .retain(|_, r| now.saturating_duration_since(r.last_seen) <= after);
             let keys = t
                 .entries
                 .values()
@@ -644,6 +662,12 @@ mod tests {
         r.hello(at("m1", "192.168.1.9:4044", 1));
         r.hello(at("static:10.0.0.9:4044", "10.0.0.9:4044", 2));
         assert_eq!(r.conflict("cam").len(), 0);
+        // In either order: heard first, then polled, then heard again.
+        let r = Peers::default();
+        r.hello(at("m1", "192.168.1.9:4044", 0));
+        r.hello(at("static:10.0.0.9:4044", "10.0.0.9:4044", 1));
+        r.hello(at("m1", "192.168.1.9:4044", 2));
+        assert_eq!(r.conflict("cam").len(), 0);
         // A lookup's table keeps every process that answered it.
         let l = Peers::for_lookup();
         l.hello(at("p1", "127.0.0.1:4000", 0));
@@ -653,7 +677,10 @@ mod tests {
         let s = Peers::default();
         s.hello(at("p1", "127.0.0.1:4000", 0));
         s.hello(at("p2", "127.0.0.1:5000", 0));
+        // p2 stays in the table; only the memory of p1 expires.
+        s.hello(at("p2", "127.0.0.1:5000", 90));
         s.expire(t0 + Duration::from_secs(95), DEFAULT_EXPIRY);
+        assert_eq!(s.find_all("cam").len(), 1, "p2 is still there");
         s.hello(at("p1", "127.0.0.1:4000", 96));
         assert_eq!(s.find_all("cam").len(), 1);
     }

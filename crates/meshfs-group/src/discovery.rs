@@ -362,7 +362,9 @@ impl Discovery {
             .collect();
         let name = &peer.name;
         let (id, addr) = (show(peer.node_id), peer.addr);
-        let one_key = claims.len() > 1 && claims.iter().all(|p| p.node_id == peer.node_id);
+        let one_key = claims.len() > 1
+            && peer.node_id.is_some()
+            && claims.iter().all(|p| p.node_id == peer.node_id);
         if our_twin {
             tracing::warn!(
                 %name, %id, %addr,
@@ -631,6 +633,12 @@ impl Discovery {
                     addr,
                     node_id,
                 })) => {
+                    // One `--peer` list for a whole site names this node too: it is not a
+                    // twin of itself (a cloned node elsewhere, same key and port, still is).
+                    if addr.port() == self.inner.config.port && is_local(addr.ip()) {
+                        tracing::info!(peer = %target, "static peer is this node: not polled");
+                        return;
+                    }
                     // Keep the id of a peer also heard by multicast, so it is not "new".
                     let id = (self.inner.peers.find_all(&name).into_iter())
                         .find(|p| p.addr == addr)
@@ -654,6 +662,11 @@ impl Discovery {
             }
         }
     }
+}
+
+/// `ip` is one of this machine's addresses (only those can be bound).
+pub(crate) fn is_local(ip: std::net::IpAddr) -> bool {
+    std::net::UdpSocket::bind((ip, 0)).is_ok()
 }
 
 /// Why a static peer did not answer (any connection or protocol error).

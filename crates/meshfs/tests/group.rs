@@ -801,3 +801,36 @@ fn chat_on_a_terminal_redraws_its_prompt_around_incoming_messages() {
         "{line:?}"
     );
 }
+
+/// One `--peer` list for a whole site names every node, this one too: a node that polls
+/// itself is not its own twin (it warned that another node ran with its name and key).
+#[test]
+fn a_node_given_its_own_address_as_a_peer_is_not_its_own_twin() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Group::new(BLOCK);
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = free.local_addr().unwrap().to_string();
+    drop(free);
+    let share = dir.path().to_str().unwrap();
+    let mut args = vec![
+        "node", share, "--listen", &listen, "--name", "self", "--no-web",
+    ];
+    args.extend(["--peer", &listen]);
+    let (net_args, dnssd) = (net.args(), net.dnssd_args());
+    args.extend(net_args.iter().chain(&dnssd).map(String::as_str));
+    let (_node, _addr, log) = common::logged(&args);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = log
+            .recv_timeout(left)
+            .expect("the node never said its --peer is itself");
+        assert!(
+            !line.contains("another node runs with this node's name"),
+            "{line}"
+        );
+        if line.contains("static peer is this node") {
+            break;
+        }
+    }
+}

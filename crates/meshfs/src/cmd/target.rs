@@ -295,11 +295,15 @@ pub async fn find_node(
 ) -> anyhow::Result<std::net::SocketAddr> {
     let trust = Trust::default();
     let pinned = trust.pinned(name);
-    // When the name was first answered by one node alone.
+    // When the name was first answered by one node alone, and by the pinned key: each
+    // settles on its own clock (a lone unpinned claim before the pinned one must not shorten
+    // the wait for a second process with the pinned key).
     let alone_since = std::sync::Mutex::new(None::<Instant>);
+    let pinned_since = std::sync::Mutex::new(None::<Instant>);
     let settled = |peers: &Peers| {
         let claims = peers.find_all(name);
         let mut since = alone_since.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pinned_at = pinned_since.lock().unwrap_or_else(|e| e.into_inner());
         let with_pin = pinned.map_or(0, |pin| {
             claims.iter().filter(|p| p.node_id == Some(pin)).count()
         });
@@ -307,7 +311,7 @@ pub async fn find_node(
             0 => {}
             // The pinned key answered: what others claim does not matter, but a second
             // process with that key (a shared state folder) would, and answers with it.
-            1 => return Some(*since.get_or_insert_with(Instant::now) + SETTLE),
+            1 => return Some(*pinned_at.get_or_insert_with(Instant::now) + SETTLE),
             _ => return Some(Instant::now()),
         }
         if claims.len() != 1 {
