@@ -38,15 +38,24 @@ pub struct Retired {
 struct Inner {
     /// Where the record is kept (`None`: in memory only).
     file: Option<PathBuf>,
-    when: HashMap<String, i64>,
-    /// Paths in the order they were removed, for forgetting the oldest.
-    order: VecDeque<String>,
+    /// The record open for appending (opened at load, again after a rewrite).
+    out: Option<std::fs::File>,
+    /// Per path: when retention removed it, and the sequence number of that entry in `order`.
+    when: HashMap<String, (i64, u64)>,
+    /// Paths in the order they were removed, for forgetting the oldest, each with the
+    /// sequence number it had when pushed. An entry whose number is not the one in `when`
+    /// (the path was forgotten, or removed again since) is stale: skipped when popped, and
+    /// swept when stale entries outnumber live ones, so a removal costs O(1) amortised
+    /// instead of a scan of up to [`MAX_RETIRED`] paths.
+    order: VecDeque<(u64, String)>,
+    /// The next sequence number.
+    seq: u64,
     /// Lines in the file, rewritten compact when it holds twice what is remembered.
     lines: usize,
 }
 
 impl Retired {
-    /// The record kept in `file` (created when needed), as far as it can be read.
+    /// The record kept in `file` (its folder created here), as far as it can be read.
     pub fn load(file: PathBuf) -> Retired {
         let mut inner = Inner::default();
         if let Ok(f) = std::fs::File::open(&file) {
@@ -63,9 +72,16 @@ impl Retired {
                 }
             }
         }
+        if let Some(dir) = file.parent()
+            && let Err(e) = std::fs::create_dir_all(dir)
+        {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot make the folder of the retention record");
+        }
         inner.file = Some(file);
-        if inner.lines > 2 * inner.when.len().max(1) {
+        if inner.wants_compaction() {
             inner.rewrite();
+        } else {
+            inner.open();
         }
         Retired {
             inner: Arc::new(Mutex::new(inner)),
@@ -86,7 +102,10 @@ impl Retired {
     /// Whether a peer's version of `path` modified at `mtime_secs` is one retention removed
     /// here (modified before the removal, or in its second).
     pub fn removed(&self, path: &str, mtime_secs: i64) -> bool {
-        self.lock().when.get(path).is_some_and(|&t| mtime_secs <= t)
+        self.lock()
+            .when
+            .get(path)
+            .is_some_and(|&(t, _)| mtime_secs <= t)
     }
 
     /// `path` is here again (a newer version pulled): the record no longer applies.
@@ -101,61 +120,111 @@ impl Retired {
 
 impl Inner {
     fn remove(&mut self, path: &str) {
+        // Its entry in `order` is now stale.
         if self.when.remove(path).is_some() {
-            self.order.retain(|p| p != path);
+            self.sweep();
         }
     }
 
     fn insert(&mut self, path: &str, secs: i64) {
-        if self.when.insert(path.to_owned(), secs).is_some() {
-            self.order.retain(|p| p != path);
-        }
-        self.order.push_back(path.to_owned());
-        while self.order.len() > MAX_RETIRED {
-            if let Some(old) = self.order.pop_front() {
+        let seq = self.seq;
+        self.seq += 1;
+        // A path removed again leaves its older entry in `order` stale.
+        self.when.insert(path.to_owned(), (secs, seq));
+        self.order.push_back((seq, path.to_owned()));
+        while self.when.len() > MAX_RETIRED {
+            let Some((seq, old)) = self.order.pop_front() else {
+                break;
+            };
+            if self.when.get(&old).is_some_and(|&(_, s)| s == seq) {
                 self.when.remove(&old);
+            }
+        }
+        self.sweep();
+    }
+
+    /// Drop the stale entries of `order` once they outnumber the live ones (plus a floor),
+    /// so `order` stays within about twice what is remembered at O(1) amortised cost.
+    fn sweep(&mut self) {
+        if self.order.len() <= 2 * self.when.len() + 64 {
+            return;
+        }
+        let when = &self.when;
+        self.order
+            .retain(|(seq, p)| when.get(p).is_some_and(|&(_, s)| s == *seq));
+    }
+
+    /// The entries remembered, oldest first.
+    fn live(&self) -> impl Iterator<Item = (i64, &str)> {
+        self.order.iter().filter_map(|(seq, p)| {
+            let &(secs, s) = self.when.get(p)?;
+            (s == *seq).then_some((secs, p.as_str()))
+        })
+    }
+
+    /// Whether the file holds more than twice what is remembered (or a floor, so a few
+    /// entries re-pulled again and again do not rewrite it every other line); the one
+    /// threshold for load and append.
+    fn wants_compaction(&self) -> bool {
+        self.lines > 2 * self.when.len().max(MAX_RETIRED / 100)
+    }
+
+    /// Open the file for appending (kept open between lines).
+    fn open(&mut self) {
+        let Some(file) = &self.file else { return };
+        match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(file)
+        {
+            Ok(f) => self.out = Some(f),
+            Err(e) => {
+                self.out = None;
+                tracing::warn!(file = %file.display(), error = %e, "cannot open the retention record: a restart may fetch back what retention removed");
             }
         }
     }
 
     fn append(&mut self, line: &str) {
-        let Some(file) = &self.file else { return };
-        let written = (|| {
-            if let Some(dir) = file.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(file)?;
-            writeln!(f, "{line}")
-        })();
-        match written {
+        if self.file.is_none() {
+            return;
+        }
+        if self.out.is_none() {
+            self.open();
+        }
+        let Some(out) = &mut self.out else { return };
+        match writeln!(out, "{line}") {
             Ok(()) => self.lines += 1,
             Err(e) => {
-                tracing::warn!(file = %file.display(), error = %e, "cannot keep what retention removed: a restart may fetch it again");
+                if let Some(file) = &self.file {
+                    tracing::warn!(file = %file.display(), error = %e, "cannot keep what retention removed: a restart may fetch it again");
+                }
             }
         }
-        if self.lines > 2 * self.when.len().max(MAX_RETIRED / 100) {
+        if self.wants_compaction() {
             self.rewrite();
         }
     }
 
-    /// The file holds exactly what is remembered (written aside, then renamed).
+    /// The file holds exactly what is remembered (replaced atomically and durably), then is
+    /// open again for appending.
     fn rewrite(&mut self) {
-        let Some(file) = &self.file else { return };
-        let tmp = file.with_extension("tmp");
+        let Some(file) = self.file.clone() else {
+            return;
+        };
         let body: String = self
-            .order
-            .iter()
-            .map(|p| format!("{} {p}\n", self.when[p]))
+            .live()
+            .map(|(secs, p)| format!("{secs} {p}\n"))
             .collect();
-        match std::fs::write(&tmp, body).and_then(|()| std::fs::rename(&tmp, file)) {
-            Ok(()) => self.lines = self.order.len(),
+        // The old file's handle would append to the replaced inode.
+        self.out = None;
+        match meshfs_core::identity::replace_file(&file, body.as_bytes(), 0o600) {
+            Ok(()) => self.lines = self.when.len(),
             Err(e) => {
-                tracing::warn!(file = %file.display(), error = %e, "cannot rewrite the retention record")
+                tracing::warn!(error = %e, "cannot rewrite the retention record")
             }
         }
+        self.open();
     }
 }
 
@@ -193,5 +262,27 @@ mod tests {
         let r = Retired::load(file);
         assert!(!r.removed("reused.mp4", 0));
         assert!(r.removed("clips/a.mp4", 999));
+    }
+
+    #[test]
+    fn the_oldest_removal_is_forgotten_first_and_a_renewed_one_counts_as_new() {
+        let r = Retired::default();
+        r.add("renewed.mp4", 1);
+        r.add("oldest.mp4", 1);
+        r.add("renewed.mp4", 2);
+        for i in 0..MAX_RETIRED - 2 {
+            r.add(&format!("{i}.mp4"), 3);
+        }
+        assert!(r.removed("oldest.mp4", 1), "still within the cap");
+        r.add("one-more.mp4", 3);
+        assert!(!r.removed("oldest.mp4", 1), "the oldest is forgotten");
+        assert!(
+            r.removed("renewed.mp4", 2),
+            "removed again later: not the oldest"
+        );
+        assert!(r.removed("0.mp4", 3));
+        let inner = r.lock();
+        assert_eq!(inner.when.len(), MAX_RETIRED);
+        assert!(inner.order.len() <= 2 * MAX_RETIRED + 64);
     }
 }

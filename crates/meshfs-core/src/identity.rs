@@ -390,8 +390,11 @@ fn write_new(path: &Path, data: &[u8], mode: u32) -> Result<(), IdentityError> {
     Ok(())
 }
 
-/// Atomically replace (or create) `path` with `data`: a temporary file, then rename.
-pub(crate) fn replace_file(path: &Path, data: &[u8], mode: u32) -> Result<(), IdentityError> {
+/// Atomically replace (or create) `path` with `data`: a temporary file (synced, `mode` from
+/// the start), then rename and a sync of the folder, so a crash leaves the old file or the
+/// new one, never a torn one. Public for the other state files a node keeps (the retention
+/// record in meshfs-cluster).
+pub fn replace_file(path: &Path, data: &[u8], mode: u32) -> Result<(), IdentityError> {
     let tmp = temp_path(path);
     write_file(&tmp, data, mode)?;
     if let Err(e) = std::fs::rename(&tmp, path) {
