@@ -4,11 +4,13 @@
 //! - [`workers`]: the worker list, round-robin choice and health checks (`hello` on a timer);
 //! - [`master`]: the master's listener (`hello`, `assign`, `help`, `quit`);
 //! - [`assignment`]: the client side: given any node URL, follow a master's assignment;
+//! - [`in_step`]: the local file versions known in step with a peer (bounded);
 //! - [`replicate`]: on each worker, pull its peers' changes so the workers converge;
 //! - [`retired`]: what a worker's own retention removed, so replication never fetches it back.
 #![forbid(unsafe_code)]
 
 pub mod assignment;
+pub mod in_step;
 pub mod master;
 pub mod replicate;
 pub mod retired;

@@ -64,13 +64,14 @@ use meshfs_core::{Client, Credentials, Entry, Kind, RemotePath, Share, ShareErro
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::in_step::InStep;
 use crate::retired::Retired;
 
 /// Most entries walked in one catch-up of one peer.
 const MAX_WALK: usize = 100_000;
 
-/// Most file versions remembered as in step with a peer.
-const MAX_SYNCED: usize = 200_000;
+/// Most peer versions remembered as losers of a conflict.
+const MAX_LOSERS: usize = 200_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -110,9 +111,9 @@ pub struct Replicator {
     /// files are being written here.
     events: Option<Events>,
     writing: Option<Tracked>,
-    /// Size and modification time of local files known to be in step with a peer: the only
-    /// versions a peer's may replace.
-    synced: Arc<Mutex<HashMap<String, (u64, i64)>>>,
+    /// The local file versions known to be in step with a peer: the only versions a peer's
+    /// may replace, or its deletion remove.
+    synced: Arc<Mutex<InStep>>,
     /// BLAKE3 of the peer's version of a path that lost a conflict here (kept under the
     /// conflict name), until the path changes: the peer may go on announcing that version
     /// until it decided the conflict its side, and it must not replace the winner.
@@ -626,7 +627,7 @@ impl Replicator {
         open_for_writing(self.share.root()).contains(&(st.st_dev, st.st_ino))
     }
 
-    fn synced(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, i64)>> {
+    fn synced(&self) -> std::sync::MutexGuard<'_, InStep> {
         self.synced.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -635,12 +636,8 @@ impl Replicator {
         let Ok(e) = self.share.stat(path) else {
             return;
         };
-        let mut synced = self.synced();
-        if synced.len() >= MAX_SYNCED && !synced.contains_key(path) {
-            // Forgetting only makes a later difference a conflict copy, never a loss.
-            synced.clear();
-        }
-        synced.insert(path.to_owned(), (e.size, e.mtime_ns));
+        // Past its cap the oldest half is forgotten: see `in_step` for what that costs.
+        self.synced().mark(path, e.size, e.mtime_ns);
     }
 
     /// Remember (or forget, `None`) the peer's version of `path` that lost a conflict here.
@@ -648,7 +645,7 @@ impl Replicator {
         let mut losers = self.losers.lock().unwrap_or_else(|e| e.into_inner());
         match hash {
             Some(h) => {
-                if losers.len() >= MAX_SYNCED {
+                if losers.len() >= MAX_LOSERS {
                     // Forgetting costs at worst the winner replaced by the loser, which is
                     // still kept under its conflict name.
                     losers.clear();
@@ -667,7 +664,7 @@ impl Replicator {
     }
 
     fn is_synced(&self, path: &str, local: &Entry) -> bool {
-        self.synced().get(path) == Some(&(local.size, local.mtime_ns))
+        self.synced().is(path, local.size, local.mtime_ns)
     }
 
     /// Delete `path` here once `peer` confirms it is gone there.
