@@ -74,11 +74,16 @@ const CLOSE_NOTIFY: u8 = 0;
 /// protocol between replies. Bytes rustls read but had not yet decrypted would be lost; the
 /// records after them would then fail authentication (an error, never wrong bytes).
 pub fn ready_to_hand_over(conn: &mut ClientConnection) -> bool {
-    if conn.is_handshaking() || conn.wants_write() {
-        return false;
-    }
-    conn.process_new_packets()
-        .is_ok_and(|state| state.plaintext_bytes_to_read() == 0 && !state.peer_has_closed())
+    // First what rustls has read: taking it in may queue something to send.
+    let quiet = conn
+        .process_new_packets()
+        .is_ok_and(|state| state.plaintext_bytes_to_read() == 0 && !state.peer_has_closed());
+    // The record format here is TLS 1.3's (the only version meshfs offers, see
+    // `super::provider_with`; checked, not assumed).
+    quiet
+        && !conn.is_handshaking()
+        && !conn.wants_write()
+        && conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3)
 }
 
 /// One direction's key, IV and next sequence number.
@@ -157,6 +162,9 @@ pub struct Records {
     closed: bool,
     /// close_notify queued by a shutdown.
     shut: bool,
+    /// An error ended the stream: every later read and write gets it again. The record
+    /// sequence has moved past what failed, so going on would skip bytes silently.
+    failed: Option<io::ErrorKind>,
     peer: Option<NodeId>,
     binding: [u8; 32],
 }
@@ -192,6 +200,7 @@ impl Records {
             sent: 0,
             closed: false,
             shut: false,
+            failed: None,
             peer,
             binding,
         })
@@ -235,6 +244,10 @@ impl Records {
     /// application data, or `None` when it carried an alert or handshake messages (taken
     /// into account here: close_notify sets `closed`, anything else is an error).
     fn received(plain: &[u8], closed: &mut bool) -> io::Result<Option<usize>> {
+        // RFC 8446 §5.4: at most 2^14 bytes of content and its type.
+        if plain.len() > MAX_PLAINTEXT + 1 {
+            return Err(invalid("TLS record longer than the protocol allows"));
+        }
         let Some(kind_at) = plain.iter().rposition(|&b| b != 0) else {
             return Err(invalid("TLS record without a content type"));
         };
@@ -322,11 +335,11 @@ impl Records {
             let len = piece.len() + 1 + TAG_LEN;
             let [hi, lo] = (len as u16).to_be_bytes();
             let header = [APPLICATION_DATA, 3, 3, hi, lo];
+            let nonce = self.tx.next_nonce()?;
             self.out.extend_from_slice(&header);
             let start = self.out.len();
             self.out.extend_from_slice(piece);
             self.out.push(kind);
-            let nonce = self.tx.next_nonce()?;
             let tag = self
                 .tx
                 .key
@@ -352,99 +365,109 @@ impl Records {
     }
 }
 
-impl AsyncRead for Records {
-    fn poll_read(
-        self: Pin<&mut Self>,
+/// The stream's work; the traits below run it through [`Records::guarded`].
+impl Records {
+    fn read_records(
+        &mut self,
         cx: &mut Context<'_>,
         out: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
         // A reader waiting for a reply must not wait on its own unsent request.
-        if let Poll::Ready(Err(e)) = this.poll_send(cx) {
+        if let Poll::Ready(Err(e)) = self.poll_send(cx) {
             return Poll::Ready(Err(e));
         }
         loop {
-            let (from, to) = this.plain;
+            let (from, to) = self.plain;
             if from < to {
                 let n = (to - from).min(out.remaining());
-                out.put_slice(&this.buf[from..from + n]);
-                this.plain.0 += n;
+                out.put_slice(&self.buf[from..from + n]);
+                self.plain.0 += n;
                 return Poll::Ready(Ok(()));
             }
-            if this.closed || out.remaining() == 0 {
+            if self.closed || out.remaining() == 0 {
                 return Poll::Ready(Ok(()));
             }
-            if this.open_record()? {
+            if self.open_record()? {
                 continue;
             }
             // Only part of a record is here: read more, after it.
             let direct = out.remaining() >= DIRECT_MIN;
-            if this.raw == this.filled {
-                (this.raw, this.filled) = (0, 0);
+            if self.raw == self.filled {
+                (self.raw, self.filled) = (0, 0);
                 if direct {
-                    if ready!(this.read_direct(cx, out))? {
+                    if ready!(self.read_direct(cx, out))? {
                         return Poll::Ready(Ok(()));
                     }
                     continue;
                 }
-            } else if this.buf.len() - this.filled < RECV_BUF / 2 {
-                this.buf.copy_within(this.raw..this.filled, 0);
-                (this.raw, this.filled) = (0, this.filled - this.raw);
+            } else if self.buf.len() - self.filled < RECV_BUF / 2 {
+                self.buf.copy_within(self.raw..self.filled, 0);
+                (self.raw, self.filled) = (0, self.filled - self.raw);
             }
             // Into a large buffer, only the rest of the record cut off here: what follows it
             // is read straight into that buffer.
-            let room = if direct && this.raw < this.filled {
-                this.filled + this.missing()
+            let room = if direct && self.raw < self.filled {
+                self.filled + self.missing()
             } else {
-                this.buf.len()
+                self.buf.len()
             };
-            let mut room = ReadBuf::new(&mut this.buf[this.filled..room]);
-            ready!(Pin::new(&mut this.tcp).poll_read(cx, &mut room))?;
+            let mut room = ReadBuf::new(&mut self.buf[self.filled..room]);
+            ready!(Pin::new(&mut self.tcp).poll_read(cx, &mut room))?;
             let n = room.filled().len();
             if n == 0 {
                 return Poll::Ready(Err(closed_without_notify()));
             }
-            this.filled += n;
+            self.filled += n;
         }
     }
-}
 
-impl AsyncWrite for Records {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        if this.out.len() - this.sent >= MAX_UNSENT {
-            ready!(this.poll_send(cx))?;
+    fn write_records(&mut self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        if self.out.len() - self.sent >= MAX_UNSENT {
+            ready!(self.poll_send(cx))?;
         }
         let n = data.len().min(MAX_UNSENT);
         if n == 0 {
             return Poll::Ready(Ok(0));
         }
-        this.seal(APPLICATION_DATA, &data[..n])?;
+        self.seal(APPLICATION_DATA, &data[..n])?;
         // Send now what the socket takes; the rest goes with the next write, flush or read.
-        if let Poll::Ready(Err(e)) = this.poll_send(cx) {
+        if let Poll::Ready(Err(e)) = self.poll_send(cx) {
             return Poll::Ready(Err(e));
         }
         Poll::Ready(Ok(n))
     }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        ready!(this.poll_send(cx))?;
-        Pin::new(&mut this.tcp).poll_flush(cx)
+    fn flush_records(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_send(cx))?;
+        Pin::new(&mut self.tcp).poll_flush(cx)
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if !this.shut {
-            this.shut = true;
-            this.seal(ALERT, &[1, CLOSE_NOTIFY])?;
+    fn shutdown_records(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !self.shut {
+            self.shut = true;
+            self.seal(ALERT, &[1, CLOSE_NOTIFY])?;
         }
-        ready!(this.poll_send(cx))?;
-        Pin::new(&mut this.tcp).poll_shutdown(cx)
+        ready!(self.poll_send(cx))?;
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+
+    /// Run `op` unless an earlier error ended the stream, which it then answers again; an
+    /// error `op` returns ends the stream.
+    fn guarded<T>(
+        &mut self,
+        op: impl FnOnce(&mut Self) -> Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if let Some(kind) = self.failed {
+            return Poll::Ready(Err(io::Error::new(
+                kind,
+                "the TLS stream ended with an error before",
+            )));
+        }
+        let res = op(self);
+        if let Poll::Ready(Err(e)) = &res {
+            self.failed = Some(e.kind());
+        }
+        res
     }
 }
 
@@ -505,6 +528,34 @@ fn after_handshake(mut messages: &[u8]) -> io::Result<()> {
         Ok(())
     } else {
         Err(invalid("a handshake message split across TLS records"))
+    }
+}
+
+impl AsyncRead for Records {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.get_mut().guarded(|r| r.read_records(cx, out))
+    }
+}
+
+impl AsyncWrite for Records {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().guarded(|r| r.write_records(cx, data))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().guarded(|r| r.flush_records(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().guarded(|r| r.shutdown_records(cx))
     }
 }
 
@@ -775,6 +826,13 @@ mod tests {
         let err = stream.read_to_end(&mut got).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
         assert!(got.len() < expected.len() && got[..] == expected[..got.len()]);
+        // The error ends the stream: reading on (small reads, through the buffer) never
+        // gives the records after the bad one, whose bytes would follow a silent gap.
+        let mut more = [0u8; 4096];
+        for _ in 0..4 {
+            let err = stream.read(&mut more).await.unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        }
     }
 
     #[tokio::test]
