@@ -287,6 +287,7 @@ impl Events {
             events: self.clone(),
             root,
             folders,
+            loss: None,
         };
         std::thread::Builder::new()
             .name("meshfs-events".into())
@@ -427,29 +428,46 @@ struct Ingest {
     root: PathBuf,
     /// The folders watched, and those that could not be; adds and removes the watches.
     folders: Folders,
+    /// Changes were lost (the kernel's queue or ours overflowed) and the share is not walked
+    /// yet: raw changes taken since. One burst usually tells both overflows, and a walk of a
+    /// big share is long enough to overflow the queue again, so the walk waits for the queue
+    /// to drain (or to turn over once, if it never does) and is made once for them all.
+    loss: Option<usize>,
 }
 
 impl Ingest {
     fn run(mut self, rx: RawReceiver<Raw>) {
         loop {
+            if let Some(taken) = self.loss
+                && (rx.drained() || taken >= RAW_QUEUE)
+            {
+                // The walk covers every loss told so far; one during the walk is told again.
+                rx.take_loss();
+                self.loss = None;
+                self.lost();
+            }
             let next = rx.next();
             if let Next::Item(_) = next {
                 self.events
                     .inner
                     .raw_changes
                     .fetch_add(1, Ordering::Relaxed);
+                if let Some(taken) = &mut self.loss {
+                    *taken += 1;
+                }
             }
             match next {
                 Next::Item(Raw::Change { wd, mask, name }) => self.change(wd, mask, name),
                 // The kernel dropped changes (its queue was full): as below.
-                Next::Item(Raw::Overflow) => self.lost(),
+                Next::Item(Raw::Overflow) => self.loss = Some(self.loss.unwrap_or(0)),
                 Next::Item(Raw::Failed(e)) => {
                     tracing::error!(error = %e, "the share's watch stopped: no more file events");
                     self.events.push(EventKind::Resync, String::new());
                 }
                 // Lost changes came after everything queued before them: one `resync`, after
-                // those, so a subscriber re-lists once and no stale event follows.
-                Next::Lost => self.lost(),
+                // those (once the queue is drained), so a subscriber re-lists once and no
+                // stale event follows.
+                Next::Lost => self.loss = Some(self.loss.unwrap_or(0)),
                 Next::Closed => return,
             }
         }

@@ -73,6 +73,16 @@ pub(super) enum Next<T> {
 }
 
 impl<T> RawReceiver<T> {
+    /// Whether nothing is queued now.
+    pub(super) fn drained(&self) -> bool {
+        self.shared.queued.load(Ordering::Acquire) == 0
+    }
+
+    /// Forget a loss not yet reported: the caller has made up for it (see `Ingest::run`).
+    pub(super) fn take_loss(&self) {
+        self.shared.overflowed.store(false, Ordering::Relaxed);
+    }
+
     /// The next item, waiting for one if the queue is empty.
     pub(super) fn next(&self) -> Next<T> {
         let item = match self.rx.try_recv() {
