@@ -697,6 +697,8 @@ mod tests {
     /// even though no change comes), and its inotify instance is closed with them.
     #[test]
     fn dropping_the_guard_ends_the_watch_threads() {
+        // Counting the process's watch threads is sound only because each test runs in its
+        // own process (nextest): under `cargo test` another test's watch would be counted.
         let dir = tempfile::tempdir().unwrap();
         let before = watch_threads();
         let ev = Events::new(100);
@@ -712,8 +714,6 @@ mod tests {
         until(before + 2, "the watch's threads never showed");
         drop(guard);
         until(before, "the watch's threads still run");
-        std::fs::write(dir.path().join("after"), b"x").unwrap();
-        assert_eq!(ev.raw_changes(), 0);
     }
 
     #[test]
