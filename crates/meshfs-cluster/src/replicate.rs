@@ -60,7 +60,7 @@ use meshfs_core::follow::{Follower, Notice};
 use meshfs_core::rate::Limiter;
 use meshfs_core::retention::writers::{Seen, Tracked, open_for_writing};
 use meshfs_core::transfer::{self, DownloadOptions};
-use meshfs_core::{Client, Credentials, Entry, Kind, RemotePath, Share, ShareError};
+use meshfs_core::{Client, Credentials, Dir, Entry, Kind, RemotePath, Share, ShareError};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -568,10 +568,16 @@ impl Replicator {
             // peer never sees it deleted (and never deletes its own version for it).
             // A file system without hard links (FAT, exFAT: SD cards) refuses (`EPERM`,
             // `EOPNOTSUPP`): ours is renamed aside instead, the name then missing an instant.
+            // A try whose link was made and whose rename then failed left the conflict name
+            // on ours already (the same file): taken as made, or the conflict would never be
+            // decided.
             dir.hard_link(&name, &conflict)
                 .or_else(|e| match e.kind() {
                     std::io::ErrorKind::Unsupported | std::io::ErrorKind::PermissionDenied => {
                         dir.rename(&name, &dir, &conflict)
+                    }
+                    std::io::ErrorKind::AlreadyExists if same_file(&dir, &name, &conflict) => {
+                        Ok(())
                     }
                     _ => Err(e),
                 })
@@ -707,6 +713,14 @@ impl Replicator {
     fn ensure_dir(&self, dir: &str) -> Result<(), SyncError> {
         self.share.create_dir_all(dir)?;
         Ok(())
+    }
+}
+
+/// Whether `a` and `b` in `dir` are names of one file (not following symlinks).
+fn same_file(dir: &Dir, a: &str, b: &str) -> bool {
+    match (dir.stat(a, false), dir.stat(b, false)) {
+        (Ok(a), Ok(b)) => (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino),
+        _ => false,
     }
 }
 
