@@ -298,7 +298,8 @@ impl Client {
     /// connection's records from now on, reading the socket in large pieces and decrypting in
     /// place (a verified `get` over TLS is limited by the client's core). Call it between
     /// replies, with no request in flight. A connection in clear, or one that cannot be handed
-    /// over at this moment, is kept as it is.
+    /// over at this moment, is kept as it is; if rustls then refuses to give its keys up, the
+    /// connection is lost (an error).
     pub async fn hand_over_records(mut self) -> Result<Client> {
         self.flush().await?;
         if !self.stream.buffer().is_empty() || !self.stream.get_mut().can_hand_over_records() {

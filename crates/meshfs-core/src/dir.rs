@@ -121,6 +121,18 @@ impl Dir {
         Ok(File::from(fd))
     }
 
+    /// A new, empty `name` for reading and writing, whatever was there removed first. Not the
+    /// old file truncated: ext4 flushes a file truncated to 0 at its `close`
+    /// (`auto_da_alloc`), which a download writing it would then wait for (0.36 s per GiB
+    /// seen with `strace -T`).
+    pub fn create_fresh(&self, name: &str) -> io::Result<File> {
+        match self.remove_file(name) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        self.open_file(name, libc::O_RDWR | libc::O_CREAT)
+    }
+
     /// Metadata of `name`; `follow` says whether a symlink is judged by its target (which may
     /// lie anywhere: only ever used to refuse, never to reach).
     pub fn stat(&self, name: &str, follow: bool) -> io::Result<libc::stat64> {
@@ -280,6 +292,42 @@ impl Drop for TempFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fresh_file_is_a_new_empty_one_never_through_a_link() {
+        use std::os::unix::fs::MetadataExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = Dir::open(tmp.path()).unwrap();
+        std::fs::write(tmp.path().join("a.part"), b"old bytes").unwrap();
+        let old = std::fs::metadata(tmp.path().join("a.part")).unwrap().ino();
+        // Another name for the old file keeps it (and its bytes) alive: not truncated.
+        std::fs::hard_link(tmp.path().join("a.part"), tmp.path().join("kept")).unwrap();
+        let f = dir.create_fresh("a.part").unwrap();
+        assert_eq!(f.metadata().unwrap().len(), 0);
+        assert_ne!(
+            f.metadata().unwrap().ino(),
+            old,
+            "a new file, not the old one truncated"
+        );
+        assert_eq!(
+            std::fs::read(tmp.path().join("kept")).unwrap(),
+            b"old bytes"
+        );
+        // A link in its place is removed, never written through.
+        let outside = tempfile::NamedTempFile::new().unwrap();
+        std::os::unix::fs::symlink(outside.path(), tmp.path().join("b.part")).unwrap();
+        dir.create_fresh("b.part").unwrap();
+        assert!(
+            std::fs::symlink_metadata(tmp.path().join("b.part"))
+                .unwrap()
+                .is_file()
+        );
+        assert_eq!(std::fs::metadata(outside.path()).unwrap().len(), 0);
+        assert!(
+            dir.create_fresh("new.part").is_ok(),
+            "nothing to remove is fine"
+        );
+    }
 
     #[test]
     fn temp_files_persist_or_vanish() {

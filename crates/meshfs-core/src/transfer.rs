@@ -525,14 +525,7 @@ async fn attempt(
         }
     }
     let file = if offset == 0 {
-        // A new file rather than the old one truncated: ext4 flushes a file truncated to 0 at
-        // its `close` (`auto_da_alloc`), which a download would wait for (see `writer`).
-        match dir.remove_file(&part_file) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(local(&part)(e)),
-            _ => {}
-        }
-        dir.open_file(&part_file, libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC)
-            .map_err(local(&part))?
+        dir.create_fresh(&part_file).map_err(local(&part))?
     } else {
         dir.open_file(&part_file, libc::O_RDWR)
             .map_err(local(&part))?

@@ -819,8 +819,11 @@ async fn open_part(
         }
     };
     let fresh = !claimed.contains(&true);
-    let flags = libc::O_RDWR | libc::O_CREAT | if fresh { libc::O_TRUNC } else { 0 };
-    let file = dir.open_file(part_file, flags).map_err(local(&part))?;
+    let file = match fresh {
+        true => dir.create_fresh(part_file),
+        false => dir.open_file(part_file, libc::O_RDWR | libc::O_CREAT),
+    };
+    let file = file.map_err(local(&part))?;
     file.set_len(size).map_err(local(&part))?;
     if fresh {
         return Ok((file, claimed, restarted));
