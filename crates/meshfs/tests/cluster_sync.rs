@@ -606,3 +606,35 @@ fn what_the_archives_retention_removes_is_not_fetched_back() {
     assert_eq!(clips(&archive), kept);
     assert_eq!(clips(&cam).len(), 4);
 }
+
+/// A try that gave our losing version its conflict name (a hard link) and then failed to
+/// put the peer's in its place leaves that name behind: the next try takes it as made (it is
+/// the same file) and decides the conflict, instead of failing on it every time.
+#[test]
+fn a_conflict_name_left_by_a_failed_try_is_taken_as_made() {
+    let tmp = tempfile::tempdir().unwrap();
+    let [cam, worker] = ["cam", "worker"].map(|n| made(tmp.path(), n));
+    let (ours, theirs) = (common::pattern(200_000, 1), common::pattern(300_000, 2));
+    // Ours is the older: it loses, and keeps the conflict name made from its time and hash.
+    let second = 1_780_000_000; // 2026-05-28T20:26:40Z
+    drop_file(&cam, "clip.mp4", &theirs);
+    drop_file(&worker, "clip.mp4", &ours);
+    set_mtime(&cam.join("clip.mp4"), second + 100);
+    set_mtime(&worker.join("clip.mp4"), second);
+    let hash = blake3::hash(&ours).to_hex();
+    let copy = format!("clip.sync-conflict-20260528-202640-{}.mp4", &hash[..7]);
+    fs::hard_link(worker.join("clip.mp4"), worker.join(&copy)).unwrap();
+
+    let [p_cam, p_worker] = [free_tcp_port(), free_tcp_port()];
+    let _cam = start(&cam, "cam", p_cam, &[], &[]);
+    let _worker = start(&worker, "worker", p_worker, &[p_cam], &[]);
+    wait_until("the conflict decided", Duration::from_secs(20), || {
+        versions(&worker, "clip").is_some_and(|(kept, name, copied)| {
+            assert_eq!(name, copy, "one conflict copy, under the name left behind");
+            kept == theirs && copied == ours
+        })
+    });
+    wait_until("no partial files", Duration::from_secs(10), || {
+        leftovers(&[&worker]).is_empty()
+    });
+}
